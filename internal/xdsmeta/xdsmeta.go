@@ -1,0 +1,94 @@
+// Package xdsmeta holds the names both ends of Weft's xDS contract agree
+// on: node metadata keys, listener and route names, and node ID parsing.
+// It is imported by the control plane and by the sidecar, so it must stay
+// free of Istio, Kubernetes and control-plane dependencies.
+//
+// The contract itself is described in docs/architecture.md ("The xDS
+// contract").
+package xdsmeta
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Node metadata keys. The first four are Istio's, so proxyless gRPC clients
+// configured for Istio work unchanged.
+const (
+	// MetaNamespace is the proxy's namespace.
+	MetaNamespace = "NAMESPACE"
+	// MetaName is the instance name ("reviews-v2-0").
+	MetaName = "NAME"
+	// MetaLabels is a struct of the workload's labels.
+	MetaLabels = "LABELS"
+	// MetaServiceAccount is the workload's service account.
+	MetaServiceAccount = "SERVICE_ACCOUNT"
+	// MetaWorkloadName is the workload's name ("reviews-v2").
+	MetaWorkloadName = "WORKLOAD_NAME"
+	// MetaProxyType is "sidecar" or "gateway" for Weft proxies. A node
+	// without it is served as a proxyless gRPC client.
+	MetaProxyType = "WEFT_PROXY"
+)
+
+// Proxy types carried in MetaProxyType.
+const (
+	ProxyTypeSidecar = "sidecar"
+	ProxyTypeGateway = "gateway"
+)
+
+// Listener names emitted for Weft proxies.
+const (
+	// ListenerOutbound is the sidecar's outbound listener (HTTP proxy mode
+	// and CONNECT). Its filter chains are selected by destination port and,
+	// for TCP services, by host name (server_names) or VIP (prefix_ranges).
+	ListenerOutbound = "virtualOutbound"
+	// ListenerInboundPrefix starts the names of inbound listeners, one per
+	// service port: "inbound|9080".
+	ListenerInboundPrefix = "inbound|"
+)
+
+// InboundListenerName names the inbound listener for a service port.
+func InboundListenerName(port uint32) string { return fmt.Sprintf("%s%d", ListenerInboundPrefix, port) }
+
+// InboundClusterName names the cluster that reaches the local app behind a
+// service port: "inbound|9080||".
+func InboundClusterName(port uint32) string { return fmt.Sprintf("inbound|%d||", port) }
+
+// OutboundRouteName names the outbound route configuration of a port: "9080".
+func OutboundRouteName(port uint32) string { return fmt.Sprintf("%d", port) }
+
+// GatewayRouteName names the route configuration of a gateway port: "http.8080".
+func GatewayRouteName(port uint32) string { return fmt.Sprintf("http.%d", port) }
+
+// NodeID builds an Istio-style node ID:
+// "<type>~<ip>~<name>.<namespace>~<namespace>.svc.cluster.local".
+// type is "sidecar" for sidecars and "router" for gateways.
+func NodeID(typ, ip, name, namespace string) string {
+	return fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", typ, ip, name, namespace, namespace)
+}
+
+// NodeInfo is what a node ID says about a proxy.
+type NodeInfo struct {
+	// Type is "sidecar", "router", or whatever the ID's first field says.
+	Type string
+	// IP is the proxy's address.
+	IP string
+	// Name is the instance name.
+	Name string
+	// Namespace is the proxy's namespace.
+	Namespace string
+}
+
+// ParseNodeID parses an Istio-style node ID. IDs of another shape return
+// ok=false; callers then fall back to metadata and defaults.
+func ParseNodeID(id string) (NodeInfo, bool) {
+	parts := strings.Split(id, "~")
+	if len(parts) != 4 {
+		return NodeInfo{}, false
+	}
+	name, ns, ok := strings.Cut(parts[2], ".")
+	if !ok || name == "" || ns == "" {
+		return NodeInfo{}, false
+	}
+	return NodeInfo{Type: parts[0], IP: parts[1], Name: name, Namespace: ns}, true
+}
