@@ -1,0 +1,302 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"weft.dev/weft/examples/bookinfo"
+	"weft.dev/weft/internal/controlplane"
+	"weft.dev/weft/internal/local"
+	proxyapp "weft.dev/weft/internal/proxy/app"
+	"weft.dev/weft/internal/validate"
+	"weft.dev/weft/internal/xdsserver"
+)
+
+func newUpCmd(g *globals) *cobra.Command {
+	var opts local.Options
+	cmd := &cobra.Command{
+		Use:   "up [-f PATH]",
+		Short: "Run a whole mesh on this machine: control plane, sidecars, workloads, ingress",
+		Long: `Run a mesh on this machine, without root: the control plane, one sidecar per
+workload instance, the workloads themselves, an ingress gateway and the admin
+API. With no -f, runs the built-in demo shop (open http://127.0.0.1:8080/productpage).
+
+PATH is a folder of YAML (watched: edits apply live) or one YAML file, holding
+Weft Workloads beside Istio resources. Ctrl-C stops everything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.StateDir = g.stateDir
+			opts.Logger = g.logger()
+			opts.Stdout = g.stdout
+			if g.admin != "" {
+				opts.AdminAddr = g.admin
+			}
+			return local.Run(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Path, "file", "f", "", "folder or file of mesh config (default: the built-in demo)")
+	cmd.Flags().StringVar(&opts.XDSAddr, "xds-addr", "127.0.0.1:15010", "xDS address of the control plane (a free port is used if taken)")
+	cmd.Flags().BoolVar(&opts.NoTraffic, "no-traffic", false, "do not run the demo's traffic generator")
+	cmd.Flags().StringVar(&opts.ProxyBinary, "proxy-binary", "", "sidecar binary (default: weft-proxy beside weft, else 'weft proxy')")
+	return cmd
+}
+
+func newControlPlaneCmd(g *globals) *cobra.Command {
+	var opts controlplane.Options
+	cmd := &cobra.Command{
+		Use:   "controlplane --config DIR",
+		Short: "Run the control plane alone: watch a folder of config and serve xDS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Logger = g.logger()
+			cp, err := controlplane.New(opts)
+			if err != nil {
+				return err
+			}
+			return cp.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&opts.ConfigDir, "config", "", "folder of YAML config to load and watch (required)")
+	cmd.Flags().StringVar(&opts.XDSAddr, "xds-addr", "127.0.0.1:15010", "address to serve xDS (plaintext) on")
+	cmd.Flags().StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:15014", "address to serve the admin API on")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func newProxyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:                "proxy [flags]",
+		Short:              "Run the sidecar proxy (the same as the weft-proxy binary)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := proxyapp.Main(cmd.Context(), args, g.stdout, g.stderr); code != 0 {
+				return exitError{code: code}
+			}
+			return nil
+		},
+	}
+}
+
+func newDemoAppCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:                "demo-app NAME [flags]",
+		Short:              "Run one app of the built-in demo (productpage, details, reviews, ratings, traffic)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("name an app: productpage, details, reviews, ratings or traffic")
+			}
+			if code := bookinfo.Run(cmd.Context(), args[0], args[1:], g.stdout, g.stderr); code != 0 {
+				return exitError{code: code}
+			}
+			return nil
+		},
+	}
+}
+
+func newAnalyzeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "analyze PATH...",
+		Short: "Check mesh config offline; one line per problem, exit 1 on errors",
+		Long: `Check files or folders of mesh config without a running mesh. Each finding is
+printed as 'file:line: Kind namespace/name: field: message'. The exit code is 1
+if any finding is an error.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := validate.Analyze(g.stdout, args); code != 0 {
+				return exitError{code: code}
+			}
+			return nil
+		},
+	}
+}
+
+func newApplyCmd(g *globals) *cobra.Command {
+	var file string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Validate resources and apply them to the running mesh",
+		Long: `Validate the resources in FILE ('-' for standard input) against the running
+mesh's config, and if nothing becomes invalid, write them into its config folder.
+The change is live when the command returns. A rejected change says why and
+changes nothing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, name, err := readInput(file, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			q := url.Values{"file": {name}}
+			if dryRun {
+				q.Set("dryRun", "true")
+			}
+			var res controlplane.ApplyResult
+			if err := g.client().do("POST", "/api/v1/apply?"+q.Encode(), data, &res); err != nil {
+				return err
+			}
+			printApplyResult(g.stdout, res, "applied", dryRun)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file of YAML resources, or - for standard input (required)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "validate only; change nothing")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func printApplyResult(w io.Writer, res controlplane.ApplyResult, verb string, dryRun bool) {
+	suffix := ""
+	if dryRun {
+		suffix = " (dry run: nothing written)"
+	}
+	for _, c := range res.Changed {
+		fmt.Fprintf(w, "%s %s%s\n", c, verb, suffix)
+	}
+	for _, wa := range res.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", wa)
+	}
+	if !dryRun && res.Version != 0 {
+		fmt.Fprintf(w, "config version %d is live\n", res.Version)
+	}
+}
+
+func newGetCmd(g *globals) *cobra.Command {
+	var output, namespace string
+	cmd := &cobra.Command{
+		Use:   "get KIND [NAME]",
+		Short: "List resources of the running mesh with their status",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{"kind": {args[0]}}
+			if len(args) == 2 {
+				q.Set("name", args[1])
+			}
+			if namespace != "" {
+				q.Set("namespace", namespace)
+			}
+			var res []controlplane.ResourceView
+			if err := g.client().do("GET", "/api/v1/resources?"+q.Encode(), nil, &res); err != nil {
+				return err
+			}
+			switch output {
+			case "json":
+				return writeIndentedJSON(g.stdout, res)
+			case "yaml":
+				for i, r := range res {
+					if i > 0 {
+						fmt.Fprintln(g.stdout, "---")
+					}
+					fmt.Fprint(g.stdout, r.YAML)
+				}
+				return nil
+			}
+			if len(res) == 0 {
+				fmt.Fprintf(g.stderr, "no %s found\n", args[0])
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSTATE\tFILE")
+			for _, r := range res {
+				state := r.State
+				if r.ServingLastGood {
+					state += " (last good in force)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%d\n", r.Kind, r.Namespace, r.Name, state, r.File, r.Line)
+			}
+			tw.Flush()
+			for _, r := range res {
+				for _, f := range r.Findings {
+					fmt.Fprintln(g.stdout, "  "+f)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table, json or yaml")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only this namespace")
+	return cmd
+}
+
+func newDeleteCmd(g *globals) *cobra.Command {
+	var namespace string
+	cmd := &cobra.Command{
+		Use:   "delete KIND NAME",
+		Short: "Delete a resource from the running mesh's config (refused if it would break another)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := fmt.Sprintf("/api/v1/resources/%s/%s/%s", url.PathEscape(args[0]), url.PathEscape(namespace), url.PathEscape(args[1]))
+			var res controlplane.ApplyResult
+			if err := g.client().do("DELETE", path, nil, &res); err != nil {
+				return err
+			}
+			printApplyResult(g.stdout, res, "deleted", false)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of the resource")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running mesh: services, instances, sidecars and readiness",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st local.MeshStatus
+			if err := g.client().do("GET", "/api/v1/status", nil, &st); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeIndentedJSON(g.stdout, st)
+			}
+			local.PrintStatus(g.stdout, st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	return cmd
+}
+
+func newProxyStatusCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "proxy-status",
+		Short: "Show every connected proxy's xDS sync state per type (SYNCED, STALE, NACKED)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st []xdsserver.ProxyStatus
+			if err := g.client().do("GET", "/debug/syncz", nil, &st); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeIndentedJSON(g.stdout, st)
+			}
+			printProxyStatus(g.stdout, st)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	return cmd
+}
+
+func writeIndentedJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var _ = os.Stdin
+var _ = sort.Strings
+var _ = strings.Join

@@ -1,0 +1,286 @@
+// Package controlplane runs Weft's control plane: it watches config
+// sources, rebuilds the validated mesh model when they change, pushes xDS
+// to every connected proxy, and serves the admin API.
+//
+// Flow: sources (folder of YAML, runtime instances) -> watcher (debounce,
+// coalesce) -> validate -> model.Snapshot -> xdsserver (translation per
+// proxy, consistency check, ADS). A resource that fails validation is
+// reported and left out; the last good version of it stays in force.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/validate"
+	"weft.dev/weft/internal/xdsserver"
+)
+
+// Options are the control plane's static settings, read once at start.
+type Options struct {
+	// ConfigDir is the folder of YAML the mesh config is read from.
+	ConfigDir string
+	// XDSAddr is where xDS is served (plaintext); default 127.0.0.1:15010.
+	XDSAddr string
+	// AdminAddr is where the admin API is served; default 127.0.0.1:15014.
+	AdminAddr string
+	// Debounce is how long the watcher waits for more changes before a
+	// rebuild; default 100 ms.
+	Debounce time.Duration
+	// Logger receives the control plane's logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a running control plane. Its methods are safe for concurrent use.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	xds       *xdsserver.Server
+	folder    *FolderSource
+	instances *InstanceSource
+	xdsLn     net.Listener
+	adminLn   net.Listener
+	mux       *http.ServeMux
+	metrics   *metrics
+
+	notifyCh chan struct{}
+	ready    chan struct{}
+
+	mu      sync.Mutex
+	snap    *model.Snapshot
+	changed chan struct{} // closed and replaced on every new snapshot
+	version uint64
+	// applyMu serialises writes into the config folder.
+	applyMu sync.Mutex
+}
+
+// New binds the xDS and admin listeners (so a port conflict is reported at
+// once) and returns a control plane ready to Run.
+func New(opts Options) (*Server, error) {
+	if opts.XDSAddr == "" {
+		opts.XDSAddr = "127.0.0.1:15010"
+	}
+	if opts.AdminAddr == "" {
+		opts.AdminAddr = "127.0.0.1:15014"
+	}
+	if opts.Debounce == 0 {
+		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ConfigDir == "" {
+		return nil, errors.New("no config folder: pass --config DIR")
+	}
+	log := opts.Logger.With("component", "controlplane")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	xds, err := xdsserver.New(xdsserver.Options{Logger: opts.Logger, Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	xdsLn, err := net.Listen("tcp", opts.XDSAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for xDS on %s: %w (is another control plane running? pass --xds-addr)", opts.XDSAddr, err)
+	}
+	adminLn, err := net.Listen("tcp", opts.AdminAddr)
+	if err != nil {
+		xdsLn.Close()
+		return nil, fmt.Errorf("listening for the admin API on %s: %w (is another control plane running? pass --admin-addr)", opts.AdminAddr, err)
+	}
+	s := &Server{
+		opts:      opts,
+		log:       log,
+		reg:       reg,
+		xds:       xds,
+		folder:    NewFolderSource(opts.ConfigDir, log),
+		instances: NewInstanceSource(),
+		xdsLn:     xdsLn,
+		adminLn:   adminLn,
+		mux:       http.NewServeMux(),
+		metrics:   newMetrics(reg),
+		notifyCh:  make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+		changed:   make(chan struct{}),
+	}
+	s.routes()
+	return s, nil
+}
+
+// XDSAddr is the address xDS is served on.
+func (s *Server) XDSAddr() string { return s.xdsLn.Addr().String() }
+
+// AdminAddr is the address the admin API is served on.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// ConfigDir is the watched config folder.
+func (s *Server) ConfigDir() string { return s.opts.ConfigDir }
+
+// Instances is the runtime source of workload instances.
+func (s *Server) Instances() *InstanceSource { return s.instances }
+
+// Handle adds a route to the admin API (used by the local runtime).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Ready is closed once the first snapshot is being served.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Snapshot returns the model in force (nil before the first build).
+func (s *Server) Snapshot() *model.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snap
+}
+
+// WaitNewer blocks until a snapshot with version > v is in force, or ctx ends.
+func (s *Server) WaitNewer(ctx context.Context, v uint64) (*model.Snapshot, error) {
+	for {
+		s.mu.Lock()
+		snap, ch := s.snap, s.changed
+		s.mu.Unlock()
+		if snap != nil && snap.Version > v {
+			return snap, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Rebuild asks for a rebuild (debounced like any change).
+func (s *Server) Rebuild() { s.notify() }
+
+func (s *Server) notify() {
+	select {
+	case s.notifyCh <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves until ctx is done, then stops the servers and returns.
+func (s *Server) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	grpcServer := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
+	)
+	s.xds.Register(grpcServer)
+	admin := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+
+	for _, src := range []Source{s.folder, s.instances} {
+		g.Go(func() error { return src.Run(ctx, s.notify) })
+	}
+	g.Go(func() error { return s.watch(ctx) })
+	g.Go(func() error {
+		if err := grpcServer.Serve(s.xdsLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serving xDS: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := admin.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving admin API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		stopped := make(chan struct{})
+		go func() { grpcServer.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			grpcServer.Stop()
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return admin.Shutdown(sctx)
+	})
+	s.log.Info("control plane serving", "xds", s.XDSAddr(), "admin", s.AdminAddr(), "config", s.opts.ConfigDir)
+	return g.Wait()
+}
+
+// watch is the watcher: it debounces notifications and rebuilds.
+func (s *Server) watch(ctx context.Context) error {
+	s.rebuild() // the first build does not wait
+	close(s.ready)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	pending := false
+	var first time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-s.notifyCh:
+			now := time.Now()
+			if !pending {
+				pending, first = true, now
+			}
+			// Wait for quiet, but never hold a change back for more than
+			// ten debounce periods while changes keep coming.
+			wait := s.opts.Debounce
+			if over := now.Sub(first) + wait - 10*s.opts.Debounce; over > 0 {
+				wait -= over
+			}
+			timer.Reset(max(wait, 0))
+		case <-timer.C:
+			pending = false
+			s.rebuild()
+		}
+	}
+}
+
+// rebuild reads every source, validates, and publishes a new snapshot.
+func (s *Server) rebuild() {
+	start := time.Now()
+	set, loadFindings := config.Load(s.opts.ConfigDir)
+	s.mu.Lock()
+	last := s.snap
+	s.version++
+	version := s.version
+	s.mu.Unlock()
+
+	snap := validate.Build(set, s.instances.List(), last)
+	snap.Version = version
+	_ = loadFindings // load findings are carried in set and reported by Build
+	s.metrics.observeBuild(snap, time.Since(start))
+	for _, st := range snap.Status {
+		if st.State == model.StateInvalid {
+			for _, f := range st.Findings {
+				s.log.Warn("invalid resource left out", "resource", st.Key(), "finding", f.String(), "serving_last_good", st.ServingLastGood)
+			}
+		}
+	}
+	if err := s.xds.Update(snap); err != nil {
+		// A translation or consistency error keeps the previous snapshot
+		// in force for the proxies; the model is still published so the
+		// admin API shows what was read.
+		s.log.Error("xDS update failed; proxies keep their last config", "version", version, "err", err)
+	}
+	s.mu.Lock()
+	s.snap = snap
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	s.log.Info("config built", "version", version, "services", len(snap.Services), "instances", len(snap.Instances), "took", time.Since(start).Round(time.Microsecond))
+}

@@ -1,0 +1,528 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/controlplane"
+	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/supervisor"
+	"weft.dev/weft/internal/xdsmeta"
+)
+
+const syscallZero = syscall.Signal(0)
+
+// gatewayName is the instance name of the local ingress gateway.
+const gatewayName = "ingressgateway"
+
+// mesh is one weft up run.
+type mesh struct {
+	opts      Options
+	log       *slog.Logger
+	self      string
+	proxy     []string
+	cp        *controlplane.Server
+	sup       *supervisor.Supervisor
+	ports     *ports
+	configDir string
+	stateDir  string
+	demo      bool
+
+	// reconcileMu serialises reconcile runs.
+	reconcileMu sync.Mutex
+
+	mu       sync.Mutex
+	running  map[string]*instance // by ProxyKey
+	gateway  *instance
+	traffic  *supervisor.Handle
+	problems map[string]string // by Workload key: why it cannot run
+	stopping bool
+}
+
+// instance is one running app + sidecar (or a gateway: app is nil).
+type instance struct {
+	model   *model.Instance
+	specKey string // the Workload spec it was started from
+	app     *supervisor.Handle
+	sidecar *supervisor.Handle
+	gwPorts []uint32 // gateway listener ports
+}
+
+// desired is an instance the config asks for.
+type desired struct {
+	workload *config.Resource
+	spec     *config.Workload
+	specKey  string
+	name     string
+}
+
+// follow reconciles on every new model until ctx is done.
+func (m *mesh) follow(ctx context.Context) {
+	var v uint64
+	for {
+		snap, err := m.cp.WaitNewer(ctx, v)
+		if err != nil {
+			return
+		}
+		v = snap.Version
+		m.reconcile(ctx)
+	}
+}
+
+// reconcile starts the instances the config asks for and that are not
+// running (or run an older spec), and stops those it no longer asks for.
+func (m *mesh) reconcile(ctx context.Context) {
+	m.reconcileMu.Lock()
+	defer m.reconcileMu.Unlock()
+	m.mu.Lock()
+	if m.stopping {
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+
+	set, _ := config.Load(m.configDir)
+	want := map[string]desired{}
+	var gateways bool
+	for _, r := range set.Resources {
+		if r.Invalid {
+			continue
+		}
+		switch spec := r.Spec.(type) {
+		case *config.Workload:
+			data, _ := json.Marshal(spec)
+			for i := range spec.Replicas {
+				d := desired{workload: r, spec: spec, specKey: string(data), name: fmt.Sprintf("%s-%d", r.Name, i)}
+				want[d.name+"."+r.Namespace] = d
+			}
+		}
+		if r.Kind == config.KindGateway {
+			gateways = true
+		}
+	}
+
+	// Stop what is no longer wanted or has changed.
+	m.mu.Lock()
+	var stale []*instance
+	for key, in := range m.running {
+		if d, ok := want[key]; !ok || d.specKey != in.specKey {
+			stale = append(stale, in)
+			delete(m.running, key)
+		}
+	}
+	m.mu.Unlock()
+	for _, in := range stale {
+		m.log.Info("stopping instance", "instance", in.model.Name, "namespace", in.model.Namespace)
+		m.stopInstance(ctx, in)
+	}
+
+	// Start what is missing, in parallel: each waits for its sidecar.
+	var wg sync.WaitGroup
+	problems := map[string]string{}
+	var pmu sync.Mutex
+	for _, key := range sortedKeys(want) {
+		m.mu.Lock()
+		_, ok := m.running[key]
+		m.mu.Unlock()
+		if ok {
+			continue
+		}
+		d := want[key]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in, err := m.startInstance(ctx, d)
+			if err != nil {
+				pmu.Lock()
+				problems[d.workload.Key()] = err.Error()
+				pmu.Unlock()
+				m.log.Error("workload cannot run", "workload", d.workload.Key(), "err", err)
+				return
+			}
+			m.mu.Lock()
+			m.running[key] = in
+			m.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	m.mu.Lock()
+	m.problems = problems
+	needGateway := gateways && m.gateway == nil
+	needTraffic := m.demo && !m.opts.NoTraffic && m.traffic == nil
+	m.mu.Unlock()
+
+	if needGateway {
+		gw, err := m.startGateway(ctx)
+		if err != nil {
+			m.log.Error("ingress gateway cannot run", "err", err)
+			m.mu.Lock()
+			m.problems["ingress"] = err.Error()
+			m.mu.Unlock()
+		} else {
+			m.mu.Lock()
+			m.gateway = gw
+			m.mu.Unlock()
+		}
+	}
+	if needTraffic {
+		h, err := m.sup.Start(ctx, supervisor.Process{
+			Name:    "traffic",
+			Group:   groupTraffic,
+			Command: []string{m.self, "demo-app", "traffic", "--target", "http://127.0.0.1:8080/productpage"},
+		})
+		if err != nil {
+			m.log.Warn("demo traffic generator cannot run", "err", err)
+		} else {
+			m.mu.Lock()
+			m.traffic = h
+			m.mu.Unlock()
+		}
+	}
+}
+
+// startInstance gives an instance its ports, registers it, starts its
+// sidecar, waits for the sidecar to have its config, then starts the app.
+func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) {
+	spec := d.spec
+	ns := d.workload.Namespace
+	if len(spec.Command) == 0 {
+		return nil, fmt.Errorf("%s:%d: Workload %s/%s: spec.command: no command: say what to run", d.workload.File, d.workload.Line, ns, d.workload.Name)
+	}
+	sidecar := spec.Sidecar
+	mi := &model.Instance{
+		Name:           d.name,
+		Namespace:      ns,
+		Workload:       d.workload.Name,
+		Service:        spec.Service,
+		Labels:         map[string]string{},
+		ServiceAccount: spec.ServiceAccount,
+		Address:        "127.0.0.1",
+	}
+	for k, v := range spec.Labels {
+		mi.Labels[k] = v
+	}
+	if _, ok := mi.Labels["app"]; !ok && spec.Service != "" {
+		mi.Labels["app"] = spec.Service
+	}
+	if mi.ServiceAccount == "" {
+		mi.ServiceAccount = "default"
+	}
+	env := map[string]string{}
+	for i, p := range spec.Ports {
+		app, err := m.ports.free()
+		if err != nil {
+			return nil, err
+		}
+		inbound := app
+		if sidecar {
+			if inbound, err = m.ports.free(); err != nil {
+				return nil, err
+			}
+		}
+		mi.Ports = append(mi.Ports, model.InstancePort{
+			Name: p.Name, Number: p.Number, AppPort: app, InboundPort: inbound,
+			Protocol: model.ProtocolFromPort(p.Protocol, p.AppProtocol, p.Name),
+		})
+		ps := strconv.Itoa(int(app))
+		if i == 0 {
+			env["PORT"] = ps
+		}
+		env["PORT_"+config.PortEnvName(p.Name)] = ps
+	}
+	var err error
+	if sidecar {
+		if mi.OutboundPort, err = m.ports.free(); err != nil {
+			return nil, err
+		}
+		if mi.AdminPort, err = m.ports.free(); err != nil {
+			return nil, err
+		}
+		proxyURL := fmt.Sprintf("http://127.0.0.1:%d", mi.OutboundPort)
+		for _, k := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"} {
+			env[k] = proxyURL
+		}
+		env["NO_PROXY"] = "localhost,127.0.0.1,::1"
+		env["no_proxy"] = env["NO_PROXY"]
+	}
+	env["WEFT_INSTANCE"] = mi.Name
+	env["WEFT_NAMESPACE"] = ns
+	env["WEFT_SERVICE"] = spec.Service
+	for k, v := range spec.Env {
+		env[k] = expand(v, env)
+	}
+	command := make([]string, len(spec.Command))
+	for i, a := range spec.Command {
+		command[i] = expand(a, env)
+	}
+	if command[0] == "weft" {
+		command[0] = m.self
+	}
+	dir := filepath.Dir(d.workload.File)
+	if spec.WorkingDir != "" {
+		dir = spec.WorkingDir
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(filepath.Dir(d.workload.File), dir)
+		}
+	}
+	in := &instance{model: mi, specKey: d.specKey}
+	appSpec := supervisor.Process{
+		Name:    mi.Name,
+		Group:   groupApp,
+		Command: command,
+		Env:     envList(env),
+		Dir:     dir,
+		Ready:   tcpReady(mi),
+	}
+	if len(mi.Ports) == 0 {
+		appSpec.Ready = nil
+	}
+	// Check the command before anything starts, so a typo is one clear
+	// message and nothing is left half-started.
+	if err := supervisor.CheckCommand(appSpec); err != nil {
+		return nil, fmt.Errorf("%s:%d: Workload %s/%s: spec.command: %w: check the program name and the workload's workingDir", d.workload.File, d.workload.LineOf("spec.command"), ns, d.workload.Name, err)
+	}
+	if sidecar {
+		m.cp.Instances().Set(mi)
+		h, err := m.sup.Start(ctx, supervisor.Process{
+			Name:    mi.Name + ".proxy",
+			Group:   groupSidecar,
+			Command: m.proxyArgs(xdsmeta.ProxyTypeSidecar, mi),
+			Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
+		})
+		if err != nil {
+			m.cp.Instances().Remove(mi.ProxyKey())
+			return nil, fmt.Errorf("sidecar of %s: %w", mi.Name, err)
+		}
+		in.sidecar = h
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = h.WaitReady(wctx)
+		cancel()
+		if err != nil {
+			m.log.Warn("sidecar not ready; starting the app anyway", "instance", mi.Name, "err", err)
+		}
+	} else {
+		m.cp.Instances().Set(mi)
+	}
+	h, err := m.sup.Start(ctx, appSpec)
+	if err != nil {
+		if in.sidecar != nil {
+			_ = in.sidecar.Stop(ctx)
+		}
+		m.cp.Instances().Remove(mi.ProxyKey())
+		return nil, fmt.Errorf("%s:%d: Workload %s/%s: spec.command: %w", d.workload.File, d.workload.LineOf("spec.command"), ns, d.workload.Name, err)
+	}
+	in.app = h
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.WaitReady(wctx); err != nil {
+		m.log.Warn("app not ready yet", "instance", mi.Name, "err", err)
+	}
+	return in, nil
+}
+
+func (m *mesh) stopInstance(ctx context.Context, in *instance) {
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if in.app != nil {
+		_ = in.app.Stop(sctx)
+	}
+	m.cp.Instances().Remove(in.model.ProxyKey())
+	if in.sidecar != nil {
+		_ = in.sidecar.Stop(sctx)
+	}
+}
+
+// startGateway runs the ingress gateway proxy; the control plane gives it
+// listeners for the Gateways that select istio=ingressgateway.
+func (m *mesh) startGateway(ctx context.Context) (*instance, error) {
+	admin, err := m.ports.free()
+	if err != nil {
+		return nil, err
+	}
+	mi := &model.Instance{
+		Name: gatewayName, Namespace: model.DefaultNamespace, Workload: gatewayName, Address: "127.0.0.1",
+		Labels:         map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"},
+		ServiceAccount: "ingressgateway", AdminPort: admin,
+	}
+	h, err := m.sup.Start(ctx, supervisor.Process{
+		Name:    gatewayName,
+		Group:   groupGateway,
+		Command: m.proxyArgs(xdsmeta.ProxyTypeGateway, mi),
+		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", admin)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.WaitReady(wctx); err != nil {
+		m.log.Warn("ingress gateway not ready", "err", err)
+	}
+	return &instance{model: mi, sidecar: h}, nil
+}
+
+func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
+	labels := make([]string, 0, len(mi.Labels))
+	for _, k := range sortedKeys(mi.Labels) {
+		labels = append(labels, k+"="+mi.Labels[k])
+	}
+	args := append([]string(nil), m.proxy...)
+	return append(args,
+		"--xds-addr", m.cp.XDSAddr(),
+		"--type", typ,
+		"--name", mi.Name,
+		"--namespace", mi.Namespace,
+		"--workload", mi.Workload,
+		"--labels", strings.Join(labels, ","),
+		"--service-account", mi.ServiceAccount,
+		"--admin-addr", fmt.Sprintf("127.0.0.1:%d", mi.AdminPort),
+	)
+}
+
+// ingressURLs lists the gateway's HTTP server ports from the model.
+func (m *mesh) ingressURLs() []string {
+	snap := m.cp.Snapshot()
+	if snap == nil {
+		return nil
+	}
+	seen := map[uint32]bool{}
+	var out []string
+	for _, gw := range snap.Gateways {
+		if !model.LabelsMatch(gw.Spec.GetSelector(), map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}) {
+			continue
+		}
+		for _, s := range gw.Spec.GetServers() {
+			p := s.GetPort().GetNumber()
+			if p != 0 && !seen[p] {
+				seen[p] = true
+				out = append(out, fmt.Sprintf("http://127.0.0.1:%d/", p))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// status gathers the mesh's state for `weft status` and the dashboard.
+func (m *mesh) status() MeshStatus {
+	st := MeshStatus{Admin: m.cp.AdminAddr(), XDS: m.cp.XDSAddr(), ConfigDir: m.configDir, Ingress: m.ingressURLs(),
+		Instances: []InstanceStatus{}, Problems: []string{}}
+	if snap := m.cp.Snapshot(); snap != nil {
+		st.Version = snap.Version
+		for _, rs := range snap.Status {
+			if rs.State != model.StateInvalid {
+				continue
+			}
+			for _, f := range rs.Findings {
+				if f.Severity == model.SeverityError {
+					st.Problems = append(st.Problems, f.String())
+				}
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, key := range sortedKeys(m.problems) {
+		st.Problems = append(st.Problems, m.problems[key])
+	}
+	add := func(in *instance, service string) {
+		is := InstanceStatus{Service: service, Namespace: in.model.Namespace, Instance: in.model.Name, Version: in.model.Labels["version"]}
+		if in.model.AdminPort != 0 {
+			is.Sidecar = fmt.Sprintf("127.0.0.1:%d", in.model.AdminPort)
+		}
+		if in.model.OutboundPort != 0 {
+			is.Outbound = fmt.Sprintf("127.0.0.1:%d", in.model.OutboundPort)
+		}
+		if len(in.model.Ports) > 0 {
+			is.Address = fmt.Sprintf("127.0.0.1:%d", in.model.Ports[0].InboundPort)
+			is.App = fmt.Sprintf("127.0.0.1:%d", in.model.Ports[0].AppPort)
+		}
+		ready := true
+		for _, h := range []*supervisor.Handle{in.sidecar, in.app} {
+			if h == nil {
+				continue
+			}
+			ps := h.Status()
+			ready = ready && ps.Ready && ps.State == supervisor.StateRunning
+			is.Restarts += ps.Restarts
+			if is.State == "" || ps.State != supervisor.StateRunning {
+				is.State = string(ps.State)
+			}
+		}
+		is.Ready = ready
+		if in.app != nil {
+			is.PID = in.app.Status().PID
+			if in.sidecar != nil {
+				is.SidecarPID = in.sidecar.Status().PID
+			}
+		} else if in.sidecar != nil {
+			is.PID = in.sidecar.Status().PID
+		}
+		st.Instances = append(st.Instances, is)
+	}
+	for _, key := range sortedKeys(m.running) {
+		in := m.running[key]
+		add(in, in.model.Service)
+	}
+	if m.gateway != nil {
+		add(m.gateway, "ingress")
+		if len(st.Ingress) > 0 {
+			st.Instances[len(st.Instances)-1].Address = strings.TrimSuffix(strings.TrimPrefix(st.Ingress[0], "http://"), "/")
+		}
+	}
+	return st
+}
+
+func (m *mesh) handleStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(m.status())
+}
+
+// tcpReady is ready when the app accepts connections on its first port.
+func tcpReady(mi *model.Instance) func(ctx context.Context) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", mi.Ports[0].AppPort)
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("app not listening on %s yet: %w", addr, err)
+		}
+		return c.Close()
+	}
+}
+
+// expand replaces ${NAME} with env values.
+func expand(s string, env map[string]string) string {
+	return os.Expand(s, func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	})
+}
+
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for _, k := range sortedKeys(env) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+var _ = errors.New

@@ -1,0 +1,88 @@
+package local
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// MeshStatus is the answer of /api/v1/status: what `weft status` prints.
+type MeshStatus struct {
+	// Version of the mesh model in force.
+	Version uint64 `json:"version"`
+	// Admin is the admin API address (also the dashboard).
+	Admin string `json:"admin"`
+	// XDS is the control plane's xDS address.
+	XDS string `json:"xds"`
+	// ConfigDir is the watched config folder.
+	ConfigDir string `json:"configDir"`
+	// Ingress lists the gateway URLs.
+	Ingress []string `json:"ingress"`
+	// Instances are the workload instances and gateways, sorted.
+	Instances []InstanceStatus `json:"instances"`
+	// Problems are config errors and workloads that cannot run.
+	Problems []string `json:"problems"`
+}
+
+// InstanceStatus is one workload instance (app + sidecar) or gateway.
+type InstanceStatus struct {
+	// Service the instance serves ("reviews"), or "ingress" for a gateway.
+	Service string `json:"service"`
+	// Namespace of the workload.
+	Namespace string `json:"namespace"`
+	// Instance name ("reviews-v2-0").
+	Instance string `json:"instance"`
+	// Version label, if any.
+	Version string `json:"version"`
+	// Address the sidecar accepts traffic for the app on (its inbound
+	// listener), or the gateway's listen address.
+	Address string `json:"address"`
+	// App is the app's own address (what the sidecar forwards to).
+	App string `json:"app,omitempty"`
+	// Sidecar is the sidecar's admin address.
+	Sidecar string `json:"sidecar"`
+	// Outbound is the sidecar's outbound (HTTP proxy) address, the app's
+	// HTTP_PROXY.
+	Outbound string `json:"outbound,omitempty"`
+	// Ready is true when both the sidecar and the app are ready.
+	Ready bool `json:"ready"`
+	// State of the app process (running, restarting, exited...).
+	State string `json:"state"`
+	// Restarts of the app and its sidecar.
+	Restarts int `json:"restarts"`
+	// PID of the app process (of the proxy for a gateway); 0 if not running.
+	PID int `json:"pid"`
+	// SidecarPID of the sidecar process; 0 if none.
+	SidecarPID int `json:"sidecarPid,omitempty"`
+}
+
+// PrintStatus writes the status table.
+func PrintStatus(w io.Writer, st MeshStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tVERSION\tADDRESS\tSIDECAR\tREADY\tRESTARTS")
+	for _, in := range st.Instances {
+		ready := "no"
+		if in.Ready {
+			ready = "yes"
+		}
+		if !in.Ready && in.State != "" {
+			ready = "no (" + in.State + ")"
+		}
+		version := in.Version
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.Service, in.Instance, version, in.Address, in.Sidecar, ready, in.Restarts)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, u := range st.Ingress {
+		fmt.Fprintf(w, "ingress:   %s\n", u)
+	}
+	fmt.Fprintf(w, "admin:     http://%s/   (dashboard, /metrics, /debug/syncz)\n", st.Admin)
+	fmt.Fprintf(w, "xDS:       %s\n", st.XDS)
+	fmt.Fprintf(w, "config:    %s   (config version %d; edit files or use weft apply)\n", st.ConfigDir, st.Version)
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "problem:   %s\n", p)
+	}
+}

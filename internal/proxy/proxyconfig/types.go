@@ -1,0 +1,585 @@
+package proxyconfig
+
+import (
+	"net/netip"
+	"regexp"
+	"time"
+)
+
+// Listener is a validated Envoy Listener.
+type Listener struct {
+	// Name is the listener's xDS name ("virtualOutbound", "inbound|9080").
+	Name string
+	// Address is the host:port to bind, from the socket_address.
+	Address string
+	// FilterChains are the listener's chains in xDS order.
+	FilterChains []*FilterChain
+	// DefaultChain is used when no chain matches; nil when absent.
+	DefaultChain *FilterChain
+	// Unenforced lists fields that were accepted but are not enforced.
+	Unenforced []string
+}
+
+// RouteNames returns the RDS route configuration names the listener's HTTP
+// chains reference, without duplicates.
+func (l *Listener) RouteNames() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(fc *FilterChain) {
+		if fc == nil || fc.HTTP == nil || fc.HTTP.RDSName == "" || seen[fc.HTTP.RDSName] {
+			return
+		}
+		seen[fc.HTTP.RDSName] = true
+		out = append(out, fc.HTTP.RDSName)
+	}
+	for _, fc := range l.FilterChains {
+		add(fc)
+	}
+	add(l.DefaultChain)
+	return out
+}
+
+// ChainMatch is the subset of Envoy's FilterChainMatch that Weft uses.
+type ChainMatch struct {
+	// DestinationPort selects connections or proxied requests to this
+	// port; 0 matches any port.
+	DestinationPort uint32
+	// ServerNames are host names (CONNECT target host or TLS SNI); a
+	// leading "*." is a wildcard. Empty matches any name.
+	ServerNames []string
+	// PrefixRanges are destination IP ranges. Empty matches any address.
+	PrefixRanges []netip.Prefix
+}
+
+// FilterChain is one filter chain: exactly one of HTTP or TCP is set.
+type FilterChain struct {
+	// Name is the chain's name, for logs.
+	Name string
+	// Match selects the chain.
+	Match ChainMatch
+	// HTTP is set when the chain ends in an HTTP connection manager.
+	HTTP *HTTPConnectionManager
+	// TCP is set when the chain ends in a tcp_proxy.
+	TCP *TCPProxy
+}
+
+// HTTPConnectionManager is a validated HCM.
+type HTTPConnectionManager struct {
+	// StatPrefix is the HCM's stat prefix.
+	StatPrefix string
+	// RDSName names the RDS route configuration; empty when RouteConfig
+	// is inline.
+	RDSName string
+	// RouteConfig is the inline route configuration, nil with RDS.
+	RouteConfig *RouteConfig
+}
+
+// TCPProxy is a validated tcp_proxy filter.
+type TCPProxy struct {
+	// StatPrefix is the filter's stat prefix.
+	StatPrefix string
+	// Cluster is the upstream cluster; empty when WeightedClusters is set.
+	Cluster string
+	// WeightedClusters splits connections by weight.
+	WeightedClusters []WeightedCluster
+	// IdleTimeout closes a connection idle in both directions for this
+	// long; 0 means no idle timeout. Envoy's default is 1h.
+	IdleTimeout time.Duration
+}
+
+// RouteConfig is a validated Envoy RouteConfiguration.
+type RouteConfig struct {
+	// Name is the route configuration's name ("9080", "http.8080").
+	Name string
+	// VirtualHosts are the virtual hosts in xDS order.
+	VirtualHosts []*VirtualHost
+	// RequestHeaders are applied to every request routed by this config.
+	RequestHeaders HeaderOps
+	// ResponseHeaders are applied to every response.
+	ResponseHeaders HeaderOps
+	// Unenforced lists fields that were accepted but are not enforced.
+	Unenforced []string
+}
+
+// VirtualHost is a validated Envoy VirtualHost.
+type VirtualHost struct {
+	// Name is the virtual host's name ("reviews.default.svc.cluster.local:9080").
+	Name string
+	// Domains are the host names matched against the authority, in
+	// Envoy's syntax ("*", "*.suffix", "prefix.*", exact).
+	Domains []string
+	// Routes are tried in order; the first match wins.
+	Routes []*Route
+	// Retry is the virtual host's retry policy, used by routes without
+	// their own; nil means no retries.
+	Retry *RetryPolicy
+	// RequestHeaders are applied to requests matched in this host.
+	RequestHeaders HeaderOps
+	// ResponseHeaders are applied to responses of this host.
+	ResponseHeaders HeaderOps
+}
+
+// PathKind says how a route matches the path.
+type PathKind int
+
+// Path match kinds.
+const (
+	// PathPrefix matches a prefix of :path (query included, as Envoy does).
+	PathPrefix PathKind = iota
+	// PathExact matches the path without the query string.
+	PathExact
+	// PathRegex fully matches the path without the query string.
+	PathRegex
+	// PathSeparatedPrefix matches the prefix followed by "/", "?" or the end.
+	PathSeparatedPrefix
+)
+
+// RouteMatch is a validated Envoy RouteMatch.
+type RouteMatch struct {
+	// Kind says how Path (or Regex) is matched.
+	Kind PathKind
+	// Path is the prefix or exact path; empty for regex.
+	Path string
+	// Regex is the compiled full-match regex for PathRegex.
+	Regex *regexp.Regexp
+	// CaseInsensitive makes prefix and exact path matching ignore case
+	// (Envoy's case_sensitive=false).
+	CaseInsensitive bool
+	// Headers must all match; pseudo-headers :method, :authority, :path
+	// and :scheme are supported.
+	Headers []HeaderMatcher
+	// QueryParams must all match.
+	QueryParams []QueryParamMatcher
+	// GRPC requires content-type application/grpc.
+	GRPC bool
+}
+
+// StringMatchKind is the kind of a string matcher.
+type StringMatchKind int
+
+// String matcher kinds.
+const (
+	// MatchExact compares the whole value.
+	MatchExact StringMatchKind = iota
+	// MatchPrefix compares a prefix.
+	MatchPrefix
+	// MatchSuffix compares a suffix.
+	MatchSuffix
+	// MatchContains looks for a substring.
+	MatchContains
+	// MatchRegex fully matches a regex.
+	MatchRegex
+	// MatchPresent only checks presence (headers and query parameters).
+	MatchPresent
+	// MatchRange checks an integer range [Start, End).
+	MatchRange
+)
+
+// StringMatcher matches one string value.
+type StringMatcher struct {
+	// Kind is the comparison.
+	Kind StringMatchKind
+	// Value is the literal for exact/prefix/suffix/contains (lowercased
+	// when IgnoreCase).
+	Value string
+	// Regex is the compiled full-match regex for MatchRegex.
+	Regex *regexp.Regexp
+	// IgnoreCase compares case-insensitively (not for regex).
+	IgnoreCase bool
+}
+
+// HeaderMatcher is a validated Envoy HeaderMatcher.
+type HeaderMatcher struct {
+	// Name is the lowercased header name, or a pseudo-header.
+	Name string
+	// Match is the value comparison. For MatchPresent, Present says
+	// whether presence or absence is required.
+	Match StringMatcher
+	// Present is the present_match value for MatchPresent.
+	Present bool
+	// RangeStart and RangeEnd bound MatchRange: start inclusive, end exclusive.
+	RangeStart, RangeEnd int64
+	// Invert inverts the result (Envoy's invert_match).
+	Invert bool
+	// TreatMissingAsEmpty matches a missing header as "".
+	TreatMissingAsEmpty bool
+}
+
+// QueryParamMatcher is a validated Envoy QueryParameterMatcher.
+type QueryParamMatcher struct {
+	// Name is the query parameter's name.
+	Name string
+	// Match compares the parameter's first value; MatchPresent only
+	// requires the parameter.
+	Match StringMatcher
+}
+
+// Route is a validated Envoy Route: exactly one of Action, Redirect and
+// Direct is set.
+type Route struct {
+	// Name is the route's name, possibly empty.
+	Name string
+	// Match selects requests.
+	Match RouteMatch
+	// Action forwards to a cluster.
+	Action *RouteAction
+	// Redirect answers with a redirect.
+	Redirect *Redirect
+	// Direct answers with a fixed response.
+	Direct *DirectResponse
+	// RequestHeaders are applied to forwarded requests.
+	RequestHeaders HeaderOps
+	// ResponseHeaders are applied to responses.
+	ResponseHeaders HeaderOps
+}
+
+// WeightedCluster is one cluster of a weighted split.
+type WeightedCluster struct {
+	// Name is the cluster's name.
+	Name string
+	// Weight is the relative weight.
+	Weight uint32
+	// RequestHeaders are applied to requests sent to this cluster.
+	RequestHeaders HeaderOps
+	// ResponseHeaders are applied to responses from this cluster.
+	ResponseHeaders HeaderOps
+}
+
+// RouteAction is a validated Envoy RouteAction.
+type RouteAction struct {
+	// Cluster is the target cluster; empty when WeightedClusters is set.
+	Cluster string
+	// WeightedClusters splits requests by weight.
+	WeightedClusters []WeightedCluster
+	// TotalWeight is the sum of WeightedClusters' weights.
+	TotalWeight uint32
+	// PrefixRewrite replaces the matched prefix (or the whole path for an
+	// exact match); empty means no rewrite.
+	PrefixRewrite string
+	// HasPrefixRewrite tells an empty PrefixRewrite apart from none.
+	HasPrefixRewrite bool
+	// RegexRewrite rewrites the path (query excluded); nil means none.
+	RegexRewrite *RegexRewrite
+	// HostRewrite replaces the Host header; empty means keep it.
+	HostRewrite string
+	// Timeout bounds the whole upstream exchange, starting when the
+	// downstream request has been fully received. Envoy's default is 15s;
+	// 0 disables it.
+	Timeout time.Duration
+	// Retry is the retry policy; nil means no retries.
+	Retry *RetryPolicy
+	// HashPolicies feed consistent-hash load balancers, in order.
+	HashPolicies []HashPolicy
+	// IdleTimeout resets a stream idle this long; 0 means none.
+	IdleTimeout time.Duration
+}
+
+// RegexRewrite is a compiled regex path rewrite.
+type RegexRewrite struct {
+	// Pattern matches parts of the path.
+	Pattern *regexp.Regexp
+	// Substitution is the replacement in Go's syntax ($1), converted from
+	// Envoy's (\1).
+	Substitution string
+}
+
+// RetryOn is a set of retry conditions.
+type RetryOn uint32
+
+// Retry conditions, named as in Envoy's retry_on.
+const (
+	Retry5xx RetryOn = 1 << iota
+	RetryGatewayError
+	RetryConnectFailure
+	RetryReset
+	RetryRetriableStatusCodes
+	RetryRetriable4xx
+	RetryRefusedStream
+	RetryGRPCCancelled
+	RetryGRPCDeadlineExceeded
+	RetryGRPCResourceExhausted
+	RetryGRPCUnavailable
+	RetryGRPCInternal
+)
+
+// RetryPolicy is a validated Envoy RetryPolicy.
+type RetryPolicy struct {
+	// On is the set of conditions that cause a retry.
+	On RetryOn
+	// NumRetries is the maximum number of retries (Envoy's default 1).
+	NumRetries uint32
+	// PerTryTimeout bounds each attempt until response headers arrive; 0
+	// means only the route timeout applies.
+	PerTryTimeout time.Duration
+	// StatusCodes are the retriable status codes for
+	// "retriable-status-codes".
+	StatusCodes []uint32
+	// BaseInterval is the backoff base (default 25ms).
+	BaseInterval time.Duration
+	// MaxInterval caps the backoff (default 10×BaseInterval).
+	MaxInterval time.Duration
+}
+
+// HashKind is the input of a hash policy.
+type HashKind int
+
+// Hash policy kinds.
+const (
+	// HashHeader hashes a request header.
+	HashHeader HashKind = iota
+	// HashCookie hashes a cookie (no cookie is generated when absent).
+	HashCookie
+	// HashSourceIP hashes the downstream source IP.
+	HashSourceIP
+	// HashQueryParam hashes a query parameter.
+	HashQueryParam
+)
+
+// HashPolicy is one Envoy hash policy.
+type HashPolicy struct {
+	// Kind is what is hashed.
+	Kind HashKind
+	// Name is the header (lowercased), cookie or query parameter name.
+	Name string
+	// Terminal stops evaluating later policies once this one produced a hash.
+	Terminal bool
+}
+
+// Redirect is a validated Envoy RedirectAction.
+type Redirect struct {
+	// Scheme replaces the scheme; empty keeps it.
+	Scheme string
+	// Host replaces the host; empty keeps it.
+	Host string
+	// Port replaces the port; 0 keeps it.
+	Port uint32
+	// Path replaces the whole path; empty keeps it.
+	Path string
+	// PrefixRewrite replaces the matched prefix.
+	PrefixRewrite string
+	// HasPrefixRewrite tells an empty PrefixRewrite apart from none.
+	HasPrefixRewrite bool
+	// RegexRewrite rewrites the path.
+	RegexRewrite *RegexRewrite
+	// Code is the HTTP status (301 by default).
+	Code int
+	// StripQuery removes the query string.
+	StripQuery bool
+}
+
+// DirectResponse is a validated Envoy DirectResponseAction.
+type DirectResponse struct {
+	// Status is the HTTP status.
+	Status int
+	// Body is the response body, possibly empty.
+	Body string
+}
+
+// AppendAction is Envoy's HeaderValueOption append action.
+type AppendAction int
+
+// Append actions.
+const (
+	// AppendIfExistsOrAdd appends a value (Envoy's default).
+	AppendIfExistsOrAdd AppendAction = iota
+	// AddIfAbsent adds only when the header is missing.
+	AddIfAbsent
+	// OverwriteIfExistsOrAdd sets the header.
+	OverwriteIfExistsOrAdd
+	// OverwriteIfExists sets the header only when present.
+	OverwriteIfExists
+)
+
+// HeaderValue is one header to add or set.
+type HeaderValue struct {
+	// Name is the canonical header name (http.CanonicalHeaderKey) or a
+	// pseudo-header such as ":authority".
+	Name string
+	// Value is the literal value.
+	Value string
+	// Action says how an existing value is treated.
+	Action AppendAction
+}
+
+// HeaderOps are header mutations: removals first, then Add in order.
+type HeaderOps struct {
+	// Remove are canonical header names to delete.
+	Remove []string
+	// Add are headers to add or set.
+	Add []HeaderValue
+}
+
+// Empty reports whether there is nothing to do.
+func (h HeaderOps) Empty() bool { return len(h.Remove) == 0 && len(h.Add) == 0 }
+
+// DiscoveryType is a cluster's discovery type.
+type DiscoveryType int
+
+// Cluster discovery types.
+const (
+	// DiscoveryStatic uses the cluster's inline load assignment.
+	DiscoveryStatic DiscoveryType = iota
+	// DiscoveryStrictDNS uses the inline assignment; host names are
+	// resolved when dialling.
+	DiscoveryStrictDNS
+	// DiscoveryLogicalDNS is treated like StrictDNS.
+	DiscoveryLogicalDNS
+	// DiscoveryEDS receives endpoints over EDS.
+	DiscoveryEDS
+	// DiscoveryOriginalDst forwards to the request's own destination.
+	DiscoveryOriginalDst
+)
+
+// LBPolicy is a cluster's load-balancing policy.
+type LBPolicy int
+
+// Load-balancing policies.
+const (
+	// LBRoundRobin is weighted round robin.
+	LBRoundRobin LBPolicy = iota
+	// LBLeastRequest is power-of-two-choices least request.
+	LBLeastRequest
+	// LBRandom is weighted random.
+	LBRandom
+	// LBRingHash is a consistent-hash ring.
+	LBRingHash
+	// LBMaglev is Maglev consistent hashing.
+	LBMaglev
+)
+
+// String names the policy as Envoy does.
+func (p LBPolicy) String() string {
+	switch p {
+	case LBLeastRequest:
+		return "LEAST_REQUEST"
+	case LBRandom:
+		return "RANDOM"
+	case LBRingHash:
+		return "RING_HASH"
+	case LBMaglev:
+		return "MAGLEV"
+	}
+	return "ROUND_ROBIN"
+}
+
+// Thresholds are circuit-breaker limits (Envoy's defaults are 1024, 1024,
+// 1024 and 3).
+type Thresholds struct {
+	// MaxConnections caps upstream connections of the cluster.
+	MaxConnections int64
+	// MaxPendingRequests caps requests waiting for a connection.
+	MaxPendingRequests int64
+	// MaxRequests caps outstanding requests.
+	MaxRequests int64
+	// MaxRetries caps concurrent retries.
+	MaxRetries int64
+}
+
+// DefaultThresholds are Envoy's default circuit-breaker limits.
+var DefaultThresholds = Thresholds{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 3}
+
+// UpstreamProtocol says which HTTP version a cluster speaks.
+type UpstreamProtocol int
+
+// Upstream protocol selection.
+const (
+	// ProtocolDefault is HTTP/1.1, except that gRPC requests use h2c.
+	ProtocolDefault UpstreamProtocol = iota
+	// ProtocolHTTP1 forces HTTP/1.1 (explicit http_protocol_options).
+	ProtocolHTTP1
+	// ProtocolHTTP2 forces h2c (explicit http2_protocol_options).
+	ProtocolHTTP2
+	// ProtocolDownstream uses the downstream request's version.
+	ProtocolDownstream
+)
+
+// Cluster is a validated Envoy Cluster.
+type Cluster struct {
+	// Name is the cluster's name ("outbound|9080||reviews.default.svc.cluster.local").
+	Name string
+	// Type is the discovery type.
+	Type DiscoveryType
+	// EDSServiceName is the EDS resource name for DiscoveryEDS (the
+	// service_name, or the cluster name when empty).
+	EDSServiceName string
+	// LB is the load-balancing policy.
+	LB LBPolicy
+	// ConnectTimeout bounds dialling an endpoint (Envoy's default 5s).
+	ConnectTimeout time.Duration
+	// Thresholds are the default-priority circuit-breaker limits.
+	Thresholds Thresholds
+	// Protocol is the upstream HTTP version selection.
+	Protocol UpstreamProtocol
+	// IdleTimeout closes idle upstream connections (default 1h, as Envoy).
+	IdleTimeout time.Duration
+	// RingMinSize and RingMaxSize bound a ring hash (defaults 1024 and 8M).
+	RingMinSize, RingMaxSize uint64
+	// MaglevTableSize is the Maglev table size (a prime, default 65537).
+	MaglevTableSize uint64
+	// LeastRequestChoices is the number of hosts sampled (default 2).
+	LeastRequestChoices uint32
+	// LoadAssignment holds the endpoints of STATIC and DNS clusters.
+	LoadAssignment *Endpoints
+	// Unenforced lists fields that were accepted but are not enforced.
+	Unenforced []string
+}
+
+// Health is an endpoint's health status.
+type Health int
+
+// Endpoint health.
+const (
+	// HealthUnknown counts as healthy.
+	HealthUnknown Health = iota
+	// HealthHealthy is healthy.
+	HealthHealthy
+	// HealthUnhealthy is excluded from load balancing.
+	HealthUnhealthy
+	// HealthDraining is excluded from load balancing.
+	HealthDraining
+	// HealthDegraded is used only when no healthy endpoint is left.
+	HealthDegraded
+)
+
+// String names the health as Envoy's /clusters does.
+func (h Health) String() string {
+	switch h {
+	case HealthUnhealthy:
+		return "unhealthy"
+	case HealthDraining:
+		return "draining"
+	case HealthDegraded:
+		return "degraded"
+	}
+	return "healthy"
+}
+
+// Endpoints is a validated ClusterLoadAssignment.
+type Endpoints struct {
+	// ClusterName is the EDS resource name.
+	ClusterName string
+	// Localities are the groups of endpoints.
+	Localities []Locality
+}
+
+// Locality is one group of endpoints with a weight and a priority.
+type Locality struct {
+	// Name is "region/zone/subzone", for display.
+	Name string
+	// Weight is the locality's load_balancing_weight; 0 when unset.
+	Weight uint32
+	// Priority is the locality's priority (0 is highest).
+	Priority uint32
+	// Endpoints are the locality's endpoints.
+	Endpoints []Endpoint
+}
+
+// Endpoint is one upstream address.
+type Endpoint struct {
+	// Address is host:port; host may be a name resolved at dial time.
+	Address string
+	// Weight is the endpoint's load_balancing_weight (default 1).
+	Weight uint32
+	// Health is the endpoint's health status.
+	Health Health
+}

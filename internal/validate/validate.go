@@ -1,0 +1,305 @@
+// Package validate turns loaded config (package config) and the runtime's
+// workload instances into a model.Snapshot: it builds the service registry,
+// resolves short host names, runs every check `weft analyze` reports, and
+// keeps the last good version of a resource in force when a new version is
+// broken.
+//
+// Checks run in stages, each seeing only what earlier stages put in force:
+// WorkloadEntries, then the registry (Workloads and ServiceEntries, in file
+// order), Gateways, DestinationRules, VirtualServices, Sidecars. A resource
+// with an error finding is left out of the snapshot; when the Builder holds
+// a version of it (same kind, namespace and name) that was valid in an
+// earlier build and still passes every check now, that version stays in
+// force and the resource's status says ServingLastGood.
+package validate
+
+import (
+	"sort"
+	"sync"
+
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/model"
+)
+
+// Builder builds snapshots and remembers, between builds, the last valid
+// version of every resource. It is safe for concurrent use; builds are
+// serialized.
+type Builder struct {
+	mu       sync.Mutex
+	version  uint64
+	lastGood map[rkey]*config.Resource
+}
+
+// NewBuilder returns a Builder with no history.
+func NewBuilder() *Builder { return &Builder{} }
+
+// Build validates set against the instances and returns a new snapshot with
+// the next version. set may be nil (no config). The Builder then remembers
+// what is in force: a resource deleted from set is forgotten, so it cannot
+// come back as a last good version.
+func (b *Builder) Build(set *config.Set, instances []*model.Instance) *model.Snapshot {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.version++
+	bs := run(set, instances, b.lastGood, b.version)
+	b.lastGood = bs.inForce
+	return bs.snap
+}
+
+// Build is a one-shot form of Builder.Build for callers that keep only
+// snapshots: the last good versions come from lastGood (may be nil), whose
+// Gateways, DestinationRules, VirtualServices and Sidecars stay in force
+// when their new versions are broken. A snapshot does not keep the specs of
+// ServiceEntries, WorkloadEntries and Workloads, so for those kinds last
+// good handling needs a Builder. The version is lastGood's plus one.
+func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapshot) *model.Snapshot {
+	prev := map[rkey]*config.Resource{}
+	var version uint64 = 1
+	if lastGood != nil {
+		version = lastGood.Version + 1
+		for _, c := range lastGood.Gateways {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
+		for _, c := range lastGood.DestinationRules {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
+		for _, c := range lastGood.VirtualServices {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
+		for _, c := range lastGood.Sidecars {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
+	}
+	return run(set, instances, prev, version).snap
+}
+
+type rkey struct{ kind, namespace, name string }
+
+func keyOf(m model.Meta) rkey { return rkey{m.Kind, m.Namespace, m.Name} }
+
+// build is the state of one Build call.
+type build struct {
+	set       *config.Set
+	instances []*model.Instance
+	snap      *model.Snapshot
+	lastGood  map[rkey]*config.Resource
+
+	// inForce is every resource in the snapshot by key (current or last
+	// good version).
+	inForce map[rkey]*config.Resource
+	// findings by the Meta of the resource they are about (file findings
+	// by their file and line).
+	findings map[model.Meta][]model.Finding
+	// servingLastGood marks the resources read whose last good version is
+	// in force.
+	servingLastGood map[model.Meta]bool
+
+	workloadEntries []*config.Resource
+	hostOwner       map[string]*config.Resource // registry host -> declaring resource
+	gateways        map[string]*config.Resource // "ns/name" -> Gateway
+	drByHost        map[string]*config.Resource
+	subsets         map[string][]string // host -> subset names of its DestinationRule
+	vsClaims        map[string]*config.Resource
+	sidecarDefault  map[string]*config.Resource // namespace -> Sidecar without selector
+}
+
+func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64) *build {
+	if set == nil {
+		set = &config.Set{}
+	}
+	b := &build{
+		set:       set,
+		instances: instances,
+		lastGood:  lastGood,
+		snap: &model.Snapshot{
+			Version:   version,
+			Services:  map[string]*model.Service{},
+			Instances: map[string]*model.Instance{},
+		},
+		inForce:         map[rkey]*config.Resource{},
+		findings:        map[model.Meta][]model.Finding{},
+		servingLastGood: map[model.Meta]bool{},
+		hostOwner:       map[string]*config.Resource{},
+		gateways:        map[string]*config.Resource{},
+		drByHost:        map[string]*config.Resource{},
+		subsets:         map[string][]string{},
+		vsClaims:        map[string]*config.Resource{},
+		sidecarDefault:  map[string]*config.Resource{},
+	}
+	for _, f := range set.Findings {
+		b.findings[f.Meta] = append(b.findings[f.Meta], f)
+	}
+	for _, inst := range instances {
+		if inst != nil {
+			b.snap.Instances[inst.ProxyKey()] = inst
+		}
+	}
+	b.stage(b.checkWorkloadEntry, config.KindWorkloadEntry)
+	b.stage(b.checkRegistry, config.KindWorkload, config.KindServiceEntry)
+	b.finishRegistry()
+	b.stage(b.checkGateway, config.KindGateway)
+	b.stage(b.checkDestinationRule, config.KindDestinationRule)
+	b.stage(b.checkVirtualService, config.KindVirtualService)
+	b.stage(b.checkSidecar, config.KindSidecar)
+	b.status()
+	b.sortSnapshot()
+	return b
+}
+
+// checkFunc checks one resource, reporting through rep, and returns what
+// to do to put it in force (called only if rep has no error).
+type checkFunc func(r *config.Resource, rep *reporter) (apply func())
+
+// stage checks the resources of the given kinds in the order read.
+func (b *build) stage(check checkFunc, kinds ...string) {
+	for _, r := range b.set.Resources {
+		if !contains(kinds, r.Kind) {
+			continue
+		}
+		if !r.Invalid {
+			rep := &reporter{r: r}
+			apply := check(r, rep)
+			b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
+			if !rep.hasErrors() {
+				apply()
+				b.inForce[keyOf(r.Meta)] = r
+				continue
+			}
+		}
+		b.tryLastGood(r, check)
+	}
+}
+
+// tryLastGood puts the last good version of r in force if there is one,
+// r is the holder of its key (not a duplicate), and that version passes
+// every check of this build. Its findings are not reported: they are
+// about a version no longer in any file.
+func (b *build) tryLastGood(r *config.Resource, check checkFunc) {
+	k := keyOf(r.Meta)
+	lg := b.lastGood[k]
+	if lg == nil || b.set.Get(k.kind, k.namespace, k.name) != r || b.inForce[k] != nil {
+		return
+	}
+	rep := &reporter{r: lg}
+	apply := check(lg, rep)
+	if rep.hasErrors() {
+		return
+	}
+	apply()
+	b.inForce[k] = lg
+	b.servingLastGood[r.Meta] = true
+}
+
+// status fills snap.Status: one entry per resource read, and one per
+// place in a file with findings that belong to no resource (bad YAML).
+func (b *build) status() {
+	seen := map[model.Meta]bool{}
+	for _, r := range b.set.Resources {
+		fs := b.findings[r.Meta]
+		seen[r.Meta] = true
+		st := model.ResourceStatus{Meta: r.Meta, State: model.StateValid, Findings: sortFindings(fs)}
+		if r.Invalid || hasError(fs) {
+			st.State = model.StateInvalid
+			st.ServingLastGood = b.servingLastGood[r.Meta]
+		}
+		b.snap.Status = append(b.snap.Status, st)
+	}
+	for m, fs := range b.findings {
+		if seen[m] {
+			continue
+		}
+		b.snap.Status = append(b.snap.Status, model.ResourceStatus{Meta: m, State: model.StateInvalid, Findings: sortFindings(fs)})
+	}
+	sort.Slice(b.snap.Status, func(i, j int) bool { return metaLess(b.snap.Status[i].Meta, b.snap.Status[j].Meta) })
+}
+
+func metaLess(a, b model.Meta) bool {
+	if a.Kind != b.Kind {
+		return a.Kind < b.Kind
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	if a.Name != b.Name {
+		return a.Name < b.Name
+	}
+	if a.File != b.File {
+		return a.File < b.File
+	}
+	return a.Line < b.Line
+}
+
+// sortFindings orders findings errors first, then by line and field.
+func sortFindings(fs []model.Finding) []model.Finding {
+	if len(fs) == 0 {
+		return nil
+	}
+	out := append([]model.Finding(nil), fs...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Severity != b.Severity {
+			return a.Severity == model.SeverityError
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Field < b.Field
+	})
+	return out
+}
+
+func hasError(fs []model.Finding) bool {
+	for _, f := range fs {
+		if f.Severity == model.SeverityError {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *build) sortSnapshot() {
+	s := b.snap
+	sortConfigs(s.VirtualServices)
+	sortConfigs(s.DestinationRules)
+	sortConfigs(s.Sidecars)
+	sortConfigs(s.Gateways)
+}
+
+func sortConfigs[T any](cs []*model.Config[T]) {
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].Namespace != cs[j].Namespace {
+			return cs[i].Namespace < cs[j].Namespace
+		}
+		return cs[i].Name < cs[j].Name
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// reporter collects the findings about one resource, placing each on the
+// line of its field.
+type reporter struct {
+	r   *config.Resource
+	out []model.Finding
+}
+
+func (p *reporter) add(sev model.Severity, field, msg string) {
+	p.out = append(p.out, model.Finding{Severity: sev, Meta: p.r.Meta, Line: p.r.LineOf(field), Field: field, Message: msg})
+}
+
+func (p *reporter) errorf(field, format string, args ...any) {
+	p.add(model.SeverityError, field, sprintf(format, args...))
+}
+
+func (p *reporter) warnf(field, format string, args ...any) {
+	p.add(model.SeverityWarning, field, sprintf(format, args...))
+}
+
+func (p *reporter) hasErrors() bool { return hasError(p.out) }

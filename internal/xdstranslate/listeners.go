@@ -1,0 +1,423 @@
+package xdstranslate
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	networking "istio.io/api/networking/v1alpha3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/xdsmeta"
+)
+
+// Filter names.
+const (
+	HTTPConnectionManagerName = "envoy.filters.network.http_connection_manager"
+	TCPProxyName              = "envoy.filters.network.tcp_proxy"
+	RouterFilterName          = "envoy.filters.http.router"
+)
+
+// DefaultOutboundPort is where a sidecar without a known instance binds
+// virtualOutbound.
+const DefaultOutboundPort = 15001
+
+var (
+	faultFilter  = &hcm.HttpFilter{Name: FaultFilterName, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&fault.HTTPFault{})}}
+	routerFilter = &hcm.HttpFilter{Name: RouterFilterName, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&router.Router{})}}
+)
+
+// rdsManager is an HTTP connection manager that takes its routes over
+// ADS; the fault filter precedes the router, which is last.
+func rdsManager(statPrefix, routeName string) *hcm.HttpConnectionManager {
+	return &hcm.HttpConnectionManager{
+		StatPrefix: statPrefix,
+		CodecType:  hcm.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: routeName,
+		}},
+		HttpFilters: []*hcm.HttpFilter{faultFilter, routerFilter},
+	}
+}
+
+func tcpProxy(statPrefix string, clusters []weighted) *listener.Filter {
+	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix}
+	if len(clusters) == 1 {
+		tp.ClusterSpecifier = &tcpproxy.TcpProxy_Cluster{Cluster: clusters[0].name}
+	} else {
+		wc := &tcpproxy.TcpProxy_WeightedCluster{}
+		for _, c := range clusters {
+			wc.Clusters = append(wc.Clusters, &tcpproxy.TcpProxy_WeightedCluster_ClusterWeight{Name: c.name, Weight: c.weight})
+		}
+		tp.ClusterSpecifier = &tcpproxy.TcpProxy_WeightedClusters{WeightedClusters: wc}
+	}
+	return &listener.Filter{Name: TCPProxyName, ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+}
+
+type weighted struct {
+	name   string
+	weight uint32
+}
+
+func hcmFilter(m *hcm.HttpConnectionManager) *listener.Filter {
+	return &listener.Filter{Name: HTTPConnectionManagerName, ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+// servicePort is one port of one in-scope service.
+type servicePort struct {
+	svc  *model.Service
+	port model.Port
+}
+
+// meshVirtualService returns the first VirtualService (snapshot order) for
+// mesh traffic whose hosts match host.
+func (t *Translator) meshVirtualService(host string) *model.VirtualService {
+	for _, vs := range t.meshVS {
+		for _, h := range vs.Spec.GetHosts() {
+			if hostMatches(model.FQDN(h, vs.Namespace), host) {
+				return vs
+			}
+		}
+	}
+	return nil
+}
+
+// meshRoutes are the routes of a service port for mesh traffic: from its
+// VirtualService, or a default route to the whole service.
+func (t *Translator) meshRoutes(c *routeCtx, svc *model.Service, port uint32) []*route.Route {
+	if vs := t.meshVirtualService(svc.Hostname); vs != nil && len(vs.Spec.GetHttp()) > 0 {
+		return c.httpRoutes(vs)
+	}
+	return []*route.Route{c.defaultRoute(svc.Hostname, port)}
+}
+
+func (c *routeCtx) defaultRoute(host string, port uint32) *route.Route {
+	return &route.Route{
+		Name:  "default",
+		Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &route.Route_Route{Route: &route.RouteAction{
+			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: model.ClusterName("outbound", port, "", host)},
+			Timeout:          durationpb.New(0),
+			RetryPolicy:      retryPolicy(nil, false),
+			HashPolicy:       c.hashPolicy(host, "", port),
+		}},
+	}
+}
+
+// vipDomains are the service's VIPs, for domains and prefix_ranges.
+func vips(svc *model.Service) []string {
+	var out []string
+	for _, a := range svc.Addresses {
+		if _, err := netip.ParseAddr(a); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// buildSidecarOutbound builds the RDS configurations "<port>" and the
+// filter chains of virtualOutbound.
+func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Service) ([]*route.RouteConfiguration, []*listener.FilterChain) {
+	httpByPort := map[uint32][]servicePort{}
+	var tcp []servicePort
+	for _, svc := range svcs {
+		for _, port := range svc.Ports {
+			if port.Protocol.IsHTTP() {
+				httpByPort[port.Number] = append(httpByPort[port.Number], servicePort{svc, port})
+			} else {
+				tcp = append(tcp, servicePort{svc, port})
+			}
+		}
+	}
+	ports := make([]uint32, 0, len(httpByPort))
+	for n := range httpByPort {
+		ports = append(ports, n)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+
+	var routes []*route.RouteConfiguration
+	var chains []*listener.FilterChain
+	for _, n := range ports {
+		name := xdsmeta.OutboundRouteName(n)
+		rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+		seen := map[string]bool{}
+		for _, sp := range httpByPort[n] {
+			ctx := &routeCtx{snap: t.snap, proxy: p, port: n}
+			vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", sp.svc.Hostname, n)}
+			names := append(model.HostAliases(sp.svc.Hostname, p.Namespace), vips(sp.svc)...)
+			for _, a := range names {
+				for _, d := range []string{a, fmt.Sprintf("%s:%d", a, n)} {
+					if !seen[d] {
+						seen[d] = true
+						vh.Domains = append(vh.Domains, d)
+					}
+				}
+			}
+			vh.Routes = t.meshRoutes(ctx, sp.svc, n)
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		}
+		routes = append(routes, rc)
+		chains = append(chains, &listener.FilterChain{
+			Name:             fmt.Sprintf("0.0.0.0_%d", n),
+			FilterChainMatch: &listener.FilterChainMatch{DestinationPort: wrapperspb.UInt32(n)},
+			Filters:          []*listener.Filter{hcmFilter(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), name))},
+		})
+	}
+	sort.SliceStable(tcp, func(i, j int) bool {
+		if tcp[i].port.Number != tcp[j].port.Number {
+			return tcp[i].port.Number < tcp[j].port.Number
+		}
+		return tcp[i].svc.Hostname < tcp[j].svc.Hostname
+	})
+	for _, sp := range tcp {
+		def := model.ClusterName("outbound", sp.port.Number, "", sp.svc.Hostname)
+		m := &listener.FilterChainMatch{
+			DestinationPort: wrapperspb.UInt32(sp.port.Number),
+			ServerNames:     model.HostAliases(sp.svc.Hostname, p.Namespace),
+		}
+		for _, ip := range vips(sp.svc) {
+			a, _ := netip.ParseAddr(ip)
+			m.PrefixRanges = append(m.PrefixRanges, &core.CidrRange{AddressPrefix: ip, PrefixLen: wrapperspb.UInt32(uint32(a.BitLen()))})
+		}
+		ctx := &routeCtx{snap: t.snap, proxy: p, port: sp.port.Number}
+		chains = append(chains, &listener.FilterChain{
+			Name:             def,
+			FilterChainMatch: m,
+			Filters:          []*listener.Filter{tcpProxy(def, t.tcpClusters(ctx, sp, def))},
+		})
+	}
+	return routes, chains
+}
+
+// tcpClusters picks the destinations of a TCP service port from the first
+// applicable tcp route of its VirtualService, or the default cluster.
+func (t *Translator) tcpClusters(c *routeCtx, sp servicePort, def string) []weighted {
+	vs := t.meshVirtualService(sp.svc.Hostname)
+	for _, tr := range vsTCP(vs) {
+		applies := len(tr.GetMatch()) == 0
+		for _, m := range tr.GetMatch() {
+			if m.GetPort() != 0 && m.GetPort() != sp.port.Number {
+				continue
+			}
+			if len(m.GetSourceLabels()) > 0 && !model.LabelsMatch(m.GetSourceLabels(), c.proxy.Labels) {
+				continue
+			}
+			if m.GetSourceNamespace() != "" && m.GetSourceNamespace() != c.proxy.Namespace {
+				continue
+			}
+			applies = true
+		}
+		if !applies {
+			continue
+		}
+		var out []weighted
+		for _, d := range tr.GetRoute() {
+			if d.GetWeight() == 0 && len(tr.GetRoute()) > 1 {
+				continue
+			}
+			name, _, _ := c.clusterFor(d.GetDestination(), vs.Namespace)
+			w := uint32(d.GetWeight())
+			if w == 0 {
+				w = 100
+			}
+			out = append(out, weighted{name, w})
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return []weighted{{def, 100}}
+}
+
+// inboundListeners builds inbound|<port> listeners and their clusters.
+func inboundResources(inst *model.Instance) ([]*listener.Listener, []*cluster.Cluster) {
+	if inst == nil {
+		return nil, nil
+	}
+	ports := append([]model.InstancePort(nil), inst.Ports...)
+	sort.Slice(ports, func(i, j int) bool { return ports[i].Number < ports[j].Number })
+	var ls []*listener.Listener
+	var cs []*cluster.Cluster
+	for _, p := range ports {
+		cname := xdsmeta.InboundClusterName(p.Number)
+		l := &listener.Listener{
+			Name:    xdsmeta.InboundListenerName(p.Number),
+			Address: socketAddress(localAddress(inst), p.InboundPort),
+		}
+		if p.Protocol.IsHTTP() {
+			m := &hcm.HttpConnectionManager{
+				StatPrefix: fmt.Sprintf("inbound_%d", p.Number),
+				CodecType:  hcm.HttpConnectionManager_AUTO,
+				RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: &route.RouteConfiguration{
+					Name: xdsmeta.InboundListenerName(p.Number),
+					VirtualHosts: []*route.VirtualHost{{
+						Name:    fmt.Sprintf("inbound|http|%d", p.Number),
+						Domains: []string{"*"},
+						Routes: []*route.Route{{
+							Name:  "default",
+							Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+							Action: &route.Route_Route{Route: &route.RouteAction{
+								ClusterSpecifier: &route.RouteAction_Cluster{Cluster: cname},
+								Timeout:          durationpb.New(0),
+							}},
+						}},
+					}},
+				}},
+				HttpFilters: []*hcm.HttpFilter{routerFilter},
+			}
+			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(m)}}}
+		} else {
+			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{tcpProxy(cname, []weighted{{cname, 100}})}}}
+		}
+		ls = append(ls, l)
+		cs = append(cs, inboundCluster(inst, p))
+	}
+	return ls, cs
+}
+
+// buildProxyless builds the api_listeners "<alias>:<port>" and route
+// configurations "<fqdn>:<port>" of a proxyless gRPC client.
+func (t *Translator) buildProxyless(p *Proxy, svcs []*model.Service) ([]*listener.Listener, []*route.RouteConfiguration) {
+	var ls []*listener.Listener
+	var rcs []*route.RouteConfiguration
+	for _, svc := range svcs {
+		for _, port := range svc.Ports {
+			if !port.Protocol.IsHTTP() {
+				continue
+			}
+			rdsName := fmt.Sprintf("%s:%d", svc.Hostname, port.Number)
+			vh := &route.VirtualHost{Name: rdsName}
+			for _, a := range model.HostAliases(svc.Hostname, p.Namespace) {
+				name := fmt.Sprintf("%s:%d", a, port.Number)
+				vh.Domains = append(vh.Domains, name)
+				ls = append(ls, &listener.Listener{
+					Name: name,
+					ApiListener: &listener.ApiListener{ApiListener: mustAny(rdsManager(name, rdsName))},
+				})
+			}
+			ctx := &routeCtx{snap: t.snap, proxy: p, port: port.Number}
+			vh.Routes = t.meshRoutes(ctx, svc, port.Number)
+			rcs = append(rcs, &route.RouteConfiguration{Name: rdsName, VirtualHosts: []*route.VirtualHost{vh}})
+		}
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	sort.Slice(rcs, func(i, j int) bool { return rcs[i].Name < rcs[j].Name })
+	return ls, rcs
+}
+
+// buildGateway builds the listeners "0.0.0.0_<port>" and route
+// configurations "http.<port>" of a gateway proxy.
+func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.RouteConfiguration) {
+	type bound struct {
+		ref   string
+		hosts []string
+	}
+	byPort := map[uint32][]bound{}
+	for _, gw := range t.snap.Gateways {
+		if !model.LabelsMatch(gw.Spec.GetSelector(), p.Labels) {
+			continue
+		}
+		for _, srv := range gw.Spec.GetServers() {
+			sp := srv.GetPort()
+			if !model.ProtocolFromPort(sp.GetProtocol(), "", sp.GetName()).IsHTTP() {
+				continue // HTTPS and TLS servers need the security work
+			}
+			var hosts []string
+			for _, h := range srv.GetHosts() {
+				if _, host, ok := cutNamespace(h); ok {
+					h = host
+				}
+				hosts = append(hosts, h)
+			}
+			byPort[sp.GetNumber()] = append(byPort[sp.GetNumber()], bound{gw.Namespace + "/" + gw.Name, hosts})
+		}
+	}
+	ports := make([]uint32, 0, len(byPort))
+	for n := range byPort {
+		ports = append(ports, n)
+	}
+	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
+	var ls []*listener.Listener
+	var rcs []*route.RouteConfiguration
+	for _, n := range ports {
+		rname := xdsmeta.GatewayRouteName(n)
+		rc := &route.RouteConfiguration{Name: rname, ValidateClusters: wrapperspb.Bool(false)}
+		vhosts := map[string]*route.VirtualHost{}
+		var order []string
+		done := map[string]bool{}
+		for _, b := range byPort[n] {
+			ctx := &routeCtx{snap: t.snap, proxy: p, port: n, gateway: b.ref}
+			for _, vs := range t.snap.VirtualServices {
+				if len(vs.Spec.GetGateways()) == 0 || !ctx.gatewaysApply(vs.Spec.GetGateways(), vs.Namespace) {
+					continue
+				}
+				for _, h := range vs.Spec.GetHosts() {
+					domain := ""
+					for _, sh := range b.hosts {
+						if hostMatches(sh, h) {
+							domain = h
+							break
+						}
+						if hostMatches(h, sh) {
+							domain = sh
+							break
+						}
+					}
+					key := vs.Namespace + "/" + vs.Name + "|" + domain
+					if domain == "" || done[key] {
+						continue
+					}
+					done[key] = true
+					vh := vhosts[domain]
+					if vh == nil {
+						vh = &route.VirtualHost{Name: fmt.Sprintf("%s:%d", domain, n), Domains: []string{domain}}
+						if domain != "*" {
+							vh.Domains = append(vh.Domains, fmt.Sprintf("%s:%d", domain, n))
+						}
+						vhosts[domain] = vh
+						order = append(order, domain)
+					}
+					vh.Routes = append(vh.Routes, ctx.httpRoutes(vs)...)
+				}
+			}
+		}
+		sort.Strings(order)
+		for _, d := range order {
+			rc.VirtualHosts = append(rc.VirtualHosts, vhosts[d])
+		}
+		rcs = append(rcs, rc)
+		ls = append(ls, &listener.Listener{
+			Name:         fmt.Sprintf("0.0.0.0_%d", n),
+			Address:      socketAddress("127.0.0.1", n),
+			FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), rname))}}},
+		})
+	}
+	return ls, rcs
+}
+
+func cutNamespace(h string) (string, string, bool) {
+	for i := 0; i < len(h); i++ {
+		if h[i] == '/' {
+			return h[:i], h[i+1:], true
+		}
+	}
+	return "", h, false
+}
+
+func vsTCP(vs *model.VirtualService) []*networking.TCPRoute {
+	if vs == nil {
+		return nil
+	}
+	return vs.Spec.GetTcp()
+}

@@ -1,0 +1,177 @@
+package xdstranslate
+
+import (
+	"hash/fnv"
+	"sort"
+	"strings"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/xdsmeta"
+)
+
+// Shared holds the resources that do not depend on the proxy: every
+// outbound cluster and its endpoints, built once per snapshot. Proxies
+// limited by a Sidecar get a filtered view. Read-only once built.
+type Shared struct {
+	// Clusters are the outbound clusters, sorted by name.
+	Clusters []*cluster.Cluster
+	// Endpoints are the ClusterLoadAssignments of the EDS clusters, sorted
+	// by cluster name.
+	Endpoints []*endpoint.ClusterLoadAssignment
+
+	clusterHost  []string // host of Clusters[i]
+	clusterHash  []uint64
+	endpointHost []string
+	endpointHash []uint64
+}
+
+// BuildShared computes the outbound clusters and endpoints of snap.
+func BuildShared(snap *model.Snapshot) *Shared {
+	sh := &Shared{}
+	for _, svc := range snap.SortedServices() {
+		dr := destinationRuleFor(snap, svc.Hostname)
+		subsets := drSubsetsOf(dr)
+		for _, port := range svc.Ports {
+			c := buildCluster(svc, port, nil, dr)
+			sh.addCluster(svc, c, port, nil)
+			for _, ss := range subsets {
+				if ss.GetName() == "" {
+					continue
+				}
+				c := buildCluster(svc, port, ss, dr)
+				sh.addCluster(svc, c, port, ss.GetLabels())
+			}
+		}
+	}
+	// Names sort like Istio's: by the full name string.
+	idx := make([]int, len(sh.Clusters))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return sh.Clusters[idx[a]].Name < sh.Clusters[idx[b]].Name })
+	sh.Clusters, sh.clusterHost, sh.clusterHash = permute(sh.Clusters, idx), permute(sh.clusterHost, idx), permute(sh.clusterHash, idx)
+	eidx := make([]int, len(sh.Endpoints))
+	for i := range eidx {
+		eidx[i] = i
+	}
+	sort.SliceStable(eidx, func(a, b int) bool {
+		return sh.Endpoints[eidx[a]].ClusterName < sh.Endpoints[eidx[b]].ClusterName
+	})
+	sh.Endpoints, sh.endpointHost, sh.endpointHash = permute(sh.Endpoints, eidx), permute(sh.endpointHost, eidx), permute(sh.endpointHash, eidx)
+	return sh
+}
+
+func permute[T any](s []T, idx []int) []T {
+	out := make([]T, len(s))
+	for i, j := range idx {
+		out[i] = s[j]
+	}
+	return out
+}
+
+func (sh *Shared) addCluster(svc *model.Service, c *cluster.Cluster, port model.Port, subsetLabels map[string]string) {
+	sh.Clusters = append(sh.Clusters, c)
+	sh.clusterHost = append(sh.clusterHost, svc.Hostname)
+	sh.clusterHash = append(sh.clusterHash, hashMessage(c))
+	if c.GetType() != cluster.Cluster_EDS {
+		return
+	}
+	cla := buildLoadAssignment(c.Name, svc, port, subsetLabels)
+	sh.Endpoints = append(sh.Endpoints, cla)
+	sh.endpointHost = append(sh.endpointHost, svc.Hostname)
+	sh.endpointHash = append(sh.endpointHash, hashMessage(cla))
+}
+
+// buildLoadAssignment groups a service's endpoints (those matching the
+// subset labels) by locality. Every locality gets a weight of at least 1,
+// which gRPC's xDS client requires.
+func buildLoadAssignment(name string, svc *model.Service, port model.Port, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
+	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
+	byLocality := map[string]*endpoint.LocalityLbEndpoints{}
+	var order []string
+	for _, ep := range svc.Endpoints {
+		if !model.LabelsMatch(subsetLabels, ep.Labels) {
+			continue
+		}
+		loc := byLocality[ep.Locality]
+		if loc == nil {
+			loc = &endpoint.LocalityLbEndpoints{Locality: parseLocality(ep.Locality)}
+			byLocality[ep.Locality] = loc
+			order = append(order, ep.Locality)
+		}
+		w := ep.Weight
+		if w == 0 {
+			w = 1
+		}
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpoint.LbEndpoint{
+			HostIdentifier:      &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: socketAddress(ep.Address, ep.TargetPort(port))}},
+			HealthStatus:        core.HealthStatus_HEALTHY,
+			LoadBalancingWeight: wrapperspb.UInt32(w),
+		})
+		total := loc.GetLoadBalancingWeight().GetValue() + w
+		loc.LoadBalancingWeight = wrapperspb.UInt32(total)
+	}
+	sort.Strings(order)
+	for _, l := range order {
+		cla.Endpoints = append(cla.Endpoints, byLocality[l])
+	}
+	return cla
+}
+
+func parseLocality(s string) *core.Locality {
+	if s == "" {
+		return &core.Locality{}
+	}
+	parts := strings.SplitN(s, "/", 3)
+	l := &core.Locality{Region: parts[0]}
+	if len(parts) > 1 {
+		l.Zone = parts[1]
+	}
+	if len(parts) > 2 {
+		l.SubZone = parts[2]
+	}
+	return l
+}
+
+func inboundClusterName(port uint32) string { return xdsmeta.InboundClusterName(port) }
+
+var hashOpts = proto.MarshalOptions{Deterministic: true}
+
+// hashMessage is a content hash of one resource.
+func hashMessage(m proto.Message) uint64 {
+	b, err := hashOpts.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+// combine folds per-resource hashes (in resource order) into one.
+func combine(hs []uint64) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	for _, v := range hs {
+		for i := range b {
+			b[i] = byte(v >> (8 * i))
+		}
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
+func drSubsetsOf(dr *model.DestinationRule) []*networking.Subset {
+	if dr == nil {
+		return nil
+	}
+	return dr.Spec.GetSubsets()
+}

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var reviewsVersion = regexp.MustCompile(`reviews-v[123]`)
+
+// split sends n requests to the product page and counts the reviews
+// version that answered each one. Any failure is returned.
+func split(url string, n int, headers ...string) (map[string]int, error) {
+	counts := map[string]int{}
+	for range n {
+		code, body, err := get(url, headers...)
+		if err != nil {
+			return counts, err
+		}
+		if code != 200 {
+			return counts, fmt.Errorf("status %d: %.300s", code, body)
+		}
+		v := reviewsVersion.FindString(body)
+		if v == "" {
+			return counts, fmt.Errorf("no reviews version in the page: %.500s", body)
+		}
+		counts[v]++
+	}
+	return counts, nil
+}
+
+// within checks that k successes of n are consistent with probability p:
+// inside five standard deviations of the binomial mean.
+func within(t *testing.T, what string, k, n int, p float64) {
+	t.Helper()
+	mean := float64(n) * p
+	sd := math.Sqrt(float64(n) * p * (1 - p))
+	if math.Abs(float64(k)-mean) > 5*sd {
+		t.Errorf("%s: %d of %d, want about %.0f (p=%.2f, 5 sigma = %.1f)", what, k, n, mean, p, 5*sd)
+	}
+}
+
+func TestDemoMesh(t *testing.T) {
+	ingress := freePort(t)
+	m := startMesh(t, copyDemo(t, ingress), ingress)
+	page := fmt.Sprintf("http://127.0.0.1:%d/productpage", ingress)
+
+	waitFor(t, 60*time.Second, "the product page through the ingress", func() error {
+		code, body, err := get(page)
+		if err != nil {
+			return err
+		}
+		if code != 200 || !reviewsVersion.MatchString(body) {
+			return fmt.Errorf("status %d: %.200s", code, body)
+		}
+		return nil
+	})
+	st := m.status(t)
+	if len(st.Instances) < 7 {
+		t.Fatalf("weft status lists %d instances, want 6 workloads + ingress: %+v", len(st.Instances), st.Instances)
+	}
+	for _, in := range st.Instances {
+		if !in.Ready {
+			t.Errorf("instance %s not ready: %+v", in.Instance, in)
+		}
+	}
+
+	t.Run("canary 90/10", func(t *testing.T) {
+		counts, err := split(page, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts["reviews-v3"] != 0 {
+			t.Errorf("reviews-v3 answered %d requests without end-user: jason", counts["reviews-v3"])
+		}
+		within(t, "reviews-v2", counts["reviews-v2"], 500, 0.10)
+	})
+
+	t.Run("jason always gets v3", func(t *testing.T) {
+		counts, err := split(page, 50, "end-user", "jason")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts["reviews-v3"] != 50 {
+			t.Errorf("end-user: jason got %v, want reviews-v3 every time", counts)
+		}
+	})
+
+	t.Run("apply a new weight with no failed request", func(t *testing.T) {
+		var failures, sent atomic.Int64
+		var firstErr atomic.Value
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20000; i++ { // bounded: stops on signal or after 20000 requests
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sent.Add(1)
+				if _, err := split(page, 1); err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+		out, err := m.weft(reviews5050, "apply", "-f", "-")
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("weft apply: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "VirtualService default/reviews applied") {
+			t.Errorf("weft apply said %q", out)
+		}
+		counts, err := split(page, 400)
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		within(t, "reviews-v2 after apply", counts["reviews-v2"], 400, 0.5)
+		if f := failures.Load(); f != 0 {
+			t.Errorf("%d of %d requests failed during the change; first: %v", f, sent.Load(), firstErr.Load())
+		}
+	})
+
+	t.Run("a bad change is refused and changes nothing", func(t *testing.T) {
+		bad := strings.ReplaceAll(reviews5050, "subset: v2", "subset: v9")
+		out, err := m.weft(bad, "apply", "-f", "-")
+		if err == nil {
+			t.Fatalf("weft apply of an unknown subset succeeded:\n%s", out)
+		}
+		for _, want := range []string{"rejected", "VirtualService default/reviews", "destination.subset", "v9"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("weft apply output lacks %q:\n%s", want, out)
+			}
+		}
+		counts, err := split(page, 40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts["reviews-v1"] == 0 || counts["reviews-v2"] == 0 {
+			t.Errorf("after a refused change the 50/50 split should still serve both: %v", counts)
+		}
+	})
+
+	t.Run("a killed workload is restarted", func(t *testing.T) {
+		var pid int
+		for _, in := range m.status(t).Instances {
+			if in.Instance == "ratings-v1-0" {
+				pid = in.PID
+			}
+		}
+		if pid == 0 {
+			t.Fatal("ratings-v1-0 has no pid in weft status")
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "ratings-v1-0 to be restarted and ready", func() error {
+			for _, in := range m.status(t).Instances {
+				if in.Instance == "ratings-v1-0" {
+					if in.PID != pid && in.PID != 0 && in.Ready && in.Restarts > 0 {
+						return nil
+					}
+					return fmt.Errorf("%+v", in)
+				}
+			}
+			return fmt.Errorf("ratings-v1-0 missing")
+		})
+	})
+
+	t.Run("SIGTERM leaves no process behind", func(t *testing.T) {
+		if err := m.stop(); err != nil {
+			t.Fatalf("weft up: %v", err)
+		}
+		waitFor(t, 10*time.Second, "every mesh process to exit", func() error {
+			if left := processesOf(binDir); len(left) > 0 {
+				return fmt.Errorf("still running: %v", left)
+			}
+			return nil
+		})
+	})
+}
+
+const reviews5050 = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - name: jason-to-v3
+    match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - name: canary
+    route:
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+    - {destination: {host: reviews, subset: v2}, weight: 50}
+`
