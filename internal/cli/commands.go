@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"sort"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -297,6 +295,39 @@ func writeIndentedJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-var _ = os.Stdin
-var _ = sort.Strings
-var _ = strings.Join
+func printProxyStatus(w io.Writer, st []xdsserver.ProxyStatus) {
+	if len(st) == 0 {
+		fmt.Fprintln(w, "no proxy is connected")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROXY\tTYPE\tNAMESPACE\tLDS\tRDS\tCDS\tEDS")
+	var errs []string
+	for _, p := range st {
+		cols := map[string]string{}
+		for _, ts := range p.Types {
+			cols[ts.Type] = ts.State
+			if ts.Error != "" {
+				errs = append(errs, fmt.Sprintf("%s %s: %s", p.ID, ts.Type, ts.Error))
+			}
+		}
+		name := p.Name
+		if name == "" {
+			name = p.ID
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, p.Type, p.Namespace,
+			dash(cols["LDS"]), dash(cols["RDS"]), dash(cols["CDS"]), dash(cols["EDS"]))
+	}
+	tw.Flush()
+	sort.Strings(errs)
+	for _, e := range errs {
+		fmt.Fprintln(w, "NACK: "+e)
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -159,7 +159,7 @@ func (s *Set) add(r *Resource, fs []model.Finding) {
 			Meta:     r.Meta,
 			Line:     r.LineOf("metadata.name"),
 			Field:    "metadata.name",
-			Message: fmt.Sprintf("%s is defined twice; the first is at %s:%d: rename or remove one",
+			Message: fmt.Sprintf("%s is defined twice (first at %s:%d); rename or remove one",
 				r.Key(), first.File, first.Line),
 		})
 	} else {

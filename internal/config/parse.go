@@ -186,10 +186,14 @@ func parseDocument(file string, text []byte, offset int) (*Resource, []model.Fin
 		if metadata != nil {
 			line = metadata.Line
 		}
-		return nil, []model.Finding{{
+		out := []model.Finding{{
 			Severity: model.SeverityError, Meta: model.Meta{File: file, Line: root.Line}, Line: line,
 			Field: "metadata.name", Message: fmt.Sprintf("%s has no metadata.name; every resource needs a name", r.Kind),
 		}}
+		for _, e := range errs {
+			out = append(out, model.Finding{Severity: model.SeverityError, Meta: model.Meta{File: file, Line: root.Line}, Line: e.line, Field: e.path, Message: e.msg})
+		}
+		return nil, out
 	}
 	findings := func() []model.Finding {
 		out := make([]model.Finding, 0, len(errs))
@@ -238,6 +242,9 @@ func checkKind(kind, apiVersion string) string {
 			return fmt.Sprintf("kind Workload needs apiVersion %s, not %q", WeftAPIVersion, apiVersion)
 		}
 	case istioKinds[kind] != nil:
+		if apiVersion == "" {
+			return fmt.Sprintf("apiVersion is missing; use %s", istioAPIVersions[0])
+		}
 		for _, v := range istioAPIVersions {
 			if apiVersion == v {
 				return ""

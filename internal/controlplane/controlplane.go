@@ -57,6 +57,7 @@ type Server struct {
 	adminLn   net.Listener
 	mux       *http.ServeMux
 	metrics   *metrics
+	builder   *validate.Builder // holds the last good version of every resource
 
 	notifyCh chan struct{}
 	ready    chan struct{}
@@ -90,17 +91,17 @@ func New(opts Options) (*Server, error) {
 	log := opts.Logger.With("component", "controlplane")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	xds, err := xdsserver.New(xdsserver.Options{Logger: opts.Logger, Registry: reg})
-	if err != nil {
-		return nil, err
-	}
+	// The xDS server's own goroutines end with Run (Stop).
+	xds := xdsserver.New(context.Background(), xdsserver.Options{Logger: opts.Logger, Registry: reg})
 	xdsLn, err := net.Listen("tcp", opts.XDSAddr)
 	if err != nil {
+		xds.Stop()
 		return nil, fmt.Errorf("listening for xDS on %s: %w (is another control plane running? pass --xds-addr)", opts.XDSAddr, err)
 	}
 	adminLn, err := net.Listen("tcp", opts.AdminAddr)
 	if err != nil {
 		xdsLn.Close()
+		xds.Stop()
 		return nil, fmt.Errorf("listening for the admin API on %s: %w (is another control plane running? pass --admin-addr)", opts.AdminAddr, err)
 	}
 	s := &Server{
@@ -114,6 +115,7 @@ func New(opts Options) (*Server, error) {
 		adminLn:   adminLn,
 		mux:       http.NewServeMux(),
 		metrics:   newMetrics(reg),
+		builder:   validate.NewBuilder(),
 		notifyCh:  make(chan struct{}, 1),
 		ready:     make(chan struct{}),
 		changed:   make(chan struct{}),
@@ -130,6 +132,9 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 
 // ConfigDir is the watched config folder.
 func (s *Server) ConfigDir() string { return s.opts.ConfigDir }
+
+// XDS is the xDS server (sync status, config dumps).
+func (s *Server) XDS() *xdsserver.Server { return s.xds }
 
 // Instances is the runtime source of workload instances.
 func (s *Server) Instances() *InstanceSource { return s.instances }
@@ -210,6 +215,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 			grpcServer.Stop()
 		}
+		s.xds.Stop()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		return admin.Shutdown(sctx)
@@ -253,16 +259,14 @@ func (s *Server) watch(ctx context.Context) error {
 // rebuild reads every source, validates, and publishes a new snapshot.
 func (s *Server) rebuild() {
 	start := time.Now()
-	set, loadFindings := config.Load(s.opts.ConfigDir)
+	set, _ := config.Load(s.opts.ConfigDir) // load findings are in set and reported in snap.Status
 	s.mu.Lock()
-	last := s.snap
 	s.version++
 	version := s.version
 	s.mu.Unlock()
 
-	snap := validate.Build(set, s.instances.List(), last)
+	snap := s.builder.Build(set, s.instances.List())
 	snap.Version = version
-	_ = loadFindings // load findings are carried in set and reported by Build
 	s.metrics.observeBuild(snap, time.Since(start))
 	for _, st := range snap.Status {
 		if st.State == model.StateInvalid {

@@ -434,6 +434,15 @@ func (m *mesh) status() MeshStatus {
 			}
 		}
 	}
+	// A proxy that rejected its config says why (a gateway port already
+	// taken, for example).
+	for _, ps := range m.cp.XDS().Status() {
+		for _, ts := range ps.Types {
+			if ts.State == "NACKED" {
+				st.Problems = append(st.Problems, fmt.Sprintf("proxy %s.%s rejected its %s config: %s", ps.Name, ps.Namespace, ts.Type, ts.Error))
+			}
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, key := range sortedKeys(m.problems) {

@@ -347,7 +347,7 @@ func (s *Supervisor) Start(ctx context.Context, spec Process) (*Handle, error) {
 	if spec.ReadyTimeout <= 0 {
 		spec.ReadyTimeout = 30 * time.Second
 	}
-	if err := checkCommand(spec); err != nil {
+	if err := CheckCommand(spec); err != nil {
 		return nil, err
 	}
 
@@ -396,9 +396,9 @@ func (s *Supervisor) Start(ctx context.Context, spec Process) (*Handle, error) {
 	return h, nil
 }
 
-// checkCommand resolves the program the way exec would, to give an error
+// CheckCommand resolves spec's program the way exec would, to give an error
 // that says what is wrong before anything is started.
-func checkCommand(spec Process) error {
+func CheckCommand(spec Process) error {
 	name := spec.Command[0]
 	if !strings.Contains(name, "/") {
 		if _, err := exec.LookPath(name); err != nil && !errors.Is(err, exec.ErrDot) {

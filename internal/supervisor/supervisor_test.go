@@ -78,6 +78,16 @@ func helper(mode string) int {
 		}
 		time.Sleep(time.Hour)
 		return 0
+	case "supervise":
+		// Play `weft up`: supervise one sleeper, then wait to be killed.
+		s := New(Options{Output: os.Stdout, Color: ColorNever})
+		_, err := s.Start(context.Background(), Process{Name: "sleeper", Command: []string{os.Args[0]}, Env: []string{helperEnv + "=sleep"}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		time.Sleep(time.Hour)
+		return 0
 	case "sleep":
 		ready()
 		time.Sleep(time.Hour)
@@ -154,7 +164,7 @@ func newSupervisor(t *testing.T, out *syncBuffer, mod func(*Options)) *Superviso
 }
 
 // waitEvent returns the next event of name matching want, failing the test
-// when ctx ends first. Other events are passed to skip, if set.
+// when ctx ends first. Other events are skipped.
 func waitEvent(ctx context.Context, t *testing.T, s *Supervisor, name string, want EventType) Event {
 	t.Helper()
 	for {
@@ -444,6 +454,42 @@ func TestStopAllLeavesNoGrandchild(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("grandchild %d still alive after StopAll", pid)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func TestChildDiesWithKilledSupervisor(t *testing.T) {
+	ctx := testContext(t)
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=supervise", "READY_FILE="+pidFile)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	for {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			if pid, err = strconv.Atoi(string(data)); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("supervised child never wrote %s", pidFile)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	// Pdeathsig: the kernel SIGKILLs the child when the supervisor dies.
+	for alive(pid) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("child %d outlived its killed supervisor", pid)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -11,6 +11,18 @@
 // a version of it (same kind, namespace and name) that was valid in an
 // earlier build and still passes every check now, that version stays in
 // force and the resource's status says ServingLastGood.
+//
+// Decisions worth knowing:
+//   - Short hosts resolve with model.FQDN relative to the resource's
+//     namespace everywhere, ServiceEntry hosts included ("ratings" in a
+//     ServiceEntry of namespace shop is ratings.shop.svc.cluster.local), so a
+//     VirtualService and a ServiceEntry written with the same short name
+//     agree. Snapshot specs are clones holding the resolved names.
+//   - exportTo is accepted with a warning and ignored: every resource is
+//     visible to every namespace.
+//   - Fields Weft does not support are listed in one table, fieldRules.
+//   - Several Workloads with the same spec.service make one service; their
+//     ports must agree.
 package validate
 
 import (

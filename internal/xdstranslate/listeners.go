@@ -13,9 +13,9 @@ import (
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/xdsmeta"
@@ -302,7 +302,7 @@ func (t *Translator) buildProxyless(p *Proxy, svcs []*model.Service) ([]*listene
 				name := fmt.Sprintf("%s:%d", a, port.Number)
 				vh.Domains = append(vh.Domains, name)
 				ls = append(ls, &listener.Listener{
-					Name: name,
+					Name:        name,
 					ApiListener: &listener.ApiListener{ApiListener: mustAny(rdsManager(name, rdsName))},
 				})
 			}

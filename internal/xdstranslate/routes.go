@@ -12,10 +12,10 @@ import (
 	previoushosts "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"weft.dev/weft/internal/model"
 )
@@ -98,13 +98,13 @@ func (c *routeCtx) httpRoutes(vs *model.VirtualService) []*route.Route {
 		tmpl := c.routeBody(hr, vs)
 		for _, m := range matches {
 			r := &route.Route{
-				Name:                   tmpl.Name,
-				Match:                  m,
-				Action:                 tmpl.Action,
-				TypedPerFilterConfig:   tmpl.TypedPerFilterConfig,
-				RequestHeadersToAdd:    tmpl.RequestHeadersToAdd,
-				RequestHeadersToRemove: tmpl.RequestHeadersToRemove,
-				ResponseHeadersToAdd:   tmpl.ResponseHeadersToAdd,
+				Name:                    tmpl.Name,
+				Match:                   m,
+				Action:                  tmpl.Action,
+				TypedPerFilterConfig:    tmpl.TypedPerFilterConfig,
+				RequestHeadersToAdd:     tmpl.RequestHeadersToAdd,
+				RequestHeadersToRemove:  tmpl.RequestHeadersToRemove,
+				ResponseHeadersToAdd:    tmpl.ResponseHeadersToAdd,
 				ResponseHeadersToRemove: tmpl.ResponseHeadersToRemove,
 			}
 			out = append(out, r)

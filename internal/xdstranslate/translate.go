@@ -35,9 +35,9 @@ type Hashes struct {
 // Translator translates one model.Snapshot for any number of proxies. It
 // is safe for concurrent use.
 type Translator struct {
-	snap   *model.Snapshot
-	shared *Shared
-	meshVS []*model.VirtualService
+	snap                        *model.Snapshot
+	shared                      *Shared
+	meshVS                      []*model.VirtualService
 	clustersHash, endpointsHash uint64
 
 	mu    sync.Mutex

@@ -429,8 +429,8 @@ var retryOnNames = map[string]RetryOn{
 	"internal":               RetryGRPCInternal,
 	// Conditions that need features the proxy does not have yet never
 	// trigger; they are accepted so that Istio-style defaults validate.
-	"retriable-headers":     0,
-	"envoy-ratelimited":     0,
+	"retriable-headers":          0,
+	"envoy-ratelimited":          0,
 	"http3-post-connect-failure": 0,
 }
 

@@ -1,0 +1,256 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/model"
+)
+
+func findingStrings(fs []model.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.String())
+	}
+	return out
+}
+
+func metas(s *Set) []model.Meta {
+	var out []model.Meta
+	for _, r := range s.Resources {
+		out = append(out, r.Meta)
+	}
+	return out
+}
+
+func TestLoadFindings(t *testing.T) {
+	tests := []struct {
+		name string
+		path string
+		want []string
+	}{
+		{
+			name: "valid multi-document file",
+			path: "testdata/multi.yaml",
+		},
+		{
+			name: "folder, recursive, skipping hidden and non-YAML files",
+			path: "testdata/folder",
+		},
+		{
+			name: "bad YAML in one document keeps the others",
+			path: "testdata/badyaml.yaml",
+			want: []string{"testdata/badyaml.yaml:8: invalid YAML: did not find expected ',' or '}'"},
+		},
+		{
+			name: "schema errors",
+			path: "testdata/errors.yaml",
+			want: []string{
+				`testdata/errors.yaml:8: VirtualService default/reviews: spec.http[0].rout: unknown field "rout"; did you mean "route"?`,
+				`testdata/errors.yaml:11: VirtualService default/reviews: spec.http[0].retries.perTryTimout: unknown field "perTryTimout"; did you mean "perTryTimeout"?`,
+				`testdata/errors.yaml:18: ServiceEntry default/ext: spec.resolution: unknown value "DNZ"; use one of NONE, STATIC, DNS, DNS_ROUND_ROBIN, DYNAMIC_DNS`,
+				`testdata/errors.yaml:22: PeerAuthentication istio-system/strict: kind: kind PeerAuthentication (security.istio.io/v1) is not supported by Weft yet; remove it or keep it out of Weft's config folder`,
+				`testdata/errors.yaml:28: Widget default/w: kind: unknown kind "Widget" (apiVersion "example.com/v1"); Weft reads ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, Sidecar, Gateway (networking.istio.io) and Workload (weft.dev/v1alpha1)`,
+				`testdata/errors.yaml:32: Sidecar default/default: apiVersion: apiVersion "networking.istio.io/v2" is not one Weft reads for Sidecar; use networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3`,
+				`testdata/errors.yaml:42: Workload default/reviews-v1: spec.replica: unknown field "replica"; did you mean "replicas"?`,
+				`testdata/errors.yaml:44: Workload default/reviews-v1: spec.ports[0].protocl: unknown field "protocl"; did you mean "protocol"?`,
+				"testdata/errors.yaml:50: Workload default/ratings: spec.ports[0].number: cannot unmarshal !!str `ninety` into uint32",
+				"testdata/errors.yaml:51: Workload default/ratings: spec.sidecar: cannot unmarshal !!str `maybe` into bool",
+				`testdata/errors.yaml:56: VirtualService default/reviews: metadata.name: VirtualService default/reviews is defined twice (first at testdata/errors.yaml:1); rename or remove one`,
+				`testdata/errors.yaml:63: metadata.name: DestinationRule has no metadata.name; every resource needs a name`,
+				`testdata/errors.yaml:63: metadata.nme: unknown field "nme"`,
+				`testdata/errors.yaml:67: DestinationRule default/y: apiVersion: apiVersion is missing; use networking.istio.io/v1`,
+				`testdata/errors.yaml:80: DestinationRule default/z: spec.subsets: expected a list, got a mapping`,
+				`testdata/errors.yaml:82: kind: missing kind; set kind (for example VirtualService) and apiVersion`,
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, fs := Load(tc.path)
+			if diff := cmp.Diff(tc.want, findingStrings(fs)); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLoadResources(t *testing.T) {
+	set, fs := Load("testdata/multi.yaml", "testdata/folder")
+	if len(fs) != 0 {
+		t.Fatalf("unexpected findings: %v", findingStrings(fs))
+	}
+	want := []model.Meta{
+		{Kind: KindVirtualService, Namespace: "shop", Name: "reviews", File: "testdata/multi.yaml", Line: 2},
+		{Kind: KindWorkload, Namespace: "shop", Name: "reviews-v2", File: "testdata/multi.yaml", Line: 20},
+		{Kind: KindGateway, Namespace: "default", Name: "gw", File: filepath.Join("testdata/folder", "a.yaml"), Line: 1},
+		{Kind: KindServiceEntry, Namespace: "default", Name: "ext", File: filepath.Join("testdata/folder", "nested", "b.yml"), Line: 1},
+	}
+	if diff := cmp.Diff(want, metas(set)); diff != "" {
+		t.Errorf("resources (-want +got):\n%s", diff)
+	}
+
+	vs := set.Get(KindVirtualService, "shop", "reviews")
+	wantVS := &networking.VirtualService{
+		Hosts: []string{"reviews"},
+		Http: []*networking.HTTPRoute{{
+			Name: "canary",
+			Route: []*networking.HTTPRouteDestination{{
+				Destination: &networking.Destination{Host: "reviews", Subset: "v2"},
+				Weight:      100,
+			}},
+			Timeout: durationpb.New(2 * time.Second),
+		}},
+	}
+	if diff := cmp.Diff(wantVS, vs.Spec, protocmp.Transform()); diff != "" {
+		t.Errorf("VirtualService spec (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"app": "reviews"}, vs.Labels); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+
+	wantW := &Workload{
+		Service:  "reviews",
+		Labels:   map[string]string{"version": "v2"},
+		Ports:    []WorkloadPort{{Name: "http", Number: 9080, AppProtocol: "http"}},
+		Replicas: 1,
+		Command:  []string{"reviews", "--port", "${PORT}"},
+		Env:      map[string]string{"MODE": "fast"},
+		Sidecar:  true,
+	}
+	if diff := cmp.Diff(wantW, set.Get(KindWorkload, "shop", "reviews-v2").Spec); diff != "" {
+		t.Errorf("Workload spec (-want +got):\n%s", diff)
+	}
+}
+
+func TestLineOf(t *testing.T) {
+	set, _ := Load("testdata/multi.yaml")
+	vs := set.Get(KindVirtualService, "shop", "reviews")
+	tests := []struct {
+		name  string
+		field string
+		want  int
+	}{
+		{name: "metadata", field: "metadata.name", want: 5},
+		{name: "list element", field: "spec.http[0]", want: 11},
+		{name: "nested field", field: "spec.http[0].route[0].destination.subset", want: 15},
+		{name: "map key", field: "metadata.labels[app]", want: 7},
+		{name: "unwritten field falls back to parent", field: "spec.http[0].route[0].destination.port.number", want: 13},
+		{name: "unknown path falls back to resource", field: "nothing", want: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := vs.LineOf(tc.field); got != tc.want {
+				t.Errorf("LineOf(%q) = %d, want %d", tc.field, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestWorkloadDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want *Workload
+	}{
+		{
+			name: "defaults",
+			yaml: "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: ratings}\nspec: {}\n",
+			want: &Workload{Service: "ratings", Replicas: 1, Sidecar: true},
+		},
+		{
+			name: "explicit zero replicas and no sidecar",
+			yaml: "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: db}\nspec: {service: mongo, replicas: 0, sidecar: false, workingDir: /srv}\n",
+			want: &Workload{Service: "mongo", Replicas: 0, Sidecar: false, WorkingDir: "/srv"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			set, fs := Parse("w.yaml", []byte(tc.yaml))
+			if len(fs) != 0 {
+				t.Fatalf("findings: %v", findingStrings(fs))
+			}
+			if diff := cmp.Diff(tc.want, set.Resources[0].Spec); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseEdgeCases(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{name: "empty file", yaml: ""},
+		{name: "only comments and markers", yaml: "# c\n---\n---\n...\n"},
+		{name: "not a mapping", yaml: "- a\n- b\n", want: []string{"f.yaml:1: a document must be a mapping with apiVersion, kind, metadata and spec"}},
+		{
+			name: "content after the marker",
+			yaml: "--- {apiVersion: networking.istio.io/v1, kind: Gateway, metadata: {name: g}, spec: {servers: [], bogus: 1}}\n",
+			want: []string{`f.yaml:1: Gateway default/g: spec.bogus: unknown field "bogus"`},
+		},
+		{
+			name: "type error placed on its field",
+			yaml: "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec:\n  hosts: [a.example.com]\n  ports:\n  - number: 99999999999\n",
+			want: []string{`f.yaml:7: ServiceEntry default/s: spec.ports[0].number: invalid value for uint32 field number: 99999999999`},
+		},
+		{
+			name: "invalid names",
+			yaml: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: Bad_Name, namespace: Also.Bad}\nspec: {}\n",
+			want: []string{
+				`f.yaml:3: Gateway Also.Bad/Bad_Name: metadata.name: "Bad_Name" is not a valid name; use lowercase letters, digits, '-' and '.'`,
+				`f.yaml:3: Gateway Also.Bad/Bad_Name: metadata.namespace: "Also.Bad" is not a valid namespace; use lowercase letters, digits and '-'`,
+			},
+		},
+		{
+			name: "cluster metadata and status are accepted",
+			yaml: "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g, uid: x, resourceVersion: \"1\"}\nspec: {}\nstatus: {conditions: []}\n",
+		},
+		{
+			name: "aliases are followed",
+			yaml: "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n  egress:\n  - hosts: &h [\"./*\"]\n  - hosts: *h\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, fs := Parse("f.yaml", []byte(tc.yaml))
+			if diff := cmp.Diff(tc.want, findingStrings(fs)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	for _, p := range []string{"testdata/multi.yaml", "testdata/errors.yaml", "testdata/badyaml.yaml", "testdata/folder/a.yaml"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("a: &a [*a, *a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		set, fs := Parse("fuzz.yaml", data)
+		for _, r := range set.Resources {
+			_ = r.LineOf("spec.http[0].route")
+			if r.Invalid != (r.Spec == nil) {
+				t.Errorf("%s: Invalid=%v but Spec=%v", r.Key(), r.Invalid, r.Spec)
+			}
+		}
+		for _, x := range fs {
+			if x.Severity != model.SeverityError && x.Severity != model.SeverityWarning {
+				t.Errorf("bad severity in %v", x)
+			}
+		}
+	})
+}

@@ -1,0 +1,173 @@
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+)
+
+// rsCtx returns the context whose cause records a route timeout.
+func rsCtx(rs *reqState) context.Context { return rs.ctx }
+
+// statusWriter records the status and counts body bytes. It unwraps for
+// http.ResponseController (flush, hijack, full duplex).
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+	n    int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.code = code
+	}
+	if code == http.StatusSwitchingProtocols && w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// countingBody counts request body bytes and reports the end of the body.
+type countingBody struct {
+	io.ReadCloser
+	n     int64
+	onEOF func()
+	once  sync.Once
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if err == io.EOF && b.onEOF != nil {
+		b.once.Do(b.onEOF)
+	}
+	return n, err
+}
+
+var errAttemptOver = errors.New("request body belongs to an abandoned attempt")
+
+// replayBody lets retries resend a request body: the bytes read are kept
+// up to limit; once the body grows past it, retries are off and the buffer
+// is released. Each attempt reads through its own attemptBody; a stale
+// attempt's reads fail.
+type replayBody struct {
+	mu       sync.Mutex
+	src      io.ReadCloser
+	buf      []byte
+	limit    int // -1: never replay
+	overflow bool
+	started  bool
+	srcErr   error
+	gen      int
+}
+
+func (rb *replayBody) replayable() bool {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.limit >= 0 && !rb.overflow
+}
+
+// attempt returns the body of the next attempt; false when the body can
+// no longer be replayed.
+func (rb *replayBody) attempt() (io.ReadCloser, bool) {
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	if rb.started && (rb.limit < 0 || rb.overflow) {
+		return nil, false
+	}
+	rb.started = true
+	rb.gen++
+	return &attemptBody{rb: rb, gen: rb.gen}, true
+}
+
+type attemptBody struct {
+	rb  *replayBody
+	gen int
+	off int
+}
+
+func (a *attemptBody) Read(p []byte) (int, error) {
+	rb := a.rb
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	if a.gen != rb.gen {
+		return 0, errAttemptOver
+	}
+	if !rb.overflow && a.off < len(rb.buf) {
+		n := copy(p, rb.buf[a.off:])
+		a.off += n
+		return n, nil
+	}
+	if rb.srcErr != nil {
+		return 0, rb.srcErr
+	}
+	n, err := rb.src.Read(p)
+	if n > 0 {
+		if rb.limit >= 0 && !rb.overflow {
+			if len(rb.buf)+n <= rb.limit {
+				rb.buf = append(rb.buf, p[:n]...)
+			} else {
+				rb.overflow = true
+				rb.buf = nil
+			}
+		}
+		a.off += n
+	}
+	if err != nil {
+		rb.srcErr = err
+	}
+	return n, err
+}
+
+// Close ends the attempt; the downstream body stays open for retries (the
+// server closes it when the handler returns).
+func (a *attemptBody) Close() error { return nil }
+
+// wrapBody calls done once when the response body is closed. An upgraded
+// connection's body stays writable.
+func wrapBody(b io.ReadCloser, done func()) io.ReadCloser {
+	rb := &respBody{ReadCloser: b, done: done}
+	if rw, ok := b.(io.ReadWriteCloser); ok {
+		return &rwRespBody{respBody: rb, w: rw}
+	}
+	return rb
+}
+
+type respBody struct {
+	io.ReadCloser
+	done func()
+	once sync.Once
+}
+
+func (b *respBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.done)
+	return err
+}
+
+type rwRespBody struct {
+	*respBody
+	w io.Writer
+}
+
+func (b *rwRespBody) Write(p []byte) (int, error) { return b.w.Write(p) }

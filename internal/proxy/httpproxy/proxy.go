@@ -1,0 +1,702 @@
+// Package httpproxy is the proxy's HTTP request path: route matching,
+// direct responses and redirects, header mutations and rewrites, then
+// forwarding to a cluster with retries, timeouts and circuit breakers.
+// Every failure answers with a short readable body and Envoy's response
+// flags (header x-weft-response-flags and the access log).
+//
+// Forwarding uses net/http/httputil.ReverseProxy for the wire protocol
+// (hop-by-hop headers, trailers, 1xx responses, upgrades, streaming with
+// immediate flushes); attempts, endpoint picks and retries live in this
+// package's RoundTripper.
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"weft.dev/weft/internal/proxy/accesslog"
+	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/router"
+	"weft.dev/weft/internal/proxy/upstream"
+)
+
+// FlagsHeader carries the response flags of a failed or retried request.
+const FlagsHeader = "X-Weft-Response-Flags"
+
+// RetryBufferLimit is how much of a request body is kept for retries; a
+// request whose body grew past it is never retried.
+const RetryBufferLimit = 64 << 10
+
+// Options configure a Proxy.
+type Options struct {
+	// Logger receives data path logs (rarely: errors only).
+	Logger *slog.Logger
+	// AccessLog receives one entry per request; nil disables it.
+	AccessLog *accesslog.Logger
+	// Metrics records request metrics; nil disables them.
+	Metrics *proxymetrics.Metrics
+}
+
+// Proxy forwards HTTP requests. It is safe for concurrent use.
+type Proxy struct {
+	log     *slog.Logger
+	access  *accesslog.Logger
+	metrics *proxymetrics.Metrics
+	rp      *httputil.ReverseProxy
+}
+
+// New returns a Proxy.
+func New(opts Options) *Proxy {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{log: opts.Logger, access: opts.AccessLog, metrics: opts.Metrics}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        rewrite,
+		Transport:      roundTripper{},
+		FlushInterval:  -1,
+		BufferPool:     bufferPool{},
+		ErrorHandler:   p.errorHandler,
+		ModifyResponse: modifyResponse,
+		ErrorLog:       nil,
+	}
+	return p
+}
+
+// Target is what the listener decided about a request.
+type Target struct {
+	// Snapshot is the runtime config the request runs on.
+	Snapshot *dataplane.Snapshot
+	// Routes is the route table of the selected filter chain.
+	Routes *router.Table
+	// Authority selects the virtual host: the Host header, or the CONNECT
+	// target for requests inside a tunnel.
+	Authority string
+	// OriginalDst is the host:port the client addressed (absolute URL or
+	// CONNECT target), used by ORIGINAL_DST clusters; empty when unknown.
+	OriginalDst string
+}
+
+// errors carried as context causes.
+var (
+	errRouteTimeout  = errors.New("route timeout")
+	errPerTryTimeout = errors.New("per-try timeout")
+)
+
+// reqState is the per-request state shared by the handler, the rewrite
+// hook, the round tripper and the error handler.
+type reqState struct {
+	p        *Proxy
+	target   *Target
+	down     *http.Request
+	vh       *router.VirtualHost
+	route    *proxyconfig.Route
+	action   *proxyconfig.RouteAction
+	wc       *proxyconfig.WeightedCluster
+	cluster  *upstream.Cluster
+	hash     uint64
+	hasHash  bool
+	h2Down   bool
+	grpc     bool
+	upgrade  bool
+	cancel   context.CancelCauseFunc
+	ctx      context.Context
+	timer    atomic.Pointer[time.Timer]
+	timerSet atomic.Bool
+
+	// written by the round tripper, read after ServeHTTP returns.
+	mu           sync.Mutex
+	upstreamHost string
+	flags        string
+	errMsg       string
+	errStatus    int
+}
+
+func (rs *reqState) setResult(host, flags string) {
+	rs.mu.Lock()
+	if host != "" {
+		rs.upstreamHost = host
+	}
+	if flags != "" {
+		rs.flags = addFlag(rs.flags, flags)
+	}
+	rs.mu.Unlock()
+}
+
+func addFlag(flags, f string) string {
+	if flags == "" {
+		return f
+	}
+	if strings.Contains(","+flags+",", ","+f+",") {
+		return flags
+	}
+	return flags + "," + f
+}
+
+type stateKey struct{}
+
+// startTimer arms the route timeout once.
+func (rs *reqState) startTimer() {
+	if rs.action == nil || rs.action.Timeout <= 0 || !rs.timerSet.CompareAndSwap(false, true) {
+		return
+	}
+	rs.timer.Store(time.AfterFunc(rs.action.Timeout, func() { rs.cancel(errRouteTimeout) }))
+}
+
+func (rs *reqState) stopTimer() {
+	rs.timerSet.Store(true)
+	if t := rs.timer.Load(); t != nil {
+		t.Stop()
+	}
+}
+
+// Serve routes and forwards one request.
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
+	start := time.Now()
+	p.metrics.RequestStarted()
+	sw := &statusWriter{ResponseWriter: w}
+	cb := &countingBody{ReadCloser: r.Body}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = cb
+	}
+	rid := r.Header.Get("X-Request-Id")
+	if rid == "" {
+		rid = newRequestID()
+		r.Header.Set("X-Request-Id", rid)
+	}
+	rs := &reqState{p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
+	clusterName := ""
+	defer func() {
+		v := recover()
+		if v != nil && sw.code != 0 {
+			// The response was cut while streaming.
+			flag := p.abortFlag(r.Context())
+			if rs.cancel != nil && context.Cause(rsCtx(rs)) == errRouteTimeout {
+				flag = accesslog.FlagUpstreamTimeout
+			}
+			rs.setResult("", flag)
+		}
+		code := sw.code
+		if rs.cancel != nil {
+			rs.stopTimer()
+			rs.cancel(nil)
+		}
+		rs.mu.Lock()
+		flags := rs.flags
+		host := rs.upstreamHost
+		rs.mu.Unlock()
+		p.metrics.RequestEnded()
+		p.metrics.Request(clusterName, code, flags)
+		if p.access != nil {
+			p.access.Log(&accesslog.Entry{
+				Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
+				Code: code, Flags: flags, BytesReceived: cb.n, BytesSent: sw.n, Duration: time.Since(start),
+				UpstreamHost: host, UpstreamCluster: clusterName, RequestID: rid,
+			})
+		}
+		if v != nil {
+			panic(v)
+		}
+	}()
+
+	if t.Routes == nil {
+		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute, "no route configuration for this listener yet")
+		return
+	}
+	vh, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority})
+	if vh == nil {
+		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute,
+			fmt.Sprintf("no virtual host for authority %q in route configuration %q", t.Authority, t.Routes.Config().Name))
+		return
+	}
+	if route == nil {
+		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute,
+			fmt.Sprintf("no route matched %s %s in virtual host %q", r.Method, r.URL.RequestURI(), vh.Config.Name))
+		return
+	}
+	rs.vh, rs.route = vh, route
+	switch {
+	case route.Direct != nil:
+		h := sw.Header()
+		p.applyResponseHeaders(rs, h)
+		if route.Direct.Body != "" {
+			if h.Get("Content-Type") == "" {
+				h.Set("Content-Type", "text/plain")
+			}
+			h.Set("Content-Length", strconv.Itoa(len(route.Direct.Body)))
+		}
+		sw.WriteHeader(route.Direct.Status)
+		_, _ = io.WriteString(sw, route.Direct.Body)
+		return
+	case route.Redirect != nil:
+		path := r.URL.EscapedPath()
+		if path == "" {
+			path = "/"
+		}
+		loc := router.RedirectLocation(&route.Match, route.Redirect, "http", t.Authority, path, r.URL.RawQuery)
+		h := sw.Header()
+		p.applyResponseHeaders(rs, h)
+		h.Set("Location", loc)
+		sw.WriteHeader(route.Redirect.Code)
+		return
+	}
+	a := route.Action
+	rs.action = a
+	name, wc := router.PickCluster(a)
+	clusterName, rs.wc = name, wc
+	c := t.Snapshot.Clusters[name]
+	if c == nil {
+		p.localReply(sw, rs, http.StatusServiceUnavailable, accesslog.FlagNoClusterFound, fmt.Sprintf("cluster %q not found", name))
+		return
+	}
+	rs.cluster = c
+	if len(a.HashPolicies) > 0 {
+		src, _, _ := net.SplitHostPort(r.RemoteAddr)
+		rs.hash, rs.hasHash = router.Hash(a.HashPolicies, r, src)
+	}
+	rs.grpc = router.IsGRPC(r)
+	rs.upgrade = r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	rs.cancel, rs.ctx = cancel, ctx
+	ctx = context.WithValue(ctx, stateKey{}, rs)
+	if a.Timeout > 0 {
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+			rs.startTimer()
+		} else {
+			cb.onEOF = rs.startTimer
+		}
+	}
+	p.rp.ServeHTTP(sw, r.WithContext(ctx))
+}
+
+// abortFlag says why a response was cut while streaming.
+func (p *Proxy) abortFlag(ctx context.Context) string {
+	if ctx.Err() != nil {
+		return accesslog.FlagDownstreamTermination
+	}
+	return accesslog.FlagUpstreamTermination
+}
+
+// LocalReply answers a request the listener could not route (no filter
+// chain) and logs it like any other request.
+func (p *Proxy) LocalReply(w http.ResponseWriter, r *http.Request, authority string, status int, flag, msg string) {
+	t := &Target{Authority: authority}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	rs := &reqState{p: p, target: t, down: r}
+	p.localReply(sw, rs, status, flag, msg)
+	p.metrics.Request("", status, flag)
+	if p.access != nil {
+		p.access.Log(&accesslog.Entry{
+			Start: start, Method: r.Method, Authority: authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
+			Code: status, Flags: flag, BytesSent: sw.n, Duration: time.Since(start), RequestID: r.Header.Get("X-Request-Id"),
+		})
+	}
+}
+
+func (p *Proxy) localReply(w http.ResponseWriter, rs *reqState, status int, flag, msg string) {
+	rs.setResult("", flag)
+	h := w.Header()
+	if rs.route != nil {
+		p.applyResponseHeaders(rs, h)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(FlagsHeader, flag)
+	body := msg + "\n"
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+func (p *Proxy) applyResponseHeaders(rs *reqState, h http.Header) {
+	if rs.wc != nil && !rs.wc.ResponseHeaders.Empty() {
+		router.ApplyHeaders(h, &rs.wc.ResponseHeaders, nil)
+	}
+	if rs.route != nil && !rs.route.ResponseHeaders.Empty() {
+		router.ApplyHeaders(h, &rs.route.ResponseHeaders, nil)
+	}
+	if rs.vh != nil && !rs.vh.Config.ResponseHeaders.Empty() {
+		router.ApplyHeaders(h, &rs.vh.Config.ResponseHeaders, nil)
+	}
+	if rs.target.Routes != nil && !rs.target.Routes.Config().ResponseHeaders.Empty() {
+		router.ApplyHeaders(h, &rs.target.Routes.Config().ResponseHeaders, nil)
+	}
+}
+
+// rewrite builds the upstream request: path and host rewrites, request
+// header mutations (weighted cluster, route, virtual host, route
+// configuration, so the least specific level is applied last).
+func rewrite(pr *httputil.ProxyRequest) {
+	rs := pr.In.Context().Value(stateKey{}).(*reqState)
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = "" // set per attempt
+	out.URL.User = nil
+	out.URL.Opaque = ""
+	a := rs.action
+	if a.HasPrefixRewrite || a.RegexRewrite != nil {
+		path := pr.In.URL.EscapedPath()
+		if path == "" {
+			path = "/"
+		}
+		np := router.RewritePath(&rs.route.Match, a, path)
+		if up, err := url.PathUnescape(np); err == nil {
+			out.URL.Path, out.URL.RawPath = up, np
+		} else {
+			out.URL.Path, out.URL.RawPath = np, ""
+		}
+	}
+	if out.URL.Path == "" {
+		out.URL.Path = "/"
+	}
+	if a.HostRewrite != "" {
+		out.Host = a.HostRewrite
+	}
+	h := out.Header
+	authority := out.Host
+	if rs.wc != nil && !rs.wc.RequestHeaders.Empty() {
+		router.ApplyHeaders(h, &rs.wc.RequestHeaders, &authority)
+	}
+	if !rs.route.RequestHeaders.Empty() {
+		router.ApplyHeaders(h, &rs.route.RequestHeaders, &authority)
+	}
+	if !rs.vh.Config.RequestHeaders.Empty() {
+		router.ApplyHeaders(h, &rs.vh.Config.RequestHeaders, &authority)
+	}
+	if rc := rs.target.Routes.Config(); !rc.RequestHeaders.Empty() {
+		router.ApplyHeaders(h, &rc.RequestHeaders, &authority)
+	}
+	out.Host = authority
+	if _, ok := h["X-Forwarded-Proto"]; !ok {
+		h["X-Forwarded-Proto"] = []string{"http"}
+	}
+}
+
+func modifyResponse(resp *http.Response) error {
+	rs := resp.Request.Context().Value(stateKey{}).(*reqState)
+	rs.p.applyResponseHeaders(rs, resp.Header)
+	rs.mu.Lock()
+	flags := rs.flags
+	rs.mu.Unlock()
+	if flags != "" {
+		resp.Header.Set(FlagsHeader, flags)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection lives as long as both sides keep it.
+		rs.stopTimer()
+	}
+	return nil
+}
+
+// flagError is a failure with its response flag, status and message.
+type flagError struct {
+	flag   string
+	status int
+	msg    string
+}
+
+func (e *flagError) Error() string { return e.msg }
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	rs := r.Context().Value(stateKey{}).(*reqState)
+	var fe *flagError
+	if !errors.As(err, &fe) {
+		fe = classify(rs, r.Context(), nil, err)
+	}
+	if fe.flag == accesslog.FlagDownstreamTermination {
+		rs.setResult("", fe.flag)
+		return
+	}
+	rs.mu.Lock()
+	rs.flags = addFlag(rs.flags, fe.flag)
+	flags := rs.flags
+	rs.mu.Unlock()
+	h := w.Header()
+	p.applyResponseHeaders(rs, h)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(FlagsHeader, flags)
+	body := fe.msg + "\n"
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(fe.status)
+	_, _ = io.WriteString(w, body)
+}
+
+// classify maps an attempt's error to a response flag. actx is the
+// attempt's context (nil when unknown).
+func classify(rs *reqState, rctx, actx context.Context, err error) *flagError {
+	cname := ""
+	if rs.cluster != nil {
+		cname = rs.cluster.Name()
+	}
+	switch {
+	case context.Cause(rctx) == errRouteTimeout:
+		return &flagError{accesslog.FlagUpstreamTimeout, http.StatusGatewayTimeout,
+			fmt.Sprintf("upstream request timeout: no complete response within the route timeout of %s (cluster %s)", rs.action.Timeout, cname)}
+	case rs.down.Context().Err() != nil:
+		return &flagError{accesslog.FlagDownstreamTermination, 499, "downstream closed the request"}
+	case actx != nil && context.Cause(actx) == errPerTryTimeout:
+		return &flagError{accesslog.FlagUpstreamTimeout, http.StatusGatewayTimeout,
+			fmt.Sprintf("upstream request timeout: no response headers within the per-try timeout of %s (cluster %s)", rs.retryPolicy().PerTryTimeout, cname)}
+	case errors.Is(err, upstream.ErrOverflow):
+		return &flagError{accesslog.FlagOverflow, http.StatusServiceUnavailable,
+			fmt.Sprintf("upstream overflow: the max_connections circuit breaker of cluster %s is open", cname)}
+	}
+	var de *upstream.DialError
+	if errors.As(err, &de) {
+		return &flagError{accesslog.FlagUpstreamConnectFailure, http.StatusServiceUnavailable,
+			fmt.Sprintf("upstream connect failure: %v (cluster %s)", de, cname)}
+	}
+	return &flagError{accesslog.FlagUpstreamTermination, http.StatusServiceUnavailable,
+		fmt.Sprintf("upstream connection terminated before response headers: %v (cluster %s)", err, cname)}
+}
+
+func (rs *reqState) retryPolicy() *proxyconfig.RetryPolicy {
+	if rs.action != nil && rs.action.Retry != nil {
+		return rs.action.Retry
+	}
+	if rs.vh != nil && rs.vh.Config.Retry != nil {
+		return rs.vh.Config.Retry
+	}
+	return &noRetry
+}
+
+var noRetry = proxyconfig.RetryPolicy{}
+
+// roundTripper runs the attempts of a request.
+type roundTripper struct{}
+
+func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
+	rctx := out.Context()
+	rs := rctx.Value(stateKey{}).(*reqState)
+	c := rs.cluster
+	rp := rs.retryPolicy()
+	h2 := c.UseHTTP2(rs.h2Down, rs.grpc, rs.upgrade)
+	var rb *replayBody
+	if out.Body != nil && out.Body != http.NoBody {
+		rb = &replayBody{src: out.Body, limit: RetryBufferLimit}
+		if rp.NumRetries == 0 || rs.upgrade {
+			rb.limit = -1 // nothing to replay: do not buffer
+		}
+	}
+	for attempt := uint32(0); ; attempt++ {
+		retrying := attempt > 0
+		host, err := c.Pick(rs.target.OriginalDst, rs.hash, rs.hasHash)
+		if err != nil {
+			return nil, withURX(retrying, &flagError{accesslog.FlagNoHealthyUpstream, http.StatusServiceUnavailable,
+				"no healthy upstream for cluster " + c.Name()})
+		}
+		if err := c.StartRequest(h2); err != nil {
+			return nil, withURX(retrying, &flagError{accesslog.FlagOverflow, http.StatusServiceUnavailable,
+				fmt.Sprintf("upstream overflow: the max_requests or max_pending_requests circuit breaker of cluster %s is open", c.Name())})
+		}
+		req := out.Clone(rctx)
+		req.URL.Host = host.Addr
+		if rb != nil {
+			body, ok := rb.attempt()
+			if !ok {
+				c.EndRequest()
+				return nil, &flagError{accesslog.FlagUpstreamTermination, http.StatusServiceUnavailable,
+					"upstream attempt failed and the request body was too large to retry"}
+			}
+			req.Body = body
+		}
+		actx, acancel := context.WithCancelCause(rctx)
+		var ptimer *time.Timer
+		if rp.PerTryTimeout > 0 {
+			ptimer = time.AfterFunc(rp.PerTryTimeout, func() { acancel(errPerTryTimeout) })
+		}
+		req = req.WithContext(actx)
+		host.Start()
+		resp, err := c.Transport(h2).RoundTrip(req)
+		if ptimer != nil {
+			ptimer.Stop()
+		}
+		if retrying {
+			c.EndRetry()
+		}
+		rs.setResult(host.Addr, "")
+		var fe *flagError
+		if err != nil {
+			fe = classify(rs, rctx, actx, err)
+		}
+		cond := retryCondition(rp, resp, fe)
+		canRetry := cond && attempt < rp.NumRetries && rctx.Err() == nil && (rb == nil || rb.replayable())
+		if canRetry && !c.StartRetry() {
+			canRetry = false
+		}
+		if !canRetry {
+			if err != nil {
+				host.Done(true)
+				c.EndRequest()
+				acancel(nil)
+				return nil, withURX(retrying && cond, fe)
+			}
+			failed := resp.StatusCode >= 500
+			if retrying && cond {
+				rs.setResult("", accesslog.FlagRetryLimitExceeded)
+			}
+			resp.Body = wrapBody(resp.Body, func() {
+				host.Done(failed)
+				c.EndRequest()
+				acancel(nil)
+			})
+			return resp, nil
+		}
+		// Retry: discard this attempt.
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
+		host.Done(true)
+		c.EndRequest()
+		acancel(nil)
+		if !sleepBackoff(rctx, rp, attempt+1) {
+			c.EndRetry()
+			return nil, classify(rs, rctx, nil, context.Cause(rctx))
+		}
+	}
+}
+
+func withURX(retrying bool, fe *flagError) *flagError {
+	if !retrying {
+		return fe
+	}
+	return &flagError{fe.flag + "," + accesslog.FlagRetryLimitExceeded, fe.status, fe.msg + " (retries exhausted)"}
+}
+
+// retryCondition reports whether an attempt's outcome matches the policy.
+func retryCondition(rp *proxyconfig.RetryPolicy, resp *http.Response, fe *flagError) bool {
+	on := rp.On
+	if on == 0 {
+		return false
+	}
+	if fe != nil {
+		switch fe.flag {
+		case accesslog.FlagUpstreamConnectFailure:
+			return on&(proxyconfig.RetryConnectFailure|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryReset) != 0
+		case accesslog.FlagUpstreamTermination:
+			return on&(proxyconfig.RetryReset|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryRefusedStream) != 0
+		case accesslog.FlagUpstreamTimeout:
+			if fe.status == http.StatusGatewayTimeout && strings.Contains(fe.msg, "per-try") {
+				return on&(proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryReset) != 0
+			}
+		}
+		return false
+	}
+	code := resp.StatusCode
+	switch {
+	case code >= 500 && on&proxyconfig.Retry5xx != 0:
+		return true
+	case (code == 502 || code == 503 || code == 504) && on&proxyconfig.RetryGatewayError != 0:
+		return true
+	case code == 409 && on&proxyconfig.RetryRetriable4xx != 0:
+		return true
+	}
+	if on&proxyconfig.RetryRetriableStatusCodes != 0 {
+		for _, s := range rp.StatusCodes {
+			if int(s) == code {
+				return true
+			}
+		}
+	}
+	if gs := resp.Header.Get("Grpc-Status"); gs != "" {
+		switch gs {
+		case "1":
+			return on&proxyconfig.RetryGRPCCancelled != 0
+		case "4":
+			return on&proxyconfig.RetryGRPCDeadlineExceeded != 0
+		case "8":
+			return on&proxyconfig.RetryGRPCResourceExhausted != 0
+		case "13":
+			return on&proxyconfig.RetryGRPCInternal != 0
+		case "14":
+			return on&proxyconfig.RetryGRPCUnavailable != 0
+		}
+	}
+	return false
+}
+
+// sleepBackoff waits Envoy's fully jittered exponential backoff before
+// retry n (1-based): a random time in [0, min((2^n-1)·base, max)].
+func sleepBackoff(ctx context.Context, rp *proxyconfig.RetryPolicy, n uint32) bool {
+	base := rp.BaseInterval
+	if base <= 0 {
+		base = proxyconfig.DefaultRetryBase
+	}
+	maxI := rp.MaxInterval
+	if maxI <= 0 {
+		maxI = 10 * base
+	}
+	upper := base * time.Duration((uint64(1)<<min(n, 30))-1)
+	if upper > maxI || upper <= 0 {
+		upper = maxI
+	}
+	d := time.Duration(rand.Int64N(int64(upper) + 1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func newRequestID() string {
+	var b [36]byte
+	const hexd = "0123456789abcdef"
+	x, y := rand.Uint64(), rand.Uint64()
+	x = x&^(0xf<<12) | 4<<12   // version 4
+	y = y&^(0x3<<62) | 0x2<<62 // variant
+	j := 0
+	for i := 0; i < 16; i++ {
+		var v byte
+		if i < 8 {
+			v = byte(x >> (56 - 8*i))
+		} else {
+			v = byte(y >> (56 - 8*(i-8)))
+		}
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hexd[v>>4], hexd[v&0xf]
+		j += 2
+	}
+	return string(b[:])
+}
+
+type bufferPool struct{}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(bufPool.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { bufPool.Put(&b) }

@@ -1,0 +1,546 @@
+// Package listener binds the sockets LDS asks for and serves their
+// connections: HTTP (HTTP/1.1 and h2c) through one shared http.Server,
+// the outbound listener's HTTP proxy mode (absolute-form requests and
+// CONNECT tunnels, with protocol sniffing inside tunnels), and opaque TCP
+// proxying with half-close. Each connection or request reads the current
+// snapshot once, so config swaps never disturb traffic in flight.
+package listener
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"weft.dev/weft/internal/proxy/accesslog"
+	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/httpproxy"
+	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/xdsmeta"
+)
+
+// Options configure a Manager.
+type Options struct {
+	// Logger receives listener logs.
+	Logger *slog.Logger
+	// Snapshots holds the current runtime config.
+	Snapshots *dataplane.Holder
+	// Proxy serves HTTP requests.
+	Proxy *httpproxy.Proxy
+	// AccessLog receives TCP connection entries; nil disables them.
+	AccessLog *accesslog.Logger
+	// Metrics records connection metrics; nil disables them.
+	Metrics *proxymetrics.Metrics
+	// SniffTimeout bounds the wait for a tunnel's first bytes (default 30s).
+	SniffTimeout time.Duration
+}
+
+// Manager owns the bound listeners and the connections they accepted.
+type Manager struct {
+	opts  Options
+	log   *slog.Logger
+	srv   *http.Server
+	conns *chanListener
+
+	mu       sync.Mutex
+	bound    map[string]*bound
+	draining bool
+
+	rawMu  sync.Mutex
+	raw    map[net.Conn]struct{} // TCP proxy and sniffing connections
+	rawWG  sync.WaitGroup
+	active atomic.Int64
+}
+
+type bound struct {
+	name   string
+	config string // configured address
+	ln     net.Listener
+	port   uint32
+	done   chan struct{}
+}
+
+// connInfo is attached to every downstream connection.
+type connInfo struct {
+	listener  string
+	proxyMode bool   // HTTP proxy mode: absolute-form and CONNECT
+	tunnel    string // CONNECT target when the conn is a tunnel
+	port      uint32 // local port the connection arrived on
+}
+
+type connInfoKey struct{}
+
+// New returns a Manager; its HTTP server starts serving at once.
+func New(opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.SniffTimeout <= 0 {
+		opts.SniffTimeout = 30 * time.Second
+	}
+	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}}
+	m.conns = newChanListener()
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	m.srv = &http.Server{
+		Handler:           http.HandlerFunc(m.serveHTTP),
+		Protocols:         protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if dc, ok := c.(*downConn); ok {
+				return context.WithValue(ctx, connInfoKey{}, dc.info)
+			}
+			return ctx
+		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				opts.Metrics.ConnOpened()
+			case http.StateHijacked, http.StateClosed:
+				opts.Metrics.ConnClosed()
+			}
+		},
+	}
+	go func() { _ = m.srv.Serve(m.conns) }()
+	return m
+}
+
+// Apply binds listeners that are new or whose address changed and closes
+// those no longer configured. Connections already accepted are not
+// touched. It returns the errors of listeners that could not be bound.
+func (m *Manager) Apply(s *dataplane.Snapshot) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.draining {
+		return nil
+	}
+	var errs []error
+	for name, l := range s.Listeners {
+		if b, ok := m.bound[name]; ok {
+			if b.config == l.Config.Address {
+				continue
+			}
+			m.closeBound(b)
+			delete(m.bound, name)
+		}
+		ln, err := net.Listen("tcp", l.Config.Address)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("binding listener %q to %s: %w", name, l.Config.Address, err))
+			continue
+		}
+		port := uint32(ln.Addr().(*net.TCPAddr).Port)
+		b := &bound{name: name, config: l.Config.Address, ln: ln, port: port, done: make(chan struct{})}
+		m.bound[name] = b
+		go m.accept(b)
+		m.log.Info("listener bound", "listener", name, "addr", ln.Addr().String())
+	}
+	for name, b := range m.bound {
+		if _, ok := s.Listeners[name]; !ok {
+			m.closeBound(b)
+			delete(m.bound, name)
+			m.log.Info("listener removed", "listener", name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) closeBound(b *bound) {
+	_ = b.ln.Close()
+	<-b.done
+}
+
+// Addrs returns the bound address of each listener by name.
+func (m *Manager) Addrs() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.bound))
+	for n, b := range m.bound {
+		out[n] = b.ln.Addr().String()
+	}
+	return out
+}
+
+// StopAccepting closes every listening socket and turns keep-alives off,
+// so connections end after their current request. It is the start of a
+// drain.
+func (m *Manager) StopAccepting() {
+	m.mu.Lock()
+	m.draining = true
+	for name, b := range m.bound {
+		m.closeBound(b)
+		delete(m.bound, name)
+	}
+	m.mu.Unlock()
+	m.srv.SetKeepAlivesEnabled(false)
+}
+
+// Shutdown stops accepting, lets requests and tunnels in flight finish
+// until ctx is done, then closes whatever is left.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.StopAccepting()
+	err := m.srv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { m.rawWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
+	_ = m.srv.Close()
+	m.rawMu.Lock()
+	for c := range m.raw {
+		_ = c.Close()
+	}
+	m.raw = nil
+	m.rawMu.Unlock()
+	<-done
+	return err
+}
+
+func (m *Manager) accept(b *bound) {
+	defer close(b.done)
+	var delay time.Duration
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary errors (EMFILE): back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("accept failed", "listener", b.name, "error", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		m.dispatch(b, c)
+	}
+}
+
+// dispatch decides how a new connection is served: proxy mode and HTTP
+// chains go to the HTTP server, TCP chains to the TCP proxy.
+func (m *Manager) dispatch(b *bound, c net.Conn) {
+	snap := m.opts.Snapshots.Load()
+	var l *dataplane.Listener
+	if snap != nil {
+		l = snap.Listeners[b.name]
+	}
+	if l == nil {
+		_ = c.Close()
+		return
+	}
+	info := &connInfo{listener: b.name, port: b.port, proxyMode: b.name == xdsmeta.ListenerOutbound}
+	if !info.proxyMode {
+		if ch := l.MatchChain(b.port, ""); ch != nil && ch.Config.TCP != nil {
+			if !m.trackRaw(c) {
+				return
+			}
+			go func() {
+				defer m.untrackRaw(c)
+				m.proxyTCP(c, snap, ch, "", time.Now())
+			}()
+			return
+		}
+	}
+	m.conns.push(&downConn{Conn: c, info: info})
+}
+
+func (m *Manager) trackRaw(c net.Conn) bool {
+	m.rawMu.Lock()
+	defer m.rawMu.Unlock()
+	if m.raw == nil {
+		_ = c.Close()
+		return false
+	}
+	m.raw[c] = struct{}{}
+	m.rawWG.Add(1)
+	m.opts.Metrics.ConnOpened()
+	return true
+}
+
+func (m *Manager) untrackRaw(c net.Conn) {
+	m.rawMu.Lock()
+	delete(m.raw, c)
+	m.rawMu.Unlock()
+	m.opts.Metrics.ConnClosed()
+	m.rawWG.Done()
+}
+
+// serveHTTP is the handler of every HTTP request on every listener.
+func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	info, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	if info == nil {
+		http.Error(w, "connection without listener", http.StatusInternalServerError)
+		return
+	}
+	snap := m.opts.Snapshots.Load()
+	l := snap.Listeners[info.listener]
+	if l == nil {
+		m.opts.Proxy.LocalReply(w, r, r.Host, http.StatusNotFound, accesslog.FlagNoRoute,
+			fmt.Sprintf("listener %q is no longer configured", info.listener))
+		return
+	}
+	if r.Method == http.MethodConnect {
+		m.serveConnect(w, r, snap, l, info)
+		return
+	}
+	if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
+		// Let the request body stream while the response is written
+		// (upstreams that answer before reading everything).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	authority := r.Host
+	port := info.port
+	origDst := ""
+	switch {
+	case info.tunnel != "":
+		authority = info.tunnel
+		port = portOf(info.tunnel, 80)
+		origDst = info.tunnel
+	case info.proxyMode:
+		if r.URL.IsAbs() && r.URL.Host != "" {
+			authority = r.URL.Host
+		}
+		port = portOf(authority, 80)
+		origDst = withPort(authority, port)
+	}
+	ch := l.MatchChain(port, hostOf(authority))
+	switch {
+	case ch == nil:
+		m.opts.Proxy.LocalReply(w, r, authority, http.StatusNotFound, accesslog.FlagNoRoute,
+			fmt.Sprintf("no filter chain on listener %q for port %d", info.listener, port))
+		return
+	case ch.Config.HTTP == nil:
+		m.opts.Proxy.LocalReply(w, r, authority, http.StatusNotFound, accesslog.FlagNoRoute,
+			fmt.Sprintf("port %d of %s is a TCP service: use CONNECT", port, hostOf(authority)))
+		return
+	}
+	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst})
+}
+
+// serveConnect answers a CONNECT: 200, then an opaque tunnel for TCP
+// chains, or, for HTTP chains, HTTP/1.1 or h2c served on the tunnel
+// (detected from its first bytes) with anything else sent opaquely to the
+// service's cluster.
+func (m *Manager) serveConnect(w http.ResponseWriter, r *http.Request, snap *dataplane.Snapshot, l *dataplane.Listener, info *connInfo) {
+	start := time.Now()
+	target := r.Host
+	if !info.proxyMode || info.tunnel != "" {
+		m.opts.Proxy.LocalReply(w, r, target, http.StatusMethodNotAllowed, accesslog.FlagNoRoute, "CONNECT is only served by the outbound listener")
+		return
+	}
+	host, portStr, err := net.SplitHostPort(target)
+	port, perr := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || perr != nil || host == "" {
+		m.opts.Proxy.LocalReply(w, r, target, http.StatusBadRequest, "", fmt.Sprintf("CONNECT target %q is not host:port", target))
+		return
+	}
+	ch := l.MatchChain(uint32(port), host)
+	if ch == nil {
+		m.opts.Proxy.LocalReply(w, r, target, http.StatusNotFound, accesslog.FlagNoRoute,
+			fmt.Sprintf("no filter chain on listener %q for %s", info.listener, target))
+		return
+	}
+	if r.ProtoMajor != 1 {
+		m.opts.Proxy.LocalReply(w, r, target, http.StatusMethodNotAllowed, "", "CONNECT over HTTP/2 is not supported; use HTTP/1.1")
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		m.log.Debug("hijack failed", "error", err)
+		return
+	}
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 OK\r\n\r\n"); err != nil {
+		_ = conn.Close()
+		return
+	}
+	br := brw.Reader
+	tc := &bufConn{Conn: conn, r: br}
+	if !m.trackRaw(tc) {
+		return
+	}
+	go func() {
+		handedOff := false
+		defer func() {
+			if !handedOff {
+				m.untrackRaw(tc)
+			}
+		}()
+		if ch.Config.TCP != nil {
+			m.proxyTCP(tc, snap, ch, target, start)
+			return
+		}
+		kind := m.sniff(tc, br)
+		switch kind {
+		case sniffHTTP:
+			// The HTTP server tracks the connection from here on.
+			m.untrackRaw(tc)
+			handedOff = true
+			m.conns.push(&downConn{Conn: tc, info: &connInfo{listener: info.listener, proxyMode: true, tunnel: target, port: uint32(port)}})
+		case sniffOpaque:
+			m.proxyOpaqueHTTPChain(tc, snap, ch, target, start)
+		default:
+			_ = tc.Close()
+		}
+	}()
+}
+
+type sniffResult int
+
+const (
+	sniffClosed sniffResult = iota
+	sniffHTTP
+	sniffOpaque
+)
+
+// sniff peeks at a tunnel's first bytes: the HTTP/2 preface or an HTTP/1
+// method means HTTP, anything else (TLS) is opaque.
+func (m *Manager) sniff(c net.Conn, br *bufio.Reader) sniffResult {
+	_ = c.SetReadDeadline(time.Now().Add(m.opts.SniffTimeout))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	b, err := br.Peek(1)
+	if err != nil {
+		return sniffClosed
+	}
+	if b[0] < 'A' || b[0] > 'Z' {
+		return sniffOpaque
+	}
+	// An HTTP/1 request line starts with an upper-case token and a space;
+	// the HTTP/2 preface starts with "PRI * HTTP/2.0".
+	for n := 2; n <= 16; n++ {
+		b, err := br.Peek(n)
+		if err != nil {
+			return sniffOpaque
+		}
+		c := b[n-1]
+		if c == ' ' {
+			return sniffHTTP
+		}
+		if c < 'A' || c > 'Z' {
+			return sniffOpaque
+		}
+	}
+	return sniffOpaque
+}
+
+// proxyOpaqueHTTPChain sends non-HTTP bytes on an HTTP port to the
+// cluster of the target's default route.
+func (m *Manager) proxyOpaqueHTTPChain(c net.Conn, snap *dataplane.Snapshot, ch *dataplane.Chain, target string, start time.Time) {
+	cluster := ""
+	if ch.Routes != nil {
+		if vh := ch.Routes.VirtualHost(target); vh != nil {
+			for _, rt := range vh.Config.Routes {
+				if rt.Action == nil {
+					continue
+				}
+				cluster = rt.Action.Cluster
+				if cluster == "" && len(rt.Action.WeightedClusters) > 0 {
+					cluster = rt.Action.WeightedClusters[0].Name
+				}
+				break
+			}
+		}
+	}
+	m.tcpToCluster(c, snap, cluster, nil, target, start)
+}
+
+func portOf(hostport string, def uint32) uint32 {
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return def
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return def
+	}
+	return uint32(n)
+}
+
+func hostOf(hostport string) string {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	return h
+}
+
+func withPort(authority string, port uint32) string {
+	if _, _, err := net.SplitHostPort(authority); err == nil {
+		return authority
+	}
+	return net.JoinHostPort(authority, strconv.FormatUint(uint64(port), 10))
+}
+
+// downConn carries its connInfo to the HTTP server's ConnContext.
+type downConn struct {
+	net.Conn
+	info *connInfo
+}
+
+// bufConn reads through a bufio.Reader that may hold bytes already read
+// from the connection.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes the underlying TCP connection.
+func (c *bufConn) CloseWrite() error { return closeWrite(c.Conn) }
+
+func closeWrite(c net.Conn) error {
+	switch x := c.(type) {
+	case interface{ CloseWrite() error }:
+		return x.CloseWrite()
+	case *downConn:
+		return closeWrite(x.Conn)
+	}
+	return c.Close()
+}
+
+// chanListener is a net.Listener fed by push.
+type chanListener struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }

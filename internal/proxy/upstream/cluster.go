@@ -1,0 +1,492 @@
+// Package upstream holds the proxy's clusters: their endpoints, load
+// balancers, circuit breakers and connection pools.
+//
+// A Cluster outlives config updates: the Manager keeps one per name and
+// updates its endpoints and settings in place (an atomic swap), so requests
+// in flight keep their host and connection, and per-endpoint counters
+// survive endpoint updates.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"weft.dev/weft/internal/proxy/proxyconfig"
+)
+
+// Errors that map to Envoy response flags.
+var (
+	// ErrNoHealthyUpstream: the cluster has no endpoint to pick (UH).
+	ErrNoHealthyUpstream = errors.New("no healthy upstream")
+	// ErrOverflow: a circuit breaker is open (UO).
+	ErrOverflow = errors.New("circuit breaker overflow")
+)
+
+// DialError is a failure to connect to an endpoint (UF).
+type DialError struct {
+	// Addr is the endpoint dialled.
+	Addr string
+	// Err is the cause.
+	Err error
+}
+
+func (e *DialError) Error() string { return fmt.Sprintf("connecting to %s: %v", e.Addr, e.Err) }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Host is one endpoint. Its counters persist across endpoint updates.
+type Host struct {
+	// Addr is host:port (host may be a name, resolved when dialling).
+	Addr string
+
+	active   atomic.Int64
+	total    atomic.Uint64
+	failures atomic.Uint64
+}
+
+// Active returns the number of requests in flight to the host.
+func (h *Host) Active() int64 { return h.active.Load() }
+
+// Total returns the number of requests sent to the host.
+func (h *Host) Total() uint64 { return h.total.Load() }
+
+// Failures returns the number of failed requests (connect failures,
+// resets, timeouts and 5xx responses).
+func (h *Host) Failures() uint64 { return h.failures.Load() }
+
+// Start counts a request to the host; call the returned func once when it
+// ends, with whether it failed.
+func (h *Host) Start() {
+	h.active.Add(1)
+	h.total.Add(1)
+}
+
+// Done ends a request started with Start.
+func (h *Host) Done(failed bool) {
+	h.active.Add(-1)
+	if failed {
+		h.failures.Add(1)
+	}
+}
+
+// HostStatus is a host's state for the admin endpoints.
+type HostStatus struct {
+	// Host is the endpoint.
+	Host *Host
+	// Weight is the configured endpoint weight.
+	Weight uint32
+	// Locality is "region/zone/subzone".
+	Locality string
+	// Priority is the locality's priority.
+	Priority uint32
+	// Health is the EDS health status.
+	Health proxyconfig.Health
+}
+
+type state struct {
+	cfg    *proxyconfig.Cluster
+	hosts  []HostStatus
+	picker picker
+}
+
+// Cluster is one upstream cluster. It is safe for concurrent use.
+type Cluster struct {
+	name string
+	st   atomic.Pointer[state]
+	tr   atomic.Pointer[transports]
+
+	mu        sync.Mutex
+	hostByKey map[string]*Host // persistent hosts, by address
+	origDst   sync.Map         // ORIGINAL_DST hosts by address
+
+	activeRq atomic.Int64
+	retries  atomic.Int64
+	conns    atomic.Int64
+
+	// Overflows counts requests rejected by a circuit breaker.
+	Overflows atomic.Uint64
+}
+
+type transports struct {
+	key    transportKey
+	h1, h2 *http.Transport
+}
+
+type transportKey struct {
+	connectTimeout time.Duration
+	idle           time.Duration
+	maxConns       int64
+}
+
+// Name returns the cluster's name.
+func (c *Cluster) Name() string { return c.name }
+
+// Config returns the cluster's current settings.
+func (c *Cluster) Config() *proxyconfig.Cluster { return c.st.Load().cfg }
+
+// Hosts returns the cluster's endpoints and their state.
+func (c *Cluster) Hosts() []HostStatus {
+	st := c.st.Load()
+	out := append([]HostStatus(nil), st.hosts...)
+	if st.cfg.Type == proxyconfig.DiscoveryOriginalDst {
+		c.origDst.Range(func(_, v any) bool {
+			out = append(out, HostStatus{Host: v.(*Host), Weight: 1})
+			return true
+		})
+	}
+	return out
+}
+
+// ActiveRequests returns the requests in flight on the cluster.
+func (c *Cluster) ActiveRequests() int64 { return c.activeRq.Load() }
+
+// ActiveConnections returns the cluster's open upstream connections.
+func (c *Cluster) ActiveConnections() int64 { return c.conns.Load() }
+
+// Pick chooses a host. target is the request's own destination host:port,
+// used by ORIGINAL_DST clusters. hash feeds consistent-hash balancers when
+// hasHash is true.
+func (c *Cluster) Pick(target string, hash uint64, hasHash bool) (*Host, error) {
+	st := c.st.Load()
+	if st.cfg.Type == proxyconfig.DiscoveryOriginalDst {
+		if target == "" {
+			return nil, ErrNoHealthyUpstream
+		}
+		if h, ok := c.origDst.Load(target); ok {
+			return h.(*Host), nil
+		}
+		h, _ := c.origDst.LoadOrStore(target, &Host{Addr: target})
+		return h.(*Host), nil
+	}
+	h := st.picker.pick(hash, hasHash)
+	if h == nil {
+		return nil, ErrNoHealthyUpstream
+	}
+	return h, nil
+}
+
+// StartRequest reserves a request slot under the max_requests and
+// max_pending_requests circuit breakers. It returns ErrOverflow when one is
+// open; otherwise EndRequest must be called once.
+func (c *Cluster) StartRequest(http2 bool) error {
+	th := &c.st.Load().cfg.Thresholds
+	n := c.activeRq.Add(1)
+	if n > th.MaxRequests {
+		c.activeRq.Add(-1)
+		c.Overflows.Add(1)
+		return ErrOverflow
+	}
+	if !http2 {
+		// An HTTP/1.1 request waits for a connection once every allowed
+		// connection is busy: those are the pending requests.
+		conns := c.conns.Load()
+		if conns >= th.MaxConnections && n-conns > th.MaxPendingRequests {
+			c.activeRq.Add(-1)
+			c.Overflows.Add(1)
+			return ErrOverflow
+		}
+	}
+	return nil
+}
+
+// EndRequest releases a slot taken by StartRequest.
+func (c *Cluster) EndRequest() { c.activeRq.Add(-1) }
+
+// StartRetry reserves a retry under max_retries; false means the breaker
+// is open and the request must not be retried. Call EndRetry when the
+// retry attempt ends.
+func (c *Cluster) StartRetry() bool {
+	if c.retries.Add(1) > c.st.Load().cfg.Thresholds.MaxRetries {
+		c.retries.Add(-1)
+		c.Overflows.Add(1)
+		return false
+	}
+	return true
+}
+
+// EndRetry releases a slot taken by StartRetry.
+func (c *Cluster) EndRetry() { c.retries.Add(-1) }
+
+// Transport returns the round tripper for HTTP/1.1 or h2c. Requests must
+// carry the picked host's address in URL.Host.
+func (c *Cluster) Transport(http2 bool) http.RoundTripper {
+	t := c.tr.Load()
+	if http2 {
+		return t.h2
+	}
+	return t.h1
+}
+
+// UseHTTP2 says whether a request goes upstream over h2c, from the
+// cluster's protocol options and the downstream request.
+func (c *Cluster) UseHTTP2(downstreamHTTP2, grpc, upgrade bool) bool {
+	if upgrade {
+		return false
+	}
+	switch c.st.Load().cfg.Protocol {
+	case proxyconfig.ProtocolHTTP2:
+		return true
+	case proxyconfig.ProtocolHTTP1:
+		return false
+	case proxyconfig.ProtocolDownstream:
+		return downstreamHTTP2 || grpc
+	}
+	return grpc
+}
+
+// CloseIdle closes idle upstream connections.
+func (c *Cluster) CloseIdle() {
+	t := c.tr.Load()
+	t.h1.CloseIdleConnections()
+	t.h2.CloseIdleConnections()
+}
+
+func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints) {
+	key := transportKey{connectTimeout: cfg.ConnectTimeout, idle: cfg.IdleTimeout, maxConns: cfg.Thresholds.MaxConnections}
+	if old := c.tr.Load(); old == nil || old.key != key {
+		c.tr.Store(c.newTransports(key))
+		if old != nil {
+			old.h1.CloseIdleConnections()
+			old.h2.CloseIdleConnections()
+		}
+	}
+	if cfg.LoadAssignment != nil {
+		eps = cfg.LoadAssignment
+	}
+	st := &state{cfg: cfg}
+	c.mu.Lock()
+	seen := make(map[string]bool)
+	var lastStatuses []HostStatus
+	if eps != nil {
+		for _, loc := range eps.Localities {
+			for _, e := range loc.Endpoints {
+				h := c.hostByKey[e.Address]
+				if h == nil {
+					h = &Host{Addr: e.Address}
+					c.hostByKey[e.Address] = h
+				}
+				seen[e.Address] = true
+				lastStatuses = append(lastStatuses, HostStatus{Host: h, Weight: e.Weight, Locality: loc.Name, Priority: loc.Priority, Health: e.Health})
+			}
+		}
+	}
+	removed := false
+	for k := range c.hostByKey {
+		if !seen[k] {
+			delete(c.hostByKey, k)
+			removed = true
+		}
+	}
+	st.picker = newPicker(cfg, effectiveWeights(eps, func(addr string) *Host { return c.hostByKey[addr] }))
+	c.mu.Unlock()
+	st.hosts = lastStatuses
+	c.st.Store(st)
+	if removed {
+		// Requests in flight keep their connections; only idle ones to
+		// hosts that are gone (and, harmlessly, others) are closed.
+		c.CloseIdle()
+	}
+}
+
+// effectiveWeights selects the highest priority with a usable host and
+// weighs each host by its weight and, when localities carry weights, by its
+// locality's share.
+func effectiveWeights(eps *proxyconfig.Endpoints, host func(addr string) *Host) []weighted {
+	if eps == nil {
+		return nil
+	}
+	usable := func(h proxyconfig.Health) bool {
+		return h == proxyconfig.HealthHealthy || h == proxyconfig.HealthUnknown
+	}
+	for _, accept := range []func(proxyconfig.Health) bool{usable, func(h proxyconfig.Health) bool { return h == proxyconfig.HealthDegraded }} {
+		prios := map[uint32][]proxyconfig.Locality{}
+		for _, l := range eps.Localities {
+			prios[l.Priority] = append(prios[l.Priority], l)
+		}
+		keys := make([]uint32, 0, len(prios))
+		for p := range prios {
+			keys = append(keys, p)
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+		for _, p := range keys {
+			if out := weighLocalities(prios[p], accept, host); len(out) > 0 {
+				return out
+			}
+		}
+	}
+	return nil
+}
+
+func weighLocalities(locs []proxyconfig.Locality, accept func(proxyconfig.Health) bool, host func(addr string) *Host) []weighted {
+	localityWeighted := false
+	var locTotal float64
+	for _, l := range locs {
+		if l.Weight > 0 && hasUsable(l, accept) {
+			localityWeighted = true
+			locTotal += float64(l.Weight)
+		}
+	}
+	var out []weighted
+	for _, l := range locs {
+		var hostTotal float64
+		for _, e := range l.Endpoints {
+			if accept(e.Health) {
+				hostTotal += float64(e.Weight)
+			}
+		}
+		for _, e := range l.Endpoints {
+			if !accept(e.Health) {
+				continue
+			}
+			w := uint64(e.Weight)
+			if localityWeighted {
+				if l.Weight == 0 {
+					continue
+				}
+				w = uint64(math.Round(float64(l.Weight) / locTotal * float64(e.Weight) / hostTotal * 1e6))
+				w = max(w, 1)
+			}
+			out = append(out, weighted{h: host(e.Address), w: w})
+		}
+	}
+	return out
+}
+
+func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) bool {
+	for _, e := range l.Endpoints {
+		if accept(e.Health) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Cluster) newTransports(key transportKey) *transports {
+	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if c.conns.Add(1) > key.maxConns {
+			c.conns.Add(-1)
+			c.Overflows.Add(1)
+			return nil, ErrOverflow
+		}
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			c.conns.Add(-1)
+			return nil, &DialError{Addr: addr, Err: err}
+		}
+		return &countedConn{Conn: conn, n: &c.conns}, nil
+	}
+	maxPerHost := int(min(key.maxConns, math.MaxInt32))
+	base := func() *http.Transport {
+		return &http.Transport{
+			DialContext:           dial,
+			MaxIdleConns:          0,
+			MaxIdleConnsPerHost:   256,
+			MaxConnsPerHost:       maxPerHost,
+			IdleConnTimeout:       key.idle,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true,
+			ResponseHeaderTimeout: 0,
+		}
+	}
+	h1 := base()
+	h1.Protocols = new(http.Protocols)
+	h1.Protocols.SetHTTP1(true)
+	h2 := base()
+	h2.Protocols = new(http.Protocols)
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	h2.MaxConnsPerHost = 0
+	// gRPC and other long streams must not be cut by a ping timeout of a
+	// busy connection; keep Go's defaults otherwise.
+	h2.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	return &transports{key: key, h1: h1, h2: h2}
+}
+
+// countedConn decrements the cluster's connection count once on Close.
+type countedConn struct {
+	net.Conn
+	n    *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.n.Add(-1) })
+	return c.Conn.Close()
+}
+
+// Manager keeps the clusters by name across config updates. Update and Get
+// may be called concurrently.
+type Manager struct {
+	mu       sync.Mutex
+	clusters map[string]*Cluster
+}
+
+// NewManager returns an empty manager.
+func NewManager() *Manager { return &Manager{clusters: map[string]*Cluster{}} }
+
+// Update applies validated clusters and endpoints (endpoints keyed by EDS
+// service name) and returns the live clusters by name. Clusters no longer
+// configured are dropped after their idle connections are closed; requests
+// in flight on them finish normally.
+func (m *Manager) Update(cfgs map[string]*proxyconfig.Cluster, eps map[string]*proxyconfig.Endpoints) map[string]*Cluster {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]*Cluster, len(cfgs))
+	for name, cfg := range cfgs {
+		c := m.clusters[name]
+		if c == nil {
+			c = &Cluster{name: name, hostByKey: map[string]*Host{}}
+		}
+		c.update(cfg, eps[cfg.EDSServiceName])
+		out[name] = c
+	}
+	for name, c := range m.clusters {
+		if _, ok := out[name]; !ok {
+			c.CloseIdle()
+		}
+	}
+	m.clusters = out
+	return out
+}
+
+// CloseIdle closes idle connections of every cluster.
+func (m *Manager) CloseIdle() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.clusters {
+		c.CloseIdle()
+	}
+}
+
+// Dial opens a raw TCP connection to a host of the cluster, under the
+// max_connections circuit breaker and the connect timeout (tcp_proxy).
+func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	st := c.st.Load()
+	if c.conns.Add(1) > st.cfg.Thresholds.MaxConnections {
+		c.conns.Add(-1)
+		c.Overflows.Add(1)
+		return nil, ErrOverflow
+	}
+	d := net.Dialer{Timeout: st.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		c.conns.Add(-1)
+		return nil, &DialError{Addr: addr, Err: err}
+	}
+	return &countedConn{Conn: conn, n: &c.conns}, nil
+}
+
+// CloseWrite half-closes the connection when the underlying one can.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

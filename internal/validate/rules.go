@@ -1,0 +1,173 @@
+package validate
+
+import (
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/model"
+)
+
+// fieldRule is one entry of the table of Istio fields Weft does not
+// support (or supports only in some forms). A rule fires for every place
+// its path is set in a resource of its kind and, if when is not nil, when
+// returns true for the value.
+type fieldRule struct {
+	// kind is the resource kind.
+	kind string
+	// path is the field's JSON path from the resource root; "[]" stands
+	// for every element of a list ("spec.http[].delegate").
+	path string
+	// severity: an error keeps the resource out of the mesh.
+	severity model.Severity
+	// message says what is wrong and what to do.
+	message string
+	// when narrows the rule to some values; nil means any set value.
+	when func(v protoreflect.Value) bool
+}
+
+// trafficPolicies are the places a DestinationRule holds a TrafficPolicy
+// (or a per-port one).
+var trafficPolicies = []string{
+	"spec.trafficPolicy",
+	"spec.trafficPolicy.portLevelSettings[]",
+	"spec.subsets[].trafficPolicy",
+	"spec.subsets[].trafficPolicy.portLevelSettings[]",
+}
+
+// wholePolicies are the TrafficPolicy places (not per-port).
+var wholePolicies = []string{"spec.trafficPolicy", "spec.subsets[].trafficPolicy"}
+
+// supportedTLSModes are the client TLS modes Weft's clusters implement.
+var supportedTLSModes = map[string]bool{"DISABLE": true, "SIMPLE": true, "MUTUAL": true, "ISTIO_MUTUAL": true}
+
+// fieldRules is the table of unsupported fields. To support a field,
+// delete its rule; to reject one more, add a rule.
+var fieldRules = buildRules()
+
+func buildRules() []fieldRule {
+	const exportTo = "exportTo is ignored: in Weft every resource is visible to every namespace; remove it to silence this warning"
+	rules := []fieldRule{
+		{kind: config.KindVirtualService, path: "spec.http[].delegate", severity: model.SeverityError,
+			message: "delegate is not supported by Weft yet; put the delegate VirtualService's routes in this one"},
+		{kind: config.KindVirtualService, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
+		{kind: config.KindDestinationRule, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
+		{kind: config.KindServiceEntry, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
+		{kind: config.KindDestinationRule, path: "spec.workloadSelector", severity: model.SeverityError,
+			message: "workloadSelector on a DestinationRule is not supported by Weft yet; remove it so the rule applies to every client"},
+		{kind: config.KindServiceEntry, path: "spec.subjectAltNames", severity: model.SeverityError,
+			message: "subjectAltNames is not supported by Weft yet; remove it (set TLS checks in a DestinationRule's trafficPolicy.tls)"},
+		{kind: config.KindGateway, path: "spec.servers[].port.protocol", severity: model.SeverityError,
+			message: "only HTTP servers are supported; HTTPS/TLS termination comes later",
+			when:    func(v protoreflect.Value) bool { return !strings.EqualFold(v.String(), "HTTP") }},
+		{kind: config.KindGateway, path: "spec.servers[].tls", severity: model.SeverityError,
+			message: "tls on a Gateway server is not supported yet: HTTPS/TLS termination comes later; remove it and serve HTTP"},
+		{kind: config.KindSidecar, path: "spec.ingress", severity: model.SeverityError,
+			message: "ingress is not supported by Weft yet; Weft builds inbound listeners from the Workload's ports, remove it"},
+		{kind: config.KindSidecar, path: "spec.egress[].bind", severity: model.SeverityError,
+			message: "bind is not supported by Weft yet; remove it"},
+		{kind: config.KindSidecar, path: "spec.egress[].captureMode", severity: model.SeverityError,
+			message: "captureMode is not supported by Weft yet; remove it"},
+		{kind: config.KindSidecar, path: "spec.inboundConnectionPool", severity: model.SeverityError,
+			message: "inboundConnectionPool is not supported by Weft yet; remove it"},
+		{kind: config.KindSidecar, path: "spec.outboundTrafficPolicy.egressProxy", severity: model.SeverityError,
+			message: "egressProxy is not supported by Weft yet; remove it"},
+	}
+	for _, tp := range wholePolicies {
+		rules = append(rules,
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".tunnel", severity: model.SeverityError,
+				message: "tunnel is not supported by Weft yet; remove it"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".proxyProtocol", severity: model.SeverityError,
+				message: "proxyProtocol is not supported by Weft yet; remove it"},
+		)
+	}
+	for _, tp := range trafficPolicies {
+		rules = append(rules,
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".tls.mode", severity: model.SeverityError,
+				message: "this TLS mode is not supported; use DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL",
+				when: func(v protoreflect.Value) bool {
+					return !supportedTLSModes[networking.ClientTLSSettings_TLSmode(v.Enum()).String()]
+				}},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.consistentHash.httpCookie", severity: model.SeverityError,
+				message: "httpCookie needs a name; set httpCookie.name to the cookie to hash on",
+				when: func(v protoreflect.Value) bool {
+					c, _ := v.Message().Interface().(*networking.LoadBalancerSettings_ConsistentHashLB_HTTPCookie)
+					return c.GetName() == ""
+				}},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.localityLbSetting", severity: model.SeverityError,
+				message: "localityLbSetting is not supported by Weft yet; remove it (locality weights come from endpoints)"},
+		)
+	}
+	return rules
+}
+
+// checkFields applies the rules of r's kind to its spec.
+func (b *build) checkFields(r *config.Resource, rep *reporter) {
+	msg, ok := r.Spec.(proto.Message)
+	if !ok {
+		return
+	}
+	for _, rule := range fieldRules {
+		if rule.kind != r.Kind {
+			continue
+		}
+		segs := strings.Split(strings.TrimPrefix(rule.path, "spec."), ".")
+		walkRule(msg.ProtoReflect(), segs, "spec", func(field string, v protoreflect.Value) {
+			if rule.when == nil || rule.when(v) {
+				rep.add(rule.severity, field, rule.message)
+			}
+		})
+	}
+}
+
+// walkRule calls found for each place the path segments reach a set field
+// of m. It reports whether every segment names a field (for tests of the
+// table).
+func walkRule(m protoreflect.Message, segs []string, path string, found func(string, protoreflect.Value)) bool {
+	name, each := strings.CutSuffix(segs[0], "[]")
+	fd := m.Descriptor().Fields().ByJSONName(name)
+	if fd == nil {
+		return false
+	}
+	path = path + "." + name
+	last := len(segs) == 1
+	if !last && fd.Kind() != protoreflect.MessageKind {
+		return false
+	}
+	ok := true
+	if each && fd.IsList() {
+		list := m.Get(fd).List()
+		for i := 0; i < list.Len(); i++ {
+			p := path + "[" + itoa(i) + "]"
+			if last {
+				found(p, list.Get(i))
+			} else if !walkRule(list.Get(i).Message(), segs[1:], p, found) {
+				ok = false
+			}
+		}
+		if list.Len() == 0 && !last {
+			ok = walkRule(m.NewField(fd).List().NewElement().Message(), segs[1:], path+"[0]", func(string, protoreflect.Value) {})
+		}
+		return ok
+	}
+	if each || fd.IsMap() || (fd.IsList() && !last) {
+		return false
+	}
+	if !m.Has(fd) {
+		if !last {
+			return walkRule(m.NewField(fd).Message(), segs[1:], path, func(string, protoreflect.Value) {})
+		}
+		return true
+	}
+	if last {
+		found(path, m.Get(fd))
+		return true
+	}
+	return walkRule(m.Get(fd).Message(), segs[1:], path, found)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,580 @@
+// Package xdsserver serves Weft's xDS resources over gRPC: ADS
+// (state-of-the-world and delta) and the per-type discovery services, from
+// a go-control-plane snapshot cache keyed by node ID. It tracks, per proxy
+// and per resource type, whether the proxy has ACKed the latest version,
+// and exports Prometheus metrics about pushes, NACKs and convergence.
+package xdsserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/xdstranslate"
+)
+
+// Sync states of one resource type on one proxy.
+const (
+	// StateSynced: the proxy ACKed the latest version.
+	StateSynced = "SYNCED"
+	// StateStale: a newer version exists than the proxy ACKed (sent or about to be).
+	StateStale = "STALE"
+	// StateNacked: the proxy rejected the latest version it was sent.
+	StateNacked = "NACKED"
+)
+
+// Options configure a Server. The zero value works.
+type Options struct {
+	// Logger receives NACKs and errors; slog.Default() if nil.
+	Logger *slog.Logger
+	// Registry receives the server's metrics; none are registered if nil.
+	Registry prometheus.Registerer
+	// Now is the clock, for tests; time.Now if nil.
+	Now func() time.Time
+}
+
+// Server is Weft's xDS server. Create it with New; it is safe for
+// concurrent use. Update publishes a model snapshot to every connected
+// proxy; a proxy that connects later gets the current one on its first
+// request.
+type Server struct {
+	log     *slog.Logger
+	now     func() time.Time
+	cache   cache.SnapshotCache
+	xds     serverv3.Server
+	metrics *metrics
+	cancel  context.CancelFunc
+
+	// pushMu serializes publishing: Update and first-request publishes.
+	pushMu     sync.Mutex
+	translator *xdstranslate.Translator
+	builtAt    time.Time
+
+	mu      sync.Mutex
+	nodes   map[string]*nodeState
+	streams map[int64]string // stream ID -> node ID
+
+	grpcMu sync.Mutex
+	grpc   *grpc.Server
+}
+
+type nodeState struct {
+	id        string
+	proxy     *xdstranslate.Proxy
+	streams   int
+	connected time.Time
+	// published is the last resources set for the node (under Server.mu).
+	published *xdstranslate.Resources
+	versions  map[string]string // type URL -> published version
+	types     map[string]*typeState
+}
+
+type typeState struct {
+	sent, acked string
+	nonce       string // last nonce sent
+	state       string
+	// nacked is the version the proxy last rejected; re-sending it keeps
+	// the state NACKED.
+	nacked string
+	nack   string
+	// builtAt is when the model snapshot of each published version was
+	// built, for convergence time.
+	builtAt map[string]time.Time
+}
+
+// New creates a Server. ctx bounds the go-control-plane server's lifetime;
+// Stop releases it too.
+func New(ctx context.Context, opts Options) *Server {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Server{
+		log:     opts.Logger,
+		now:     opts.Now,
+		cancel:  cancel,
+		nodes:   map[string]*nodeState{},
+		streams: map[int64]string{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.metrics = newMetrics(opts.Registry)
+	// ads=false: the cache's ADS mode holds back a response unless the
+	// request names every resource of the type, but proxyless gRPC clients
+	// ask for listeners one by one by name. Consistency is checked by
+	// xdstranslate before publishing instead.
+	s.cache = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
+	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	s.translator = xdstranslate.New(&model.Snapshot{})
+	s.builtAt = s.now()
+	return s
+}
+
+// Register adds ADS and the LDS/RDS/CDS/EDS services to g.
+func (s *Server) Register(g *grpc.Server) {
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+}
+
+// Serve creates a grpc.Server with the xDS services and serves lis until
+// Stop. It returns grpc.Server.Serve's error.
+func (s *Server) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
+	g := grpc.NewServer(opts...)
+	s.Register(g)
+	s.grpcMu.Lock()
+	s.grpc = g
+	s.grpcMu.Unlock()
+	return g.Serve(lis)
+}
+
+// Stop stops the grpc.Server made by Serve (if any) and the xDS server.
+func (s *Server) Stop() {
+	s.grpcMu.Lock()
+	g := s.grpc
+	s.grpcMu.Unlock()
+	if g != nil {
+		g.Stop()
+	}
+	s.cancel()
+}
+
+// Update translates snap for every connected proxy and publishes the
+// result. A proxy whose translation fails keeps its last good resources;
+// the errors are logged, counted and returned joined.
+func (s *Server) Update(snap *model.Snapshot) error {
+	start := s.now()
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	t := xdstranslate.New(snap)
+	s.translator, s.builtAt = t, start
+
+	s.mu.Lock()
+	nodes := make([]*nodeState, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	s.mu.Unlock()
+
+	shared := &resourceShare{m: map[shareKey]cache.Resources{}}
+	work := make(chan *nodeState)
+	errc := make(chan error, len(nodes))
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), max(len(nodes), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range work {
+				errc <- s.publish(n, t, start, shared)
+			}
+		}()
+	}
+	for _, n := range nodes {
+		work <- n
+	}
+	close(work)
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.metrics.pushTime.Observe(s.now().Sub(start).Seconds())
+	return errors.Join(errs...)
+}
+
+type shareKey struct {
+	typ  string
+	hash uint64
+}
+
+// resourceShare lets proxies with identical content of a type share one
+// indexed cache.Resources within an Update.
+type resourceShare struct {
+	mu sync.Mutex
+	m  map[shareKey]cache.Resources
+}
+
+func (r *resourceShare) get(typ string, hash uint64, build func() cache.Resources) cache.Resources {
+	if r == nil {
+		return build()
+	}
+	k := shareKey{typ, hash}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := r.m[k]; ok {
+		return v
+	}
+	v := build()
+	r.m[k] = v
+	return v
+}
+
+func toResources[T types.Resource](items []T) []types.Resource {
+	out := make([]types.Resource, len(items))
+	for i, it := range items {
+		out[i] = it
+	}
+	return out
+}
+
+// publish translates for one node and sets its snapshot. Callers hold pushMu.
+func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.Time, share *resourceShare) error {
+	p := n.proxy.WithSnapshot(t.Snapshot())
+	res, err := t.Translate(p)
+	if err != nil {
+		s.metrics.translationErrors.Inc()
+		s.log.Error("xDS translation failed; proxy keeps its last good config", "proxy", n.id, "err", err)
+		return fmt.Errorf("proxy %s: %w", n.id, err)
+	}
+	ver := func(h uint64) string { return fmt.Sprintf("%016x", h) }
+	snap := &cache.Snapshot{}
+	set := func(typ string, h uint64, items func() []types.Resource) {
+		v := ver(h)
+		snap.Resources[cache.GetResponseType(typ)] = share.get(typ, h, func() cache.Resources { return cache.NewResources(v, items()) })
+	}
+	set(resource.ListenerType, res.Hashes.Listeners, func() []types.Resource { return toResources(res.Listeners) })
+	set(resource.RouteType, res.Hashes.Routes, func() []types.Resource { return toResources(res.Routes) })
+	set(resource.ClusterType, res.Hashes.Clusters, func() []types.Resource { return toResources(res.Clusters) })
+	set(resource.EndpointType, res.Hashes.Endpoints, func() []types.Resource { return toResources(res.Endpoints) })
+
+	s.mu.Lock()
+	n.published = res
+	n.versions = map[string]string{
+		resource.ListenerType: ver(res.Hashes.Listeners),
+		resource.RouteType:    ver(res.Hashes.Routes),
+		resource.ClusterType:  ver(res.Hashes.Clusters),
+		resource.EndpointType: ver(res.Hashes.Endpoints),
+	}
+	for typ, v := range n.versions {
+		ts := n.typeState(typ)
+		if _, ok := ts.builtAt[v]; !ok {
+			ts.builtAt[v] = builtAt
+		}
+		if ts.acked != v && ts.state == StateSynced {
+			ts.state = StateStale
+		}
+	}
+	s.mu.Unlock()
+	return s.cache.SetSnapshot(context.Background(), n.id, snap)
+}
+
+func (n *nodeState) typeState(typ string) *typeState {
+	if n.types == nil {
+		n.types = map[string]*typeState{}
+	}
+	ts := n.types[typ]
+	if ts == nil {
+		ts = &typeState{state: StateStale, builtAt: map[string]time.Time{}}
+		n.types[typ] = ts
+	}
+	return ts
+}
+
+// ProxyStatus is the sync status of one connected proxy, for /debug/syncz.
+type ProxyStatus struct {
+	ID        string            `json:"id"`
+	Type      string            `json:"type"`
+	Namespace string            `json:"namespace"`
+	Name      string            `json:"name,omitempty"`
+	Connected time.Time         `json:"connected"`
+	Types     []TypeStatus      `json:"types"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// TypeStatus is the sync status of one resource type on one proxy.
+type TypeStatus struct {
+	// Type is "LDS", "RDS", "CDS" or "EDS".
+	Type string `json:"type"`
+	// State is SYNCED, STALE or NACKED.
+	State string `json:"state"`
+	// Latest is the version published for the proxy.
+	Latest string `json:"latest"`
+	// Sent is the version last sent.
+	Sent string `json:"sent,omitempty"`
+	// Acked is the version the proxy last ACKed.
+	Acked string `json:"acked,omitempty"`
+	// Error is the proxy's error_detail message of the last NACK.
+	Error string `json:"error,omitempty"`
+}
+
+var typeOrder = []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType}
+
+// Status returns the sync status of every connected proxy, sorted by ID.
+func (s *Server) Status() []ProxyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		ps := ProxyStatus{
+			ID: n.id, Type: string(n.proxy.Type), Namespace: n.proxy.Namespace, Name: n.proxy.Name,
+			Connected: n.connected, Labels: n.proxy.Labels,
+		}
+		for _, typ := range typeOrder {
+			ts := n.types[typ]
+			st := TypeStatus{Type: shortType(typ), Latest: n.versions[typ], State: StateStale}
+			if ts != nil {
+				st.Sent, st.Acked, st.Error = ts.sent, ts.acked, ts.nack
+				st.State = ts.state
+				if ts.state == StateSynced && ts.acked != st.Latest {
+					st.State = StateStale
+				}
+			}
+			ps.Types = append(ps.Types, st)
+		}
+		out = append(out, ps)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ErrUnknownProxy is returned by ConfigDump for a proxy that is not connected.
+var ErrUnknownProxy = errors.New("unknown proxy")
+
+// ConfigDump returns the resources currently published for a proxy as
+// JSON: {"listeners": [...], "routes": [...], "clusters": [...],
+// "endpoints": [...]}, each resource in protojson.
+func (s *Server) ConfigDump(proxyID string) ([]byte, error) {
+	s.mu.Lock()
+	n := s.nodes[proxyID]
+	var res *xdstranslate.Resources
+	if n != nil {
+		res = n.published
+	}
+	s.mu.Unlock()
+	if n == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownProxy, proxyID)
+	}
+	if res == nil {
+		res = &xdstranslate.Resources{}
+	}
+	return DumpResources(res)
+}
+
+// DumpResources renders resources as ConfigDump does.
+func DumpResources(res *xdstranslate.Resources) ([]byte, error) {
+	enc := func(ms []proto.Message) ([]json.RawMessage, error) {
+		out := make([]json.RawMessage, 0, len(ms))
+		for _, m := range ms {
+			b, err := protojson.Marshal(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b)
+		}
+		return out, nil
+	}
+	dump := map[string][]json.RawMessage{}
+	var err error
+	for name, ms := range map[string][]proto.Message{
+		"listeners": asMessages(res.Listeners),
+		"routes":    asMessages(res.Routes),
+		"clusters":  asMessages(res.Clusters),
+		"endpoints": asMessages(res.Endpoints),
+	} {
+		if dump[name], err = enc(ms); err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", name, err)
+		}
+	}
+	return json.MarshalIndent(dump, "", "  ")
+}
+
+func asMessages[T proto.Message](items []T) []proto.Message {
+	out := make([]proto.Message, len(items))
+	for i, it := range items {
+		out[i] = it
+	}
+	return out
+}
+
+func shortType(typeURL string) string {
+	switch typeURL {
+	case resource.ListenerType:
+		return "LDS"
+	case resource.RouteType:
+		return "RDS"
+	case resource.ClusterType:
+		return "CDS"
+	case resource.EndpointType:
+		return "EDS"
+	}
+	return typeURL
+}
+
+// nodeFor registers a node on its first request and publishes its
+// resources before the request is answered.
+func (s *Server) nodeFor(streamID int64, node *core.Node) *nodeState {
+	s.mu.Lock()
+	id, ok := s.streams[streamID]
+	if ok {
+		n := s.nodes[id]
+		s.mu.Unlock()
+		return n
+	}
+	if node == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	id = node.GetId()
+	s.streams[streamID] = id
+	n := s.nodes[id]
+	if n != nil {
+		n.streams++
+		s.mu.Unlock()
+		return n
+	}
+	s.mu.Unlock()
+
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.mu.Lock()
+	if n = s.nodes[id]; n != nil { // raced with another stream of the node
+		n.streams++
+		s.mu.Unlock()
+		return n
+	}
+	n = &nodeState{id: id, proxy: xdstranslate.ProxyFromNode(node, s.translator.Snapshot()), streams: 1, connected: s.now()}
+	s.nodes[id] = n
+	s.metrics.connected.Set(float64(len(s.nodes)))
+	s.mu.Unlock()
+	if err := s.publish(n, s.translator, s.builtAt, nil); err != nil {
+		s.log.Error("no resources for new proxy", "proxy", id, "err", err)
+	}
+	return n
+}
+
+func (s *Server) streamClosed(streamID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.streams[streamID]
+	if !ok {
+		return
+	}
+	delete(s.streams, streamID)
+	n := s.nodes[id]
+	if n == nil {
+		return
+	}
+	n.streams--
+	if n.streams <= 0 {
+		delete(s.nodes, id)
+		s.cache.ClearSnapshot(id)
+		s.metrics.connected.Set(float64(len(s.nodes)))
+	}
+}
+
+func (s *Server) onRequest(n *nodeState, typ, version, nonce string, errDetail string, nacked bool, delta bool) {
+	if n == nil || nonce == "" {
+		return // a first request or a new subscription: nothing to ACK
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := n.typeState(typ)
+	if delta {
+		if nonce != ts.nonce {
+			return
+		}
+		version = ts.sent
+	}
+	if nacked {
+		ts.state, ts.nack, ts.nacked = StateNacked, errDetail, ts.sent
+		s.metrics.nacks.WithLabelValues(shortType(typ)).Inc()
+		s.log.Warn("proxy rejected xDS resources (NACK)", "proxy", n.id, "type", shortType(typ), "version", version, "reason", errDetail)
+		return
+	}
+	ts.acked, ts.nack, ts.nacked = version, "", ""
+	if version == ts.sent {
+		ts.state = StateSynced
+		if b, ok := ts.builtAt[version]; ok {
+			s.metrics.convergence.Observe(s.now().Sub(b).Seconds())
+			// Forget older versions' build times.
+			for v := range ts.builtAt {
+				if v != version && v != n.versions[typ] {
+					delete(ts.builtAt, v)
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) onResponse(streamID int64, typ, version, nonce string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodes[s.streams[streamID]]
+	if n == nil {
+		return
+	}
+	ts := n.typeState(typ)
+	ts.sent, ts.nonce = version, nonce
+	if ts.acked != version && !(ts.state == StateNacked && ts.nacked == version) {
+		ts.state = StateStale
+	}
+	s.metrics.pushes.WithLabelValues(shortType(typ)).Inc()
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamClosedFunc:      func(id int64, _ *core.Node) { s.streamClosed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *core.Node) { s.streamClosed(id) },
+		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
+			n := s.nodeFor(id, req.GetNode())
+			s.onRequest(n, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, false)
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+			s.onResponse(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+		},
+		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
+			n := s.nodeFor(id, req.GetNode())
+			s.onRequest(n, req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, true)
+			return nil
+		},
+		StreamDeltaResponseFunc: func(id int64, req *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+			s.onResponse(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+		},
+	}
+}
+
+// cpLogger sends go-control-plane's logs to slog.
+type cpLogger struct{ l *slog.Logger }
+
+func (c cpLogger) Debugf(format string, args ...any) {
+	if c.l.Enabled(context.Background(), slog.LevelDebug) {
+		c.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
+func (c cpLogger) Infof(format string, args ...any) {
+	if c.l.Enabled(context.Background(), slog.LevelDebug) {
+		c.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
+func (c cpLogger) Warnf(format string, args ...any)  { c.l.Warn(fmt.Sprintf(format, args...)) }
+func (c cpLogger) Errorf(format string, args ...any) { c.l.Error(fmt.Sprintf(format, args...)) }
