@@ -319,6 +319,9 @@ func (c *converter) locate(err error) fieldError {
 	} else if i := strings.Index(msg, ":"); i >= 0 && strings.HasPrefix(msg, "proto") {
 		msg = strings.TrimSpace(msg[i+1:])
 	}
+	if strings.Contains(msg, "google.protobuf.Duration") {
+		msg += ": write durations in seconds with an s suffix, as Istio does (\"0.5s\", \"30s\")"
+	}
 	out.msg = msg
 	return out
 }

@@ -127,15 +127,15 @@ func TestProxylessGRPCInterop(t *testing.T) {
 					t.Fatalf("call %d with x-canary: yes reached %s, want v2", i, v)
 				}
 			}
+			// While the client is connected it shows up SYNCED.
+			waitFor(ctx, t, "grpc client SYNCED", func() bool {
+				for _, typ := range []string{"LDS", "RDS", "CDS", "EDS"} {
+					if statusOf(s, "grpc-client-1", typ).State != StateSynced {
+						return false
+					}
+				}
+				return true
+			})
 		})
 	}
-	// The client shows up SYNCED.
-	waitFor(ctx, t, "grpc client SYNCED", func() bool {
-		for _, typ := range []string{"LDS", "RDS", "CDS", "EDS"} {
-			if statusOf(s, "grpc-client-1", typ).State != StateSynced {
-				return false
-			}
-		}
-		return true
-	})
 }

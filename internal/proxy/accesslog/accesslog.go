@@ -70,6 +70,8 @@ type Entry struct {
 
 // Logger writes entries asynchronously. A nil *Logger discards entries.
 type Logger struct {
+	mu      sync.RWMutex // guards closed and sending on ch
+	closed  bool
 	ch      chan Entry
 	w       io.Writer
 	dropped atomic.Uint64
@@ -85,9 +87,16 @@ func New(w io.Writer, size int) *Logger {
 	return l
 }
 
-// Log queues an entry; it never blocks.
+// Log queues an entry; it never blocks. Entries logged after Close are
+// dropped.
 func (l *Logger) Log(e *Entry) {
 	if l == nil {
+		return
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		l.dropped.Add(1)
 		return
 	}
 	select {
@@ -110,7 +119,12 @@ func (l *Logger) Close() {
 	if l == nil {
 		return
 	}
-	l.once.Do(func() { close(l.ch) })
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		close(l.ch)
+		l.mu.Unlock()
+	})
 	<-l.done
 }
 

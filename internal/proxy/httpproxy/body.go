@@ -1,9 +1,11 @@
 package httpproxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 )
@@ -15,8 +17,26 @@ func rsCtx(rs *reqState) context.Context { return rs.ctx }
 // http.ResponseController (flush, hijack, full duplex).
 type statusWriter struct {
 	http.ResponseWriter
-	code int
-	n    int64
+	code  int
+	n     int64
+	track func(net.Conn) func()
+	done  func()
+}
+
+// Hijack takes over the connection (upgrades) and registers it with the
+// tracker.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.track != nil {
+		w.done = w.track(c)
+	}
+	return c, brw, err
+}
+
+func (w *statusWriter) untrack() {
+	if w.done != nil {
+		w.done()
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {

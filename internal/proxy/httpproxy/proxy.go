@@ -50,10 +50,15 @@ type Options struct {
 	AccessLog *accesslog.Logger
 	// Metrics records request metrics; nil disables them.
 	Metrics *proxymetrics.Metrics
+	// TrackHijacked, when set, is told about connections taken over by
+	// an upgrade (WebSocket) so that shutdown can wait for and then close
+	// them; it returns the func to call when the connection is done.
+	TrackHijacked func(net.Conn) (done func())
 }
 
 // Proxy forwards HTTP requests. It is safe for concurrent use.
 type Proxy struct {
+	track   func(net.Conn) func()
 	log     *slog.Logger
 	access  *accesslog.Logger
 	metrics *proxymetrics.Metrics
@@ -65,11 +70,15 @@ func New(opts Options) *Proxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{log: opts.Logger, access: opts.AccessLog, metrics: opts.Metrics}
+	p := &Proxy{log: opts.Logger, access: opts.AccessLog, metrics: opts.Metrics, track: opts.TrackHijacked}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
-		Transport:      roundTripper{},
-		FlushInterval:  -1,
+		Rewrite:   rewrite,
+		Transport: roundTripper{},
+		// Zero: responses of unknown length (streams, gRPC) are flushed
+		// immediately anyway, while a gRPC trailers-only response (no
+		// body) must not be flushed early, or its grpc-status would
+		// travel in headers without END_STREAM.
+		FlushInterval:  0,
 		BufferPool:     bufferPool{},
 		ErrorHandler:   p.errorHandler,
 		ModifyResponse: modifyResponse,
@@ -169,7 +178,8 @@ func (rs *reqState) stopTimer() {
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	start := time.Now()
 	p.metrics.RequestStarted()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, track: p.track}
+	defer sw.untrack()
 	cb := &countingBody{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = cb
@@ -178,6 +188,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	if rid == "" {
 		rid = newRequestID()
 		r.Header.Set("X-Request-Id", rid)
+	}
+	if r.Header.Get("Grpc-Timeout") != "" {
+		r = r.WithContext(context.WithValue(r.Context(), startKey{}, start))
 	}
 	rs := &reqState{p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
 	clusterName := ""
@@ -301,11 +314,11 @@ func (p *Proxy) LocalReply(w http.ResponseWriter, r *http.Request, authority str
 	sw := &statusWriter{ResponseWriter: w}
 	rs := &reqState{p: p, target: t, down: r}
 	p.localReply(sw, rs, status, flag, msg)
-	p.metrics.Request("", status, flag)
+	p.metrics.Request("", sw.code, flag)
 	if p.access != nil {
 		p.access.Log(&accesslog.Entry{
 			Start: start, Method: r.Method, Authority: authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
-			Code: status, Flags: flag, BytesSent: sw.n, Duration: time.Since(start), RequestID: r.Header.Get("X-Request-Id"),
+			Code: sw.code, Flags: flag, BytesSent: sw.n, Duration: time.Since(start), RequestID: r.Header.Get("X-Request-Id"),
 		})
 	}
 }
@@ -316,13 +329,84 @@ func (p *Proxy) localReply(w http.ResponseWriter, rs *reqState, status int, flag
 	if rs.route != nil {
 		p.applyResponseHeaders(rs, h)
 	}
+	writeLocal(w, rs.down, status, flag, msg)
+}
+
+// writeLocal writes a reply the proxy makes itself: a short text body
+// with the flags header, or, for gRPC requests, a trailers-only gRPC
+// response whose grpc-status says the same (as Envoy does).
+func writeLocal(w http.ResponseWriter, r *http.Request, status int, flags, msg string) {
+	h := w.Header()
+	if flags != "" {
+		h.Set(FlagsHeader, flags)
+	}
+	if router.IsGRPC(r) {
+		code := grpcCode(r, status, flags)
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(code))
+		h.Set("Grpc-Message", grpcPercentEncode(msg))
+		h.Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(FlagsHeader, flag)
 	body := msg + "\n"
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+}
+
+// grpcCode maps a local reply to a gRPC status code. A request whose
+// grpc-timeout has passed gets DEADLINE_EXCEEDED whatever the cause, since
+// the upstream usually gave up for that very reason.
+func grpcCode(r *http.Request, status int, flags string) int {
+	if d, ok := grpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
+		if start, ok := r.Context().Value(startKey{}).(time.Time); ok && time.Since(start) >= d {
+			return 4 // DEADLINE_EXCEEDED
+		}
+	}
+	switch {
+	case strings.Contains(flags, accesslog.FlagUpstreamTimeout):
+		return 4 // DEADLINE_EXCEEDED
+	case status == http.StatusNotFound:
+		return 12 // UNIMPLEMENTED
+	case status == http.StatusBadRequest:
+		return 13 // INTERNAL
+	}
+	return 14 // UNAVAILABLE
+}
+
+type startKey struct{}
+
+// grpcTimeout parses a grpc-timeout header ("100m", "5S").
+func grpcTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
+	if unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// grpcPercentEncode encodes a grpc-message value.
+func grpcPercentEncode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 func (p *Proxy) applyResponseHeaders(rs *reqState, h http.Header) {
@@ -428,15 +512,8 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	rs.flags = addFlag(rs.flags, fe.flag)
 	flags := rs.flags
 	rs.mu.Unlock()
-	h := w.Header()
-	p.applyResponseHeaders(rs, h)
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(FlagsHeader, flags)
-	body := fe.msg + "\n"
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(fe.status)
-	_, _ = io.WriteString(w, body)
+	p.applyResponseHeaders(rs, w.Header())
+	writeLocal(w, rs.down, fe.status, flags, fe.msg)
 }
 
 // classify maps an attempt's error to a response flag. actx is the

@@ -78,6 +78,19 @@ type connInfo struct {
 
 type connInfoKey struct{}
 
+// TrackHijacked registers a connection taken over by an upgrade so that
+// Shutdown waits for it and closes it at the drain deadline. Pass it as
+// httpproxy.Options.TrackHijacked.
+func (m *Manager) TrackHijacked(c net.Conn) func() {
+	if !m.trackRaw(c) {
+		return func() {}
+	}
+	// The HTTP server stopped counting it at the hijack; trackRaw counts
+	// it again until it is done.
+	var once sync.Once
+	return func() { once.Do(func() { m.untrackRaw(c) }) }
+}
+
 // New returns a Manager; its HTTP server starts serving at once.
 func New(opts Options) *Manager {
 	if opts.Logger == nil {

@@ -108,7 +108,7 @@ type Options struct {
 	// long; it must not modify the Resources.
 	OnUpdate func(*Resources)
 	// OnResponse, when set, is called for each response with whether it
-	// was ACKed, for metrics.
+	// was ACKed, for metrics. It must not block or call the Client.
 	OnResponse func(typeURL string, acked bool)
 	// BackoffBase is the first reconnect delay (default 500ms).
 	BackoffBase time.Duration
@@ -307,15 +307,15 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 		}
 	}
 	res := c.snapshotLocked()
+	if c.opts.OnResponse != nil {
+		c.opts.OnResponse(ts.url, detail == "")
+	}
 	c.mu.Unlock()
 
 	if detail != "" {
 		c.log.Warn("xds NACK", "type", shortType(ts.url), "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(), "reason", detail)
 	} else {
 		c.log.Debug("xds ACK", "type", shortType(ts.url), "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
-	}
-	if c.opts.OnResponse != nil {
-		c.opts.OnResponse(ts.url, detail == "")
 	}
 	if c.opts.OnUpdate != nil {
 		c.opts.OnUpdate(res)

@@ -1,0 +1,205 @@
+// Package admin serves the proxy's admin API (loopback only by default):
+// /ready, /config_dump, /clusters, /listeners, /stats/prometheus, POST
+// /drain and /quitquitquit, and /debug/pprof when enabled.
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/upstream"
+	"weft.dev/weft/internal/proxy/xdsclient"
+)
+
+// Deps are what the admin API reads and triggers. Funcs must be safe for
+// concurrent use and must not block for long.
+type Deps struct {
+	// Snapshots holds the current runtime config.
+	Snapshots *dataplane.Holder
+	// Resources returns the xDS client's current resources (also those not
+	// yet applied because the config is incomplete).
+	Resources func() *xdsclient.Resources
+	// Ready reports readiness.
+	Ready func() bool
+	// Listeners returns bound listener addresses by name.
+	Listeners func() map[string]string
+	// Metrics is served on /stats/prometheus.
+	Metrics *proxymetrics.Metrics
+	// Drain stops accepting connections and starts draining.
+	Drain func()
+	// Quit drains and exits.
+	Quit func()
+	// Pprof enables /debug/pprof/.
+	Pprof bool
+}
+
+// Handler returns the admin API.
+func Handler(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		if d.Ready() {
+			fmt.Fprintln(w, "LIVE")
+			return
+		}
+		http.Error(w, "NOT READY", http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, r *http.Request) { configDump(w, d.Resources()) })
+	mux.HandleFunc("GET /clusters", func(w http.ResponseWriter, r *http.Request) { clusters(w, r, d.Snapshots.Load()) })
+	mux.HandleFunc("GET /listeners", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(d.Listeners())
+	})
+	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
+		d.Drain()
+		fmt.Fprintln(w, "draining")
+	})
+	mux.HandleFunc("POST /quitquitquit", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "OK")
+		d.Quit()
+	})
+	if d.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// dumpType lists one xDS type's resources for /config_dump.
+type dumpType struct {
+	Version   string            `json:"version_info"`
+	Error     string            `json:"last_nack,omitempty"`
+	Resources []json.RawMessage `json:"resources"`
+}
+
+func configDump(w http.ResponseWriter, res *xdsclient.Resources) {
+	out := map[string]dumpType{}
+	keys := map[string]string{
+		xdsclient.ListenerType: "listeners",
+		xdsclient.RouteType:    "routes",
+		xdsclient.ClusterType:  "clusters",
+		xdsclient.EndpointType: "endpoints",
+	}
+	mo := protojson.MarshalOptions{UseProtoNames: true}
+	for url, key := range keys {
+		dt := dumpType{Version: res.Versions[url], Error: res.Errors[url], Resources: []json.RawMessage{}}
+		names := make([]string, 0, len(res.Raw[url]))
+		for n := range res.Raw[url] {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			b, err := marshalAny(mo, res.Raw[url][n])
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			dt.Resources = append(dt.Resources, b)
+		}
+		out[key] = dt
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}
+
+func marshalAny(mo protojson.MarshalOptions, m proto.Message) (json.RawMessage, error) {
+	b, err := mo.Marshal(m)
+	return json.RawMessage(b), err
+}
+
+// ClusterStatus is one cluster in /clusters?format=json.
+type ClusterStatus struct {
+	// Name is the cluster's name.
+	Name string `json:"name"`
+	// LBPolicy is the load-balancing policy.
+	LBPolicy string `json:"lb_policy"`
+	// ActiveRequests are the requests in flight.
+	ActiveRequests int64 `json:"rq_active"`
+	// ActiveConnections are the open upstream connections.
+	ActiveConnections int64 `json:"cx_active"`
+	// Overflows counts circuit-breaker rejections.
+	Overflows uint64 `json:"upstream_rq_pending_overflow"`
+	// Hosts are the endpoints.
+	Hosts []HostStatus `json:"hosts"`
+}
+
+// HostStatus is one endpoint in /clusters?format=json.
+type HostStatus struct {
+	// Address is host:port.
+	Address string `json:"address"`
+	// Health is "healthy", "unhealthy", "draining" or "degraded".
+	Health string `json:"health"`
+	// Weight is the endpoint's weight.
+	Weight uint32 `json:"weight"`
+	// Locality is region/zone/subzone.
+	Locality string `json:"locality,omitempty"`
+	// Priority is the locality's priority.
+	Priority uint32 `json:"priority"`
+	// Active are the requests in flight to the host.
+	Active int64 `json:"rq_active"`
+	// Total counts requests sent to the host.
+	Total uint64 `json:"rq_total"`
+	// Failures counts failed requests.
+	Failures uint64 `json:"rq_error"`
+}
+
+func clusters(w http.ResponseWriter, r *http.Request, s *dataplane.Snapshot) {
+	var list []ClusterStatus
+	if s != nil {
+		names := make([]string, 0, len(s.Clusters))
+		for n := range s.Clusters {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			list = append(list, clusterStatus(s.Clusters[n]))
+		}
+	}
+	if r.URL.Query().Get("format") == "json" {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"clusters": list})
+		return
+	}
+	var b strings.Builder
+	for _, c := range list {
+		fmt.Fprintf(&b, "%s::lb_policy::%s\n%s::rq_active::%d\n%s::cx_active::%d\n%s::overflow::%d\n",
+			c.Name, c.LBPolicy, c.Name, c.ActiveRequests, c.Name, c.ActiveConnections, c.Name, c.Overflows)
+		for _, h := range c.Hosts {
+			p := c.Name + "::" + h.Address + "::"
+			fmt.Fprintf(&b, "%shealth_flags::%s\n%sweight::%d\n%slocality::%s\n%spriority::%d\n%srq_active::%d\n%srq_total::%d\n%srq_error::%d\n",
+				p, h.Health, p, h.Weight, p, h.Locality, p, h.Priority, p, h.Active, p, h.Total, p, h.Failures)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+func clusterStatus(c *upstream.Cluster) ClusterStatus {
+	cs := ClusterStatus{
+		Name: c.Name(), LBPolicy: c.Config().LB.String(),
+		ActiveRequests: c.ActiveRequests(), ActiveConnections: c.ActiveConnections(), Overflows: c.Overflows.Load(),
+		Hosts: []HostStatus{},
+	}
+	for _, h := range c.Hosts() {
+		cs.Hosts = append(cs.Hosts, HostStatus{
+			Address: h.Host.Addr, Health: h.Health.String(), Weight: h.Weight, Locality: h.Locality, Priority: h.Priority,
+			Active: h.Host.Active(), Total: h.Host.Total(), Failures: h.Host.Failures(),
+		})
+	}
+	return cs
+}

@@ -1,0 +1,387 @@
+// Package app is the weft-proxy program: flags, wiring of the xDS client,
+// runtime snapshots, listeners and admin API, readiness, and graceful
+// shutdown.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"weft.dev/weft/internal/proxy/accesslog"
+	"weft.dev/weft/internal/proxy/admin"
+	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/httpproxy"
+	"weft.dev/weft/internal/proxy/listener"
+	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/upstream"
+	"weft.dev/weft/internal/proxy/xdsclient"
+	"weft.dev/weft/internal/xdsmeta"
+)
+
+// Config is the proxy's static configuration, read once from flags.
+type Config struct {
+	// XDSAddr is the control plane's ADS address (default 127.0.0.1:15010).
+	XDSAddr string
+	// NodeID is the xDS node ID; empty builds one with xdsmeta.NodeID.
+	NodeID string
+	// Type is "sidecar" (default) or "gateway".
+	Type string
+	// IP is the proxy's address in the node ID (default 127.0.0.1).
+	IP string
+	// Name is the instance name (default the host name).
+	Name string
+	// Namespace is the proxy's namespace (default "default").
+	Namespace string
+	// Workload is the workload name (default Name).
+	Workload string
+	// Labels are the workload's labels.
+	Labels map[string]string
+	// ServiceAccount is the workload's service account.
+	ServiceAccount string
+	// AdminAddr is the admin API address (default 127.0.0.1:15000; port 0
+	// picks a free port).
+	AdminAddr string
+	// DrainTimeout bounds graceful shutdown (default 5s).
+	DrainTimeout time.Duration
+	// Pprof serves /debug/pprof on the admin API.
+	Pprof bool
+	// LogFormat is "text" (default) or "json".
+	LogFormat string
+	// AccessLog is a file path, "-" for stderr, or empty for none.
+	AccessLog string
+	// XDSBackoffBase and XDSBackoffMax tune reconnects (tests); zero
+	// means the client's defaults.
+	XDSBackoffBase, XDSBackoffMax time.Duration
+}
+
+// ParseFlags reads the command line.
+func ParseFlags(args []string, stderr io.Writer) (Config, error) {
+	host, _ := os.Hostname()
+	cfg := Config{}
+	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.XDSAddr, "xds-addr", "127.0.0.1:15010", "control plane ADS address")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "xDS node ID (default built from --type, --ip, --name and --namespace)")
+	fs.StringVar(&cfg.Type, "type", xdsmeta.ProxyTypeSidecar, "proxy type: sidecar or gateway")
+	fs.StringVar(&cfg.IP, "ip", "127.0.0.1", "the proxy's IP, used in the node ID")
+	fs.StringVar(&cfg.Name, "name", host, "instance name")
+	fs.StringVar(&cfg.Namespace, "namespace", "default", "namespace")
+	fs.StringVar(&cfg.Workload, "workload", "", "workload name (default --name)")
+	labels := fs.String("labels", "", "workload labels: k=v,k=v")
+	fs.StringVar(&cfg.ServiceAccount, "service-account", "", "workload service account")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:15000", "admin API address (port 0 picks a free port)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr (default off)`)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if cfg.Type != xdsmeta.ProxyTypeSidecar && cfg.Type != xdsmeta.ProxyTypeGateway {
+		return cfg, fmt.Errorf("--type %q: want sidecar or gateway", cfg.Type)
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat)
+	}
+	var err error
+	if cfg.Labels, err = parseLabels(*labels); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels: %q is not k=v", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Main runs the proxy until ctx is cancelled or /quitquitquit; it returns
+// the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := ParseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "weft-proxy:", err)
+		return 2
+	}
+	var h slog.Handler = slog.NewTextHandler(stderr, nil)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, nil)
+	}
+	log := slog.New(h)
+	var accessW io.Writer
+	switch cfg.AccessLog {
+	case "":
+	case "-":
+		accessW = stderr
+	default:
+		f, err := os.OpenFile(cfg.AccessLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Fprintln(stderr, "weft-proxy: opening access log:", err)
+			return 1
+		}
+		defer f.Close()
+		accessW = f
+	}
+	p, err := New(cfg, log, accessW)
+	if err != nil {
+		log.Error("starting proxy", "error", err)
+		return 1
+	}
+	if err := p.Run(ctx); err != nil {
+		log.Error("proxy stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// Proxy is a running proxy.
+type Proxy struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *proxymetrics.Metrics
+	access  *accesslog.Logger
+
+	adminLn  net.Listener
+	admin    *http.Server
+	xds      *xdsclient.Client
+	clusters *upstream.Manager
+	compiler dataplane.Compiler
+	snaps    dataplane.Holder
+	lst      *listener.Manager
+
+	ready    atomic.Bool
+	readyCh  chan struct{}
+	draining atomic.Bool
+	quit     chan struct{}
+	quitOnce sync.Once
+	logged   map[string]bool // unenforced notes already logged
+}
+
+// New builds a proxy and binds its admin listener; Run starts it.
+func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
+	if cfg.Name == "" {
+		cfg.Name = "weft-proxy"
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "default"
+	}
+	if cfg.Workload == "" {
+		cfg.Workload = cfg.Name
+	}
+	if cfg.Type == "" {
+		cfg.Type = xdsmeta.ProxyTypeSidecar
+	}
+	if cfg.IP == "" {
+		cfg.IP = "127.0.0.1"
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 5 * time.Second
+	}
+	if cfg.NodeID == "" {
+		typ := "sidecar"
+		if cfg.Type == xdsmeta.ProxyTypeGateway {
+			typ = "router"
+		}
+		cfg.NodeID = xdsmeta.NodeID(typ, cfg.IP, cfg.Name, cfg.Namespace)
+	}
+	p := &Proxy{cfg: cfg, log: log, metrics: proxymetrics.New(), readyCh: make(chan struct{}), quit: make(chan struct{}), logged: map[string]bool{}}
+	if accessW != nil {
+		p.access = accesslog.New(accessW, 4096)
+	}
+	node, err := p.node()
+	if err != nil {
+		return nil, err
+	}
+	p.clusters = upstream.NewManager()
+	var lst *listener.Manager
+	hp := httpproxy.New(httpproxy.Options{
+		Logger: log.With("component", "http"), AccessLog: p.access, Metrics: p.metrics,
+		TrackHijacked: func(c net.Conn) func() { return lst.TrackHijacked(c) },
+	})
+	lst = listener.New(listener.Options{Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, Metrics: p.metrics})
+	p.lst = lst
+	p.xds = xdsclient.New(xdsclient.Options{
+		Addr: cfg.XDSAddr, Node: node, Logger: log.With("component", "xds"),
+		OnUpdate:    p.onUpdate,
+		OnResponse:  func(t string, acked bool) { p.metrics.XDS(t[strings.LastIndexByte(t, '.')+1:], acked) },
+		BackoffBase: cfg.XDSBackoffBase, BackoffMax: cfg.XDSBackoffMax,
+	})
+	p.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener on %s: %w", cfg.AdminAddr, err)
+	}
+	p.admin = &http.Server{
+		Handler: admin.Handler(admin.Deps{
+			Snapshots: &p.snaps, Resources: p.xds.Snapshot, Ready: p.Ready, Listeners: p.lst.Addrs, Metrics: p.metrics,
+			Drain: p.Drain, Quit: p.Quit, Pprof: cfg.Pprof,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return p, nil
+}
+
+func (p *Proxy) node() (*corev3.Node, error) {
+	labels := map[string]any{}
+	for k, v := range p.cfg.Labels {
+		labels[k] = v
+	}
+	md, err := structpb.NewStruct(map[string]any{
+		xdsmeta.MetaNamespace:      p.cfg.Namespace,
+		xdsmeta.MetaName:           p.cfg.Name,
+		xdsmeta.MetaWorkloadName:   p.cfg.Workload,
+		xdsmeta.MetaLabels:         labels,
+		xdsmeta.MetaServiceAccount: p.cfg.ServiceAccount,
+		xdsmeta.MetaProxyType:      p.cfg.Type,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node metadata: %w", err)
+	}
+	return &corev3.Node{Id: p.cfg.NodeID, Cluster: p.cfg.Workload + "." + p.cfg.Namespace, Metadata: md, UserAgentName: "weft-proxy"}, nil
+}
+
+// AdminAddr returns the admin API's bound address.
+func (p *Proxy) AdminAddr() string { return p.adminLn.Addr().String() }
+
+// NodeID returns the xDS node ID.
+func (p *Proxy) NodeID() string { return p.cfg.NodeID }
+
+// Ready reports whether the first full config is applied and the proxy is
+// not draining.
+func (p *Proxy) Ready() bool { return p.ready.Load() && !p.draining.Load() }
+
+// ReadyCh is closed when the proxy first becomes ready.
+func (p *Proxy) ReadyCh() <-chan struct{} { return p.readyCh }
+
+// ListenerAddrs returns bound listener addresses by name.
+func (p *Proxy) ListenerAddrs() map[string]string { return p.lst.Addrs() }
+
+// Drain stops accepting connections; requests in flight continue.
+func (p *Proxy) Drain() {
+	if p.draining.CompareAndSwap(false, true) {
+		p.log.Info("draining: listeners closed, requests in flight continue")
+		p.lst.StopAccepting()
+	}
+}
+
+// Quit drains and makes Run return.
+func (p *Proxy) Quit() { p.quitOnce.Do(func() { close(p.quit) }) }
+
+// onUpdate compiles and installs a snapshot; it runs on the xDS client's
+// goroutine only.
+func (p *Proxy) onUpdate(res *xdsclient.Resources) {
+	clusters := p.clusters.Update(res.Clusters, res.Endpoints)
+	snap := p.compiler.Compile(res, clusters)
+	p.logUnenforced(res)
+	if !p.ready.Load() && !snap.Complete {
+		return
+	}
+	p.snaps.Store(snap)
+	if p.draining.Load() {
+		return
+	}
+	if err := p.lst.Apply(snap); err != nil {
+		p.log.Error("applying listeners", "error", err)
+	}
+	if !p.ready.Load() {
+		p.ready.Store(true)
+		p.metrics.SetReady(true)
+		close(p.readyCh)
+		addrs := p.lst.Addrs()
+		names := make([]string, 0, len(addrs))
+		for n := range addrs {
+			names = append(names, n+"="+addrs[n])
+		}
+		sort.Strings(names)
+		p.log.Info("proxy ready", "node", p.cfg.NodeID, "listeners", strings.Join(names, " "), "admin", p.AdminAddr())
+	}
+}
+
+func (p *Proxy) logUnenforced(res *xdsclient.Resources) {
+	var notes []string
+	for _, l := range res.Listeners {
+		notes = append(notes, l.Unenforced...)
+	}
+	for _, r := range res.Routes {
+		notes = append(notes, r.Unenforced...)
+	}
+	for _, c := range res.Clusters {
+		notes = append(notes, c.Unenforced...)
+	}
+	for _, n := range notes {
+		if !p.logged[n] {
+			p.logged[n] = true
+			p.log.Warn("config accepted but not enforced yet", "what", n)
+		}
+	}
+}
+
+// Run serves until ctx is cancelled or Quit, then drains for at most the
+// drain timeout. It returns nil after a clean shutdown.
+func (p *Proxy) Run(ctx context.Context) error {
+	xctx, stopXDS := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = p.xds.Run(xctx)
+	}()
+	go func() {
+		defer wg.Done()
+		if err := p.admin.Serve(p.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("admin server", "error", err)
+		}
+	}()
+	p.log.Info("proxy starting", "node", p.cfg.NodeID, "xds", p.cfg.XDSAddr, "admin", p.AdminAddr())
+	select {
+	case <-ctx.Done():
+	case <-p.quit:
+	}
+	p.log.Info("shutting down", "drain_timeout", p.cfg.DrainTimeout)
+	p.draining.Store(true)
+	dctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
+	err := p.lst.Shutdown(dctx)
+	cancel()
+	if err != nil {
+		p.log.Warn("drain timeout reached; remaining connections closed", "error", err)
+	}
+	stopXDS()
+	p.clusters.CloseIdle()
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	_ = p.admin.Shutdown(actx)
+	acancel()
+	wg.Wait()
+	p.access.Close()
+	p.log.Info("proxy stopped")
+	return nil
+}

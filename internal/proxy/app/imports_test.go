@@ -1,0 +1,41 @@
+package app_test
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestProxyImportGraph keeps the proxy lean: no Istio or Kubernetes types
+// and no control-plane code in weft-proxy.
+func TestProxyImportGraph(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not in PATH")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, goBin, "list", "-deps", "weft.dev/weft/cmd/weft-proxy").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	forbidden := []string{"istio.io/", "k8s.io/", "sigs.k8s.io/"}
+	for _, p := range []string{"model", "config", "validate", "xdstranslate", "xdsserver", "controlplane", "local", "cli"} {
+		forbidden = append(forbidden, "weft.dev/weft/internal/"+p)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if dep == f || strings.HasPrefix(dep, f) && (strings.HasSuffix(f, "/") || strings.HasPrefix(dep, f+"/")) {
+				t.Errorf("weft-proxy imports %s (forbidden: %s)", dep, f)
+			}
+		}
+	}
+	if !strings.Contains(string(out), "weft.dev/weft/internal/proxy/app") {
+		t.Errorf("go list output does not look right:\n%s", out)
+	}
+}

@@ -1,0 +1,170 @@
+package upstream
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/router"
+)
+
+func endpoints(weights ...uint32) *proxyconfig.Endpoints {
+	loc := proxyconfig.Locality{Weight: 1}
+	for i, w := range weights {
+		loc.Endpoints = append(loc.Endpoints, proxyconfig.Endpoint{Address: fmt.Sprintf("10.0.0.%d:80", i), Weight: w})
+	}
+	return &proxyconfig.Endpoints{ClusterName: "c", Localities: []proxyconfig.Locality{loc}}
+}
+
+func cluster(lb proxyconfig.LBPolicy) *proxyconfig.Cluster {
+	return &proxyconfig.Cluster{Name: "c", Type: proxyconfig.DiscoveryEDS, EDSServiceName: "c", LB: lb, Thresholds: proxyconfig.DefaultThresholds,
+		ConnectTimeout: 1e9, IdleTimeout: 1e9, RingMinSize: 1024, RingMaxSize: 8 << 20, MaglevTableSize: 65537, LeastRequestChoices: 2}
+}
+
+func pickCounts(t *testing.T, c *Cluster, n int, hash func(i int) (uint64, bool)) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for i := range n {
+		h, ok := hash(i)
+		host, err := c.Pick("", h, ok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[host.Addr]++
+	}
+	return out
+}
+
+func noHash(int) (uint64, bool) { return 0, false }
+
+func TestWeightedPolicies(t *testing.T) {
+	tests := []struct {
+		name    string
+		lb      proxyconfig.LBPolicy
+		weights []uint32
+		check   func(t *testing.T, got map[string]int)
+	}{
+		{"round robin weighted exactly", proxyconfig.LBRoundRobin, []uint32{1, 3}, func(t *testing.T, got map[string]int) {
+			if diff := cmp.Diff(map[string]int{"10.0.0.0:80": 1000, "10.0.0.1:80": 3000}, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		}},
+		{"random weighted", proxyconfig.LBRandom, []uint32{1, 3}, share("10.0.0.1:80", 0.70, 0.80)},
+		{"least request weighted", proxyconfig.LBLeastRequest, []uint32{1, 3}, share("10.0.0.1:80", 0.60, 0.90)},
+		{"ring hash weighted", proxyconfig.LBRingHash, []uint32{1, 3}, share("10.0.0.1:80", 0.60, 0.90)},
+		{"maglev weighted", proxyconfig.LBMaglev, []uint32{1, 3}, share("10.0.0.1:80", 0.65, 0.85)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewManager()
+			c := m.Update(map[string]*proxyconfig.Cluster{"c": cluster(tc.lb)}, map[string]*proxyconfig.Endpoints{"c": endpoints(tc.weights...)})["c"]
+			tc.check(t, pickCounts(t, c, 4000, func(i int) (uint64, bool) { return router.HashString(fmt.Sprint(i)), true }))
+		})
+	}
+}
+
+func share(addr string, lo, hi float64) func(*testing.T, map[string]int) {
+	return func(t *testing.T, got map[string]int) {
+		total := 0
+		for _, n := range got {
+			total += n
+		}
+		if s := float64(got[addr]) / float64(total); s < lo || s > hi {
+			t.Errorf("%s got %.2f of picks, want [%.2f, %.2f]: %v", addr, s, lo, hi, got)
+		}
+	}
+}
+
+func TestConsistentHashingIsStableAcrossUpdates(t *testing.T) {
+	for _, lb := range []proxyconfig.LBPolicy{proxyconfig.LBRingHash, proxyconfig.LBMaglev} {
+		t.Run(lb.String(), func(t *testing.T) {
+			m := NewManager()
+			c := m.Update(map[string]*proxyconfig.Cluster{"c": cluster(lb)}, map[string]*proxyconfig.Endpoints{"c": endpoints(1, 1, 1, 1)})["c"]
+			before := map[int]string{}
+			for i := range 1000 {
+				h, _ := c.Pick("", router.HashString(fmt.Sprint(i)), true)
+				before[i] = h.Addr
+			}
+			// Adding a fifth host moves only a fraction of the keys.
+			m.Update(map[string]*proxyconfig.Cluster{"c": cluster(lb)}, map[string]*proxyconfig.Endpoints{"c": endpoints(1, 1, 1, 1, 1)})
+			moved := 0
+			for i := range 1000 {
+				h, _ := c.Pick("", router.HashString(fmt.Sprint(i)), true)
+				if h.Addr != before[i] {
+					moved++
+				}
+			}
+			if moved > 350 {
+				t.Errorf("%d of 1000 keys moved after adding one host of five", moved)
+			}
+		})
+	}
+}
+
+func TestHealthPrioritiesAndLocalities(t *testing.T) {
+	eps := &proxyconfig.Endpoints{ClusterName: "c", Localities: []proxyconfig.Locality{
+		{Name: "a", Weight: 1, Priority: 0, Endpoints: []proxyconfig.Endpoint{{Address: "p0:80", Weight: 1, Health: proxyconfig.HealthUnhealthy}}},
+		{Name: "b", Weight: 3, Priority: 1, Endpoints: []proxyconfig.Endpoint{{Address: "b1:80", Weight: 1}, {Address: "b2:80", Weight: 1, Health: proxyconfig.HealthDraining}}},
+		{Name: "c", Weight: 1, Priority: 1, Endpoints: []proxyconfig.Endpoint{{Address: "c1:80", Weight: 5}}},
+	}}
+	m := NewManager()
+	c := m.Update(map[string]*proxyconfig.Cluster{"c": cluster(proxyconfig.LBRoundRobin)}, map[string]*proxyconfig.Endpoints{"c": eps})["c"]
+	got := pickCounts(t, c, 400, noHash)
+	if diff := cmp.Diff(map[string]int{"b1:80": 300, "c1:80": 100}, got); diff != "" {
+		t.Errorf("priority 0 is unhealthy: traffic should follow locality weights 3:1 in priority 1 (-want +got):\n%s", diff)
+	}
+	m.Update(map[string]*proxyconfig.Cluster{"c": cluster(proxyconfig.LBRoundRobin)}, map[string]*proxyconfig.Endpoints{"c": {ClusterName: "c"}})
+	if _, err := c.Pick("", 0, false); err != ErrNoHealthyUpstream {
+		t.Errorf("empty cluster: %v, want ErrNoHealthyUpstream", err)
+	}
+}
+
+func TestCircuitBreakers(t *testing.T) {
+	cfg := cluster(proxyconfig.LBRoundRobin)
+	cfg.Thresholds = proxyconfig.Thresholds{MaxConnections: 1, MaxPendingRequests: 1, MaxRequests: 2, MaxRetries: 1}
+	c := NewManager().Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": endpoints(1)})["c"]
+	if err := c.StartRequest(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartRequest(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartRequest(true); err != ErrOverflow {
+		t.Errorf("third request: %v, want overflow", err)
+	}
+	c.EndRequest()
+	c.EndRequest()
+	if !c.StartRetry() || c.StartRetry() {
+		t.Errorf("max_retries 1 not enforced")
+	}
+	c.EndRetry()
+	// With the only connection busy, one request may wait; the next overflows.
+	c.conns.Store(1)
+	if err := c.StartRequest(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartRequest(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartRequest(false); err != ErrOverflow {
+		t.Errorf("pending overflow: %v", err)
+	}
+	if c.Overflows.Load() != 3 {
+		t.Errorf("overflows = %d, want 3", c.Overflows.Load())
+	}
+}
+
+func TestOriginalDst(t *testing.T) {
+	cfg := cluster(proxyconfig.LBRoundRobin)
+	cfg.Type = proxyconfig.DiscoveryOriginalDst
+	c := NewManager().Update(map[string]*proxyconfig.Cluster{"c": cfg}, nil)["c"]
+	h, err := c.Pick("example.com:8080", 0, false)
+	if err != nil || h.Addr != "example.com:8080" {
+		t.Fatalf("Pick = %v, %v", h, err)
+	}
+	if _, err := c.Pick("", 0, false); err != ErrNoHealthyUpstream {
+		t.Errorf("no target: %v", err)
+	}
+}

@@ -1,0 +1,68 @@
+package xdsclient_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"weft.dev/weft/internal/proxy/proxytest"
+	"weft.dev/weft/internal/proxy/xdsclient"
+)
+
+// TestSubscriptionsAndNACK checks RDS/EDS follow the listeners and
+// clusters, that a bad cluster is NACKed while its last good version stays,
+// and that Run leaves no goroutine behind.
+func TestSubscriptionsAndNACK(t *testing.T) {
+	cp := proxytest.StartControlPlane(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var mu sync.Mutex
+	var last *xdsclient.Resources
+	c := xdsclient.New(xdsclient.Options{
+		Addr: cp.Addr, Node: &corev3.Node{Id: "n1"},
+		OnUpdate: func(r *xdsclient.Resources) { mu.Lock(); last = r; mu.Unlock() },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	current := func() *xdsclient.Resources { mu.Lock(); defer mu.Unlock(); return last }
+
+	cp.Set(t, "n1",
+		proxytest.Listener("virtualOutbound", "127.0.0.1:0", proxytest.Chain{Port: 80, Filter: proxytest.HCMRDS("80")}),
+		proxytest.RouteConfig("80", proxytest.VirtualHost("v", []string{"*"}, proxytest.PrefixRoute("/", "a"))),
+		proxytest.EDSCluster("a", clusterv3.Cluster_ROUND_ROBIN), proxytest.CLA("a", "127.0.0.1:1"),
+	)
+	proxytest.Eventually(t, 10*time.Second, "complete config", func() bool { r := current(); return r != nil && r.Complete() })
+
+	bad := proxytest.EDSCluster("a", clusterv3.Cluster_CLUSTER_PROVIDED)
+	cp.Set(t, "n1",
+		proxytest.Listener("virtualOutbound", "127.0.0.1:0", proxytest.Chain{Port: 80, Filter: proxytest.HCMRDS("80")}),
+		proxytest.RouteConfig("80", proxytest.VirtualHost("v", []string{"*"}, proxytest.PrefixRoute("/", "a"))),
+		bad, proxytest.CLA("a", "127.0.0.1:1"),
+	)
+	proxytest.Eventually(t, 10*time.Second, "NACK", func() bool { return current().Errors[xdsclient.ClusterType] != "" })
+	r := current()
+	if !strings.Contains(r.Errors[xdsclient.ClusterType], `cluster "a": lb_policy CLUSTER_PROVIDED`) {
+		t.Errorf("NACK reason %q", r.Errors[xdsclient.ClusterType])
+	}
+	if got := r.Clusters["a"]; got == nil || got.LB.String() != "ROUND_ROBIN" {
+		t.Errorf("cluster a after NACK = %+v, want the last good version", got)
+	}
+	// Version 2 is ACKed for every type but clusters, which stay at 1.
+	want := map[string]string{xdsclient.ListenerType: "2", xdsclient.ClusterType: "1", xdsclient.RouteType: "2", xdsclient.EndpointType: "2"}
+	deadline := time.Now().Add(10 * time.Second)
+	for cmp.Diff(want, current().Versions) != "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if diff := cmp.Diff(want, current().Versions); diff != "" {
+		t.Errorf("versions (-want +got):\n%s", diff)
+	}
+	cancel()
+	<-done
+}
