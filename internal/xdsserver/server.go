@@ -563,16 +563,20 @@ func (s *Server) streamClosed(streamID int64) {
 	}
 }
 
-func (s *Server) onRequest(n *nodeState, typ, version, nonce string, errDetail string, nacked bool, delta bool) {
+//
+// For a NACK of the latest response it returns the rejected version: the
+// caller answers the request as if the proxy had that version, so the same
+// rejected config is not sent again in a loop; the next change is.
+func (s *Server) onRequest(n *nodeState, typ, version, nonce string, errDetail string, nacked bool, delta bool) (rejected string) {
 	if n == nil || nonce == "" {
-		return // a first request or a new subscription: nothing to ACK
+		return "" // a first request or a new subscription: nothing to ACK
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts := n.typeState(typ)
 	if delta {
 		if nonce != ts.nonce {
-			return
+			return ""
 		}
 		version = ts.sent
 	}
@@ -580,7 +584,10 @@ func (s *Server) onRequest(n *nodeState, typ, version, nonce string, errDetail s
 		ts.state, ts.nack, ts.nacked = StateNacked, errDetail, ts.sent
 		s.metrics.nacks.WithLabelValues(shortType(typ)).Inc()
 		s.log.Warn("proxy rejected xDS resources (NACK)", "proxy", n.id, "type", shortType(typ), "version", version, "reason", errDetail)
-		return
+		if nonce == ts.nonce {
+			return ts.sent
+		}
+		return ""
 	}
 	ts.acked, ts.nack, ts.nacked = version, "", ""
 	if version == ts.sent {
@@ -595,6 +602,7 @@ func (s *Server) onRequest(n *nodeState, typ, version, nonce string, errDetail s
 			}
 		}
 	}
+	return ""
 }
 
 func (s *Server) onResponse(streamID int64, typ, version, nonce string) {
@@ -618,7 +626,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		DeltaStreamClosedFunc: func(id int64, _ *core.Node) { s.streamClosed(id) },
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
 			n := s.nodeFor(id, req.GetNode())
-			s.onRequest(n, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, false)
+			if rejected := s.onRequest(n, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, false); rejected != "" {
+				req.VersionInfo = rejected
+			}
 			return nil
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {

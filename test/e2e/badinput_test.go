@@ -96,7 +96,10 @@ spec:
 	}
 	var problems string
 	waitFor(t, 60*time.Second, "every problem to be reported by weft status", func() error {
-		st := m.status(t)
+		st, err := m.statusErr()
+		if err != nil {
+			return err
+		}
 		problems = strings.Join(st.Problems, "\n")
 		for _, w := range want {
 			if !strings.Contains(problems, w) {

@@ -61,15 +61,22 @@ func TestDemoMesh(t *testing.T) {
 		}
 		return nil
 	})
-	st := m.status(t)
-	if len(st.Instances) < 7 {
-		t.Fatalf("weft status lists %d instances, want 6 workloads + ingress: %+v", len(st.Instances), st.Instances)
-	}
-	for _, in := range st.Instances {
-		if !in.Ready {
-			t.Errorf("instance %s not ready: %+v", in.Instance, in)
+	waitFor(t, 30*time.Second, "6 workload instances and the ingress to be ready", func() error {
+		st, err := m.statusErr()
+		if err != nil {
+			return err
 		}
-	}
+		ready := 0
+		for _, in := range st.Instances {
+			if in.Ready {
+				ready++
+			}
+		}
+		if ready != 7 || len(st.Instances) != 7 {
+			return fmt.Errorf("%d of %d instances ready, want 7: %+v", ready, len(st.Instances), st.Instances)
+		}
+		return nil
+	})
 
 	t.Run("canary 90/10", func(t *testing.T) {
 		counts, err := split(page, 500)
@@ -168,7 +175,11 @@ func TestDemoMesh(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 30*time.Second, "ratings-v1-0 to be restarted and ready", func() error {
-			for _, in := range m.status(t).Instances {
+			st, err := m.statusErr()
+			if err != nil {
+				return err
+			}
+			for _, in := range st.Instances {
 				if in.Instance == "ratings-v1-0" {
 					if in.PID != pid && in.PID != 0 && in.Ready && in.Restarts > 0 {
 						return nil

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"flag"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
@@ -144,6 +146,16 @@ func startMesh(t *testing.T, dir string, ingress int, extra ...string) *meshRun 
 			t.Logf("weft up output:\n%s", out.String())
 		}
 	})
+	waitFor(t, 30*time.Second, "weft up's admin API", func() error {
+		select {
+		case err := <-m.done:
+			m.done <- err
+			return fmt.Errorf("weft up exited: %v", err)
+		default:
+		}
+		_, err := m.statusErr()
+		return err
+	})
 	return m
 }
 
@@ -176,15 +188,24 @@ func (m *meshRun) weft(stdin string, args ...string) (string, error) {
 
 func (m *meshRun) status(t *testing.T) local.MeshStatus {
 	t.Helper()
-	out, err := m.weft("", "status", "-o", "json")
+	st, err := m.statusErr()
 	if err != nil {
-		t.Fatalf("weft status: %v\n%s", err, out)
-	}
-	var st local.MeshStatus
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("weft status -o json: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return st
+}
+
+// statusErr runs `weft status -o json`.
+func (m *meshRun) statusErr() (local.MeshStatus, error) {
+	var st local.MeshStatus
+	out, err := m.weft("", "status", "-o", "json")
+	if err != nil {
+		return st, fmt.Errorf("weft status: %v\n%s", err, out)
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return st, fmt.Errorf("weft status -o json: %v\n%s", err, out)
+	}
+	return st, nil
 }
 
 // waitFor polls cond until it returns nil or the deadline passes.

@@ -298,20 +298,23 @@ func (p *Proxy) Drain() {
 func (p *Proxy) Quit() { p.quitOnce.Do(func() { close(p.quit) }) }
 
 // onUpdate compiles and installs a snapshot; it runs on the xDS client's
-// goroutine only.
-func (p *Proxy) onUpdate(res *xdsclient.Resources) {
+// goroutine only. It returns the listeners that could not be bound, so
+// the listener update is NACKed with the reason; the proxy retries them on
+// every later update.
+func (p *Proxy) onUpdate(res *xdsclient.Resources) error {
 	clusters := p.clusters.Update(res.Clusters, res.Endpoints)
 	snap := p.compiler.Compile(res, clusters)
 	p.logUnenforced(res)
 	if !p.ready.Load() && !snap.Complete {
-		return
+		return nil
 	}
 	p.snaps.Store(snap)
 	if p.draining.Load() {
-		return
+		return nil
 	}
-	if err := p.lst.Apply(snap); err != nil {
-		p.log.Error("applying listeners", "error", err)
+	bindErr := p.lst.Apply(snap)
+	if bindErr != nil {
+		p.log.Error("applying listeners", "error", bindErr)
 	}
 	if !p.ready.Load() {
 		p.ready.Store(true)
@@ -325,6 +328,7 @@ func (p *Proxy) onUpdate(res *xdsclient.Resources) {
 		sort.Strings(names)
 		p.log.Info("proxy ready", "node", p.cfg.NodeID, "listeners", strings.Join(names, " "), "admin", p.AdminAddr())
 	}
+	return bindErr
 }
 
 func (p *Proxy) logUnenforced(res *xdsclient.Resources) {

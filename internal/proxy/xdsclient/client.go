@@ -105,8 +105,10 @@ type Options struct {
 	Logger *slog.Logger
 	// OnUpdate is called with the new resources after each response is
 	// applied. It runs on the client's goroutine and must not block for
-	// long; it must not modify the Resources.
-	OnUpdate func(*Resources)
+	// long; it must not modify the Resources. An error returned for a
+	// listener response (a port that cannot be bound) NACKs that response
+	// with the error as its reason, as Envoy does.
+	OnUpdate func(*Resources) error
 	// OnResponse, when set, is called for each response with whether it
 	// was ACKed, for metrics. It must not block or call the Client.
 	OnResponse func(typeURL string, acked bool)
@@ -128,6 +130,10 @@ type Client struct {
 	mu     sync.Mutex // guards types (read by Snapshot)
 	types  map[string]*typeState
 	sendMu sync.Mutex
+	// applyErr is the last listener error OnUpdate reported ("" when none),
+	// so a failure is NACKed once and its recovery ACKed once. Only the
+	// stream goroutine touches it.
+	applyErr string
 }
 
 type typeState struct {
@@ -312,16 +318,52 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 	}
 	c.mu.Unlock()
 
+	// Listeners are bound by OnUpdate; one that cannot be bound NACKs the
+	// listener config, whichever response made the proxy apply it.
+	var applyErr string
+	if c.opts.OnUpdate != nil {
+		if err := c.opts.OnUpdate(res); err != nil {
+			applyErr = err.Error()
+		}
+	}
+	var lds *typeState
+	if applyErr != c.applyErr {
+		c.applyErr = applyErr
+		if ts.url == ListenerType {
+			if applyErr != "" {
+				if detail != "" {
+					detail += "; "
+				}
+				detail += applyErr
+			}
+		} else if c.types[ListenerType].received {
+			lds = c.types[ListenerType]
+		}
+		c.mu.Lock()
+		if ts.url == ListenerType {
+			ts.lastErr = detail
+		} else if lds != nil {
+			lds.lastErr = applyErr
+		}
+		c.mu.Unlock()
+	}
 	if detail != "" {
 		c.log.Warn("xds NACK", "type", shortType(ts.url), "version", resp.GetVersionInfo(), "nonce", resp.GetNonce(), "reason", detail)
 	} else {
 		c.log.Debug("xds ACK", "type", shortType(ts.url), "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
 	}
-	if c.opts.OnUpdate != nil {
-		c.opts.OnUpdate(res)
-	}
 	if err := c.send(st, ts, detail, nil, false); err != nil {
 		return err
+	}
+	if lds != nil {
+		// A NACK (or, once the listeners bind, an ACK) of the listener
+		// config already ACKed, with its nonce.
+		if applyErr != "" {
+			c.log.Warn("xds NACK", "type", shortType(lds.url), "version", lds.version, "reason", applyErr)
+		}
+		if err := c.send(st, lds, applyErr, nil, false); err != nil {
+			return err
+		}
 	}
 	for _, d := range changed {
 		if err := c.send(st, d, "", nil, false); err != nil {

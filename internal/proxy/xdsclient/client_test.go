@@ -26,7 +26,7 @@ func TestSubscriptionsAndNACK(t *testing.T) {
 	var last *xdsclient.Resources
 	c := xdsclient.New(xdsclient.Options{
 		Addr: cp.Addr, Node: &corev3.Node{Id: "n1"},
-		OnUpdate: func(r *xdsclient.Resources) { mu.Lock(); last = r; mu.Unlock() },
+		OnUpdate: func(r *xdsclient.Resources) error { mu.Lock(); last = r; mu.Unlock(); return nil },
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	done := make(chan error)
