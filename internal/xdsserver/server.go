@@ -563,7 +563,6 @@ func (s *Server) streamClosed(streamID int64) {
 	}
 }
 
-//
 // For a NACK of the latest response it returns the rejected version: the
 // caller answers the request as if the proxy had that version, so the same
 // rejected config is not sent again in a loop; the next change is.
