@@ -248,18 +248,25 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "no resources in the request"})
 		return
 	}
-	s.edit(w, r, folderEdit{put: docs}, r.URL.Query().Get("dryRun") == "true")
+	s.edit(w, r, folderEdit{put: docs}, &submitted{name: name, body: body}, r.URL.Query().Get("dryRun") == "true")
+}
+
+// submitted is the text of an apply, so findings about it name the
+// submitted file and its lines.
+type submitted struct {
+	name string
+	body []byte
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	key := resourceKey(r.PathValue("kind"), r.PathValue("namespace"), r.PathValue("name"))
-	s.edit(w, r, folderEdit{delete: map[string]bool{key: true}}, r.URL.Query().Get("dryRun") == "true")
+	s.edit(w, r, folderEdit{delete: map[string]bool{key: true}}, nil, r.URL.Query().Get("dryRun") == "true")
 }
 
 // edit validates a change against a copy of the config folder and, if it
 // makes nothing that was valid invalid, writes it to the folder and waits
 // for the model that includes it.
-func (s *Server) edit(w http.ResponseWriter, r *http.Request, e folderEdit, dryRun bool) {
+func (s *Server) edit(w http.ResponseWriter, r *http.Request, e folderEdit, src *submitted, dryRun bool) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	dir := s.opts.ConfigDir
@@ -285,7 +292,35 @@ func (s *Server) edit(w http.ResponseWriter, r *http.Request, e folderEdit, dryR
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("not found in %s: %s", dir, strings.Join(missing, ", "))})
 		return
 	}
-	before, after, err := s.trial(dir, changes)
+	// The trial validates the submitted text as it was sent (so messages
+	// point at its lines) in place of the versions it replaces.
+	trialChanges := changes
+	if src != nil {
+		put := map[string]bool{}
+		for _, d := range e.put {
+			put[d.key()] = true
+		}
+		trialChanges = map[string]*string{}
+		for f, docs := range files {
+			var replaced []doc
+			for _, d := range docs {
+				if put[d.key()] {
+					replaced = append(replaced, d)
+				}
+			}
+			if len(replaced) == 0 {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			if err != nil {
+				writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+				return
+			}
+			text := blankDocs(string(data), replaced)
+			trialChanges[f] = &text
+		}
+	}
+	before, after, err := s.trial(dir, trialChanges, src)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
 		return
@@ -358,7 +393,7 @@ func lowerKindKeys(files map[string][]doc, want map[string]bool) map[string]bool
 
 // trial builds the model of the folder as it is and as it would be after
 // changes, in a scratch copy, with the runtime's instances.
-func (s *Server) trial(dir string, changes map[string]*string) (before, after *model.Snapshot, err error) {
+func (s *Server) trial(dir string, changes map[string]*string, src *submitted) (before, after *model.Snapshot, err error) {
 	instances := s.instances.List()
 	set, _ := config.Load(dir)
 	before = validate.Build(set, instances, nil)
@@ -395,24 +430,39 @@ func (s *Server) trial(dir string, changes map[string]*string) (before, after *m
 			return nil, nil, err
 		}
 	}
+	srcFile := ""
+	if src != nil {
+		srcFile = filepath.Join(scratch, "weft-submitted-apply.yaml")
+		if err := writeAtomic(srcFile, src.body); err != nil {
+			return nil, nil, err
+		}
+	}
 	set, _ = config.Load(scratch)
 	after = validate.Build(set, instances, nil)
-	// Messages name the real folder, not the scratch copy.
+	// Messages name the real folder and the submitted file, not the
+	// scratch copy.
+	rename := func(p string) string {
+		if p == srcFile && src != nil {
+			return src.name
+		}
+		if rel, err := filepath.Rel(scratch, p); err == nil && !strings.HasPrefix(rel, "..") {
+			return filepath.Join(dir, rel)
+		}
+		return p
+	}
 	for i := range after.Status {
 		st := &after.Status[i]
-		st.File = realPath(scratch, dir, st.File)
+		st.File = rename(st.File)
 		for j := range st.Findings {
-			st.Findings[j].Meta.File = realPath(scratch, dir, st.Findings[j].Meta.File)
+			f := &st.Findings[j]
+			f.Meta.File = rename(f.Meta.File)
+			if srcFile != "" {
+				f.Message = strings.ReplaceAll(f.Message, srcFile, src.name)
+			}
+			f.Message = strings.ReplaceAll(f.Message, scratch, dir)
 		}
 	}
 	return before, after, nil
-}
-
-func realPath(scratch, dir, p string) string {
-	if rel, err := filepath.Rel(scratch, p); err == nil && !strings.HasPrefix(rel, "..") {
-		return filepath.Join(dir, rel)
-	}
-	return p
 }
 
 // compareStatus returns the errors of resources that the change made

@@ -259,7 +259,7 @@ spec:
 			name:       "unknown subset is refused",
 			body:       strings.ReplaceAll(vs, "subset: v2", "subset: v9"),
 			wantCode:   http.StatusUnprocessableEntity,
-			wantInBody: []string{"rejected: nothing was changed", "VirtualService default/ratings", "destination.subset"},
+			wantInBody: []string{"rejected: nothing was changed", "<apply>:9: VirtualService default/ratings: spec.http[0].route[1].destination.subset"},
 		},
 		{
 			name:       "unknown field is refused with its line",

@@ -25,6 +25,9 @@ type doc struct {
 	// Kind, Namespace and Name identify the resource; Namespace defaults
 	// to "default".
 	Kind, Namespace, Name string
+	// Start is the index of the document's first line in File, and Lines
+	// its number of lines.
+	Start, Lines int
 }
 
 func (d doc) key() string { return resourceKey(d.Kind, d.Namespace, d.Name) }
@@ -33,29 +36,50 @@ func resourceKey(kind, ns, name string) string {
 	return strings.ToLower(kind) + "/" + ns + "/" + name
 }
 
+// docText is one document's text and where it starts.
+type docText struct {
+	text         string
+	start, lines int
+}
+
 // splitDocs splits YAML text at "---" lines. Empty documents are dropped.
-func splitDocs(text string) []string {
-	var out []string
+func splitDocs(text string) []docText {
+	var out []docText
 	var cur strings.Builder
+	start, n, i := 0, 0, 0
 	flush := func() {
 		if strings.TrimSpace(stripComments(cur.String())) != "" {
-			out = append(out, cur.String())
+			out = append(out, docText{text: cur.String(), start: start, lines: n})
 		}
 		cur.Reset()
 	}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 64*1024), 16<<20)
-	for sc.Scan() {
+	for ; sc.Scan(); i++ {
 		line := sc.Text()
 		if strings.HasPrefix(line, "---") && strings.TrimSpace(strings.TrimPrefix(line, "---")) == "" {
 			flush()
+			start, n = i+1, 0
 			continue
 		}
 		cur.WriteString(line)
 		cur.WriteByte('\n')
+		n++
 	}
 	flush()
 	return out
+}
+
+// blankDocs returns text with the lines of the given documents turned into
+// comments, so every other line keeps its number.
+func blankDocs(text string, docs []doc) string {
+	lines := strings.Split(text, "\n")
+	for _, d := range docs {
+		for i := d.Start; i < d.Start+d.Lines && i < len(lines); i++ {
+			lines[i] = "#"
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 func stripComments(s string) string {
@@ -73,7 +97,8 @@ func stripComments(s string) string {
 // parseDocs splits text into documents and reads each one's identity.
 func parseDocs(file, text string) ([]doc, error) {
 	var out []doc
-	for i, t := range splitDocs(text) {
+	for i, dt := range splitDocs(text) {
+		t := dt.text
 		var head struct {
 			Kind     string `yaml:"kind"`
 			Metadata struct {
@@ -90,7 +115,7 @@ func parseDocs(file, text string) ([]doc, error) {
 		if head.Metadata.Namespace == "" {
 			head.Metadata.Namespace = model.DefaultNamespace
 		}
-		out = append(out, doc{File: file, Text: t, Kind: head.Kind, Namespace: head.Metadata.Namespace, Name: head.Metadata.Name})
+		out = append(out, doc{File: file, Text: t, Kind: head.Kind, Namespace: head.Metadata.Namespace, Name: head.Metadata.Name, Start: dt.start, Lines: dt.lines})
 	}
 	return out, nil
 }
