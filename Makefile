@@ -7,7 +7,7 @@ LDFLAGS := -X weft.dev/weft/internal/version.Version=$(VERSION)
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help build up test test-short lint fmt vet bench clean
+.PHONY: help build up test test-short lint fmt vet bench clean tools
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,21 +19,28 @@ build: ## build bin/weft and bin/weft-proxy
 up: build ## run the built-in demo mesh (weft up)
 	$(BIN)/weft up
 
-test: ## run every test: unit, integration, interop and end to end
-	$(GO) vet ./...
+test: lint ## run every test (unit, integration, interop, end to end) after the linters
 	$(GO) test $(TESTFLAGS) ./...
 
 test-short: ## run the fast tests only
 	$(GO) test -short -count=1 ./...
 
-lint: vet ## go vet and gofmt check
-	@out=$$(gofmt -l cmd internal examples test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+lint: vet $(BIN)/tools/staticcheck ## go vet, gofmt check and staticcheck
+	@out=$$(gofmt -l cmd internal examples test tools 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(BIN)/tools/staticcheck -checks inherit,-SA1019 ./...
+
+# Third-party programs the tests and benchmarks run, built from tools/go.mod.
+$(BIN)/tools/%: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o ../$(BIN)/tools/ $$(awk '/^tool /{print $$2} /^tool \(/{t=1;next} t&&/^\)/{t=0} t{print $$1}' go.mod | grep '/$*$$')
 
 vet: ## go vet
 	$(GO) vet ./...
 
 fmt: ## gofmt the tree
 	gofmt -w cmd internal examples
+
+tools: ## build the third-party test programs into bin/tools
+	cd tools && $(GO) build -o ../$(BIN)/tools/ $$(awk '/^tool /{print $$2} /^tool \(/{t=1;next} t&&/^\)/{t=0} t{print $$1}' go.mod)
 
 bench: ## micro-benchmarks (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

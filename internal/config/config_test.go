@@ -170,6 +170,14 @@ func TestWorkloadDefaults(t *testing.T) {
 			yaml: "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: db}\nspec: {service: mongo, replicas: 0, sidecar: false, workingDir: /srv}\n",
 			want: &Workload{Service: "mongo", Replicas: 0, Sidecar: false, WorkingDir: "/srv"},
 		},
+		{
+			name: "upstreams with default and explicit env",
+			yaml: "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: web}\nspec:\n  upstreams:\n  - {service: reviews, port: 9080}\n  - {service: ratings.shop-1, port: 9080, env: RATINGS_ADDR}\n",
+			want: &Workload{Service: "web", Replicas: 1, Sidecar: true, Upstreams: []WorkloadUpstream{
+				{Service: "reviews", Port: 9080, Env: "REVIEWS_9080_ADDR"},
+				{Service: "ratings.shop-1", Port: 9080, Env: "RATINGS_ADDR"},
+			}},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,6 +218,11 @@ func TestParseEdgeCases(t *testing.T) {
 				`f.yaml:3: Gateway Also.Bad/Bad_Name: metadata.name: "Bad_Name" is not a valid name; use lowercase letters, digits, '-' and '.'`,
 				`f.yaml:3: Gateway Also.Bad/Bad_Name: metadata.namespace: "Also.Bad" is not a valid namespace; use lowercase letters, digits and '-'`,
 			},
+		},
+		{
+			name: "unknown upstream field",
+			yaml: "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: web}\nspec:\n  upstreams:\n  - service: reviews\n    prot: 9080\n",
+			want: []string{`f.yaml:7: Workload default/web: spec.upstreams[0].prot: unknown field "prot"; did you mean "port"?`},
 		},
 		{
 			name: "cluster metadata and status are accepted",
@@ -253,4 +266,23 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestUpstreamEnvName(t *testing.T) {
+	tests := []struct {
+		service string
+		port    uint32
+		want    string
+	}{
+		{"reviews", 9080, "REVIEWS_9080_ADDR"},
+		{"ratings.shop", 9080, "RATINGS_SHOP_9080_ADDR"},
+		{"my-db.data.svc.cluster.local", 5432, "MY_DB_DATA_SVC_CLUSTER_LOCAL_5432_ADDR"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.service, func(t *testing.T) {
+			if got := UpstreamEnvName(tc.service, tc.port); got != tc.want {
+				t.Errorf("UpstreamEnvName(%q, %d) = %q, want %q", tc.service, tc.port, got, tc.want)
+			}
+		})
+	}
 }

@@ -22,6 +22,7 @@ import (
 //	  labels: {app: reviews, version: v2}
 //	  ports: [{name: http, number: 9080}]
 //	  command: [weft, demo-app, reviews, --port, "${PORT}"]
+//	  upstreams: [{service: ratings, port: 9080, env: RATINGS_ADDR}]
 type Workload struct {
 	// Service is the short name of the service the workload serves; it
 	// becomes "<service>.<namespace>.svc.cluster.local". Default: the
@@ -52,6 +53,45 @@ type Workload struct {
 	// Sidecar says whether a Weft sidecar fronts each instance. Default:
 	// true.
 	Sidecar bool `yaml:"sidecar"`
+	// Upstreams are mesh services the program reaches through a local port
+	// of its own sidecar instead of HTTP_PROXY (for clients that do not
+	// honour the proxy variables: raw TCP, databases, many Node.js apps).
+	// The runtime gives each one a free loopback port per instance and
+	// sets its Env variable. Ignored when Sidecar is false. Default: none.
+	Upstreams []WorkloadUpstream `yaml:"upstreams"`
+}
+
+// WorkloadUpstream is one mesh service a Workload reaches through a local
+// port of its sidecar ("explicit local upstream port"). The sidecar listens
+// on 127.0.0.1:<local port> and sends what arrives there to the service
+// port, with the routes of the service's VirtualService for HTTP ports.
+type WorkloadUpstream struct {
+	// Service is the host of the service: a short name ("reviews"),
+	// "name.namespace", or a fully qualified name, resolved relative to
+	// the Workload's namespace like every other host. Required.
+	Service string `yaml:"service"`
+	// Port is the service port to reach (9080), not a local port.
+	// Required.
+	Port uint32 `yaml:"port"`
+	// Env is the name of the environment variable the runtime sets to
+	// "127.0.0.1:<local port>" for the program; it can also be used as
+	// "${NAME}" in command and env. Default: UpstreamEnvName(Service,
+	// Port), "<SERVICE>_<PORT>_ADDR" upper-cased with every character
+	// other than a letter or digit as '_' ("REVIEWS_9080_ADDR").
+	Env string `yaml:"env"`
+}
+
+// UpstreamEnvName is the default Env of an upstream:
+// ("reviews", 9080) -> "REVIEWS_9080_ADDR",
+// ("ratings.shop", 9080) -> "RATINGS_SHOP_9080_ADDR".
+func UpstreamEnvName(service string, port uint32) string {
+	b := []byte(strings.ToUpper(service))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b) + "_" + strconv.FormatUint(uint64(port), 10) + "_ADDR"
 }
 
 // WorkloadPort is one port of a Workload.
@@ -78,15 +118,16 @@ func PortEnvName(portName string) string {
 // rawWorkload is the decoding form of Workload: pointers tell an omitted
 // field (take the default) from a zero one.
 type rawWorkload struct {
-	Service        string            `yaml:"service"`
-	Labels         map[string]string `yaml:"labels"`
-	ServiceAccount string            `yaml:"serviceAccount"`
-	Ports          []WorkloadPort    `yaml:"ports"`
-	Replicas       *int              `yaml:"replicas"`
-	Command        []string          `yaml:"command"`
-	Env            map[string]string `yaml:"env"`
-	WorkingDir     string            `yaml:"workingDir"`
-	Sidecar        *bool             `yaml:"sidecar"`
+	Service        string             `yaml:"service"`
+	Labels         map[string]string  `yaml:"labels"`
+	ServiceAccount string             `yaml:"serviceAccount"`
+	Ports          []WorkloadPort     `yaml:"ports"`
+	Replicas       *int               `yaml:"replicas"`
+	Command        []string           `yaml:"command"`
+	Env            map[string]string  `yaml:"env"`
+	WorkingDir     string             `yaml:"workingDir"`
+	Sidecar        *bool              `yaml:"sidecar"`
+	Upstreams      []WorkloadUpstream `yaml:"upstreams"`
 }
 
 // decodeWorkload decodes a Workload spec strictly, recording field lines.
@@ -114,6 +155,12 @@ func decodeWorkload(spec *yaml.Node, r *Resource) (*Workload, []fieldError) {
 	}
 	if w.Service == "" {
 		w.Service = r.Name
+	}
+	for _, u := range raw.Upstreams {
+		if u.Env == "" {
+			u.Env = UpstreamEnvName(u.Service, u.Port)
+		}
+		w.Upstreams = append(w.Upstreams, u)
 	}
 	if raw.Replicas != nil {
 		w.Replicas = *raw.Replicas

@@ -195,12 +195,8 @@ func (e folderEdit) plan(dir string, files map[string][]doc) (map[string]*string
 			continue
 		}
 		f := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.yaml", strings.ToLower(d.Kind), d.Namespace, d.Name))
-		if _, exists := newDocs[f]; exists {
-			// The file holds other resources: add the document to it.
-			newDocs[f] = append(newDocs[f], d)
-		} else {
-			newDocs[f] = []doc{d}
-		}
+		// If the file already holds other resources, the document joins them.
+		newDocs[f] = append(newDocs[f], d)
 		where[d.key()] = f
 		touched[f] = true
 	}

@@ -59,7 +59,6 @@ type instance struct {
 	specKey string // the Workload spec it was started from
 	app     *supervisor.Handle
 	sidecar *supervisor.Handle
-	gwPorts []uint32 // gateway listener ports
 }
 
 // desired is an instance the config asks for.
@@ -257,6 +256,20 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		}
 		env["NO_PROXY"] = "localhost,127.0.0.1,::1"
 		env["no_proxy"] = env["NO_PROXY"]
+		// Explicit local upstream ports: the sidecar listens on each for
+		// one service port (listener "outbound|<local port>|<host>:<port>").
+		for _, u := range spec.Upstreams {
+			local, err := m.ports.free()
+			if err != nil {
+				return nil, err
+			}
+			mi.Upstreams = append(mi.Upstreams, model.InstanceUpstream{Host: model.FQDN(u.Service, ns), Port: u.Port, LocalPort: local})
+			name := u.Env
+			if name == "" {
+				name = config.UpstreamEnvName(u.Service, u.Port)
+			}
+			env[name] = fmt.Sprintf("127.0.0.1:%d", local)
+		}
 	}
 	env["WEFT_INSTANCE"] = mi.Name
 	env["WEFT_NAMESPACE"] = ns
@@ -455,6 +468,12 @@ func (m *mesh) status() MeshStatus {
 		}
 		if in.model.OutboundPort != 0 {
 			is.Outbound = fmt.Sprintf("127.0.0.1:%d", in.model.OutboundPort)
+		}
+		for _, u := range in.model.Upstreams {
+			if is.Upstreams == nil {
+				is.Upstreams = map[string]string{}
+			}
+			is.Upstreams[fmt.Sprintf("%s:%d", u.Host, u.Port)] = fmt.Sprintf("127.0.0.1:%d", u.LocalPort)
 		}
 		if len(in.model.Ports) > 0 {
 			is.Address = fmt.Sprintf("127.0.0.1:%d", in.model.Ports[0].InboundPort)

@@ -44,6 +44,10 @@ type InstanceStatus struct {
 	// Outbound is the sidecar's outbound (HTTP proxy) address, the app's
 	// HTTP_PROXY.
 	Outbound string `json:"outbound,omitempty"`
+	// Upstreams are the sidecar's explicit local upstream ports, from
+	// "<fqdn>:<service port>" to the local address the app dials
+	// ("reviews.default.svc.cluster.local:9080" -> "127.0.0.1:40123").
+	Upstreams map[string]string `json:"upstreams,omitempty"`
 	// Ready is true when both the sidecar and the app are ready.
 	Ready bool `json:"ready"`
 	// State of the app process (running, restarting, exited...).

@@ -211,6 +211,22 @@ type Instance struct {
 	OutboundPort uint32
 	// AdminPort is the sidecar's admin port.
 	AdminPort uint32
+	// Upstreams are the explicit local upstream ports of the instance's
+	// sidecar (the Workload's spec.upstreams), in spec order; empty when
+	// the workload declares none or has no sidecar.
+	Upstreams []InstanceUpstream
+}
+
+// InstanceUpstream is one mesh service port an instance's app reaches
+// through a local port of its sidecar, without HTTP_PROXY.
+type InstanceUpstream struct {
+	// Host is the service's fully qualified name
+	// ("reviews.default.svc.cluster.local").
+	Host string
+	// Port is the service port (9080).
+	Port uint32
+	// LocalPort is where the sidecar listens for it, on 127.0.0.1.
+	LocalPort uint32
 }
 
 // InstancePort ties a service port to the app's real port and the

@@ -124,6 +124,7 @@ func (b *build) checkWorkload(r *config.Resource, rep *reporter) func() {
 	for _, k := range sortedKeys(w.Env) {
 		checkRefs("spec.env["+k+"]", w.Env[k])
 	}
+	b.checkUpstreams(w, r.Namespace, rep)
 
 	host := model.FQDN(w.Service, r.Namespace)
 	existing := b.snap.Services[host]

@@ -23,6 +23,10 @@
 //   - Fields Weft does not support are listed in one table, fieldRules.
 //   - Several Workloads with the same spec.service make one service; their
 //     ports must agree.
+//   - A Workload's spec.upstreams are checked against every host and port
+//     declared by the Workloads and ServiceEntries read (declareHosts), not
+//     against the registry built so far, so file order does not matter and
+//     two Workloads may name each other.
 package validate
 
 import (
@@ -108,6 +112,7 @@ type build struct {
 
 	workloadEntries []*config.Resource
 	hostOwner       map[string]*config.Resource // registry host -> declaring resource
+	declared        map[string]*model.Service   // every host a Workload or ServiceEntry read declares (see declareHosts)
 	gateways        map[string]*config.Resource // "ns/name" -> Gateway
 	drByHost        map[string]*config.Resource
 	subsets         map[string][]string // host -> subset names of its DestinationRule
@@ -132,6 +137,7 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 		findings:        map[model.Meta][]model.Finding{},
 		servingLastGood: map[model.Meta]bool{},
 		hostOwner:       map[string]*config.Resource{},
+		declared:        map[string]*model.Service{},
 		gateways:        map[string]*config.Resource{},
 		drByHost:        map[string]*config.Resource{},
 		subsets:         map[string][]string{},
@@ -146,6 +152,7 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 			b.snap.Instances[inst.ProxyKey()] = inst
 		}
 	}
+	b.declareHosts()
 	b.stage(b.checkWorkloadEntry, config.KindWorkloadEntry)
 	b.stage(b.checkRegistry, config.KindWorkload, config.KindServiceEntry)
 	b.finishRegistry()

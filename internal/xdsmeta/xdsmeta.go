@@ -45,10 +45,22 @@ const (
 	// ListenerInboundPrefix starts the names of inbound listeners, one per
 	// service port: "inbound|9080".
 	ListenerInboundPrefix = "inbound|"
+	// ListenerUpstreamPrefix starts the names of explicit local upstream
+	// listeners, one per upstream a Workload declares:
+	// "outbound|<local port>|<fqdn>:<service port>". They are not in HTTP
+	// proxy mode: each has one filter chain, matched by no destination
+	// port, for the one service port it stands for.
+	ListenerUpstreamPrefix = "outbound|"
 )
 
 // InboundListenerName names the inbound listener for a service port.
 func InboundListenerName(port uint32) string { return fmt.Sprintf("%s%d", ListenerInboundPrefix, port) }
+
+// UpstreamListenerName names the listener on a local port that stands for
+// one service port: "outbound|15101|reviews.default.svc.cluster.local:9080".
+func UpstreamListenerName(localPort uint32, host string, port uint32) string {
+	return fmt.Sprintf("%s%d|%s:%d", ListenerUpstreamPrefix, localPort, host, port)
+}
 
 // InboundClusterName names the cluster that reaches the local app behind a
 // service port: "inbound|9080||".

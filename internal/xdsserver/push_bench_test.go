@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
@@ -99,7 +100,11 @@ func typeIndex(url string) int {
 type pushTarget struct {
 	version [nTypes]string
 	count   [nTypes]int
-	start   time.Time
+	// EDS is checked by content instead: endpoints are sent as they change,
+	// so a client must hold these names (sorted) with these content hashes.
+	edsNames  []string
+	edsHashes []uint64
+	start     time.Time
 	// latency[i] is when client i reached the target, after start.
 	latency []time.Duration
 	wg      sync.WaitGroup
@@ -123,7 +128,14 @@ func expectTarget(b *testing.B, snap *model.Snapshot, node *core.Node, clients i
 	set(tLDS, len(res.Listeners), res.Hashes.Listeners)
 	set(tRDS, len(res.Routes), res.Hashes.Routes)
 	set(tCDS, len(res.Clusters), res.Hashes.Clusters)
-	set(tEDS, len(res.Endpoints), res.Hashes.Endpoints)
+	for _, cla := range res.Endpoints {
+		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(cla)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t.edsNames = append(t.edsNames, cla.GetClusterName())
+		t.edsHashes = append(t.edsHashes, hashBytes(enc))
+	}
 	t.wg.Add(clients)
 	return t
 }
@@ -142,7 +154,11 @@ type pushClient struct {
 	nonce   [nTypes]string
 	count   [nTypes]int
 	names   [nTypes][]string // subscribed names of RDS and EDS
-	reached *pushTarget      // last target reached
+	// edsHashes[i] is the content hash of the ClusterLoadAssignment
+	// names[tEDS][i] last received (0: none): EDS responses carry only
+	// changed resources, and the client merges them, as a sidecar does.
+	edsHashes []uint64
+	reached   *pushTarget // last target reached
 	// bytes, if set, counts the encoded resources the client receives.
 	bytes *atomic.Int64
 }
@@ -182,6 +198,11 @@ func (c *pushClient) run() error {
 				c.bytes.Add(int64(len(a.GetValue())))
 			}
 		}
+		if typ == tEDS {
+			if err := c.mergeEDS(resp); err != nil {
+				return err
+			}
+		}
 		var sub int = -1
 		var names []string
 		switch typ {
@@ -199,6 +220,9 @@ func (c *pushClient) run() error {
 			return err
 		}
 		if sub >= 0 && !slices.Equal(names, c.names[sub]) && !(len(names) == 0 && c.version[sub] == "") {
+			if sub == tEDS {
+				c.edsHashes = carryHashes(c.names[sub], c.edsHashes, names)
+			}
 			c.names[sub] = names
 			if err := c.send(sub, false); err != nil {
 				return err
@@ -215,13 +239,77 @@ func (c *pushClient) check() {
 		return
 	}
 	for i := range nTypes {
-		if t.version[i] != "" && (c.version[i] != t.version[i] || c.count[i] != t.count[i]) {
+		if i != tEDS && t.version[i] != "" && (c.version[i] != t.version[i] || c.count[i] != t.count[i]) {
 			return
 		}
+	}
+	if len(t.edsNames) > 0 && (!slices.Equal(c.names[tEDS], t.edsNames) || !slices.Equal(c.edsHashes, t.edsHashes)) {
+		return
 	}
 	t.latency[c.idx] = time.Since(t.start)
 	c.reached = t
 	t.wg.Done()
+}
+
+// mergeEDS records the content hashes of the ClusterLoadAssignments in
+// resp that the client subscribes to.
+func (c *pushClient) mergeEDS(resp *discovery.DiscoveryResponse) error {
+	for _, a := range resp.GetResources() {
+		name, err := claName(a.GetValue())
+		if err != nil {
+			return err
+		}
+		if i, ok := slices.BinarySearch(c.names[tEDS], name); ok {
+			c.edsHashes[i] = hashBytes(a.GetValue())
+		}
+	}
+	return nil
+}
+
+// carryHashes returns the hashes for newNames (sorted), keeping those of
+// names in oldNames (sorted, with oldHashes).
+func carryHashes(oldNames []string, oldHashes []uint64, newNames []string) []uint64 {
+	out := make([]uint64, len(newNames))
+	j := 0
+	for i, n := range newNames {
+		for j < len(oldNames) && oldNames[j] < n {
+			j++
+		}
+		if j < len(oldNames) && oldNames[j] == n {
+			out[i] = oldHashes[j]
+		}
+	}
+	return out
+}
+
+// claName reads cluster_name (field 1) of an encoded ClusterLoadAssignment.
+func claName(b []byte) (string, error) {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", protowire.ParseError(n)
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", protowire.ParseError(n)
+			}
+			return string(v), nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return "", protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return "", nil
+}
+
+func hashBytes(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
 }
 
 // routeNames returns the RDS names the listeners of resp use, sorted.
@@ -384,7 +472,8 @@ func pct(sorted []time.Duration, p float64) float64 {
 // eds-* the same for the endpoint change; update-ms the mean time spent in
 // Update (translation and publishing to every proxy) for the full push;
 // heap-MB the largest heap in use just after a full push converged;
-// KB/proxy the encoded resources one proxy received in a full push.
+// KB/proxy the encoded resources one proxy received in a full push;
+// eds-KB/proxy those it received for the endpoint change.
 func BenchmarkPush(b *testing.B) {
 	nClients, nConns, nServices := *pushProxies, min(*pushConns, *pushProxies), *pushServices
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -454,7 +543,7 @@ func BenchmarkPush(b *testing.B) {
 
 	var updates, convs, edss []float64
 	var convLat, edsLat []time.Duration
-	var heapMB, fullKB float64
+	var heapMB, fullKB, edsKB float64
 	for i := 0; b.Loop(); i++ {
 		phaseCtx, phaseCancel := context.WithTimeout(ctx, 2*time.Minute)
 		full := pushModel(nServices, 8080+uint32(i))
@@ -470,7 +559,9 @@ func BenchmarkPush(b *testing.B) {
 		runtime.ReadMemStats(&ms)
 		heapMB = max(heapMB, float64(ms.HeapInuse)/(1<<20))
 
+		before = client0Bytes.Load()
 		_, lat = runPhase(phaseCtx, b, s, &cur, withExtraEndpoint(full), errc, nClients)
+		edsKB = float64(client0Bytes.Load()-before) / 1024
 		edss = append(edss, pct(lat, 1))
 		edsLat = append(edsLat, lat...)
 		phaseCancel()
@@ -497,4 +588,5 @@ func BenchmarkPush(b *testing.B) {
 	b.ReportMetric(pct(edsLat, 1), "eds-max-ms")
 	b.ReportMetric(heapMB, "heap-MB")
 	b.ReportMetric(fullKB, "KB/proxy")
+	b.ReportMetric(edsKB, "eds-KB/proxy")
 }

@@ -1,8 +1,12 @@
 // Package xdsserver serves Weft's xDS resources over gRPC: ADS
-// (state-of-the-world and delta) and the per-type discovery services, from
-// a go-control-plane snapshot cache keyed by node ID. It tracks, per proxy
-// and per resource type, whether the proxy has ACKed the latest version,
-// and exports Prometheus metrics about pushes, NACKs and convergence.
+// (state-of-the-world and delta) and the per-type discovery services.
+// Listeners, routes and clusters come from a go-control-plane snapshot
+// cache keyed by node ID; endpoints (ClusterLoadAssignments, identical for
+// every proxy) from one linear cache shared by all proxies, which versions
+// each resource and answers a subscription with only the resources that
+// changed. It tracks, per proxy and per resource type, whether the proxy
+// has ACKed the latest version, and exports Prometheus metrics about
+// pushes, NACKs and convergence.
 package xdsserver
 
 import (
@@ -14,6 +18,7 @@ import (
 	"net"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -64,9 +69,11 @@ type Options struct {
 // proxy; a proxy that connects later gets the current one on its first
 // request.
 type Server struct {
-	log     *slog.Logger
-	now     func() time.Time
-	cache   cache.SnapshotCache
+	log   *slog.Logger
+	now   func() time.Time
+	cache cache.SnapshotCache
+	// eds serves every ClusterLoadAssignment, to all proxies (see eds.go).
+	eds     *cache.LinearCache
 	xds     serverv3.Server
 	metrics *metrics
 	cancel  context.CancelFunc
@@ -79,9 +86,18 @@ type Server struct {
 	// proxies connecting between Updates reuse them (under pushMu).
 	share *resourceShare
 
+	// endpoints is what eds holds (under pushMu).
+	endpoints edsState
+
 	mu      sync.Mutex
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID -> node ID
+	// edsChanged is, per ClusterLoadAssignment name, the eds version at
+	// which it last changed (replaced, never mutated; under mu).
+	edsChanged map[string]uint64
+	// edsBuiltAt is when the model snapshot of each recent eds version was
+	// built, for convergence time (under mu).
+	edsBuiltAt map[uint64]time.Time
 
 	grpcMu sync.Mutex
 	grpc   *grpc.Server
@@ -94,8 +110,21 @@ type nodeState struct {
 	connected time.Time
 	// published is the last resources set for the node (under Server.mu).
 	published *xdstranslate.Resources
-	versions  map[string]string // type URL -> published version
-	types     map[string]*typeState
+	// versions maps LDS, RDS and CDS type URLs to the published version.
+	// EDS has no per-node version: see edsLatest.
+	versions map[string]string
+	types    map[string]*typeState
+	// allowed is the set of ClusterLoadAssignment names the node may
+	// subscribe to, nil for all (a node not limited by a Sidecar); shared
+	// between nodes (under Server.mu).
+	allowed map[string]struct{}
+	// edsSub is the node's current EDS subscription (after scoping);
+	// edsWildcard is set for a wildcard one (under Server.mu).
+	edsSub      []string
+	edsWildcard bool
+	// edsExplicit: the node has asked for EDS resources by name, so an
+	// empty request no longer means a (legacy) wildcard.
+	edsExplicit bool
 }
 
 type typeState struct {
@@ -116,11 +145,13 @@ type typeState struct {
 func New(ctx context.Context, opts Options) *Server {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{
-		log:     opts.Logger,
-		now:     opts.Now,
-		cancel:  cancel,
-		nodes:   map[string]*nodeState{},
-		streams: map[int64]string{},
+		log:        opts.Logger,
+		now:        opts.Now,
+		cancel:     cancel,
+		nodes:      map[string]*nodeState{},
+		streams:    map[int64]string{},
+		edsChanged: map[string]uint64{},
+		edsBuiltAt: map[uint64]time.Time{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -134,7 +165,19 @@ func New(ctx context.Context, opts Options) *Server {
 	// ask for listeners one by one by name. Consistency is checked by
 	// xdstranslate before publishing instead.
 	s.cache = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	s.eds = cache.NewLinearCache(resource.EndpointType, cache.WithLogger(cpLogger{s.log}))
+	classify := func(typ string) string {
+		if typ == resource.EndpointType {
+			return resource.EndpointType
+		}
+		return ""
+	}
+	mux := &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return classify(r.GetTypeUrl()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return classify(r.GetTypeUrl()) },
+		Caches:        map[string]cache.Cache{resource.EndpointType: s.eds, "": s.cache},
+	}
+	s.xds = serverv3.NewServer(ctx, mux, s.callbacks())
 	s.translator = xdstranslate.New(&model.Snapshot{})
 	s.builtAt = s.now()
 	s.share = newResourceShare()
@@ -180,6 +223,13 @@ func (s *Server) Update(snap *model.Snapshot) error {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	t := xdstranslate.New(snap)
+	// Endpoints first: a proxy that gets new clusters then finds their
+	// endpoints when it subscribes to them.
+	if err := s.updateEndpoints(t, start); err != nil {
+		s.metrics.translationErrors.Inc()
+		s.log.Error("xDS endpoints failed to encode; every proxy keeps its last good config", "err", err)
+		return err
+	}
 	shared := newResourceShare()
 	s.translator, s.builtAt, s.share = t, start, shared
 
@@ -229,10 +279,42 @@ type shareKey struct {
 type resourceShare struct {
 	mu sync.Mutex
 	m  map[shareKey]cache.Resources
+	// allowed holds the name sets of scoped endpoint lists, by the list's
+	// first element (proxies with the same scope share one list).
+	allowed map[allowedKey]map[string]struct{}
+}
+
+type allowedKey struct {
+	first *endpoint.ClusterLoadAssignment
+	n     int
 }
 
 func newResourceShare() *resourceShare {
-	return &resourceShare{m: map[shareKey]cache.Resources{}}
+	return &resourceShare{m: map[shareKey]cache.Resources{}, allowed: map[allowedKey]map[string]struct{}{}}
+}
+
+// allowedSet returns the names of eps as a set, or nil when eps is every
+// endpoint of t (a proxy not limited by a Sidecar).
+func (r *resourceShare) allowedSet(t *xdstranslate.Translator, eps []*endpoint.ClusterLoadAssignment) map[string]struct{} {
+	all := t.Shared().Endpoints
+	if len(eps) == len(all) && (len(eps) == 0 || eps[0] == all[0]) {
+		return nil
+	}
+	var k allowedKey
+	if len(eps) > 0 {
+		k = allowedKey{eps[0], len(eps)}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.allowed[k]; ok {
+		return m
+	}
+	m := make(map[string]struct{}, len(eps))
+	for _, e := range eps {
+		m[e.GetClusterName()] = struct{}{}
+	}
+	r.allowed[k] = m
+	return m
 }
 
 // get returns the resources stored under typ and hash, building and
@@ -270,20 +352,6 @@ func toResources[T types.ResourceWithName](items []T) ([]types.Resource, error) 
 	return out, nil
 }
 
-// toEndpointResources is toResources for ClusterLoadAssignments, which are
-// named by ClusterName.
-func toEndpointResources(items []*endpoint.ClusterLoadAssignment) ([]types.Resource, error) {
-	out := make([]types.Resource, len(items))
-	for i, it := range items {
-		r, err := newPreMarshaled(it.GetClusterName(), it)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = r
-	}
-	return out, nil
-}
-
 // preMarshaled is an xDS resource already encoded: an empty message whose
 // unknown fields are the resource's deterministic encoding, so that
 // proto.Marshal of it yields exactly those bytes. It carries the name the
@@ -299,9 +367,14 @@ func newPreMarshaled(name string, m proto.Message) (*preMarshaled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshaling %s %q: %w", m.ProtoReflect().Descriptor().FullName(), name, err)
 	}
+	return preMarshaledBytes(name, b), nil
+}
+
+// preMarshaledBytes wraps the deterministic encoding b of a resource.
+func preMarshaledBytes(name string, b []byte) *preMarshaled {
 	e := &emptypb.Empty{}
 	e.ProtoReflect().SetUnknown(protoreflect.RawFields(b))
-	return &preMarshaled{Empty: e, name: name}, nil
+	return &preMarshaled{Empty: e, name: name}
 }
 
 // GetName is the resource's name.
@@ -331,7 +404,9 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	set(resource.ListenerType, res.Hashes.Listeners, func() ([]types.Resource, error) { return toResources(res.Listeners) })
 	set(resource.RouteType, res.Hashes.Routes, func() ([]types.Resource, error) { return toResources(res.Routes) })
 	set(resource.ClusterType, res.Hashes.Clusters, func() ([]types.Resource, error) { return toResources(res.Clusters) })
-	set(resource.EndpointType, res.Hashes.Endpoints, func() ([]types.Resource, error) { return toEndpointResources(res.Endpoints) })
+	// Endpoints are served from s.eds; res.Endpoints only limits which of
+	// them the node may subscribe to.
+	allowed := share.allowedSet(t, res.Endpoints)
 	if merr != nil {
 		s.metrics.translationErrors.Inc()
 		s.log.Error("xDS resources failed to encode; proxy keeps its last good config", "proxy", n.id, "err", merr)
@@ -339,12 +414,11 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	}
 
 	s.mu.Lock()
-	n.published = res
+	n.published, n.allowed = res, allowed
 	n.versions = map[string]string{
 		resource.ListenerType: ver(res.Hashes.Listeners),
 		resource.RouteType:    ver(res.Hashes.Routes),
 		resource.ClusterType:  ver(res.Hashes.Clusters),
-		resource.EndpointType: ver(res.Hashes.Endpoints),
 	}
 	for typ, v := range n.versions {
 		ts := n.typeState(typ)
@@ -388,7 +462,10 @@ type TypeStatus struct {
 	Type string `json:"type"`
 	// State is SYNCED, STALE or NACKED.
 	State string `json:"state"`
-	// Latest is the version published for the proxy.
+	// Latest is the version published for the proxy. For EDS it is the
+	// version of the server's endpoint cache at which the last of the
+	// proxy's subscribed endpoints changed: a proxy that ACKed that
+	// version or a later one has them all.
 	Latest string `json:"latest"`
 	// Sent is the version last sent.
 	Sent string `json:"sent,omitempty"`
@@ -413,10 +490,16 @@ func (s *Server) Status() []ProxyStatus {
 		for _, typ := range typeOrder {
 			ts := n.types[typ]
 			st := TypeStatus{Type: shortType(typ), Latest: n.versions[typ], State: StateStale}
+			behind := func() bool { return ts.acked != st.Latest }
+			if typ == resource.EndpointType {
+				latest := s.edsLatest(n)
+				st.Latest = strconv.FormatUint(latest, 10)
+				behind = func() bool { return edsVersionBefore(ts.acked, latest) }
+			}
 			if ts != nil {
 				st.Sent, st.Acked, st.Error = ts.sent, ts.acked, ts.nack
 				st.State = ts.state
-				if ts.state == StateSynced && ts.acked != st.Latest {
+				if ts.state == StateSynced && behind() {
 					st.State = StateStale
 				}
 			}
@@ -591,7 +674,13 @@ func (s *Server) onRequest(n *nodeState, typ, version, nonce string, errDetail s
 	ts.acked, ts.nack, ts.nacked = version, "", ""
 	if version == ts.sent {
 		ts.state = StateSynced
-		if b, ok := ts.builtAt[version]; ok {
+		if typ == resource.EndpointType {
+			if v, err := strconv.ParseUint(version, 10, 64); err == nil {
+				if b, ok := s.edsBuiltAt[v]; ok {
+					s.metrics.convergence.Observe(s.now().Sub(b).Seconds())
+				}
+			}
+		} else if b, ok := ts.builtAt[version]; ok {
 			s.metrics.convergence.Observe(s.now().Sub(b).Seconds())
 			// Forget older versions' build times.
 			for v := range ts.builtAt {
@@ -625,6 +714,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		DeltaStreamClosedFunc: func(id int64, _ *core.Node) { s.streamClosed(id) },
 		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
 			n := s.nodeFor(id, req.GetNode())
+			if req.GetTypeUrl() == resource.EndpointType {
+				s.scopeEDS(n, req)
+			}
 			if rejected := s.onRequest(n, req.GetTypeUrl(), req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, false); rejected != "" {
 				req.VersionInfo = rejected
 			}
@@ -635,6 +727,9 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
 			n := s.nodeFor(id, req.GetNode())
+			if req.GetTypeUrl() == resource.EndpointType {
+				s.scopeDeltaEDS(n, req)
+			}
 			s.onRequest(n, req.GetTypeUrl(), "", req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, true)
 			return nil
 		},

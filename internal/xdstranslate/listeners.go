@@ -51,6 +51,17 @@ func rdsManager(statPrefix, routeName string) *hcm.HttpConnectionManager {
 	}
 }
 
+// inlineManager is an HTTP connection manager with its routes inline, with
+// the same HTTP filters as rdsManager.
+func inlineManager(statPrefix string, rc *route.RouteConfiguration) *hcm.HttpConnectionManager {
+	return &hcm.HttpConnectionManager{
+		StatPrefix:     statPrefix,
+		CodecType:      hcm.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+		HttpFilters:    []*hcm.HttpFilter{faultFilter, routerFilter},
+	}
+}
+
 func tcpProxy(statPrefix string, clusters []weighted) *listener.Filter {
 	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix}
 	if len(clusters) == 1 {
@@ -153,19 +164,17 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 		rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 		seen := map[string]bool{}
 		for _, sp := range httpByPort[n] {
-			ctx := &routeCtx{snap: t.snap, proxy: p, port: n}
-			vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", sp.svc.Hostname, n)}
+			var domains []string
 			names := append(model.HostAliases(sp.svc.Hostname, p.Namespace), vips(sp.svc)...)
 			for _, a := range names {
 				for _, d := range []string{a, fmt.Sprintf("%s:%d", a, n)} {
 					if !seen[d] {
 						seen[d] = true
-						vh.Domains = append(vh.Domains, d)
+						domains = append(domains, d)
 					}
 				}
 			}
-			vh.Routes = t.meshRoutes(ctx, sp.svc, n)
-			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+			rc.VirtualHosts = append(rc.VirtualHosts, t.outboundVirtualHost(p, sp.svc, n, domains))
 		}
 		routes = append(routes, rc)
 		chains = append(chains, &listener.FilterChain{
@@ -181,7 +190,6 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 		return tcp[i].svc.Hostname < tcp[j].svc.Hostname
 	})
 	for _, sp := range tcp {
-		def := model.ClusterName("outbound", sp.port.Number, "", sp.svc.Hostname)
 		m := &listener.FilterChainMatch{
 			DestinationPort: wrapperspb.UInt32(sp.port.Number),
 			ServerNames:     model.HostAliases(sp.svc.Hostname, p.Namespace),
@@ -190,14 +198,82 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 			a, _ := netip.ParseAddr(ip)
 			m.PrefixRanges = append(m.PrefixRanges, &core.CidrRange{AddressPrefix: ip, PrefixLen: wrapperspb.UInt32(uint32(a.BitLen()))})
 		}
-		ctx := &routeCtx{snap: t.snap, proxy: p, port: sp.port.Number}
 		chains = append(chains, &listener.FilterChain{
-			Name:             def,
+			Name:             model.ClusterName("outbound", sp.port.Number, "", sp.svc.Hostname),
 			FilterChainMatch: m,
-			Filters:          []*listener.Filter{tcpProxy(def, t.tcpClusters(ctx, sp, def))},
+			Filters:          []*listener.Filter{t.outboundTCPProxy(p, sp)},
 		})
 	}
 	return routes, chains
+}
+
+// outboundVirtualHost is the virtual host of one HTTP service port for mesh
+// traffic from p, named "<fqdn>:<port>": the routes of the service's
+// VirtualService, or the default route. RDS "<port>" and the explicit
+// upstream listeners both take it from here, so they route alike.
+func (t *Translator) outboundVirtualHost(p *Proxy, svc *model.Service, port uint32, domains []string) *route.VirtualHost {
+	ctx := &routeCtx{snap: t.snap, proxy: p, port: port}
+	return &route.VirtualHost{
+		Name:    fmt.Sprintf("%s:%d", svc.Hostname, port),
+		Domains: domains,
+		Routes:  t.meshRoutes(ctx, svc, port),
+	}
+}
+
+// outboundTCPProxy is the tcp_proxy of one TCP service port for mesh
+// traffic from p: to the service's cluster, or the weights of its
+// VirtualService's tcp routes. virtualOutbound's TCP chains and the
+// explicit upstream listeners both take it from here.
+func (t *Translator) outboundTCPProxy(p *Proxy, sp servicePort) *listener.Filter {
+	def := model.ClusterName("outbound", sp.port.Number, "", sp.svc.Hostname)
+	ctx := &routeCtx{snap: t.snap, proxy: p, port: sp.port.Number}
+	return tcpProxy(def, t.tcpClusters(ctx, sp, def))
+}
+
+// upstreamListeners builds the explicit local upstream listeners of a
+// sidecar's instance, one per model.InstanceUpstream, named
+// xdsmeta.UpstreamListenerName and bound to 127.0.0.1:<local port> (the
+// address the app was given). An HTTP port gets an HTTP connection manager
+// whose inline route configuration holds the service's outbound virtual
+// host with domains ["*"]; a TCP port gets the service's tcp_proxy. An
+// upstream whose service or port is not in force, is outside the proxy's
+// Sidecar scope, or passes traffic through (resolution NONE) is left out:
+// validation reports the first two and the last; a scoped-out service is
+// as unreachable here as through HTTP_PROXY.
+func (t *Translator) upstreamListeners(p *Proxy, sc *scope) []*listener.Listener {
+	if p.Instance == nil {
+		return nil
+	}
+	var ls []*listener.Listener
+	for _, u := range p.Instance.Upstreams {
+		svc := t.snap.Services[u.Host]
+		if svc == nil || u.LocalPort == 0 || svc.Resolution == model.ResolutionNone || !sc.allows(svc.Hostname, svc.Namespace) {
+			continue
+		}
+		port, ok := svc.Port(u.Port)
+		if !ok {
+			continue
+		}
+		name := xdsmeta.UpstreamListenerName(u.LocalPort, u.Host, u.Port)
+		var f *listener.Filter
+		if port.Protocol.IsHTTP() {
+			rc := &route.RouteConfiguration{
+				Name:             name,
+				VirtualHosts:     []*route.VirtualHost{t.outboundVirtualHost(p, svc, u.Port, []string{"*"})},
+				ValidateClusters: wrapperspb.Bool(false),
+			}
+			f = hcmFilter(inlineManager(fmt.Sprintf("outbound_127.0.0.1_%d", u.LocalPort), rc))
+		} else {
+			f = t.outboundTCPProxy(p, servicePort{svc, port})
+		}
+		ls = append(ls, &listener.Listener{
+			Name:         name,
+			Address:      socketAddress("127.0.0.1", u.LocalPort),
+			FilterChains: []*listener.FilterChain{{Name: name, Filters: []*listener.Filter{f}}},
+		})
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+	return ls
 }
 
 // tcpClusters picks the destinations of a TCP service port from the first

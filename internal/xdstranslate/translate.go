@@ -151,12 +151,21 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			FilterChains: e.chains,
 		}
 		inL, inC := inboundResources(p.Instance)
+		upL := t.upstreamListeners(p, sc)
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
 		for _, l := range inL {
 			lh = append(lh, hashMessage(l))
 		}
-		res.Listeners = append(inL, out) // "inbound|..." sorts before "virtualOutbound"
+		for _, l := range upL {
+			lh = append(lh, hashMessage(l))
+		}
+		// "inbound|..." sorts before "outbound|<local port>|...", which
+		// sorts before "virtualOutbound".
+		res.Listeners = append(append(inL, upL...), out)
 		res.Hashes.Listeners = combine(lh)
+		if len(upL) > 0 {
+			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: e.clusters, Endpoints: e.endpoints}))
+		}
 		if len(inC) > 0 {
 			ch := make([]uint64, 0, len(inC)+1)
 			for _, c := range inC {

@@ -11,6 +11,9 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -224,6 +227,7 @@ func goldenCases() []goldenCase {
 				}},
 			})}
 		}, proxy: withInstance(sidecarProxy())},
+		{name: "sidecar_upstreams", mutate: addUpstreams, proxy: withInstance(sidecarProxy())},
 		{name: "sidecar_scope", mutate: func(s *model.Snapshot) {
 			s.Sidecars = []*model.Sidecar{
 				{Meta: model.Meta{Kind: "Sidecar", Namespace: "default", Name: "default"}, Spec: &networking.Sidecar{
@@ -256,6 +260,40 @@ func goldenCases() []goldenCase {
 		}, proxy: func(*model.Snapshot) *Proxy {
 			return &Proxy{ID: "router~127.0.0.1~ingress-0.default~default.svc.cluster.local", Type: Gateway, Namespace: "default", Labels: map[string]string{"istio": "ingressgateway"}}
 		}},
+	}
+}
+
+// addUpstreams gives productpage explicit local upstream ports: reviews
+// (HTTP, routed by a VirtualService with a split, a header operation and
+// retries), mysql.db (TCP, weighted tcp route), and one for a service that
+// is not in force, which gets no listener.
+func addUpstreams(s *model.Snapshot) {
+	s.Instances["productpage-v1-0.default"].Upstreams = []model.InstanceUpstream{
+		{Host: "reviews.default.svc.cluster.local", Port: 9080, LocalPort: 21010},
+		{Host: "mysql.db.svc.cluster.local", Port: 3306, LocalPort: 21011},
+		{Host: "gone.default.svc.cluster.local", Port: 80, LocalPort: 21012},
+	}
+	s.DestinationRules = []*model.DestinationRule{
+		dr("reviews", "default", &networking.DestinationRule{Host: "reviews", Subsets: reviewsSubsets}),
+		dr("mysql", "db", &networking.DestinationRule{Host: "mysql", Subsets: []*networking.Subset{{Name: "primary"}, {Name: "replica"}}}),
+	}
+	s.VirtualServices = []*model.VirtualService{
+		vs("mysql", "db", &networking.VirtualService{
+			Hosts: []string{"mysql"},
+			Tcp: []*networking.TCPRoute{{Route: []*networking.RouteDestination{
+				{Destination: &networking.Destination{Host: "mysql", Subset: "primary"}, Weight: 75},
+				{Destination: &networking.Destination{Host: "mysql", Subset: "replica"}, Weight: 25},
+			}}},
+		}),
+		vs("reviews", "default", &networking.VirtualService{
+			Hosts: []string{"reviews"},
+			Http: []*networking.HTTPRoute{{
+				Name:    "split",
+				Headers: &networking.Headers{Response: &networking.Headers_HeaderOperations{Set: map[string]string{"x-routed-by": "weft"}}},
+				Retries: &networking.HTTPRetry{Attempts: 3, RetryOn: "5xx"},
+				Route:   []*networking.HTTPRouteDestination{dest("reviews", "v1", 90), dest("reviews", "v2", 10)},
+			}},
+		}),
 	}
 }
 
@@ -423,6 +461,74 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("Check error = %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestUpstreamListenersMatchRDS checks that an HTTP upstream listener
+// routes exactly as RDS "<port>" does for the same service.
+func TestUpstreamListenersMatchRDS(t *testing.T) {
+	snap := testSnapshot()
+	addUpstreams(snap)
+	res, err := Translate(snap, sidecarProxy().WithSnapshot(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var inline *route.RouteConfiguration
+	for _, l := range res.Listeners {
+		names = append(names, l.GetName())
+		if l.GetName() != xdsmeta.UpstreamListenerName(21010, "reviews.default.svc.cluster.local", 9080) {
+			continue
+		}
+		m := &hcm.HttpConnectionManager{}
+		if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(m); err != nil {
+			t.Fatal(err)
+		}
+		inline = m.GetRouteConfig()
+	}
+	wantNames := []string{"inbound|9080", "inbound|9091",
+		"outbound|21010|reviews.default.svc.cluster.local:9080", "outbound|21011|mysql.db.svc.cluster.local:3306", "virtualOutbound"}
+	if diff := cmp.Diff(wantNames, names); diff != "" {
+		t.Fatalf("listeners (-want +got):\n%s", diff)
+	}
+	if inline == nil {
+		t.Fatal("the reviews upstream listener has no inline route configuration")
+	}
+	var rds *route.VirtualHost
+	for _, rc := range res.Routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			if rc.GetName() == "9080" && vh.GetName() == "reviews.default.svc.cluster.local:9080" {
+				rds = vh
+			}
+		}
+	}
+	got := inline.GetVirtualHosts()[0]
+	if diff := cmp.Diff([]string{"*"}, got.GetDomains()); diff != "" {
+		t.Errorf("domains (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(rds.GetRoutes(), got.GetRoutes(), protocmp.Transform()); diff != "" {
+		t.Errorf("upstream routes differ from RDS (-rds +upstream):\n%s", diff)
+	}
+}
+
+func TestCheckInlineRoutes(t *testing.T) {
+	snap := testSnapshot()
+	addUpstreams(snap)
+	res, err := Translate(snap, sidecarProxy().WithSnapshot(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls []*listener.Listener
+	for _, l := range res.Listeners {
+		if strings.HasPrefix(l.GetName(), xdsmeta.ListenerUpstreamPrefix) {
+			ls = append(ls, l)
+		}
+	}
+	r := &Resources{Listeners: ls, Clusters: without(res.Clusters, "outbound|9080|v2|reviews.default.svc.cluster.local"), Endpoints: res.Endpoints}
+	err = Check(r)
+	want := `cluster "outbound|9080|v2|reviews.default.svc.cluster.local" referenced by listener "outbound|21010|reviews.default.svc.cluster.local:9080"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Check error = %v, want it to contain %q", err, want)
 	}
 }
 

@@ -78,6 +78,18 @@ func TestDemoMesh(t *testing.T) {
 		return nil
 	})
 
+	t.Run("dashboard", func(t *testing.T) {
+		code, body, err := get("http://" + m.admin + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"reviews-v2-0", "ingressgateway", fmt.Sprintf("http://127.0.0.1:%d/", ingress)} {
+			if code != 200 || !strings.Contains(body, want) {
+				t.Errorf("dashboard (status %d) lacks %q", code, want)
+			}
+		}
+	})
+
 	t.Run("canary 90/10", func(t *testing.T) {
 		counts, err := split(page, 500)
 		if err != nil {

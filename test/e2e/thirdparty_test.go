@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,4 +117,39 @@ func readAll(resp *http.Response) string {
 			return b.String()
 		}
 	}
+}
+
+// Killing weft up outright (no chance to clean up) still leaves no process
+// behind: every child dies with it.
+func TestKilledUpLeavesNoProcess(t *testing.T) {
+	dir := t.TempDir()
+	one := strings.Replace(thirdParty[:strings.Index(thirdParty, "---")], "replicas: 2", "replicas: 1", 1)
+	if err := os.WriteFile(filepath.Join(dir, "apps.yaml"), []byte(one), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := startMesh(t, dir, 0)
+	waitFor(t, 60*time.Second, "httpbin to be ready", func() error {
+		st, err := m.statusErr()
+		if err != nil {
+			return err
+		}
+		if len(st.Instances) != 1 || !st.Instances[0].Ready {
+			return fmt.Errorf("instances: %+v", st.Instances)
+		}
+		return nil
+	})
+	if n := len(processesOf(binDir)); n < 3 {
+		t.Fatalf("expected weft up, a sidecar and go-httpbin running, found %d: %v", n, processesOf(binDir))
+	}
+	if err := m.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-m.done
+	m.done <- nil
+	waitFor(t, 10*time.Second, "every child of the killed weft up to exit", func() error {
+		if left := processesOf(binDir); len(left) > 0 {
+			return fmt.Errorf("still running: %v", left)
+		}
+		return nil
+	})
 }

@@ -1,6 +1,7 @@
 // Package admin serves the proxy's admin API (loopback only by default):
 // /ready, /config_dump, /clusters, /listeners, /stats/prometheus, POST
-// /drain and /quitquitquit, and /debug/pprof when enabled.
+// /drain and /quitquitquit, and /debug/pprof when enabled. StatsHandler
+// serves the same metrics alone, for the proxy's Prometheus port (15090).
 package admin
 
 import (
@@ -59,7 +60,7 @@ func Handler(d Deps) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(d.Listeners())
 	})
-	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /stats/prometheus", metricsHandler(d.Metrics))
 	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
 		d.Drain()
 		fmt.Fprintln(w, "draining")
@@ -76,6 +77,22 @@ func Handler(d Deps) http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// StatsHandler serves only the proxy's metrics, on /stats/prometheus and
+// /metrics, from the same registry as the admin API's /stats/prometheus.
+// It is meant for a port scrapers may reach (15090): it exposes nothing
+// that changes the proxy or dumps its config.
+func StatsHandler(m *proxymetrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	h := metricsHandler(m)
+	mux.Handle("GET /stats/prometheus", h)
+	mux.Handle("GET /metrics", h)
+	return mux
+}
+
+func metricsHandler(m *proxymetrics.Metrics) http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
 // dumpType lists one xDS type's resources for /config_dump.

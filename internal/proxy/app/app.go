@@ -56,6 +56,10 @@ type Config struct {
 	// AdminAddr is the admin API address (default 127.0.0.1:15000; port 0
 	// picks a free port).
 	AdminAddr string
+	// StatsAddr, when set, serves /stats/prometheus and /metrics (the
+	// admin API's metrics, nothing else) on its own address, Istio's 15090
+	// (default "": off; port 0 picks a free port).
+	StatsAddr string
 	// DrainTimeout bounds graceful shutdown (default 5s).
 	DrainTimeout time.Duration
 	// Pprof serves /debug/pprof on the admin API.
@@ -85,6 +89,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	labels := fs.String("labels", "", "workload labels: k=v,k=v")
 	fs.StringVar(&cfg.ServiceAccount, "service-account", "", "workload service account")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:15000", "admin API address (port 0 picks a free port)")
+	fs.StringVar(&cfg.StatsAddr, "stats-addr", "", `address serving /stats/prometheus and /metrics alone, e.g. 127.0.0.1:15090 (default "": off)`)
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
@@ -174,6 +179,8 @@ type Proxy struct {
 
 	adminLn  net.Listener
 	admin    *http.Server
+	statsLn  net.Listener // nil unless Config.StatsAddr is set
+	stats    *http.Server
 	xds      *xdsclient.Client
 	clusters *upstream.Manager
 	compiler dataplane.Compiler
@@ -248,6 +255,14 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	if cfg.StatsAddr != "" {
+		p.statsLn, err = net.Listen("tcp", cfg.StatsAddr)
+		if err != nil {
+			_ = p.adminLn.Close()
+			return nil, fmt.Errorf("stats listener on %s: %w", cfg.StatsAddr, err)
+		}
+		p.stats = &http.Server{Handler: admin.StatsHandler(p.metrics), ReadHeaderTimeout: 10 * time.Second}
+	}
 	return p, nil
 }
 
@@ -272,6 +287,15 @@ func (p *Proxy) node() (*corev3.Node, error) {
 
 // AdminAddr returns the admin API's bound address.
 func (p *Proxy) AdminAddr() string { return p.adminLn.Addr().String() }
+
+// StatsAddr returns the stats listener's bound address, or "" when
+// Config.StatsAddr is not set.
+func (p *Proxy) StatsAddr() string {
+	if p.statsLn == nil {
+		return ""
+	}
+	return p.statsLn.Addr().String()
+}
 
 // NodeID returns the xDS node ID.
 func (p *Proxy) NodeID() string { return p.cfg.NodeID }
@@ -366,7 +390,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 			p.log.Error("admin server", "error", err)
 		}
 	}()
-	p.log.Info("proxy starting", "node", p.cfg.NodeID, "xds", p.cfg.XDSAddr, "admin", p.AdminAddr())
+	if p.stats != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.stats.Serve(p.statsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				p.log.Error("stats server", "error", err)
+			}
+		}()
+	}
+	p.log.Info("proxy starting", "node", p.cfg.NodeID, "xds", p.cfg.XDSAddr, "admin", p.AdminAddr(), "stats", p.StatsAddr())
 	select {
 	case <-ctx.Done():
 	case <-p.quit:
@@ -383,6 +416,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	p.clusters.CloseIdle()
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	_ = p.admin.Shutdown(actx)
+	if p.stats != nil {
+		_ = p.stats.Shutdown(actx)
+	}
 	acancel()
 	wg.Wait()
 	p.access.Close()

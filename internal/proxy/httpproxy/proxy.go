@@ -132,8 +132,6 @@ type reqState struct {
 	mu           sync.Mutex
 	upstreamHost string
 	flags        string
-	errMsg       string
-	errStatus    int
 }
 
 func (rs *reqState) setResult(host, flags string) {
@@ -283,6 +281,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		rs.hash, rs.hasHash = router.Hash(a.HashPolicies, r, src)
 	}
 	rs.grpc = router.IsGRPC(r)
+	dropH2CUpgrade(r.Header)
 	rs.upgrade = r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
 
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -734,6 +733,33 @@ func sleepBackoff(ctx context.Context, rp *proxyconfig.RetryPolicy, n uint32) bo
 	case <-t.C:
 		return true
 	}
+}
+
+// dropH2CUpgrade removes an HTTP/1.1 client's offer to switch to h2c
+// ("curl --http2" sends Upgrade: h2c with HTTP2-Settings). The offer is
+// about the client's hop only: the proxy keeps HTTP/1.1 with the client
+// and picks the upstream protocol from the cluster, so passing the offer
+// on would let an app switch the proxied connection to HTTP/2 behind the
+// proxy's back, and would mark the request an upgrade (never retried).
+// Other protocols in the same Upgrade header are kept.
+func dropH2CUpgrade(h http.Header) {
+	if !headerHasToken(h, "Upgrade", "h2c") {
+		return
+	}
+	var keep []string
+	for _, v := range h["Upgrade"] {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, "h2c") {
+				keep = append(keep, t)
+			}
+		}
+	}
+	h.Del("Http2-Settings")
+	if len(keep) == 0 {
+		h.Del("Upgrade")
+		return
+	}
+	h.Set("Upgrade", strings.Join(keep, ", "))
 }
 
 func headerHasToken(h http.Header, name, token string) bool {

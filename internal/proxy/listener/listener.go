@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"weft.dev/weft/internal/proxy/accesslog"
@@ -54,10 +53,9 @@ type Manager struct {
 	bound    map[string]*bound
 	draining bool
 
-	rawMu  sync.Mutex
-	raw    map[net.Conn]struct{} // TCP proxy and sniffing connections
-	rawWG  sync.WaitGroup
-	active atomic.Int64
+	rawMu sync.Mutex
+	raw   map[net.Conn]struct{} // TCP proxy and sniffing connections
+	rawWG sync.WaitGroup
 }
 
 type bound struct {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are the proxy's core metrics. A nil *Metrics records nothing.
@@ -63,7 +64,7 @@ func New() *Metrics {
 		fc:    map[string]prometheus.Counter{},
 	}
 	m.Registry.MustRegister(m.requests, m.flags, m.xdsUpdates, m.xdsNACKs, m.activeConns, m.activeRq, m.ready,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

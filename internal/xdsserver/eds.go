@@ -1,0 +1,233 @@
+package xdsserver
+
+import (
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"weft.dev/weft/internal/xdstranslate"
+)
+
+// Endpoints (EDS).
+//
+// ClusterLoadAssignments do not depend on the proxy (xdstranslate builds
+// them once per model snapshot), and EDS clients subscribe to them by name
+// and do not read a missing one as deleted. So one go-control-plane linear
+// cache serves them to every proxy: it versions each resource and answers
+// a state-of-the-world subscription with only the resources that changed
+// since the stream last got them. An endpoint change then sends one
+// ClusterLoadAssignment to each proxy that subscribes to it, instead of
+// every proxy's whole set.
+//
+// Versions: the linear cache counts its updates (1, 2, ...) and labels
+// every response with its count at the time. A proxy's EDS is up to date
+// when it has ACKed a version at or after the one at which the last of its
+// subscribed resources changed (edsLatest); Status reports that.
+//
+// Sidecar scoping: the cache holds every proxy's endpoints, so the request
+// callbacks drop names a proxy may not see (nodeState.allowed) from its
+// subscription before the cache reads it.
+
+// edsState is what Server.eds holds, for computing the next update.
+type edsState struct {
+	// version mirrors the linear cache's version: it counts UpdateResources
+	// calls, the only way the server changes the cache.
+	version uint64
+	// hashes are the content hashes of the resources in the cache.
+	hashes map[string]uint64
+}
+
+// edsVersionsKept bounds Server.edsBuiltAt.
+const edsVersionsKept = 64
+
+// updateEndpoints puts t's ClusterLoadAssignments into s.eds: only those
+// whose encoding changed are replaced (and so sent), those gone are
+// removed. Callers hold pushMu.
+func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) error {
+	eps := t.Shared().Endpoints
+	hashes := make(map[string]uint64, len(eps))
+	upd := map[string]types.Resource{}
+	for _, cla := range eps {
+		name := cla.GetClusterName()
+		b, err := cache.MarshalResource(cla)
+		if err != nil {
+			return err
+		}
+		h := fnv.New64a()
+		h.Write(b)
+		sum := h.Sum64()
+		hashes[name] = sum
+		if old, ok := s.endpoints.hashes[name]; ok && old == sum {
+			continue
+		}
+		upd[name] = preMarshaledBytes(name, b)
+	}
+	var del []string
+	for name := range s.endpoints.hashes {
+		if _, ok := hashes[name]; !ok {
+			del = append(del, name)
+		}
+	}
+	s.endpoints.hashes = hashes
+	if len(upd) == 0 && len(del) == 0 {
+		return nil
+	}
+	v := s.endpoints.version + 1
+	s.mu.Lock()
+	changed := maps.Clone(s.edsChanged)
+	for name := range upd {
+		changed[name] = v
+	}
+	for _, name := range del {
+		delete(changed, name)
+	}
+	s.edsChanged = changed
+	s.edsBuiltAt[v] = builtAt
+	for old := range s.edsBuiltAt {
+		if old+edsVersionsKept <= v {
+			delete(s.edsBuiltAt, old)
+		}
+	}
+	s.mu.Unlock()
+	// The cache counts the update even when answering a watch fails.
+	s.endpoints.version = v
+	return s.eds.UpdateResources(upd, del)
+}
+
+// edsLatest is the EDS version n must have ACKed to have every endpoint
+// it subscribes to: the version at which the last of them changed, 0 if
+// none is in the cache. Callers hold s.mu.
+func (s *Server) edsLatest(n *nodeState) uint64 {
+	var latest uint64
+	if n.edsWildcard {
+		for name, v := range s.edsChanged {
+			if _, ok := n.allowed[name]; (ok || n.allowed == nil) && v > latest {
+				latest = v
+			}
+		}
+		return latest
+	}
+	for _, name := range n.edsSub {
+		if v := s.edsChanged[name]; v > latest {
+			latest = v
+		}
+	}
+	return latest
+}
+
+// edsVersionBefore reports whether an ACKed EDS version is older than
+// latest (or not an EDS version at all).
+func edsVersionBefore(acked string, latest uint64) bool {
+	v, err := strconv.ParseUint(acked, 10, 64)
+	return err != nil || v < latest
+}
+
+// scopeEDS limits a state-of-the-world EDS request to the names n may
+// see, and records n's subscription for Status.
+func (s *Server) scopeEDS(n *nodeState, req *discovery.DiscoveryRequest) {
+	if n == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := req.GetResourceNames()
+	star := slices.Contains(names, "*")
+	if len(names) > 0 && !star {
+		n.edsExplicit = true
+	}
+	wildcard := star || (len(names) == 0 && !n.edsExplicit)
+	switch {
+	case wildcard && n.allowed == nil:
+		// Every endpoint is n's to see; the cache answers the wildcard.
+	case wildcard:
+		req.ResourceNames = sortedKeys(n.allowed)
+		wildcard = false
+	default:
+		req.ResourceNames = n.filterAllowed(names)
+	}
+	// A request the server will drop as stale does not change the
+	// subscription.
+	if ts := n.types[resource.EndpointType]; ts != nil && req.GetResponseNonce() != "" && req.GetResponseNonce() != ts.nonce {
+		return
+	}
+	n.edsWildcard, n.edsSub = wildcard, nil
+	if !wildcard {
+		n.edsSub = req.ResourceNames
+	}
+}
+
+// scopeDeltaEDS is scopeEDS for delta requests, which change the
+// subscription by difference.
+func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryRequest) {
+	if n == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := req.GetResourceNamesSubscribe()
+	first := req.GetResponseNonce() == "" && !n.edsExplicit && !n.edsWildcard
+	star := slices.Contains(sub, "*") || (first && len(sub) == 0)
+	if star && n.allowed == nil {
+		n.edsWildcard = true
+	}
+	if star && n.allowed != nil {
+		sub = append(slices.DeleteFunc(slices.Clone(sub), func(s string) bool { return s == "*" }), sortedKeys(n.allowed)...)
+	}
+	req.ResourceNamesSubscribe = n.filterAllowed(sub)
+	if len(req.ResourceNamesSubscribe) > 0 {
+		n.edsExplicit = true
+	}
+	set := make(map[string]struct{}, len(n.edsSub)+len(req.ResourceNamesSubscribe))
+	for _, name := range n.edsSub {
+		set[name] = struct{}{}
+	}
+	for _, name := range req.ResourceNamesSubscribe {
+		if name != "*" {
+			set[name] = struct{}{}
+		}
+	}
+	for _, name := range req.GetResourceNamesUnsubscribe() {
+		if name == "*" {
+			n.edsWildcard = false
+		}
+		delete(set, name)
+	}
+	n.edsSub = sortedKeys(set)
+}
+
+// filterAllowed returns the names n may subscribe to, names itself if
+// that is all of them.
+func (n *nodeState) filterAllowed(names []string) []string {
+	if n.allowed == nil {
+		return names
+	}
+	for i, name := range names {
+		if _, ok := n.allowed[name]; ok || name == "*" {
+			continue
+		}
+		out := slices.Clone(names[:i])
+		for _, name := range names[i+1:] {
+			if _, ok := n.allowed[name]; ok {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	return names
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
