@@ -85,6 +85,7 @@ Start with 'weft up' to run the built-in demo mesh on this machine.`,
 		newDeleteCmd(g),
 		newStatusCmd(g),
 		newProxyStatusCmd(g),
+		newStatCmd(g),
 		newDemoAppCmd(g),
 	)
 	return root

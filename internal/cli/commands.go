@@ -7,12 +7,14 @@ import (
 	"net/url"
 	"sort"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"weft.dev/weft/examples/bookinfo"
 	"weft.dev/weft/internal/controlplane"
 	"weft.dev/weft/internal/local"
+	"weft.dev/weft/internal/meshstats"
 	proxyapp "weft.dev/weft/internal/proxy/app"
 	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsserver"
@@ -43,6 +45,8 @@ Weft Workloads beside Istio resources. Ctrl-C stops everything.`,
 	cmd.Flags().StringVarP(&opts.Path, "file", "f", "", "folder or file of mesh config (default: the built-in demo)")
 	cmd.Flags().StringVar(&opts.XDSAddr, "xds-addr", "127.0.0.1:15010", "xDS address of the control plane (a free port is used if taken)")
 	cmd.Flags().BoolVar(&opts.NoTraffic, "no-traffic", false, "do not run the demo's traffic generator")
+	cmd.Flags().BoolVar(&opts.Prometheus, "prometheus", false, "also run Prometheus (the prometheus program on PATH) scraping every sidecar")
+	cmd.Flags().StringVar(&opts.PrometheusAddr, "prometheus-addr", "127.0.0.1:9090", "where the Prometheus of --prometheus listens")
 	cmd.Flags().StringVar(&opts.ProxyBinary, "proxy-binary", "", "sidecar binary (default: weft-proxy beside weft, else 'weft proxy')")
 	return cmd
 }
@@ -264,6 +268,49 @@ func newStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	return cmd
+}
+
+func newStatCmd(g *globals) *cobra.Command {
+	var output string
+	var window time.Duration
+	cmd := &cobra.Command{
+		Use:   "stat [SERVICE|WORKLOAD]",
+		Short: "Success rate, requests per second and latency per workload version",
+		Long: `Show the golden signals of every workload version (or those of one service or
+workload) over a recent window: success rate, requests per second and latency
+percentiles, as the serving sidecars recorded them. The control plane scrapes the
+sidecars itself; Prometheus is not needed.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{"window": {window.String()}}
+			if len(args) == 1 {
+				q.Set("target", args[0])
+			}
+			var res meshstats.Result
+			if err := g.client().do("GET", "/api/v1/stat?"+q.Encode(), nil, &res); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeIndentedJSON(g.stdout, res)
+			}
+			if len(res.Rows) == 0 {
+				fmt.Fprintln(g.stderr, "no traffic recorded yet (the sidecars are scraped every few seconds)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tWORKLOAD\tVERSION\tSUCCESS\tRPS\tP50\tP95\tP99")
+			for _, r := range res.Rows {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f%%\t%.1f\t%s\t%s\t%s\n", r.Namespace, r.Service, r.Workload, dash(r.Version),
+					100*r.SuccessRate, r.RPS, meshstats.FormatMs(r.P50), meshstats.FormatMs(r.P95), meshstats.FormatMs(r.P99))
+			}
+			tw.Flush()
+			fmt.Fprintf(g.stdout, "(over the last %s)\n", res.Window.Round(time.Second))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	cmd.Flags().DurationVarP(&window, "window", "w", time.Minute, "how far back to look (at most 15m)")
 	return cmd
 }
 

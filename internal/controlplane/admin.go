@@ -66,6 +66,18 @@ func (s *Server) routes() {
 		}
 		writeJSON(w, http.StatusOK, configView(snap))
 	})
+	s.mux.HandleFunc("GET /api/v1/stat", func(w http.ResponseWriter, r *http.Request) {
+		window := time.Minute
+		if v := r.URL.Query().Get("window"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("window %q: want a duration such as 30s or 5m", v)})
+				return
+			}
+			window = d
+		}
+		writeJSON(w, http.StatusOK, s.stats.Stat(window, r.URL.Query().Get("target")))
+	})
 	s.mux.HandleFunc("GET /api/v1/resources", s.handleGet)
 	s.mux.HandleFunc("POST /api/v1/apply", s.handleApply)
 	s.mux.HandleFunc("DELETE /api/v1/resources/{kind}/{namespace}/{name}", s.handleDelete)

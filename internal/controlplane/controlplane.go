@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/meshstats"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsserver"
@@ -43,6 +44,9 @@ type Options struct {
 	Debounce time.Duration
 	// Logger receives the control plane's logs; default slog.Default().
 	Logger *slog.Logger
+	// StatsInterval is how often the sidecars' metrics are scraped for
+	// `weft stat`; default 5 s.
+	StatsInterval time.Duration
 }
 
 // Server is a running control plane. Its methods are safe for concurrent use.
@@ -58,6 +62,7 @@ type Server struct {
 	mux       *http.ServeMux
 	metrics   *metrics
 	builder   *validate.Builder // holds the last good version of every resource
+	stats     *meshstats.Collector
 
 	notifyCh chan struct{}
 	ready    chan struct{}
@@ -120,6 +125,7 @@ func New(opts Options) (*Server, error) {
 		ready:     make(chan struct{}),
 		changed:   make(chan struct{}),
 	}
+	s.stats = meshstats.New(meshstats.Options{Interval: opts.StatsInterval, Logger: log, Targets: s.statsTargets})
 	s.routes()
 	return s, nil
 }
@@ -194,6 +200,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return src.Run(ctx, s.notify) })
 	}
 	g.Go(func() error { return s.watch(ctx) })
+	g.Go(func() error { return s.stats.Run(ctx) })
 	g.Go(func() error {
 		if err := grpcServer.Serve(s.xdsLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving xDS: %w", err)
@@ -223,6 +230,20 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("control plane serving", "xds", s.XDSAddr(), "admin", s.AdminAddr(), "config", s.opts.ConfigDir)
 	return g.Wait()
 }
+
+// statsTargets are the sidecars that serve metrics.
+func (s *Server) statsTargets() []meshstats.Target {
+	var out []meshstats.Target
+	for _, in := range s.instances.List() {
+		if in.StatsPort != 0 {
+			out = append(out, meshstats.Target{Instance: in.ProxyKey(), URL: fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", in.StatsPort)})
+		}
+	}
+	return out
+}
+
+// Stats is the collector behind `weft stat`.
+func (s *Server) Stats() *meshstats.Collector { return s.stats }
 
 // watch is the watcher: it debounces notifications and rebuilds.
 func (s *Server) watch(ctx context.Context) error {

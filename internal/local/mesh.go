@@ -51,6 +51,8 @@ type mesh struct {
 	traffic  *supervisor.Handle
 	problems map[string]string // by Workload key: why it cannot run
 	stopping bool
+	// prometheus is the URL of the Prometheus weft up started, if any.
+	prometheus string
 }
 
 // instance is one running app + sidecar (or a gateway: app is nil).
@@ -177,6 +179,9 @@ func (m *mesh) reconcile(ctx context.Context) {
 			m.mu.Unlock()
 		}
 	}
+	if err := m.writePrometheus(); err != nil {
+		m.log.Warn("cannot write the Prometheus scrape config", "dir", m.prometheusDir(), "err", err)
+	}
 	if needTraffic {
 		h, err := m.sup.Start(ctx, supervisor.Process{
 			Name:    "traffic",
@@ -248,6 +253,9 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 			return nil, err
 		}
 		if mi.AdminPort, err = m.ports.free(); err != nil {
+			return nil, err
+		}
+		if mi.StatsPort, err = m.ports.free(); err != nil {
 			return nil, err
 		}
 		proxyURL := fmt.Sprintf("http://127.0.0.1:%d", mi.OutboundPort)
@@ -366,10 +374,14 @@ func (m *mesh) startGateway(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	stats, err := m.ports.free()
+	if err != nil {
+		return nil, err
+	}
 	mi := &model.Instance{
 		Name: gatewayName, Namespace: model.DefaultNamespace, Workload: gatewayName, Address: "127.0.0.1",
 		Labels:         map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"},
-		ServiceAccount: "ingressgateway", AdminPort: admin,
+		ServiceAccount: "ingressgateway", AdminPort: admin, StatsPort: stats,
 	}
 	h, err := m.sup.Start(ctx, supervisor.Process{
 		Name:    gatewayName,
@@ -394,6 +406,9 @@ func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
 		labels = append(labels, k+"="+mi.Labels[k])
 	}
 	args := append([]string(nil), m.proxy...)
+	if mi.StatsPort != 0 {
+		args = append(args, "--stats-addr", fmt.Sprintf("127.0.0.1:%d", mi.StatsPort))
+	}
 	return append(args,
 		"--xds-addr", m.cp.XDSAddr(),
 		"--type", typ,
@@ -456,8 +471,10 @@ func (m *mesh) status() MeshStatus {
 			}
 		}
 	}
+	st.ScrapeConfig = filepath.Join(m.prometheusDir(), "prometheus.yml")
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	st.Prometheus = m.prometheus
 	for _, key := range sortedKeys(m.problems) {
 		st.Problems = append(st.Problems, m.problems[key])
 	}

@@ -46,11 +46,7 @@ func writeState(stateDir string, st State) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(stateDir, stateFile+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(stateDir, stateFile))
+	return writeFileAtomic(filepath.Join(stateDir, stateFile), data)
 }
 
 // ports hands out free loopback ports, never the same one twice in a run.

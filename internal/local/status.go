@@ -22,6 +22,10 @@ type MeshStatus struct {
 	Instances []InstanceStatus `json:"instances"`
 	// Problems are config errors and workloads that cannot run.
 	Problems []string `json:"problems"`
+	// ScrapeConfig is the Prometheus config (file_sd) for the mesh.
+	ScrapeConfig string `json:"scrapeConfig"`
+	// Prometheus is the URL of the Prometheus that weft up started, if any.
+	Prometheus string `json:"prometheus,omitempty"`
 }
 
 // InstanceStatus is one workload instance (app + sidecar) or gateway.
@@ -86,6 +90,11 @@ func PrintStatus(w io.Writer, st MeshStatus) {
 	fmt.Fprintf(w, "admin:     http://%s/   (dashboard, /metrics, /debug/syncz)\n", st.Admin)
 	fmt.Fprintf(w, "xDS:       %s\n", st.XDS)
 	fmt.Fprintf(w, "config:    %s   (config version %d; edit files or use weft apply)\n", st.ConfigDir, st.Version)
+	if st.Prometheus != "" {
+		fmt.Fprintf(w, "metrics:   %s   (Prometheus scraping every sidecar)\n", st.Prometheus)
+	} else if st.ScrapeConfig != "" {
+		fmt.Fprintf(w, "metrics:   weft stat; or prometheus --config.file=%s\n", st.ScrapeConfig)
+	}
 	for _, p := range st.Problems {
 		fmt.Fprintf(w, "problem:   %s\n", p)
 	}

@@ -40,6 +40,12 @@ type Options struct {
 	XDSAddr, AdminAddr string
 	// NoTraffic turns the demo's traffic generator off.
 	NoTraffic bool
+	// Prometheus starts a Prometheus server (the prometheus program on
+	// PATH) scraping the mesh, at PrometheusAddr.
+	Prometheus bool
+	// PrometheusAddr is where that Prometheus listens; default
+	// 127.0.0.1:9090.
+	PrometheusAddr string
 	// ProxyBinary is the sidecar program; empty means weft-proxy beside
 	// this executable, else this executable's `proxy` command.
 	ProxyBinary string
@@ -98,7 +104,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	sup := supervisor.New(supervisor.Options{
 		Output:     opts.Stdout,
-		GroupOrder: []string{groupTraffic, groupApp, groupGateway, groupSidecar},
+		GroupOrder: []string{groupTraffic, groupTelemetry, groupApp, groupGateway, groupSidecar},
 	})
 	defer sup.Close()
 
@@ -137,6 +143,11 @@ func Run(ctx context.Context, opts Options) error {
 	m.reconcile(ctx)
 	st.Ingress = m.ingressURLs()
 	_ = writeState(stateDir, st)
+	if opts.Prometheus {
+		if err := m.startPrometheus(ctx); err != nil {
+			log.Error("cannot start Prometheus", "err", err)
+		}
+	}
 	fmt.Fprintln(opts.Stdout)
 	PrintStatus(opts.Stdout, m.status())
 	fmt.Fprintln(opts.Stdout)
@@ -175,7 +186,8 @@ func Run(ctx context.Context, opts Options) error {
 
 // Process groups, stopped in this order.
 const (
-	groupTraffic = "traffic"
+	groupTraffic   = "traffic"
+	groupTelemetry = "telemetry"
 	groupApp     = "app"
 	groupGateway = "gateway"
 	groupSidecar = "sidecar"

@@ -211,6 +211,9 @@ type Instance struct {
 	OutboundPort uint32
 	// AdminPort is the sidecar's admin port.
 	AdminPort uint32
+	// StatsPort is where the sidecar serves its Prometheus metrics
+	// (/stats/prometheus); 0 if it does not.
+	StatsPort uint32
 	// Upstreams are the explicit local upstream ports of the instance's
 	// sidecar (the Workload's spec.upstreams), in spec order; empty when
 	// the workload declares none or has no sidecar.

@@ -1,6 +1,7 @@
 package xdsserver
 
 import (
+	"fmt"
 	"hash/fnv"
 	"maps"
 	"slices"
@@ -19,15 +20,16 @@ import (
 //
 // ClusterLoadAssignments do not depend on the proxy (xdstranslate builds
 // them once per model snapshot), and EDS clients subscribe to them by name
-// and do not read a missing one as deleted. So one go-control-plane linear
-// cache serves them to every proxy: it versions each resource and answers
-// a state-of-the-world subscription with only the resources that changed
-// since the stream last got them. An endpoint change then sends one
+// and do not read a missing one as deleted. So one cache serves them to
+// every proxy: it versions each resource and answers a state-of-the-world
+// subscription with only the resources that changed since the stream last
+// got them (endpointCache; delta streams get the same from a
+// go-control-plane linear cache). An endpoint change then sends one
 // ClusterLoadAssignment to each proxy that subscribes to it, instead of
 // every proxy's whole set.
 //
-// Versions: the linear cache counts its updates (1, 2, ...) and labels
-// every response with its count at the time. A proxy's EDS is up to date
+// Versions: the caches count their updates (1, 2, ...) and label every
+// response with their count at the time. A proxy's EDS is up to date
 // when it has ACKed a version at or after the one at which the last of its
 // subscribed resources changed (edsLatest); Status reports that.
 //
@@ -53,6 +55,7 @@ const edsVersionsKept = 64
 func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) error {
 	eps := t.Shared().Endpoints
 	hashes := make(map[string]uint64, len(eps))
+	set := map[string][]byte{}
 	upd := map[string]types.Resource{}
 	for _, cla := range eps {
 		name := cla.GetClusterName()
@@ -67,6 +70,7 @@ func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) 
 		if old, ok := s.endpoints.hashes[name]; ok && old == sum {
 			continue
 		}
+		set[name] = b
 		upd[name] = preMarshaledBytes(name, b)
 	}
 	var del []string
@@ -96,9 +100,14 @@ func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) 
 		}
 	}
 	s.mu.Unlock()
-	// The cache counts the update even when answering a watch fails.
+	// Both caches count their updates, and get the same ones, so a version
+	// means the same in state-of-the-world and delta responses. The linear
+	// cache counts the update even when answering a watch fails.
 	s.endpoints.version = v
-	return s.eds.UpdateResources(upd, del)
+	if got := s.eds.update(set, del); got != v {
+		return fmt.Errorf("endpoint cache at version %d, want %d", got, v)
+	}
+	return s.edsDelta.UpdateResources(upd, del)
 }
 
 // edsLatest is the EDS version n must have ACKed to have every endpoint

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"runtime"
 	"sort"
@@ -72,11 +73,13 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	cache cache.SnapshotCache
-	// eds serves every ClusterLoadAssignment, to all proxies (see eds.go).
-	eds     *cache.LinearCache
-	xds     serverv3.Server
-	metrics *metrics
-	cancel  context.CancelFunc
+	// eds serves every ClusterLoadAssignment to all state-of-the-world
+	// streams, edsDelta to delta streams (see eds.go).
+	eds      *endpointCache
+	edsDelta *cache.LinearCache
+	xds      serverv3.Server
+	metrics  *metrics
+	cancel   context.CancelFunc
 
 	// pushMu serializes publishing: Update and first-request publishes.
 	pushMu     sync.Mutex
@@ -165,17 +168,22 @@ func New(ctx context.Context, opts Options) *Server {
 	// ask for listeners one by one by name. Consistency is checked by
 	// xdstranslate before publishing instead.
 	s.cache = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
-	s.eds = cache.NewLinearCache(resource.EndpointType, cache.WithLogger(cpLogger{s.log}))
-	classify := func(typ string) string {
-		if typ == resource.EndpointType {
-			return resource.EndpointType
-		}
-		return ""
-	}
+	s.eds = newEndpointCache()
+	s.edsDelta = cache.NewLinearCache(resource.EndpointType, cache.WithLogger(cpLogger{s.log}))
 	mux := &cache.MuxCache{
-		Classify:      func(r *cache.Request) string { return classify(r.GetTypeUrl()) },
-		ClassifyDelta: func(r *cache.DeltaRequest) string { return classify(r.GetTypeUrl()) },
-		Caches:        map[string]cache.Cache{resource.EndpointType: s.eds, "": s.cache},
+		Classify: func(r *cache.Request) string {
+			if r.GetTypeUrl() == resource.EndpointType {
+				return "eds"
+			}
+			return ""
+		},
+		ClassifyDelta: func(r *cache.DeltaRequest) string {
+			if r.GetTypeUrl() == resource.EndpointType {
+				return "eds-delta"
+			}
+			return ""
+		},
+		Caches: map[string]cache.Cache{"eds": s.eds, "eds-delta": s.edsDelta, "": s.cache},
 	}
 	s.xds = serverv3.NewServer(ctx, mux, s.callbacks())
 	s.translator = xdstranslate.New(&model.Snapshot{})
@@ -413,13 +421,18 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 		return fmt.Errorf("proxy %s: %w", n.id, merr)
 	}
 
-	s.mu.Lock()
-	n.published, n.allowed = res, allowed
-	n.versions = map[string]string{
+	versions := map[string]string{
 		resource.ListenerType: ver(res.Hashes.Listeners),
 		resource.RouteType:    ver(res.Hashes.Routes),
 		resource.ClusterType:  ver(res.Hashes.Clusters),
 	}
+	s.mu.Lock()
+	// Versions are content hashes: if none changed, the cache already holds
+	// this content, and setting it again would only wake every watch of
+	// the node (an endpoint-only change, which EDS serves on its own).
+	unchanged := maps.Equal(n.versions, versions)
+	n.published, n.allowed = res, allowed
+	n.versions = versions
 	for typ, v := range n.versions {
 		ts := n.typeState(typ)
 		if _, ok := ts.builtAt[v]; !ok {
@@ -430,6 +443,9 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 		}
 	}
 	s.mu.Unlock()
+	if unchanged {
+		return nil
+	}
 	return s.cache.SetSnapshot(context.Background(), n.id, snap)
 }
 

@@ -126,6 +126,16 @@ func (l *Listener) MatchChain(port uint32, host string) *Chain {
 	return l.Default
 }
 
+// MatchDeclared is MatchChain without the default chain: the chain the
+// control plane declared for this destination, or nil. Transparent
+// listeners detect the protocol of connections it returns nil for.
+func (l *Listener) MatchDeclared(port uint32, host string) *Chain {
+	if ch := l.matchPort(port, host, true); ch != nil {
+		return ch
+	}
+	return l.matchPort(0, host, false)
+}
+
 func (l *Listener) matchPort(port uint32, host string, exact bool) *Chain {
 	ip, ipErr := netip.ParseAddr(strings.Trim(host, "[]"))
 	host = strings.ToLower(strings.TrimSuffix(host, "."))

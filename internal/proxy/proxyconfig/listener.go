@@ -20,6 +20,10 @@ const (
 	routerFilter = "envoy.filters.http.router"
 )
 
+// OriginalDstFilter is the listener filter that makes a listener
+// transparent, as use_original_dst does.
+const OriginalDstFilter = "envoy.filters.listener.original_dst"
+
 // ParseListener validates an Envoy Listener.
 func ParseListener(l *listenerv3.Listener) (*Listener, error) {
 	if l.GetName() == "" {
@@ -51,8 +55,20 @@ func ParseListener(l *listenerv3.Listener) (*Listener, error) {
 	if len(out.FilterChains) == 0 && out.DefaultChain == nil {
 		return nil, fmt.Errorf("listener %q: no filter_chains", l.GetName())
 	}
-	if len(l.GetListenerFilters()) > 0 {
-		out.Unenforced = append(out.Unenforced, fmt.Sprintf("listener %q: listener_filters (the proxy detects protocols itself)", l.GetName()))
+	out.Transparent = l.GetUseOriginalDst().GetValue()
+	out.DetectTimeout = durationOr(l.GetListenerFiltersTimeout(), DefaultDetectTimeout)
+	if out.DetectTimeout <= 0 {
+		out.DetectTimeout = DefaultDetectTimeout
+	}
+	for _, f := range l.GetListenerFilters() {
+		switch f.GetName() {
+		case OriginalDstFilter:
+			out.Transparent = true
+		case "envoy.filters.listener.tls_inspector", "envoy.filters.listener.http_inspector":
+			// The proxy detects TLS and HTTP itself on transparent listeners.
+		default:
+			out.Unenforced = append(out.Unenforced, fmt.Sprintf("listener %q: listener filter %q", l.GetName(), f.GetName()))
+		}
 	}
 	return out, nil
 }

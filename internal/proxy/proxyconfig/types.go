@@ -16,9 +16,27 @@ type Listener struct {
 	FilterChains []*FilterChain
 	// DefaultChain is used when no chain matches; nil when absent.
 	DefaultChain *FilterChain
+	// Transparent is set by Envoy's use_original_dst or the
+	// envoy.filters.listener.original_dst listener filter: connections
+	// arrive redirected by iptables, and the chain is selected by their
+	// original destination (SO_ORIGINAL_DST). Connections that were not
+	// redirected are served as on any other listener.
+	Transparent bool
+	// DetectTimeout bounds the wait for a captured connection's first
+	// bytes when no chain declares its destination port, from Envoy's
+	// listener_filters_timeout; when that is absent or 0, it is
+	// DefaultDetectTimeout. A client silent that long is taken to be
+	// waiting for the server (MySQL, SMTP) and passed through as TCP.
+	DetectTimeout time.Duration
 	// Unenforced lists fields that were accepted but are not enforced.
 	Unenforced []string
 }
+
+// DefaultDetectTimeout is the protocol detection timeout of transparent
+// listeners that set no listener_filters_timeout: long enough for a
+// client-first protocol's first segment on a local hop, short enough not
+// to hold up server-first protocols noticeably.
+const DefaultDetectTimeout = 100 * time.Millisecond
 
 // RouteNames returns the RDS route configuration names the listener's HTTP
 // chains reference, without duplicates.

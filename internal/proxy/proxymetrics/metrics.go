@@ -1,6 +1,8 @@
 // Package proxymetrics holds the proxy's Prometheus metrics on a private
-// registry. Recording is cheap: counters are looked up once per
-// (cluster, code) pair and cached, so the request path does not allocate.
+// registry: Weft's own (weft_proxy_*) and the mesh metrics with Istio's
+// standard names and labels (istio.go). Recording is cheap: metric
+// handles are looked up once per label set and cached, so the request
+// path does not allocate.
 package proxymetrics
 
 import (
@@ -23,6 +25,7 @@ type Metrics struct {
 	activeConns prometheus.Gauge
 	activeRq    prometheus.Gauge
 	ready       prometheus.Gauge
+	istio       *istio
 
 	mu    sync.RWMutex
 	cache map[reqKey]prometheus.Counter
@@ -62,9 +65,11 @@ func New() *Metrics {
 		}),
 		cache: map[reqKey]prometheus.Counter{},
 		fc:    map[string]prometheus.Counter{},
+		istio: newIstio(),
 	}
 	m.Registry.MustRegister(m.requests, m.flags, m.xdsUpdates, m.xdsNACKs, m.activeConns, m.activeRq, m.ready,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(m.istio.collectors()...)
 	return m
 }
 

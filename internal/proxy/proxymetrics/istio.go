@@ -1,0 +1,359 @@
+package proxymetrics
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"weft.dev/weft/internal/proxy/peermeta"
+)
+
+// The mesh metrics carry Istio's standard names, labels and buckets, so
+// dashboards and tools written for Istio (Grafana, Kiali) read them as
+// they are.
+
+// Istio's default buckets.
+var (
+	// DurationBuckets are the buckets of istio_request_duration_milliseconds.
+	DurationBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}
+	// SizeBuckets are the buckets of istio_request_bytes and
+	// istio_response_bytes: 1 to 10^8, times 10.
+	SizeBuckets = prometheus.ExponentialBuckets(1, 10, 9)
+)
+
+// Label values.
+const (
+	Unknown            = "unknown"
+	ReporterSource     = "source"
+	ReporterDest       = "destination"
+	ProtocolHTTP       = "http"
+	ProtocolGRPC       = "grpc"
+	ProtocolTCP        = "tcp"
+	noFlags            = "-"
+	securityUnknown    = "unknown"
+	securityNone       = "none"
+	serviceSuffixLabel = "svc"
+)
+
+// peerLabels are the labels that describe one end of a request.
+var (
+	sourceLabels = []string{"source_workload", "source_workload_namespace", "source_principal", "source_app", "source_version"}
+	destLabels   = []string{"destination_workload", "destination_workload_namespace", "destination_principal", "destination_app", "destination_version",
+		"destination_service", "destination_service_name", "destination_service_namespace"}
+	httpLabels = concat([]string{"reporter"}, sourceLabels, destLabels,
+		[]string{"request_protocol", "response_code", "grpc_response_status", "response_flags", "connection_security_policy"})
+	tcpLabels = concat([]string{"reporter"}, sourceLabels, destLabels,
+		[]string{"request_protocol", "response_flags", "connection_security_policy"})
+)
+
+func concat(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// HTTPRequest is one finished HTTP request, as the request path knows it.
+type HTTPRequest struct {
+	// Inbound is true on the server sidecar's inbound side
+	// (reporter=destination), false on the client side (reporter=source).
+	Inbound bool
+	// Peer is the other end's workload from the peer header; zero when it
+	// sent none.
+	Peer peermeta.Workload
+	// Service is the destination service's host name
+	// ("reviews.default.svc.cluster.local"); empty when unknown.
+	Service string
+	// GRPC is true for gRPC requests.
+	GRPC bool
+	// Code is the response status (0 when none was sent).
+	Code int
+	// GRPCStatus is the grpc-status of a gRPC response, "" when none.
+	GRPCStatus string
+	// Flags are the response flags, "" when none.
+	Flags string
+	// Duration is the time from the request's arrival to its end.
+	Duration time.Duration
+	// RequestBytes and ResponseBytes are body sizes.
+	RequestBytes, ResponseBytes int64
+}
+
+// TCPConn identifies the label set of a proxied TCP connection.
+type TCPConn struct {
+	// Inbound is true on the server sidecar's inbound side.
+	Inbound bool
+	// Peer is the other end's workload; zero when unknown.
+	Peer peermeta.Workload
+	// Service is the destination service's host name; empty when unknown.
+	Service string
+	// Flags are the response flags, "" when none.
+	Flags string
+}
+
+type httpKey struct {
+	peer       peermeta.Workload
+	service    string
+	grpcStatus string
+	flags      string
+	code       int
+	inbound    bool
+	grpc       bool
+}
+
+type httpHandles struct {
+	requests  prometheus.Counter
+	duration  prometheus.Observer
+	reqBytes  prometheus.Observer
+	respBytes prometheus.Observer
+}
+
+type tcpKey struct {
+	peer    peermeta.Workload
+	service string
+	flags   string
+	inbound bool
+}
+
+type tcpHandles struct {
+	sent, received, opened, closed prometheus.Counter
+}
+
+// istio holds the mesh metrics and the caches of their per-label-set
+// handles. A cache is a map that is never written once published: reads
+// are one atomic load and a lookup, without locks; a new label set copies
+// the map under mu (rare: label sets are bounded by peers, services,
+// codes and flags).
+type istio struct {
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	reqBytes  *prometheus.HistogramVec
+	respBytes *prometheus.HistogramVec
+	tcpSent   *prometheus.CounterVec
+	tcpRecv   *prometheus.CounterVec
+	tcpOpened *prometheus.CounterVec
+	tcpClosed *prometheus.CounterVec
+
+	local peermeta.Workload // with "unknown" for empty fields
+
+	mu   sync.Mutex
+	http atomic.Pointer[map[httpKey]*httpHandles]
+	tcp  atomic.Pointer[map[tcpKey]*tcpHandles]
+}
+
+func newIstio() *istio {
+	m := &istio{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_requests_total", Help: "Requests handled by the sidecar, by source, destination and outcome.",
+		}, httpLabels),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "istio_request_duration_milliseconds", Help: "Request duration in milliseconds.", Buckets: DurationBuckets,
+		}, httpLabels),
+		reqBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "istio_request_bytes", Help: "Request body sizes in bytes.", Buckets: SizeBuckets,
+		}, httpLabels),
+		respBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "istio_response_bytes", Help: "Response body sizes in bytes.", Buckets: SizeBuckets,
+		}, httpLabels),
+		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_sent_bytes_total", Help: "Bytes sent to the downstream of TCP connections, counted when a connection closes.",
+		}, tcpLabels),
+		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_received_bytes_total", Help: "Bytes received from the downstream of TCP connections, counted when a connection closes.",
+		}, tcpLabels),
+		tcpOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_connections_opened_total", Help: "TCP connections opened.",
+		}, tcpLabels),
+		tcpClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "istio_tcp_connections_closed_total", Help: "TCP connections closed.",
+		}, tcpLabels),
+	}
+	m.setLocal(peermeta.Workload{})
+	hm, tm := map[httpKey]*httpHandles{}, map[tcpKey]*tcpHandles{}
+	m.http.Store(&hm)
+	m.tcp.Store(&tm)
+	return m
+}
+
+func (m *istio) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.tcpSent, m.tcpRecv, m.tcpOpened, m.tcpClosed}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return Unknown
+	}
+	return s
+}
+
+func (m *istio) setLocal(w peermeta.Workload) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.local = peermeta.Workload{
+		Name: orUnknown(w.Name), Namespace: orUnknown(w.Namespace), App: orUnknown(w.App),
+		Version: orUnknown(w.Version), ServiceAccount: w.ServiceAccount,
+	}
+	// Label sets built for the old identity are dropped from the cache;
+	// their series stay.
+	hm, tm := map[httpKey]*httpHandles{}, map[tcpKey]*tcpHandles{}
+	m.http.Store(&hm)
+	m.tcp.Store(&tm)
+}
+
+// SetWorkload sets the sidecar's own workload, the source of outbound
+// requests and the destination of inbound ones. Call it before serving.
+func (m *Metrics) SetWorkload(w peermeta.Workload) {
+	if m != nil {
+		m.istio.setLocal(w)
+	}
+}
+
+// RecordHTTP records a finished HTTP request in istio_requests_total,
+// istio_request_duration_milliseconds, istio_request_bytes and
+// istio_response_bytes. It does not allocate once the label set was seen.
+func (m *Metrics) RecordHTTP(r *HTTPRequest) {
+	if m == nil {
+		return
+	}
+	k := httpKey{peer: r.Peer, service: r.Service, grpcStatus: r.GRPCStatus, flags: r.Flags, code: r.Code, inbound: r.Inbound, grpc: r.GRPC}
+	h := (*m.istio.http.Load())[k]
+	if h == nil {
+		h = m.istio.httpHandles(k)
+	}
+	h.requests.Inc()
+	h.duration.Observe(float64(r.Duration) / float64(time.Millisecond))
+	h.reqBytes.Observe(float64(r.RequestBytes))
+	h.respBytes.Observe(float64(r.ResponseBytes))
+}
+
+// TCPOpened counts a proxied TCP connection as opened.
+func (m *Metrics) TCPOpened(c *TCPConn) {
+	if m == nil {
+		return
+	}
+	m.tcpHandles(c).opened.Inc()
+}
+
+// TCPClosed counts a proxied TCP connection as closed with its byte
+// counts: sent to the downstream, received from it.
+func (m *Metrics) TCPClosed(c *TCPConn, sent, received int64) {
+	if m == nil {
+		return
+	}
+	h := m.tcpHandles(c)
+	h.closed.Inc()
+	if sent > 0 {
+		h.sent.Add(float64(sent))
+	}
+	if received > 0 {
+		h.received.Add(float64(received))
+	}
+}
+
+func (m *Metrics) tcpHandles(c *TCPConn) *tcpHandles {
+	k := tcpKey{peer: c.Peer, service: c.Service, flags: c.Flags, inbound: c.Inbound}
+	if h := (*m.istio.tcp.Load())[k]; h != nil {
+		return h
+	}
+	return m.istio.tcpHandlesSlow(k)
+}
+
+// labels builds the common label values: reporter, source, destination.
+func (m *istio) labels(inbound bool, peer peermeta.Workload, service string) []string {
+	p := peermeta.Workload{Name: orUnknown(peer.Name), Namespace: orUnknown(peer.Namespace), App: orUnknown(peer.App), Version: orUnknown(peer.Version)}
+	src, dst, reporter := m.local, p, ReporterSource
+	if inbound {
+		src, dst, reporter = p, m.local, ReporterDest
+	}
+	svcName, svcNS := serviceLabels(service)
+	if svcNS == Unknown && inbound {
+		svcNS = m.local.Namespace
+	}
+	// Principals come from peer certificates, which arrive with mTLS.
+	return []string{reporter,
+		src.Name, src.Namespace, Unknown, src.App, src.Version,
+		dst.Name, dst.Namespace, Unknown, dst.App, dst.Version,
+		orUnknown(service), svcName, svcNS}
+}
+
+// securityPolicy is connection_security_policy: the client side cannot
+// know it; the server side sees plaintext until mTLS exists.
+func securityPolicy(inbound bool) string {
+	if inbound {
+		return securityNone
+	}
+	return securityUnknown
+}
+
+// serviceLabels splits "name.namespace.svc.<domain>" into name and
+// namespace; other host names are their own name in an unknown namespace.
+func serviceLabels(host string) (name, namespace string) {
+	if host == "" {
+		return Unknown, Unknown
+	}
+	parts := strings.SplitN(host, ".", 4)
+	if len(parts) >= 3 && parts[2] == serviceSuffixLabel {
+		return parts[0], parts[1]
+	}
+	return host, Unknown
+}
+
+func (m *istio) httpHandles(k httpKey) *httpHandles {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.http.Load()
+	if h := old[k]; h != nil {
+		return h
+	}
+	proto := ProtocolHTTP
+	if k.grpc {
+		proto = ProtocolGRPC
+	}
+	flags := k.flags
+	if flags == "" {
+		flags = noFlags
+	}
+	lv := append(m.labels(k.inbound, k.peer, k.service), proto, strconv.Itoa(k.code), k.grpcStatus, flags, securityPolicy(k.inbound))
+	h := &httpHandles{
+		requests:  m.requests.WithLabelValues(lv...),
+		duration:  m.duration.WithLabelValues(lv...),
+		reqBytes:  m.reqBytes.WithLabelValues(lv...),
+		respBytes: m.respBytes.WithLabelValues(lv...),
+	}
+	next := make(map[httpKey]*httpHandles, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = h
+	m.http.Store(&next)
+	return h
+}
+
+func (m *istio) tcpHandlesSlow(k tcpKey) *tcpHandles {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.tcp.Load()
+	if h := old[k]; h != nil {
+		return h
+	}
+	flags := k.flags
+	if flags == "" {
+		flags = noFlags
+	}
+	lv := append(m.labels(k.inbound, k.peer, k.service), ProtocolTCP, flags, securityPolicy(k.inbound))
+	h := &tcpHandles{
+		sent: m.tcpSent.WithLabelValues(lv...), received: m.tcpRecv.WithLabelValues(lv...),
+		opened: m.tcpOpened.WithLabelValues(lv...), closed: m.tcpClosed.WithLabelValues(lv...),
+	}
+	next := make(map[tcpKey]*tcpHandles, len(old)+1)
+	for kk, v := range old {
+		next[kk] = v
+	}
+	next[k] = h
+	m.tcp.Store(&next)
+	return h
+}
