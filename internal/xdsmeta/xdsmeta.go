@@ -30,6 +30,21 @@ const (
 	MetaProxyType = "WEFT_PROXY"
 )
 
+// Traffic capture. A sidecar whose node metadata has MetaInterceptionMode
+// = InterceptionRedirect runs behind iptables REDIRECT rules: its
+// virtualOutbound is transparent (use_original_dst) and passes traffic for
+// unknown destinations through ClusterPassthrough. `weft up` does not set
+// it: local mode has no iptables.
+const (
+	// MetaInterceptionMode is Istio's key for how traffic reaches the proxy.
+	MetaInterceptionMode = "INTERCEPTION_MODE"
+	// InterceptionRedirect is iptables REDIRECT capture.
+	InterceptionRedirect = "REDIRECT"
+	// ClusterPassthrough is the ORIGINAL_DST cluster of captured traffic
+	// to destinations the mesh does not know (Istio's ALLOW_ANY).
+	ClusterPassthrough = "PassthroughCluster"
+)
+
 // Proxy types carried in MetaProxyType.
 const (
 	ProxyTypeSidecar = "sidecar"
@@ -104,3 +119,21 @@ func ParseNodeID(id string) (NodeInfo, bool) {
 	}
 	return NodeInfo{Type: parts[0], IP: parts[1], Name: name, Namespace: ns}, true
 }
+
+// ClusterInboundPrefix starts the names of inbound clusters ("inbound|9080||").
+// The sidecar reports traffic through them as the destination's
+// (reporter=destination in its metrics).
+const ClusterInboundPrefix = "inbound|"
+
+// Metadata that the control plane puts on resources for Weft proxies, in
+// metadata.filter_metadata[MetaFilter].
+const (
+	// MetaFilter is the filter_metadata key of Weft's own metadata.
+	MetaFilter = "weft"
+	// MetaService, on an inbound cluster, is the host name of the service
+	// the instance serves on that port ("reviews.default.svc.cluster.local");
+	// the sidecar's metrics report it as destination_service.
+	MetaService = "service"
+	// MetaPort, on an inbound cluster, is the service port number.
+	MetaPort = "port"
+)

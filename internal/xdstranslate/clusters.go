@@ -18,6 +18,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/xdsmeta"
 )
 
 // DefaultConnectTimeout is the upstream connect timeout when no
@@ -396,6 +397,16 @@ func inboundCluster(inst *model.Instance, p model.InstancePort) *cluster.Cluster
 				}},
 			}},
 		},
+	}
+	if inst.Service != "" {
+		// The sidecar's metrics name the service behind the port
+		// (destination_service on the server side).
+		c.Metadata = &core.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			xdsmeta.MetaFilter: {Fields: map[string]*structpb.Value{
+				xdsmeta.MetaService: structpb.NewStringValue(model.FQDN(inst.Service, inst.Namespace)),
+				xdsmeta.MetaPort:    structpb.NewNumberValue(float64(p.Number)),
+			}},
+		}}
 	}
 	if p.Protocol.IsHTTP2() {
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptionsKey: mustAny(&httpopts.HttpProtocolOptions{

@@ -53,6 +53,9 @@ type Proxy struct {
 	// Instance is the local-mode instance under key name.namespace, if the
 	// snapshot has one; it gives the ports a sidecar binds.
 	Instance *model.Instance
+	// Capture is set for a sidecar whose traffic iptables redirects to it
+	// (metadata xdsmeta.MetaInterceptionMode = "REDIRECT").
+	Capture bool
 }
 
 // ProxyFromNode builds a Proxy from what a node sent: the node ID (Istio
@@ -74,6 +77,7 @@ func ProxyFromNode(node *core.Node, snap *model.Snapshot) *Proxy {
 	}
 	p.Workload = str(xdsmeta.MetaWorkloadName)
 	p.ServiceAccount = str(xdsmeta.MetaServiceAccount)
+	p.Capture = str(xdsmeta.MetaInterceptionMode) == xdsmeta.InterceptionRedirect
 	switch str(xdsmeta.MetaProxyType) {
 	case xdsmeta.ProxyTypeSidecar:
 		p.Type = Sidecar

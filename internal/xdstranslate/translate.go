@@ -150,9 +150,16 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			Address:      socketAddress(localAddress(p.Instance), port),
 			FilterChains: e.chains,
 		}
+		var passC *cluster.Cluster
+		if p.Capture {
+			out, passC = captureOutbound(out)
+		}
 		inL, inC := inboundResources(p.Instance)
 		upL := t.upstreamListeners(p, sc)
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
+		if passC != nil {
+			lh = append(lh, hashMessage(out.DefaultFilterChain))
+		}
 		for _, l := range inL {
 			lh = append(lh, hashMessage(l))
 		}
@@ -175,6 +182,11 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			res.Clusters = append(inC, e.clusters...) // "inbound|..." sorts before "outbound|..."
 			res.Hashes.Clusters = combine(ch)
 			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: inC}))
+		}
+		if passC != nil {
+			// "PassthroughCluster" sorts before "inbound|" and "outbound|".
+			res.Clusters = append([]*cluster.Cluster{passC}, res.Clusters...)
+			res.Hashes.Clusters = combine([]uint64{hashMessage(passC), res.Hashes.Clusters})
 		}
 	default:
 		res.Listeners = e.listeners

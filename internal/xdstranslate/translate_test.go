@@ -228,6 +228,18 @@ func goldenCases() []goldenCase {
 			})}
 		}, proxy: withInstance(sidecarProxy())},
 		{name: "sidecar_upstreams", mutate: addUpstreams, proxy: withInstance(sidecarProxy())},
+		// A sidecar behind iptables REDIRECT (INTERCEPTION_MODE in its
+		// node metadata): transparent virtualOutbound with a passthrough
+		// default chain and PassthroughCluster.
+		{name: "sidecar_capture", proxy: func(s *model.Snapshot) *Proxy {
+			return ProxyFromNode(&core.Node{
+				Id: xdsmeta.NodeID("sidecar", "127.0.0.1", "productpage-v1-0", "default"),
+				Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+					xdsmeta.MetaProxyType:        structpb.NewStringValue(xdsmeta.ProxyTypeSidecar),
+					xdsmeta.MetaInterceptionMode: structpb.NewStringValue(xdsmeta.InterceptionRedirect),
+				}},
+			}, s)
+		}},
 		{name: "sidecar_scope", mutate: func(s *model.Snapshot) {
 			s.Sidecars = []*model.Sidecar{
 				{Meta: model.Meta{Kind: "Sidecar", Namespace: "default", Name: "default"}, Spec: &networking.Sidecar{
@@ -405,6 +417,16 @@ func TestProxyFromNode(t *testing.T) {
 			ID: "sidecar~127.0.0.1~productpage-v1-0.default~default.svc.cluster.local", Type: Sidecar, Namespace: "default",
 			Name: "productpage-v1-0", Workload: "productpage-v1", IP: "127.0.0.1", ServiceAccount: "bookinfo-productpage",
 			Labels: map[string]string{"app": "productpage", "version": "v1"}, Instance: snap.Instances["productpage-v1-0.default"],
+		}},
+		{name: "sidecar with REDIRECT interception", node: &core.Node{
+			Id: "sidecar~10.0.0.7~a-0.default~default.svc.cluster.local",
+			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+				xdsmeta.MetaProxyType:        structpb.NewStringValue("sidecar"),
+				xdsmeta.MetaInterceptionMode: structpb.NewStringValue("REDIRECT"),
+			}},
+		}, want: &Proxy{
+			ID: "sidecar~10.0.0.7~a-0.default~default.svc.cluster.local", Type: Sidecar, Namespace: "default",
+			Name: "a-0", IP: "10.0.0.7", Capture: true,
 		}},
 		{name: "gateway by metadata, namespace from metadata", node: &core.Node{
 			Id: "gw",

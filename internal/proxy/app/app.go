@@ -27,6 +27,7 @@ import (
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/httpproxy"
 	"weft.dev/weft/internal/proxy/listener"
+	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/upstream"
 	"weft.dev/weft/internal/proxy/xdsclient"
@@ -68,6 +69,11 @@ type Config struct {
 	LogFormat string
 	// AccessLog is a file path, "-" for stderr, or empty for none.
 	AccessLog string
+	// InterceptionMode is sent as node metadata INTERCEPTION_MODE:
+	// "REDIRECT" when iptables redirects the workload's traffic to the
+	// proxy, which makes the control plane send a transparent
+	// virtualOutbound; "" (default) when apps use HTTP_PROXY.
+	InterceptionMode string
 	// XDSBackoffBase and XDSBackoffMax tune reconnects (tests); zero
 	// means the client's defaults.
 	XDSBackoffBase, XDSBackoffMax time.Duration
@@ -94,6 +100,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr (default off)`)
+	fs.StringVar(&cfg.InterceptionMode, "interception-mode", "", `"REDIRECT" when iptables redirects the workload's traffic to the proxy (default "": HTTP_PROXY)`)
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -102,6 +109,9 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if cfg.Type != xdsmeta.ProxyTypeSidecar && cfg.Type != xdsmeta.ProxyTypeGateway {
 		return cfg, fmt.Errorf("--type %q: want sidecar or gateway", cfg.Type)
+	}
+	if cfg.InterceptionMode != "" && cfg.InterceptionMode != xdsmeta.InterceptionRedirect {
+		return cfg, fmt.Errorf("--interception-mode %q: want %s or nothing", cfg.InterceptionMode, xdsmeta.InterceptionRedirect)
 	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return cfg, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat)
@@ -231,9 +241,11 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		return nil, err
 	}
 	p.clusters = upstream.NewManager()
+	self := peermeta.FromLabels(cfg.Workload, cfg.Namespace, cfg.ServiceAccount, cfg.Labels)
+	p.metrics.SetWorkload(self)
 	var lst *listener.Manager
 	hp := httpproxy.New(httpproxy.Options{
-		Logger: log.With("component", "http"), AccessLog: p.access, Metrics: p.metrics,
+		Logger: log.With("component", "http"), AccessLog: p.access, Metrics: p.metrics, Workload: self,
 		TrackHijacked: func(c net.Conn) func() { return lst.TrackHijacked(c) },
 	})
 	lst = listener.New(listener.Options{Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, Metrics: p.metrics})
@@ -281,6 +293,9 @@ func (p *Proxy) node() (*corev3.Node, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node metadata: %w", err)
+	}
+	if p.cfg.InterceptionMode != "" {
+		md.Fields[xdsmeta.MetaInterceptionMode] = structpb.NewStringValue(p.cfg.InterceptionMode)
 	}
 	return &corev3.Node{Id: p.cfg.NodeID, Cluster: p.cfg.Workload + "." + p.cfg.Namespace, Metadata: md, UserAgentName: "weft-proxy"}, nil
 }

@@ -29,10 +29,12 @@ import (
 
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/router"
 	"weft.dev/weft/internal/proxy/upstream"
+	"weft.dev/weft/internal/xdsmeta"
 )
 
 // FlagsHeader carries the response flags of a failed or retried request.
@@ -50,6 +52,10 @@ type Options struct {
 	AccessLog *accesslog.Logger
 	// Metrics records request metrics; nil disables them.
 	Metrics *proxymetrics.Metrics
+	// Workload is the proxy's own workload, sent to peer sidecars in the
+	// peer metadata header (package peermeta): on requests to outbound
+	// clusters and on responses from inbound ones.
+	Workload peermeta.Workload
 	// TrackHijacked, when set, is told about connections taken over by
 	// an upgrade (WebSocket) so that shutdown can wait for and then close
 	// them; it returns the func to call when the connection is done.
@@ -63,6 +69,7 @@ type Proxy struct {
 	access  *accesslog.Logger
 	metrics *proxymetrics.Metrics
 	rp      *httputil.ReverseProxy
+	peer    []string // the peer header's value, shared by every request: read only
 }
 
 // New returns a Proxy.
@@ -71,6 +78,9 @@ func New(opts Options) *Proxy {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{log: opts.Logger, access: opts.AccessLog, metrics: opts.Metrics, track: opts.TrackHijacked}
+	if v := peermeta.Encode(opts.Workload); v != "" {
+		p.peer = []string{v}
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   rewrite,
 		Transport: roundTripper{},
@@ -123,10 +133,15 @@ type reqState struct {
 	h2Down   bool
 	grpc     bool
 	upgrade  bool
+	inbound  bool // the cluster is an inbound one: the app behind this sidecar
 	cancel   context.CancelCauseFunc
 	ctx      context.Context
 	timer    atomic.Pointer[time.Timer]
 	timerSet atomic.Bool
+
+	// peer metadata header values: the request's (read on inbound
+	// clusters) and the response's (read on outbound ones); "" when none.
+	reqPeer, respPeer string
 
 	// written by the round tripper, read after ServeHTTP returns.
 	mu           sync.Mutex
@@ -191,6 +206,14 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		r = r.WithContext(context.WithValue(r.Context(), startKey{}, start))
 	}
 	rs := &reqState{p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
+	if v, ok := r.Header[peermeta.Header]; ok {
+		// Read only if the request goes to an inbound cluster; never
+		// forwarded as it came.
+		if len(v) > 0 {
+			rs.reqPeer = v[0]
+		}
+		delete(r.Header, peermeta.Header)
+	}
 	clusterName := ""
 	defer func() {
 		v := recover()
@@ -213,6 +236,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		rs.mu.Unlock()
 		p.metrics.RequestEnded()
 		p.metrics.Request(clusterName, code, flags)
+		if p.metrics != nil {
+			p.recordIstio(rs, sw, clusterName, code, flags, cb.n, start)
+		}
 		if p.access != nil {
 			p.access.Log(&accesslog.Entry{
 				Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
@@ -276,6 +302,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		return
 	}
 	rs.cluster = c
+	rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
 	if len(a.HashPolicies) > 0 {
 		src, _, _ := net.SplitHostPort(r.RemoteAddr)
 		rs.hash, rs.hasHash = router.Hash(a.HashPolicies, r, src)
@@ -328,6 +355,7 @@ func (p *Proxy) localReply(w http.ResponseWriter, rs *reqState, status int, flag
 	if rs.route != nil {
 		p.applyResponseHeaders(rs, h)
 	}
+	p.setPeerHeader(rs, h)
 	writeLocal(w, rs.down, status, flag, msg)
 }
 
@@ -467,6 +495,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 		router.ApplyHeaders(h, &rc.RequestHeaders, &authority)
 	}
 	out.Host = authority
+	if !rs.inbound && rs.p.peer != nil {
+		h[peermeta.Header] = rs.p.peer
+	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
 		h["X-Forwarded-Proto"] = []string{"http"}
 	}
@@ -474,7 +505,14 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 func modifyResponse(resp *http.Response) error {
 	rs := resp.Request.Context().Value(stateKey{}).(*reqState)
+	if v, ok := resp.Header[peermeta.Header]; ok {
+		if len(v) > 0 && !rs.inbound {
+			rs.respPeer = v[0]
+		}
+		delete(resp.Header, peermeta.Header)
+	}
 	rs.p.applyResponseHeaders(rs, resp.Header)
+	rs.p.setPeerHeader(rs, resp.Header)
 	rs.mu.Lock()
 	flags := rs.flags
 	rs.mu.Unlock()
@@ -512,6 +550,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	flags := rs.flags
 	rs.mu.Unlock()
 	p.applyResponseHeaders(rs, w.Header())
+	p.setPeerHeader(rs, w.Header())
 	writeLocal(w, rs.down, fe.status, flags, fe.msg)
 }
 

@@ -56,6 +56,8 @@ type Manager struct {
 	rawMu sync.Mutex
 	raw   map[net.Conn]struct{} // TCP proxy and sniffing connections
 	rawWG sync.WaitGroup
+
+	passthrough sync.Map // cluster name -> *router.Table (transparent.go)
 }
 
 type bound struct {
@@ -71,7 +73,8 @@ type connInfo struct {
 	listener  string
 	proxyMode bool   // HTTP proxy mode: absolute-form and CONNECT
 	tunnel    string // CONNECT target when the conn is a tunnel
-	port      uint32 // local port the connection arrived on
+	port      uint32 // local port the connection arrived on (original port when captured)
+	origDst   string // original destination of a captured connection
 }
 
 type connInfoKey struct{}
@@ -251,6 +254,9 @@ func (m *Manager) dispatch(b *bound, c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	if l.Config.Transparent && m.serveCaptured(b, c, snap, l) {
+		return
+	}
 	info := &connInfo{listener: b.name, port: b.port, proxyMode: b.name == xdsmeta.ListenerOutbound}
 	if !info.proxyMode {
 		if ch := l.MatchChain(b.port, ""); ch != nil && ch.Config.TCP != nil {
@@ -300,6 +306,10 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if l == nil {
 		m.opts.Proxy.LocalReply(w, r, r.Host, http.StatusNotFound, accesslog.FlagNoRoute,
 			fmt.Sprintf("listener %q is no longer configured", info.listener))
+		return
+	}
+	if info.origDst != "" {
+		m.serveCapturedHTTP(w, r, snap, l, info)
 		return
 	}
 	if r.Method == http.MethodConnect {

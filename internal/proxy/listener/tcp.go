@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,8 +14,10 @@ import (
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/router"
 	"weft.dev/weft/internal/proxy/upstream"
+	"weft.dev/weft/internal/xdsmeta"
 )
 
 // proxyTCP serves a tcp_proxy chain.
@@ -46,14 +49,18 @@ func pickTCPCluster(tp *proxyconfig.TCPProxy) string {
 func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster string, tp *proxyconfig.TCPProxy, target string, start time.Time) {
 	defer c.Close()
 	e := accesslog.Entry{Start: start, Authority: target, Protocol: "TCP", UpstreamCluster: cluster}
+	cl := snap.Clusters[cluster]
+	tm := tcpMetricsConn(cluster, cl)
+	m.opts.Metrics.TCPOpened(&tm)
 	defer func() {
 		e.Duration = time.Since(start)
 		if e.Flags != "" {
 			m.opts.Metrics.Flag(e.Flags)
 		}
+		tm.Flags = e.Flags
+		m.opts.Metrics.TCPClosed(&tm, e.BytesSent, e.BytesReceived)
 		m.opts.AccessLog.Log(&e)
 	}()
-	cl := snap.Clusters[cluster]
 	if cl == nil {
 		e.Flags = accesslog.FlagNoClusterFound
 		m.log.Debug("tcp proxy: cluster not found", "cluster", cluster, "target", target)
@@ -100,6 +107,18 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 		e.Flags = accesslog.FlagUpstreamTermination
 	}
 	host.Done(upErr)
+}
+
+// tcpMetricsConn is the mesh metrics' view of a connection to a cluster
+// (nil when not found). No peer metadata travels on TCP: the peer stays
+// unknown until mTLS identities exist.
+func tcpMetricsConn(cluster string, cl *upstream.Cluster) proxymetrics.TCPConn {
+	inbound := strings.HasPrefix(cluster, xdsmeta.ClusterInboundPrefix)
+	meta := ""
+	if cl != nil {
+		meta = cl.Config().Service
+	}
+	return proxymetrics.TCPConn{Inbound: inbound, Service: proxymetrics.ServiceOf(cluster, meta, inbound)}
 }
 
 // pipe copies down->up and up->down until both directions end, passing

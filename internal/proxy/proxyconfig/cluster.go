@@ -12,6 +12,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	"weft.dev/weft/internal/xdsmeta"
 )
 
 // HTTPProtocolOptionsKey is the typed_extension_protocol_options key for
@@ -47,6 +49,9 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	}
 	if out.ConnectTimeout <= 0 {
 		return fail("connect_timeout must be > 0")
+	}
+	if md := c.GetMetadata().GetFilterMetadata()[xdsmeta.MetaFilter]; md != nil {
+		out.Service = md.GetFields()[xdsmeta.MetaService].GetStringValue()
 	}
 	switch t := c.GetClusterDiscoveryType().(type) {
 	case nil:
@@ -123,6 +128,12 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			if !isPrime(out.MaglevTableSize) || out.MaglevTableSize > 5000011 {
 				return fail("maglev_lb_config.table_size %d must be a prime <= 5000011", out.MaglevTableSize)
 			}
+		}
+	case clusterv3.Cluster_CLUSTER_PROVIDED:
+		// Envoy's only policy for ORIGINAL_DST: the connection's own
+		// destination is the host, there is nothing to balance.
+		if out.Type != DiscoveryOriginalDst {
+			return fail("lb_policy %v is not supported except on ORIGINAL_DST clusters", c.GetLbPolicy())
 		}
 	default:
 		return fail("lb_policy %v is not supported", c.GetLbPolicy())

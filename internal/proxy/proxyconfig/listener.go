@@ -56,10 +56,6 @@ func ParseListener(l *listenerv3.Listener) (*Listener, error) {
 		return nil, fmt.Errorf("listener %q: no filter_chains", l.GetName())
 	}
 	out.Transparent = l.GetUseOriginalDst().GetValue()
-	out.DetectTimeout = durationOr(l.GetListenerFiltersTimeout(), DefaultDetectTimeout)
-	if out.DetectTimeout <= 0 {
-		out.DetectTimeout = DefaultDetectTimeout
-	}
 	for _, f := range l.GetListenerFilters() {
 		switch f.GetName() {
 		case OriginalDstFilter:
@@ -68,6 +64,12 @@ func ParseListener(l *listenerv3.Listener) (*Listener, error) {
 			// The proxy detects TLS and HTTP itself on transparent listeners.
 		default:
 			out.Unenforced = append(out.Unenforced, fmt.Sprintf("listener %q: listener filter %q", l.GetName(), f.GetName()))
+		}
+	}
+	if out.Transparent {
+		out.DetectTimeout = durationOr(l.GetListenerFiltersTimeout(), DefaultDetectTimeout)
+		if out.DetectTimeout <= 0 {
+			out.DetectTimeout = DefaultDetectTimeout
 		}
 	}
 	return out, nil

@@ -46,6 +46,44 @@ func TestParseListener(t *testing.T) {
 	}
 }
 
+func TestParseTransparentListener(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(l *listenerv3.Listener)
+		want time.Duration // DetectTimeout; 0 means not transparent
+	}{
+		{name: "plain", edit: func(*listenerv3.Listener) {}},
+		{name: "use_original_dst", edit: func(l *listenerv3.Listener) { l.UseOriginalDst = wrapperspb.Bool(true) }, want: proxyconfig.DefaultDetectTimeout},
+		{name: "original_dst listener filter", edit: func(l *listenerv3.Listener) {
+			l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: proxyconfig.OriginalDstFilter}}
+		}, want: proxyconfig.DefaultDetectTimeout},
+		{name: "listener_filters_timeout", edit: func(l *listenerv3.Listener) {
+			l.UseOriginalDst = wrapperspb.Bool(true)
+			l.ListenerFiltersTimeout = durationpb.New(250 * time.Millisecond)
+		}, want: 250 * time.Millisecond},
+		{name: "zero timeout keeps the default", edit: func(l *listenerv3.Listener) {
+			l.UseOriginalDst = wrapperspb.Bool(true)
+			l.ListenerFiltersTimeout = durationpb.New(0)
+		}, want: proxyconfig.DefaultDetectTimeout},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := proxytest.Listener("virtualOutbound", "127.0.0.1:15001", proxytest.Chain{Port: 9080, Filter: proxytest.HCMRDS("9080")})
+			tc.edit(l)
+			got, err := proxyconfig.ParseListener(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Transparent != (tc.want != 0) || got.DetectTimeout != tc.want {
+				t.Errorf("Transparent=%v DetectTimeout=%v, want DetectTimeout %v", got.Transparent, got.DetectTimeout, tc.want)
+			}
+			if len(got.Unenforced) != 0 {
+				t.Errorf("Unenforced = %q, want none", got.Unenforced)
+			}
+		})
+	}
+}
+
 func TestValidationErrors(t *testing.T) {
 	okRoute := func(m *routev3.RouteMatch) *routev3.RouteConfiguration {
 		return &routev3.RouteConfiguration{Name: "r", VirtualHosts: []*routev3.VirtualHost{{Name: "v", Domains: []string{"*"}, Routes: []*routev3.Route{{

@@ -25,7 +25,7 @@ type Listener struct {
 	// DetectTimeout bounds the wait for a captured connection's first
 	// bytes when no chain declares its destination port, from Envoy's
 	// listener_filters_timeout; when that is absent or 0, it is
-	// DefaultDetectTimeout. A client silent that long is taken to be
+	// DefaultDetectTimeout. It is 0 on listeners that are not transparent. A client silent that long is taken to be
 	// waiting for the server (MySQL, SMTP) and passed through as TCP.
 	DetectTimeout time.Duration
 	// Unenforced lists fields that were accepted but are not enforced.
@@ -538,6 +538,10 @@ type Cluster struct {
 	LeastRequestChoices uint32
 	// LoadAssignment holds the endpoints of STATIC and DNS clusters.
 	LoadAssignment *Endpoints
+	// Service is the service host name from the cluster's Weft metadata
+	// (filter_metadata["weft"].service), set on inbound clusters; the
+	// metrics' destination_service. Empty when absent.
+	Service string
 	// Unenforced lists fields that were accepted but are not enforced.
 	Unenforced []string
 }

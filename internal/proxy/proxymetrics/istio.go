@@ -357,3 +357,20 @@ func (m *istio) tcpHandlesSlow(k tcpKey) *tcpHandles {
 	m.tcp.Store(&next)
 	return h
 }
+
+// ServiceOf is the destination service of a request or connection to a
+// cluster: the cluster's Weft metadata (meta; set on inbound clusters),
+// the host of an outbound cluster
+// ("outbound|9080|v1|reviews.default.svc.cluster.local"), or the name of
+// any other cluster. An inbound cluster without metadata has none ("").
+func ServiceOf(cluster, meta string, inbound bool) string {
+	switch {
+	case meta != "":
+		return meta
+	case inbound:
+		return ""
+	case strings.HasPrefix(cluster, "outbound|"):
+		return cluster[strings.LastIndexByte(cluster, '|')+1:]
+	}
+	return cluster
+}

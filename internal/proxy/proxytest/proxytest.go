@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"weft.dev/weft/internal/proxy/app"
@@ -149,6 +150,11 @@ type ProxyOptions struct {
 	Type string
 	// DrainTimeout is the shutdown drain timeout (default 5s).
 	DrainTimeout time.Duration
+	// Workload, Labels and ServiceAccount describe the proxy's workload
+	// (its metrics and peer metadata); Workload defaults to the name.
+	Workload       string
+	Labels         map[string]string
+	ServiceAccount string
 }
 
 var proxySeq atomic.Int64
@@ -165,9 +171,10 @@ func StartProxy(t testing.TB, cp *ControlPlane, name string, opts ProxyOptions) 
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := app.Config{
 		XDSAddr: cp.Addr, Type: opts.Type, Name: name, Namespace: "default",
-		NodeID:         xdsmeta.NodeID("sidecar", "127.0.0.1", fmt.Sprintf("%s-%d", name, proxySeq.Add(1)), "default"),
-		AdminAddr:      "127.0.0.1:0",
-		DrainTimeout:   opts.DrainTimeout,
+		NodeID:       xdsmeta.NodeID("sidecar", "127.0.0.1", fmt.Sprintf("%s-%d", name, proxySeq.Add(1)), "default"),
+		AdminAddr:    "127.0.0.1:0",
+		DrainTimeout: opts.DrainTimeout,
+		Workload:     opts.Workload, Labels: opts.Labels, ServiceAccount: opts.ServiceAccount,
 		XDSBackoffBase: 20 * time.Millisecond, XDSBackoffMax: 200 * time.Millisecond,
 	}
 	p, err := app.New(cfg, log, access)
@@ -433,4 +440,16 @@ func Inbound(port uint32, appAddr string, http bool) []proto.Message {
 		Listener(xdsmeta.InboundListenerName(port), "127.0.0.1:0", Chain{Filter: f}),
 		StaticCluster(cluster, appAddr),
 	}
+}
+
+// WithService sets the Weft metadata of an inbound cluster: the service
+// host name behind the port.
+func WithService(c *clusterv3.Cluster, host string, port uint32) *clusterv3.Cluster {
+	c.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		xdsmeta.MetaFilter: {Fields: map[string]*structpb.Value{
+			xdsmeta.MetaService: structpb.NewStringValue(host),
+			xdsmeta.MetaPort:    structpb.NewNumberValue(float64(port)),
+		}},
+	}}
+	return c
 }

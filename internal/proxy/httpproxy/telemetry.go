@@ -1,0 +1,64 @@
+package httpproxy
+
+import (
+	"net/http"
+	"time"
+
+	"weft.dev/weft/internal/proxy/peermeta"
+	"weft.dev/weft/internal/proxy/proxymetrics"
+)
+
+// setPeerHeader puts the sidecar's own peer metadata on a response from
+// an inbound cluster (replies the proxy makes itself included), so the
+// client's sidecar learns who answered.
+func (p *Proxy) setPeerHeader(rs *reqState, h http.Header) {
+	if rs.inbound && p.peer != nil {
+		h[peermeta.Header] = p.peer
+	}
+}
+
+// grpcStatusTrailer is the key under which a reverse-proxied response
+// keeps an undeclared grpc-status trailer in the downstream header map.
+const grpcStatusTrailer = http.TrailerPrefix + "Grpc-Status"
+
+// recordIstio records the request in the mesh metrics (istio_*). It runs
+// after the response is complete, on the request's goroutine.
+func (p *Proxy) recordIstio(rs *reqState, sw *statusWriter, clusterName string, code int, flags string, reqBytes int64, start time.Time) {
+	r := proxymetrics.HTTPRequest{
+		Inbound:       rs.inbound,
+		Service:       serviceOf(clusterName, rs),
+		GRPC:          rs.grpc,
+		Code:          code,
+		Flags:         flags,
+		Duration:      time.Since(start),
+		RequestBytes:  reqBytes,
+		ResponseBytes: sw.n,
+	}
+	if rs.inbound {
+		r.Peer = peermeta.Parse(rs.reqPeer)
+	} else {
+		r.Peer = peermeta.Parse(rs.respPeer)
+	}
+	if rs.grpc || rs.cluster == nil {
+		// A local reply to a gRPC request carries grpc-status in headers;
+		// rs.grpc is set only once a cluster is picked.
+		h := sw.Header()
+		if v := h["Grpc-Status"]; len(v) > 0 {
+			r.GRPCStatus = v[0]
+		} else if v := h[grpcStatusTrailer]; len(v) > 0 {
+			r.GRPCStatus = v[0]
+		}
+		if r.GRPCStatus != "" {
+			r.GRPC = true
+		}
+	}
+	p.metrics.RecordHTTP(&r)
+}
+
+func serviceOf(clusterName string, rs *reqState) string {
+	meta := ""
+	if rs.cluster != nil {
+		meta = rs.cluster.Config().Service
+	}
+	return proxymetrics.ServiceOf(clusterName, meta, rs.inbound)
+}

@@ -1,0 +1,171 @@
+package xdsserver
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/model"
+)
+
+// twoServices is a mesh of reviews and ratings, in namespace default;
+// ratings' endpoint listens on ratingsPort.
+func twoServices(ratingsPort uint32, scoped bool) *model.Snapshot {
+	svc := func(name string, port uint32) *model.Service {
+		return &model.Service{
+			Hostname: name + ".default.svc.cluster.local", Namespace: "default",
+			Ports:     []model.Port{{Name: "http", Number: 9080, Protocol: model.ProtocolHTTP}},
+			Endpoints: []*model.Endpoint{{Address: "127.0.0.1", Ports: map[string]uint32{"http": port}}},
+		}
+	}
+	s := &model.Snapshot{Services: map[string]*model.Service{
+		"reviews.default.svc.cluster.local": svc("reviews", 20001),
+		"ratings.default.svc.cluster.local": svc("ratings", ratingsPort),
+	}}
+	if scoped {
+		s.Sidecars = []*model.Sidecar{{Meta: model.Meta{Kind: "Sidecar", Namespace: "default", Name: "default"}, Spec: &networking.Sidecar{
+			Egress: []*networking.IstioEgressListener{{Hosts: []string{"./reviews.default.svc.cluster.local"}}},
+		}}}
+	}
+	return s
+}
+
+const (
+	reviewsCLA = "outbound|9080||reviews.default.svc.cluster.local"
+	ratingsCLA = "outbound|9080||ratings.default.svc.cluster.local"
+)
+
+func edsStream(ctx context.Context, t *testing.T, addr string) discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
+}
+
+func claNames(t *testing.T, resp *discovery.DiscoveryResponse) []string {
+	t.Helper()
+	var out []string
+	for _, a := range resp.GetResources() {
+		cla := &endpoint.ClusterLoadAssignment{}
+		if err := a.UnmarshalTo(cla); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, cla.GetClusterName())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestEDSSendsOnlyChanged: an endpoint change sends the changed
+// ClusterLoadAssignment alone, and the EDS status follows it.
+func TestEDSSendsOnlyChanged(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := New(ctx, Options{Logger: testLogger(t)})
+	if err := s.Update(twoServices(20002, false)); err != nil {
+		t.Fatal(err)
+	}
+	stream := edsStream(ctx, t, startServer(t, s))
+	names := []string{ratingsCLA, reviewsCLA}
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType, ResourceNames: names}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := claNames(t, resp); !slices.Equal(got, names) {
+		t.Fatalf("first EDS response: %v, want %v", got, names)
+	}
+	ack := func(resp *discovery.DiscoveryResponse) {
+		t.Helper()
+		if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: names, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(resp)
+	id := sidecarNode().GetId()
+	waitFor(ctx, t, "EDS SYNCED", func() bool { return statusOf(s, id, "EDS").State == StateSynced })
+
+	// A change elsewhere (no endpoint) leaves EDS alone and SYNCED.
+	if err := s.Update(twoServices(20002, false)); err != nil {
+		t.Fatal(err)
+	}
+	if st := statusOf(s, id, "EDS"); st.State != StateSynced {
+		t.Errorf("EDS after a no-op update: %+v", st)
+	}
+
+	if err := s.Update(twoServices(20003, false)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := claNames(t, resp); !slices.Equal(got, []string{ratingsCLA}) {
+		t.Fatalf("after a ratings endpoint change: %v, want only %s", got, ratingsCLA)
+	}
+	if st := statusOf(s, id, "EDS"); st.State != StateStale || st.Latest != resp.GetVersionInfo() {
+		t.Errorf("EDS before the ACK: %+v, want STALE at %s", st, resp.GetVersionInfo())
+	}
+	ack(resp)
+	waitFor(ctx, t, "EDS SYNCED after the change", func() bool { return statusOf(s, id, "EDS").State == StateSynced })
+}
+
+// TestEDSScoped: a proxy limited by a Sidecar gets no endpoints outside
+// its scope, even when it asks for them.
+func TestEDSScoped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := New(ctx, Options{Logger: testLogger(t)})
+	if err := s.Update(twoServices(20002, true)); err != nil {
+		t.Fatal(err)
+	}
+	stream := edsStream(ctx, t, startServer(t, s))
+	names := []string{ratingsCLA, reviewsCLA}
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType, ResourceNames: names}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := claNames(t, resp); !slices.Equal(got, []string{reviewsCLA}) {
+		t.Fatalf("scoped proxy got %v, want only %s", got, reviewsCLA)
+	}
+	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: names, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	// A change to ratings' endpoints is not sent to it.
+	if err := s.Update(twoServices(20003, true)); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *discovery.DiscoveryResponse, 1)
+	go func() {
+		if r, err := stream.Recv(); err == nil {
+			got <- r
+		}
+	}()
+	select {
+	case r := <-got:
+		t.Fatalf("scoped proxy got %v after an out-of-scope change", claNames(t, r))
+	case <-time.After(200 * time.Millisecond):
+	}
+	id := sidecarNode().GetId()
+	waitFor(ctx, t, "EDS SYNCED", func() bool { return statusOf(s, id, "EDS").State == StateSynced })
+}
