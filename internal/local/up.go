@@ -188,9 +188,9 @@ func Run(ctx context.Context, opts Options) error {
 const (
 	groupTraffic   = "traffic"
 	groupTelemetry = "telemetry"
-	groupApp     = "app"
-	groupGateway = "gateway"
-	groupSidecar = "sidecar"
+	groupApp       = "app"
+	groupGateway   = "gateway"
+	groupSidecar   = "sidecar"
 )
 
 // prepareConfig returns the folder the control plane watches. A folder is
