@@ -86,6 +86,7 @@ Start with 'weft up' to run the built-in demo mesh on this machine.`,
 		newStatusCmd(g),
 		newProxyStatusCmd(g),
 		newStatCmd(g),
+		newLogsCmd(g),
 		newDemoAppCmd(g),
 	)
 	return root

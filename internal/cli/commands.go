@@ -314,6 +314,62 @@ sidecars itself; Prometheus is not needed.`,
 	return cmd
 }
 
+func newLogsCmd(g *globals) *cobra.Command {
+	var q local.LogQuery
+	var service, workload, instance, output string
+	var since time.Duration
+	cmd := &cobra.Command{
+		Use:   "logs",
+		Short: "Search the access logs and app output of every instance in one place",
+		Long: `Search what every process of the local mesh wrote: the apps' own output, the
+sidecars' logs and their JSON access logs (when access logging is on), kept by
+weft up under <state-dir>/logs, size-bounded and rotated. Works while the mesh
+runs and after it stopped.`,
+		Example: `  weft logs --service reviews --since 5m
+  weft logs --status 5xx
+  weft logs --trace 4bf92f3577b34da6a3ce929d0e0e4736
+  weft logs --workload productpage-v1 --follow`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q.StateDir = g.stateDir
+			q.JSON = output == "json"
+			if since > 0 {
+				q.Since = time.Now().Add(-since)
+			}
+			if service != "" || workload != "" || instance != "" {
+				q.Instances = map[string]bool{}
+				if instance != "" {
+					q.Instances[instance] = true
+				}
+			}
+			if service != "" || workload != "" {
+				var st local.MeshStatus
+				if err := g.client().do("GET", "/api/v1/status", nil, &st); err != nil {
+					return fmt.Errorf("finding the instances of %s: %w", service+workload, err)
+				}
+				for _, in := range st.Instances {
+					if (service != "" && in.Service == service) || (workload != "" && in.Workload == workload) {
+						q.Instances[in.Instance] = true
+					}
+				}
+				if len(q.Instances) == 0 {
+					return fmt.Errorf("no instance of %s in the running mesh; see weft status", service+workload)
+				}
+			}
+			return local.SearchLogs(cmd.Context(), q, g.stdout)
+		},
+	}
+	cmd.Flags().StringVar(&service, "service", "", "only instances of this service")
+	cmd.Flags().StringVar(&workload, "workload", "", "only instances of this workload")
+	cmd.Flags().StringVar(&instance, "instance", "", "only this instance (e.g. reviews-v2-0)")
+	cmd.Flags().DurationVar(&since, "since", 0, "only lines from this long ago (e.g. 10m)")
+	cmd.Flags().BoolVarP(&q.Follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().StringVar(&q.Status, "status", "", "only access log lines with this response code: 5xx, 4xx, 503...")
+	cmd.Flags().StringVar(&q.Trace, "trace", "", "only lines that mention this trace ID")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output: text or json")
+	return cmd
+}
+
 func newProxyStatusCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{

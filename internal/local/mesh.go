@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,6 +54,8 @@ type mesh struct {
 	stopping bool
 	// prometheus is the URL of the Prometheus weft up started, if any.
 	prometheus string
+	// logs are the open per-process log files, by path.
+	logs map[string]*rotatingLog
 }
 
 // instance is one running app + sidecar (or a gateway: app is nil).
@@ -187,6 +190,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 			Name:    "traffic",
 			Group:   groupTraffic,
 			Command: []string{m.self, "demo-app", "traffic", "--target", "http://127.0.0.1:8080/productpage"},
+			Log:     m.openLog(model.DefaultNamespace, "traffic"),
 		})
 		if err != nil {
 			m.log.Warn("demo traffic generator cannot run", "err", err)
@@ -307,6 +311,7 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		Env:     envList(env),
 		Dir:     dir,
 		Ready:   tcpReady(mi),
+		Log:     m.openLog(ns, mi.Name),
 	}
 	if len(mi.Ports) == 0 {
 		appSpec.Ready = nil
@@ -323,6 +328,8 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 			Group:   groupSidecar,
 			Command: m.proxyArgs(xdsmeta.ProxyTypeSidecar, mi),
 			Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
+			Log:     m.openLog(ns, mi.Name+".proxy"),
+			Quiet:   isAccessLog,
 		})
 		if err != nil {
 			m.cp.Instances().Remove(mi.ProxyKey())
@@ -388,6 +395,8 @@ func (m *mesh) startGateway(ctx context.Context) (*instance, error) {
 		Group:   groupGateway,
 		Command: m.proxyArgs(xdsmeta.ProxyTypeGateway, mi),
 		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", admin)),
+		Log:     m.openLog(mi.Namespace, gatewayName+".proxy"),
+		Quiet:   isAccessLog,
 	})
 	if err != nil {
 		return nil, err
@@ -479,7 +488,7 @@ func (m *mesh) status() MeshStatus {
 		st.Problems = append(st.Problems, m.problems[key])
 	}
 	add := func(in *instance, service string) {
-		is := InstanceStatus{Service: service, Namespace: in.model.Namespace, Instance: in.model.Name, Version: in.model.Labels["version"]}
+		is := InstanceStatus{Service: service, Namespace: in.model.Namespace, Instance: in.model.Name, Workload: in.model.Workload, Version: in.model.Labels["version"]}
 		if in.model.AdminPort != 0 {
 			is.Sidecar = fmt.Sprintf("127.0.0.1:%d", in.model.AdminPort)
 		}
@@ -537,6 +546,36 @@ func (m *mesh) handleStatus(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(m.status())
+}
+
+// openLog returns the log file of a process, <state>/logs/<ns>/<name>.log,
+// or nil (no file, terminal output only) if it cannot be opened.
+func (m *mesh) openLog(ns, name string) io.Writer {
+	path := filepath.Join(logDir(m.stateDir), ns, name+".log")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.logs[path]; ok {
+		return l
+	}
+	l, err := newRotatingLog(path)
+	if err != nil {
+		m.log.Warn("cannot keep a log file; output goes to the terminal only", "path", path, "err", err)
+		return nil
+	}
+	if m.logs == nil {
+		m.logs = map[string]*rotatingLog{}
+	}
+	m.logs[path] = l
+	return l
+}
+
+// closeLogs closes every log file; called once the processes are stopped.
+func (m *mesh) closeLogs() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, l := range m.logs {
+		_ = l.Close()
+	}
 }
 
 // tcpReady is ready when the app accepts connections on its first port.

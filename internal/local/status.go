@@ -36,6 +36,8 @@ type InstanceStatus struct {
 	Namespace string `json:"namespace"`
 	// Instance name ("reviews-v2-0").
 	Instance string `json:"instance"`
+	// Workload is the Workload resource's name ("reviews-v2").
+	Workload string `json:"workload"`
 	// Version label, if any.
 	Version string `json:"version"`
 	// Address the sidecar accepts traffic for the app on (its inbound

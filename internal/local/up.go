@@ -176,6 +176,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := sup.StopAll(stopCtx); err != nil {
 		log.Warn("stopping processes", "err", err)
 	}
+	m.closeLogs()
 	stopCP()
 	if err := <-cpDone; err != nil {
 		log.Warn("control plane", "err", err)

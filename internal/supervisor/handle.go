@@ -24,6 +24,7 @@ type Handle struct {
 	color string
 
 	stdout, stderr *lineWriter // reused across runs, written by exec's copiers
+	logMu          sync.Mutex  // serialises writes to spec.Log from both streams
 
 	mu       sync.Mutex
 	st       ProcessStatus
@@ -112,7 +113,13 @@ func (h *Handle) event(t EventType, pid int, f func(ev *Event)) {
 }
 
 func (h *Handle) logf(format string, args ...any) {
-	h.s.out.line(h.spec.Name, h.color, []byte("weft: "+fmt.Sprintf(format, args...)))
+	text := []byte("weft: " + fmt.Sprintf(format, args...))
+	h.s.out.line(h.spec.Name, h.color, text)
+	if h.spec.Log != nil {
+		h.logMu.Lock()
+		_, _ = h.spec.Log.Write(append(text, '\n'))
+		h.logMu.Unlock()
+	}
 }
 
 // proc is one run of the process: the command and the read ends of its
@@ -128,8 +135,8 @@ type proc struct {
 // start builds and starts one run from the supervisor's start thread.
 func (h *Handle) start() (*proc, error) {
 	if h.stdout == nil {
-		h.stdout = &lineWriter{out: h.s.out, name: h.spec.Name, color: h.color}
-		h.stderr = &lineWriter{out: h.s.out, name: h.spec.Name, color: h.color}
+		h.stdout = &lineWriter{out: h.s.out, name: h.spec.Name, color: h.color, log: h.spec.Log, logMu: &h.logMu, quiet: h.spec.Quiet}
+		h.stderr = &lineWriter{out: h.s.out, name: h.spec.Name, color: h.color, log: h.spec.Log, logMu: &h.logMu, quiet: h.spec.Quiet}
 	}
 	rOut, wOut, err := os.Pipe()
 	if err != nil {

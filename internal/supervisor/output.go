@@ -87,6 +87,10 @@ type lineWriter struct {
 	name  string
 	color string
 	buf   []byte
+	// log, if set, gets every line too (under logMu); quiet lines skip out.
+	log   io.Writer
+	logMu *sync.Mutex
+	quiet func([]byte) bool
 }
 
 func (l *lineWriter) Write(p []byte) (int, error) {
@@ -96,7 +100,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			l.buf = append(l.buf, p...)
 			for len(l.buf) >= maxLine {
-				l.out.line(l.name, l.color, l.buf[:maxLine])
+				l.write(l.buf[:maxLine])
 				l.buf = append(l.buf[:0], l.buf[maxLine:]...)
 			}
 			break
@@ -109,8 +113,21 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (l *lineWriter) emit() {
-	l.out.line(l.name, l.color, bytes.TrimSuffix(l.buf, []byte("\r")))
+	l.write(bytes.TrimSuffix(l.buf, []byte("\r")))
 	l.buf = l.buf[:0]
+}
+
+// write sends one line to the log sink and, unless it is quiet, to the
+// shared output.
+func (l *lineWriter) write(text []byte) {
+	if l.log != nil {
+		l.logMu.Lock()
+		_, _ = l.log.Write(append(text[:len(text):len(text)], '\n'))
+		l.logMu.Unlock()
+	}
+	if l.quiet == nil || !l.quiet(text) {
+		l.out.line(l.name, l.color, text)
+	}
 }
 
 // flush writes a last line that had no newline.

@@ -74,6 +74,14 @@ type Process struct {
 	// 30 s. When it passes, an EventNotReady is published and WaitReady
 	// returns an error; the process keeps running.
 	ReadyTimeout time.Duration
+	// Log, if set, also receives every line of the process's output and
+	// the supervisor's notes about it, one Write per line ending in '\n'.
+	// It is written from the supervisor's goroutines, one at a time; its
+	// errors are ignored.
+	Log io.Writer
+	// Quiet, if set, keeps the lines it returns true for off Output (they
+	// still go to Log): for example a sidecar's access log lines.
+	Quiet func(line []byte) bool
 }
 
 // ColorMode says whether log prefixes are coloured.

@@ -250,6 +250,38 @@ func TestPrefixedOutput(t *testing.T) {
 	}
 }
 
+func TestLogSinkAndQuietLines(t *testing.T) {
+	ctx := testContext(t)
+	var out, log syncBuffer
+	s := newSupervisor(t, &out, func(o *Options) { o.Color = ColorNever })
+	h, err := s.Start(ctx, Process{
+		Name: "lines-0", Group: "app", Command: self(), Env: helperEnvs("lines"), Restart: RestartNever,
+		Log:   &log,
+		Quiet: func(line []byte) bool { return strings.HasPrefix(string(line), "oops") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.Done():
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	sorted := func(s string) []string {
+		l := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+		slices.Sort(l)
+		return l
+	}
+	wantLog := sorted("hello\noops\ntail without newline\nweft: exited (exit status 0); restart policy never, not restarting\n")
+	if diff := cmp.Diff(wantLog, sorted(log.String())); diff != "" {
+		t.Errorf("log sink (-want +got):\n%s", diff)
+	}
+	wantOut := sorted("lines-0 | hello\nlines-0 | tail without newline\nlines-0 | weft: exited (exit status 0); restart policy never, not restarting\n")
+	if diff := cmp.Diff(wantOut, sorted(out.String())); diff != "" {
+		t.Errorf("terminal output without the quiet line (-want +got):\n%s", diff)
+	}
+}
+
 func TestRestartPolicy(t *testing.T) {
 	tests := []struct {
 		name    string
