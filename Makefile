@@ -7,7 +7,7 @@ LDFLAGS := -X weft.dev/weft/internal/version.Version=$(VERSION)
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help build up test test-short lint fmt vet bench clean tools
+.PHONY: help build up test test-short lint fmt vet bench bench-quick bench-micro bench-deps clean tools
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,7 +42,26 @@ fmt: ## gofmt the tree
 tools: ## build the third-party test programs into bin/tools
 	cd tools && $(GO) build -o ../$(BIN)/tools/ $$(awk '/^tool /{print $$2} /^tool \(/{t=1;next} t&&/^\)/{t=0} t{print $$1}' go.mod)
 
-bench: ## micro-benchmarks (go test -bench)
+# The data-plane benchmark (bench/, docs/performance.md): fortio load through
+# no proxy, Weft's sidecars and two hops of nginx, HAProxy and Caddy, in one
+# run. Extra flags: make bench BENCHFLAGS='--services 1000 --paths baseline,weft'.
+BENCHFLAGS ?=
+
+bench: $(BIN)/tools/fortio ## data-plane benchmark vs nginx/HAProxy/Caddy, 30 s windows (~25 min; run bench-deps first)
+	$(GO) build -o $(BIN)/weftbench ./bench/cmd/weftbench
+	$(BIN)/weftbench --pprof $(BENCHFLAGS)
+
+bench-quick: $(BIN)/tools/fortio ## the data-plane benchmark with 10 s windows (~10 min)
+	$(GO) build -o $(BIN)/weftbench ./bench/cmd/weftbench
+	$(BIN)/weftbench --quick --pprof $(BENCHFLAGS)
+
+bench-deps: ## install the benchmark's peers and load generator (apt-get nginx haproxy; fortio, caddy)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy >/dev/null; \
+	else echo "bench-deps: not root or no apt-get: install nginx and haproxy yourself"; fi
+	$(MAKE) $(BIN)/tools/fortio $(BIN)/tools/caddy
+
+bench-micro: ## micro-benchmarks (go test -bench)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
 clean: ## remove build output

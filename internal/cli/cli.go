@@ -86,6 +86,8 @@ Start with 'weft up' to run the built-in demo mesh on this machine.`,
 		newStatusCmd(g),
 		newProxyStatusCmd(g),
 		newStatCmd(g),
+		newCACmd(g),
+		newTapCmd(g),
 		newLogsCmd(g),
 		newDemoAppCmd(g),
 	)

@@ -48,6 +48,8 @@ Weft Workloads beside Istio resources. Ctrl-C stops everything.`,
 	cmd.Flags().BoolVar(&opts.Prometheus, "prometheus", false, "also run Prometheus (the prometheus program on PATH) scraping every sidecar")
 	cmd.Flags().StringVar(&opts.PrometheusAddr, "prometheus-addr", "127.0.0.1:9090", "where the Prometheus of --prometheus listens")
 	cmd.Flags().StringVar(&opts.ProxyBinary, "proxy-binary", "", "sidecar binary (default: weft-proxy beside weft, else 'weft proxy')")
+	addUpCAFlags(cmd, &opts)
+	opts.Telemetry = addTelemetryFlags(cmd)
 	return cmd
 }
 
@@ -69,6 +71,8 @@ func newControlPlaneCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&opts.ConfigDir, "config", "", "folder of YAML config to load and watch (required)")
 	cmd.Flags().StringVar(&opts.XDSAddr, "xds-addr", "127.0.0.1:15010", "address to serve xDS (plaintext) on")
 	cmd.Flags().StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:15014", "address to serve the admin API on")
+	addControlPlaneCAFlags(cmd, &opts)
+	opts.Telemetry = addTelemetryFlags(cmd)
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

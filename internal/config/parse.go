@@ -34,7 +34,6 @@ var unsupportedKinds = map[string]bool{
 	"PeerAuthentication":    true,
 	"AuthorizationPolicy":   true,
 	"RequestAuthentication": true,
-	"Telemetry":             true,
 	"EnvoyFilter":           true,
 	"WorkloadGroup":         true,
 	"ProxyConfig":           true,
@@ -242,15 +241,19 @@ func checkKind(kind, apiVersion string) string {
 			return fmt.Sprintf("kind Workload needs apiVersion %s, not %q", WeftAPIVersion, apiVersion)
 		}
 	case istioKinds[kind] != nil:
-		if apiVersion == "" {
-			return fmt.Sprintf("apiVersion is missing; use %s", istioAPIVersions[0])
+		versions := istioAPIVersions
+		if v, ok := kindAPIVersions[kind]; ok {
+			versions = v
 		}
-		for _, v := range istioAPIVersions {
+		if apiVersion == "" {
+			return fmt.Sprintf("apiVersion is missing; use %s", versions[0])
+		}
+		for _, v := range versions {
 			if apiVersion == v {
 				return ""
 			}
 		}
-		return fmt.Sprintf("apiVersion %q is not one Weft reads for %s; use %s", apiVersion, kind, strings.Join(istioAPIVersions, ", "))
+		return fmt.Sprintf("apiVersion %q is not one Weft reads for %s; use %s", apiVersion, kind, strings.Join(versions, ", "))
 	default:
 		return fmt.Sprintf("unknown kind %q (apiVersion %q); Weft reads ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, Sidecar, Gateway (networking.istio.io) and Workload (%s)", kind, apiVersion, WeftAPIVersion)
 	}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"weft.dev/weft/internal/ca"
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/meshstats"
 	"weft.dev/weft/internal/model"
@@ -47,6 +48,15 @@ type Options struct {
 	// StatsInterval is how often the sidecars' metrics are scraped for
 	// `weft stat`; default 5 s.
 	StatsInterval time.Duration
+	// Telemetry are the mesh-wide tracing and access log defaults that
+	// Telemetry resources override; nil means model.DefaultMeshTelemetry()
+	// (1 % sampling, no collector, access logs off).
+	Telemetry *model.MeshTelemetry
+	// CA configures the certificate authority; off unless CA.Dir or
+	// CA.PluginDir is set.
+	CA CAOptions
+	// CAAddr is where the CA is served (TLS); default 127.0.0.1:15012.
+	CAAddr string
 }
 
 // Server is a running control plane. Its methods are safe for concurrent use.
@@ -63,6 +73,12 @@ type Server struct {
 	metrics   *metrics
 	builder   *validate.Builder // holds the last good version of every resource
 	stats     *meshstats.Collector
+	taps      tapShutdown // ends open /api/v1/tap streams on shutdown (tap.go)
+
+	// The CA (nil when off), its bootstrap tokens and its listener.
+	ca       *ca.Authority
+	caTokens *ca.Tokens
+	caLn     net.Listener
 
 	notifyCh chan struct{}
 	ready    chan struct{}
@@ -92,6 +108,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ConfigDir == "" {
 		return nil, errors.New("no config folder: pass --config DIR")
+	}
+	if err := checkTelemetry(&opts); err != nil {
+		return nil, err
 	}
 	log := opts.Logger.With("component", "controlplane")
 	reg := prometheus.NewRegistry()
@@ -127,6 +146,13 @@ func New(opts Options) (*Server, error) {
 	}
 	s.stats = meshstats.New(meshstats.Options{Interval: opts.StatsInterval, Logger: log, Targets: s.statsTargets})
 	s.routes()
+	s.caRoutes()
+	if err := s.setupCA(); err != nil {
+		xdsLn.Close()
+		adminLn.Close()
+		xds.Stop()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -195,12 +221,14 @@ func (s *Server) Run(ctx context.Context) error {
 	)
 	s.xds.Register(grpcServer)
 	admin := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	admin.RegisterOnShutdown(s.taps.stop)
 
 	for _, src := range []Source{s.folder, s.instances} {
 		g.Go(func() error { return src.Run(ctx, s.notify) })
 	}
 	g.Go(func() error { return s.watch(ctx) })
 	g.Go(func() error { return s.stats.Run(ctx) })
+	g.Go(func() error { return s.runCA(ctx) })
 	g.Go(func() error {
 		if err := grpcServer.Serve(s.xdsLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving xDS: %w", err)
@@ -288,6 +316,7 @@ func (s *Server) rebuild() {
 
 	snap := s.builder.Build(set, s.instances.List())
 	snap.Version = version
+	snap.MeshTelemetry = *s.opts.Telemetry
 	s.metrics.observeBuild(snap, time.Since(start))
 	for _, st := range snap.Status {
 		if st.State == model.StateInvalid {

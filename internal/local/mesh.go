@@ -372,6 +372,7 @@ func (m *mesh) stopInstance(ctx context.Context, in *instance) {
 	if in.sidecar != nil {
 		_ = in.sidecar.Stop(sctx)
 	}
+	m.revokeIdentity(in.model)
 }
 
 // startGateway runs the ingress gateway proxy; the control plane gives it
@@ -418,6 +419,7 @@ func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
 	if mi.StatsPort != 0 {
 		args = append(args, "--stats-addr", fmt.Sprintf("127.0.0.1:%d", mi.StatsPort))
 	}
+	args = append(args, m.identityArgs(mi)...)
 	return append(args,
 		"--xds-addr", m.cp.XDSAddr(),
 		"--type", typ,

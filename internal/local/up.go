@@ -38,6 +38,16 @@ type Options struct {
 	// XDSAddr and AdminAddr are the control plane's preferred addresses; a
 	// taken port is replaced by a free one.
 	XDSAddr, AdminAddr string
+	// CAAddr is the CA's preferred address (TLS; default 127.0.0.1:15012,
+	// a free port if taken). The CA keeps its root in <state-dir>/ca.
+	CAAddr string
+	// CACerts, when set, is a folder holding a plug-in CA (Istio's cacerts
+	// layout) used instead of the self-signed root.
+	CACerts string
+	// TrustDomain of workload SPIFFE IDs; default cluster.local.
+	TrustDomain string
+	// CertTTL is the lifetime of workload certificates; default 24 h.
+	CertTTL time.Duration
 	// NoTraffic turns the demo's traffic generator off.
 	NoTraffic bool
 	// Prometheus starts a Prometheus server (the prometheus program on
@@ -53,6 +63,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Stdout receives the processes' prefixed logs and the status table.
 	Stdout io.Writer
+	// Telemetry are the mesh-wide tracing and access log defaults given
+	// to the control plane; nil means model.DefaultMeshTelemetry().
+	Telemetry *model.MeshTelemetry
 }
 
 // Run runs the mesh until ctx is done, then stops everything in order:
@@ -98,7 +111,9 @@ func Run(ctx context.Context, opts Options) error {
 	if !ok {
 		log.Warn("admin port taken; using another", "wanted", opts.AdminAddr, "using", adminAddr)
 	}
-	cp, err := controlplane.New(controlplane.Options{ConfigDir: configDir, XDSAddr: xdsAddr, AdminAddr: adminAddr, Logger: opts.Logger})
+	caAddr, caOpts := caSettings(opts, stateDir, pp, log)
+	cp, err := controlplane.New(controlplane.Options{ConfigDir: configDir, XDSAddr: xdsAddr, AdminAddr: adminAddr, Logger: opts.Logger, Telemetry: opts.Telemetry,
+		CAAddr: caAddr, CA: caOpts})
 	if err != nil {
 		return err
 	}

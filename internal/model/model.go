@@ -306,6 +306,11 @@ type Snapshot struct {
 	Sidecars []*Sidecar
 	// Gateways in force.
 	Gateways []*Gateway
+	// Telemetries in force (telemetry.istio.io Telemetry).
+	Telemetries []*Telemetry
+	// MeshTelemetry are the control plane's mesh-wide telemetry defaults;
+	// the control plane sets them on every snapshot it builds.
+	MeshTelemetry MeshTelemetry
 	// Status of every resource read, valid or not.
 	Status []ResourceStatus
 }

@@ -47,7 +47,7 @@ var supportedTLSModes = map[string]bool{"DISABLE": true, "SIMPLE": true, "MUTUAL
 
 // fieldRules is the table of unsupported fields. To support a field,
 // delete its rule; to reject one more, add a rule.
-var fieldRules = buildRules()
+var fieldRules = append(buildRules(), telemetryRules()...)
 
 func buildRules() []fieldRule {
 	const exportTo = "exportTo is ignored: in Weft every resource is visible to every namespace; remove it to silence this warning"

@@ -85,6 +85,9 @@ func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapsho
 		for _, c := range lastGood.Sidecars {
 			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
 		}
+		for _, c := range lastGood.Telemetries {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
 	}
 	return run(set, instances, prev, version).snap
 }
@@ -118,6 +121,8 @@ type build struct {
 	subsets         map[string][]string // host -> subset names of its DestinationRule
 	vsClaims        map[string]*config.Resource
 	sidecarDefault  map[string]*config.Resource // namespace -> Sidecar without selector
+	// telemetryDefault: namespace -> Telemetry without selector (made on first use).
+	telemetryDefault map[string]*config.Resource
 }
 
 func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64) *build {
@@ -160,6 +165,7 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 	b.stage(b.checkDestinationRule, config.KindDestinationRule)
 	b.stage(b.checkVirtualService, config.KindVirtualService)
 	b.stage(b.checkSidecar, config.KindSidecar)
+	b.stage(b.checkTelemetry, config.KindTelemetry)
 	b.status()
 	b.sortSnapshot()
 	return b
@@ -282,6 +288,7 @@ func (b *build) sortSnapshot() {
 	sortConfigs(s.DestinationRules)
 	sortConfigs(s.Sidecars)
 	sortConfigs(s.Gateways)
+	sortConfigs(s.Telemetries)
 }
 
 func sortConfigs[T any](cs []*model.Config[T]) {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 	networking "istio.io/api/networking/v1alpha3"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
@@ -473,6 +474,7 @@ func TestFieldRulesResolve(t *testing.T) {
 		config.KindGateway:         &networking.Gateway{},
 		config.KindServiceEntry:    &networking.ServiceEntry{},
 		config.KindSidecar:         &networking.Sidecar{},
+		config.KindTelemetry:       &telemetry.Telemetry{},
 	}
 	for _, r := range fieldRules {
 		t.Run(r.kind+" "+r.path, func(t *testing.T) {

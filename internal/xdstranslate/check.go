@@ -67,6 +67,9 @@ func Check(r *Resources) error {
 		if rc := m.GetRouteConfig(); rc != nil {
 			checkRoutes(rc, who)
 		}
+		if c := tracingCluster(m); c != "" {
+			needCluster(c, who+" (tracing)")
+		}
 	}
 	for _, l := range r.Listeners {
 		who := fmt.Sprintf("listener %q", l.GetName())

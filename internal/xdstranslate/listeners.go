@@ -159,6 +159,7 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 
 	var routes []*route.RouteConfiguration
 	var chains []*listener.FilterChain
+	tel := t.telemetryFor(p)
 	for _, n := range ports {
 		name := xdsmeta.OutboundRouteName(n)
 		rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
@@ -180,7 +181,7 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 		chains = append(chains, &listener.FilterChain{
 			Name:             fmt.Sprintf("0.0.0.0_%d", n),
 			FilterChainMatch: &listener.FilterChainMatch{DestinationPort: wrapperspb.UInt32(n)},
-			Filters:          []*listener.Filter{hcmFilter(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), name))},
+			Filters:          []*listener.Filter{hcmFilter(tel.apply(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), name)))},
 		})
 	}
 	sort.SliceStable(tcp, func(i, j int) bool {
@@ -245,6 +246,7 @@ func (t *Translator) upstreamListeners(p *Proxy, sc *scope) []*listener.Listener
 		return nil
 	}
 	var ls []*listener.Listener
+	tel := t.telemetryFor(p)
 	for _, u := range p.Instance.Upstreams {
 		svc := t.snap.Services[u.Host]
 		if svc == nil || u.LocalPort == 0 || svc.Resolution == model.ResolutionNone || !sc.allows(svc.Hostname, svc.Namespace) {
@@ -262,7 +264,7 @@ func (t *Translator) upstreamListeners(p *Proxy, sc *scope) []*listener.Listener
 				VirtualHosts:     []*route.VirtualHost{t.outboundVirtualHost(p, svc, u.Port, []string{"*"})},
 				ValidateClusters: wrapperspb.Bool(false),
 			}
-			f = hcmFilter(inlineManager(fmt.Sprintf("outbound_127.0.0.1_%d", u.LocalPort), rc))
+			f = hcmFilter(tel.apply(inlineManager(fmt.Sprintf("outbound_127.0.0.1_%d", u.LocalPort), rc)))
 		} else {
 			f = t.outboundTCPProxy(p, servicePort{svc, port})
 		}
@@ -317,7 +319,7 @@ func (t *Translator) tcpClusters(c *routeCtx, sp servicePort, def string) []weig
 }
 
 // inboundListeners builds inbound|<port> listeners and their clusters.
-func inboundResources(inst *model.Instance) ([]*listener.Listener, []*cluster.Cluster) {
+func inboundResources(inst *model.Instance, tel *telemetryPolicy) ([]*listener.Listener, []*cluster.Cluster) {
 	if inst == nil {
 		return nil, nil
 	}
@@ -352,7 +354,7 @@ func inboundResources(inst *model.Instance) ([]*listener.Listener, []*cluster.Cl
 				}},
 				HttpFilters: []*hcm.HttpFilter{routerFilter},
 			}
-			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(m)}}}
+			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(tel.apply(m))}}}
 		} else {
 			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{tcpProxy(cname, []weighted{{cname, 100}})}}}
 		}
@@ -426,6 +428,7 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
 	var ls []*listener.Listener
 	var rcs []*route.RouteConfiguration
+	tel := t.telemetryFor(p)
 	for _, n := range ports {
 		rname := xdsmeta.GatewayRouteName(n)
 		rc := &route.RouteConfiguration{Name: rname, ValidateClusters: wrapperspb.Bool(false)}
@@ -476,7 +479,7 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 		ls = append(ls, &listener.Listener{
 			Name:         fmt.Sprintf("0.0.0.0_%d", n),
 			Address:      socketAddress("127.0.0.1", n),
-			FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), rname))}}},
+			FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(tel.apply(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), rname)))}}},
 		})
 	}
 	return ls, rcs

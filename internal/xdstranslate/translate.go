@@ -109,6 +109,8 @@ func cacheKey(p *Proxy, sc *scope) string {
 	}
 	b.WriteByte(0)
 	b.WriteString(sc.cacheKey())
+	b.WriteByte(0)
+	b.WriteString(p.Workload) // names the proxy in its tracing config
 	return b.String()
 }
 
@@ -139,6 +141,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		Hashes:    Hashes{Routes: e.routeHash, Clusters: e.clustersHash, Endpoints: e.endpointsHash, Listeners: e.listenerHash},
 	}
 	errs := []error{e.err}
+	tel := t.telemetryFor(p)
 	switch p.Type {
 	case Sidecar:
 		port := uint32(DefaultOutboundPort)
@@ -154,7 +157,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		if p.Capture {
 			out, passC = captureOutbound(out)
 		}
-		inL, inC := inboundResources(p.Instance)
+		inL, inC := inboundResources(p.Instance, tel)
 		upL := t.upstreamListeners(p, sc)
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
 		if passC != nil {
@@ -171,7 +174,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		res.Listeners = append(append(inL, upL...), out)
 		res.Hashes.Listeners = combine(lh)
 		if len(upL) > 0 {
-			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: e.clusters, Endpoints: e.endpoints}))
+			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: tel.withOTLP(e.clusters), Endpoints: e.endpoints}))
 		}
 		if len(inC) > 0 {
 			ch := make([]uint64, 0, len(inC)+1)
@@ -181,13 +184,17 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			ch = append(ch, e.clustersHash)
 			res.Clusters = append(inC, e.clusters...) // "inbound|..." sorts before "outbound|..."
 			res.Hashes.Clusters = combine(ch)
-			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: inC}))
+			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: tel.withOTLP(inC)}))
 		}
 		if passC != nil {
 			// "PassthroughCluster" sorts before "inbound|" and "outbound|".
 			res.Clusters = append([]*cluster.Cluster{passC}, res.Clusters...)
 			res.Hashes.Clusters = combine([]uint64{hashMessage(passC), res.Hashes.Clusters})
 		}
+		res.Clusters, res.Hashes.Clusters = tel.addOTLP(res.Clusters, res.Hashes.Clusters)
+	case Gateway:
+		res.Listeners = e.listeners
+		res.Clusters, res.Hashes.Clusters = tel.addOTLP(res.Clusters, res.Hashes.Clusters)
 	default:
 		res.Listeners = e.listeners
 	}
@@ -249,7 +256,7 @@ func (t *Translator) fill(e *entry, p *Proxy, sc *scope) {
 		rh = append(rh, hashMessage(r))
 	}
 	e.listenerHash, e.routeHash = combine(lh), combine(rh)
-	check.Routes, check.Clusters, check.Endpoints = e.routes, e.clusters, e.endpoints
+	check.Routes, check.Clusters, check.Endpoints = e.routes, t.telemetryFor(p).withOTLP(e.clusters), e.endpoints
 	if err := Check(check); err != nil {
 		e.err = fmt.Errorf("proxy %s (namespace %s): %w", p.ID, p.Namespace, err)
 	}

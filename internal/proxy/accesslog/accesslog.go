@@ -66,6 +66,9 @@ type Entry struct {
 	UpstreamCluster string
 	// RequestID is the x-request-id.
 	RequestID string
+	// TraceID is the request's trace ID (hex) when it was traced or came
+	// with a trace context on a traced listener; empty otherwise.
+	TraceID string
 }
 
 // Logger writes entries asynchronously. A nil *Logger discards entries.
@@ -174,6 +177,10 @@ func Append(buf []byte, e *Entry) []byte {
 	buf = appendString(buf, e.UpstreamCluster)
 	buf = append(buf, `,"request_id":`...)
 	buf = appendString(buf, e.RequestID)
+	if e.TraceID != "" {
+		buf = append(buf, `,"trace_id":`...)
+		buf = appendString(buf, e.TraceID)
+	}
 	return append(buf, "}\n"...)
 }
 

@@ -1,5 +1,5 @@
 // Package admin serves the proxy's admin API (loopback only by default):
-// /ready, /config_dump, /clusters, /listeners, /stats/prometheus, POST
+// /ready, /config_dump, /clusters, /listeners, /stats/prometheus, /tap, POST
 // /drain and /quitquitquit, and /debug/pprof when enabled. StatsHandler
 // serves the same metrics alone, for the proxy's Prometheus port (15090).
 package admin
@@ -18,6 +18,7 @@ import (
 
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/tap"
 	"weft.dev/weft/internal/proxy/upstream"
 	"weft.dev/weft/internal/proxy/xdsclient"
 )
@@ -42,6 +43,12 @@ type Deps struct {
 	Quit func()
 	// Pprof enables /debug/pprof/.
 	Pprof bool
+	// Certs, when set, is served on /certs (the workload certificate in
+	// force, never its key); nil answers 404.
+	Certs http.Handler
+	// Tap is served on /tap (live request metadata, loopback callers
+	// only); nil answers 404.
+	Tap *tap.Hub
 }
 
 // Handler returns the admin API.
@@ -61,6 +68,10 @@ func Handler(d Deps) http.Handler {
 		_ = json.NewEncoder(w).Encode(d.Listeners())
 	})
 	mux.Handle("GET /stats/prometheus", metricsHandler(d.Metrics))
+	if d.Certs != nil {
+		mux.Handle("GET /certs", d.Certs)
+	}
+	mux.Handle("GET /tap", tap.Handler(d.Tap))
 	mux.HandleFunc("POST /drain", func(w http.ResponseWriter, r *http.Request) {
 		d.Drain()
 		fmt.Fprintln(w, "draining")

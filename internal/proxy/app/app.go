@@ -26,11 +26,15 @@ import (
 	"weft.dev/weft/internal/proxy/admin"
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/httpproxy"
+	"weft.dev/weft/internal/proxy/identity"
 	"weft.dev/weft/internal/proxy/listener"
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/tap"
+	"weft.dev/weft/internal/proxy/tracing"
 	"weft.dev/weft/internal/proxy/upstream"
 	"weft.dev/weft/internal/proxy/xdsclient"
+	"weft.dev/weft/internal/spiffeid"
 	"weft.dev/weft/internal/xdsmeta"
 )
 
@@ -77,6 +81,22 @@ type Config struct {
 	// XDSBackoffBase and XDSBackoffMax tune reconnects (tests); zero
 	// means the client's defaults.
 	XDSBackoffBase, XDSBackoffMax time.Duration
+	// stdout and stderr are where access_log sinks "/dev/stdout" and
+	// "/dev/stderr" write (Main's streams; default os.Stdout, os.Stderr).
+	stdout, stderr io.Writer
+	// CAAddr, when set, makes the proxy get its workload certificate
+	// (SVID, spiffe://<TrustDomain>/ns/<Namespace>/sa/<ServiceAccount>)
+	// from the control plane's CA there, and renew it, before it asks for
+	// its config and reports ready (default "": no identity).
+	CAAddr string
+	// CARootFile is the PEM roots the CA's TLS certificate is checked
+	// against (required with CAAddr).
+	CARootFile string
+	// BootstrapTokenFile holds the token proving the proxy's workload to
+	// the CA (required with CAAddr; weft up writes one per instance, 0600).
+	BootstrapTokenFile string
+	// TrustDomain of the proxy's SPIFFE ID (default cluster.local).
+	TrustDomain string
 }
 
 // ParseFlags reads the command line.
@@ -101,8 +121,15 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr (default off)`)
 	fs.StringVar(&cfg.InterceptionMode, "interception-mode", "", `"REDIRECT" when iptables redirects the workload's traffic to the proxy (default "": HTTP_PROXY)`)
+	fs.StringVar(&cfg.CAAddr, "ca-addr", "", `control plane CA address (TLS), e.g. 127.0.0.1:15012; when set, the proxy gets its workload certificate before it is ready (default "": off)`)
+	fs.StringVar(&cfg.CARootFile, "ca-root-file", "", "PEM roots that verify the CA's TLS certificate (with --ca-addr)")
+	fs.StringVar(&cfg.BootstrapTokenFile, "bootstrap-token-file", "", "file holding the token that proves this workload to the CA (with --ca-addr)")
+	fs.StringVar(&cfg.TrustDomain, "trust-domain", spiffeid.DefaultTrustDomain, "trust domain of the proxy's SPIFFE ID")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	if cfg.CAAddr != "" && (cfg.CARootFile == "" || cfg.BootstrapTokenFile == "") {
+		return cfg, errors.New("--ca-addr needs --ca-root-file and --bootstrap-token-file")
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -154,6 +181,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		h = slog.NewJSONHandler(stderr, nil)
 	}
 	log := slog.New(h)
+	cfg.stdout, cfg.stderr = stdout, stderr
 	var accessW io.Writer
 	switch cfg.AccessLog {
 	case "":
@@ -186,6 +214,9 @@ type Proxy struct {
 	log     *slog.Logger
 	metrics *proxymetrics.Metrics
 	access  *accesslog.Logger
+	// accessFiles and tracer serve the config's access_log and tracing.
+	accessFiles *accesslog.Files
+	tracer      *tracing.Tracer
 
 	adminLn  net.Listener
 	admin    *http.Server
@@ -196,6 +227,8 @@ type Proxy struct {
 	compiler dataplane.Compiler
 	snaps    dataplane.Holder
 	lst      *listener.Manager
+	ident    *identity.Client // nil unless Config.CAAddr is set
+	tap      *tap.Hub
 
 	ready    atomic.Bool
 	readyCh  chan struct{}
@@ -241,14 +274,18 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		return nil, err
 	}
 	p.clusters = upstream.NewManager()
+	p.newTelemetry()
 	self := peermeta.FromLabels(cfg.Workload, cfg.Namespace, cfg.ServiceAccount, cfg.Labels)
 	p.metrics.SetWorkload(self)
+	p.tap = tap.NewHub(cfg.Name, self)
 	var lst *listener.Manager
 	hp := httpproxy.New(httpproxy.Options{
 		Logger: log.With("component", "http"), AccessLog: p.access, Metrics: p.metrics, Workload: self,
 		TrackHijacked: func(c net.Conn) func() { return lst.TrackHijacked(c) },
+		Tap:           p.tap,
+		AccessLogs:    p.accessFiles, Tracer: p.tracer,
 	})
-	lst = listener.New(listener.Options{Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, Metrics: p.metrics})
+	lst = listener.New(listener.Options{Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, Metrics: p.metrics, Tap: p.tap})
 	p.lst = lst
 	p.xds = xdsclient.New(xdsclient.Options{
 		Addr: cfg.XDSAddr, Node: node, Logger: log.With("component", "xds"),
@@ -256,6 +293,13 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		OnResponse:  func(t string, acked bool) { p.metrics.XDS(t[strings.LastIndexByte(t, '.')+1:], acked) },
 		BackoffBase: cfg.XDSBackoffBase, BackoffMax: cfg.XDSBackoffMax,
 	})
+	var certs http.Handler
+	if cfg.CAAddr != "" {
+		if p.ident, err = newIdentity(cfg, log); err != nil {
+			return nil, err
+		}
+		certs = p.ident.CertsHandler()
+	}
 	p.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.AdminAddr, err)
@@ -263,7 +307,7 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 	p.admin = &http.Server{
 		Handler: admin.Handler(admin.Deps{
 			Snapshots: &p.snaps, Resources: p.xds.Snapshot, Ready: p.Ready, Listeners: p.lst.Addrs, Metrics: p.metrics,
-			Drain: p.Drain, Quit: p.Quit, Pprof: cfg.Pprof,
+			Drain: p.Drain, Quit: p.Quit, Pprof: cfg.Pprof, Certs: certs, Tap: p.tap,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -395,8 +439,24 @@ func (p *Proxy) Run(ctx context.Context) error {
 	xctx, stopXDS := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
+	if p.ident != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.ident.Run(xctx)
+		}()
+	}
 	go func() {
 		defer wg.Done()
+		// With an identity, config is asked for (and the proxy becomes
+		// ready) only once the workload certificate is in hand.
+		if p.ident != nil {
+			select {
+			case <-p.ident.Ready():
+			case <-xctx.Done():
+				return
+			}
+		}
 		_ = p.xds.Run(xctx)
 	}()
 	go func() {
@@ -429,6 +489,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	stopXDS()
 	p.clusters.CloseIdle()
+	p.tap.Close() // open taps end rather than hold the admin server
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	_ = p.admin.Shutdown(actx)
 	if p.stats != nil {
@@ -437,6 +498,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	acancel()
 	wg.Wait()
 	p.access.Close()
+	p.stopTelemetry()
 	p.log.Info("proxy stopped")
 	return nil
 }

@@ -25,7 +25,7 @@ func TestProxyImportGraph(t *testing.T) {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	forbidden := []string{"istio.io/", "k8s.io/", "sigs.k8s.io/"}
-	for _, p := range []string{"model", "config", "validate", "xdstranslate", "xdsserver", "controlplane", "local", "cli"} {
+	for _, p := range []string{"model", "config", "validate", "xdstranslate", "xdsserver", "controlplane", "local", "cli", "ca"} {
 		forbidden = append(forbidden, "weft.dev/weft/internal/"+p)
 	}
 	for _, dep := range strings.Fields(string(out)) {

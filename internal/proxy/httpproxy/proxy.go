@@ -33,6 +33,8 @@ import (
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/router"
+	"weft.dev/weft/internal/proxy/tap"
+	"weft.dev/weft/internal/proxy/tracing"
 	"weft.dev/weft/internal/proxy/upstream"
 	"weft.dev/weft/internal/xdsmeta"
 )
@@ -48,8 +50,15 @@ const RetryBufferLimit = 64 << 10
 type Options struct {
 	// Logger receives data path logs (rarely: errors only).
 	Logger *slog.Logger
-	// AccessLog receives one entry per request; nil disables it.
+	// AccessLog receives one entry per request whatever the config says
+	// (--access-log); nil leaves access logging to the config.
 	AccessLog *accesslog.Logger
+	// AccessLogs are the loggers the config's access_log sinks name; nil
+	// disables them.
+	AccessLogs *accesslog.Files
+	// Tracer records the spans of requests on listeners whose config
+	// traces; nil disables tracing.
+	Tracer *tracing.Tracer
 	// Metrics records request metrics; nil disables them.
 	Metrics *proxymetrics.Metrics
 	// Workload is the proxy's own workload, sent to peer sidecars in the
@@ -60,6 +69,9 @@ type Options struct {
 	// an upgrade (WebSocket) so that shutdown can wait for and then close
 	// them; it returns the func to call when the connection is done.
 	TrackHijacked func(net.Conn) (done func())
+	// Tap receives finished requests while someone is tapping; nil
+	// disables it.
+	Tap *tap.Hub
 }
 
 // Proxy forwards HTTP requests. It is safe for concurrent use.
@@ -70,6 +82,12 @@ type Proxy struct {
 	metrics *proxymetrics.Metrics
 	rp      *httputil.ReverseProxy
 	peer    []string // the peer header's value, shared by every request: read only
+	tap     *tap.Hub
+
+	// Tracing and the config's access loggers (tracing.go).
+	tracer      *tracing.Tracer
+	accessFiles *accesslog.Files
+	self        peermeta.Workload
 }
 
 // New returns a Proxy.
@@ -77,7 +95,8 @@ func New(opts Options) *Proxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Proxy{log: opts.Logger, access: opts.AccessLog, metrics: opts.Metrics, track: opts.TrackHijacked}
+	p := &Proxy{log: opts.Logger, access: opts.AccessLog, metrics: opts.Metrics, track: opts.TrackHijacked, tap: opts.Tap}
+	p.tracer, p.accessFiles, p.self = opts.Tracer, opts.AccessLogs, opts.Workload
 	if v := peermeta.Encode(opts.Workload); v != "" {
 		p.peer = []string{v}
 	}
@@ -109,6 +128,9 @@ type Target struct {
 	// OriginalDst is the host:port the client addressed (absolute URL or
 	// CONNECT target), used by ORIGINAL_DST clusters; empty when unknown.
 	OriginalDst string
+	// HTTP is the HTTP connection manager of the selected filter chain
+	// (tracing and access log config); nil when there is none.
+	HTTP *proxyconfig.HTTPConnectionManager
 }
 
 // errors carried as context causes.
@@ -142,6 +164,9 @@ type reqState struct {
 	// peer metadata header values: the request's (read on inbound
 	// clusters) and the response's (read on outbound ones); "" when none.
 	reqPeer, respPeer string
+
+	// trace is the request's tracing (tracing.go).
+	trace traceState
 
 	// written by the round tripper, read after ServeHTTP returns.
 	mu           sync.Mutex
@@ -206,6 +231,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		r = r.WithContext(context.WithValue(r.Context(), startKey{}, start))
 	}
 	rs := &reqState{p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
+	p.decideTrace(rs, r, t)
 	if v, ok := r.Header[peermeta.Header]; ok {
 		// Read only if the request goes to an inbound cluster; never
 		// forwarded as it came.
@@ -239,12 +265,16 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if p.metrics != nil {
 			p.recordIstio(rs, sw, clusterName, code, flags, cb.n, start)
 		}
-		if p.access != nil {
-			p.access.Log(&accesslog.Entry{
+		p.endSpan(rs, r, start, clusterName, code, flags, host, cb.n, sw.n)
+		if al := p.accessLogFor(t); al != nil {
+			al.Log(&accesslog.Entry{
 				Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
 				Code: code, Flags: flags, BytesReceived: cb.n, BytesSent: sw.n, Duration: time.Since(start),
-				UpstreamHost: host, UpstreamCluster: clusterName, RequestID: rid,
+				UpstreamHost: host, UpstreamCluster: clusterName, RequestID: rid, TraceID: rs.traceID(),
 			})
+		}
+		if p.tap.Active() {
+			p.tapHTTP(rs, sw, clusterName, code, flags, host, rid, cb.n, start)
 		}
 		if v != nil {
 			panic(v)
@@ -321,6 +351,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 			cb.onEOF = rs.startTimer
 		}
 	}
+	p.startSpan(rs, r, start)
 	p.rp.ServeHTTP(sw, r.WithContext(ctx))
 }
 

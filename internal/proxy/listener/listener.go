@@ -23,6 +23,7 @@ import (
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/httpproxy"
 	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/tap"
 	"weft.dev/weft/internal/xdsmeta"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	Metrics *proxymetrics.Metrics
 	// SniffTimeout bounds the wait for a tunnel's first bytes (default 30s).
 	SniffTimeout time.Duration
+	// Tap receives closed TCP connections while someone is tapping; nil
+	// disables it.
+	Tap *tap.Hub
 }
 
 // Manager owns the bound listeners and the connections they accepted.
@@ -347,7 +351,7 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("port %d of %s is a TCP service: use CONNECT", port, hostOf(authority)))
 		return
 	}
-	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst})
+	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP})
 }
 
 // serveConnect answers a CONNECT: 200, then an opaque tunnel for TCP

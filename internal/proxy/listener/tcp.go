@@ -60,6 +60,9 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 		tm.Flags = e.Flags
 		m.opts.Metrics.TCPClosed(&tm, e.BytesSent, e.BytesReceived)
 		m.opts.AccessLog.Log(&e)
+		if m.opts.Tap.Active() {
+			m.tapTCP(&e, &tm)
+		}
 	}()
 	if cl == nil {
 		e.Flags = accesslog.FlagNoClusterFound

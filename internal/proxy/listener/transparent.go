@@ -136,8 +136,9 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 		authority = info.origDst
 	}
 	var routes *router.Table
+	var hcm *proxyconfig.HTTPConnectionManager
 	if ch := l.MatchDeclared(info.port, hostOf(info.origDst)); ch != nil && ch.Config.HTTP != nil {
-		routes = ch.Routes
+		routes, hcm = ch.Routes, ch.Config.HTTP
 	} else {
 		routes = snap.Routes[xdsmeta.OutboundRouteName(info.port)]
 	}
@@ -146,7 +147,7 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 			routes = pt
 		}
 	}
-	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst})
+	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst, HTTP: hcm})
 }
 
 // passthroughRoutes is a route table sending every request to the

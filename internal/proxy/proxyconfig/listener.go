@@ -197,6 +197,13 @@ func parseHCM(h *hcmv3.HttpConnectionManager, unenforced *[]string) (*HTTPConnec
 	default:
 		return nil, errors.New("needs rds or route_config")
 	}
+	var err error
+	if out.Tracing, err = parseTracing(h.GetTracing(), unenforced); err != nil {
+		return nil, err
+	}
+	if out.AccessLogs, err = parseAccessLogs(h.GetAccessLog(), unenforced); err != nil {
+		return nil, err
+	}
 	for _, f := range h.GetHttpFilters() {
 		if f.GetName() == routerFilter || f.GetTypedConfig().GetTypeUrl() == "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" {
 			continue

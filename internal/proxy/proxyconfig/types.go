@@ -90,6 +90,10 @@ type HTTPConnectionManager struct {
 	RDSName string
 	// RouteConfig is the inline route configuration, nil with RDS.
 	RouteConfig *RouteConfig
+	// Tracing is the tracing config; nil when requests are not traced.
+	Tracing *Tracing
+	// AccessLogs are where requests are logged; empty for nowhere.
+	AccessLogs []AccessLog
 }
 
 // TCPProxy is a validated tcp_proxy filter.

@@ -1,0 +1,404 @@
+// Package bench is Weft's data-plane benchmark harness (`make bench`): a
+// fortio client sends load to a fortio server through each path under test
+// (no proxy, Weft's sidecars, and two hops of nginx, HAProxy and Caddy as
+// peers), in interleaved rounds in one run, and reports added latency,
+// throughput, and the CPU and peak memory of every proxy process.
+//
+// Only ratios within one run mean anything: the load generator, the
+// backend and the proxies share the machine's cores.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Options configure a run. Zero values take the defaults of the full run
+// (`make bench`).
+type Options struct {
+	// Duration is the measured window of each path in each round (30 s).
+	Duration time.Duration
+	// Warmup runs before each measured window, at the same rate (5 s).
+	Warmup time.Duration
+	// Rounds is how many times every path is measured, in rotated order
+	// (3).
+	Rounds int
+	// QPS and Conns are the latency scenario's rate and connections (1000,
+	// 16); Payload the request body size, echoed back (1024).
+	QPS     float64
+	Conns   int
+	Payload int
+	// MaxConns are the closed-loop throughput scenario's connections (64);
+	// MaxDuration its window (10 s).
+	MaxConns    int
+	MaxDuration time.Duration
+	// Smoke replaces every window by a few hundred requests (CI).
+	Smoke bool
+	// Services is how many other services the mesh holds (100).
+	Services int
+	// Paths selects path groups: baseline, weft, nginx, haproxy, caddy
+	// (all).
+	Paths []string
+	// Scenarios selects latency, grpc, throughput (all).
+	Scenarios []string
+	// Fortio, WeftProxy, Nginx, HAProxy and Caddy are the programs;
+	// WeftProxy empty builds ./cmd/weft-proxy; a peer not found is
+	// skipped and its rows say so.
+	Fortio, WeftProxy, Nginx, HAProxy, Caddy string
+	// OutDir receives results.json, logs and profiles (bench/out).
+	OutDir string
+	// Profile takes CPU profiles of both sidecars during the last
+	// round's two-hop latency and throughput windows.
+	Profile bool
+	// Log receives progress lines.
+	Log *slog.Logger
+
+	weft *weftMesh // set by Run when the Weft paths run
+}
+
+func (o *Options) defaults() {
+	if o.Duration == 0 {
+		o.Duration = 30 * time.Second
+	}
+	if o.Warmup == 0 {
+		o.Warmup = 5 * time.Second
+	}
+	if o.Rounds == 0 {
+		o.Rounds = 3
+	}
+	if o.QPS == 0 {
+		o.QPS = 1000
+	}
+	if o.Conns == 0 {
+		o.Conns = 16
+	}
+	if o.Payload == 0 {
+		o.Payload = 1024
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 64
+	}
+	if o.MaxDuration == 0 {
+		o.MaxDuration = 10 * time.Second
+	}
+	if o.Services == 0 {
+		o.Services = 100
+	}
+	if len(o.Paths) == 0 {
+		o.Paths = []string{"baseline", "weft", "nginx", "haproxy", "caddy"}
+	}
+	if len(o.Scenarios) == 0 {
+		o.Scenarios = []string{"latency", "grpc", "throughput"}
+	}
+	if o.OutDir == "" {
+		o.OutDir = "bench/out"
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// path is one way through to the fortio server.
+type path struct {
+	name     string
+	group    string
+	scenario string
+	target   string
+	grpc     bool
+	procs    []*proc // the proxy processes on the path
+	note     string  // why the path is not available; "" when it is
+}
+
+// Run runs the benchmark and returns the report; it writes
+// OutDir/results.json.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	o.defaults()
+	log := o.Log
+	if o.Fortio == "" {
+		return nil, errors.New("no fortio: build it with `make bench-deps` and pass --fortio")
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "weftbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	logDir := filepath.Join(o.OutDir, "logs")
+	os.RemoveAll(logDir)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+
+	// The backend: fortio's echo server, HTTP and gRPC.
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startProc(logDir, "fortio-server", nil, o.Fortio, "server",
+		"-http-port", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-grpc-port", fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		"-redirect-port", "disabled", "-tcp-port", "disabled", "-udp-port", "disabled", "-loglevel", "Warning")
+	if err != nil {
+		return nil, err
+	}
+	stops = append(stops, srv.stop)
+	direct := fmt.Sprintf("http://127.0.0.1:%d/echo", ports[0])
+	if err := waitHTTP(ctx, direct, 30*time.Second, srv); err != nil {
+		return nil, fmt.Errorf("fortio server: %w\n%s", err, srv.tail())
+	}
+
+	var paths []*path
+	add := func(p *path) { paths = append(paths, p) }
+	lat, grpcOn, thr := has(o.Scenarios, "latency"), has(o.Scenarios, "grpc"), has(o.Scenarios, "throughput")
+	if has(o.Paths, "baseline") {
+		add(&path{name: "baseline", group: "baseline", scenario: "latency", target: direct})
+		add(&path{name: "baseline", group: "baseline", scenario: "grpc", target: fmt.Sprintf("127.0.0.1:%d", ports[1]), grpc: true})
+		add(&path{name: "baseline", group: "baseline", scenario: "throughput", target: direct})
+	}
+
+	if has(o.Paths, "weft") {
+		if o.WeftProxy == "" {
+			o.WeftProxy = filepath.Join(work, "weft-proxy")
+			log.Info("building weft-proxy", "out", o.WeftProxy)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", o.WeftProxy, "weft.dev/weft/cmd/weft-proxy")
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("building weft-proxy: %v\n%s", err, b)
+			}
+		}
+		log.Info("starting the control plane and two sidecars", "services", o.Services)
+		m, err := startWeft(ctx, &o, work, logDir, int(ports[0]), int(ports[1]))
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, m.stop)
+		server, both := []*proc{m.server}, []*proc{m.client, m.server}
+		for _, sc := range []string{"latency", "throughput"} {
+			add(&path{name: "weft-server-sidecar", group: "weft", scenario: sc, target: m.serverOnlyURL(), procs: server})
+			add(&path{name: "weft-2hop", group: "weft", scenario: sc, target: m.twoHopURL(), procs: both})
+		}
+		add(&path{name: "weft-2hop-mtls", group: "weft", scenario: "latency",
+			note: "not available yet: sidecar-to-sidecar mTLS is not in the data path"})
+		add(&path{name: "weft-server-sidecar", group: "weft", scenario: "grpc", target: m.serverOnlyGRPC(), grpc: true, procs: server})
+		add(&path{name: "weft-2hop", group: "weft", scenario: "grpc", target: m.twoHopGRPC(), grpc: true, procs: both})
+		o.weft = m
+	}
+
+	var cert, key, combined string
+	for _, kind := range peerKinds {
+		if !has(o.Paths, kind) {
+			continue
+		}
+		bin := map[string]string{"nginx": o.Nginx, "haproxy": o.HAProxy, "caddy": o.Caddy}[kind]
+		tlsToo := kind != "caddy"
+		if bin == "" {
+			note := fmt.Sprintf("not installed: run `make bench-deps` (%s)", kind)
+			log.Warn("skipping peer: "+note, "peer", kind)
+			add(&path{name: kind + "-2hop", group: kind, scenario: "latency", note: note})
+			if tlsToo {
+				add(&path{name: kind + "-2hop-tls", group: kind, scenario: "latency", note: note})
+			}
+			add(&path{name: kind + "-2hop", group: kind, scenario: "throughput", note: note})
+			continue
+		}
+		if cert == "" && tlsToo {
+			if cert, key, combined, err = writeCert(work); err != nil {
+				return nil, err
+			}
+		}
+		variants := []bool{false}
+		if tlsToo {
+			variants = append(variants, true)
+		}
+		for _, tls := range variants {
+			name := kind + "-2hop"
+			if tls {
+				name += "-tls"
+			}
+			hp, err := freePorts(2)
+			if err != nil {
+				return nil, err
+			}
+			a := hopConfig{listen: int(hp[0]), next: int(hp[1]), tlsOut: tls, cert: cert, key: key, combined: combined}
+			b := hopConfig{listen: int(hp[1]), next: int(ports[0]), tlsIn: tls, cert: cert, key: key, combined: combined}
+			var procs []*proc
+			// Start hop B first so hop A's first request finds it.
+			for _, h := range []struct {
+				hop  hopConfig
+				name string
+			}{{b, name + "-b"}, {a, name + "-a"}} {
+				h.hop.dir = filepath.Join(work, h.name)
+				for _, d := range []string{h.hop.dir, filepath.Join(h.hop.dir, "xdg-data"), filepath.Join(h.hop.dir, "xdg-config")} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						return nil, err
+					}
+				}
+				conf := filepath.Join(h.hop.dir, kind+".conf")
+				if err := os.WriteFile(conf, []byte(peerConfig(kind, h.hop)), 0o644); err != nil {
+					return nil, err
+				}
+				env := []string{"XDG_DATA_HOME=" + filepath.Join(h.hop.dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(h.hop.dir, "xdg-config"), "HOME=" + h.hop.dir}
+				p, err := startProc(logDir, h.name, env, peerArgv(kind, bin, conf, h.hop.dir)...)
+				if err != nil {
+					return nil, err
+				}
+				stops = append(stops, p.stop)
+				procs = append([]*proc{p}, procs...)
+			}
+			url := fmt.Sprintf("http://127.0.0.1:%d/echo", a.listen)
+			if err := waitHTTP(ctx, url, 30*time.Second, procs[0]); err != nil {
+				return nil, fmt.Errorf("%s: %w\nhop A:\n%s\nhop B:\n%s", name, err, procs[0].tail(), procs[1].tail())
+			}
+			add(&path{name: name, group: kind, scenario: "latency", target: url, procs: procs})
+			if !tls {
+				add(&path{name: name, group: kind, scenario: "throughput", target: url, procs: procs})
+			}
+		}
+	}
+
+	rep := newReport(&o)
+	for _, sc := range []string{"latency", "grpc", "throughput"} {
+		if (sc == "latency" && !lat) || (sc == "grpc" && !grpcOn) || (sc == "throughput" && !thr) {
+			continue
+		}
+		var ps []*path
+		for _, p := range paths {
+			if p.scenario == sc {
+				ps = append(ps, p)
+			}
+		}
+		if err := runScenario(ctx, &o, sc, ps, work, rep); err != nil {
+			return nil, err
+		}
+	}
+	rep.finish()
+	if err := rep.write(filepath.Join(o.OutDir, "results.json")); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// runScenario measures every available path of one scenario, in rounds,
+// each round in a rotated order so no path always follows the same one.
+func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work string, rep *Report) error {
+	var avail []*path
+	for _, p := range ps {
+		if p.note == "" {
+			avail = append(avail, p)
+		}
+	}
+	meter := &cpuMeter{}
+	for r := range o.Rounds {
+		for i := range avail {
+			p := avail[(i+r)%len(avail)]
+			l := load{URL: p.target, GRPC: p.grpc, QPS: o.QPS, Conn: o.Conns, Duration: o.Duration, Payload: o.Payload}
+			warm := l
+			warm.Duration = o.Warmup
+			if sc == "throughput" {
+				l.QPS, l.Conn, l.Duration = 0, o.MaxConns, o.MaxDuration
+				warm.QPS, warm.Conn = 0, o.MaxConns
+				warm.Duration = min(o.Warmup, 2*time.Second)
+			}
+			if o.Smoke {
+				warm.N, l.N = 50, 300
+			}
+			if _, err := runLoad(ctx, o.Fortio, work, "warmup", warm); err != nil {
+				return fmt.Errorf("%s %s warm-up: %w", sc, p.name, err)
+			}
+			profDone := make(chan struct{})
+			close(profDone)
+			if o.Profile && sc != "grpc" && p.name == "weft-2hop" && r == o.Rounds-1 && !o.Smoke {
+				profDone = o.startProfiles(ctx, sc, l.Duration)
+			}
+			meter.start(p.procs)
+			res, err := runLoad(ctx, o.Fortio, work, fmt.Sprintf("%s-%s-%d", sc, p.name, r), l)
+			cpu := meter.stop(p.procs)
+			<-profDone
+			if err != nil {
+				return fmt.Errorf("%s %s round %d: %w", sc, p.name, r+1, err)
+			}
+			o.Log.Info("measured", "scenario", sc, "path", p.name, "round", r+1,
+				"p50_ms", round3(res.P50), "p99_ms", round3(res.P99), "rps", round1(res.RPS), "errors", res.Errors)
+			rep.add(sc, p, r+1, res, cpu)
+		}
+	}
+	// Peak memory so far (VmHWM only grows): read once per scenario.
+	for _, p := range ps {
+		rep.unavailable(sc, p)
+		for _, pr := range p.procs {
+			rep.rss(sc, p.name, pr.name, peakRSSMB(pr.cmd.Process.Pid))
+		}
+	}
+	return nil
+}
+
+// startProfiles takes CPU profiles of both sidecars over most of a
+// window (OutDir/<sidecar>.<scenario>.cpu.pprof); the channel closes when
+// both are saved.
+func (o *Options) startProfiles(ctx context.Context, sc string, d time.Duration) chan struct{} {
+	done := make(chan struct{})
+	m := o.weft
+	pd := max(d-2*time.Second, time.Second)
+	go func() {
+		defer close(done)
+		errs := make(chan error, 2)
+		for _, s := range []struct {
+			name string
+			port uint32
+		}{{"client-sidecar", m.clientMI.AdminPort}, {"server-sidecar", m.serverMI.AdminPort}} {
+			go func() {
+				errs <- profileSidecar(ctx, s.port, pd, filepath.Join(o.OutDir, s.name+"."+sc+".cpu.pprof"))
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				o.Log.Warn("profile", "err", err)
+			}
+		}
+	}()
+	return done
+}
+
+// machine describes where the run happened.
+func machine() map[string]string {
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	return map[string]string{
+		"nproc":     fmt.Sprint(runtime.NumCPU()),
+		"cpu_model": model,
+		"go":        runtime.Version(),
+		"loadavg":   strings.TrimSpace(string(load)),
+	}
+}

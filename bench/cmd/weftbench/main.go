@@ -1,0 +1,95 @@
+// Command weftbench is Weft's data-plane benchmark (`make bench`): fortio
+// load through no proxy, Weft's sidecars and peer proxies, side by side in
+// one run. See docs/performance.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"weft.dev/weft/bench"
+)
+
+func main() {
+	var o bench.Options
+	quick := flag.Bool("quick", false, "10 s windows (2 s warm-up, 5 s throughput windows)")
+	flag.BoolVar(&o.Smoke, "smoke", false, "a few hundred requests per window: proves the harness runs (CI)")
+	flag.DurationVar(&o.Duration, "duration", 30*time.Second, "measured window per path and round")
+	flag.DurationVar(&o.Warmup, "warmup", 5*time.Second, "warm-up before each window")
+	flag.IntVar(&o.Rounds, "rounds", 3, "rounds (every path once per round, in rotated order)")
+	flag.Float64Var(&o.QPS, "qps", 1000, "request rate of the latency scenarios")
+	flag.IntVar(&o.Conns, "c", 16, "connections of the latency scenarios")
+	flag.IntVar(&o.Payload, "payload", 1024, "request body bytes (echoed back)")
+	flag.IntVar(&o.MaxConns, "max-c", 64, "connections of the closed-loop throughput scenario")
+	flag.DurationVar(&o.MaxDuration, "max-duration", 10*time.Second, "window of the throughput scenario")
+	flag.IntVar(&o.Services, "services", 100, "other services in the mesh pushed to the sidecars")
+	paths := flag.String("paths", "baseline,weft,nginx,haproxy,caddy", "path groups to run")
+	scen := flag.String("scenarios", "latency,grpc,throughput", "scenarios to run")
+	flag.StringVar(&o.Fortio, "fortio", "bin/tools/fortio", "fortio binary")
+	flag.StringVar(&o.WeftProxy, "weft-proxy", "", "weft-proxy binary (default: go build ./cmd/weft-proxy)")
+	flag.StringVar(&o.Nginx, "nginx", look("nginx"), "nginx binary (empty: skip)")
+	flag.StringVar(&o.HAProxy, "haproxy", look("haproxy"), "haproxy binary (empty: skip)")
+	flag.StringVar(&o.Caddy, "caddy", exists("bin/tools/caddy"), "caddy binary (empty: skip)")
+	flag.StringVar(&o.OutDir, "out", "bench/out", "folder for results.json, logs and profiles")
+	flag.BoolVar(&o.Profile, "pprof", false, "save CPU profiles of both sidecars during the last two-hop latency and throughput windows")
+	flag.Parse()
+	if *quick {
+		setDefault("duration", &o.Duration, 10*time.Second)
+		setDefault("warmup", &o.Warmup, 2*time.Second)
+		setDefault("max-duration", &o.MaxDuration, 5*time.Second)
+	}
+	o.Paths = split(*paths)
+	o.Scenarios = split(*scen)
+	o.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weftbench:", err)
+		os.Exit(1)
+	}
+	rep.Table(os.Stdout)
+	fmt.Printf("\nwrote %s/results.json\n", o.OutDir)
+}
+
+// setDefault applies a --quick value unless the flag was given.
+func setDefault(name string, d *time.Duration, v time.Duration) {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	if !set {
+		*d = v
+	}
+}
+
+func split(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// look finds a Debian peer proxy (they live in /usr/sbin).
+func look(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return exists("/usr/sbin/" + name)
+}
+
+func exists(p string) string {
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}

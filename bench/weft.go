@@ -1,0 +1,310 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"weft.dev/weft/internal/controlplane"
+	"weft.dev/weft/internal/model"
+)
+
+// Namespace and names of the benchmark mesh.
+const (
+	benchNS       = "bench"
+	serverService = "fortio"
+	httpPort      = 8080
+	grpcPort      = 8079
+)
+
+// weftMesh is a control plane in the harness's process and the two
+// sidecars, each a weft-proxy process, wired as `weft up` wires them: the
+// fortio server is the instance of a Workload whose service has an HTTP
+// and a gRPC port, the load generator the instance of a client Workload
+// that reaches the service through explicit local upstream ports.
+type weftMesh struct {
+	cp     *controlplane.Server
+	cancel context.CancelFunc
+	cpDone chan error
+
+	server, client     *proc
+	serverMI, clientMI *model.Instance
+}
+
+// writeMeshConfig writes the config folder: the two Workloads and
+// `services` other services (ServiceEntries with three static endpoints
+// each, one in ten with a VirtualService and a DestinationRule), so the
+// sidecars hold the config of a realistic mesh.
+func writeMeshConfig(dir string, services int) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: fortio-server, namespace: %[1]s}
+spec:
+  service: %[2]s
+  labels: {app: %[2]s, version: v1}
+  serviceAccount: %[2]s
+  sidecar: true
+  replicas: 1
+  ports: [{name: http, number: %[3]d}, {name: grpc, number: %[4]d, protocol: GRPC}]
+  command: ["fortio", "server"]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: fortio-client, namespace: %[1]s}
+spec:
+  service: fortio-client
+  labels: {app: fortio-client, version: v1}
+  serviceAccount: fortio-client
+  sidecar: true
+  replicas: 1
+  upstreams: [{service: %[2]s, port: %[3]d}, {service: %[2]s, port: %[4]d}]
+  command: ["fortio", "load"]
+`, benchNS, serverService, httpPort, grpcPort)
+	if err := os.WriteFile(filepath.Join(dir, "workloads.yaml"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	b.Reset()
+	for i := range services {
+		name := fmt.Sprintf("svc-%04d", i)
+		fmt.Fprintf(&b, `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  hosts: [%[1]s.%[2]s.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: 9}}
+  - {address: 127.0.0.2, ports: {http: 9}}
+  - {address: 127.0.0.3, ports: {http: 9}}
+`, name, benchNS)
+		if i%10 == 0 {
+			fmt.Fprintf(&b, `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  hosts: [%[1]s.%[2]s.svc.cluster.local]
+  http:
+  - match: [{headers: {x-canary: {exact: "1"}}}]
+    route: [{destination: {host: %[1]s.%[2]s.svc.cluster.local}}]
+    timeout: 5s
+  - route: [{destination: {host: %[1]s.%[2]s.svc.cluster.local}}]
+    retries: {attempts: 2}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  host: %[1]s.%[2]s.svc.cluster.local
+  trafficPolicy:
+    connectionPool: {http: {http1MaxPendingRequests: 100}}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
+`, name, benchNS)
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "services.yaml"), []byte(b.String()), 0o644)
+}
+
+// startWeft runs the control plane and the two sidecars and waits until a
+// request goes through both.
+func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP, fortioGRPC int) (*weftMesh, error) {
+	cfgDir := filepath.Join(work, "mesh")
+	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeMeshConfig(cfgDir, o.Services); err != nil {
+		return nil, err
+	}
+	lf, err := os.Create(filepath.Join(logDir, "controlplane.log"))
+	if err != nil {
+		return nil, err
+	}
+	cp, err := controlplane.New(controlplane.Options{
+		ConfigDir: cfgDir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	m := &weftMesh{cp: cp, cancel: cancel, cpDone: make(chan error, 1)}
+	go func() { m.cpDone <- cp.Run(cctx); lf.Close() }()
+
+	ports, err := freePorts(8)
+	if err != nil {
+		m.stop()
+		return nil, err
+	}
+	m.serverMI = &model.Instance{
+		Name: "fortio-server-0", Namespace: benchNS, Workload: "fortio-server", Service: serverService,
+		Labels: map[string]string{"app": serverService, "version": "v1"}, ServiceAccount: serverService,
+		Address: "127.0.0.1",
+		Ports: []model.InstancePort{
+			{Name: "http", Number: httpPort, AppPort: uint32(fortioHTTP), InboundPort: ports[0], Protocol: model.ProtocolFromPort("", "", "http")},
+			{Name: "grpc", Number: grpcPort, AppPort: uint32(fortioGRPC), InboundPort: ports[1], Protocol: model.ProtocolFromPort("GRPC", "", "grpc")},
+		},
+		OutboundPort: ports[2], AdminPort: ports[3],
+	}
+	host := model.FQDN(serverService, benchNS)
+	m.clientMI = &model.Instance{
+		Name: "fortio-client-0", Namespace: benchNS, Workload: "fortio-client", Service: "fortio-client",
+		Labels: map[string]string{"app": "fortio-client", "version": "v1"}, ServiceAccount: "fortio-client",
+		Address:      "127.0.0.1",
+		OutboundPort: ports[4], AdminPort: ports[5],
+		Upstreams: []model.InstanceUpstream{
+			{Host: host, Port: httpPort, LocalPort: ports[6]},
+			{Host: host, Port: grpcPort, LocalPort: ports[7]},
+		},
+	}
+	cp.Instances().Set(m.serverMI, m.clientMI)
+	for _, s := range []struct {
+		mi   *model.Instance
+		name string
+		dst  **proc
+	}{{m.serverMI, "server-sidecar", &m.server}, {m.clientMI, "client-sidecar", &m.client}} {
+		args := []string{o.WeftProxy,
+			"--xds-addr", cp.XDSAddr(), "--type", "sidecar",
+			"--name", s.mi.Name, "--namespace", s.mi.Namespace, "--workload", s.mi.Workload,
+			"--labels", fmt.Sprintf("app=%s,version=v1", s.mi.Labels["app"]),
+			"--service-account", s.mi.ServiceAccount,
+			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort),
+			"--pprof",
+		}
+		p, err := startProc(logDir, s.name, nil, args...)
+		if err != nil {
+			m.stop()
+			return nil, err
+		}
+		*s.dst = p
+	}
+	for _, s := range []struct {
+		p  *proc
+		mi *model.Instance
+	}{{m.server, m.serverMI}, {m.client, m.clientMI}} {
+		url := fmt.Sprintf("http://127.0.0.1:%d/ready", s.mi.AdminPort)
+		if err := waitHTTP(ctx, url, 60*time.Second, s.p); err != nil {
+			m.stop()
+			return nil, fmt.Errorf("sidecar %s not ready: %w\n%s", s.mi.Name, err, s.p.tail())
+		}
+	}
+	// Ready means the sidecar has its config; wait until the whole path
+	// answers (the server sidecar's endpoint reaches the client's config).
+	if err := waitHTTP(ctx, m.twoHopURL(), 30*time.Second, m.client); err != nil {
+		m.stop()
+		return nil, fmt.Errorf("request through both sidecars: %w\nclient sidecar:\n%s\nserver sidecar:\n%s", err, m.client.tail(), m.server.tail())
+	}
+	return m, nil
+}
+
+// serverOnlyURL reaches the fortio server through its sidecar's inbound
+// port alone.
+func (m *weftMesh) serverOnlyURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/echo", m.serverMI.Ports[0].InboundPort)
+}
+
+// twoHopURL goes through the client sidecar's explicit upstream port, then
+// the server sidecar.
+func (m *weftMesh) twoHopURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/echo", m.clientMI.Upstreams[0].LocalPort)
+}
+
+func (m *weftMesh) serverOnlyGRPC() string {
+	return fmt.Sprintf("127.0.0.1:%d", m.serverMI.Ports[1].InboundPort)
+}
+
+func (m *weftMesh) twoHopGRPC() string {
+	return fmt.Sprintf("127.0.0.1:%d", m.clientMI.Upstreams[1].LocalPort)
+}
+
+// profile saves a CPU profile of a sidecar taken over d.
+func profileSidecar(ctx context.Context, adminPort uint32, d time.Duration, path string) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", adminPort, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+func (m *weftMesh) stop() {
+	m.client.stop()
+	m.server.stop()
+	m.cancel()
+	select {
+	case <-m.cpDone:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// freePorts picks n free loopback ports.
+func freePorts(n int) ([]uint32, error) {
+	var out []uint32
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, l)
+		out = append(out, uint32(l.Addr().(*net.TCPAddr).Port))
+	}
+	return out, nil
+}
+
+// waitHTTP polls url until it answers 200, the process exits, or the time
+// is up.
+func waitHTTP(ctx context.Context, url string, d time.Duration, p *proc) error {
+	deadline := time.Now().Add(d)
+	c := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for time.Now().Before(deadline) {
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited: %v", p.name, p.err)
+		}
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out after %v: %v", d, last)
+}

@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"weft.dev/weft/internal/ca"
+	"weft.dev/weft/internal/controlplane"
+	"weft.dev/weft/internal/local"
+	"weft.dev/weft/internal/spiffeid"
+)
+
+func newCACmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "Inspect the mesh's certificate authority",
+	}
+	var output string
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the CA's roots and intermediates and every workload certificate issued, with expiry",
+		Long: `Show the certificate authority of the running mesh: its roots (the trust
+bundle) and intermediates with their expiry, and every workload certificate
+(SVID) it has issued that has not expired yet: instance, SPIFFE ID, serial and
+expiry.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st ca.Status
+			if err := g.client().do("GET", "/api/v1/ca", nil, &st); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeIndentedJSON(g.stdout, st)
+			}
+			printCAStatus(g.stdout, st, time.Now())
+			return nil
+		},
+	}
+	status.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	cmd.AddCommand(status)
+	return cmd
+}
+
+// printCAStatus writes `weft ca status` as tables.
+func printCAStatus(w io.Writer, st ca.Status, now time.Time) {
+	fmt.Fprintf(w, "trust domain %s, %s CA, workload certificates live %s\n", st.TrustDomain, st.Mode, st.LeafLifetime)
+	fmt.Fprintf(w, "trust bundle: %s\n\n", st.TrustBundleFile)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLE\tSUBJECT\tSERIAL\tEXPIRES\tLEFT")
+	for _, c := range st.Roots {
+		fmt.Fprintf(tw, "root\t%s\t%s\t%s\t%s\n", c.Subject, c.Serial, c.NotAfter.UTC().Format(time.RFC3339), left(c.NotAfter, now))
+	}
+	for _, c := range st.Intermediates {
+		fmt.Fprintf(tw, "intermediate\t%s\t%s\t%s\t%s\n", c.Subject, c.Serial, c.NotAfter.UTC().Format(time.RFC3339), left(c.NotAfter, now))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	if len(st.Leaves) == 0 {
+		fmt.Fprintln(w, "no workload certificate issued yet")
+		return
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tSPIFFE ID\tSERIAL\tEXPIRES\tLEFT")
+	for _, l := range st.Leaves {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Instance, l.SPIFFEID, l.Serial, l.NotAfter.UTC().Format(time.RFC3339), left(l.NotAfter, now))
+	}
+	tw.Flush()
+}
+
+// left says how long until t, coarsely: "3649d", "23h", "59m", "40s",
+// "expired".
+func left(t, now time.Time) string {
+	d := t.Sub(now)
+	switch {
+	case d <= 0:
+		return "expired"
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	default:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	}
+}
+
+// addUpCAFlags adds weft up's CA flags.
+func addUpCAFlags(cmd *cobra.Command, opts *local.Options) {
+	cmd.Flags().StringVar(&opts.CAAddr, "ca-addr", "127.0.0.1:15012", "address of the control plane's CA (TLS; a free port is used if taken)")
+	cmd.Flags().StringVar(&opts.CACerts, "cacerts", "", "folder of a plug-in CA (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) to use instead of the self-signed root in <state-dir>/ca")
+	cmd.Flags().StringVar(&opts.TrustDomain, "trust-domain", spiffeid.DefaultTrustDomain, "trust domain of workload SPIFFE IDs")
+	cmd.Flags().DurationVar(&opts.CertTTL, "cert-ttl", ca.DefaultLeafTTL, "lifetime of workload certificates (renewed at 50-80 %); minutes or more")
+}
+
+// addControlPlaneCAFlags adds the CA flags of `weft controlplane`.
+func addControlPlaneCAFlags(cmd *cobra.Command, opts *controlplane.Options) {
+	cmd.Flags().StringVar(&opts.CAAddr, "ca-addr", "127.0.0.1:15012", "address to serve the CA (TLS) on")
+	cmd.Flags().StringVar(&opts.CA.Dir, "ca-dir", "", `folder of the CA's self-signed root, created on first start (default "": no CA unless --cacerts)`)
+	cmd.Flags().StringVar(&opts.CA.PluginDir, "cacerts", "", "folder of a plug-in CA (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
+	cmd.Flags().StringVar(&opts.CA.TrustDomain, "trust-domain", spiffeid.DefaultTrustDomain, "trust domain of workload SPIFFE IDs")
+	cmd.Flags().DurationVar(&opts.CA.LeafTTL, "cert-ttl", ca.DefaultLeafTTL, "lifetime of workload certificates; minutes or more")
+}

@@ -1,0 +1,421 @@
+// Package identity is the sidecar's side of Weft's workload identity: it
+// generates an ECDSA P-256 key in memory (the key never leaves the
+// process), asks the control plane's CA for an X.509 SVID with a CSR
+// naming its SPIFFE ID, and renews it at a jittered point between 50 and
+// 80 % of its lifetime, with a fresh key each time.
+//
+// The current certificate is served by GetCertificate and
+// GetClientCertificate, which fit tls.Config: a TLS listener or client
+// pool built with them picks up a renewed leaf on its next handshake,
+// while connections already up keep the certificate they started with.
+//
+// It imports no Istio, Kubernetes or control-plane code (the proxy's
+// import-graph test checks that).
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"weft.dev/weft/internal/caapi"
+	"weft.dev/weft/internal/spiffeid"
+)
+
+// Options configure a Client; they are read once.
+type Options struct {
+	// Addr is the CA's address (the control plane's 15012).
+	Addr string
+	// RootFile is a PEM file of the roots the CA's TLS certificate is
+	// verified against (weft up passes the mesh's root-cert.pem).
+	RootFile string
+	// TokenFile holds the bootstrap token that proves which workload the
+	// proxy is; it is read before every request, so it may be replaced.
+	TokenFile string
+	// ID is the identity to ask for.
+	ID spiffeid.ID
+	// ServerName is the name checked on the CA's certificate; default
+	// caapi.ServerName.
+	ServerName string
+	// Validity is the lifetime asked for; 0 takes the CA's default.
+	Validity time.Duration
+	// BackoffBase and BackoffMax bound the retry delay when the CA cannot
+	// be reached or refuses; defaults 500 ms and 30 s.
+	BackoffBase, BackoffMax time.Duration
+	// Logger receives the client's logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// SVID is one issued certificate with its key. It is immutable.
+type SVID struct {
+	// ID is the certificate's SPIFFE ID.
+	ID spiffeid.ID
+	// Certificate is the leaf, intermediates and key, ready for TLS.
+	Certificate *tls.Certificate
+	// Leaf is the parsed leaf.
+	Leaf *x509.Certificate
+	// Chain is the leaf then the intermediates.
+	Chain []*x509.Certificate
+	// Bundle is the trust bundle the CA sent, to verify peers with.
+	Bundle *x509.CertPool
+	// BundleCerts are the roots in Bundle.
+	BundleCerts []*x509.Certificate
+	// RenewAt is when the client will ask for the next one.
+	RenewAt time.Time
+}
+
+// Client obtains and renews the proxy's SVID. Its methods are safe for
+// concurrent use.
+type Client struct {
+	opts    Options
+	log     *slog.Logger
+	current atomic.Pointer[SVID]
+	ready   chan struct{}
+	once    sync.Once
+	// renewals counts certificates obtained (the first included).
+	renewals atomic.Int64
+}
+
+// New checks the options; Run does the work.
+func New(opts Options) (*Client, error) {
+	if opts.Addr == "" {
+		return nil, errors.New("identity: no CA address")
+	}
+	if opts.RootFile == "" {
+		return nil, errors.New("identity: no CA root file: pass --ca-root-file")
+	}
+	if opts.TokenFile == "" {
+		return nil, errors.New("identity: no bootstrap token file: pass --bootstrap-token-file")
+	}
+	if err := opts.ID.Validate(); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = caapi.ServerName
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = 500 * time.Millisecond
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Client{opts: opts, log: opts.Logger, ready: make(chan struct{})}, nil
+}
+
+// ID is the identity the client asks for.
+func (c *Client) ID() spiffeid.ID { return c.opts.ID }
+
+// Ready is closed once the first certificate is in hand.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Current returns the certificate in force, or nil before the first.
+func (c *Client) Current() *SVID { return c.current.Load() }
+
+// Renewals is how many certificates the client has obtained.
+func (c *Client) Renewals() int64 { return c.renewals.Load() }
+
+// GetCertificate fits tls.Config.GetCertificate (server side).
+func (c *Client) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return c.certificate()
+}
+
+// GetClientCertificate fits tls.Config.GetClientCertificate (client side).
+func (c *Client) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.certificate()
+}
+
+func (c *Client) certificate() (*tls.Certificate, error) {
+	s := c.current.Load()
+	if s == nil {
+		return nil, fmt.Errorf("no certificate for %s yet: the CA at %s has not issued one", c.opts.ID, c.opts.Addr)
+	}
+	return s.Certificate, nil
+}
+
+// TrustBundle is the pool peers' chains verify against, or nil before the
+// first certificate.
+func (c *Client) TrustBundle() *x509.CertPool {
+	if s := c.current.Load(); s != nil {
+		return s.Bundle
+	}
+	return nil
+}
+
+// Run obtains a certificate, then renews it until ctx ends. It returns
+// nil when ctx ends; a CA that cannot be reached is retried with backoff,
+// never fatal.
+func (c *Client) Run(ctx context.Context) error {
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	backoff := c.opts.BackoffBase
+	var warnedExpiry time.Time
+	for {
+		wait := time.Duration(0)
+		if s := c.current.Load(); s != nil {
+			wait = time.Until(s.RenewAt)
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		svid, err := c.fetch(ctx, cc)
+		if err == nil {
+			c.install(svid)
+			backoff = c.opts.BackoffBase
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		cur := c.current.Load()
+		switch {
+		case cur == nil:
+			c.log.Warn("cannot get a certificate yet; retrying", "id", c.opts.ID.String(), "ca", c.opts.Addr, "retry_in", backoff, "error", err)
+		case time.Now().After(cur.Leaf.NotAfter):
+			if time.Since(warnedExpiry) > time.Minute/4 {
+				warnedExpiry = time.Now()
+				c.log.Error("certificate EXPIRED and cannot be renewed: peers will refuse this proxy until the CA answers",
+					"id", c.opts.ID.String(), "serial", serial(cur.Leaf), "expired", cur.Leaf.NotAfter.UTC().Format(time.RFC3339), "ca", c.opts.Addr, "error", err)
+			}
+		default:
+			left := time.Until(cur.Leaf.NotAfter)
+			c.log.Error("certificate expires soon and cannot be renewed: check that the control plane's CA is reachable and the bootstrap token is valid",
+				"id", c.opts.ID.String(), "serial", serial(cur.Leaf), "expires_in", left.Round(time.Millisecond), "ca", c.opts.Addr, "retry_in", backoff, "error", err)
+		}
+		delay := backoff
+		if cur != nil {
+			// Never sleep past most of what is left of the certificate.
+			if left := time.Until(cur.Leaf.NotAfter); left > 0 {
+				delay = min(delay, max(left/4, c.opts.BackoffBase))
+			}
+		}
+		t := time.NewTimer(jitter(delay))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.opts.BackoffMax)
+	}
+}
+
+// install makes svid the certificate in force.
+func (c *Client) install(svid *SVID) {
+	old := c.current.Swap(svid)
+	c.renewals.Add(1)
+	c.once.Do(func() { close(c.ready) })
+	args := []any{"id", svid.ID.String(), "serial", serial(svid.Leaf), "not_after", svid.Leaf.NotAfter.UTC().Format(time.RFC3339), "renew_at", svid.RenewAt.UTC().Format(time.RFC3339Nano)}
+	if old == nil {
+		c.log.Info("workload certificate issued", args...)
+	} else {
+		c.log.Info("workload certificate renewed", append(args, "previous_serial", serial(old.Leaf))...)
+	}
+}
+
+func (c *Client) dial() (*grpc.ClientConn, error) {
+	pemData, err := os.ReadFile(c.opts.RootFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA root file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("CA root file %s: no PEM certificate in it", c.opts.RootFile)
+	}
+	creds := credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: c.opts.ServerName, MinVersion: tls.VersionTLS12})
+	cc, err := grpc.NewClient(c.opts.Addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("CA address %s: %w", c.opts.Addr, err)
+	}
+	return cc, nil
+}
+
+// fetch makes a key and a CSR, calls the CA, and checks the answer.
+func (c *Client) fetch(ctx context.Context, cc *grpc.ClientConn) (*SVID, error) {
+	tokData, err := os.ReadFile(c.opts.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the bootstrap token: %w", err)
+	}
+	token := strings.TrimSpace(string(tokData))
+	if token == "" {
+		return nil, fmt.Errorf("bootstrap token file %s is empty", c.opts.TokenFile)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.opts.ID.URL()}}, key)
+	if err != nil {
+		return nil, fmt.Errorf("creating the CSR: %w", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := caapi.CreateCertificate(rctx, cc, token, &caapi.Request{
+		CSR:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}),
+		Validity: c.opts.Validity,
+	})
+	if err != nil {
+		if s, ok := status.FromError(err); ok && s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded {
+			return nil, fmt.Errorf("the CA refused: %s: %s", s.Code(), s.Message())
+		}
+		return nil, fmt.Errorf("calling the CA at %s: %w", c.opts.Addr, err)
+	}
+	return c.check(resp, key)
+}
+
+// check verifies an answer: the chain parses, the leaf holds our key and
+// exactly our SPIFFE ID, and it verifies against the bundle sent.
+func (c *Client) check(resp *caapi.Response, key *ecdsa.PrivateKey) (*SVID, error) {
+	chain, err := parseCerts(resp.CertChain)
+	if err != nil {
+		return nil, fmt.Errorf("the CA's certificate chain: %w", err)
+	}
+	roots, err := parseCerts(resp.TrustBundle)
+	if err != nil {
+		return nil, fmt.Errorf("the CA's trust bundle: %w", err)
+	}
+	leaf := chain[0]
+	if !key.PublicKey.Equal(leaf.PublicKey) {
+		return nil, errors.New("the CA returned a certificate for another key")
+	}
+	id, err := spiffeid.FromCertificate(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("the CA's certificate: %w", err)
+	}
+	if id != c.opts.ID {
+		return nil, fmt.Errorf("the CA returned a certificate for %s, not %s", id, c.opts.ID)
+	}
+	bundle := x509.NewCertPool()
+	for _, r := range roots {
+		bundle.AddCert(r)
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range chain[1:] {
+		inter.AddCert(ic)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: bundle, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("the CA's certificate does not verify against its trust bundle: %w", err)
+	}
+	raw := make([][]byte, len(chain))
+	for i, ch := range chain {
+		raw[i] = ch.Raw
+	}
+	return &SVID{
+		ID:          id,
+		Certificate: &tls.Certificate{Certificate: raw, PrivateKey: key, Leaf: leaf},
+		Leaf:        leaf,
+		Chain:       chain,
+		Bundle:      bundle,
+		BundleCerts: roots,
+		RenewAt:     RenewAt(leaf.NotBefore, leaf.NotAfter, mrand.Float64()),
+	}, nil
+}
+
+// RenewAt is the point between 50 and 80 % of the lifetime from notBefore
+// to notAfter that u (in [0, 1)) picks.
+func RenewAt(notBefore, notAfter time.Time, u float64) time.Time {
+	life := notAfter.Sub(notBefore)
+	return notBefore.Add(time.Duration(float64(life) * (0.5 + 0.3*u)))
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
+func parseCerts(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return out, nil
+}
+
+func serial(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
+
+// CertInfo describes one certificate on the admin API's /certs.
+type CertInfo struct {
+	SPIFFEID  string    `json:"spiffe_id,omitempty"`
+	Subject   string    `json:"subject,omitempty"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Issuer    string    `json:"issuer"`
+}
+
+// Info is what the admin API's /certs shows: the leaf in force, its chain
+// and the trust bundle; never the key.
+type Info struct {
+	CertInfo
+	// RenewAt is when the next certificate will be asked for.
+	RenewAt time.Time `json:"renew_at"`
+	// Chain are the intermediates sent after the leaf.
+	Chain []CertInfo `json:"chain"`
+	// TrustBundle are the roots peers are verified against.
+	TrustBundle []CertInfo `json:"trust_bundle"`
+}
+
+// Info describes the certificate in force, or returns false before the
+// first.
+func (c *Client) Info() (Info, bool) {
+	s := c.current.Load()
+	if s == nil {
+		return Info{}, false
+	}
+	describe := func(x *x509.Certificate) CertInfo {
+		return CertInfo{Subject: x.Subject.String(), Serial: serial(x), NotBefore: x.NotBefore.UTC(), NotAfter: x.NotAfter.UTC(), Issuer: x.Issuer.String()}
+	}
+	in := Info{CertInfo: describe(s.Leaf), RenewAt: s.RenewAt.UTC(), Chain: []CertInfo{}, TrustBundle: []CertInfo{}}
+	in.SPIFFEID = s.ID.String()
+	for _, x := range s.Chain[1:] {
+		in.Chain = append(in.Chain, describe(x))
+	}
+	for _, x := range s.BundleCerts {
+		in.TrustBundle = append(in.TrustBundle, describe(x))
+	}
+	return in, true
+}

@@ -1,0 +1,189 @@
+package xdstranslate
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
+
+	"weft.dev/weft/internal/model"
+)
+
+func tele(ns, name string, spec *telemetry.Telemetry) *model.Telemetry {
+	return &model.Telemetry{Meta: model.Meta{Kind: "Telemetry", Namespace: ns, Name: name}, Spec: spec}
+}
+
+func withCollector(s *model.Snapshot) {
+	s.MeshTelemetry = model.MeshTelemetry{TracingSampling: 1, TracingEndpoint: "127.0.0.1:4317"}
+}
+
+func productpage(s *model.Snapshot) *Proxy {
+	p := sidecarProxy().WithSnapshot(s)
+	p.Workload = "productpage-v1"
+	return p
+}
+
+// telemetryCases cover the telemetry parts of every kind of HTTP
+// connection manager (virtualOutbound chains, inbound, explicit upstream
+// and gateway listeners) and the precedence of Telemetry resources.
+func telemetryCases() []goldenCase {
+	gateway := goldenCases()[len(goldenCases())-1]
+	return []goldenCase{
+		{name: "telemetry_mesh_default", mutate: func(s *model.Snapshot) {
+			withCollector(s)
+			addUpstreams(s)
+		}, proxy: productpage},
+		{name: "telemetry_precedence", mutate: func(s *model.Snapshot) {
+			withCollector(s)
+			s.Telemetries = []*model.Telemetry{
+				tele("default", "reviews-only", &telemetry.Telemetry{
+					Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "reviews"}},
+					Tracing:  []*telemetry.Tracing{{RandomSamplingPercentage: wrapperspb.Double(5)}},
+				}),
+				tele("default", "shop", &telemetry.Telemetry{
+					Tracing: []*telemetry.Tracing{{CustomTags: map[string]*telemetry.Tracing_CustomTag{
+						"user": {Type: &telemetry.Tracing_CustomTag_Header{Header: &telemetry.Tracing_RequestHeader{Name: "end-user", DefaultValue: "anonymous"}}},
+					}}},
+				}),
+				tele("default", "productpage", &telemetry.Telemetry{
+					Selector: &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "productpage"}},
+					Tracing:  []*telemetry.Tracing{{RandomSamplingPercentage: wrapperspb.Double(50)}},
+				}),
+				tele("istio-system", "mesh", &telemetry.Telemetry{
+					Tracing: []*telemetry.Tracing{{
+						RandomSamplingPercentage: wrapperspb.Double(100),
+						CustomTags: map[string]*telemetry.Tracing_CustomTag{
+							"team": {Type: &telemetry.Tracing_CustomTag_Literal{Literal: &telemetry.Tracing_Literal{Value: "shop"}}},
+							"zone": {Type: &telemetry.Tracing_CustomTag_Environment{Environment: &telemetry.Tracing_Environment{Name: "ZONE", DefaultValue: "local"}}},
+						},
+					}},
+					AccessLogging: []*telemetry.AccessLogging{{Providers: []*telemetry.ProviderRef{{Name: model.AccessLogProviderName}}}},
+				}),
+			}
+		}, proxy: productpage},
+		{name: "telemetry_disabled", mutate: func(s *model.Snapshot) {
+			s.MeshTelemetry = model.MeshTelemetry{TracingSampling: 1, TracingEndpoint: "127.0.0.1:4317", AccessLogging: true}
+			s.Telemetries = []*model.Telemetry{tele("default", "quiet", &telemetry.Telemetry{
+				Tracing:       []*telemetry.Tracing{{DisableSpanReporting: wrapperspb.Bool(true)}},
+				AccessLogging: []*telemetry.AccessLogging{{Disabled: wrapperspb.Bool(true)}},
+			})}
+		}, proxy: productpage},
+		{name: "telemetry_gateway", mutate: func(s *model.Snapshot) {
+			gateway.mutate(s)
+			s.MeshTelemetry = model.MeshTelemetry{TracingSampling: 100, TracingEndpoint: "collector.observability:4317", AccessLogging: true}
+		}, proxy: func(s *model.Snapshot) *Proxy {
+			p := gateway.proxy(s)
+			p.Workload = "ingressgateway"
+			return p
+		}},
+	}
+}
+
+func TestTelemetryGolden(t *testing.T) {
+	for _, tc := range telemetryCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := testSnapshot()
+			tc.mutate(snap)
+			res, err := Translate(snap, tc.proxy(snap))
+			if err != nil {
+				t.Fatalf("Translate: %v", err)
+			}
+			got := dumpJSON(t, res)
+			path := filepath.Join("testdata", tc.name+".golden.json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/xdstranslate -update)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+			}
+		})
+	}
+}
+
+// TestTelemetryEveryHCM checks, beyond the goldens, that every HTTP
+// connection manager of a traced sidecar carries tracing and access_log,
+// and that the proxy's clusters then hold the collector's.
+func TestTelemetryEveryHCM(t *testing.T) {
+	snap := testSnapshot()
+	addUpstreams(snap)
+	snap.MeshTelemetry = model.MeshTelemetry{TracingSampling: 1, TracingEndpoint: "127.0.0.1:4317", AccessLogging: true}
+	res, err := Translate(snap, productpage(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range res.Listeners {
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				if f.GetName() != HTTPConnectionManagerName {
+					continue
+				}
+				m := &hcm.HttpConnectionManager{}
+				if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				if tracingCluster(m) != OTLPClusterName || len(m.GetAccessLog()) != 1 {
+					t.Errorf("listener %q chain %q: tracing cluster %q, %d access logs; want %q and 1", l.GetName(), fc.GetName(), tracingCluster(m), len(m.GetAccessLog()), OTLPClusterName)
+				}
+			}
+		}
+	}
+	if n < 4 {
+		t.Errorf("found %d HTTP connection managers, want at least 4 (outbound, inbound, upstream)", n)
+	}
+	if c := res.Clusters[len(res.Clusters)-1]; c.GetName() != OTLPClusterName || c.GetType() != cluster.Cluster_STATIC {
+		t.Errorf("last cluster = %q (%v), want %q STATIC", c.GetName(), c.GetType(), OTLPClusterName)
+	}
+}
+
+// TestCheckTracingCluster: a tracing config naming a cluster that is not
+// published is an inconsistency.
+func TestCheckTracingCluster(t *testing.T) {
+	pol := &telemetryPolicy{tracing: true, sampling: 1, serviceName: "x", endpoint: "127.0.0.1:4317"}
+	l := &listener.Listener{Name: "inbound|9080", FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{
+		hcmFilter(pol.apply(inlineManager("inbound_9080", nil))),
+	}}}}
+	err := Check(&Resources{Listeners: []*listener.Listener{l}})
+	if err == nil || !strings.Contains(err.Error(), `cluster "weft-otlp" referenced by listener "inbound|9080" (tracing)`) {
+		t.Errorf("Check without the collector's cluster = %v, want it missing", err)
+	}
+	if err := Check(&Resources{Listeners: []*listener.Listener{l}, Clusters: pol.withOTLP(nil)}); err != nil {
+		t.Errorf("Check with the collector's cluster = %v", err)
+	}
+}
+
+// TestTelemetrySharing: proxies of different workloads do not share a
+// tracing config (it names the workload); the same workload does.
+func TestTelemetrySharing(t *testing.T) {
+	snap := testSnapshot()
+	withCollector(snap)
+	tr := New(snap)
+	a := productpage(snap)
+	b := productpage(snap)
+	b.Workload = "productpage-v2"
+	ra, _ := tr.Translate(a)
+	ra2, _ := tr.Translate(productpage(snap))
+	rb, _ := tr.Translate(b)
+	if ra.Hashes != ra2.Hashes {
+		t.Errorf("same workload: hashes differ")
+	}
+	if ra.Hashes.Listeners == rb.Hashes.Listeners {
+		t.Errorf("different workloads share listeners whose tracing names the workload")
+	}
+}
