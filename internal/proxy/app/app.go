@@ -443,7 +443,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = p.ident.Run(xctx)
+			if err := p.ident.Run(xctx); err != nil {
+				p.log.Error("workload identity stopped: the proxy cannot become ready", "error", err)
+			}
 		}()
 	}
 	go func() {

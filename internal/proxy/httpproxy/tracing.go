@@ -3,11 +3,11 @@ package httpproxy
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
-	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxyconfig"
@@ -136,12 +136,16 @@ func collectorAddr(t *Target, cluster string) string {
 // requests that reached no cluster.
 func spanName(rs *reqState) string {
 	if rs.cluster != nil {
-		_, port, _, host, ok := model.ParseClusterName(rs.cluster.Name())
-		if svc := rs.cluster.Config().Service; rs.inbound && svc != "" {
-			host = svc
-		}
-		if ok && host != "" {
-			return host + ":" + strconv.FormatUint(uint64(port), 10) + "/*"
+		// "<direction>|<port>|<subset>|<host>"
+		parts := strings.SplitN(rs.cluster.Name(), "|", 4)
+		if len(parts) == 4 {
+			host := parts[3]
+			if svc := rs.cluster.Config().Service; rs.inbound && svc != "" {
+				host = svc
+			}
+			if host != "" {
+				return host + ":" + parts[1] + "/*"
+			}
 		}
 	}
 	return rs.target.Authority + "/*"

@@ -88,6 +88,7 @@ type SVID struct {
 type Client struct {
 	opts    Options
 	log     *slog.Logger
+	caRoots *x509.CertPool // verify the CA's TLS certificate
 	current atomic.Pointer[SVID]
 	ready   chan struct{}
 	once    sync.Once
@@ -121,7 +122,15 @@ func New(opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Client{opts: opts, log: opts.Logger, ready: make(chan struct{})}, nil
+	pemData, err := os.ReadFile(opts.RootFile)
+	if err != nil {
+		return nil, fmt.Errorf("identity: reading the CA root file: %w", err)
+	}
+	caRoots := x509.NewCertPool()
+	if !caRoots.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("identity: CA root file %s: no PEM certificate in it", opts.RootFile)
+	}
+	return &Client{opts: opts, log: opts.Logger, caRoots: caRoots, ready: make(chan struct{})}, nil
 }
 
 // ID is the identity the client asks for.
@@ -244,15 +253,7 @@ func (c *Client) install(svid *SVID) {
 }
 
 func (c *Client) dial() (*grpc.ClientConn, error) {
-	pemData, err := os.ReadFile(c.opts.RootFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading the CA root file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemData) {
-		return nil, fmt.Errorf("CA root file %s: no PEM certificate in it", c.opts.RootFile)
-	}
-	creds := credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: c.opts.ServerName, MinVersion: tls.VersionTLS12})
+	creds := credentials.NewTLS(&tls.Config{RootCAs: c.caRoots, ServerName: c.opts.ServerName, MinVersion: tls.VersionTLS12})
 	cc, err := grpc.NewClient(c.opts.Addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("CA address %s: %w", c.opts.Addr, err)

@@ -118,7 +118,7 @@ func TestInject(t *testing.T) {
 func TestSpansParentAndExport(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	exp := tracetest.NewInMemoryExporter()
-	tr := New(Options{BatchTimeout: 10 * time.Millisecond, NewExporter: func(string) (sdktrace.SpanExporter, error) { return exp, nil }})
+	tr := New(Options{BatchTimeout: 10 * time.Millisecond, NewExporter: func(string) (sdktrace.SpanExporter, error) { return keep{exp}, nil }})
 	in := hdr("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	parent := Extract(in)
 	server := tr.Start("collector:4317", "reviews-v3", parent, "reviews:9080/*", Server, time.Now())
@@ -151,6 +151,11 @@ func TestSpansParentAndExport(t *testing.T) {
 		t.Errorf("service.name = %q", v.AsString())
 	}
 }
+
+// keep keeps an in-memory exporter's spans at shutdown.
+type keep struct{ *tracetest.InMemoryExporter }
+
+func (keep) Shutdown(context.Context) error { return nil }
 
 // blockingExporter holds every export until released.
 type blockingExporter struct {
