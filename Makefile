@@ -41,6 +41,7 @@ fmt: ## gofmt the tree
 
 tools: ## build the third-party test programs into bin/tools
 	cd tools && $(GO) build -o ../$(BIN)/tools/ $$(awk '/^tool /{print $$2} /^tool \(/{t=1;next} t&&/^\)/{t=0} t{print $$1}' go.mod)
+	cd tools/jaeger && $(GO) build -o ../../$(BIN)/tools/ github.com/jaegertracing/jaeger/cmd/jaeger
 
 # The data-plane benchmark (bench/, docs/performance.md): fortio load through
 # no proxy, Weft's sidecars and two hops of nginx, HAProxy and Caddy, in one

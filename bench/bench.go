@@ -53,6 +53,9 @@ type Options struct {
 	// WeftProxy empty builds ./cmd/weft-proxy; a peer not found is
 	// skipped and its rows say so.
 	Fortio, WeftProxy, Nginx, HAProxy, Caddy string
+	// SidecarEnv is added to the sidecars' environment (for example
+	// GOMAXPROCS=1, to try runtime settings without a rebuild).
+	SidecarEnv []string
 	// OutDir receives results.json, logs and profiles (bench/out).
 	OutDir string
 	// Profile takes CPU profiles of both sidecars during the last

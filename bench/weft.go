@@ -181,7 +181,7 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort),
 			"--pprof",
 		}
-		p, err := startProc(logDir, s.name, nil, args...)
+		p, err := startProc(logDir, s.name, o.SidecarEnv, args...)
 		if err != nil {
 			m.stop()
 			return nil, err

@@ -31,7 +31,6 @@ var istioKinds = map[string]func() proto.Message{
 // unsupportedKinds are Istio kinds Weft knows of and does not read yet.
 // They are reported as errors, never ignored.
 var unsupportedKinds = map[string]bool{
-	"PeerAuthentication":    true,
 	"AuthorizationPolicy":   true,
 	"RequestAuthentication": true,
 	"EnvoyFilter":           true,

@@ -317,6 +317,7 @@ func (s *Server) rebuild() {
 	snap := s.builder.Build(set, s.instances.List())
 	snap.Version = version
 	snap.MeshTelemetry = *s.opts.Telemetry
+	snap.TrustDomain = s.opts.CA.TrustDomain
 	s.metrics.observeBuild(snap, time.Since(start))
 	for _, st := range snap.Status {
 		if st.State == model.StateInvalid {

@@ -308,6 +308,12 @@ type Snapshot struct {
 	Gateways []*Gateway
 	// Telemetries in force (telemetry.istio.io Telemetry).
 	Telemetries []*Telemetry
+	// PeerAuthentications in force (security.istio.io PeerAuthentication).
+	PeerAuthentications []*PeerAuthentication
+	// TrustDomain is the mesh's SPIFFE trust domain, for the identities
+	// clients expect of endpoints; "" means spiffeid.DefaultTrustDomain.
+	// The control plane sets it on every snapshot it builds.
+	TrustDomain string
 	// MeshTelemetry are the control plane's mesh-wide telemetry defaults;
 	// the control plane sets them on every snapshot it builds.
 	MeshTelemetry MeshTelemetry

@@ -88,6 +88,9 @@ func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapsho
 		for _, c := range lastGood.Telemetries {
 			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
 		}
+		for _, c := range lastGood.PeerAuthentications {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
 	}
 	return run(set, instances, prev, version).snap
 }
@@ -123,6 +126,8 @@ type build struct {
 	sidecarDefault  map[string]*config.Resource // namespace -> Sidecar without selector
 	// telemetryDefault: namespace -> Telemetry without selector (made on first use).
 	telemetryDefault map[string]*config.Resource
+	// peerAuthDefault: namespace -> PeerAuthentication without selector.
+	peerAuthDefault map[string]*config.Resource
 }
 
 func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64) *build {
@@ -166,6 +171,7 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 	b.stage(b.checkVirtualService, config.KindVirtualService)
 	b.stage(b.checkSidecar, config.KindSidecar)
 	b.stage(b.checkTelemetry, config.KindTelemetry)
+	b.stage(b.checkPeerAuthentication, config.KindPeerAuthentication)
 	b.status()
 	b.sortSnapshot()
 	return b
@@ -289,6 +295,7 @@ func (b *build) sortSnapshot() {
 	sortConfigs(s.Sidecars)
 	sortConfigs(s.Gateways)
 	sortConfigs(s.Telemetries)
+	sortConfigs(s.PeerAuthentications)
 }
 
 func sortConfigs[T any](cs []*model.Config[T]) {

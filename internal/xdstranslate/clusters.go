@@ -135,7 +135,7 @@ func hostMatches(pattern, host string) bool {
 }
 
 // buildCluster builds one outbound cluster of a service port.
-func buildCluster(svc *model.Service, port model.Port, subset *networking.Subset, dr *model.DestinationRule) *cluster.Cluster {
+func buildCluster(svc *model.Service, port model.Port, subset *networking.Subset, dr *model.DestinationRule, trustDomain string) *cluster.Cluster {
 	name := model.ClusterName("outbound", port.Number, subset.GetName(), svc.Hostname)
 	c := &cluster.Cluster{
 		Name:           name,
@@ -158,6 +158,7 @@ func buildCluster(svc *model.Service, port model.Port, subset *networking.Subset
 	common := applyPool(c, p.pool)
 	applyOutlier(c, p.od)
 	applyTLS(c, p.tls)
+	applyMeshTLS(c, svc, port, subset.GetName(), p.tls, trustDomain)
 
 	if port.Protocol.IsHTTP() {
 		opts := &httpopts.HttpProtocolOptions{CommonHttpProtocolOptions: common}
@@ -334,9 +335,8 @@ func enforcing(v uint32) uint32 {
 // and, where Weft can do it correctly from files alone (SIMPLE and MUTUAL
 // with file paths), sets the upstream TLS transport socket.
 //
-// ISTIO_MUTUAL is only recorded (metadata weft.tls_mode): the mesh
-// certificates come from the security work (SDS), which will add the
-// transport socket. credentialName (secrets) is recorded the same way.
+// ISTIO_MUTUAL and the default (auto mTLS) get their transport sockets
+// from applyMeshTLS (mtls.go). credentialName (secrets) is only recorded.
 func applyTLS(c *cluster.Cluster, tls *networking.ClientTLSSettings) {
 	if tls == nil {
 		return

@@ -319,7 +319,8 @@ func (t *Translator) tcpClusters(c *routeCtx, sp servicePort, def string) []weig
 }
 
 // inboundListeners builds inbound|<port> listeners and their clusters.
-func inboundResources(inst *model.Instance, tel *telemetryPolicy) ([]*listener.Listener, []*cluster.Cluster) {
+// mtlsMode gives the PeerAuthentication mode of each port (mtls.go).
+func inboundResources(inst *model.Instance, tel *telemetryPolicy, mtlsMode func(port uint32) peerAuthMode) ([]*listener.Listener, []*cluster.Cluster) {
 	if inst == nil {
 		return nil, nil
 	}
@@ -358,6 +359,7 @@ func inboundResources(inst *model.Instance, tel *telemetryPolicy) ([]*listener.L
 		} else {
 			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{tcpProxy(cname, []weighted{{cname, 100}})}}}
 		}
+		applyInboundMTLS(l, mtlsMode(p.Number), p.Protocol.IsHTTP())
 		ls = append(ls, l)
 		cs = append(cs, inboundCluster(inst, p))
 	}

@@ -40,13 +40,13 @@ func BuildShared(snap *model.Snapshot) *Shared {
 		dr := destinationRuleFor(snap, svc.Hostname)
 		subsets := drSubsetsOf(dr)
 		for _, port := range svc.Ports {
-			c := buildCluster(svc, port, nil, dr)
+			c := buildCluster(svc, port, nil, dr, snap.TrustDomain)
 			sh.addCluster(svc, c, port, nil)
 			for _, ss := range subsets {
 				if ss.GetName() == "" {
 					continue
 				}
-				c := buildCluster(svc, port, ss, dr)
+				c := buildCluster(svc, port, ss, dr, snap.TrustDomain)
 				sh.addCluster(svc, c, port, ss.GetLabels())
 			}
 		}
@@ -111,11 +111,15 @@ func buildLoadAssignment(name string, svc *model.Service, port model.Port, subse
 		if w == 0 {
 			w = 1
 		}
-		loc.LbEndpoints = append(loc.LbEndpoints, &endpoint.LbEndpoint{
+		le := &endpoint.LbEndpoint{
 			HostIdentifier:      &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: socketAddress(ep.Address, ep.TargetPort(port))}},
 			HealthStatus:        core.HealthStatus_HEALTHY,
 			LoadBalancingWeight: wrapperspb.UInt32(w),
-		})
+		}
+		if ep.Sidecar {
+			le.Metadata = tlsModeMetadata() // auto mTLS (mtls.go)
+		}
+		loc.LbEndpoints = append(loc.LbEndpoints, le)
 		total := loc.GetLoadBalancingWeight().GetValue() + w
 		loc.LoadBalancingWeight = wrapperspb.UInt32(total)
 	}

@@ -157,7 +157,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		if p.Capture {
 			out, passC = captureOutbound(out)
 		}
-		inL, inC := inboundResources(p.Instance, tel)
+		inL, inC := inboundResources(p.Instance, tel, t.peerAuthFor(p.Instance))
 		upL := t.upstreamListeners(p, sc)
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
 		if passC != nil {
@@ -246,6 +246,7 @@ func (t *Translator) fill(e *entry, p *Proxy, sc *scope) {
 		check = &Resources{Listeners: e.listeners}
 	default:
 		e.listeners, e.routes = t.buildProxyless(p, svcs)
+		e.clusters, e.clusterHashes, e.clustersHash = withoutMeshTLS(e.clusters, e.clusterHashes)
 		check = &Resources{Listeners: e.listeners}
 	}
 	var lh, rh []uint64

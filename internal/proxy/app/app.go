@@ -273,26 +273,6 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.clusters = upstream.NewManager()
-	p.newTelemetry()
-	self := peermeta.FromLabels(cfg.Workload, cfg.Namespace, cfg.ServiceAccount, cfg.Labels)
-	p.metrics.SetWorkload(self)
-	p.tap = tap.NewHub(cfg.Name, self)
-	var lst *listener.Manager
-	hp := httpproxy.New(httpproxy.Options{
-		Logger: log.With("component", "http"), AccessLog: p.access, Metrics: p.metrics, Workload: self,
-		TrackHijacked: func(c net.Conn) func() { return lst.TrackHijacked(c) },
-		Tap:           p.tap,
-		AccessLogs:    p.accessFiles, Tracer: p.tracer,
-	})
-	lst = listener.New(listener.Options{Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, Metrics: p.metrics, Tap: p.tap})
-	p.lst = lst
-	p.xds = xdsclient.New(xdsclient.Options{
-		Addr: cfg.XDSAddr, Node: node, Logger: log.With("component", "xds"),
-		OnUpdate:    p.onUpdate,
-		OnResponse:  func(t string, acked bool) { p.metrics.XDS(t[strings.LastIndexByte(t, '.')+1:], acked) },
-		BackoffBase: cfg.XDSBackoffBase, BackoffMax: cfg.XDSBackoffMax,
-	})
 	var certs http.Handler
 	if cfg.CAAddr != "" {
 		if p.ident, err = newIdentity(cfg, log); err != nil {
@@ -300,6 +280,27 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		}
 		certs = p.ident.CertsHandler()
 	}
+	p.clusters = upstream.NewManager()
+	p.newTelemetry()
+	self := peermeta.FromLabels(cfg.Workload, cfg.Namespace, cfg.ServiceAccount, cfg.Labels)
+	p.metrics.SetWorkload(self)
+	p.tap = tap.NewHub(cfg.Name, self)
+	ident := p.meshIdentity()
+	var lst *listener.Manager
+	hp := httpproxy.New(httpproxy.Options{
+		Logger: log.With("component", "http"), AccessLog: p.access, Metrics: p.metrics, Workload: self,
+		TrackHijacked: func(c net.Conn) func() { return lst.TrackHijacked(c) },
+		Tap:           p.tap,
+		AccessLogs:    p.accessFiles, Tracer: p.tracer,
+	})
+	lst = listener.New(listener.Options{Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, Metrics: p.metrics, Tap: p.tap, Identity: ident})
+	p.lst = lst
+	p.xds = xdsclient.New(xdsclient.Options{
+		Addr: cfg.XDSAddr, Node: node, Logger: log.With("component", "xds"),
+		OnUpdate:    p.onUpdate,
+		OnResponse:  func(t string, acked bool) { p.metrics.XDS(t[strings.LastIndexByte(t, '.')+1:], acked) },
+		BackoffBase: cfg.XDSBackoffBase, BackoffMax: cfg.XDSBackoffMax,
+	})
 	p.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.AdminAddr, err)
@@ -386,6 +387,7 @@ func (p *Proxy) Quit() { p.quitOnce.Do(func() { close(p.quit) }) }
 // every later update.
 func (p *Proxy) onUpdate(res *xdsclient.Resources) error {
 	clusters := p.clusters.Update(res.Clusters, res.Endpoints)
+	p.logTLSNotes(clusters)
 	snap := p.compiler.Compile(res, clusters)
 	p.logUnenforced(res)
 	if !p.ready.Load() && !snap.Complete {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 
 	"weft.dev/weft/internal/proxy/identity"
+	"weft.dev/weft/internal/proxy/mtls"
+	"weft.dev/weft/internal/proxy/upstream"
 	"weft.dev/weft/internal/spiffeid"
 )
 
@@ -33,3 +35,29 @@ func newIdentity(cfg Config, log *slog.Logger) (*identity.Client, error) {
 // when the proxy runs without one (no --ca-addr). Its GetCertificate and
 // GetClientCertificate fit tls.Config; TrustBundle verifies peers.
 func (p *Proxy) Identity() *identity.Client { return p.ident }
+
+// meshIdentity wires the proxy's identity into mesh mTLS: the upstream
+// pools and the listeners get it as their certificate source, and the
+// metrics and the tap learn the proxy's own principal. It returns nil (a
+// nil interface, not a nil client) when the proxy has no identity.
+func (p *Proxy) meshIdentity() mtls.Identity {
+	if p.ident == nil {
+		return nil
+	}
+	principal := p.ident.ID().String()
+	p.metrics.SetPrincipal(principal)
+	p.tap.SetPrincipal(principal)
+	p.clusters.SetIdentity(p.ident)
+	return p.ident
+}
+
+// logTLSNotes logs, once each, the clusters whose sidecar endpoints are
+// reached in plaintext because the proxy has no identity.
+func (p *Proxy) logTLSNotes(clusters map[string]*upstream.Cluster) {
+	for _, c := range clusters {
+		if n := c.TLSNote(); n != "" && !p.logged[n] {
+			p.logged[n] = true
+			p.log.Warn("mTLS not possible", "what", n)
+		}
+	}
+}

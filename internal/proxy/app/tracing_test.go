@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
@@ -142,7 +142,7 @@ func TestTracingThroughSidecars(t *testing.T) {
 		}
 	})
 	var client, server *tracepb.Span
-	proxytest.Eventually(t, 10*time.Second, "spans at the collector", func() bool {
+	proxytest.Eventually(t, 20*time.Second, "spans at the collector", func() bool {
 		for _, s := range col.get("sleep") {
 			if hex.EncodeToString(s.GetTraceId()) == traceID {
 				client = s

@@ -131,6 +131,10 @@ type Target struct {
 	// HTTP is the HTTP connection manager of the selected filter chain
 	// (tracing and access log config); nil when there is none.
 	HTTP *proxyconfig.HTTPConnectionManager
+	// DownstreamPrincipal is the SPIFFE ID from the client's verified
+	// certificate when the connection is mTLS, "" otherwise. Principals
+	// come from certificates only, never from headers.
+	DownstreamPrincipal string
 }
 
 // errors carried as context causes.

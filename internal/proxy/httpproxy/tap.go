@@ -36,5 +36,6 @@ func (p *Proxy) tapHTTP(rs *reqState, sw *statusWriter, clusterName string, code
 		peer = rs.reqPeer
 	}
 	p.tap.Ends(e, rs.inbound, peermeta.Parse(peer), serviceOf(clusterName, rs))
+	p.tap.Principals(e, rs.inbound, peerPrincipal(rs))
 	p.tap.Publish(e)
 }

@@ -34,8 +34,10 @@ func (p *Proxy) recordIstio(rs *reqState, sw *statusWriter, clusterName string, 
 		RequestBytes:  reqBytes,
 		ResponseBytes: sw.n,
 	}
+	r.PeerPrincipal = peerPrincipal(rs)
 	if rs.inbound {
 		r.Peer = peermeta.Parse(rs.reqPeer)
+		r.MTLS = r.PeerPrincipal != ""
 	} else {
 		r.Peer = peermeta.Parse(rs.respPeer)
 	}
@@ -61,4 +63,20 @@ func serviceOf(clusterName string, rs *reqState) string {
 		meta = rs.cluster.Config().Service
 	}
 	return proxymetrics.ServiceOf(clusterName, meta, rs.inbound)
+}
+
+// peerPrincipal is the SPIFFE ID of the request's peer from its verified
+// certificate: the client's on the inbound side, the endpoint's on the
+// outbound side; "" when that hop was not mTLS.
+func peerPrincipal(rs *reqState) string {
+	if rs.inbound {
+		if rs.target != nil {
+			return rs.target.DownstreamPrincipal
+		}
+		return ""
+	}
+	if rs.cluster != nil && rs.upstreamHost != "" {
+		return rs.cluster.PeerPrincipal(rs.upstreamHost)
+	}
+	return ""
 }

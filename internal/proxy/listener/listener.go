@@ -22,6 +22,7 @@ import (
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/httpproxy"
+	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/tap"
 	"weft.dev/weft/internal/xdsmeta"
@@ -44,6 +45,10 @@ type Options struct {
 	// Tap receives closed TCP connections while someone is tapping; nil
 	// disables it.
 	Tap *tap.Hub
+	// Identity provides the certificate and trust bundle of chains that
+	// terminate mesh mTLS (SDS "default" and "ROOTCA"); nil when the
+	// proxy has none, and such chains then refuse connections.
+	Identity mtls.Identity
 }
 
 // Manager owns the bound listeners and the connections they accepted.
@@ -62,6 +67,7 @@ type Manager struct {
 	rawWG sync.WaitGroup
 
 	passthrough sync.Map // cluster name -> *router.Table (transparent.go)
+	tlsConfigs  serverConfigs
 }
 
 type bound struct {
@@ -79,6 +85,11 @@ type connInfo struct {
 	tunnel    string // CONNECT target when the conn is a tunnel
 	port      uint32 // local port the connection arrived on (original port when captured)
 	origDst   string // original destination of a captured connection
+	// transport is the transport protocol of a connection on a listener
+	// that matches on it ("tls", "raw_buffer"), "" elsewhere (mtls.go).
+	transport string
+	// peer is the verified SPIFFE ID of an mTLS client, "" otherwise.
+	peer string
 }
 
 type connInfoKey struct{}
@@ -262,6 +273,10 @@ func (m *Manager) dispatch(b *bound, c net.Conn) {
 		return
 	}
 	info := &connInfo{listener: b.name, port: b.port, proxyMode: b.name == xdsmeta.ListenerOutbound}
+	if !info.proxyMode && l.Config.MatchesTransport() {
+		m.serveTransport(b, c, snap, l)
+		return
+	}
 	if !info.proxyMode {
 		if ch := l.MatchChain(b.port, ""); ch != nil && ch.Config.TCP != nil {
 			if !m.trackRaw(c) {
@@ -340,7 +355,12 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		port = portOf(authority, 80)
 		origDst = withPort(authority, port)
 	}
-	ch := l.MatchChain(port, hostOf(authority))
+	var ch *dataplane.Chain
+	if info.transport != "" {
+		ch = matchTransport(l, port, info.transport)
+	} else {
+		ch = l.MatchChain(port, hostOf(authority))
+	}
 	switch {
 	case ch == nil:
 		m.opts.Proxy.LocalReply(w, r, authority, http.StatusNotFound, accesslog.FlagNoRoute,
@@ -351,7 +371,7 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("port %d of %s is a TCP service: use CONNECT", port, hostOf(authority)))
 		return
 	}
-	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP})
+	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP, DownstreamPrincipal: info.peer})
 }
 
 // serveConnect answers a CONNECT: 200, then an opaque tunnel for TCP

@@ -23,5 +23,6 @@ func (m *Manager) tapTCP(e *accesslog.Entry, tm *proxymetrics.TCPConn) {
 		UpstreamHost: e.UpstreamHost, UpstreamCluster: e.UpstreamCluster,
 	}
 	m.opts.Tap.Ends(ev, tm.Inbound, tm.Peer, tm.Service)
+	m.opts.Tap.Principals(ev, tm.Inbound, tm.PeerPrincipal)
 	m.opts.Tap.Publish(ev)
 }

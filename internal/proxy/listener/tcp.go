@@ -13,6 +13,7 @@ import (
 
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/router"
@@ -51,6 +52,10 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 	e := accesslog.Entry{Start: start, Authority: target, Protocol: "TCP", UpstreamCluster: cluster}
 	cl := snap.Clusters[cluster]
 	tm := tcpMetricsConn(cluster, cl)
+	if tm.Inbound {
+		tm.PeerPrincipal = mtls.PeerOf(c)
+		tm.MTLS = tm.PeerPrincipal != ""
+	}
 	m.opts.Metrics.TCPOpened(&tm)
 	defer func() {
 		e.Duration = time.Since(start)

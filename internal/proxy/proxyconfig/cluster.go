@@ -180,8 +180,8 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	} else if c.GetHttp2ProtocolOptions() != nil { //nolint:staticcheck // deprecated field still sent by older control planes
 		out.Protocol = ProtocolHTTP2
 	}
-	if c.GetTransportSocket() != nil || len(c.GetTransportSocketMatches()) > 0 {
-		return fail("transport_socket (TLS) is not supported by the Weft proxy yet")
+	if err := parseClusterTLS(c, out); err != nil {
+		return fail("%v", err)
 	}
 	if c.GetOutlierDetection() != nil {
 		out.Unenforced = append(out.Unenforced, fmt.Sprintf("cluster %q: outlier_detection", c.GetName()))
@@ -228,6 +228,9 @@ func ParseEndpoints(cla *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
 					return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d]: load_balancing_weight must be > 0", i, j)
 				}
 				e.Weight = w.GetValue()
+			}
+			if md := le.GetMetadata().GetFilterMetadata()[TransportSocketMatchKey]; md != nil {
+				e.TLSMeta = stringFields(md)
 			}
 			switch le.GetHealthStatus() {
 			case corev3.HealthStatus_HEALTHY:

@@ -71,6 +71,11 @@ func ParseListener(l *listenerv3.Listener) (*Listener, error) {
 		if out.DetectTimeout <= 0 {
 			out.DetectTimeout = DefaultDetectTimeout
 		}
+	} else if out.MatchesTransport() {
+		out.DetectTimeout = durationOr(l.GetListenerFiltersTimeout(), DefaultTLSDetectTimeout)
+		if out.DetectTimeout <= 0 {
+			out.DetectTimeout = DefaultTLSDetectTimeout
+		}
 	}
 	return out, nil
 }
@@ -125,13 +130,21 @@ func parseFilterChain(fc *listenerv3.FilterChain, unenforced *[]string) (*Filter
 			}
 			out.Match.PrefixRanges = append(out.Match.PrefixRanges, p)
 		}
-		if m.GetTransportProtocol() != "" || len(m.GetApplicationProtocols()) > 0 || len(m.GetSourcePrefixRanges()) > 0 || len(m.GetSourcePorts()) > 0 || len(m.GetDirectSourcePrefixRanges()) > 0 {
-			*unenforced = append(*unenforced, fmt.Sprintf("filter chain %q: filter_chain_match transport/application protocol and source matches", fc.GetName()))
+		switch tp := m.GetTransportProtocol(); tp {
+		case "", TransportProtocolTLS, TransportProtocolRaw:
+			out.Match.TransportProtocol = tp
+		default:
+			return nil, fmt.Errorf("filter_chain_match.transport_protocol %q: want %q or %q", tp, TransportProtocolTLS, TransportProtocolRaw)
+		}
+		if len(m.GetApplicationProtocols()) > 0 || len(m.GetSourcePrefixRanges()) > 0 || len(m.GetSourcePorts()) > 0 || len(m.GetDirectSourcePrefixRanges()) > 0 {
+			*unenforced = append(*unenforced, fmt.Sprintf("filter chain %q: filter_chain_match application protocol and source matches", fc.GetName()))
 		}
 	}
-	if fc.GetTransportSocket() != nil {
-		return nil, errors.New("transport_socket (TLS) is not supported by the Weft proxy yet")
+	tlsCtx, err := parseDownstreamSocket(fc.GetTransportSocket())
+	if err != nil {
+		return nil, fmt.Errorf("transport_socket: %w", err)
 	}
+	out.TLS = tlsCtx
 	filters := fc.GetFilters()
 	if len(filters) == 0 {
 		return nil, errors.New("no filters")

@@ -27,6 +27,10 @@ type Listener struct {
 	// listener_filters_timeout; when that is absent or 0, it is
 	// DefaultDetectTimeout. It is 0 on listeners that are not transparent. A client silent that long is taken to be
 	// waiting for the server (MySQL, SMTP) and passed through as TCP.
+	// On a listener that is not transparent but whose chains match on
+	// transport_protocol (mTLS PERMISSIVE), it bounds the wait for the
+	// first byte that tells TLS from plaintext: listener_filters_timeout,
+	// or DefaultTLSDetectTimeout; a silent client is served as plaintext.
 	DetectTimeout time.Duration
 	// Unenforced lists fields that were accepted but are not enforced.
 	Unenforced []string
@@ -37,6 +41,24 @@ type Listener struct {
 // client-first protocol's first segment on a local hop, short enough not
 // to hold up server-first protocols noticeably.
 const DefaultDetectTimeout = 100 * time.Millisecond
+
+// DefaultTLSDetectTimeout is the wait for a connection's first byte on a
+// listener that tells TLS from plaintext (PERMISSIVE mTLS) when
+// listener_filters_timeout is unset: generous, since a TLS client taken
+// for a plaintext one would fail.
+const DefaultTLSDetectTimeout = time.Second
+
+// MatchesTransport reports whether any chain matches on
+// transport_protocol, so connections must be told apart by their first
+// bytes (TLS ClientHello or not).
+func (l *Listener) MatchesTransport() bool {
+	for _, fc := range l.FilterChains {
+		if fc.Match.TransportProtocol != "" || fc.TLS != nil {
+			return true
+		}
+	}
+	return false
+}
 
 // RouteNames returns the RDS route configuration names the listener's HTTP
 // chains reference, without duplicates.
@@ -67,6 +89,10 @@ type ChainMatch struct {
 	ServerNames []string
 	// PrefixRanges are destination IP ranges. Empty matches any address.
 	PrefixRanges []netip.Prefix
+	// TransportProtocol is TransportProtocolTLS or TransportProtocolRaw
+	// (the connection's first bytes are, or are not, a TLS ClientHello);
+	// empty matches both.
+	TransportProtocol string
 }
 
 // FilterChain is one filter chain: exactly one of HTTP or TCP is set.
@@ -79,6 +105,9 @@ type FilterChain struct {
 	HTTP *HTTPConnectionManager
 	// TCP is set when the chain ends in a tcp_proxy.
 	TCP *TCPProxy
+	// TLS, when set, terminates TLS before the filters (the chain's
+	// DownstreamTlsContext transport socket).
+	TLS *DownstreamTLS
 }
 
 // HTTPConnectionManager is a validated HCM.
@@ -542,6 +571,12 @@ type Cluster struct {
 	LeastRequestChoices uint32
 	// LoadAssignment holds the endpoints of STATIC and DNS clusters.
 	LoadAssignment *Endpoints
+	// TLS is the cluster's transport_socket: how endpoints that no
+	// TLSMatches entry selects are reached; nil means plaintext.
+	TLS *UpstreamTLS
+	// TLSMatches are the transport_socket_matches, tried in order against
+	// each endpoint's TLSMeta (see Cluster.TLSFor).
+	TLSMatches []TLSMatch
 	// Service is the service host name from the cluster's Weft metadata
 	// (filter_metadata["weft"].service), set on inbound clusters; the
 	// metrics' destination_service. Empty when absent.
@@ -608,4 +643,8 @@ type Endpoint struct {
 	Weight uint32
 	// Health is the endpoint's health status.
 	Health Health
+	// TLSMeta is the endpoint's
+	// filter_metadata["envoy.transport_socket_match"] (string fields), which
+	// selects the cluster's transport socket; nil when absent.
+	TLSMeta map[string]string
 }

@@ -36,6 +36,7 @@ const (
 	noFlags            = "-"
 	securityUnknown    = "unknown"
 	securityNone       = "none"
+	securityMutualTLS  = "mutual_tls"
 	serviceSuffixLabel = "svc"
 )
 
@@ -81,6 +82,13 @@ type HTTPRequest struct {
 	Duration time.Duration
 	// RequestBytes and ResponseBytes are body sizes.
 	RequestBytes, ResponseBytes int64
+	// PeerPrincipal is the SPIFFE ID of the other end's verified
+	// certificate (the client's on the inbound side, the server's on the
+	// outbound side); "" when the hop was not mTLS.
+	PeerPrincipal string
+	// MTLS is true when the inbound connection was mutual TLS
+	// (connection_security_policy="mutual_tls" on the server side).
+	MTLS bool
 }
 
 // TCPConn identifies the label set of a proxied TCP connection.
@@ -93,9 +101,14 @@ type TCPConn struct {
 	Service string
 	// Flags are the response flags, "" when none.
 	Flags string
+	// PeerPrincipal and MTLS are as in HTTPRequest.
+	PeerPrincipal string
+	MTLS          bool
 }
 
 type httpKey struct {
+	principal  string
+	mtls       bool
 	peer       peermeta.Workload
 	service    string
 	grpcStatus string
@@ -113,10 +126,12 @@ type httpHandles struct {
 }
 
 type tcpKey struct {
-	peer    peermeta.Workload
-	service string
-	flags   string
-	inbound bool
+	principal string
+	mtls      bool
+	peer      peermeta.Workload
+	service   string
+	flags     string
+	inbound   bool
 }
 
 type tcpHandles struct {
@@ -139,6 +154,8 @@ type istio struct {
 	tcpClosed *prometheus.CounterVec
 
 	local peermeta.Workload // with "unknown" for empty fields
+	// principal is the sidecar's own SPIFFE ID, "" when it has none.
+	principal string
 
 	mu   sync.Mutex
 	http atomic.Pointer[map[httpKey]*httpHandles]
@@ -204,6 +221,17 @@ func (m *istio) setLocal(w peermeta.Workload) {
 	m.tcp.Store(&tm)
 }
 
+// SetPrincipal sets the sidecar's own SPIFFE ID, reported as its end's
+// principal on hops that are mTLS. Call it before serving.
+func (m *Metrics) SetPrincipal(p string) {
+	if m == nil {
+		return
+	}
+	m.istio.mu.Lock()
+	m.istio.principal = p
+	m.istio.mu.Unlock()
+}
+
 // SetWorkload sets the sidecar's own workload, the source of outbound
 // requests and the destination of inbound ones. Call it before serving.
 func (m *Metrics) SetWorkload(w peermeta.Workload) {
@@ -219,7 +247,7 @@ func (m *Metrics) RecordHTTP(r *HTTPRequest) {
 	if m == nil {
 		return
 	}
-	k := httpKey{peer: r.Peer, service: r.Service, grpcStatus: r.GRPCStatus, flags: r.Flags, code: r.Code, inbound: r.Inbound, grpc: r.GRPC}
+	k := httpKey{principal: r.PeerPrincipal, mtls: r.MTLS, peer: r.Peer, service: r.Service, grpcStatus: r.GRPCStatus, flags: r.Flags, code: r.Code, inbound: r.Inbound, grpc: r.GRPC}
 	h := (*m.istio.http.Load())[k]
 	if h == nil {
 		h = m.istio.httpHandles(k)
@@ -255,7 +283,7 @@ func (m *Metrics) TCPClosed(c *TCPConn, sent, received int64) {
 }
 
 func (m *Metrics) tcpHandles(c *TCPConn) *tcpHandles {
-	k := tcpKey{peer: c.Peer, service: c.Service, flags: c.Flags, inbound: c.Inbound}
+	k := tcpKey{principal: c.PeerPrincipal, mtls: c.MTLS, peer: c.Peer, service: c.Service, flags: c.Flags, inbound: c.Inbound}
 	if h := (*m.istio.tcp.Load())[k]; h != nil {
 		return h
 	}
@@ -263,7 +291,7 @@ func (m *Metrics) tcpHandles(c *TCPConn) *tcpHandles {
 }
 
 // labels builds the common label values: reporter, source, destination.
-func (m *istio) labels(inbound bool, peer peermeta.Workload, service string) []string {
+func (m *istio) labels(inbound bool, peer peermeta.Workload, service, peerPrincipal string) []string {
 	p := peermeta.Workload{Name: orUnknown(peer.Name), Namespace: orUnknown(peer.Namespace), App: orUnknown(peer.App), Version: orUnknown(peer.Version)}
 	src, dst, reporter := m.local, p, ReporterSource
 	if inbound {
@@ -273,17 +301,33 @@ func (m *istio) labels(inbound bool, peer peermeta.Workload, service string) []s
 	if svcNS == Unknown && inbound {
 		svcNS = m.local.Namespace
 	}
-	// Principals come from peer certificates, which arrive with mTLS.
+	// Principals come from verified peer certificates (mTLS hops only):
+	// the peer's from its certificate, the sidecar's own from its SVID.
+	localP, peerP := Unknown, Unknown
+	if peerPrincipal != "" {
+		peerP = peerPrincipal
+		if m.principal != "" {
+			localP = m.principal
+		}
+	}
+	srcP, dstP := localP, peerP
+	if inbound {
+		srcP, dstP = peerP, localP
+	}
 	return []string{reporter,
-		src.Name, src.Namespace, Unknown, src.App, src.Version,
-		dst.Name, dst.Namespace, Unknown, dst.App, dst.Version,
+		src.Name, src.Namespace, srcP, src.App, src.Version,
+		dst.Name, dst.Namespace, dstP, dst.App, dst.Version,
 		orUnknown(service), svcName, svcNS}
 }
 
-// securityPolicy is connection_security_policy: the client side cannot
-// know it; the server side sees plaintext until mTLS exists.
-func securityPolicy(inbound bool) string {
-	if inbound {
+// securityPolicy is connection_security_policy: as in Istio, only the
+// server side reports it ("mutual_tls" or "none"); the client side says
+// "unknown".
+func securityPolicy(inbound, mtls bool) string {
+	switch {
+	case inbound && mtls:
+		return securityMutualTLS
+	case inbound:
 		return securityNone
 	}
 	return securityUnknown
@@ -317,7 +361,7 @@ func (m *istio) httpHandles(k httpKey) *httpHandles {
 	if flags == "" {
 		flags = noFlags
 	}
-	lv := append(m.labels(k.inbound, k.peer, k.service), proto, strconv.Itoa(k.code), k.grpcStatus, flags, securityPolicy(k.inbound))
+	lv := append(m.labels(k.inbound, k.peer, k.service, k.principal), proto, strconv.Itoa(k.code), k.grpcStatus, flags, securityPolicy(k.inbound, k.mtls))
 	h := &httpHandles{
 		requests:  m.requests.WithLabelValues(lv...),
 		duration:  m.duration.WithLabelValues(lv...),
@@ -344,7 +388,7 @@ func (m *istio) tcpHandlesSlow(k tcpKey) *tcpHandles {
 	if flags == "" {
 		flags = noFlags
 	}
-	lv := append(m.labels(k.inbound, k.peer, k.service), ProtocolTCP, flags, securityPolicy(k.inbound))
+	lv := append(m.labels(k.inbound, k.peer, k.service, k.principal), ProtocolTCP, flags, securityPolicy(k.inbound, k.mtls))
 	h := &tcpHandles{
 		sent: m.tcpSent.WithLabelValues(lv...), received: m.tcpRecv.WithLabelValues(lv...),
 		opened: m.tcpOpened.WithLabelValues(lv...), closed: m.tcpClosed.WithLabelValues(lv...),

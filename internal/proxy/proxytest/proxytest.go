@@ -155,6 +155,10 @@ type ProxyOptions struct {
 	Workload       string
 	Labels         map[string]string
 	ServiceAccount string
+	// CAAddr, CARootFile and BootstrapTokenFile give the proxy a workload
+	// certificate from a CA (app.Config's fields of the same names);
+	// empty: no identity.
+	CAAddr, CARootFile, BootstrapTokenFile string
 }
 
 var proxySeq atomic.Int64
@@ -176,6 +180,7 @@ func StartProxy(t testing.TB, cp *ControlPlane, name string, opts ProxyOptions) 
 		DrainTimeout: opts.DrainTimeout,
 		Workload:     opts.Workload, Labels: opts.Labels, ServiceAccount: opts.ServiceAccount,
 		XDSBackoffBase: 20 * time.Millisecond, XDSBackoffMax: 200 * time.Millisecond,
+		CAAddr: opts.CAAddr, CARootFile: opts.CARootFile, BootstrapTokenFile: opts.BootstrapTokenFile,
 	}
 	p, err := app.New(cfg, log, access)
 	if err != nil {

@@ -139,8 +139,9 @@ const DefaultQueue = 256
 // Hub fans events out to subscribers. A nil *Hub is valid and never
 // active. All methods are safe for concurrent use; Publish never blocks.
 type Hub struct {
-	proxy string
-	local peermeta.Workload
+	proxy     string
+	local     peermeta.Workload
+	principal atomic.Pointer[string] // own SPIFFE ID (principal.go)
 
 	// subs is copied on write: Publish reads it with one atomic load.
 	subs   atomic.Pointer[[]*Subscriber]

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 )
 
@@ -101,6 +102,8 @@ type Cluster struct {
 	name string
 	st   atomic.Pointer[state]
 	tr   atomic.Pointer[transports]
+	tls  atomic.Pointer[tlsState] // nil: every endpoint in plaintext
+	tlsFields
 
 	mu        sync.Mutex
 	hostByKey map[string]*Host // persistent hosts, by address
@@ -217,6 +220,12 @@ func (c *Cluster) EndRetry() { c.retries.Add(-1) }
 // Transport returns the round tripper for HTTP/1.1 or h2c. Requests must
 // carry the picked host's address in URL.Host.
 func (c *Cluster) Transport(http2 bool) http.RoundTripper {
+	if c.tls.Load() != nil {
+		if http2 {
+			return &c.rtH2
+		}
+		return &c.rtH1
+	}
 	t := c.tr.Load()
 	if http2 {
 		return t.h2
@@ -246,9 +255,17 @@ func (c *Cluster) CloseIdle() {
 	t := c.tr.Load()
 	t.h1.CloseIdleConnections()
 	t.h2.CloseIdleConnections()
+	c.tlsMu.Lock()
+	for _, p := range c.tlsPools {
+		if p.h1 != nil {
+			p.h1.CloseIdleConnections()
+			p.h2.CloseIdleConnections()
+		}
+	}
+	c.tlsMu.Unlock()
 }
 
-func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints) {
+func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, id mtls.Identity) {
 	key := transportKey{connectTimeout: cfg.ConnectTimeout, idle: cfg.IdleTimeout, maxConns: cfg.Thresholds.MaxConnections}
 	if old := c.tr.Load(); old == nil || old.key != key {
 		c.tr.Store(c.newTransports(key))
@@ -260,6 +277,9 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints) {
 	if cfg.LoadAssignment != nil {
 		eps = cfg.LoadAssignment
 	}
+	c.tlsMu.Lock()
+	c.tls.Store(c.updateTLS(cfg, eps, id, key))
+	c.tlsMu.Unlock()
 	st := &state{cfg: cfg}
 	c.mu.Lock()
 	seen := make(map[string]bool)
@@ -426,6 +446,7 @@ func (c *countedConn) Close() error {
 type Manager struct {
 	mu       sync.Mutex
 	clusters map[string]*Cluster
+	ident    mtls.Identity // nil: no mesh mTLS (SetIdentity)
 }
 
 // NewManager returns an empty manager.
@@ -443,8 +464,9 @@ func (m *Manager) Update(cfgs map[string]*proxyconfig.Cluster, eps map[string]*p
 		c := m.clusters[name]
 		if c == nil {
 			c = &Cluster{name: name, hostByKey: map[string]*Host{}}
+			c.rtH1, c.rtH2 = roundTripper{c: c}, roundTripper{c: c, http2: true}
 		}
-		c.update(cfg, eps[cfg.EDSServiceName])
+		c.update(cfg, eps[cfg.EDSServiceName], m.ident)
 		out[name] = c
 	}
 	for name, c := range m.clusters {
@@ -474,11 +496,24 @@ func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		c.Overflows.Add(1)
 		return nil, ErrOverflow
 	}
-	d := net.Dialer{Timeout: st.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if p := c.tls.Load().poolsFor(addr); p != nil {
+		if p.err != nil {
+			err = &DialError{Addr: addr, Err: p.err}
+		} else {
+			conn, err = p.dial(ctx, addr)
+		}
+	} else {
+		d := net.Dialer{Timeout: st.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		c.conns.Add(-1)
-		return nil, &DialError{Addr: addr, Err: err}
+		if _, ok := err.(*DialError); !ok {
+			err = &DialError{Addr: addr, Err: err}
+		}
+		return nil, err
 	}
 	return &countedConn{Conn: conn, n: &c.conns}, nil
 }

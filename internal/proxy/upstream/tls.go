@@ -1,0 +1,235 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"weft.dev/weft/internal/proxy/mtls"
+	"weft.dev/weft/internal/proxy/proxyconfig"
+)
+
+// TLS origination. A cluster's endpoints are reached in plaintext or over
+// TLS, decided per endpoint by the cluster's transport_socket_matches
+// against the endpoint's metadata (Weft's control plane marks endpoints
+// that have a sidecar), else by its transport_socket. Each distinct TLS
+// context gets its own pair of pools (HTTP/1.1 offering ALPN "http/1.1",
+// HTTP/2 offering "h2"), kept across config updates while the context is
+// unchanged. The verified peer's SPIFFE ID is remembered per endpoint
+// address for the metrics (destination_principal).
+
+// handshakeTimeout bounds a TLS handshake with an upstream, on top of the
+// connect timeout.
+const handshakeTimeout = 10 * time.Second
+
+// SetIdentity gives the manager the proxy's identity, which mesh mTLS
+// (SDS "default" and "ROOTCA") uses; call it before the first Update.
+// Without one, endpoints whose TLS needs it are reached in plaintext (the
+// proxy has no certificate to offer) and the choice is logged by the
+// caller through Cluster.TLSNote.
+func (m *Manager) SetIdentity(id mtls.Identity) {
+	m.mu.Lock()
+	m.ident = id
+	m.mu.Unlock()
+}
+
+// tlsPools are the pools of one TLS context.
+type tlsPools struct {
+	key    string
+	h1, h2 *http.Transport
+	// dial opens a TLS connection without ALPN (tcp_proxy).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+	err  error // the context could not be built (unreadable files)
+}
+
+// tlsState is what a config update decides about TLS.
+type tlsState struct {
+	// byAddr is the TLS context of each endpoint that uses TLS; nil when
+	// no endpoint does.
+	byAddr map[string]*tlsPools
+	// all is the cluster-wide context (ORIGINAL_DST hosts and hosts not
+	// in byAddr when set); nil means plaintext.
+	all *tlsPools
+}
+
+func (s *tlsState) poolsFor(addr string) *tlsPools {
+	if s == nil {
+		return nil
+	}
+	if p, ok := s.byAddr[addr]; ok {
+		return p
+	}
+	return s.all
+}
+
+// updateTLS computes the TLS state of a config and its endpoints,
+// reusing the pools of contexts that did not change. It runs under
+// Manager.mu (updates are serialized).
+func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, id mtls.Identity, key transportKey) *tlsState {
+	c.noIdentity = false
+	if cfg.TLS == nil && len(cfg.TLSMatches) == 0 {
+		c.retireTLS(nil)
+		return nil
+	}
+	keep := map[string]*tlsPools{}
+	get := func(t *proxyconfig.UpstreamTLS) *tlsPools {
+		if t == nil {
+			return nil
+		}
+		if t.UsesSDS() && id == nil {
+			c.noIdentity = true
+			return nil // no certificate to offer: plaintext (see SetIdentity)
+		}
+		k := t.Key() + fmt.Sprintf("|%v", key)
+		if p := keep[k]; p != nil {
+			return p
+		}
+		p := c.tlsPools[k]
+		if p == nil {
+			p = c.newTLSPools(t, id, key, k)
+		}
+		keep[k] = p
+		return p
+	}
+	st := &tlsState{all: get(cfg.TLS)}
+	if eps != nil && len(cfg.TLSMatches) > 0 {
+		st.byAddr = map[string]*tlsPools{}
+		for _, loc := range eps.Localities {
+			for _, e := range loc.Endpoints {
+				st.byAddr[e.Address] = get(cfg.TLSFor(e.TLSMeta))
+			}
+		}
+	}
+	c.retireTLS(keep)
+	return st
+}
+
+// retireTLS closes the idle connections of pools no longer used and keeps
+// the others.
+func (c *Cluster) retireTLS(keep map[string]*tlsPools) {
+	for k, p := range c.tlsPools {
+		if keep[k] == nil && p.h1 != nil {
+			p.h1.CloseIdleConnections()
+			p.h2.CloseIdleConnections()
+		}
+	}
+	c.tlsPools = keep
+}
+
+func (c *Cluster) newTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, key transportKey, k string) *tlsPools {
+	p := &tlsPools{key: k}
+	cfgs := make([]*tls.Config, 3)
+	for i, alpn := range [][]string{{"http/1.1"}, {"h2"}, nil} {
+		if alpn == nil && len(t.ALPN) == 0 {
+			alpn = []string{}
+		}
+		cfgs[i], p.err = mtls.ClientConfig(t, id, alpn)
+		if p.err != nil {
+			return p
+		}
+	}
+	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
+	handshake := func(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
+		raw, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, &DialError{Addr: addr, Err: err}
+		}
+		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		defer cancel()
+		tc := tls.Client(raw, cfg)
+		if err := tc.HandshakeContext(hctx); err != nil {
+			_ = raw.Close()
+			return nil, &DialError{Addr: addr, Err: fmt.Errorf("TLS handshake: %w", err)}
+		}
+		cs := tc.ConnectionState()
+		peer := mtls.PeerID(&cs)
+		if peer != "" {
+			c.peers.Store(addr, peer)
+		}
+		return &mtls.Conn{Conn: tc, Peer: peer}, nil
+	}
+	counted := func(cfg *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return func(ctx context.Context, _, addr string) (net.Conn, error) {
+			if c.conns.Add(1) > key.maxConns {
+				c.conns.Add(-1)
+				c.Overflows.Add(1)
+				return nil, ErrOverflow
+			}
+			conn, err := handshake(ctx, addr, cfg)
+			if err != nil {
+				c.conns.Add(-1)
+				return nil, err
+			}
+			return &countedConn{Conn: conn, n: &c.conns}, nil
+		}
+	}
+	base := c.newTransports(key)
+	// The pools speak HTTP over connections their dialer already
+	// secured, as they would in plaintext: ALPN told the server which
+	// protocol follows.
+	p.h1, p.h2 = base.h1, base.h2
+	p.h1.DialContext = counted(cfgs[0])
+	p.h2.DialContext = counted(cfgs[1])
+	p.dial = func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[2]) }
+	return p
+}
+
+// PeerPrincipal returns the SPIFFE ID the endpoint at addr presented in
+// its last verified TLS handshake, "" when it was reached in plaintext.
+func (c *Cluster) PeerPrincipal(addr string) string {
+	if c.tls.Load() == nil {
+		return ""
+	}
+	if v, ok := c.peers.Load(addr); ok {
+		return v.(string)
+	}
+	return ""
+}
+
+// TLSNote says why endpoints that the config reaches over mesh mTLS are
+// reached in plaintext ("" when none are): the proxy has no identity.
+func (c *Cluster) TLSNote() string {
+	if !c.noIdentity {
+		return ""
+	}
+	return fmt.Sprintf("cluster %q: mTLS to its sidecar endpoints (%v); they are reached in plaintext", c.name, mtls.ErrNoIdentity)
+}
+
+// roundTripper picks the plaintext or TLS pool of the request's endpoint
+// (URL.Host is the endpoint's address).
+type roundTripper struct {
+	c     *Cluster
+	http2 bool
+}
+
+func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := rt.c
+	tr := c.tr.Load()
+	p := c.tls.Load().poolsFor(req.URL.Host)
+	if p == nil {
+		if rt.http2 {
+			return tr.h2.RoundTrip(req)
+		}
+		return tr.h1.RoundTrip(req)
+	}
+	if p.err != nil {
+		return nil, &DialError{Addr: req.URL.Host, Err: p.err}
+	}
+	if rt.http2 {
+		return p.h2.RoundTrip(req)
+	}
+	return p.h1.RoundTrip(req)
+}
+
+// tlsFields are the Cluster fields of TLS origination.
+type tlsFields struct {
+	tlsMu      sync.Mutex // guards tlsPools and noIdentity
+	tlsPools   map[string]*tlsPools
+	noIdentity bool
+	peers      sync.Map // endpoint address -> SPIFFE ID of its last handshake
+	rtH1, rtH2 roundTripper
+}
