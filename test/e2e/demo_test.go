@@ -173,6 +173,53 @@ func TestDemoMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("weft logs finds an injected failure", func(t *testing.T) {
+		// A service whose only endpoint refuses connections: a call to it
+		// from productpage's sidecar fails with 503 UF.
+		dead := `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dead, namespace: default}
+spec:
+  hosts: [dead.default.svc.cluster.local]
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: 1}}]
+`
+		if out, err := m.weft(dead, "apply", "-f", "-"); err != nil {
+			t.Fatalf("weft apply: %v\n%s", err, out)
+		}
+		var outbound string
+		for _, in := range m.status(t).Instances {
+			if in.Instance == "productpage-v1-0" {
+				outbound = in.Outbound
+			}
+		}
+		waitFor(t, 10*time.Second, "a 503 from the dead service", func() error {
+			resp, err := viaProxy(outbound).Get("http://dead/injected-failure")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 503 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		})
+		waitFor(t, 10*time.Second, "weft logs --status 5xx to show it", func() error {
+			out, err := m.weft("", "logs", "--status", "5xx", "--service", "productpage")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if !strings.Contains(out, "/injected-failure 503 UF") {
+				return fmt.Errorf("weft logs --status 5xx:\n%s", out)
+			}
+			if strings.Contains(out, " 200 ") {
+				return fmt.Errorf("weft logs --status 5xx shows a 200:\n%s", out)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a killed workload is restarted", func(t *testing.T) {
 		var pid int
 		for _, in := range m.status(t).Instances {
