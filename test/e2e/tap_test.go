@@ -81,7 +81,9 @@ func TestTapDemo(t *testing.T) {
 		if e.Kind == tap.KindHTTP && e.Source != nil && e.Destination != nil &&
 			e.Source.Workload == "productpage-v1" && reviewsVersion.MatchString(e.Destination.Workload) && e.Status == 200 {
 			found = true
-			if e.Direction != tap.Inbound || !strings.HasPrefix(e.Path, "/reviews") || e.RequestID == "" || e.Destination.Principal != tap.Unknown {
+			// The principal is the verified SPIFFE ID where the hop is mTLS.
+			principalOK := e.Destination.Principal == tap.Unknown || e.Destination.Principal == "spiffe://cluster.local/ns/default/sa/reviews"
+			if e.Direction != tap.Inbound || !strings.HasPrefix(e.Path, "/reviews") || e.RequestID == "" || !principalOK {
 				t.Errorf("productpage -> reviews event: %+v", e)
 			}
 		}
