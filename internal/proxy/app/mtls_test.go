@@ -398,3 +398,13 @@ func otherRootClient(t *testing.T, id string) *http.Client {
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Timeout: 5 * time.Second, Transport: tr}
 }
+
+// TestMTLSHTTP2: a cluster that speaks HTTP/2 upstream negotiates h2 by
+// ALPN over the sidecars' mTLS.
+func TestMTLSHTTP2(t *testing.T) {
+	m := startMeshPair(t, time.Hour, "STRICT", func(c *clusterv3.Cluster) *clusterv3.Cluster { return proxytest.HTTP2(withAutoMTLS(c, reviewsID)) })
+	mustGet200(t, m.client.HTTPClient(t), "http://reviews:9080/")
+	if !promLine(t, m.server, "istio_requests_total", `source_principal="`+productpageID+`"`, `connection_security_policy="mutual_tls"`) {
+		t.Errorf("server metrics lack the mTLS request")
+	}
+}
