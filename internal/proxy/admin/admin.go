@@ -94,11 +94,23 @@ func Handler(d Deps) http.Handler {
 // /metrics, from the same registry as the admin API's /stats/prometheus.
 // It is meant for a port scrapers may reach (15090): it exposes nothing
 // that changes the proxy or dumps its config.
-func StatsHandler(m *proxymetrics.Metrics) http.Handler {
+func StatsHandler(m *proxymetrics.Metrics, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	h := metricsHandler(m)
 	mux.Handle("GET /stats/prometheus", h)
 	mux.Handle("GET /metrics", h)
+	// Health for whoever watches the workload (Istio's /healthz/ready on
+	// 15020/15021): ready once the first full config is applied, not while
+	// draining.
+	health := func(w http.ResponseWriter, r *http.Request) {
+		if ready == nil || !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	}
+	mux.HandleFunc("GET /ready", health)
+	mux.HandleFunc("GET /healthz/ready", health)
 	return mux
 }
 

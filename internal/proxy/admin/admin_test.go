@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"weft.dev/weft/internal/proxy/admin"
@@ -14,7 +15,8 @@ import (
 func TestStatsHandler(t *testing.T) {
 	m := proxymetrics.New()
 	m.Request("outbound|8000||httpbin.default.svc.cluster.local", 200, "")
-	srv := httptest.NewServer(admin.StatsHandler(m))
+	var ready atomic.Bool
+	srv := httptest.NewServer(admin.StatsHandler(m, ready.Load))
 	t.Cleanup(srv.Close)
 	const want = `weft_proxy_requests_total{cluster="outbound|8000||httpbin.default.svc.cluster.local",code="200"} 1`
 	tests := []struct {
@@ -25,12 +27,26 @@ func TestStatsHandler(t *testing.T) {
 		{name: "stats prometheus", method: http.MethodGet, path: "/stats/prometheus", wantCode: 200, wantBody: want},
 		{name: "metrics", method: http.MethodGet, path: "/metrics", wantCode: 200, wantBody: want},
 		{name: "no config dump", method: http.MethodGet, path: "/config_dump", wantCode: 404},
-		{name: "no ready", method: http.MethodGet, path: "/ready", wantCode: 404},
+		{name: "not ready yet", method: http.MethodGet, path: "/healthz/ready", wantCode: 503},
 		{name: "no quitquitquit", method: http.MethodPost, path: "/quitquitquit", wantCode: 404},
 		{name: "no drain", method: http.MethodPost, path: "/drain", wantCode: 404},
 	}
+	tests = append(tests,
+		struct {
+			name, method, path string
+			wantCode           int
+			wantBody           string
+		}{name: "ready", method: http.MethodGet, path: "/ready", wantCode: 200, wantBody: "ready"},
+		struct {
+			name, method, path string
+			wantCode           int
+			wantBody           string
+		}{name: "healthz ready", method: http.MethodGet, path: "/healthz/ready", wantCode: 200, wantBody: "ready"})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "ready" {
+				ready.Store(true)
+			}
 			req, err := http.NewRequestWithContext(t.Context(), tc.method, srv.URL+tc.path, nil)
 			if err != nil {
 				t.Fatal(err)

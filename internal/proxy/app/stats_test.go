@@ -114,8 +114,15 @@ func TestStatsPort(t *testing.T) {
 			}
 		})
 	}
+	t.Run("stats port answers health checks", func(t *testing.T) {
+		for _, path := range []string{"/ready", "/healthz/ready"} {
+			if code, _ := fetch(t, stats, path); code != http.StatusOK {
+				t.Errorf("GET %s on the stats port of a ready proxy = %d, want 200", path, code)
+			}
+		}
+	})
 	t.Run("stats port serves nothing else", func(t *testing.T) {
-		for _, path := range []string{"/config_dump", "/ready", "/clusters"} {
+		for _, path := range []string{"/config_dump", "/clusters", "/quitquitquit"} {
 			if code, _ := fetch(t, stats, path); code != http.StatusNotFound {
 				t.Errorf("GET %s on the stats port = %d, want 404", path, code)
 			}
