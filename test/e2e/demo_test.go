@@ -218,6 +218,16 @@ spec:
 			}
 			return nil
 		})
+		// The access log says who called: the caller's workload, and on an
+		// mTLS hop its verified identity.
+		out, err := m.weft("", "logs", "--status", "503", "--service", "productpage", "-o", "json")
+		if err != nil || !strings.Contains(out, `"source_workload":"productpage-v1"`) {
+			t.Errorf("weft logs -o json lacks the caller's workload (%v):\n%s", err, out)
+		}
+		out, err = m.weft("", "logs", "--status", "200", "--service", "reviews", "-o", "json")
+		if err != nil || !strings.Contains(out, `"source_workload":"productpage-v1","source_namespace":"default","source_principal":"spiffe://cluster.local/ns/default/sa/productpage"`) {
+			t.Errorf("reviews' access log lacks productpage's verified identity (%v):\n%.2000s", err, out)
+		}
 	})
 
 	t.Run("a killed workload is restarted", func(t *testing.T) {

@@ -69,6 +69,15 @@ type Entry struct {
 	// TraceID is the request's trace ID (hex) when it was traced or came
 	// with a trace context on a traced listener; empty otherwise.
 	TraceID string
+	// Source and Destination say who called whom: workload, namespace and
+	// SPIFFE principal ("unknown" where the peer did not say or the hop was
+	// not mTLS). Empty ends are left out of the line.
+	Source, Destination Peer
+}
+
+// Peer is one end of a request in the access log.
+type Peer struct {
+	Workload, Namespace, Principal string
 }
 
 // Logger writes entries asynchronously. A nil *Logger discards entries.
@@ -181,7 +190,24 @@ func Append(buf []byte, e *Entry) []byte {
 		buf = append(buf, `,"trace_id":`...)
 		buf = appendString(buf, e.TraceID)
 	}
+	buf = appendPeer(buf, `,"source_`, &e.Source)
+	buf = appendPeer(buf, `,"destination_`, &e.Destination)
 	return append(buf, "}\n"...)
+}
+
+// appendPeer appends the workload, namespace and principal of one end,
+// as prefix+"workload" and so on.
+func appendPeer(buf []byte, prefix string, p *Peer) []byte {
+	for _, f := range [...]struct{ name, v string }{{"workload", p.Workload}, {"namespace", p.Namespace}, {"principal", p.Principal}} {
+		if f.v == "" {
+			continue
+		}
+		buf = append(buf, prefix...)
+		buf = append(buf, f.name...)
+		buf = append(buf, `":`...)
+		buf = appendString(buf, f.v)
+	}
+	return buf
 }
 
 const hex = "0123456789abcdef"

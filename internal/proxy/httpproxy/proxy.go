@@ -271,11 +271,13 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		}
 		p.endSpan(rs, r, start, clusterName, code, flags, host, cb.n, sw.n)
 		if al := p.accessLogFor(t); al != nil {
-			al.Log(&accesslog.Entry{
+			e := &accesslog.Entry{
 				Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
 				Code: code, Flags: flags, BytesReceived: cb.n, BytesSent: sw.n, Duration: time.Since(start),
 				UpstreamHost: host, UpstreamCluster: clusterName, RequestID: rid, TraceID: rs.traceID(),
-			})
+			}
+			p.accessEnds(e, rs, clusterName)
+			al.Log(e)
 		}
 		if p.tap.Active() {
 			p.tapHTTP(rs, sw, clusterName, code, flags, host, rid, cb.n, start)

@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"time"
 
+	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/tap"
 )
 
 // setPeerHeader puts the sidecar's own peer metadata on a response from
@@ -79,4 +81,28 @@ func peerPrincipal(rs *reqState) string {
 		return rs.cluster.PeerPrincipal(rs.upstreamHost)
 	}
 	return ""
+}
+
+// accessEnds fills the access log's source and destination the way the
+// tap and the metrics see them: this sidecar's own workload on one side,
+// the peer's metadata and verified principal on the other.
+func (p *Proxy) accessEnds(e *accesslog.Entry, rs *reqState, clusterName string) {
+	if p.tap == nil {
+		return
+	}
+	var ev tap.Event
+	peer := rs.respPeer
+	if rs.inbound {
+		peer = rs.reqPeer
+	}
+	p.tap.Ends(&ev, rs.inbound, peermeta.Parse(peer), serviceOf(clusterName, rs))
+	p.tap.Principals(&ev, rs.inbound, peerPrincipal(rs))
+	for _, x := range [...]struct {
+		from *tap.Endpoint
+		to   *accesslog.Peer
+	}{{ev.Source, &e.Source}, {ev.Destination, &e.Destination}} {
+		if x.from != nil {
+			*x.to = accesslog.Peer{Workload: x.from.Workload, Namespace: x.from.Namespace, Principal: x.from.Principal}
+		}
+	}
 }
