@@ -59,6 +59,18 @@ type Workload struct {
 	// The runtime gives each one a free loopback port per instance and
 	// sets its Env variable. Ignored when Sidecar is false. Default: none.
 	Upstreams []WorkloadUpstream `yaml:"upstreams"`
+	// Metrics, when set, says the program serves its own Prometheus
+	// metrics; its sidecar merges them with its own on the sidecar's
+	// stats port (as Istio's 15020), so one scrape gets both.
+	Metrics *WorkloadMetrics `yaml:"metrics"`
+}
+
+// WorkloadMetrics is where a Workload's program serves Prometheus metrics.
+type WorkloadMetrics struct {
+	// Port names one of the Workload's ports. Default: the first port.
+	Port string `yaml:"port"`
+	// Path of the metrics page. Default: /metrics.
+	Path string `yaml:"path"`
 }
 
 // WorkloadUpstream is one mesh service a Workload reaches through a local
@@ -128,6 +140,7 @@ type rawWorkload struct {
 	WorkingDir     string             `yaml:"workingDir"`
 	Sidecar        *bool              `yaml:"sidecar"`
 	Upstreams      []WorkloadUpstream `yaml:"upstreams"`
+	Metrics        *WorkloadMetrics   `yaml:"metrics"`
 }
 
 // decodeWorkload decodes a Workload spec strictly, recording field lines.
@@ -167,6 +180,15 @@ func decodeWorkload(spec *yaml.Node, r *Resource) (*Workload, []fieldError) {
 	}
 	if raw.Sidecar != nil {
 		w.Sidecar = *raw.Sidecar
+	}
+	if m := raw.Metrics; m != nil {
+		w.Metrics = &WorkloadMetrics{Port: m.Port, Path: m.Path}
+		if w.Metrics.Port == "" && len(w.Ports) > 0 {
+			w.Metrics.Port = w.Ports[0].Name
+		}
+		if w.Metrics.Path == "" {
+			w.Metrics.Path = "/metrics"
+		}
 	}
 	return w, nil
 }

@@ -326,7 +326,7 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		h, err := m.sup.Start(ctx, supervisor.Process{
 			Name:    mi.Name + ".proxy",
 			Group:   groupSidecar,
-			Command: m.proxyArgs(xdsmeta.ProxyTypeSidecar, mi),
+			Command: append(m.proxyArgs(xdsmeta.ProxyTypeSidecar, mi), appMetricsArgs(spec, mi)...),
 			Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
 			Log:     m.openLog(ns, mi.Name+".proxy"),
 			Quiet:   isAccessLog,
@@ -494,6 +494,9 @@ func (m *mesh) status() MeshStatus {
 		if in.model.AdminPort != 0 {
 			is.Sidecar = fmt.Sprintf("127.0.0.1:%d", in.model.AdminPort)
 		}
+		if in.model.StatsPort != 0 {
+			is.Stats = fmt.Sprintf("127.0.0.1:%d", in.model.StatsPort)
+		}
 		if in.model.OutboundPort != 0 {
 			is.Outbound = fmt.Sprintf("127.0.0.1:%d", in.model.OutboundPort)
 		}
@@ -548,6 +551,20 @@ func (m *mesh) handleStatus(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(m.status())
+}
+
+// appMetricsArgs asks the sidecar to merge the app's own metrics into its
+// stats page when the Workload opted in (spec.metrics).
+func appMetricsArgs(spec *config.Workload, mi *model.Instance) []string {
+	if spec.Metrics == nil {
+		return nil
+	}
+	for _, p := range mi.Ports {
+		if p.Name == spec.Metrics.Port {
+			return []string{"--app-metrics-url", fmt.Sprintf("http://127.0.0.1:%d%s", p.AppPort, spec.Metrics.Path)}
+		}
+	}
+	return nil
 }
 
 // openLog returns the log file of a process, <state>/logs/<ns>/<name>.log,

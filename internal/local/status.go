@@ -47,6 +47,9 @@ type InstanceStatus struct {
 	App string `json:"app,omitempty"`
 	// Sidecar is the sidecar's admin address.
 	Sidecar string `json:"sidecar"`
+	// Stats is the sidecar's metrics address (/stats/prometheus, with the
+	// app's own metrics merged when the Workload asks for it).
+	Stats string `json:"stats,omitempty"`
 	// Outbound is the sidecar's outbound (HTTP proxy) address, the app's
 	// HTTP_PROXY.
 	Outbound string `json:"outbound,omitempty"`

@@ -125,6 +125,7 @@ func (b *build) checkWorkload(r *config.Resource, rep *reporter) func() {
 		checkRefs("spec.env["+k+"]", w.Env[k])
 	}
 	b.checkUpstreams(w, r.Namespace, rep)
+	checkMetrics(w, rep)
 
 	host := model.FQDN(w.Service, r.Namespace)
 	existing := b.snap.Services[host]

@@ -120,3 +120,28 @@ func (b *build) checkUpstreams(w *config.Workload, ns string, rep *reporter) {
 		seen[key] = i
 	}
 }
+
+// checkMetrics checks a Workload's spec.metrics: it names one of the
+// Workload's ports, the path is absolute, and there is a sidecar to merge
+// the metrics.
+func checkMetrics(w *config.Workload, rep *reporter) {
+	m := w.Metrics
+	if m == nil {
+		return
+	}
+	if !w.Sidecar {
+		rep.warnf("spec.metrics", "app metrics are merged by the sidecar, and this Workload has sidecar: false, so they are not; scrape the app directly or enable the sidecar")
+	}
+	found := false
+	var names []string
+	for _, p := range w.Ports {
+		names = append(names, p.Name)
+		found = found || p.Name == m.Port
+	}
+	if !found {
+		rep.errorf("spec.metrics.port", "no port named %q; the Workload's ports are: %s", m.Port, strings.Join(names, ", "))
+	}
+	if !strings.HasPrefix(m.Path, "/") {
+		rep.errorf("spec.metrics.path", "%q must start with /", m.Path)
+	}
+}

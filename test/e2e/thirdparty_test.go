@@ -33,6 +33,7 @@ spec:
   labels: {version: v6}
   ports: [{name: http, number: 9898}]
   command: ["podinfo", "--host", "127.0.0.1", "--port", "${PORT}", "--backend-url", "http://httpbin:8000/anything", "--ui-path", "/nonexistent"]
+  metrics: {port: http}   # podinfo's own /metrics, merged into its sidecar's
 `
 
 func TestThirdPartyApps(t *testing.T) {
@@ -42,7 +43,7 @@ func TestThirdPartyApps(t *testing.T) {
 	}
 	m := startMesh(t, dir, 0)
 
-	var podinfoOut, httpbinOut string
+	var podinfoOut, httpbinOut, podinfoStats string
 	waitFor(t, 60*time.Second, "podinfo and httpbin to be ready", func() error {
 		st, err := m.statusErr()
 		if err != nil {
@@ -55,7 +56,7 @@ func TestThirdPartyApps(t *testing.T) {
 			}
 			switch in.Instance {
 			case "podinfo-0":
-				podinfoOut = in.Outbound
+				podinfoOut, podinfoStats = in.Outbound, in.Stats
 			case "httpbin-0":
 				httpbinOut = in.Outbound
 			}
@@ -86,6 +87,19 @@ func TestThirdPartyApps(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("podinfo's metrics merged into its sidecar's", func(t *testing.T) {
+		code, page, err := get("http://" + podinfoStats + "/stats/prometheus")
+		if err != nil || code != 200 {
+			t.Fatalf("stats page: %d %v", code, err)
+		}
+		// podinfo's own histogram and the sidecar's Istio metrics, one page.
+		for _, want := range []string{"http_request_duration_seconds_bucket", "istio_requests_total{"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("merged page lacks %s", want)
+			}
+		}
 	})
 
 	t.Run("httpbin's sidecar reaches podinfo", func(t *testing.T) {

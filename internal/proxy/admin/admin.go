@@ -94,9 +94,16 @@ func Handler(d Deps) http.Handler {
 // /metrics, from the same registry as the admin API's /stats/prometheus.
 // It is meant for a port scrapers may reach (15090): it exposes nothing
 // that changes the proxy or dumps its config.
-func StatsHandler(m *proxymetrics.Metrics, ready func() bool) http.Handler {
+//
+// With appMetricsURL set (the app opted in to merged metrics), the metric
+// pages carry the app's own metrics after the proxy's, as Istio's 15020
+// does; a family the proxy also has keeps the proxy's.
+func StatsHandler(m *proxymetrics.Metrics, ready func() bool, appMetricsURL string) http.Handler {
 	mux := http.NewServeMux()
 	h := metricsHandler(m)
+	if appMetricsURL != "" {
+		h = mergedMetrics(m, appMetricsURL)
+	}
 	mux.Handle("GET /stats/prometheus", h)
 	mux.Handle("GET /metrics", h)
 	// Health for whoever watches the workload (Istio's /healthz/ready on

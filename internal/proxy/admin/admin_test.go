@@ -16,7 +16,7 @@ func TestStatsHandler(t *testing.T) {
 	m := proxymetrics.New()
 	m.Request("outbound|8000||httpbin.default.svc.cluster.local", 200, "")
 	var ready atomic.Bool
-	srv := httptest.NewServer(admin.StatsHandler(m, ready.Load))
+	srv := httptest.NewServer(admin.StatsHandler(m, ready.Load, ""))
 	t.Cleanup(srv.Close)
 	const want = `weft_proxy_requests_total{cluster="outbound|8000||httpbin.default.svc.cluster.local",code="200"} 1`
 	tests := []struct {

@@ -65,6 +65,9 @@ type Config struct {
 	// admin API's metrics, nothing else) on its own address, Istio's 15090
 	// (default "": off; port 0 picks a free port).
 	StatsAddr string
+	// AppMetricsURL, when set, is the app's own Prometheus page; the stats
+	// address then serves the proxy's metrics merged with the app's.
+	AppMetricsURL string
 	// DrainTimeout bounds graceful shutdown (default 5s).
 	DrainTimeout time.Duration
 	// Pprof serves /debug/pprof on the admin API.
@@ -115,6 +118,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	labels := fs.String("labels", "", "workload labels: k=v,k=v")
 	fs.StringVar(&cfg.ServiceAccount, "service-account", "", "workload service account")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:15000", "admin API address (port 0 picks a free port)")
+	fs.StringVar(&cfg.AppMetricsURL, "app-metrics-url", "", "the app's Prometheus metrics URL, merged into the stats address's pages (default \"\": none)")
 	fs.StringVar(&cfg.StatsAddr, "stats-addr", "", `address serving /stats/prometheus, /metrics and the health checks /ready and /healthz/ready, e.g. 127.0.0.1:15090 (default "": off)`)
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
@@ -318,7 +322,7 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 			_ = p.adminLn.Close()
 			return nil, fmt.Errorf("stats listener on %s: %w", cfg.StatsAddr, err)
 		}
-		p.stats = &http.Server{Handler: admin.StatsHandler(p.metrics, p.Ready), ReadHeaderTimeout: 10 * time.Second}
+		p.stats = &http.Server{Handler: admin.StatsHandler(p.metrics, p.Ready, cfg.AppMetricsURL), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return p, nil
 }
