@@ -43,6 +43,9 @@ const (
 	CACertFile    = "ca-cert.pem"
 	CAKeyFile     = "ca-key.pem"
 	CertChainFile = "cert-chain.pem"
+	// TrustBundleFile (self-signed mode) holds every root of the trust
+	// bundle: the root, and during a rotation the staged one too.
+	TrustBundleFile = "trust-bundle.pem"
 )
 
 // Defaults.
@@ -86,7 +89,11 @@ type Authority struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mode          string // "self-signed" or "plug-in"
+	mode string // "self-signed" or "plug-in"
+
+	// rmu guards what a root rotation changes: the signer, the roots and
+	// the bundle, and the rotation state.
+	rmu           sync.RWMutex
 	signer        crypto.Signer
 	signCert      *x509.Certificate
 	intermediates []*x509.Certificate // signCert and those above it, roots excluded
@@ -95,9 +102,11 @@ type Authority struct {
 	bundlePEM     []byte
 	chainPEM      []byte // intermediates as PEM, appended after each leaf
 	bundleFile    string
+	rot           rotation
 
-	mu     sync.Mutex
-	leaves map[string]Leaf // by serial; expired ones pruned
+	mu      sync.Mutex
+	leaves  map[string]Leaf // by serial; expired ones pruned
+	reports map[string]report
 
 	serverMu   sync.Mutex
 	serverCert *serverCert
@@ -123,7 +132,7 @@ func New(opts Options) (*Authority, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &Authority{opts: opts, log: opts.Logger.With("component", "ca"), leaves: map[string]Leaf{}, metrics: newMetrics(opts.Registerer)}
+	a := &Authority{opts: opts, log: opts.Logger.With("component", "ca"), leaves: map[string]Leaf{}, reports: map[string]report{}, metrics: newMetrics(opts.Registerer)}
 	var err error
 	switch {
 	case opts.PluginDir != "":
@@ -136,15 +145,12 @@ func New(opts Options) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.rootPool = x509.NewCertPool()
-	for _, r := range a.roots {
-		a.rootPool.AddCert(r)
-		a.bundlePEM = append(a.bundlePEM, encodeCert(r)...)
+	if err := a.setRoots(a.roots); err != nil {
+		return nil, err
 	}
 	for _, c := range a.intermediates {
 		a.chainPEM = append(a.chainPEM, encodeCert(c)...)
 	}
-	a.metrics.setExpiry(a.roots, a.intermediates)
 	a.log.Info("CA ready", "mode", a.mode, "trust_domain", opts.TrustDomain, "signer", a.signCert.Subject.String(),
 		"signer_expires", a.signCert.NotAfter.UTC().Format(time.RFC3339), "leaf_lifetime", opts.LeafTTL, "bundle", a.bundleFile)
 	a.CheckExpiry(time.Now())
@@ -158,20 +164,47 @@ func (a *Authority) TrustDomain() string { return a.opts.TrustDomain }
 func (a *Authority) LeafTTL() time.Duration { return a.opts.LeafTTL }
 
 // TrustBundlePEM is the roots peers verify against, as PEM.
-func (a *Authority) TrustBundlePEM() []byte { return bytes.Clone(a.bundlePEM) }
+func (a *Authority) TrustBundlePEM() []byte {
+	a.rmu.RLock()
+	defer a.rmu.RUnlock()
+	return bytes.Clone(a.bundlePEM)
+}
 
 // TrustBundleFile is a file holding TrustBundlePEM, for clients of the
 // certificate API to verify the CA's TLS certificate with.
 func (a *Authority) TrustBundleFile() string { return a.bundleFile }
 
 // Roots is the trust bundle as a pool.
-func (a *Authority) Roots() *x509.CertPool { return a.rootPool.Clone() }
+func (a *Authority) Roots() *x509.CertPool {
+	a.rmu.RLock()
+	defer a.rmu.RUnlock()
+	return a.rootPool.Clone()
+}
+
+// setRoots makes roots the trust bundle (callers hold rmu or own a): the
+// pool, the PEM, the metrics, and in self-signed mode the bundle file.
+func (a *Authority) setRoots(roots []*x509.Certificate) error {
+	a.roots = roots
+	a.rootPool = x509.NewCertPool()
+	a.bundlePEM = nil
+	for _, r := range roots {
+		a.rootPool.AddCert(r)
+		a.bundlePEM = append(a.bundlePEM, encodeCert(r)...)
+	}
+	a.metrics.setExpiry(a.roots, a.intermediates)
+	if a.mode == "self-signed" {
+		if err := writeFile(a.bundleFile, a.bundlePEM, 0o644); err != nil {
+			return fmt.Errorf("writing the trust bundle: %w", err)
+		}
+	}
+	return nil
+}
 
 // loadOrCreateRoot reads the self-signed root from dir, or creates it.
 func (a *Authority) loadOrCreateRoot(dir string) error {
 	a.mode = "self-signed"
 	certPath, keyPath := filepath.Join(dir, RootCertFile), filepath.Join(dir, RootKeyFile)
-	a.bundleFile = certPath
+	a.bundleFile = filepath.Join(dir, TrustBundleFile)
 	_, certErr := os.Stat(certPath)
 	_, keyErr := os.Stat(keyPath)
 	switch {
@@ -187,16 +220,30 @@ func (a *Authority) loadOrCreateRoot(dir string) error {
 			return err
 		}
 		a.signCert, a.signer, a.roots = cert, key, []*x509.Certificate{cert}
-		return nil
+		return a.loadRotation(dir)
 	case certErr == nil || keyErr == nil:
 		return fmt.Errorf("CA folder %s holds only one of %s and %s: restore the other, or remove both to create a new root (every workload then needs new certificates)", dir, RootCertFile, RootKeyFile)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating CA folder: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, key, err := a.newRoot()
 	if err != nil {
 		return err
+	}
+	if err := writeRoot(certPath, keyPath, cert, key); err != nil {
+		return err
+	}
+	a.log.Info("created a self-signed root CA", "dir", dir, "expires", cert.NotAfter.UTC().Format(time.RFC3339))
+	a.signCert, a.signer, a.roots = cert, key, []*x509.Certificate{cert}
+	return nil
+}
+
+// newRoot makes a self-signed root certificate and its key.
+func (a *Authority) newRoot() (*x509.Certificate, crypto.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -210,12 +257,17 @@ func (a *Authority) loadOrCreateRoot(dir string) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return fmt.Errorf("creating the root certificate: %w", err)
+		return nil, nil, fmt.Errorf("creating the root certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	return cert, key, nil
+}
+
+// writeRoot writes a root's key (0600) then its certificate.
+func writeRoot(certPath, keyPath string, cert *x509.Certificate, key crypto.Signer) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return err
@@ -228,8 +280,6 @@ func (a *Authority) loadOrCreateRoot(dir string) error {
 	if err := writeFile(certPath, encodeCert(cert), 0o644); err != nil {
 		return fmt.Errorf("writing the root certificate: %w", err)
 	}
-	a.log.Info("created a self-signed root CA", "dir", dir, "expires", cert.NotAfter.UTC().Format(time.RFC3339))
-	a.signCert, a.signer, a.roots = cert, key, []*x509.Certificate{cert}
 	return nil
 }
 
@@ -313,7 +363,10 @@ func (a *Authority) CheckExpiry(now time.Time) {
 		a.log.Warn("CA "+role+" certificate expires soon", "subject", c.Subject.String(), "serial", serialString(c.SerialNumber),
 			"expires", c.NotAfter.UTC().Format(time.RFC3339), "left", left.Round(time.Minute).String(), "what_to_do", what)
 	}
-	for _, r := range a.roots {
+	a.rmu.RLock()
+	roots := a.roots
+	a.rmu.RUnlock()
+	for _, r := range roots {
 		check("root", r)
 	}
 	for _, c := range a.intermediates {
@@ -332,6 +385,8 @@ type Leaf struct {
 	// NotBefore and NotAfter bound its validity.
 	NotBefore time.Time `json:"notBefore"`
 	NotAfter  time.Time `json:"notAfter"`
+	// Issuer is the serial (hex) of the certificate that signed it.
+	Issuer string `json:"issuer"`
 }
 
 // CertInfo describes a root or intermediate certificate.
@@ -360,15 +415,28 @@ type Status struct {
 	// Leaves are the workload certificates issued that have not expired,
 	// by instance then expiry.
 	Leaves []Leaf `json:"leaves"`
+	// Rotation is the root rotation's stage and, when the caller knows
+	// the instances (the control plane's admin API), who is ready for
+	// the next step.
+	Rotation RotationStatus `json:"rotation"`
 }
 
 // Status reports the CA's certificates and the leaves it issued.
 func (a *Authority) Status() Status {
+	return a.StatusFor(nil)
+}
+
+// StatusFor is Status with the readiness of the instances named (those
+// holding bootstrap tokens) for the rotation's next step.
+func (a *Authority) StatusFor(instances []string) Status {
 	st := Status{Mode: a.mode, TrustDomain: a.opts.TrustDomain, LeafLifetime: a.opts.LeafTTL.String(), TrustBundleFile: a.bundleFile,
 		Roots: []CertInfo{}, Intermediates: []CertInfo{}, Leaves: []Leaf{}}
+	st.Rotation = a.rotationStatus(instances)
+	a.rmu.RLock()
 	for _, r := range a.roots {
 		st.Roots = append(st.Roots, certInfo(r))
 	}
+	a.rmu.RUnlock()
 	for _, c := range a.intermediates {
 		st.Intermediates = append(st.Intermediates, certInfo(c))
 	}

@@ -277,7 +277,7 @@ func TestRootPersists(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("%s has mode %v, want 0600", RootKeyFile, fi.Mode().Perm())
 	}
-	if a.TrustBundleFile() != filepath.Join(dir, RootCertFile) {
+	if a.TrustBundleFile() != filepath.Join(dir, TrustBundleFile) {
 		t.Errorf("TrustBundleFile() = %s", a.TrustBundleFile())
 	}
 	b := newTestCA(t, Options{Dir: dir})

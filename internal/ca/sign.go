@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -148,13 +149,16 @@ func (a *Authority) sign(caller Caller, csrPEM []byte, validity time.Duration) (
 		return nil, reject(ReasonWrongIdentity, "the CSR asks for %s, but the caller %s is %s", id, caller.Instance, caller.ID)
 	}
 
+	a.rmu.RLock()
+	signCert, signer, roots, bundle := a.signCert, a.signer, a.roots, a.bundlePEM
+	a.rmu.RUnlock()
 	now := time.Now()
 	// A little backdating absorbs clock skew between hosts, without
 	// stretching a short lifetime much.
 	skew := min(time.Minute, validity/10)
 	notAfter := now.Add(validity)
-	if notAfter.After(a.signCert.NotAfter) {
-		notAfter = a.signCert.NotAfter
+	if notAfter.After(signCert.NotAfter) {
+		notAfter = signCert.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          newSerial(),
@@ -166,7 +170,7 @@ func (a *Authority) sign(caller Caller, csrPEM []byte, validity time.Duration) (
 		IsCA:                  false,
 		URIs:                  []*url.URL{id.URL()},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.signCert, csr.PublicKey, a.signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signCert, csr.PublicKey, signer)
 	if err != nil {
 		return nil, fmt.Errorf("signing the certificate of %s: %w", id, err)
 	}
@@ -174,7 +178,8 @@ func (a *Authority) sign(caller Caller, csrPEM []byte, validity time.Duration) (
 	if err != nil {
 		return nil, fmt.Errorf("reading back the certificate of %s: %w", id, err)
 	}
-	a.record(Leaf{Instance: caller.Instance, SPIFFEID: id.String(), Serial: serialString(leaf.SerialNumber), NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC()})
+	a.record(Leaf{Instance: caller.Instance, SPIFFEID: id.String(), Serial: serialString(leaf.SerialNumber), NotBefore: leaf.NotBefore.UTC(), NotAfter: leaf.NotAfter.UTC(), Issuer: serialString(signCert.SerialNumber)})
+	a.reportIssued(caller.Instance, leaf, signCert, roots)
 	chain := append(encodeCert(leaf), a.chainPEM...)
-	return &Issued{Leaf: leaf, ChainPEM: chain, TrustBundlePEM: a.TrustBundlePEM()}, nil
+	return &Issued{Leaf: leaf, ChainPEM: chain, TrustBundlePEM: bytes.Clone(bundle)}, nil
 }

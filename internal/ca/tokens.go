@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"sort"
 	"sync"
 
 	"weft.dev/weft/internal/spiffeid"
@@ -61,4 +62,16 @@ func (t *Tokens) Lookup(token string) (Caller, bool) {
 	defer t.mu.Unlock()
 	c, ok := t.byHash[h]
 	return c, ok
+}
+
+// Instances lists the instances that hold a token, sorted.
+func (t *Tokens) Instances() []string {
+	t.mu.Lock()
+	out := make([]string, 0, len(t.byInstance))
+	for k := range t.byInstance {
+		out = append(out, k)
+	}
+	t.mu.Unlock()
+	sort.Strings(out)
+	return out
 }

@@ -15,6 +15,21 @@
 //	response: cert_chain        string  PEM, the leaf first, then intermediates (no root)
 //	          trust_bundle      string  PEM, the roots to verify peers with
 //
+// A second unary method, added for root rotation,
+//
+//	/weft.ca.v1.CertificateService/GetTrustBundle
+//
+// is polled by sidecars between renewals (same token):
+//
+//	request:  cert_chain        string  PEM, the leaf (and chain) in use; may be empty
+//	          bundle_serials    list    hex serials of the roots the caller trusts now
+//	response: trust_bundle      string  PEM, the roots to verify peers with
+//	          renew             bool    true: ask for a new certificate now (the CA
+//	                                    signs with another root than the one in use)
+//
+// The request is also the caller's report: the CA refuses rotation steps
+// until every instance reports the bundle and leaf the step needs.
+//
 // The caller proves which workload it is with gRPC metadata
 // `authorization: Bearer <token>` (in local mode, the bootstrap token
 // `weft up` gave the instance). Errors use gRPC codes: Unauthenticated (no
@@ -42,6 +57,7 @@ import (
 const (
 	ServiceName             = "weft.ca.v1.CertificateService"
 	CreateCertificateMethod = "/" + ServiceName + "/CreateCertificate"
+	GetTrustBundleMethod    = "/" + ServiceName + "/GetTrustBundle"
 )
 
 // ServerName is the name the control plane's TLS certificate on 15012
@@ -75,9 +91,106 @@ type Handler interface {
 	CreateCertificate(ctx context.Context, req *Request) (*Response, error)
 }
 
+// BundleRequest asks for the current trust bundle and reports what the
+// caller uses now.
+type BundleRequest struct {
+	// CertChain is the caller's certificate chain in use (PEM), or empty.
+	CertChain []byte
+	// BundleSerials are the serials (hex) of the roots it trusts now.
+	BundleSerials []string
+}
+
+// BundleResponse is the current trust bundle.
+type BundleResponse struct {
+	// TrustBundle is PEM: the roots peers' chains verify against.
+	TrustBundle []byte
+	// Renew asks the caller to get a new certificate now.
+	Renew bool
+}
+
+// BundleHandler serves GetTrustBundle; a Handler that implements it gets
+// the method registered too.
+type BundleHandler interface {
+	GetTrustBundle(ctx context.Context, req *BundleRequest) (*BundleResponse, error)
+}
+
 // Register adds the service to a gRPC server.
 func Register(s grpc.ServiceRegistrar, h Handler) {
-	s.RegisterService(&serviceDesc, h)
+	desc := serviceDesc
+	if _, ok := h.(BundleHandler); ok {
+		desc.Methods = append(append([]grpc.MethodDesc(nil), serviceDesc.Methods...), grpc.MethodDesc{MethodName: "GetTrustBundle", Handler: getTrustBundleHandler})
+	}
+	s.RegisterService(&desc, h)
+}
+
+func getTrustBundleHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(structpb.Struct)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	call := func(ctx context.Context, req any) (any, error) {
+		r, err := DecodeBundleRequest(req.(*structpb.Struct))
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		resp, err := srv.(BundleHandler).GetTrustBundle(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return &structpb.Struct{Fields: map[string]*structpb.Value{
+			"trust_bundle": structpb.NewStringValue(string(resp.TrustBundle)),
+			"renew":        structpb.NewBoolValue(resp.Renew),
+		}}, nil
+	}
+	if interceptor == nil {
+		return call(ctx, in)
+	}
+	return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: GetTrustBundleMethod}, call)
+}
+
+// GetTrustBundle calls the CA's bundle method with the caller's token.
+func GetTrustBundle(ctx context.Context, cc grpc.ClientConnInterface, token string, req *BundleRequest) (*BundleResponse, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, AuthorizationKey, "Bearer "+token)
+	serials := make([]*structpb.Value, len(req.BundleSerials))
+	for i, s := range req.BundleSerials {
+		serials[i] = structpb.NewStringValue(s)
+	}
+	in := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"cert_chain":     structpb.NewStringValue(string(req.CertChain)),
+		"bundle_serials": structpb.NewListValue(&structpb.ListValue{Values: serials}),
+	}}
+	out := new(structpb.Struct)
+	if err := cc.Invoke(ctx, GetTrustBundleMethod, in, out); err != nil {
+		return nil, err
+	}
+	bundle, err := stringField(out, "trust_bundle", true)
+	if err != nil {
+		return nil, err
+	}
+	return &BundleResponse{TrustBundle: []byte(bundle), Renew: out.GetFields()["renew"].GetBoolValue()}, nil
+}
+
+// DecodeBundleRequest reads a bundle request from the wire.
+func DecodeBundleRequest(s *structpb.Struct) (*BundleRequest, error) {
+	chain, err := stringField(s, "cert_chain", false)
+	if err != nil {
+		return nil, err
+	}
+	r := &BundleRequest{CertChain: []byte(chain)}
+	if v, ok := s.GetFields()["bundle_serials"]; ok {
+		l, ok := v.GetKind().(*structpb.Value_ListValue)
+		if !ok {
+			return nil, errors.New("bundle_serials: want a list of strings")
+		}
+		for _, e := range l.ListValue.GetValues() {
+			sv, ok := e.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return nil, errors.New("bundle_serials: want a list of strings")
+			}
+			r.BundleSerials = append(r.BundleSerials, sv.StringValue)
+		}
+	}
+	return r, nil
 }
 
 var serviceDesc = grpc.ServiceDesc{

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -41,14 +42,96 @@ expiry.`,
 		},
 	}
 	status.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
-	cmd.AddCommand(status)
+	cmd.AddCommand(status, newCARotateCmd(g))
 	return cmd
+}
+
+func newCARotateCmd(g *globals) *cobra.Command {
+	var stage, issue, retire bool
+	cmd := &cobra.Command{
+		Use:   "rotate (--stage | --issue-from-new | --retire-old)",
+		Short: "Rotate the CA's root without downtime, one step at a time",
+		Long: `Rotate the self-signed root of the mesh's CA in three steps, each refused
+while it would break trust (the refusal names the instances not ready yet):
+
+  --stage           create a new root beside the old one; the trust bundle
+                    carries both and reaches every sidecar (they poll it)
+  --issue-from-new  sign with the new root; sidecars renew at once. Only
+                    once every sidecar reports the two-root bundle.
+  --retire-old      drop the old root from the bundle. Only once every
+                    sidecar uses a certificate from the new root.
+
+'weft ca status' shows the stage and who is ready. A plug-in CA (--cacerts)
+is rotated by replacing its files instead.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var steps []string
+			for _, f := range []struct {
+				on   bool
+				step string
+			}{{stage, ca.StepStage}, {issue, ca.StepIssueFromNew}, {retire, ca.StepRetireOld}} {
+				if f.on {
+					steps = append(steps, f.step)
+				}
+			}
+			if len(steps) != 1 {
+				var st ca.Status
+				if err := g.client().do("GET", "/api/v1/ca", nil, &st); err != nil {
+					return err
+				}
+				hint := ""
+				if st.Rotation.NextStep != "" {
+					hint = fmt.Sprintf(" (rotation stage %s: the next step is --%s)", st.Rotation.Stage, st.Rotation.NextStep)
+				}
+				return fmt.Errorf("give exactly one of --stage, --issue-from-new, --retire-old%s", hint)
+			}
+			body, _ := json.Marshal(map[string]string{"step": steps[0]})
+			var rs ca.RotationStatus
+			if err := g.client().do("POST", "/api/v1/ca/rotate", body, &rs); err != nil {
+				return err
+			}
+			switch steps[0] {
+			case ca.StepStage:
+				fmt.Fprintf(g.stdout, "new root %s staged: the trust bundle now carries both roots\nnext: weft ca rotate --issue-from-new, once weft ca status shows every instance ready\n", rs.NewRoot.Serial)
+			case ca.StepIssueFromNew:
+				fmt.Fprintf(g.stdout, "signing with the new root %s: sidecars renew on their next bundle poll\nnext: weft ca rotate --retire-old, once weft ca status shows every instance ready\n", rs.SigningRoot)
+			case ca.StepRetireOld:
+				fmt.Fprintf(g.stdout, "old root retired: the trust bundle holds only %s; rotation done\n", rs.SigningRoot)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&stage, "stage", false, "step 1: create a new root and trust both")
+	cmd.Flags().BoolVar(&issue, "issue-from-new", false, "step 2: sign workload certificates with the new root")
+	cmd.Flags().BoolVar(&retire, "retire-old", false, "step 3: drop the old root from the trust bundle")
+	return cmd
+}
+
+// printRotation writes the rotation's stage and who is ready.
+func printRotation(w io.Writer, r ca.RotationStatus) {
+	if r.NextStep == "" {
+		return
+	}
+	if r.Stage == ca.StageNone {
+		fmt.Fprintf(w, "root rotation: none in progress (start one with weft ca rotate --stage)\n\n")
+		return
+	}
+	fmt.Fprintf(w, "root rotation: stage %s, old root %s, new root %s, signing with %s; next: weft ca rotate --%s\n",
+		r.Stage, r.OldRoot.Serial, r.NewRoot.Serial, r.SigningRoot, r.NextStep)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tREADY\tWHY NOT")
+	for _, in := range r.Instances {
+		fmt.Fprintf(tw, "%s\t%v\t%s\n", in.Instance, in.Ready, in.Why)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
 }
 
 // printCAStatus writes `weft ca status` as tables.
 func printCAStatus(w io.Writer, st ca.Status, now time.Time) {
 	fmt.Fprintf(w, "trust domain %s, %s CA, workload certificates live %s\n", st.TrustDomain, st.Mode, st.LeafLifetime)
 	fmt.Fprintf(w, "trust bundle: %s\n\n", st.TrustBundleFile)
+	printRotation(w, st.Rotation)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROLE\tSUBJECT\tSERIAL\tEXPIRES\tLEFT")
 	for _, c := range st.Roots {

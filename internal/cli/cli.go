@@ -88,6 +88,7 @@ Start with 'weft up' to run the built-in demo mesh on this machine.`,
 		newStatCmd(g),
 		newCACmd(g),
 		newTapCmd(g),
+		newAuthzCmd(g),
 		newLogsCmd(g),
 		newDemoAppCmd(g),
 	)

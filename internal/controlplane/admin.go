@@ -79,6 +79,7 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, s.stats.Stat(window, r.URL.Query().Get("target")))
 	})
 	s.mux.HandleFunc("GET /api/v1/tap", s.handleTap)
+	s.mux.HandleFunc("GET /api/v1/authz/check", s.handleAuthzCheck)
 	s.mux.HandleFunc("GET /api/v1/resources", s.handleGet)
 	s.mux.HandleFunc("POST /api/v1/apply", s.handleApply)
 	s.mux.HandleFunc("DELETE /api/v1/resources/{kind}/{namespace}/{name}", s.handleDelete)

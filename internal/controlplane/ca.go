@@ -2,8 +2,10 @@ package controlplane
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -80,7 +82,33 @@ func (s *Server) caRoutes() {
 			writeJSON(w, http.StatusNotFound, errorBody{Error: "the control plane runs no CA: start it with a CA folder (weft up always does)"})
 			return
 		}
-		writeJSON(w, http.StatusOK, s.ca.Status())
+		writeJSON(w, http.StatusOK, s.ca.StatusFor(s.caTokens.Instances()))
+	})
+	// POST /api/v1/ca/rotate {"step": "stage" | "issue-from-new" |
+	// "retire-old"}: one step of a root rotation; 409 with the reason when
+	// the step is refused.
+	s.mux.HandleFunc("POST /api/v1/ca/rotate", func(w http.ResponseWriter, r *http.Request) {
+		if s.ca == nil {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: "the control plane runs no CA"})
+			return
+		}
+		var body struct {
+			Step string `json:"step"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&body); err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: "want a JSON body {\"step\": \"stage\" | \"issue-from-new\" | \"retire-old\"}: " + err.Error()})
+			return
+		}
+		st, err := s.ca.Rotate(body.Step, s.caTokens.Instances())
+		var refused *ca.RefusedError
+		switch {
+		case errors.As(err, &refused):
+			writeJSON(w, http.StatusConflict, errorBody{Error: refused.Msg})
+		case err != nil:
+			writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, st)
+		}
 	})
 }
 
@@ -90,11 +118,16 @@ func (s *Server) runCA(ctx context.Context) error {
 	if s.ca == nil {
 		return nil
 	}
+	unary, stream := ca.RequireClientCert()
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.ca.ServerTLSConfig())),
+		grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
 	caapi.Register(srv, ca.NewService(s.ca, s.caTokens))
+	// xDS over mTLS for sidecars: the same ADS server as the plaintext
+	// port, for callers whose SVID verified (RequireClientCert).
+	s.xds.Register(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(s.caLn) }()
 	s.log.Info("CA serving", "addr", s.CAAddr(), "trust_domain", s.ca.TrustDomain(), "leaf_lifetime", s.ca.LeafTTL())

@@ -419,9 +419,16 @@ func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
 	if mi.StatsPort != 0 {
 		args = append(args, "--stats-addr", fmt.Sprintf("127.0.0.1:%d", mi.StatsPort))
 	}
-	args = append(args, m.identityArgs(mi)...)
+	ident := m.identityArgs(mi)
+	args = append(args, ident...)
+	// A sidecar with an identity gets its config over mTLS on the CA's
+	// port; without one, over the plaintext xDS port.
+	xdsAddr := m.cp.XDSAddr()
+	if len(ident) > 0 {
+		xdsAddr = m.cp.CAAddr()
+	}
 	return append(args,
-		"--xds-addr", m.cp.XDSAddr(),
+		"--xds-addr", xdsAddr,
 		"--type", typ,
 		"--name", mi.Name,
 		"--namespace", mi.Namespace,

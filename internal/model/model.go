@@ -310,6 +310,10 @@ type Snapshot struct {
 	Telemetries []*Telemetry
 	// PeerAuthentications in force (security.istio.io PeerAuthentication).
 	PeerAuthentications []*PeerAuthentication
+	// AuthorizationPolicies in force (security.istio.io AuthorizationPolicy).
+	AuthorizationPolicies []*AuthorizationPolicy
+	// RequestAuthentications in force (security.istio.io RequestAuthentication).
+	RequestAuthentications []*RequestAuthentication
 	// TrustDomain is the mesh's SPIFFE trust domain, for the identities
 	// clients expect of endpoints; "" means spiffeid.DefaultTrustDomain.
 	// The control plane sets it on every snapshot it builds.

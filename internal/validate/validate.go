@@ -91,6 +91,12 @@ func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapsho
 		for _, c := range lastGood.PeerAuthentications {
 			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
 		}
+		for _, c := range lastGood.AuthorizationPolicies {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
+		for _, c := range lastGood.RequestAuthentications {
+			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+		}
 	}
 	return run(set, instances, prev, version).snap
 }
@@ -172,6 +178,8 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 	b.stage(b.checkSidecar, config.KindSidecar)
 	b.stage(b.checkTelemetry, config.KindTelemetry)
 	b.stage(b.checkPeerAuthentication, config.KindPeerAuthentication)
+	b.stage(b.checkAuthorizationPolicy, config.KindAuthorizationPolicy)
+	b.stage(b.checkRequestAuthentication, config.KindRequestAuthentication)
 	b.status()
 	b.sortSnapshot()
 	return b
@@ -296,6 +304,8 @@ func (b *build) sortSnapshot() {
 	sortConfigs(s.Gateways)
 	sortConfigs(s.Telemetries)
 	sortConfigs(s.PeerAuthentications)
+	sortConfigs(s.AuthorizationPolicies)
+	sortConfigs(s.RequestAuthentications)
 }
 
 func sortConfigs[T any](cs []*model.Config[T]) {

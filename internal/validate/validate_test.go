@@ -94,7 +94,7 @@ func TestAnalyze(t *testing.T) {
 			name: "schema errors and unsupported kinds from config", file: "schema.yaml", wantRC: 1,
 			want: []string{
 				`testdata/schema.yaml:8: VirtualService default/reviews: spec.http[0].rout: unknown field "rout"; did you mean "route"?`,
-				"testdata/schema.yaml:12: AuthorizationPolicy default/deny-all: kind: kind AuthorizationPolicy (security.istio.io/v1) is not supported by Weft yet; remove it or keep it out of Weft's config folder",
+				"testdata/schema.yaml:12: EnvoyFilter default/deny-all: kind: kind EnvoyFilter (networking.istio.io/v1alpha3) is not supported by Weft yet; remove it or keep it out of Weft's config folder",
 			},
 		},
 		{
@@ -450,9 +450,9 @@ func TestStatus(t *testing.T) {
 		got = append(got, row{st.Key(), st.State, len(st.Findings)})
 	}
 	want := []row{
-		{"AuthorizationPolicy default/deny-all", model.StateInvalid, 1},
 		{"DestinationRule default/details", model.StateValid, 1},
 		{"DestinationRule default/reviews", model.StateValid, 0},
+		{"EnvoyFilter default/deny-all", model.StateInvalid, 1},
 		{"Gateway default/bookinfo-gateway", model.StateValid, 0},
 		{"ServiceEntry default/example-api", model.StateValid, 0},
 		{"VirtualService default/reviews", model.StateInvalid, 1},

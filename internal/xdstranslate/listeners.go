@@ -319,8 +319,9 @@ func (t *Translator) tcpClusters(c *routeCtx, sp servicePort, def string) []weig
 }
 
 // inboundListeners builds inbound|<port> listeners and their clusters.
-// mtlsMode gives the PeerAuthentication mode of each port (mtls.go).
-func inboundResources(inst *model.Instance, tel *telemetryPolicy, mtlsMode func(port uint32) peerAuthMode) ([]*listener.Listener, []*cluster.Cluster) {
+// mtlsMode gives the PeerAuthentication mode of each port (mtls.go); sec
+// the request authentication and authorization filters (authz.go).
+func inboundResources(inst *model.Instance, tel *telemetryPolicy, mtlsMode func(port uint32) peerAuthMode, sec *inboundSecurity) ([]*listener.Listener, []*cluster.Cluster) {
 	if inst == nil {
 		return nil, nil
 	}
@@ -353,11 +354,11 @@ func inboundResources(inst *model.Instance, tel *telemetryPolicy, mtlsMode func(
 						}},
 					}},
 				}},
-				HttpFilters: []*hcm.HttpFilter{routerFilter},
+				HttpFilters: append(sec.httpFilters(p.Number), routerFilter),
 			}
 			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(tel.apply(m))}}}
 		} else {
-			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{tcpProxy(cname, []weighted{{cname, 100}})}}}
+			l.FilterChains = []*listener.FilterChain{{Filters: append(sec.networkFilters(p.Number), tcpProxy(cname, []weighted{{cname, 100}}))}}
 		}
 		applyInboundMTLS(l, mtlsMode(p.Number), p.Protocol.IsHTTP())
 		ls = append(ls, l)

@@ -157,7 +157,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		if p.Capture {
 			out, passC = captureOutbound(out)
 		}
-		inL, inC := inboundResources(p.Instance, tel, t.peerAuthFor(p.Instance))
+		inL, inC := inboundResources(p.Instance, tel, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc)
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
 		if passC != nil {

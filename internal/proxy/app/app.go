@@ -100,6 +100,9 @@ type Config struct {
 	BootstrapTokenFile string
 	// TrustDomain of the proxy's SPIFFE ID (default cluster.local).
 	TrustDomain string
+	// CAPollInterval is how often the proxy polls the CA's trust bundle
+	// between renewals (root rotation); default 10 s.
+	CAPollInterval time.Duration
 }
 
 // ParseFlags reads the command line.
@@ -129,6 +132,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.CARootFile, "ca-root-file", "", "PEM roots that verify the CA's TLS certificate (with --ca-addr)")
 	fs.StringVar(&cfg.BootstrapTokenFile, "bootstrap-token-file", "", "file holding the token that proves this workload to the CA (with --ca-addr)")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", spiffeid.DefaultTrustDomain, "trust domain of the proxy's SPIFFE ID")
+	fs.DurationVar(&cfg.CAPollInterval, "ca-poll-interval", 10*time.Second, "how often to ask the CA for the trust bundle between renewals (root rotation)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -304,6 +308,7 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		OnUpdate:    p.onUpdate,
 		OnResponse:  func(t string, acked bool) { p.metrics.XDS(t[strings.LastIndexByte(t, '.')+1:], acked) },
 		BackoffBase: cfg.XDSBackoffBase, BackoffMax: cfg.XDSBackoffMax,
+		DialOptions: p.xdsDialOptions(),
 	})
 	p.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"weft.dev/weft/internal/proxy/identity"
 	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/upstream"
@@ -27,8 +30,21 @@ func newIdentity(cfg Config, log *slog.Logger) (*identity.Client, error) {
 	}
 	return identity.New(identity.Options{
 		Addr: cfg.CAAddr, RootFile: cfg.CARootFile, TokenFile: cfg.BootstrapTokenFile, ID: id,
-		Logger: log.With("component", "identity"),
+		BundlePoll: cfg.CAPollInterval,
+		Logger:     log.With("component", "identity"),
 	})
+}
+
+// xdsDialOptions makes the ADS stream run over mTLS when the proxy has an
+// identity and its xDS address is the CA's (the control plane's 15012):
+// the proxy presents its SVID and verifies the control plane's
+// certificate against the trust bundle. Otherwise xDS is plaintext
+// (15010).
+func (p *Proxy) xdsDialOptions() []grpc.DialOption {
+	if p.ident == nil || p.cfg.XDSAddr != p.cfg.CAAddr {
+		return nil
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(p.ident.ControlPlaneTLS(true)))}
 }
 
 // Identity is the client holding the proxy's workload certificate, or nil

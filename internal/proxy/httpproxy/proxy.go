@@ -29,9 +29,11 @@ import (
 
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/jwtauth"
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/rbac"
 	"weft.dev/weft/internal/proxy/router"
 	"weft.dev/weft/internal/proxy/tap"
 	"weft.dev/weft/internal/proxy/tracing"
@@ -88,6 +90,9 @@ type Proxy struct {
 	tracer      *tracing.Tracer
 	accessFiles *accesslog.Files
 	self        peermeta.Workload
+
+	// jwks caches the key sets of jwksUris (jwt.go).
+	jwks *jwtauth.Cache
 }
 
 // New returns a Proxy.
@@ -97,6 +102,7 @@ func New(opts Options) *Proxy {
 	}
 	p := &Proxy{log: opts.Logger, access: opts.AccessLog, metrics: opts.Metrics, track: opts.TrackHijacked, tap: opts.Tap}
 	p.tracer, p.accessFiles, p.self = opts.Tracer, opts.AccessLogs, opts.Workload
+	p.jwks = jwtauth.NewCache(opts.Logger.With("component", "jwks"))
 	if v := peermeta.Encode(opts.Workload); v != "" {
 		p.peer = []string{v}
 	}
@@ -172,6 +178,9 @@ type reqState struct {
 	// trace is the request's tracing (tracing.go).
 	trace traceState
 
+	// authz is the input of the request's authorization (authz.go).
+	authz rbac.Input
+
 	// written by the round tripper, read after ServeHTTP returns.
 	mu           sync.Mutex
 	upstreamHost string
@@ -245,6 +254,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		delete(r.Header, peermeta.Header)
 	}
 	clusterName := ""
+	denied := p.secure(rs, r, t)
 	defer func() {
 		v := recover()
 		if v != nil && sw.code != 0 {
@@ -287,6 +297,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		}
 	}()
 
+	if denied != nil {
+		p.localReply(sw, rs, denied.status, denied.flag, denied.msg)
+		return
+	}
 	if t.Routes == nil {
 		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute, "no route configuration for this listener yet")
 		return
@@ -433,6 +447,10 @@ func grpcCode(r *http.Request, status int, flags string) int {
 	switch {
 	case strings.Contains(flags, accesslog.FlagUpstreamTimeout):
 		return 4 // DEADLINE_EXCEEDED
+	case status == http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case status == http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
 	case status == http.StatusNotFound:
 		return 12 // UNIMPLEMENTED
 	case status == http.StatusBadRequest:

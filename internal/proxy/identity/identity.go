@@ -61,6 +61,11 @@ type Options struct {
 	// BackoffBase and BackoffMax bound the retry delay when the CA cannot
 	// be reached or refuses; defaults 500 ms and 30 s.
 	BackoffBase, BackoffMax time.Duration
+	// BundlePoll is how often the client asks the CA for the trust
+	// bundle between renewals (and reports the bundle and leaf it uses),
+	// so that a root rotation reaches it without waiting for a renewal;
+	// default 10 s, negative: never.
+	BundlePoll time.Duration
 	// Logger receives the client's logs; default slog.Default().
 	Logger *slog.Logger
 }
@@ -121,6 +126,9 @@ func New(opts Options) (*Client, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.BundlePoll == 0 {
+		opts.BundlePoll = 10 * time.Second
 	}
 	pemData, err := os.ReadFile(opts.RootFile)
 	if err != nil {
@@ -184,17 +192,9 @@ func (c *Client) Run(ctx context.Context) error {
 	backoff := c.opts.BackoffBase
 	var warnedExpiry time.Time
 	for {
-		wait := time.Duration(0)
-		if s := c.current.Load(); s != nil {
-			wait = time.Until(s.RenewAt)
-		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+		if s := c.current.Load(); s != nil && time.Until(s.RenewAt) > 0 {
+			if !c.waitRenewal(ctx, cc, s.RenewAt) {
 				return nil
-			case <-t.C:
 			}
 		}
 		svid, err := c.fetch(ctx, cc)
@@ -252,8 +252,142 @@ func (c *Client) install(svid *SVID) {
 	}
 }
 
+// waitRenewal waits until at, polling the trust bundle meanwhile; it
+// returns false when ctx ends, true when it is time to renew (at passed,
+// or the CA asked for a renewal).
+func (c *Client) waitRenewal(ctx context.Context, cc *grpc.ClientConn, at time.Time) bool {
+	renew := time.NewTimer(time.Until(at))
+	defer renew.Stop()
+	var poll <-chan time.Time
+	if c.opts.BundlePoll > 0 {
+		t := time.NewTicker(c.opts.BundlePoll)
+		defer t.Stop()
+		poll = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-renew.C:
+			return true
+		case <-poll:
+			if c.poll(ctx, cc) {
+				return true
+			}
+		}
+	}
+}
+
+// poll reports the leaf and bundle in use to the CA and installs the
+// bundle it answers; it returns whether the CA asks for a renewal now.
+func (c *Client) poll(ctx context.Context, cc *grpc.ClientConn) bool {
+	for range 2 { // a changed bundle is reported back at once
+		cur := c.current.Load()
+		if cur == nil {
+			return false
+		}
+		tok, err := os.ReadFile(c.opts.TokenFile)
+		if err != nil {
+			c.log.Debug("bundle poll: reading the bootstrap token", "error", err)
+			return false
+		}
+		req := &caapi.BundleRequest{CertChain: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cur.Leaf.Raw})}
+		for _, r := range cur.BundleCerts {
+			req.BundleSerials = append(req.BundleSerials, serial(r))
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := caapi.GetTrustBundle(rctx, cc, strings.TrimSpace(string(tok)), req)
+		cancel()
+		if err != nil {
+			if status.Code(err) == codes.Unimplemented {
+				c.log.Info("the CA has no trust bundle endpoint; the bundle is updated at renewals only")
+				c.opts.BundlePoll = -1
+			} else {
+				c.log.Debug("bundle poll failed", "error", err)
+			}
+			return false
+		}
+		roots, err := parseCerts(resp.TrustBundle)
+		if err != nil {
+			c.log.Warn("the CA sent an unusable trust bundle; keeping the current one", "error", err)
+			return false
+		}
+		if sameCerts(roots, cur.BundleCerts) {
+			return resp.Renew
+		}
+		bundle := x509.NewCertPool()
+		for _, r := range roots {
+			bundle.AddCert(r)
+		}
+		next := *cur
+		next.Bundle, next.BundleCerts = bundle, roots
+		if !c.current.CompareAndSwap(cur, &next) {
+			return false // renewed meanwhile
+		}
+		serials := make([]string, len(roots))
+		for i, r := range roots {
+			serials[i] = serial(r)
+		}
+		c.log.Info("trust bundle updated", "id", c.opts.ID.String(), "roots", serials, "renew_now", resp.Renew)
+		if resp.Renew {
+			return true
+		}
+	}
+	return false
+}
+
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// ControlPlaneTLS is the TLS config for the control plane's CA port:
+// its certificate is verified (name ServerName) against the root file
+// given at start and the trust bundle of the moment, so it still verifies
+// after a root rotation; with clientCert, the proxy's SVID is presented
+// (xDS over mTLS).
+func (c *Client) ControlPlaneTLS(clientCert bool) *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.opts.ServerName,
+		InsecureSkipVerify: true, // verified in VerifyConnection against a pool that changes
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the control plane sent no certificate")
+			}
+			pool := c.caRoots.Clone()
+			if s := c.current.Load(); s != nil {
+				for _, r := range s.BundleCerts {
+					pool.AddCert(r)
+				}
+			}
+			inter := x509.NewCertPool()
+			for _, ic := range cs.PeerCertificates[1:] {
+				inter.AddCert(ic)
+			}
+			leaf := cs.PeerCertificates[0]
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: c.opts.ServerName}); err != nil {
+				return fmt.Errorf("the control plane's certificate (serial %s, valid %s to %s): %w", serial(leaf),
+					leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), err)
+			}
+			return nil
+		},
+	}
+	if clientCert {
+		cfg.GetClientCertificate = c.GetClientCertificate
+	}
+	return cfg
+}
+
 func (c *Client) dial() (*grpc.ClientConn, error) {
-	creds := credentials.NewTLS(&tls.Config{RootCAs: c.caRoots, ServerName: c.opts.ServerName, MinVersion: tls.VersionTLS12})
+	creds := credentials.NewTLS(c.ControlPlaneTLS(false))
 	cc, err := grpc.NewClient(c.opts.Addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("CA address %s: %w", c.opts.Addr, err)

@@ -24,6 +24,10 @@ import (
 // proxyTCP serves a tcp_proxy chain.
 func (m *Manager) proxyTCP(c net.Conn, snap *dataplane.Snapshot, ch *dataplane.Chain, target string, start time.Time) {
 	tp := ch.Config.TCP
+	if ch.Config.RBAC != nil && !m.authorizeTCP(c, ch) {
+		_ = c.Close()
+		return
+	}
 	m.tcpToCluster(c, snap, pickTCPCluster(tp), tp, target, start)
 }
 

@@ -182,6 +182,13 @@ func parseFilterChain(fc *listenerv3.FilterChain, unenforced *[]string) (*Filter
 				return nil, fmt.Errorf("filters[%d] tcp_proxy: %w", i, err)
 			}
 			out.TCP = tp
+		case typeNetworkRBAC:
+			if last {
+				return nil, fmt.Errorf("filters[%d]: %q cannot be the last filter", i, f.GetName())
+			}
+			if err := parseNetworkRBAC(out, tc); err != nil {
+				return nil, fmt.Errorf("filters[%d] %q: %w", i, f.GetName(), err)
+			}
 		default:
 			if last {
 				return nil, fmt.Errorf("filters[%d]: terminal filter %q (%s) is not supported", i, f.GetName(), tc.GetTypeUrl())
@@ -217,7 +224,13 @@ func parseHCM(h *hcmv3.HttpConnectionManager, unenforced *[]string) (*HTTPConnec
 	if out.AccessLogs, err = parseAccessLogs(h.GetAccessLog(), unenforced); err != nil {
 		return nil, err
 	}
-	for _, f := range h.GetHttpFilters() {
+	for i, f := range h.GetHttpFilters() {
+		if ok, err := parseSecurityHTTPFilter(out, f); ok || err != nil {
+			if err != nil {
+				return nil, fmt.Errorf("http_filters[%d] %q: %w", i, f.GetName(), err)
+			}
+			continue
+		}
 		if f.GetName() == routerFilter || f.GetTypedConfig().GetTypeUrl() == "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" {
 			continue
 		}

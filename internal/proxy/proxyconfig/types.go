@@ -2,8 +2,10 @@ package proxyconfig
 
 import (
 	"net/netip"
+
 	"regexp"
 	"time"
+	"weft.dev/weft/internal/proxy/rbac"
 )
 
 // Listener is a validated Envoy Listener.
@@ -108,6 +110,9 @@ type FilterChain struct {
 	// TLS, when set, terminates TLS before the filters (the chain's
 	// DownstreamTlsContext transport socket).
 	TLS *DownstreamTLS
+	// RBAC is the chain's envoy.filters.network.rbac filters (TCP
+	// chains), compiled; nil when it has none.
+	RBAC *rbac.Chain
 }
 
 // HTTPConnectionManager is a validated HCM.
@@ -123,6 +128,12 @@ type HTTPConnectionManager struct {
 	Tracing *Tracing
 	// AccessLogs are where requests are logged; empty for nowhere.
 	AccessLogs []AccessLog
+	// RBAC is the HCM's envoy.filters.http.rbac filters, compiled, in
+	// order; nil when it has none.
+	RBAC *rbac.Chain
+	// JWT is the HCM's envoy.filters.http.jwt_authn filter; nil when
+	// it has none.
+	JWT *JWTAuthn
 }
 
 // TCPProxy is a validated tcp_proxy filter.

@@ -81,6 +81,15 @@ func (cp *ControlPlane) start(t testing.TB) {
 	t.Cleanup(func() { s.Stop(); cancel(); <-done })
 }
 
+// RegisterADS serves this control plane's ADS on another gRPC server too
+// (xDS over mTLS on a CA's port, in tests); the service stops with the
+// test.
+func (cp *ControlPlane) RegisterADS(t testing.TB, g *grpc.Server) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, serverv3.NewServer(ctx, cp.cache, nil))
+}
+
 // Stop stops the server (the proxies lose their stream).
 func (cp *ControlPlane) Stop() { cp.srv.Stop() }
 
@@ -159,6 +168,11 @@ type ProxyOptions struct {
 	// certificate from a CA (app.Config's fields of the same names);
 	// empty: no identity.
 	CAAddr, CARootFile, BootstrapTokenFile string
+	// CAPollInterval is app.Config's field of that name (default 10 s).
+	CAPollInterval time.Duration
+	// XDSAddr, when set, replaces the control plane's address (xDS over
+	// mTLS on a CA's port).
+	XDSAddr string
 }
 
 var proxySeq atomic.Int64
@@ -181,6 +195,10 @@ func StartProxy(t testing.TB, cp *ControlPlane, name string, opts ProxyOptions) 
 		Workload:     opts.Workload, Labels: opts.Labels, ServiceAccount: opts.ServiceAccount,
 		XDSBackoffBase: 20 * time.Millisecond, XDSBackoffMax: 200 * time.Millisecond,
 		CAAddr: opts.CAAddr, CARootFile: opts.CARootFile, BootstrapTokenFile: opts.BootstrapTokenFile,
+		CAPollInterval: opts.CAPollInterval,
+	}
+	if opts.XDSAddr != "" {
+		cfg.XDSAddr = opts.XDSAddr
 	}
 	p, err := app.New(cfg, log, access)
 	if err != nil {

@@ -1,0 +1,31 @@
+package httpproxy
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"weft.dev/weft/internal/proxy/jwtauth"
+	"weft.dev/weft/internal/proxy/proxyconfig"
+)
+
+// authenticate runs the JWT filter: a valid token sets rs.authz.Auth
+// (request.auth.* for authorization); an invalid one, or a missing one
+// where missing tokens are not allowed, gets 401 with Envoy's words.
+func (p *Proxy) authenticate(j *proxyconfig.JWTAuthn, rs *reqState, r *http.Request) *localDenial {
+	auth, err := jwtauth.Authenticate(r.Context(), j.Providers, p.jwks, r, time.Now())
+	if err != nil {
+		msg := "Jwt verification fails"
+		var je *jwtauth.Error
+		if errors.As(err, &je) {
+			msg = je.Message
+		}
+		p.log.Debug("request authentication failed", "error", msg, "path", r.URL.Path)
+		return &localDenial{status: http.StatusUnauthorized, flag: "", msg: msg}
+	}
+	if auth == nil && !j.AllowMissing {
+		return &localDenial{status: http.StatusUnauthorized, flag: "", msg: "Jwt is missing"}
+	}
+	rs.authz.Auth = auth
+	return nil
+}
