@@ -86,3 +86,64 @@ spec:
 		t.Errorf("errors about a good policy:\n%s", all)
 	}
 }
+
+// TestRequestAuthenticationChecks: an issuer and one key source are
+// required, inline keys must parse, unsupported fields are named.
+func TestRequestAuthenticationChecks(t *testing.T) {
+	set, findings := config.Parse("ra.yaml", []byte(`
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: bad, namespace: default}
+spec:
+  jwtRules:
+  - jwksUri: "ftp://keys"
+  - issuer: a
+  - issuer: b
+    jwks: "{}"
+    fromCookies: [session]
+    fromHeaders: [{prefix: "Bearer "}]
+---
+apiVersion: security.istio.io/v1beta1
+kind: RequestAuthentication
+metadata: {name: good, namespace: default}
+spec:
+  selector: {matchLabels: {app: api}}
+  jwtRules:
+  - issuer: https://issuer.example.com
+    audiences: [api]
+    jwksUri: https://issuer.example.com/.well-known/jwks.json
+    fromHeaders: [{name: x-jwt, prefix: "Token "}]
+    fromParams: [token]
+    forwardOriginalToken: true
+    outputPayloadToHeader: x-jwt-payload
+`))
+	if len(findings) > 0 {
+		t.Fatalf("parse: %v", findings)
+	}
+	snap := NewBuilder().Build(set, nil)
+	if len(snap.RequestAuthentications) != 1 || snap.RequestAuthentications[0].Name != "good" {
+		t.Fatalf("in force: %v", snap.RequestAuthentications)
+	}
+	var msgs []string
+	for _, st := range snap.Status {
+		for _, f := range st.Findings {
+			msgs = append(msgs, st.Meta.Name+" "+f.Field+": "+f.Message)
+		}
+	}
+	all := strings.Join(msgs, "\n")
+	for _, want := range []string{
+		"bad spec.jwtRules[0].issuer: issuer is required",
+		`bad spec.jwtRules[0].jwksUri: "ftp://keys" is not an http(s) URL`,
+		"bad spec.jwtRules[1]: set jwks or jwksUri",
+		"bad spec.jwtRules[2].jwks: jwks has no keys",
+		"bad spec.jwtRules[2].fromCookies",
+		"bad spec.jwtRules[2].fromHeaders[0].name",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("findings lack %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "good ") {
+		t.Errorf("findings about good:\n%s", all)
+	}
+}
