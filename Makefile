@@ -26,7 +26,7 @@ test-short: ## run the fast tests only
 	$(GO) test -short -count=1 ./...
 
 lint: vet $(BIN)/tools/staticcheck ## go vet, gofmt check and staticcheck
-	@out=$$(gofmt -l cmd internal examples test tools 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal examples test tools bench 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(BIN)/tools/staticcheck -checks inherit,-SA1019 ./...
 
 # Third-party programs the tests and benchmarks run, built from tools/go.mod.

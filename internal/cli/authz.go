@@ -31,8 +31,9 @@ the source's identity (the SPIFFE ID of its service account and its
 namespace). It prints ALLOW or DENY for each workload behind the service,
 with the policy and rule that decided, or "no policy applies: allowed".
 
---from is a workload, service or instance name ("ratings", "reviews-v2",
-"ingressgateway", or name.namespace), a SPIFFE ID, or "none" for a caller
+--from is a workload, service or instance name ("ratings", "reviews-v2", or
+name.namespace), a SPIFFE ID (the ingress gateway of weft up is
+spiffe://cluster.local/ns/default/sa/ingressgateway), or "none" for a caller
 without a sidecar (plaintext). --to is a service.
 
   weft authz check --from ratings --to details

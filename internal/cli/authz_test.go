@@ -66,8 +66,6 @@ func startDemoCP(t *testing.T) *controlplane.Server {
 		inst("reviews-v1-0", "reviews-v1", "reviews", "reviews", map[string]string{"app": "reviews", "version": "v1"}),
 		inst("reviews-v2-0", "reviews-v2", "reviews", "reviews", map[string]string{"app": "reviews", "version": "v2"}),
 		inst("ratings-v1-0", "ratings-v1", "ratings", "ratings", map[string]string{"app": "ratings", "version": "v1"}),
-		&model.Instance{Name: "ingressgateway", Namespace: "default", Workload: "ingressgateway", ServiceAccount: "ingressgateway",
-			Labels: map[string]string{"istio": "ingressgateway"}, Address: "127.0.0.1"},
 	)
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()
@@ -92,7 +90,7 @@ func TestAuthzCheckCommand(t *testing.T) {
 		{name: "productpage may call reviews, every version", args: []string{"--from", "productpage", "--to", "reviews", "--path", "/reviews/0"},
 			want: []string{"ALLOW\n", "reviews-v1", "reviews-v2", "default/reviews-callers", "allowed by ALLOW policy"}},
 		{name: "reviews may call ratings", args: []string{"--from", "reviews-v2", "--to", "ratings"}, want: []string{"ALLOW\n", "default/ratings-callers"}},
-		{name: "the gateway may call productpage", args: []string{"--from", "ingressgateway", "--to", "productpage"}, want: []string{"ALLOW\n"}},
+		{name: "the gateway may call productpage", args: []string{"--from", "spiffe://cluster.local/ns/default/sa/ingressgateway", "--to", "productpage"}, want: []string{"ALLOW\n"}},
 		{name: "no sidecar: STRICT refuses", args: []string{"--from", "none", "--to", "productpage"}, want: []string{"DENY\n", "only mTLS"}},
 		{name: "SPIFFE ID source", args: []string{"--from", "spiffe://cluster.local/ns/default/sa/productpage", "--to", "details", "-o", "json"},
 			want: []string{`"decision": "ALLOW"`, `"policy": "default/details-callers"`, `"rule": "0"`}},

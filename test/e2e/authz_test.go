@@ -47,8 +47,13 @@ func TestDemoAuthorization(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "DENY\n") {
 		t.Errorf("weft authz check --from ratings --to details: %v\n%s", err, out)
 	}
-	out, err = m.weft("", "authz", "check", "--from", "ingressgateway", "--to", "productpage")
+	// The gateway is no registered instance: name it by its SPIFFE ID.
+	out, err = m.weft("", "authz", "check", "--from", "spiffe://cluster.local/ns/default/sa/ingressgateway", "--to", "productpage")
 	if err != nil || !strings.HasPrefix(out, "ALLOW\n") {
-		t.Errorf("weft authz check --from ingressgateway --to productpage: %v\n%s", err, out)
+		t.Errorf("weft authz check --from <gateway> --to productpage: %v\n%s", err, out)
+	}
+	out, err = m.weft("", "authz", "check", "--from", "reviews", "--to", "ratings", "--path", "/ratings/0")
+	if err != nil || !strings.HasPrefix(out, "ALLOW\n") || !strings.Contains(out, "default/ratings-callers") {
+		t.Errorf("weft authz check --from reviews --to ratings: %v\n%s", err, out)
 	}
 }
