@@ -7,7 +7,7 @@ LDFLAGS := -X weft.dev/weft/internal/version.Version=$(VERSION)
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help build up test test-short lint fmt vet bench bench-quick bench-micro bench-deps clean tools
+.PHONY: help build up test test-deps test-short lint fmt vet bench bench-quick bench-micro bench-deps clean tools
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,8 +19,11 @@ build: ## build bin/weft and bin/weft-proxy
 up: build ## run the built-in demo mesh (weft up)
 	$(BIN)/weft up
 
-test: lint ## run every test (unit, integration, interop, end to end) after the linters
+test: test-deps lint ## run every test (unit, integration, interop, end to end) after the linters
 	$(GO) test $(TESTFLAGS) ./...
+
+test-deps: ## install the system programs the tests run (curl, h2load, prometheus, iptables)
+	scripts/test-deps.sh
 
 test-short: ## run the fast tests only
 	$(GO) test -short -count=1 ./...
