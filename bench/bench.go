@@ -204,8 +204,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			add(&path{name: "weft-server-sidecar", group: "weft", scenario: sc, target: m.serverOnlyURL(), procs: server})
 			add(&path{name: "weft-2hop", group: "weft", scenario: sc, target: m.twoHopURL(), procs: both})
 		}
-		add(&path{name: "weft-2hop-mtls", group: "weft", scenario: "latency",
-			note: "not available yet: sidecar-to-sidecar mTLS is not in the data path"})
+		add(&path{name: "weft-2hop-mtls", group: "weft", scenario: "latency", target: m.twoHopMTLSURL(), procs: both})
 		add(&path{name: "weft-server-sidecar", group: "weft", scenario: "grpc", target: m.serverOnlyGRPC(), grpc: true, procs: server})
 		add(&path{name: "weft-2hop", group: "weft", scenario: "grpc", target: m.twoHopGRPC(), grpc: true, procs: both})
 		o.weft = m

@@ -72,7 +72,7 @@ func TestSmoke(t *testing.T) {
 		rows[p["scenario"].(string)+"/"+p["name"].(string)] = p
 	}
 	for _, key := range []string{
-		"latency/baseline", "latency/weft-server-sidecar", "latency/weft-2hop",
+		"latency/baseline", "latency/weft-server-sidecar", "latency/weft-2hop", "latency/weft-2hop-mtls",
 		"grpc/baseline", "grpc/weft-server-sidecar", "grpc/weft-2hop",
 		"throughput/baseline", "throughput/weft-server-sidecar", "throughput/weft-2hop",
 	} {
@@ -107,8 +107,12 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
-	if m := rows["latency/weft-2hop-mtls"]; m == nil || m["available"] != false || m["note"] == "" {
-		t.Errorf("the mTLS row should be listed as not available yet: %v", m)
+	// The harness refuses to start unless the server sidecar counted the
+	// mTLS row's requests as connection_security_policy="mutual_tls" and
+	// the plaintext row's as "none", so a row here means the hops were
+	// what their names say.
+	if m := rows["latency/weft-2hop-mtls"]; m != nil && len(m["proxies"].([]any)) != 2 {
+		t.Errorf("weft-2hop-mtls: proxies %v, want the client and server sidecars", m["proxies"])
 	}
 	for _, peer := range []string{"nginx", "haproxy", "caddy"} {
 		if r := rows["latency/"+peer+"-2hop"]; r != nil && r["available"] == true {

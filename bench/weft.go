@@ -14,6 +14,7 @@ import (
 
 	"weft.dev/weft/internal/controlplane"
 	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/spiffeid"
 )
 
 // Namespace and names of the benchmark mesh.
@@ -22,6 +23,11 @@ const (
 	serverService = "fortio"
 	httpPort      = 8080
 	grpcPort      = 8079
+	// mtlsPort is a second HTTP port of the fortio service, to the same
+	// fortio server: a STRICT PeerAuthentication covers it, so the two
+	// Weft hops on it speak mTLS; httpPort and grpcPort stay plaintext (a
+	// DestinationRule turns auto mTLS off on them).
+	mtlsPort = 8081
 )
 
 // weftMesh is a control plane in the harness's process and the two
@@ -53,7 +59,7 @@ spec:
   serviceAccount: %[2]s
   sidecar: true
   replicas: 1
-  ports: [{name: http, number: %[3]d}, {name: grpc, number: %[4]d, protocol: GRPC}]
+  ports: [{name: http, number: %[3]d}, {name: grpc, number: %[4]d, protocol: GRPC}, {name: http-mtls, number: %[5]d}]
   command: ["fortio", "server"]
 ---
 apiVersion: weft.dev/v1alpha1
@@ -65,9 +71,26 @@ spec:
   serviceAccount: fortio-client
   sidecar: true
   replicas: 1
-  upstreams: [{service: %[2]s, port: %[3]d}, {service: %[2]s, port: %[4]d}]
+  upstreams: [{service: %[2]s, port: %[3]d}, {service: %[2]s, port: %[4]d}, {service: %[2]s, port: %[5]d}]
   command: ["fortio", "load"]
-`, benchNS, serverService, httpPort, grpcPort)
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: fortio-mtls, namespace: %[1]s}
+spec:
+  selector: {matchLabels: {app: %[2]s}}
+  portLevelMtls: {%[5]d: {mode: STRICT}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: fortio-plaintext, namespace: %[1]s}
+spec:
+  host: %[2]s.%[1]s.svc.cluster.local
+  trafficPolicy:
+    portLevelSettings:
+    - {port: {number: %[3]d}, tls: {mode: DISABLE}}
+    - {port: {number: %[4]d}, tls: {mode: DISABLE}}
+`, benchNS, serverService, httpPort, grpcPort, mtlsPort)
 	if err := os.WriteFile(filepath.Join(dir, "workloads.yaml"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}
@@ -116,8 +139,9 @@ spec:
 	return os.WriteFile(filepath.Join(dir, "services.yaml"), []byte(b.String()), 0o644)
 }
 
-// startWeft runs the control plane and the two sidecars and waits until a
-// request goes through both.
+// startWeft runs the control plane, with its CA, and the two sidecars,
+// each with a bootstrap token and the CA flags as `weft up` starts them,
+// and waits until a request goes through both, in plaintext and in mTLS.
 func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP, fortioGRPC int) (*weftMesh, error) {
 	cfgDir := filepath.Join(work, "mesh")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
@@ -132,6 +156,7 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 	}
 	cp, err := controlplane.New(controlplane.Options{
 		ConfigDir: cfgDir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		CA: controlplane.CAOptions{Dir: filepath.Join(work, "ca")}, CAAddr: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(lf, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -141,7 +166,7 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 	m := &weftMesh{cp: cp, cancel: cancel, cpDone: make(chan error, 1)}
 	go func() { m.cpDone <- cp.Run(cctx); lf.Close() }()
 
-	ports, err := freePorts(8)
+	ports, err := freePorts(10)
 	if err != nil {
 		m.stop()
 		return nil, err
@@ -153,6 +178,7 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 		Ports: []model.InstancePort{
 			{Name: "http", Number: httpPort, AppPort: uint32(fortioHTTP), InboundPort: ports[0], Protocol: model.ProtocolFromPort("", "", "http")},
 			{Name: "grpc", Number: grpcPort, AppPort: uint32(fortioGRPC), InboundPort: ports[1], Protocol: model.ProtocolFromPort("GRPC", "", "grpc")},
+			{Name: "http-mtls", Number: mtlsPort, AppPort: uint32(fortioHTTP), InboundPort: ports[8], Protocol: model.ProtocolFromPort("", "", "http-mtls")},
 		},
 		OutboundPort: ports[2], AdminPort: ports[3],
 	}
@@ -165,16 +191,47 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 		Upstreams: []model.InstanceUpstream{
 			{Host: host, Port: httpPort, LocalPort: ports[6]},
 			{Host: host, Port: grpcPort, LocalPort: ports[7]},
+			{Host: host, Port: mtlsPort, LocalPort: ports[9]},
 		},
 	}
 	cp.Instances().Set(m.serverMI, m.clientMI)
+	authority, tokens := cp.CA(), cp.CATokens()
+	if authority == nil || tokens == nil {
+		m.stop()
+		return nil, fmt.Errorf("the control plane runs no CA")
+	}
+	tokenDir := filepath.Join(work, "tokens")
+	if err := os.MkdirAll(tokenDir, 0o700); err != nil {
+		m.stop()
+		return nil, err
+	}
 	for _, s := range []struct {
 		mi   *model.Instance
 		name string
 		dst  **proc
 	}{{m.serverMI, "server-sidecar", &m.server}, {m.clientMI, "client-sidecar", &m.client}} {
+		// Each sidecar proves its identity to the CA with its own token; as
+		// under `weft up`, a sidecar with an identity gets its config over
+		// mTLS on the CA's port.
+		id, err := spiffeid.New(authority.TrustDomain(), s.mi.Namespace, s.mi.ServiceAccount)
+		if err != nil {
+			m.stop()
+			return nil, err
+		}
+		tok, err := tokens.Issue(s.mi.ProxyKey(), id)
+		if err != nil {
+			m.stop()
+			return nil, err
+		}
+		tokenFile := filepath.Join(tokenDir, s.mi.Name+".token")
+		if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
+			m.stop()
+			return nil, err
+		}
 		args := []string{o.WeftProxy,
-			"--xds-addr", cp.XDSAddr(), "--type", "sidecar",
+			"--ca-addr", cp.CAAddr(), "--ca-root-file", authority.TrustBundleFile(),
+			"--bootstrap-token-file", tokenFile, "--trust-domain", authority.TrustDomain(),
+			"--xds-addr", cp.CAAddr(), "--type", "sidecar",
 			"--name", s.mi.Name, "--namespace", s.mi.Namespace, "--workload", s.mi.Workload,
 			"--labels", fmt.Sprintf("app=%s,version=v1", s.mi.Labels["app"]),
 			"--service-account", s.mi.ServiceAccount,
@@ -200,11 +257,96 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 	}
 	// Ready means the sidecar has its config; wait until the whole path
 	// answers (the server sidecar's endpoint reaches the client's config).
-	if err := waitHTTP(ctx, m.twoHopURL(), 30*time.Second, m.client); err != nil {
+	for _, u := range []string{m.twoHopURL(), m.twoHopMTLSURL()} {
+		if err := waitHTTP(ctx, u, 30*time.Second, m.client); err != nil {
+			m.stop()
+			return nil, fmt.Errorf("request through both sidecars: %w\nclient sidecar:\n%s\nserver sidecar:\n%s", err, m.client.tail(), m.server.tail())
+		}
+	}
+	if err := m.checkSecurity(ctx); err != nil {
 		m.stop()
-		return nil, fmt.Errorf("request through both sidecars: %w\nclient sidecar:\n%s\nserver sidecar:\n%s", err, m.client.tail(), m.server.tail())
+		return nil, err
 	}
 	return m, nil
+}
+
+// checkSecurity sends requests on each two-hop path and asks the server
+// sidecar's metrics how they arrived: those on the mTLS port must count
+// as connection_security_policy="mutual_tls", those on the plaintext port
+// as "none". Anything else means a row measures the wrong thing.
+func (m *weftMesh) checkSecurity(ctx context.Context) error {
+	const n = 5
+	for _, c := range []struct{ url, want string }{{m.twoHopMTLSURL(), "mutual_tls"}, {m.twoHopURL(), "none"}} {
+		before, err := m.serverSecurityCounts(ctx)
+		if err != nil {
+			return err
+		}
+		for range n {
+			if err := waitHTTP(ctx, c.url, 10*time.Second, m.client); err != nil {
+				return err
+			}
+		}
+		after, err := m.serverSecurityCounts(ctx)
+		if err != nil {
+			return err
+		}
+		for pol := range after {
+			d := after[pol] - before[pol]
+			if (pol == c.want && d < n) || (pol != c.want && d != 0) {
+				return fmt.Errorf("%s: the server sidecar counted %v more requests with connection_security_policy=%q (before %v, after %v), want %d as %q only",
+					c.url, d, pol, before, after, n, c.want)
+			}
+		}
+		if after[c.want]-before[c.want] < n {
+			return fmt.Errorf("%s: the server sidecar counted no %q requests (before %v, after %v)", c.url, c.want, before, after)
+		}
+	}
+	return nil
+}
+
+// serverSecurityCounts reads the server sidecar's inbound
+// istio_requests_total and sums it by connection_security_policy.
+func (m *weftMesh) serverSecurityCounts(ctx context.Context) (map[string]float64, error) {
+	url := fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", m.serverMI.AdminPort)
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "istio_requests_total{") || !strings.Contains(line, `reporter="destination"`) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err != nil {
+			continue
+		}
+		out[label(line, "connection_security_policy")] += v
+	}
+	return out, nil
+}
+
+// label returns the value of one label of a Prometheus text line.
+func label(line, name string) string {
+	i := strings.Index(line, name+`="`)
+	if i < 0 {
+		return ""
+	}
+	rest := line[i+len(name)+2:]
+	if j := strings.IndexByte(rest, '"'); j >= 0 {
+		return rest[:j]
+	}
+	return ""
 }
 
 // serverOnlyURL reaches the fortio server through its sidecar's inbound
@@ -217,6 +359,12 @@ func (m *weftMesh) serverOnlyURL() string {
 // the server sidecar.
 func (m *weftMesh) twoHopURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d/echo", m.clientMI.Upstreams[0].LocalPort)
+}
+
+// twoHopMTLSURL takes the same two sidecars on the service's mTLS port:
+// the client sidecar dials the server sidecar with mTLS.
+func (m *weftMesh) twoHopMTLSURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/echo", m.clientMI.Upstreams[2].LocalPort)
 }
 
 func (m *weftMesh) serverOnlyGRPC() string {
