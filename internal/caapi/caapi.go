@@ -40,6 +40,8 @@ package caapi
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
@@ -316,4 +318,30 @@ func stringField(s *structpb.Struct, name string, required bool) (string, error)
 		return "", fmt.Errorf("%s: want a string", name)
 	}
 	return sv.StringValue, nil
+}
+
+// ParseCertificates reads every CERTIFICATE block of PEM data (a cert
+// chain or a trust bundle, as the API carries them), in order; other
+// blocks are skipped. Both ends of the API use it.
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE found")
+	}
+	return out, nil
 }

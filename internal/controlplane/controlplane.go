@@ -85,6 +85,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	snap    *model.Snapshot
+	set     *config.Set   // the resources snap was built from
 	changed chan struct{} // closed and replaced on every new snapshot
 	version uint64
 	// applyMu serialises writes into the config folder.
@@ -182,6 +183,15 @@ func (s *Server) Snapshot() *model.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.snap
+}
+
+// Resources returns the resources the model in force was built from, as
+// read from the config folder (nil before the first build). The local
+// runtime reads its Workloads here rather than reading the folder again.
+func (s *Server) Resources() *config.Set {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set
 }
 
 // WaitNewer blocks until a snapshot with version > v is in force, or ctx ends.
@@ -333,7 +343,7 @@ func (s *Server) rebuild() {
 		s.log.Error("xDS update failed; proxies keep their last config", "version", version, "err", err)
 	}
 	s.mu.Lock()
-	s.snap = snap
+	s.snap, s.set = snap, set
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()

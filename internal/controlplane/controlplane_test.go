@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -364,5 +363,3 @@ func getText(t *testing.T, url string) string {
 	}
 	return string(body)
 }
-
-var _ = fmt.Sprintf

@@ -3,14 +3,15 @@ package local
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,7 +100,10 @@ func (m *mesh) reconcile(ctx context.Context) {
 	}
 	m.mu.Unlock()
 
-	set, _ := config.Load(m.configDir)
+	set := m.cp.Resources()
+	if set == nil {
+		return
+	}
 	want := map[string]desired{}
 	var gateways bool
 	for _, r := range set.Resources {
@@ -138,7 +142,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 	var wg sync.WaitGroup
 	problems := map[string]string{}
 	var pmu sync.Mutex
-	for _, key := range sortedKeys(want) {
+	for _, key := range slices.Sorted(maps.Keys(want)) {
 		m.mu.Lock()
 		_, ok := m.running[key]
 		m.mu.Unlock()
@@ -412,7 +416,7 @@ func (m *mesh) startGateway(ctx context.Context) (*instance, error) {
 
 func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
 	labels := make([]string, 0, len(mi.Labels))
-	for _, k := range sortedKeys(mi.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(mi.Labels)) {
 		labels = append(labels, k+"="+mi.Labels[k])
 	}
 	args := append([]string(nil), m.proxy...)
@@ -493,7 +497,7 @@ func (m *mesh) status() MeshStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st.Prometheus = m.prometheus
-	for _, key := range sortedKeys(m.problems) {
+	for _, key := range slices.Sorted(maps.Keys(m.problems)) {
 		st.Problems = append(st.Problems, m.problems[key])
 	}
 	add := func(in *instance, service string) {
@@ -540,7 +544,7 @@ func (m *mesh) status() MeshStatus {
 		}
 		st.Instances = append(st.Instances, is)
 	}
-	for _, key := range sortedKeys(m.running) {
+	for _, key := range slices.Sorted(maps.Keys(m.running)) {
 		in := m.running[key]
 		add(in, in.model.Service)
 	}
@@ -629,10 +633,8 @@ func expand(s string, env map[string]string) string {
 
 func envList(env map[string]string) []string {
 	out := make([]string, 0, len(env))
-	for _, k := range sortedKeys(env) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		out = append(out, k+"="+env[k])
 	}
 	return out
 }
-
-var _ = errors.New

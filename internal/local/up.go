@@ -8,7 +8,6 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,13 +15,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 
 	"weft.dev/weft/examples/demo"
-	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/controlplane"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/supervisor"
@@ -271,19 +266,3 @@ func processAlive(pid int) bool {
 	}
 	return p.Signal(syscallZero) == nil
 }
-
-// sortedKeys returns a map's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-var _ = errors.New
-var _ = strings.Join
-var _ sync.Mutex
-var _ config.Set
-var _ model.Instance

@@ -2,8 +2,10 @@ package validate
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -56,7 +58,7 @@ func (b *build) checkWorkloadEntry(r *config.Resource, rep *reporter) func() {
 	if we.GetAddress() == "" {
 		rep.errorf("spec.address", "address is required; set the IP address or hostname of the workload")
 	}
-	for _, name := range sortedKeys(we.GetPorts()) {
+	for _, name := range slices.Sorted(maps.Keys(we.GetPorts())) {
 		checkPortNumber(rep, "spec.ports["+name+"]", we.GetPorts()[name])
 	}
 	b.checkFields(r, rep)
@@ -121,7 +123,7 @@ func (b *build) checkWorkload(r *config.Resource, rep *reporter) func() {
 	for i, c := range w.Command {
 		checkRefs(fmt.Sprintf("spec.command[%d]", i), c)
 	}
-	for _, k := range sortedKeys(w.Env) {
+	for _, k := range slices.Sorted(maps.Keys(w.Env)) {
 		checkRefs("spec.env["+k+"]", w.Env[k])
 	}
 	b.checkUpstreams(w, r.Namespace, rep)
@@ -264,7 +266,7 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 		case res == model.ResolutionStatic && net.ParseIP(ep.GetAddress()) == nil && !strings.HasPrefix(ep.GetAddress(), "unix://"):
 			rep.errorf(f+".address", "%q is not an IP address; with resolution STATIC endpoints are IPs (use resolution DNS for hostnames)", ep.GetAddress())
 		}
-		for _, name := range sortedKeys(ep.GetPorts()) {
+		for _, name := range slices.Sorted(maps.Keys(ep.GetPorts())) {
 			if !names[name] {
 				rep.errorf(f+".ports["+name+"]", "port %q is not a port of this ServiceEntry", name)
 			}
@@ -396,15 +398,6 @@ func (b *build) anyServiceMatches(pattern string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func portList(svc *model.Service) string {

@@ -2,8 +2,10 @@ package validate
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -259,7 +261,7 @@ func TestRegistry(t *testing.T) {
 	if diff := cmp.Diff(want, snap.Services); diff != "" {
 		t.Errorf("services (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"reviews-v2-0.default", "unrelated-0.default"}, sortedKeys(snap.Instances)); diff != "" {
+	if diff := cmp.Diff([]string{"reviews-v2-0.default", "unrelated-0.default"}, slices.Sorted(maps.Keys(snap.Instances))); diff != "" {
 		t.Errorf("instances (-want +got):\n%s", diff)
 	}
 

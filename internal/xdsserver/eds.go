@@ -156,7 +156,7 @@ func (s *Server) scopeEDS(n *nodeState, req *discovery.DiscoveryRequest) {
 	case wildcard && n.allowed == nil:
 		// Every endpoint is n's to see; the cache answers the wildcard.
 	case wildcard:
-		req.ResourceNames = sortedKeys(n.allowed)
+		req.ResourceNames = slices.Sorted(maps.Keys(n.allowed))
 		wildcard = false
 	default:
 		req.ResourceNames = n.filterAllowed(names)
@@ -187,7 +187,7 @@ func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryReques
 		n.edsWildcard = true
 	}
 	if star && n.allowed != nil {
-		sub = append(slices.DeleteFunc(slices.Clone(sub), func(s string) bool { return s == "*" }), sortedKeys(n.allowed)...)
+		sub = append(slices.DeleteFunc(slices.Clone(sub), func(s string) bool { return s == "*" }), slices.Sorted(maps.Keys(n.allowed))...)
 	}
 	req.ResourceNamesSubscribe = n.filterAllowed(sub)
 	if len(req.ResourceNamesSubscribe) > 0 {
@@ -208,7 +208,7 @@ func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryReques
 		}
 		delete(set, name)
 	}
-	n.edsSub = sortedKeys(set)
+	n.edsSub = slices.Sorted(maps.Keys(set))
 }
 
 // filterAllowed returns the names n may subscribe to, names itself if
@@ -230,13 +230,4 @@ func (n *nodeState) filterAllowed(names []string) []string {
 		return out
 	}
 	return names
-}
-
-func sortedKeys(m map[string]struct{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -10,8 +10,6 @@
 package xdstranslate
 
 import (
-	"sort"
-
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -121,13 +119,4 @@ func (p *Proxy) WithSnapshot(snap *model.Snapshot) *Proxy {
 		q.Instance = snap.Instances[p.Name+"."+p.Namespace]
 	}
 	return &q
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

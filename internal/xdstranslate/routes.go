@@ -1,6 +1,8 @@
 package xdstranslate
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -349,10 +351,10 @@ func routeMatch(m *networking.HTTPMatchRequest) *route.RouteMatch {
 	if m.GetIgnoreUriCase() {
 		rm.CaseSensitive = wrapperspb.Bool(false)
 	}
-	for _, k := range sortedKeys(m.GetHeaders()) {
+	for _, k := range slices.Sorted(maps.Keys(m.GetHeaders())) {
 		rm.Headers = append(rm.Headers, headerMatcher(k, m.GetHeaders()[k], false))
 	}
-	for _, k := range sortedKeys(m.GetWithoutHeaders()) {
+	for _, k := range slices.Sorted(maps.Keys(m.GetWithoutHeaders())) {
 		rm.Headers = append(rm.Headers, headerMatcher(k, m.GetWithoutHeaders()[k], true))
 	}
 	if m.GetMethod() != nil {
@@ -364,7 +366,7 @@ func routeMatch(m *networking.HTTPMatchRequest) *route.RouteMatch {
 	if m.GetScheme() != nil {
 		rm.Headers = append(rm.Headers, headerMatcher(":scheme", m.GetScheme(), false))
 	}
-	for _, k := range sortedKeys(m.GetQueryParams()) {
+	for _, k := range slices.Sorted(maps.Keys(m.GetQueryParams())) {
 		qm := &route.QueryParameterMatcher{Name: k}
 		if sm := stringMatcher(m.GetQueryParams()[k]); sm != nil {
 			qm.QueryParameterMatchSpecifier = &route.QueryParameterMatcher_StringMatch{StringMatch: sm}
@@ -417,13 +419,13 @@ func headerOps(ops *networking.Headers_HeaderOperations) ([]*core.HeaderValueOpt
 		return nil, nil
 	}
 	var add []*core.HeaderValueOption
-	for _, k := range sortedKeys(ops.GetSet()) {
+	for _, k := range slices.Sorted(maps.Keys(ops.GetSet())) {
 		add = append(add, &core.HeaderValueOption{
 			Header:       &core.HeaderValue{Key: k, Value: ops.GetSet()[k]},
 			AppendAction: core.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}
-	for _, k := range sortedKeys(ops.GetAdd()) {
+	for _, k := range slices.Sorted(maps.Keys(ops.GetAdd())) {
 		add = append(add, &core.HeaderValueOption{
 			Header:       &core.HeaderValue{Key: k, Value: ops.GetAdd()[k]},
 			AppendAction: core.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,

@@ -3,6 +3,8 @@ package xdstranslate
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -101,7 +103,7 @@ func cacheKey(p *Proxy, sc *scope) string {
 	b.WriteByte(0)
 	b.WriteString(p.Namespace)
 	b.WriteByte(0)
-	for _, k := range sortedKeys(p.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(p.Labels)) {
 		b.WriteString(k)
 		b.WriteByte('=')
 		b.WriteString(p.Labels[k])

@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/jwtauth"
@@ -441,22 +443,22 @@ func writeLocal(w http.ResponseWriter, r *http.Request, status int, flags, msg s
 func grpcCode(r *http.Request, status int, flags string) int {
 	if d, ok := grpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
 		if start, ok := r.Context().Value(startKey{}).(time.Time); ok && time.Since(start) >= d {
-			return 4 // DEADLINE_EXCEEDED
+			return int(codes.DeadlineExceeded)
 		}
 	}
 	switch {
 	case strings.Contains(flags, accesslog.FlagUpstreamTimeout):
-		return 4 // DEADLINE_EXCEEDED
+		return int(codes.DeadlineExceeded)
 	case status == http.StatusForbidden:
-		return 7 // PERMISSION_DENIED
+		return int(codes.PermissionDenied)
 	case status == http.StatusUnauthorized:
-		return 16 // UNAUTHENTICATED
+		return int(codes.Unauthenticated)
 	case status == http.StatusNotFound:
-		return 12 // UNIMPLEMENTED
+		return int(codes.Unimplemented) // gRPC's mapping of HTTP 404
 	case status == http.StatusBadRequest:
-		return 13 // INTERNAL
+		return int(codes.Internal)
 	}
-	return 14 // UNAVAILABLE
+	return int(codes.Unavailable)
 }
 
 type startKey struct{}

@@ -307,7 +307,7 @@ func (c *Client) poll(ctx context.Context, cc *grpc.ClientConn) bool {
 			}
 			return false
 		}
-		roots, err := parseCerts(resp.TrustBundle)
+		roots, err := caapi.ParseCertificates(resp.TrustBundle)
 		if err != nil {
 			c.log.Warn("the CA sent an unusable trust bundle; keeping the current one", "error", err)
 			return false
@@ -431,11 +431,11 @@ func (c *Client) fetch(ctx context.Context, cc *grpc.ClientConn) (*SVID, error) 
 // check verifies an answer: the chain parses, the leaf holds our key and
 // exactly our SPIFFE ID, and it verifies against the bundle sent.
 func (c *Client) check(resp *caapi.Response, key *ecdsa.PrivateKey) (*SVID, error) {
-	chain, err := parseCerts(resp.CertChain)
+	chain, err := caapi.ParseCertificates(resp.CertChain)
 	if err != nil {
 		return nil, fmt.Errorf("the CA's certificate chain: %w", err)
 	}
-	roots, err := parseCerts(resp.TrustBundle)
+	roots, err := caapi.ParseCertificates(resp.TrustBundle)
 	if err != nil {
 		return nil, fmt.Errorf("the CA's trust bundle: %w", err)
 	}
@@ -485,29 +485,6 @@ func RenewAt(notBefore, notAfter time.Time, u float64) time.Time {
 
 func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(mrand.Int64N(int64(d/2)+1))
-}
-
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return out, nil
 }
 
 func serial(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }

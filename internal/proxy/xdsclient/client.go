@@ -401,7 +401,7 @@ func routeNames(listeners map[string]any) []string {
 			set[n] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 func edsNames(clusters map[string]any) []string {
@@ -411,16 +411,7 @@ func edsNames(clusters map[string]any) []string {
 			set[cl.EDSServiceName] = true
 		}
 	}
-	return sortedKeys(set)
-}
-
-func sortedKeys(set map[string]bool) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(set))
 }
 
 func joinErrors(errs map[string]error) string {
