@@ -274,6 +274,9 @@ func (c *Client) waitRenewal(ctx context.Context, cc *grpc.ClientConn, at time.T
 			if c.poll(ctx, cc) {
 				return true
 			}
+			if c.opts.BundlePoll < 0 {
+				poll = nil // the CA has no bundle endpoint: stop asking
+			}
 		}
 	}
 }
