@@ -53,6 +53,11 @@ type Options struct {
 	// WeftProxy empty builds ./cmd/weft-proxy; a peer not found is
 	// skipped and its rows say so.
 	Fortio, WeftProxy, Nginx, HAProxy, Caddy string
+	// WeftProxyBase, when set, is a second weft-proxy binary (say, the
+	// last release, or the commit before a change) run as its own mesh
+	// beside the first: its paths are named weftbase-*, so a change is
+	// measured against its baseline in the same run.
+	WeftProxyBase string
 	// SidecarEnv is added to the sidecars' environment (for example
 	// GOMAXPROCS=1, to try runtime settings without a rebuild).
 	SidecarEnv []string
@@ -194,19 +199,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 		log.Info("starting the control plane and two sidecars", "services", o.Services)
-		m, err := startWeft(ctx, &o, work, logDir, int(ports[0]), int(ports[1]))
+		m, err := startWeft(ctx, &o, o.WeftProxy, "", work, logDir, int(ports[0]), int(ports[1]))
 		if err != nil {
 			return nil, err
 		}
 		stops = append(stops, m.stop)
-		server, both := []*proc{m.server}, []*proc{m.client, m.server}
-		for _, sc := range []string{"latency", "throughput"} {
-			add(&path{name: "weft-server-sidecar", group: "weft", scenario: sc, target: m.serverOnlyURL(), procs: server})
-			add(&path{name: "weft-2hop", group: "weft", scenario: sc, target: m.twoHopURL(), procs: both})
+		addWeftPaths(add, "weft", m)
+		if o.WeftProxyBase != "" {
+			log.Info("starting the baseline mesh", "weft-proxy", o.WeftProxyBase)
+			b, err := startWeft(ctx, &o, o.WeftProxyBase, "base-", work, logDir, int(ports[0]), int(ports[1]))
+			if err != nil {
+				return nil, fmt.Errorf("baseline mesh: %w", err)
+			}
+			stops = append(stops, b.stop)
+			addWeftPaths(add, "weftbase", b)
 		}
-		add(&path{name: "weft-2hop-mtls", group: "weft", scenario: "latency", target: m.twoHopMTLSURL(), procs: both})
-		add(&path{name: "weft-server-sidecar", group: "weft", scenario: "grpc", target: m.serverOnlyGRPC(), grpc: true, procs: server})
-		add(&path{name: "weft-2hop", group: "weft", scenario: "grpc", target: m.twoHopGRPC(), grpc: true, procs: both})
 		o.weft = m
 	}
 
@@ -302,6 +309,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// addWeftPaths adds the paths through one Weft mesh, named after group.
+func addWeftPaths(add func(*path), group string, m *weftMesh) {
+	server, both := []*proc{m.server}, []*proc{m.client, m.server}
+	for _, sc := range []string{"latency", "throughput"} {
+		add(&path{name: group + "-server-sidecar", group: group, scenario: sc, target: m.serverOnlyURL(), procs: server})
+		add(&path{name: group + "-2hop", group: group, scenario: sc, target: m.twoHopURL(), procs: both})
+	}
+	add(&path{name: group + "-2hop-mtls", group: group, scenario: "latency", target: m.twoHopMTLSURL(), procs: both})
+	add(&path{name: group + "-server-sidecar", group: group, scenario: "grpc", target: m.serverOnlyGRPC(), grpc: true, procs: server})
+	add(&path{name: group + "-2hop", group: group, scenario: "grpc", target: m.twoHopGRPC(), grpc: true, procs: both})
 }
 
 // runScenario measures every available path of one scenario, in rounds,

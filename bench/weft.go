@@ -142,7 +142,10 @@ spec:
 // startWeft runs the control plane, with its CA, and the two sidecars,
 // each with a bootstrap token and the CA flags as `weft up` starts them,
 // and waits until a request goes through both, in plaintext and in mTLS.
-func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP, fortioGRPC int) (*weftMesh, error) {
+// bin is the weft-proxy binary; prefix names the mesh's work folder,
+// logs and processes ("" for the main mesh).
+func startWeft(ctx context.Context, o *Options, bin, prefix, work, logDir string, fortioHTTP, fortioGRPC int) (*weftMesh, error) {
+	work = filepath.Join(work, prefix+"weft")
 	cfgDir := filepath.Join(work, "mesh")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
 		return nil, err
@@ -150,7 +153,7 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 	if err := writeMeshConfig(cfgDir, o.Services); err != nil {
 		return nil, err
 	}
-	lf, err := os.Create(filepath.Join(logDir, "controlplane.log"))
+	lf, err := os.Create(filepath.Join(logDir, prefix+"controlplane.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +231,7 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 			m.stop()
 			return nil, err
 		}
-		args := []string{o.WeftProxy,
+		args := []string{bin,
 			"--ca-addr", cp.CAAddr(), "--ca-root-file", authority.TrustBundleFile(),
 			"--bootstrap-token-file", tokenFile, "--trust-domain", authority.TrustDomain(),
 			"--xds-addr", cp.CAAddr(), "--type", "sidecar",
@@ -238,7 +241,7 @@ func startWeft(ctx context.Context, o *Options, work, logDir string, fortioHTTP,
 			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort),
 			"--pprof",
 		}
-		p, err := startProc(logDir, s.name, o.SidecarEnv, args...)
+		p, err := startProc(logDir, prefix+s.name, o.SidecarEnv, args...)
 		if err != nil {
 			m.stop()
 			return nil, err

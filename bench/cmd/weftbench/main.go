@@ -35,6 +35,7 @@ func main() {
 	scen := flag.String("scenarios", "latency,grpc,throughput", "scenarios to run")
 	flag.StringVar(&o.Fortio, "fortio", "bin/tools/fortio", "fortio binary")
 	flag.StringVar(&o.WeftProxy, "weft-proxy", "", "weft-proxy binary (default: go build ./cmd/weft-proxy)")
+	flag.StringVar(&o.WeftProxyBase, "weft-proxy-base", "", "a second weft-proxy binary measured in the same run as paths weftbase-* (before/after a change)")
 	flag.StringVar(&o.Nginx, "nginx", look("nginx"), "nginx binary (empty: skip)")
 	flag.StringVar(&o.HAProxy, "haproxy", look("haproxy"), "haproxy binary (empty: skip)")
 	flag.StringVar(&o.Caddy, "caddy", exists("bin/tools/caddy"), "caddy binary (empty: skip)")

@@ -177,6 +177,7 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		if it := opts.GetCommonHttpProtocolOptions().GetIdleTimeout(); it != nil {
 			out.IdleTimeout = it.AsDuration()
 		}
+		out.MaxRequestsPerConnection = opts.GetCommonHttpProtocolOptions().GetMaxRequestsPerConnection().GetValue()
 	} else if c.GetHttp2ProtocolOptions() != nil { //nolint:staticcheck // deprecated field still sent by older control planes
 		out.Protocol = ProtocolHTTP2
 	}

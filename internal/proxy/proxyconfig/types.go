@@ -574,6 +574,9 @@ type Cluster struct {
 	Protocol UpstreamProtocol
 	// IdleTimeout closes idle upstream connections (default 1h, as Envoy).
 	IdleTimeout time.Duration
+	// MaxRequestsPerConnection closes an HTTP/1.1 upstream connection
+	// after this many requests; 0 means no limit.
+	MaxRequestsPerConnection uint32
 	// RingMinSize and RingMaxSize bound a ring hash (defaults 1024 and 8M).
 	RingMinSize, RingMaxSize uint64
 	// MaglevTableSize is the Maglev table size (a prime, default 65537).

@@ -112,20 +112,23 @@ type Cluster struct {
 	activeRq atomic.Int64
 	retries  atomic.Int64
 	conns    atomic.Int64
+	slotCh   atomic.Pointer[chan struct{}] // see slotWaiter
 
 	// Overflows counts requests rejected by a circuit breaker.
 	Overflows atomic.Uint64
 }
 
 type transports struct {
-	key    transportKey
-	h1, h2 *http.Transport
+	key transportKey
+	h1  *h1Transport
+	h2  *http.Transport
 }
 
 type transportKey struct {
-	connectTimeout time.Duration
-	idle           time.Duration
-	maxConns       int64
+	connectTimeout     time.Duration
+	idle               time.Duration
+	maxConns           int64
+	maxRequestsPerConn int64 // 0: unlimited
 }
 
 // Name returns the cluster's name.
@@ -266,7 +269,8 @@ func (c *Cluster) CloseIdle() {
 }
 
 func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, id mtls.Identity) {
-	key := transportKey{connectTimeout: cfg.ConnectTimeout, idle: cfg.IdleTimeout, maxConns: cfg.Thresholds.MaxConnections}
+	key := transportKey{connectTimeout: cfg.ConnectTimeout, idle: cfg.IdleTimeout, maxConns: cfg.Thresholds.MaxConnections,
+		maxRequestsPerConn: int64(cfg.MaxRequestsPerConnection)}
 	if old := c.tr.Load(); old == nil || old.key != key {
 		c.tr.Store(c.newTransports(key))
 		if old != nil {
@@ -390,56 +394,97 @@ func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) boo
 
 func (c *Cluster) newTransports(key transportKey) *transports {
 	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if c.conns.Add(1) > key.maxConns {
-			c.conns.Add(-1)
-			c.Overflows.Add(1)
-			return nil, ErrOverflow
-		}
-		conn, err := dialer.DialContext(ctx, network, addr)
+	raw := func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			c.conns.Add(-1)
 			return nil, &DialError{Addr: addr, Err: err}
 		}
-		return &countedConn{Conn: conn, n: &c.conns}, nil
+		return conn, nil
 	}
-	maxPerHost := int(min(key.maxConns, math.MaxInt32))
-	base := func() *http.Transport {
-		return &http.Transport{
-			DialContext:           dial,
-			MaxIdleConns:          0,
-			MaxIdleConnsPerHost:   256,
-			MaxConnsPerHost:       maxPerHost,
-			IdleConnTimeout:       key.idle,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true,
-			ResponseHeaderTimeout: 0,
+	h2 := &http.Transport{
+		DialContext:           c.countedDial(key, raw, true),
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       key.idle,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		Protocols:             new(http.Protocols),
+		// gRPC and other long streams must not be cut by a ping timeout
+		// of a busy connection; keep Go's defaults otherwise.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+	}
+	h2.Protocols.SetUnencryptedHTTP2(true)
+	dialH1 := c.countedDial(key, raw, false)
+	h1 := newH1Transport(c, key, func(ctx context.Context, addr string) (net.Conn, error) { return dialH1(ctx, "tcp", addr) })
+	return &transports{key: key, h1: h1, h2: h2}
+}
+
+// countedDial wraps a dialer with the max_connections circuit breaker.
+// Over the limit it returns ErrOverflow, counted as an overflow when
+// overflowCounts (HTTP/2: nothing waits for a connection); the HTTP/1.1
+// pool waits for a connection instead, and its requests overflow in
+// StartRequest (max_pending_requests).
+func (c *Cluster) countedDial(key transportKey, dial func(ctx context.Context, addr string) (net.Conn, error), overflowCounts bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, addr string) (net.Conn, error) {
+		if c.conns.Add(1) > key.maxConns {
+			c.conns.Add(-1)
+			if overflowCounts {
+				c.Overflows.Add(1)
+			}
+			return nil, ErrOverflow
+		}
+		conn, err := dial(ctx, addr)
+		if err != nil {
+			c.conns.Add(-1)
+			c.slotReleased()
+			return nil, err
+		}
+		return &countedConn{Conn: conn, c: c}, nil
+	}
+}
+
+// slotWaiter returns a channel closed when a connection is released or
+// goes idle: what an HTTP/1.1 request waiting for a connection waits on.
+func (c *Cluster) slotWaiter() <-chan struct{} {
+	for {
+		if p := c.slotCh.Load(); p != nil {
+			return *p
+		}
+		ch := make(chan struct{})
+		if c.slotCh.CompareAndSwap(nil, &ch) {
+			return ch
 		}
 	}
-	h1 := base()
-	h1.Protocols = new(http.Protocols)
-	h1.Protocols.SetHTTP1(true)
-	h2 := base()
-	h2.Protocols = new(http.Protocols)
-	h2.Protocols.SetUnencryptedHTTP2(true)
-	h2.MaxConnsPerHost = 0
-	// gRPC and other long streams must not be cut by a ping timeout of a
-	// busy connection; keep Go's defaults otherwise.
-	h2.HTTP2 = &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
-	return &transports{key: key, h1: h1, h2: h2}
+}
+
+// slotReleased wakes the requests waiting for a connection, if any.
+func (c *Cluster) slotReleased() {
+	if c.slotCh.Load() == nil {
+		return
+	}
+	if p := c.slotCh.Swap(nil); p != nil {
+		close(*p)
+	}
 }
 
 // countedConn decrements the cluster's connection count once on Close.
 type countedConn struct {
 	net.Conn
-	n    *atomic.Int64
+	c    *Cluster
 	once sync.Once
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.n.Add(-1) })
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.c.conns.Add(-1)
+		c.c.slotReleased()
+	})
+	return err
 }
+
+// NetConn returns the wrapped connection.
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
 
 // Manager keeps the clusters by name across config updates. Update and Get
 // may be called concurrently.
@@ -515,7 +560,7 @@ func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		return nil, err
 	}
-	return &countedConn{Conn: conn, n: &c.conns}, nil
+	return &countedConn{Conn: conn, c: c}, nil
 }
 
 // CloseWrite half-closes the connection when the underlying one can.

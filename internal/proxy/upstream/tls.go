@@ -39,8 +39,9 @@ func (m *Manager) SetIdentity(id mtls.Identity) {
 
 // tlsPools are the pools of one TLS context.
 type tlsPools struct {
-	key    string
-	h1, h2 *http.Transport
+	key string
+	h1  *h1Transport
+	h2  *http.Transport
 	// dial opens a TLS connection without ALPN (tcp_proxy).
 	dial func(ctx context.Context, addr string) (net.Conn, error)
 	err  error // the context could not be built (unreadable files)
@@ -152,28 +153,14 @@ func (c *Cluster) newTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, key 
 		}
 		return &mtls.Conn{Conn: tc, Peer: peer}, nil
 	}
-	counted := func(cfg *tls.Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return func(ctx context.Context, _, addr string) (net.Conn, error) {
-			if c.conns.Add(1) > key.maxConns {
-				c.conns.Add(-1)
-				c.Overflows.Add(1)
-				return nil, ErrOverflow
-			}
-			conn, err := handshake(ctx, addr, cfg)
-			if err != nil {
-				c.conns.Add(-1)
-				return nil, err
-			}
-			return &countedConn{Conn: conn, n: &c.conns}, nil
-		}
-	}
 	base := c.newTransports(key)
 	// The pools speak HTTP over connections their dialer already
 	// secured, as they would in plaintext: ALPN told the server which
 	// protocol follows.
-	p.h1, p.h2 = base.h1, base.h2
-	p.h1.DialContext = counted(cfgs[0])
-	p.h2.DialContext = counted(cfgs[1])
+	dialH1 := c.countedDial(key, func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[0]) }, false)
+	p.h1 = newH1Transport(c, key, func(ctx context.Context, addr string) (net.Conn, error) { return dialH1(ctx, "tcp", addr) })
+	p.h2 = base.h2
+	p.h2.DialContext = c.countedDial(key, func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[1]) }, true)
 	p.dial = func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[2]) }
 	return p
 }

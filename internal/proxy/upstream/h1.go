@@ -1,0 +1,543 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The HTTP/1.1 connection pool. A request runs on its caller's goroutine
+// from the first byte written to the last byte of its response body: no
+// per-connection reader or writer goroutines and no hand-offs between
+// them, which is where a general-purpose client spends most of its time
+// when the peer is a sidecar one loopback hop away. Idle connections wait
+// per endpoint address, most recently used first, and are closed after the
+// cluster's idle timeout. A connection is reused only after its response
+// body was read to the end and neither side asked to close.
+//
+// The wire format is written here (request line, headers, Content-Length
+// or chunked body); responses are parsed by net/http's ReadResponse.
+
+// staleCheckAfter is how long a connection must have been idle before it is
+// checked (one non-blocking peek) for a close by the upstream before reuse;
+// connections reused sooner are not checked, and a request that finds one
+// closed anyway is retried once on another connection when it has no body.
+const staleCheckAfter = time.Second
+
+// maxIdlePerAddr bounds the idle connections kept per endpoint address.
+const maxIdlePerAddr = 256
+
+// h1Transport is a cluster's HTTP/1.1 client for one TLS context (or
+// plaintext). It is safe for concurrent use.
+type h1Transport struct {
+	c    *Cluster
+	dial func(ctx context.Context, addr string) (net.Conn, error) // under the max_connections breaker (ErrOverflow)
+	key  transportKey
+
+	mu    sync.Mutex
+	idle  map[string][]*h1Conn // by address, most recently used last
+	nIdle int
+	sweep *time.Timer
+}
+
+func newH1Transport(c *Cluster, key transportKey, dial func(ctx context.Context, addr string) (net.Conn, error)) *h1Transport {
+	return &h1Transport{c: c, dial: dial, key: key, idle: map[string][]*h1Conn{}}
+}
+
+// h1Conn is one upstream connection.
+type h1Conn struct {
+	t        *h1Transport
+	addr     string
+	conn     net.Conn
+	br       *bufio.Reader
+	requests int64     // requests sent on it
+	idleAt   time.Time // when it was last put idle
+}
+
+// CloseIdleConnections closes the idle connections; connections in use
+// are closed when their request ends if the pool was retired.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle, t.nIdle = map[string][]*h1Conn{}, 0
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, l := range idle {
+		for _, pc := range l {
+			_ = pc.conn.Close()
+		}
+	}
+}
+
+// RoundTrip sends one request on a pooled connection. The response body
+// must be read to the end or closed.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	addr := req.URL.Host
+	replayable := req.Body == nil || req.Body == http.NoBody
+	for try := 0; ; try++ {
+		pc, reused, err := t.get(ctx, addr, try > 0)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pc.roundTrip(req)
+		if err == nil {
+			return resp, nil
+		}
+		if errors.Is(err, errStale) && reused && replayable && ctx.Err() == nil && try < 2 {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// get returns an idle connection to addr or dials one; when every
+// connection the max_connections breaker allows is busy, it waits for one
+// to come back (StartRequest bounded the waiters by max_pending_requests).
+func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn, bool, error) {
+	var wait <-chan struct{}
+	for {
+		if !fresh {
+			if pc := t.takeIdle(addr); pc != nil {
+				return pc, true, nil
+			}
+		}
+		conn, err := t.dial(ctx, addr)
+		if err == nil {
+			return &h1Conn{t: t, addr: addr, conn: conn, br: bufio.NewReaderSize(conn, 4<<10)}, false, nil
+		}
+		if !errors.Is(err, ErrOverflow) {
+			return nil, false, err
+		}
+		if wait == nil {
+			// Register, then look once more, so that a connection
+			// released in between is not missed.
+			wait = t.c.slotWaiter()
+			fresh = false
+			continue
+		}
+		select {
+		case <-wait:
+			wait = nil
+		case <-ctx.Done():
+			return nil, false, context.Cause(ctx)
+		}
+	}
+}
+
+func (t *h1Transport) takeIdle(addr string) *h1Conn {
+	for {
+		t.mu.Lock()
+		l := t.idle[addr]
+		if len(l) == 0 {
+			t.mu.Unlock()
+			return nil
+		}
+		pc := l[len(l)-1]
+		l[len(l)-1] = nil
+		t.idle[addr] = l[:len(l)-1]
+		t.nIdle--
+		t.mu.Unlock()
+		if time.Since(pc.idleAt) < staleCheckAfter || pc.alive() {
+			return pc
+		}
+		_ = pc.conn.Close()
+	}
+}
+
+// put makes a connection idle, or closes it when the pool is full or the
+// connection reached the cluster's max requests per connection.
+func (t *h1Transport) put(pc *h1Conn) {
+	if max := t.key.maxRequestsPerConn; max > 0 && pc.requests >= max {
+		_ = pc.conn.Close()
+		return
+	}
+	pc.idleAt = time.Now()
+	t.mu.Lock()
+	l := t.idle[pc.addr]
+	if len(l) >= maxIdlePerAddr {
+		t.mu.Unlock()
+		_ = pc.conn.Close()
+		return
+	}
+	t.idle[pc.addr] = append(l, pc)
+	t.nIdle++
+	if t.sweep == nil && t.key.idle > 0 {
+		t.sweep = time.AfterFunc(t.key.idle, t.sweepIdle)
+	}
+	t.mu.Unlock()
+	t.c.slotReleased()
+}
+
+// sweepIdle closes connections idle for longer than the idle timeout and
+// re-arms itself while any stay idle.
+func (t *h1Transport) sweepIdle() {
+	var old []*h1Conn
+	cutoff := time.Now().Add(-t.key.idle)
+	t.mu.Lock()
+	next := time.Duration(0)
+	for addr, l := range t.idle {
+		i := 0
+		for i < len(l) && !l[i].idleAt.After(cutoff) { // oldest first
+			old = append(old, l[i])
+			i++
+		}
+		if i > 0 {
+			rest := append(l[:0:0], l[i:]...)
+			t.idle[addr] = rest
+			t.nIdle -= i
+		}
+		if len(t.idle[addr]) == 0 {
+			delete(t.idle, addr)
+		} else if d := t.idle[addr][0].idleAt.Sub(cutoff); next == 0 || d < next {
+			next = d
+		}
+	}
+	t.sweep = nil
+	if t.nIdle > 0 {
+		t.sweep = time.AfterFunc(max(next, 10*time.Millisecond), t.sweepIdle)
+	}
+	t.mu.Unlock()
+	for _, pc := range old {
+		_ = pc.conn.Close()
+	}
+}
+
+// alive peeks at an idle connection without blocking: an upstream that
+// closed it (EOF) or sent something unasked (a TLS close_notify, a stray
+// response) makes it unusable.
+func (pc *h1Conn) alive() bool {
+	if pc.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := rawConn(pc.conn).(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // never wait for readiness
+	})
+	return err == nil && alive
+}
+
+// rawConn unwraps TLS and counting wrappers down to the socket.
+func rawConn(c net.Conn) net.Conn {
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = u.NetConn()
+	}
+}
+
+// errStale marks a failure on a reused connection before any byte of a
+// response arrived: the upstream had closed it while it was idle.
+var errStale = errors.New("pooled connection closed by the upstream")
+
+// aLongTimeAgo is a deadline that unblocks a connection's I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	reused := pc.requests > 0
+	pc.requests++
+	// Cancellation (route and per-try timeouts, the downstream going away)
+	// unblocks the connection's I/O; such a connection is never reused.
+	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		_ = pc.conn.Close()
+		if cerr := context.Cause(ctx); ctx.Err() != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	bw := getWriter(pc.conn)
+	err := writeRequest(bw, req)
+	if err == nil {
+		err = bw.Flush()
+	}
+	putWriter(bw)
+	if err != nil {
+		if reused && isConnGone(err) {
+			err = fmt.Errorf("%w: %v", errStale, err)
+		}
+		return fail(err)
+	}
+	// Wait for the first byte of the response: nothing at all on a reused
+	// connection means the upstream had closed it.
+	if _, err := pc.br.Peek(1); err != nil {
+		if reused && isConnGone(err) {
+			err = fmt.Errorf("%w: %v", errStale, err)
+		} else if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fail(err)
+	}
+	var resp *http.Response
+	for {
+		resp, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		// An informational response (100 Continue, 103 Early Hints):
+		// pass it on and read on.
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection now belongs to the upgraded protocol.
+		stop()
+		resp.Body = &upgradedConn{Reader: pc.br, Conn: pc.conn}
+		return resp, nil
+	}
+	keep := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		pc.done(stop, keep)
+		return resp, nil
+	}
+	resp.Body = &h1Body{body: resp.Body, pc: pc, ctx: ctx, stop: stop, keep: keep}
+	return resp, nil
+}
+
+// done ends a request: the connection goes back idle when it may be
+// reused and cancellation did not touch it.
+func (pc *h1Conn) done(stop func() bool, keep bool) {
+	if stop() && keep {
+		pc.t.put(pc)
+		return
+	}
+	_ = pc.conn.Close()
+}
+
+func isConnGone(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
+
+// h1Body is a response body on a pooled connection. Read to EOF, it hands
+// the connection back to the pool; closed early, it closes the connection.
+type h1Body struct {
+	body     io.ReadCloser
+	pc       *h1Conn
+	ctx      context.Context
+	stop     func() bool
+	keep     bool
+	finished atomic.Bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if err != nil {
+		b.finish(err == io.EOF)
+		if err != io.EOF && b.ctx.Err() != nil {
+			// Cut by cancellation: say why rather than "i/o timeout".
+			err = context.Cause(b.ctx)
+		}
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	b.finish(false)
+	return nil
+}
+
+func (b *h1Body) finish(eof bool) {
+	if !b.finished.CompareAndSwap(false, true) {
+		return
+	}
+	b.pc.done(b.stop, eof && b.keep)
+}
+
+// upgradedConn is the connection after a 101 response: reads drain what
+// the pool's reader had buffered first.
+type upgradedConn struct {
+	*bufio.Reader
+	net.Conn
+}
+
+func (u *upgradedConn) Read(p []byte) (int, error) { return u.Reader.Read(p) }
+
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writerPool.Put(bw)
+}
+
+// skipHeader are the header fields writeRequest writes itself or never
+// sends.
+func skipHeader(k string) bool {
+	switch k {
+	case "Host", "Content-Length", "Transfer-Encoding", "Trailer":
+		return true
+	}
+	return false
+}
+
+// writeRequest writes an HTTP/1.1 request: request line, Host, the
+// headers, then the body framed by Content-Length (known length) or
+// chunked (unknown length, trailers after it).
+func writeRequest(bw *bufio.Writer, req *http.Request) error {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	bw.WriteString(method)
+	bw.WriteByte(' ')
+	if req.URL.Opaque == "" && req.URL.RawQuery == "" && !req.URL.ForceQuery {
+		bw.WriteString(req.URL.EscapedPath())
+	} else {
+		bw.WriteString(req.URL.RequestURI())
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	writeValue(bw, host)
+	bw.WriteString("\r\n")
+	for k, vs := range req.Header {
+		if skipHeader(k) {
+			continue
+		}
+		for _, v := range vs {
+			if v == "" && k == "User-Agent" {
+				continue // an empty User-Agent means: send none
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			writeValue(bw, v)
+			bw.WriteString("\r\n")
+		}
+	}
+	body := req.Body
+	if body == http.NoBody {
+		body = nil
+	}
+	chunked := body != nil && req.ContentLength <= 0
+	switch {
+	case chunked:
+		if len(req.Trailer) > 0 {
+			bw.WriteString("Trailer: ")
+			first := true
+			for k := range req.Trailer {
+				if !first {
+					bw.WriteString(", ")
+				}
+				first = false
+				bw.WriteString(k)
+			}
+			bw.WriteString("\r\n")
+		}
+		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+	case body != nil:
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(req.ContentLength, 10))
+		bw.WriteString("\r\n\r\n")
+	default:
+		switch method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+		bw.WriteString("\r\n")
+		return nil
+	}
+	if !chunked {
+		n, err := io.CopyN(bw, body, req.ContentLength)
+		if err == io.EOF {
+			err = fmt.Errorf("request body ended after %d of %d bytes", n, req.ContentLength)
+		}
+		return err
+	}
+	// Chunked: every chunk is flushed at once, so a streaming body
+	// (uploads read as they arrive, long-lived requests) flows through.
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	for {
+		n, err := body.Read(*buf)
+		if n > 0 {
+			bw.WriteString(strconv.FormatInt(int64(n), 16))
+			bw.WriteString("\r\n")
+			bw.Write((*buf)[:n])
+			bw.WriteString("\r\n")
+			if ferr := bw.Flush(); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	bw.WriteString("0\r\n")
+	for k, vs := range req.Trailer {
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			writeValue(bw, v)
+			bw.WriteString("\r\n")
+		}
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// writeValue writes a header value with any CR or LF turned into a space,
+// so that no value can end a header early.
+func writeValue(bw *bufio.Writer, v string) {
+	if !strings.ContainsAny(v, "\r\n") {
+		bw.WriteString(v)
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		bw.WriteByte(c)
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

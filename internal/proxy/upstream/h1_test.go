@@ -1,0 +1,365 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"weft.dev/weft/internal/proxy/proxyconfig"
+)
+
+// h1Server is a real HTTP/1.1 server on loopback that counts the
+// connections it accepted.
+type h1Server struct {
+	addr  string
+	conns atomic.Int32
+}
+
+func startH1Server(t *testing.T, h http.Handler) *h1Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &h1Server{addr: ln.Addr().String()}
+	srv := &http.Server{Handler: h, ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return s
+}
+
+// h1Cluster returns a plaintext cluster whose HTTP/1.1 pool reaches addr.
+func h1Cluster(t *testing.T, addr string, edit func(*proxyconfig.Cluster)) *Cluster {
+	t.Helper()
+	cfg := cluster(proxyconfig.LBRoundRobin)
+	if edit != nil {
+		edit(cfg)
+	}
+	eps := &proxyconfig.Endpoints{ClusterName: "c", Localities: []proxyconfig.Locality{{Weight: 1, Endpoints: []proxyconfig.Endpoint{{Address: addr, Weight: 1}}}}}
+	m := NewManager()
+	t.Cleanup(m.CloseIdle)
+	return m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": eps})["c"]
+}
+
+func h1Get(ctx context.Context, c *Cluster, addr, path string, body io.Reader) (int, string, error) {
+	method := http.MethodGet
+	if body != nil {
+		method = http.MethodPost
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := c.Transport(false).RoundTrip(req)
+	if err != nil {
+		return 0, "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(b), err
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestH1ReusesConnections(t *testing.T) {
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s %q", r.Method, r.URL.RequestURI(), r.Host, b)
+	}))
+	c := h1Cluster(t, srv.addr, nil)
+	ctx := testCtx(t)
+	for i := range 20 {
+		var body io.Reader
+		want := fmt.Sprintf("GET /x?i=%d %s %q", i, srv.addr, "")
+		if i%2 == 1 {
+			body = strings.NewReader("payload")
+			want = fmt.Sprintf("POST /x?i=%d %s %q", i, srv.addr, "payload")
+		}
+		code, got, err := h1Get(ctx, c, srv.addr, fmt.Sprintf("/x?i=%d", i), body)
+		if err != nil || code != 200 || got != want {
+			t.Fatalf("request %d: %d %q %v, want 200 %q", i, code, got, err, want)
+		}
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("20 sequential requests used %d connections, want 1", n)
+	}
+	if n := c.ActiveConnections(); n != 1 {
+		t.Errorf("cluster counts %d connections, want 1 (idle)", n)
+	}
+}
+
+// A keep-alive connection the upstream closes while it is idle: the next
+// request on it must not fail.
+func TestH1StaleConnectionIsRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				// One response without "Connection: close", then a close.
+				defer conn.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+					return
+				}
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	c := h1Cluster(t, addr, nil)
+	ctx := testCtx(t)
+	for i := range 5 {
+		code, body, err := h1Get(ctx, c, addr, "/", nil)
+		if err != nil || code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q %v", i, code, body, err)
+		}
+	}
+	if n := accepted.Load(); n < 5 {
+		t.Errorf("%d connections for 5 requests on a server that closes after each", n)
+	}
+}
+
+// The check done before reusing a connection idle for long: it sees the
+// upstream's close.
+func TestH1AliveSeesUpstreamClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	closeNow := make(chan struct{})
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+			return
+		}
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		<-closeNow
+	}()
+	addr := ln.Addr().String()
+	c := h1Cluster(t, addr, nil)
+	if _, _, err := h1Get(testCtx(t), c, addr, "/", nil); err != nil {
+		t.Fatal(err)
+	}
+	pc := c.tr.Load().h1.takeIdle(addr)
+	if pc == nil {
+		t.Fatal("no idle connection after a request")
+	}
+	defer pc.conn.Close()
+	if !pc.alive() {
+		t.Fatal("an open idle connection looks closed")
+	}
+	close(closeNow)
+	deadline := time.Now().Add(5 * time.Second)
+	for pc.alive() {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection closed by the upstream still looks alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestH1MaxRequestsPerConnection(t *testing.T) {
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	c := h1Cluster(t, srv.addr, func(cfg *proxyconfig.Cluster) { cfg.MaxRequestsPerConnection = 2 })
+	ctx := testCtx(t)
+	for i := range 5 {
+		if code, _, err := h1Get(ctx, c, srv.addr, "/", nil); err != nil || code != 200 {
+			t.Fatalf("request %d: %d %v", i, code, err)
+		}
+	}
+	if n := srv.conns.Load(); n != 3 {
+		t.Errorf("5 requests with max 2 per connection used %d connections, want 3", n)
+	}
+}
+
+// With max_connections reached, a request waits for a connection to come
+// back instead of failing.
+func TestH1WaitsForAConnection(t *testing.T) {
+	release := make(chan struct{})
+	var inFlight atomic.Int32
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		<-release
+		io.WriteString(w, "ok")
+	}))
+	c := h1Cluster(t, srv.addr, func(cfg *proxyconfig.Cluster) { cfg.Thresholds.MaxConnections = 1 })
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, body, err := h1Get(ctx, c, srv.addr, "/", nil)
+			if err == nil && (code != 200 || body != "ok") {
+				err = fmt.Errorf("%d %q", code, body)
+			}
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for inFlight.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no request reached the server")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("max_connections 1: the server saw %d connections", n)
+	}
+	if c.Overflows.Load() != 0 {
+		t.Errorf("waiting requests were counted as %d overflows", c.Overflows.Load())
+	}
+}
+
+func TestH1ChunkedBodyAndTrailers(t *testing.T) {
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "X-Sum")
+		fmt.Fprintf(w, "te=%v len=%d body=%q err=%v trailer=%q", r.TransferEncoding, r.ContentLength, b, err, r.Trailer.Get("X-Check"))
+		w.Header().Set("X-Sum", "42")
+	}))
+	c := h1Cluster(t, srv.addr, nil)
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequestWithContext(testCtx(t), http.MethodPost, "http://"+srv.addr+"/", pr)
+	req.ContentLength = -1
+	req.Trailer = http.Header{"X-Check": nil}
+	go func() {
+		for _, part := range []string{"hello ", "streamed ", "world"} {
+			io.WriteString(pw, part)
+		}
+		req.Trailer.Set("X-Check", "done")
+		pw.Close()
+	}()
+	resp, err := c.Transport(false).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := `te=[chunked] len=-1 body="hello streamed world" err=<nil> trailer="done"`
+	if err != nil || string(b) != want {
+		t.Errorf("got %q (%v), want %q", b, err, want)
+	}
+	if resp.Trailer.Get("X-Sum") != "42" {
+		t.Errorf("response trailer X-Sum = %q, want 42", resp.Trailer.Get("X-Sum"))
+	}
+}
+
+// A response body closed before its end takes its connection with it; the
+// next request gets a fresh one and a correct response.
+func TestH1EarlyCloseDropsTheConnection(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			io.WriteString(w, big)
+			return
+		}
+		io.WriteString(w, "small")
+	}))
+	c := h1Cluster(t, srv.addr, nil)
+	ctx := testCtx(t)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.addr+"/big", nil)
+	resp, err := c.Transport(false).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code, body, err := h1Get(ctx, c, srv.addr, "/small", nil)
+	if err != nil || code != 200 || body != "small" {
+		t.Errorf("after an early close: %d %q %v", code, body, err)
+	}
+	if n := srv.conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (the cut one is not reused)", n)
+	}
+}
+
+// Cancelling a request (a route or per-try timeout) unblocks it at once
+// and says why.
+func TestH1CancelUnblocks(t *testing.T) {
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
+	c := h1Cluster(t, srv.addr, nil)
+	cause := errors.New("per-try timeout")
+	ctx, cancel := context.WithCancelCause(testCtx(t))
+	time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
+	_, _, err := h1Get(ctx, c, srv.addr, "/", nil)
+	if !errors.Is(err, cause) {
+		t.Errorf("cancelled request: %v, want the cancellation cause", err)
+	}
+	if n := c.ActiveConnections(); n != 0 {
+		t.Errorf("the cancelled request's connection is still counted (%d)", n)
+	}
+}
+
+// 1xx responses reach the caller's trace hook and the final response
+// follows.
+func TestH1InformationalResponses(t *testing.T) {
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.WriteString(w, "final")
+	}))
+	c := h1Cluster(t, srv.addr, nil)
+	var got []int
+	ctx := httptraceContext(testCtx(t), func(code int) { got = append(got, code) })
+	code, body, err := h1Get(ctx, c, srv.addr, "/", nil)
+	if err != nil || code != 200 || body != "final" {
+		t.Fatalf("%d %q %v", code, body, err)
+	}
+	if len(got) != 1 || got[0] != http.StatusEarlyHints {
+		t.Errorf("1xx seen: %v, want [103]", got)
+	}
+}
+
+func httptraceContext(ctx context.Context, f func(code int)) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		f(code)
+		return nil
+	}})
+}
