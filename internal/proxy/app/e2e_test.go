@@ -237,9 +237,8 @@ func TestAdminReadyBeforeAndAfterConfig(t *testing.T) {
 	if got := readyCode(); got != http.StatusOK {
 		t.Fatalf("/ready after config = %d, want 200", got)
 	}
-	if !strings.Contains(p.Logs.String(), "proxy ready") {
-		t.Errorf("no \"proxy ready\" log line")
-	}
+	// The log line follows the readiness flip: wait for it.
+	proxytest.Eventually(t, 5*time.Second, `a "proxy ready" log line`, func() bool { return strings.Contains(p.Logs.String(), "proxy ready") })
 	// The cluster's only endpoint refuses connections: UF with a reason.
 	resp, body := get(t, p.HTTPClient(t), "http://anything/x", nil)
 	if resp.StatusCode != 503 || resp.Header.Get("X-Weft-Response-Flags") != "UF" || !strings.Contains(body, "127.0.0.1:1") {

@@ -1,7 +1,8 @@
 // Package listener binds the sockets LDS asks for and serves their
-// connections: HTTP (HTTP/1.1 and h2c) through one shared http.Server,
-// the outbound listener's HTTP proxy mode (absolute-form requests and
-// CONNECT tunnels, with protocol sniffing inside tunnels), and opaque TCP
+// connections: HTTP/1.x by the listener's own server (h1server.go), h2c
+// through one shared http.Server, the outbound listener's HTTP proxy mode
+// (absolute-form requests and CONNECT tunnels, with protocol sniffing
+// inside tunnels), and opaque TCP
 // proxying with half-close. Each connection or request reads the current
 // snapshot once, so config swaps never disturb traffic in flight.
 package listener
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"weft.dev/weft/internal/proxy/accesslog"
@@ -57,14 +59,22 @@ type Manager struct {
 	log   *slog.Logger
 	srv   *http.Server
 	conns *chanListener
+	// handler serves every HTTP request: serveHTTP (tests swap it).
+	handler http.Handler
 
 	mu       sync.Mutex
 	bound    map[string]*bound
 	draining bool
 
 	rawMu sync.Mutex
-	raw   map[net.Conn]struct{} // TCP proxy and sniffing connections
+	raw   map[net.Conn]struct{} // TCP proxy, sniffing and HTTP/1.x connections
 	rawWG sync.WaitGroup
+
+	// HTTP/1.x connections (h1server.go); nil once shut down.
+	h1Mu    sync.Mutex
+	h1Conns map[*h1Conn]struct{}
+	reaper  *time.Timer
+	drain   atomic.Bool // keep-alives off: set by StopAccepting
 
 	passthrough sync.Map // cluster name -> *router.Table (transparent.go)
 	tlsConfigs  serverConfigs
@@ -115,13 +125,14 @@ func New(opts Options) *Manager {
 	if opts.SniffTimeout <= 0 {
 		opts.SniffTimeout = 30 * time.Second
 	}
-	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}}
+	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}, h1Conns: map[*h1Conn]struct{}{}}
 	m.conns = newChanListener()
+	m.handler = http.HandlerFunc(m.serveHTTP)
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	m.srv = &http.Server{
-		Handler:           http.HandlerFunc(m.serveHTTP),
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.handler.ServeHTTP(w, r) }),
 		Protocols:         protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
@@ -212,7 +223,13 @@ func (m *Manager) StopAccepting() {
 	}
 	m.mu.Unlock()
 	m.srv.SetKeepAlivesEnabled(false)
+	m.drain.Store(true)
+	m.closeIdleH1()
 }
+
+// drainingNow says whether connections must end after their current
+// request.
+func (m *Manager) drainingNow() bool { return m.drain.Load() }
 
 // Shutdown stops accepting, lets requests and tunnels in flight finish
 // until ctx is done, then closes whatever is left.
@@ -227,6 +244,12 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, ctx.Err())
 	}
 	_ = m.srv.Close()
+	m.h1Mu.Lock()
+	m.h1Conns = nil
+	if m.reaper != nil {
+		m.reaper.Stop()
+	}
+	m.h1Mu.Unlock()
 	m.rawMu.Lock()
 	for c := range m.raw {
 		_ = c.Close()
@@ -289,7 +312,7 @@ func (m *Manager) dispatch(b *bound, c net.Conn) {
 			return
 		}
 	}
-	m.conns.push(&downConn{Conn: c, info: info})
+	m.serveHTTPConn(&downConn{Conn: c, info: info})
 }
 
 func (m *Manager) trackRaw(c net.Conn) bool {
@@ -432,7 +455,7 @@ func (m *Manager) serveConnect(w http.ResponseWriter, r *http.Request, snap *dat
 			// The HTTP server tracks the connection from here on.
 			m.untrackRaw(tc)
 			handedOff = true
-			m.conns.push(&downConn{Conn: tc, info: &connInfo{listener: info.listener, proxyMode: true, tunnel: target, port: uint32(port)}})
+			m.serveHTTPConn(&downConn{Conn: tc, info: &connInfo{listener: info.listener, proxyMode: true, tunnel: target, port: uint32(port)}})
 		case sniffOpaque:
 			m.proxyOpaqueHTTPChain(tc, snap, ch, target, start)
 		default:

@@ -116,7 +116,7 @@ func (m *Manager) serveTransport(b *bound, c net.Conn, snap *dataplane.Snapshot,
 		// The HTTP server tracks the connection from here on.
 		m.untrackRaw(c)
 		handedOff = true
-		m.conns.push(&downConn{Conn: conn, info: &connInfo{listener: b.name, port: b.port, transport: transport, peer: peer}})
+		m.serveHTTPConn(&downConn{Conn: conn, info: &connInfo{listener: b.name, port: b.port, transport: transport, peer: peer}})
 	}()
 }
 

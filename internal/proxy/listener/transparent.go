@@ -82,7 +82,7 @@ func (m *Manager) serveCapturedConn(b *bound, c net.Conn, snap *dataplane.Snapsh
 	port := uint32(dst.Port())
 	toHTTP := func(hc net.Conn) bool {
 		m.untrackRaw(c)
-		m.conns.push(&downConn{Conn: hc, info: &connInfo{listener: b.name, port: port, origDst: target}})
+		m.serveHTTPConn(&downConn{Conn: hc, info: &connInfo{listener: b.name, port: port, origDst: target}})
 		return true
 	}
 	if ch := l.MatchDeclared(port, dst.Addr().String()); ch != nil {

@@ -1,0 +1,637 @@
+package listener
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The HTTP/1.x server of every listener. A downstream connection is
+// served on one goroutine from its first request to its close: read a
+// request, run the handler on the same goroutine, write the response,
+// read the next. There is no background reader per request (a client that
+// goes away is noticed at the next write, or when the upstream's response
+// is relayed) and no deadline set per request: an idle reaper closes
+// connections idle past the idle timeout. Connections that open with the
+// HTTP/2 preface go to the shared http.Server (h2c with prior knowledge).
+// Requests are parsed by net/http's ReadRequest; the response framing
+// (Content-Length, chunked with trailers, close-delimited for HTTP/1.0) is
+// written here.
+
+const (
+	// maxHeaderBytes bounds a request's line and header block, as
+	// net/http's default.
+	maxHeaderBytes = 1 << 20
+	// maxDrain is how much of an unread request body is read and
+	// discarded to keep a connection; past it the connection is closed.
+	maxDrain = 256 << 10
+	// idleTimeout closes a keep-alive connection with no request for
+	// this long (the shared http.Server's IdleTimeout).
+	idleTimeout = 5 * time.Minute
+)
+
+// h1Conn states, for the idle reaper and the drain.
+const (
+	h1Idle int32 = iota
+	h1Active
+)
+
+// h1Conn is one downstream HTTP/1.x connection.
+type h1Conn struct {
+	m      *Manager
+	dc     *downConn
+	lr     limitedReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	state  atomic.Int32
+	since  atomic.Int64 // unix nanos of the last state change
+	remote string
+}
+
+// limitedReader caps what the request header parser may read.
+type limitedReader struct {
+	c      net.Conn
+	remain int64
+}
+
+var errHeaderTooLarge = errors.New("request header too large")
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.remain <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.remain {
+		p = p[:l.remain]
+	}
+	n, err := l.c.Read(p)
+	l.remain -= int64(n)
+	return n, err
+}
+
+var (
+	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	h1Writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// serveHTTPConn serves an HTTP connection that was accepted, decrypted or
+// sniffed by the listener: HTTP/1.x here, h2c by the shared http.Server.
+func (m *Manager) serveHTTPConn(dc *downConn) {
+	if !m.trackRaw(dc) {
+		return
+	}
+	c := &h1Conn{m: m, dc: dc, remote: dc.RemoteAddr().String()}
+	c.lr.c = dc
+	c.setState(h1Idle)
+	m.h1Mu.Lock()
+	if m.h1Conns == nil {
+		m.h1Mu.Unlock()
+		m.untrackRaw(dc)
+		_ = dc.Close()
+		return
+	}
+	m.h1Conns[c] = struct{}{}
+	m.startReaper()
+	m.h1Mu.Unlock()
+	go c.serve()
+}
+
+func (c *h1Conn) setState(s int32) {
+	c.since.Store(time.Now().UnixNano())
+	c.state.Store(s)
+}
+
+func (c *h1Conn) forget() {
+	c.m.h1Mu.Lock()
+	delete(c.m.h1Conns, c)
+	c.m.h1Mu.Unlock()
+}
+
+func (c *h1Conn) serve() {
+	m := c.m
+	c.br = h1Readers.Get().(*bufio.Reader)
+	c.br.Reset(&c.lr)
+	c.lr.remain = maxHeaderBytes
+	hijacked := false
+	defer func() {
+		c.forget()
+		if !hijacked {
+			_ = c.dc.Close()
+			m.untrackRaw(c.dc)
+		}
+		if c.bw != nil {
+			c.bw.Reset(nil)
+			h1Writers.Put(c.bw)
+		}
+		if !hijacked {
+			c.br.Reset(nil)
+			h1Readers.Put(c.br)
+		}
+	}()
+	// h2c with prior knowledge: the connection opens with "PRI * HTTP/2.0".
+	if b, err := c.br.Peek(3); err != nil {
+		return
+	} else if string(b) == "PRI" {
+		c.lr.remain = math.MaxInt64
+		c.forget()
+		m.untrackRaw(c.dc)
+		hijacked = true // the http.Server owns it now
+		m.conns.push(&downConn{Conn: &bufConn{Conn: c.dc.Conn, r: c.br}, info: c.dc.info})
+		return
+	}
+	c.bw = h1Writers.Get().(*bufio.Writer)
+	c.bw.Reset(c.dc)
+	// The server key tells the proxy's response copying that it runs in
+	// a server that handles http.ErrAbortHandler (see serveOne).
+	ctx, cancel := context.WithCancel(context.WithValue(context.WithValue(context.Background(), connInfoKey{}, c.dc.info), http.ServerContextKey, m.srv))
+	defer cancel()
+	for {
+		c.lr.remain = maxHeaderBytes
+		req, err := http.ReadRequest(c.br)
+		if err != nil {
+			c.badRequest(err)
+			return
+		}
+		c.setState(h1Active)
+		c.lr.remain = math.MaxInt64
+		req.RemoteAddr = c.remote
+		req = req.WithContext(ctx)
+		w := &h1Response{c: c, req: req, header: make(http.Header, 8), keepAlive: keepAlive(req)}
+		if req.ProtoAtLeast(1, 1) && headerHasToken(req.Header, "Expect", "100-continue") {
+			// The client waits for a go-ahead: give it when the body is
+			// first read, and do not pass the expectation on (answered).
+			delete(req.Header, "Expect")
+			req.Body = &continueReader{ReadCloser: req.Body, w: w}
+		}
+		if !c.serveOne(w, req) {
+			return
+		}
+		if w.hijacked {
+			hijacked = true
+			return
+		}
+		if err := w.finish(); err != nil {
+			return
+		}
+		if !w.keepAlive || !drainBody(req.Body) {
+			return
+		}
+		c.setState(h1Idle)
+		if m.drainingNow() {
+			return
+		}
+	}
+}
+
+// serveOne runs the handler. A handler that panics (a response cut while
+// streaming panics with http.ErrAbortHandler, as under net/http) ends the
+// connection: false.
+func (c *h1Conn) serveOne(w *h1Response, req *http.Request) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			ok = false
+			if v != http.ErrAbortHandler {
+				c.m.log.Error("panic serving a request", "remote", c.remote, "panic", v, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	c.m.handler.ServeHTTP(w, req)
+	return true
+}
+
+// badRequest answers what ReadRequest could not parse, then the
+// connection closes. A connection closed between requests gets nothing.
+func (c *h1Conn) badRequest(err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) {
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return // reset by the peer and the like
+	}
+	status, msg := http.StatusBadRequest, "400 Bad Request: "+err.Error()
+	if errors.Is(err, errHeaderTooLarge) {
+		status, msg = http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large"
+	}
+	_ = c.dc.SetWriteDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c.dc, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		status, http.StatusText(status), len(msg), msg)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// keepAlive says whether the connection may carry another request after
+// this one, from the request alone.
+func keepAlive(r *http.Request) bool {
+	if r.Close {
+		return false
+	}
+	if r.ProtoAtLeast(1, 1) {
+		return true
+	}
+	return headerHasToken(r.Header, "Connection", "keep-alive")
+}
+
+// drainBody reads what the handler left of the request body so the next
+// request can be read; false when the connection must close instead.
+func drainBody(b io.ReadCloser) bool {
+	if b == nil || b == http.NoBody {
+		return true
+	}
+	n, err := io.CopyN(io.Discard, b, maxDrain+1)
+	return err == io.EOF && n <= maxDrain
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// continueReader sends "100 Continue" before the first read of a body the
+// client holds back until told to send it.
+type continueReader struct {
+	io.ReadCloser
+	w    *h1Response
+	sent bool
+}
+
+func (r *continueReader) Read(p []byte) (int, error) {
+	if !r.sent {
+		r.sent = true
+		if !r.w.wroteHeader {
+			bw := r.w.c.bw
+			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := bw.Flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return r.ReadCloser.Read(p)
+}
+
+// h1Response is the http.ResponseWriter of one request. It also offers
+// Flush, Hijack and EnableFullDuplex to http.ResponseController.
+type h1Response struct {
+	c      *h1Conn
+	req    *http.Request
+	header http.Header
+
+	status      int
+	wroteHeader bool // the status line and headers are in the buffer
+	hijacked    bool
+	keepAlive   bool
+	chunked     bool
+	noBody      bool  // HEAD, 204, 304: no body whatever the handler writes
+	remain      int64 // bytes still allowed by Content-Length; -1 when not declared
+	trailers    []string
+	err         error
+}
+
+func (w *h1Response) Header() http.Header { return w.header }
+
+// WriteHeader writes informational responses at once; the final status is
+// sent with the first body byte, a flush or the end of the handler.
+func (w *h1Response) WriteHeader(code int) {
+	if w.hijacked || w.status != 0 {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		bw := w.c.bw
+		writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
+		writeHeaders(bw, w.header, nil)
+		bw.WriteString("\r\n")
+		w.err = bw.Flush()
+		return
+	}
+	w.status = code
+}
+
+func (w *h1Response) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if !w.wroteHeader {
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		w.writeHeader(false)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.noBody {
+		return len(p), nil
+	}
+	if w.remain >= 0 {
+		if int64(len(p)) > w.remain {
+			return 0, http.ErrContentLength
+		}
+		w.remain -= int64(len(p))
+	}
+	bw := w.c.bw
+	if w.chunked {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		bw.WriteString("\r\n")
+		bw.Write(p)
+		_, w.err = bw.WriteString("\r\n")
+	} else {
+		_, w.err = bw.Write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// FlushError sends what is buffered (http.ResponseController).
+func (w *h1Response) FlushError() error {
+	if w.hijacked {
+		return http.ErrHijacked
+	}
+	if !w.wroteHeader {
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		w.writeHeader(false)
+	}
+	if w.err == nil {
+		w.err = w.c.bw.Flush()
+	}
+	return w.err
+}
+
+// Flush implements http.Flusher.
+func (w *h1Response) Flush() { _ = w.FlushError() }
+
+// EnableFullDuplex lets the handler read the request body while writing
+// the response; this server always allows it.
+func (w *h1Response) EnableFullDuplex() error { return nil }
+
+// Hijack hands the connection to the handler (protocol upgrades). What
+// the server buffered is in the returned reader and writer.
+func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if w.wroteHeader {
+		return nil, nil, errors.New("hijack after the response started")
+	}
+	w.hijacked = true
+	c := w.c
+	c.forget()
+	c.m.untrackRaw(c.dc)
+	bw := c.bw
+	c.bw = nil // the handler owns it from here
+	return c.dc, bufio.NewReadWriter(c.br, bw), nil
+}
+
+// writeHeader puts the status line and headers in the buffer and decides
+// the body's framing. final is true when the handler has returned, so a
+// response with no declared length and no body yet written gets
+// Content-Length: 0 rather than chunked.
+func (w *h1Response) writeHeader(final bool) {
+	w.wroteHeader = true
+	h := w.header
+	code := w.status
+	w.remain = -1
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || (code >= 100 && code < 200)
+	if v, ok := h["Trailer"]; ok {
+		for _, tv := range v {
+			for t := range strings.SplitSeq(tv, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					w.trailers = append(w.trailers, http.CanonicalHeaderKey(t))
+				}
+			}
+		}
+	}
+	var extra [3]string
+	n := 0
+	cl, hasCL := h["Content-Length"]
+	switch {
+	case code == http.StatusSwitchingProtocols:
+	case code == http.StatusNoContent || (code >= 100 && code < 200):
+		delete(h, "Content-Length")
+		delete(h, "Transfer-Encoding")
+	case w.noBody:
+		delete(h, "Transfer-Encoding")
+	case hasCL && len(cl) == 1 && len(w.trailers) == 0:
+		if v, err := strconv.ParseInt(cl[0], 10, 64); err == nil && v >= 0 {
+			w.remain = v
+		} else {
+			delete(h, "Content-Length")
+			w.keepAlive = false
+		}
+		delete(h, "Transfer-Encoding")
+	case final:
+		delete(h, "Transfer-Encoding")
+		if len(w.trailers) == 0 {
+			extra[n] = "Content-Length: 0"
+			n++
+			w.remain = 0
+			break
+		}
+		fallthrough
+	default:
+		delete(h, "Content-Length")
+		delete(h, "Transfer-Encoding")
+		if w.req.ProtoAtLeast(1, 1) {
+			w.chunked = true
+			extra[n] = "Transfer-Encoding: chunked"
+			n++
+		} else {
+			w.keepAlive = false // HTTP/1.0: the body ends at the close
+		}
+	}
+	if headerHasToken(h, "Connection", "close") || w.c.m.drainingNow() {
+		w.keepAlive = false
+	}
+	if _, ok := h["Date"]; !ok {
+		extra[n] = "Date: " + httpDate()
+		n++
+	}
+	switch {
+	case !w.keepAlive && code != http.StatusSwitchingProtocols && !headerHasToken(h, "Connection", "close"):
+		extra[n] = "Connection: close"
+		n++
+	case w.keepAlive && !w.req.ProtoAtLeast(1, 1):
+		extra[n] = "Connection: keep-alive"
+		n++
+	}
+	bw := w.c.bw
+	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
+	writeHeaders(bw, h, w.trailers)
+	for _, e := range extra[:n] {
+		bw.WriteString(e)
+		bw.WriteString("\r\n")
+	}
+	_, w.err = bw.WriteString("\r\n")
+}
+
+// finish ends the response after the handler returned: headers if none
+// were sent, the chunked terminator with trailers, and a flush.
+func (w *h1Response) finish() error {
+	if !w.wroteHeader {
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		w.writeHeader(true)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	bw := w.c.bw
+	if w.chunked {
+		bw.WriteString("0\r\n")
+		for _, k := range w.trailers {
+			for _, v := range w.header[k] {
+				writeHeaderLine(bw, k, v)
+			}
+		}
+		for k, vs := range w.header {
+			if tk, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+				for _, v := range vs {
+					writeHeaderLine(bw, http.CanonicalHeaderKey(tk), v)
+				}
+			}
+		}
+		bw.WriteString("\r\n")
+	}
+	if w.remain > 0 {
+		// The handler wrote less than it declared: the client cannot
+		// find the end of this response, so the connection ends.
+		w.keepAlive = false
+	}
+	return bw.Flush()
+}
+
+func writeStatusLine(bw *bufio.Writer, http11 bool, code int) {
+	if http11 {
+		bw.WriteString("HTTP/1.1 ")
+	} else {
+		bw.WriteString("HTTP/1.0 ")
+	}
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	bw.WriteString(text)
+	bw.WriteString("\r\n")
+}
+
+// writeHeaders writes the header block, leaving out trailers (sent after
+// the body) and the Trailer-prefixed keys of undeclared trailers.
+func writeHeaders(bw *bufio.Writer, h http.Header, trailers []string) {
+	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) || isTrailer(k, trailers) {
+			continue
+		}
+		for _, v := range vs {
+			writeHeaderLine(bw, k, v)
+		}
+	}
+}
+
+func isTrailer(k string, trailers []string) bool {
+	for _, t := range trailers {
+		if t == k {
+			return true
+		}
+	}
+	return false
+}
+
+// writeHeaderLine writes "k: v" with any CR or LF in the value turned into
+// a space, so no value can end the header block early.
+func writeHeaderLine(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// httpDate is the Date header value, formatted once per second.
+func httpDate() string {
+	now := time.Now().Unix()
+	if d := cachedDate.Load(); d != nil && d.sec == now {
+		return d.s
+	}
+	d := &dateValue{sec: now, s: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.s
+}
+
+type dateValue struct {
+	sec int64
+	s   string
+}
+
+var cachedDate atomic.Pointer[dateValue]
+
+// startReaper runs the idle reaper while HTTP/1.x connections exist. It
+// is called with h1Mu held.
+func (m *Manager) startReaper() {
+	if m.reaper != nil {
+		return
+	}
+	m.reaper = time.AfterFunc(idleTimeout/10, m.reapIdle)
+}
+
+// reapIdle closes connections idle past the idle timeout.
+func (m *Manager) reapIdle() {
+	cutoff := time.Now().Add(-idleTimeout).UnixNano()
+	m.h1Mu.Lock()
+	defer m.h1Mu.Unlock()
+	for c := range m.h1Conns {
+		if c.state.Load() == h1Idle && c.since.Load() < cutoff {
+			_ = c.dc.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	m.reaper = nil
+	if len(m.h1Conns) > 0 {
+		m.reaper = time.AfterFunc(idleTimeout/10, m.reapIdle)
+	}
+}
+
+// closeIdleH1 wakes the HTTP/1.x connections waiting for a request so
+// they close (the drain); busy ones close after their current response.
+func (m *Manager) closeIdleH1() {
+	m.h1Mu.Lock()
+	defer m.h1Mu.Unlock()
+	for c := range m.h1Conns {
+		if c.state.Load() == h1Idle {
+			_ = c.dc.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
