@@ -70,7 +70,8 @@ func newControlPlaneCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.ConfigDir, "config", "", "folder of YAML config to load and watch (required)")
 	cmd.Flags().StringVar(&opts.XDSAddr, "xds-addr", "127.0.0.1:15010", "address to serve xDS (plaintext) on")
-	cmd.Flags().StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:15014", "address to serve the admin API on")
+	cmd.Flags().StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:15014", "address to serve the admin API on (loopback unless --admin-allow-remote)")
+	cmd.Flags().BoolVar(&opts.AdminAllowRemote, "admin-allow-remote", false, "allow --admin-addr to be reachable from other hosts; the admin API has no authentication yet (tap stays loopback-only)")
 	addControlPlaneCAFlags(cmd, &opts)
 	opts.Telemetry = addTelemetryFlags(cmd)
 	_ = cmd.MarkFlagRequired("config")
