@@ -70,7 +70,8 @@ func newControlPlaneCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opts.ConfigDir, "config", "", "folder of YAML config to load and watch (required)")
 	cmd.Flags().StringVar(&opts.XDSAddr, "xds-addr", "127.0.0.1:15010", "address to serve xDS (plaintext) on")
-	cmd.Flags().StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:15014", "address to serve the admin API on")
+	cmd.Flags().StringVar(&opts.AdminAddr, "admin-addr", "127.0.0.1:15014", "address to serve the admin API on (loopback unless --admin-allow-remote)")
+	cmd.Flags().BoolVar(&opts.AdminAllowRemote, "admin-allow-remote", false, "allow --admin-addr to be reachable from other hosts; the admin API has no authentication yet (tap stays loopback-only)")
 	addControlPlaneCAFlags(cmd, &opts)
 	opts.Telemetry = addTelemetryFlags(cmd)
 	_ = cmd.MarkFlagRequired("config")
@@ -326,9 +327,10 @@ func newLogsCmd(g *globals) *cobra.Command {
 		Use:   "logs",
 		Short: "Search the access logs and app output of every instance in one place",
 		Long: `Search what every process of the local mesh wrote: the apps' own output, the
-sidecars' logs and their JSON access logs (when access logging is on), kept by
-weft up under <state-dir>/logs, size-bounded and rotated. Works while the mesh
-runs and after it stopped.`,
+sidecars' logs and their JSON access logs (when access logging is on: one line
+per HTTP request and per closed TCP connection), kept by weft up under
+<state-dir>/logs, size-bounded and rotated. Works while the mesh runs and after
+it stopped.`,
 		Example: `  weft logs --service reviews --since 5m
   weft logs --status 5xx
   weft logs --trace 4bf92f3577b34da6a3ce929d0e0e4736
@@ -368,7 +370,7 @@ runs and after it stopped.`,
 	cmd.Flags().StringVar(&instance, "instance", "", "only this instance (e.g. reviews-v2-0)")
 	cmd.Flags().DurationVar(&since, "since", 0, "only lines from this long ago (e.g. 10m)")
 	cmd.Flags().BoolVarP(&q.Follow, "follow", "f", false, "keep printing new lines")
-	cmd.Flags().StringVar(&q.Status, "status", "", "only access log lines with this response code: 5xx, 4xx, 503...")
+	cmd.Flags().StringVar(&q.Status, "status", "", "only access log lines of HTTP requests with this response code: 5xx, 4xx, 503... (TCP connections have none)")
 	cmd.Flags().StringVar(&q.Trace, "trace", "", "only lines that mention this trace ID")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output: text or json")
 	return cmd

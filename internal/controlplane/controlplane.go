@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -39,7 +40,13 @@ type Options struct {
 	// XDSAddr is where xDS is served (plaintext); default 127.0.0.1:15010.
 	XDSAddr string
 	// AdminAddr is where the admin API is served; default 127.0.0.1:15014.
+	// It must be a loopback address unless AdminAllowRemote is set.
 	AdminAddr string
+	// AdminAllowRemote lets AdminAddr be an address other hosts can
+	// reach (--admin-allow-remote; default false). The admin API has no
+	// authentication yet: whoever reaches it can apply config and rotate
+	// the CA. Tap still answers loopback callers only.
+	AdminAllowRemote bool
 	// Debounce is how long the watcher waits for more changes before a
 	// rebuild; default 100 ms.
 	Debounce time.Duration
@@ -114,6 +121,12 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	log := opts.Logger.With("component", "controlplane")
+	if !isLoopbackAddr(opts.AdminAddr) {
+		if !opts.AdminAllowRemote {
+			return nil, fmt.Errorf("--admin-addr %s is not a loopback address: the admin API has no authentication yet, and whoever reaches it can apply config, rotate the CA and read the mesh's state; serve it on 127.0.0.1 (the default), or pass --admin-allow-remote to accept that risk", opts.AdminAddr)
+		}
+		log.Warn("the admin API is served on an address other hosts may reach, without authentication (--admin-allow-remote); tap still answers loopback callers only", "admin", opts.AdminAddr)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The xDS server's own goroutines end with Run (Stop).
@@ -159,6 +172,21 @@ func New(opts Options) (*Server, error) {
 
 // XDSAddr is the address xDS is served on.
 func (s *Server) XDSAddr() string { return s.xdsLn.Addr().String() }
+
+// isLoopbackAddr reports whether a listen address (host:port) is on
+// loopback only: a loopback IP or "localhost". An empty host listens on
+// every interface.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
 
 // AdminAddr is the address the admin API is served on.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }

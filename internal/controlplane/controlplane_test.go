@@ -62,10 +62,15 @@ spec:
 
 func startCP(t *testing.T, dir string) *Server {
 	t.Helper()
-	cp, err := New(Options{
-		ConfigDir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	return startCPWith(t, Options{ConfigDir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+}
+
+// startCPWith runs a control plane with opts (logs discarded) until the
+// test ends.
+func startCPWith(t *testing.T, opts Options) *Server {
+	t.Helper()
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cp, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

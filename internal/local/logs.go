@@ -119,8 +119,9 @@ type LogQuery struct {
 	Instances map[string]bool
 	// Since keeps lines written at or after it.
 	Since time.Time
-	// Status keeps only access log lines whose response code matches:
-	// "5xx", "4xx", or a code such as "503".
+	// Status keeps only access log lines of HTTP requests whose response
+	// code matches: "5xx", "4xx", or a code such as "503". TCP lines have
+	// no status and never match.
 	Status string
 	// Trace keeps only lines that mention this trace ID (access logs carry
 	// it; apps that log it match too).
@@ -302,10 +303,11 @@ func matchLine(l LogLine, q LogQuery) bool {
 			return false
 		}
 		var a struct {
-			Code int `json:"response_code"`
+			Code     int    `json:"response_code"`
+			Protocol string `json:"protocol"`
 		}
-		if json.Unmarshal(l.Access, &a) != nil {
-			return false
+		if json.Unmarshal(l.Access, &a) != nil || a.Protocol == "TCP" {
+			return false // TCP connections have no status
 		}
 		code := strconv.Itoa(a.Code)
 		if s := strings.ToLower(q.Status); len(s) == 3 && strings.HasSuffix(s, "xx") {
@@ -344,11 +346,24 @@ func formatAccess(raw json.RawMessage) string {
 		}
 		return ""
 	}
-	out := fmt.Sprintf("access %s %s%s %s %s %sms", s("method"), s("authority"), s("path"), s("response_code"), s("response_flags"), s("duration_ms"))
+	var out string
+	if s("protocol") == "TCP" {
+		// A TCP connection: no method, path or status; its bytes instead.
+		out = fmt.Sprintf("access TCP %s %s %sms received=%s sent=%s", orDash(s("authority")), s("response_flags"), s("duration_ms"), s("bytes_received"), s("bytes_sent"))
+	} else {
+		out = fmt.Sprintf("access %s %s%s %s %s %sms", s("method"), s("authority"), s("path"), s("response_code"), s("response_flags"), s("duration_ms"))
+	}
 	for _, k := range []string{"upstream_cluster", "upstream_host", "request_id", "trace_id"} {
 		if v := s(k); v != "" {
 			out += " " + strings.TrimSuffix(k, "_id") + "=" + v
 		}
 	}
 	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -26,6 +26,11 @@ func access(code int, flags, trace string) string {
 	return fmt.Sprintf(`{"start_time":"2026-11-26T07:00:00Z","method":"GET","authority":"reviews:9080","path":"/reviews/0","protocol":"HTTP/1.1","response_code":%d,"response_flags":%q,"bytes_received":0,"bytes_sent":10,"duration_ms":3,"upstream_host":"127.0.0.1:1","upstream_cluster":"outbound|9080|v1|reviews.default.svc.cluster.local","request_id":"r1","trace_id":%q}`, code, flags, trace)
 }
 
+// tcpAccess is a TCP connection's access log line.
+func tcpAccess(flags string) string {
+	return fmt.Sprintf(`{"start_time":"2026-11-26T07:00:00Z","method":"","authority":"","path":"","protocol":"TCP","response_code":0,"response_flags":%q,"bytes_received":12,"bytes_sent":34,"duration_ms":5,"upstream_host":"127.0.0.1:2","upstream_cluster":"inbound|9000||","request_id":"","source_workload":"unknown","destination_workload":"reviews-v2"}`, flags)
+}
+
 func TestSearchLogs(t *testing.T) {
 	state := t.TempDir()
 	app, err := newRotatingLog(filepath.Join(logDir(state), "default", "reviews-v2-0.log"))
@@ -41,7 +46,7 @@ func TestSearchLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeLines(t, app, "GET /reviews/0 200 trace=4bf92f35")
-	writeLines(t, proxy, access(200, "-", "aaaa"), access(503, "UF", "4bf92f35"), "time=x level=INFO msg=ready")
+	writeLines(t, proxy, access(200, "-", "aaaa"), access(503, "UF", "4bf92f35"), "time=x level=INFO msg=ready", tcpAccess("-"), tcpAccess("UC"))
 	writeLines(t, other, "GET /ratings/0 200")
 	for _, w := range []*rotatingLog{app, proxy, other} {
 		w.Close()
@@ -54,7 +59,12 @@ func TestSearchLogs(t *testing.T) {
 	}{
 		{name: "everything", q: LogQuery{}, want: []string{
 			"reviews-v2-0 | GET /reviews/0 200", "reviews-v2-0.proxy | access GET reviews:9080/reviews/0 200",
-			"reviews-v2-0.proxy | access GET reviews:9080/reviews/0 503 UF", "reviews-v2-0.proxy | time=x", "ratings-v1-0 | GET /ratings/0"}},
+			"reviews-v2-0.proxy | access GET reviews:9080/reviews/0 503 UF", "reviews-v2-0.proxy | time=x", "ratings-v1-0 | GET /ratings/0",
+			"reviews-v2-0.proxy | access TCP - - 5ms received=12 sent=34 upstream_cluster=inbound|9000|| upstream_host=127.0.0.1:2",
+			"reviews-v2-0.proxy | access TCP - UC 5ms received=12 sent=34"}},
+		// TCP lines have no status: a status filter never shows them, not
+		// even one for the 0 they carry.
+		{name: "status 0", q: LogQuery{Status: "0"}, want: nil},
 		{name: "5xx", q: LogQuery{Status: "5xx"}, want: []string{"reviews-v2-0.proxy | access GET reviews:9080/reviews/0 503 UF"}},
 		{name: "exact code", q: LogQuery{Status: "200"}, want: []string{"reviews-v2-0.proxy | access GET reviews:9080/reviews/0 200"}},
 		{name: "trace", q: LogQuery{Trace: "4bf92f35"}, want: []string{"reviews-v2-0 | GET /reviews/0 200", "reviews-v2-0.proxy | access GET reviews:9080/reviews/0 503 UF"}},

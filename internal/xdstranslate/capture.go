@@ -27,9 +27,10 @@ var passthroughCluster = &cluster.Cluster{
 // sets use_original_dst and the original_dst listener filter, so chains
 // are selected by the destination the app dialled, and adds a default
 // filter chain passing every other destination through to where it was
-// going (xdsmeta.ClusterPassthrough, Istio's ALLOW_ANY). It returns a
+// going (xdsmeta.ClusterPassthrough, Istio's ALLOW_ANY), logged as tel
+// says. It returns a
 // copy of out and the passthrough cluster; out is shared and not changed.
-func captureOutbound(out *listener.Listener) (*listener.Listener, *cluster.Cluster) {
+func captureOutbound(out *listener.Listener, tel *telemetryPolicy) (*listener.Listener, *cluster.Cluster) {
 	l := &listener.Listener{
 		Name:           out.Name,
 		Address:        out.Address,
@@ -41,7 +42,7 @@ func captureOutbound(out *listener.Listener) (*listener.Listener, *cluster.Clust
 		}},
 		DefaultFilterChain: &listener.FilterChain{
 			Name:    xdsmeta.ClusterPassthrough,
-			Filters: []*listener.Filter{tcpProxy(xdsmeta.ClusterPassthrough, []weighted{{xdsmeta.ClusterPassthrough, 100}})},
+			Filters: []*listener.Filter{tcpProxy(xdsmeta.ClusterPassthrough, []weighted{{xdsmeta.ClusterPassthrough, 100}}, tel)},
 		},
 	}
 	return l, passthroughCluster

@@ -62,8 +62,11 @@ func inlineManager(statPrefix string, rc *route.RouteConfiguration) *hcm.HttpCon
 	}
 }
 
-func tcpProxy(statPrefix string, clusters []weighted) *listener.Filter {
-	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix}
+// tcpProxy is a tcp_proxy filter to clusters, with the access log of tel
+// (nil: none): Istio's Telemetry access logging covers TCP connections as
+// well as HTTP requests.
+func tcpProxy(statPrefix string, clusters []weighted, tel *telemetryPolicy) *listener.Filter {
+	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix, AccessLog: tel.accessLogs()}
 	if len(clusters) == 1 {
 		tp.ClusterSpecifier = &tcpproxy.TcpProxy_Cluster{Cluster: clusters[0].name}
 	} else {
@@ -202,7 +205,7 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 		chains = append(chains, &listener.FilterChain{
 			Name:             model.ClusterName("outbound", sp.port.Number, "", sp.svc.Hostname),
 			FilterChainMatch: m,
-			Filters:          []*listener.Filter{t.outboundTCPProxy(p, sp)},
+			Filters:          []*listener.Filter{t.outboundTCPProxy(p, sp, tel)},
 		})
 	}
 	return routes, chains
@@ -225,10 +228,10 @@ func (t *Translator) outboundVirtualHost(p *Proxy, svc *model.Service, port uint
 // traffic from p: to the service's cluster, or the weights of its
 // VirtualService's tcp routes. virtualOutbound's TCP chains and the
 // explicit upstream listeners both take it from here.
-func (t *Translator) outboundTCPProxy(p *Proxy, sp servicePort) *listener.Filter {
+func (t *Translator) outboundTCPProxy(p *Proxy, sp servicePort, tel *telemetryPolicy) *listener.Filter {
 	def := model.ClusterName("outbound", sp.port.Number, "", sp.svc.Hostname)
 	ctx := &routeCtx{snap: t.snap, proxy: p, port: sp.port.Number}
-	return tcpProxy(def, t.tcpClusters(ctx, sp, def))
+	return tcpProxy(def, t.tcpClusters(ctx, sp, def), tel)
 }
 
 // upstreamListeners builds the explicit local upstream listeners of a
@@ -266,7 +269,7 @@ func (t *Translator) upstreamListeners(p *Proxy, sc *scope) []*listener.Listener
 			}
 			f = hcmFilter(tel.apply(inlineManager(fmt.Sprintf("outbound_127.0.0.1_%d", u.LocalPort), rc)))
 		} else {
-			f = t.outboundTCPProxy(p, servicePort{svc, port})
+			f = t.outboundTCPProxy(p, servicePort{svc, port}, tel)
 		}
 		ls = append(ls, &listener.Listener{
 			Name:         name,
@@ -358,7 +361,7 @@ func inboundResources(inst *model.Instance, tel *telemetryPolicy, mtlsMode func(
 			}
 			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(tel.apply(m))}}}
 		} else {
-			l.FilterChains = []*listener.FilterChain{{Filters: append(sec.networkFilters(p.Number), tcpProxy(cname, []weighted{{cname, 100}}))}}
+			l.FilterChains = []*listener.FilterChain{{Filters: append(sec.networkFilters(p.Number), tcpProxy(cname, []weighted{{cname, 100}}, tel))}}
 		}
 		applyInboundMTLS(l, mtlsMode(p.Number), p.Protocol.IsHTTP())
 		ls = append(ls, l)

@@ -149,13 +149,20 @@ func (pol *telemetryPolicy) apply(m *hcm.HttpConnectionManager) *hcm.HttpConnect
 		}
 		m.Tracing = tr
 	}
-	if pol.accessLog {
-		m.AccessLog = []*accesslog.AccessLog{{
-			Name:       StdoutAccessLogName,
-			ConfigType: &accesslog.AccessLog_TypedConfig{TypedConfig: mustAny(&stream.StdoutAccessLog{})},
-		}}
-	}
+	m.AccessLog = pol.accessLogs()
 	return m
+}
+
+// accessLogs are the access loggers of an HTTP connection manager or a
+// tcp_proxy under pol: the proxy's stdout when logging is on, else none.
+func (pol *telemetryPolicy) accessLogs() []*accesslog.AccessLog {
+	if pol == nil || !pol.accessLog {
+		return nil
+	}
+	return []*accesslog.AccessLog{{
+		Name:       StdoutAccessLogName,
+		ConfigType: &accesslog.AccessLog_TypedConfig{TypedConfig: mustAny(&stream.StdoutAccessLog{})},
+	}}
 }
 
 func customTag(name string, t *telemetry.Tracing_CustomTag) *tracingtype.CustomTag {

@@ -9,6 +9,7 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	telemetry "istio.io/api/telemetry/v1alpha1"
@@ -117,35 +118,55 @@ func TestTelemetryGolden(t *testing.T) {
 
 // TestTelemetryEveryHCM checks, beyond the goldens, that every HTTP
 // connection manager of a traced sidecar carries tracing and access_log,
-// and that the proxy's clusters then hold the collector's.
+// that every tcp_proxy (outbound and upstream TCP ports, the passthrough
+// of a capturing sidecar) carries the access_log too, and that the
+// proxy's clusters then hold the collector's.
 func TestTelemetryEveryHCM(t *testing.T) {
 	snap := testSnapshot()
 	addUpstreams(snap)
 	snap.MeshTelemetry = model.MeshTelemetry{TracingSampling: 1, TracingEndpoint: "127.0.0.1:4317", AccessLogging: true}
-	res, err := Translate(snap, productpage(snap))
+	p := productpage(snap)
+	p.Capture = true
+	res, err := Translate(snap, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	hcms, tcps := 0, 0
 	for _, l := range res.Listeners {
-		for _, fc := range l.GetFilterChains() {
+		chains := l.GetFilterChains()
+		if l.GetDefaultFilterChain() != nil {
+			chains = append(chains, l.GetDefaultFilterChain())
+		}
+		for _, fc := range chains {
 			for _, f := range fc.GetFilters() {
-				if f.GetName() != HTTPConnectionManagerName {
-					continue
-				}
-				m := &hcm.HttpConnectionManager{}
-				if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
-					t.Fatal(err)
-				}
-				n++
-				if tracingCluster(m) != OTLPClusterName || len(m.GetAccessLog()) != 1 {
-					t.Errorf("listener %q chain %q: tracing cluster %q, %d access logs; want %q and 1", l.GetName(), fc.GetName(), tracingCluster(m), len(m.GetAccessLog()), OTLPClusterName)
+				switch f.GetName() {
+				case HTTPConnectionManagerName:
+					m := &hcm.HttpConnectionManager{}
+					if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
+						t.Fatal(err)
+					}
+					hcms++
+					if tracingCluster(m) != OTLPClusterName || len(m.GetAccessLog()) != 1 {
+						t.Errorf("listener %q chain %q: tracing cluster %q, %d access logs; want %q and 1", l.GetName(), fc.GetName(), tracingCluster(m), len(m.GetAccessLog()), OTLPClusterName)
+					}
+				case TCPProxyName:
+					tp := &tcpproxy.TcpProxy{}
+					if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+						t.Fatal(err)
+					}
+					tcps++
+					if len(tp.GetAccessLog()) != 1 || tp.GetAccessLog()[0].GetName() != StdoutAccessLogName {
+						t.Errorf("listener %q chain %q: tcp_proxy access logs %v, want %s", l.GetName(), fc.GetName(), tp.GetAccessLog(), StdoutAccessLogName)
+					}
 				}
 			}
 		}
 	}
-	if n < 4 {
-		t.Errorf("found %d HTTP connection managers, want at least 4 (outbound, inbound, upstream)", n)
+	if hcms < 4 {
+		t.Errorf("found %d HTTP connection managers, want at least 4 (outbound, inbound, upstream)", hcms)
+	}
+	if tcps < 3 {
+		t.Errorf("found %d tcp_proxy filters, want at least 3 (outbound, upstream, passthrough)", tcps)
 	}
 	if c := res.Clusters[len(res.Clusters)-1]; c.GetName() != OTLPClusterName || c.GetType() != cluster.Cluster_STATIC {
 		t.Errorf("last cluster = %q (%v), want %q STATIC", c.GetName(), c.GetType(), OTLPClusterName)

@@ -157,7 +157,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		}
 		var passC *cluster.Cluster
 		if p.Capture {
-			out, passC = captureOutbound(out)
+			out, passC = captureOutbound(out, tel)
 		}
 		inL, inC := inboundResources(p.Instance, tel, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc)

@@ -30,6 +30,7 @@ apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: {name: rawbin, namespace: default}
 spec:
+  serviceAccount: rawbin
   ports: [{name: tcp, number: 9000}]
   command: ["go-httpbin", "-host", "127.0.0.1", "-port", "${PORT}"]
 ---
@@ -37,6 +38,7 @@ apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: default}
 spec:
+  serviceAccount: client
   ports: [{name: http, number: 8001}]
   command: ["go-httpbin", "-host", "127.0.0.1", "-port", "${PORT}"]
   # go-httpbin's /env shows the variables named HTTPBIN_ENV_*: the
@@ -59,6 +61,14 @@ spec:
         set: {x-weft-upstream: routed}
     route:
     - destination: {host: httpbin}
+---
+# Access logs on for the namespace: HTTP requests and TCP connections.
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: default}
+spec:
+  accessLogging:
+  - providers: [{name: envoy}]
 `
 
 func TestUpstreamPorts(t *testing.T) {
@@ -159,6 +169,59 @@ func TestUpstreamPorts(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("TCP connections are access-logged", func(t *testing.T) {
+		const clientID, rawbinID = "spiffe://cluster.local/ns/default/sa/client", "spiffe://cluster.local/ns/default/sa/rawbin"
+		// The connection of the subtest above (closed now: it idled in
+		// the client's pool), logged by both sidecars when it closed, with
+		// the principals of the mTLS hop.
+		direct.CloseIdleConnections()
+		for _, c := range []struct {
+			workload string
+			want     map[string]any
+		}{
+			{"client", map[string]any{"upstream_cluster": "outbound|9000||rawbin.default.svc.cluster.local",
+				"source_workload": "client", "source_principal": clientID, "destination_principal": rawbinID}},
+			{"rawbin", map[string]any{"upstream_cluster": "inbound|9000||",
+				"source_principal": clientID, "destination_workload": "rawbin", "destination_principal": rawbinID}},
+		} {
+			waitFor(t, 20*time.Second, "a TCP access log line from "+c.workload+"'s sidecar", func() error {
+				out, err := m.weft("", "logs", "--workload", c.workload, "-o", "json")
+				if err != nil {
+					return fmt.Errorf("%v: %s", err, out)
+				}
+				for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+					var l struct {
+						Access map[string]any `json:"access"`
+					}
+					if json.Unmarshal([]byte(line), &l) != nil || l.Access["protocol"] != "TCP" {
+						continue
+					}
+					got := map[string]any{}
+					for k := range c.want {
+						got[k] = l.Access[k]
+					}
+					if diff := cmp.Diff(c.want, got); diff != "" {
+						return fmt.Errorf("TCP line (-want +got):\n%s\n%s", diff, line)
+					}
+					if n, _ := l.Access["bytes_sent"].(float64); n == 0 {
+						return fmt.Errorf("TCP line with no bytes sent: %s", line)
+					}
+					return nil
+				}
+				return fmt.Errorf("no TCP line in weft logs --workload %s -o json:\n%.3000s", c.workload, out)
+			})
+		}
+		out, err := m.weft("", "logs", "--workload", "client")
+		if err != nil || !strings.Contains(out, "access TCP ") {
+			t.Errorf("weft logs --workload client shows no TCP line (%v):\n%.3000s", err, out)
+		}
+		// A status filter keeps HTTP lines only.
+		out, err = m.weft("", "logs", "--workload", "client", "--status", "2xx")
+		if err != nil || strings.Contains(out, "access TCP") || !strings.Contains(out, "access GET ") {
+			t.Errorf("weft logs --status 2xx: want HTTP lines and no TCP line (%v):\n%.3000s", err, out)
+		}
 	})
 
 	t.Run("env vars and expansion", func(t *testing.T) {

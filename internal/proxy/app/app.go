@@ -74,8 +74,14 @@ type Config struct {
 	Pprof bool
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
-	// AccessLog is a file path, "-" for stderr, or empty for none.
+	// AccessLog is a file path, "-" for stderr, or empty for none. When
+	// set, every request and TCP connection is logged there whatever the
+	// config's access_log sinks say.
 	AccessLog string
+	// MaxSeries caps the label sets of each family of Istio metrics
+	// (HTTP, TCP); past it, new peers are recorded as "unknown"
+	// (default proxymetrics.DefaultMaxSeries, 1000).
+	MaxSeries int
 	// InterceptionMode is sent as node metadata INTERCEPTION_MODE:
 	// "REDIRECT" when iptables redirects the workload's traffic to the
 	// proxy, which makes the control plane send a transparent
@@ -126,7 +132,8 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr (default off)`)
+	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr; overrides the config's access logs (default off: the config decides)`)
+	fs.IntVar(&cfg.MaxSeries, "max-metric-series", proxymetrics.DefaultMaxSeries, "cap on the label sets of each family of Istio metrics (HTTP, TCP); past it, new peers are recorded as unknown")
 	fs.StringVar(&cfg.InterceptionMode, "interception-mode", "", `"REDIRECT" when iptables redirects the workload's traffic to the proxy (default "": HTTP_PROXY)`)
 	fs.StringVar(&cfg.CAAddr, "ca-addr", "", `control plane CA address (TLS), e.g. 127.0.0.1:15012; when set, the proxy gets its workload certificate before it is ready (default "": off)`)
 	fs.StringVar(&cfg.CARootFile, "ca-root-file", "", "PEM roots that verify the CA's TLS certificate (with --ca-addr)")
@@ -147,6 +154,9 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if cfg.InterceptionMode != "" && cfg.InterceptionMode != xdsmeta.InterceptionRedirect {
 		return cfg, fmt.Errorf("--interception-mode %q: want %s or nothing", cfg.InterceptionMode, xdsmeta.InterceptionRedirect)
+	}
+	if cfg.MaxSeries < 1 {
+		return cfg, fmt.Errorf("--max-metric-series %d: want a cap of at least 1 label set per family (default %d)", cfg.MaxSeries, proxymetrics.DefaultMaxSeries)
 	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return cfg, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat)
@@ -291,7 +301,12 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 	p.clusters = upstream.NewManager()
 	p.newTelemetry()
 	self := peermeta.FromLabels(cfg.Workload, cfg.Namespace, cfg.ServiceAccount, cfg.Labels)
+	if bad := peermeta.Invalid(self); len(bad) > 0 {
+		log.Warn("peers will see these fields of this workload as unknown: peer metadata values are names or label values, at most 63 bytes (253 for workload and service account) of [A-Za-z0-9._-]",
+			"fields", strings.Join(bad, ", "), "workload", cfg.Workload, "namespace", cfg.Namespace, "labels", cfg.Labels)
+	}
 	p.metrics.SetWorkload(self)
+	p.metrics.SetMaxSeries(cfg.MaxSeries)
 	p.tap = tap.NewHub(cfg.Name, self)
 	ident := p.meshIdentity()
 	var lst *listener.Manager
@@ -301,7 +316,10 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		Tap:           p.tap,
 		AccessLogs:    p.accessFiles, Tracer: p.tracer,
 	})
-	lst = listener.New(listener.Options{Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, Metrics: p.metrics, Tap: p.tap, Identity: ident})
+	lst = listener.New(listener.Options{
+		Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, AccessLogs: p.accessFiles,
+		Metrics: p.metrics, Tap: p.tap, Identity: ident,
+	})
 	p.lst = lst
 	p.xds = xdsclient.New(xdsclient.Options{
 		Addr: cfg.XDSAddr, Node: node, Logger: log.With("component", "xds"),

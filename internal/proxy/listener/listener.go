@@ -25,6 +25,7 @@ import (
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/httpproxy"
 	"weft.dev/weft/internal/proxy/mtls"
+	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/tap"
 	"weft.dev/weft/internal/xdsmeta"
@@ -38,8 +39,13 @@ type Options struct {
 	Snapshots *dataplane.Holder
 	// Proxy serves HTTP requests.
 	Proxy *httpproxy.Proxy
-	// AccessLog receives TCP connection entries; nil disables them.
+	// AccessLog, when set (--access-log), receives every TCP connection's
+	// entry whatever the config says; nil leaves logging to the config.
 	AccessLog *accesslog.Logger
+	// AccessLogs are the loggers the config's tcp_proxy access_log sinks
+	// name (and, for opaque bytes on an HTTP chain, its HTTP connection
+	// manager's); nil: none.
+	AccessLogs *accesslog.Files
 	// Metrics records connection metrics; nil disables them.
 	Metrics *proxymetrics.Metrics
 	// SniffTimeout bounds the wait for a tunnel's first bytes (default 30s).
@@ -520,7 +526,11 @@ func (m *Manager) proxyOpaqueHTTPChain(c net.Conn, snap *dataplane.Snapshot, ch 
 			}
 		}
 	}
-	m.tcpToCluster(c, snap, cluster, nil, target, start)
+	var sinks []proxyconfig.AccessLog
+	if ch.Config.HTTP != nil {
+		sinks = ch.Config.HTTP.AccessLogs
+	}
+	m.tcpToCluster(c, snap, cluster, nil, sinks, target, start)
 }
 
 func portOf(hostport string, def uint32) uint32 {

@@ -8,10 +8,22 @@ import (
 	"weft.dev/weft/internal/proxy/tap"
 )
 
-// tapTCP hands a closed TCP connection to the live tap; the caller checks
-// that someone is tapping. TCP carries no peer metadata, so the peer is
-// unknown.
-func (m *Manager) tapTCP(e *accesslog.Entry, tm *proxymetrics.TCPConn) {
+// finishTCP logs a closed TCP connection to al (nil: not logged) and
+// hands it to the live tap when someone is tapping. Both see the same
+// ends: the sidecar's own workload on one side; on the other the peer,
+// which TCP carries no metadata for (unknown), with the principal of its
+// verified certificate when the hop was mTLS.
+func (m *Manager) finishTCP(e *accesslog.Entry, tm *proxymetrics.TCPConn, al *accesslog.Logger) {
+	if m.opts.Tap == nil { // no hub to name the ends: log what is known
+		if al != nil {
+			al.Log(e)
+		}
+		return
+	}
+	tapping := m.opts.Tap.Active()
+	if al == nil && !tapping {
+		return
+	}
 	flags := e.Flags
 	if flags == "" {
 		flags = "-"
@@ -24,5 +36,12 @@ func (m *Manager) tapTCP(e *accesslog.Entry, tm *proxymetrics.TCPConn) {
 	}
 	m.opts.Tap.Ends(ev, tm.Inbound, tm.Peer, tm.Service)
 	m.opts.Tap.Principals(ev, tm.Inbound, tm.PeerPrincipal)
-	m.opts.Tap.Publish(ev)
+	if al != nil {
+		e.Source = accesslog.Peer{Workload: ev.Source.Workload, Namespace: ev.Source.Namespace, Principal: ev.Source.Principal}
+		e.Destination = accesslog.Peer{Workload: ev.Destination.Workload, Namespace: ev.Destination.Namespace, Principal: ev.Destination.Principal}
+		al.Log(e)
+	}
+	if tapping {
+		m.opts.Tap.Publish(ev)
+	}
 }

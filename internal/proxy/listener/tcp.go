@@ -28,7 +28,7 @@ func (m *Manager) proxyTCP(c net.Conn, snap *dataplane.Snapshot, ch *dataplane.C
 		_ = c.Close()
 		return
 	}
-	m.tcpToCluster(c, snap, pickTCPCluster(tp), tp, target, start)
+	m.tcpToCluster(c, snap, pickTCPCluster(tp), tp, tp.AccessLogs, target, start)
 }
 
 func pickTCPCluster(tp *proxyconfig.TCPProxy) string {
@@ -50,8 +50,9 @@ func pickTCPCluster(tp *proxyconfig.TCPProxy) string {
 }
 
 // tcpToCluster copies bytes both ways between c and an endpoint of the
-// cluster, with half-close, and logs the connection.
-func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster string, tp *proxyconfig.TCPProxy, target string, start time.Time) {
+// cluster, with half-close, counting the bytes as they pass, and logs the
+// connection to the sinks (or the --access-log logger) when it closes.
+func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster string, tp *proxyconfig.TCPProxy, sinks []proxyconfig.AccessLog, target string, start time.Time) {
 	defer c.Close()
 	e := accesslog.Entry{Start: start, Authority: target, Protocol: "TCP", UpstreamCluster: cluster}
 	cl := snap.Clusters[cluster]
@@ -60,18 +61,21 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 		tm.PeerPrincipal = mtls.PeerOf(c)
 		tm.MTLS = tm.PeerPrincipal != ""
 	}
-	m.opts.Metrics.TCPOpened(&tm)
+	// The connection is counted as opened once its upstream is known (so
+	// the label set has the upstream's verified principal), or at once
+	// when it fails before.
+	opened := false
 	defer func() {
+		if !opened {
+			m.opts.Metrics.TCPOpened(&tm)
+		}
 		e.Duration = time.Since(start)
 		if e.Flags != "" {
 			m.opts.Metrics.Flag(e.Flags)
 		}
 		tm.Flags = e.Flags
-		m.opts.Metrics.TCPClosed(&tm, e.BytesSent, e.BytesReceived)
-		m.opts.AccessLog.Log(&e)
-		if m.opts.Tap.Active() {
-			m.tapTCP(&e, &tm)
-		}
+		m.opts.Metrics.TCPClosed(&tm)
+		m.finishTCP(&e, &tm, m.tcpAccessLog(sinks))
 	}()
 	if cl == nil {
 		e.Flags = accesslog.FlagNoClusterFound
@@ -103,6 +107,11 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 		m.log.Debug("tcp proxy: connect failed", "cluster", cluster, "error", err)
 		return
 	}
+	if !tm.Inbound {
+		tm.PeerPrincipal = cl.PeerPrincipal(host.Addr)
+	}
+	bytes := m.opts.Metrics.TCPOpened(&tm)
+	opened = true
 	if !m.trackRaw(up) {
 		host.Done(true)
 		return
@@ -113,12 +122,25 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 	if tp != nil {
 		idle = tp.IdleTimeout
 	}
-	sent, recv, upErr := pipe(c, up, idle)
+	sent, recv, upErr := pipe(c, up, idle, bytes)
 	e.BytesReceived, e.BytesSent = sent, recv
 	if upErr {
 		e.Flags = accesslog.FlagUpstreamTermination
 	}
 	host.Done(upErr)
+}
+
+// tcpAccessLog is where a connection is logged: the --access-log logger
+// when set (it overrides the config), else the chain's first access_log
+// sink, else nowhere (nil).
+func (m *Manager) tcpAccessLog(sinks []proxyconfig.AccessLog) *accesslog.Logger {
+	if m.opts.AccessLog != nil {
+		return m.opts.AccessLog
+	}
+	if m.opts.AccessLogs == nil || len(sinks) == 0 {
+		return nil
+	}
+	return m.opts.AccessLogs.Get(sinks[0].Path)
 }
 
 // tcpMetricsConn is the mesh metrics' view of a connection to a cluster
@@ -134,9 +156,10 @@ func tcpMetricsConn(cluster string, cl *upstream.Cluster) proxymetrics.TCPConn {
 }
 
 // pipe copies down->up and up->down until both directions end, passing
-// half-closes along. It returns the byte counts and whether the upstream
-// side failed.
-func pipe(down, up net.Conn, idle time.Duration) (toUp, toDown int64, upFailed bool) {
+// half-closes along, and adds each chunk it writes to the metrics' byte
+// counters. It returns the byte counts and whether the upstream side
+// failed.
+func pipe(down, up net.Conn, idle time.Duration, counted proxymetrics.TCPBytes) (toUp, toDown int64, upFailed bool) {
 	var lastActive atomic.Int64
 	lastActive.Store(time.Now().UnixNano())
 	stop := make(chan struct{})
@@ -175,6 +198,11 @@ func pipe(down, up net.Conn, idle time.Duration) (toUp, toDown int64, upFailed b
 					return
 				}
 				*n += int64(k)
+				if srcIsUp {
+					counted.Sent(k)
+				} else {
+					counted.Received(k)
+				}
 			}
 			if err != nil {
 				if err != io.EOF {

@@ -120,7 +120,7 @@ func (m *Manager) serveCapturedConn(b *bound, c net.Conn, snap *dataplane.Snapsh
 func (m *Manager) passThrough(c net.Conn, snap *dataplane.Snapshot, l *dataplane.Listener, target string, start time.Time) {
 	if l.Default == nil || l.Default.Config.TCP == nil {
 		m.log.Debug("captured connection to an unknown destination closed: the listener has no default TCP chain", "listener", l.Config.Name, "target", target)
-		m.tcpToCluster(c, snap, "", nil, target, start)
+		m.tcpToCluster(c, snap, "", nil, nil, target, start)
 		return
 	}
 	m.proxyTCP(c, snap, l.Default, target, start)

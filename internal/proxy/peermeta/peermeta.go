@@ -14,16 +14,17 @@
 //
 //	w=<workload>;n=<namespace>;a=<app>;v=<version>;s=<service account>
 //
-// Empty values are left out. A value's bytes outside [A-Za-z0-9._~:/@+-]
-// are percent-encoded ("%3B"). Unknown keys are ignored, so later
-// versions may add keys. The header carries no secret: until mTLS exists
-// it is a claim, not a proof, and principals stay "unknown".
+// Empty values are left out. Unknown keys are ignored, so later versions
+// may add keys. The header carries no secret: on a plaintext hop anyone
+// can send it, so it is a claim, not a proof (principals come only from
+// verified certificates), and its values become metric labels. To keep
+// what a caller can mint bounded, a value must be a Kubernetes-style name
+// or label value: bytes in [A-Za-z0-9._-], at most 63 of them (253 for
+// the workload and the service account, which are DNS subdomain names).
+// A value outside that is dropped, and that field of the peer is unknown.
 package peermeta
 
-import (
-	"net/url"
-	"strings"
-)
+import "strings"
 
 // Header is the peer metadata header.
 const Header = "X-Weft-Peer"
@@ -59,10 +60,12 @@ func FromLabels(name, namespace, serviceAccount string, labels map[string]string
 }
 
 // Encode returns the header value for w. Sidecars encode once at start.
+// Fields that are not valid values (see Invalid) are left out: the peer
+// would drop them.
 func Encode(w Workload) string {
 	var b strings.Builder
 	add := func(k byte, v string) {
-		if v == "" {
+		if v == "" || !validValue(k, v) {
 			return
 		}
 		if b.Len() > 0 {
@@ -70,17 +73,7 @@ func Encode(w Workload) string {
 		}
 		b.WriteByte(k)
 		b.WriteByte('=')
-		for i := 0; i < len(v); i++ {
-			c := v[i]
-			if safe(c) {
-				b.WriteByte(c)
-				continue
-			}
-			const hexd = "0123456789ABCDEF"
-			b.WriteByte('%')
-			b.WriteByte(hexd[c>>4])
-			b.WriteByte(hexd[c&0xf])
-		}
+		b.WriteString(v)
 	}
 	add('w', w.Name)
 	add('n', w.Namespace)
@@ -90,21 +83,57 @@ func Encode(w Workload) string {
 	return b.String()
 }
 
-func safe(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
+// Value limits: Kubernetes label values and namespace names are at most
+// 63 bytes, workload and service account names (DNS subdomains) 253.
+const (
+	MaxValueLen = 63
+	MaxNameLen  = 253
+)
+
+// validValue reports whether v may be the value of key k: not longer than
+// the key's limit and made only of [A-Za-z0-9._-].
+func validValue(k byte, v string) bool {
+	limit := MaxValueLen
+	if k == 'w' || k == 's' {
+		limit = MaxNameLen
 	}
-	return strings.IndexByte("._~:/@+-", c) >= 0
+	if len(v) > limit {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Invalid names the fields of w whose non-empty values Encode leaves out
+// (too long, or bytes outside [A-Za-z0-9._-]), for a warning at start.
+func Invalid(w Workload) []string {
+	var out []string
+	for _, f := range [...]struct {
+		k    byte
+		name string
+		v    string
+	}{{'w', "workload", w.Name}, {'n', "namespace", w.Namespace}, {'a', "app", w.App}, {'v', "version", w.Version}, {'s', "service account", w.ServiceAccount}} {
+		if f.v != "" && !validValue(f.k, f.v) {
+			out = append(out, f.name)
+		}
+	}
+	return out
 }
 
 // MaxLen bounds a header value Parse accepts; a longer one is ignored as
 // a whole (the peer is unknown).
 const MaxLen = 1024
 
-// Parse reads a header value. Values without percent escapes are
-// substrings of v, so parsing the usual header does not allocate. A
-// malformed pair is skipped.
+// Parse reads a header value. Values are substrings of v, so parsing does
+// not allocate. A malformed pair, or a value that is not valid for its key
+// (too long, or bytes outside [A-Za-z0-9._-]), is skipped.
 func Parse(v string) Workload {
 	var w Workload
 	if len(v) > MaxLen {
@@ -122,12 +151,8 @@ func Parse(v string) Workload {
 			continue
 		}
 		val := kv[2:]
-		if strings.IndexByte(val, '%') >= 0 {
-			u, err := url.PathUnescape(val)
-			if err != nil {
-				continue
-			}
-			val = u
+		if !validValue(kv[0], val) {
+			continue
 		}
 		switch kv[0] {
 		case 'w':

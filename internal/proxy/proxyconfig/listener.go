@@ -177,7 +177,7 @@ func parseFilterChain(fc *listenerv3.FilterChain, unenforced *[]string) (*Filter
 			if err := tc.UnmarshalTo(t); err != nil {
 				return nil, fmt.Errorf("filters[%d]: %w", i, err)
 			}
-			tp, err := parseTCPProxy(t)
+			tp, err := parseTCPProxy(t, unenforced)
 			if err != nil {
 				return nil, fmt.Errorf("filters[%d] tcp_proxy: %w", i, err)
 			}
@@ -242,7 +242,7 @@ func parseHCM(h *hcmv3.HttpConnectionManager, unenforced *[]string) (*HTTPConnec
 	return out, nil
 }
 
-func parseTCPProxy(t *tcpproxyv3.TcpProxy) (*TCPProxy, error) {
+func parseTCPProxy(t *tcpproxyv3.TcpProxy, unenforced *[]string) (*TCPProxy, error) {
 	out := &TCPProxy{StatPrefix: t.GetStatPrefix(), IdleTimeout: durationOr(t.GetIdleTimeout(), defaultTCPIdle)}
 	switch cs := t.GetClusterSpecifier().(type) {
 	case *tcpproxyv3.TcpProxy_Cluster:
@@ -265,6 +265,13 @@ func parseTCPProxy(t *tcpproxyv3.TcpProxy) (*TCPProxy, error) {
 		}
 	default:
 		return nil, errors.New("needs cluster or weighted_clusters")
+	}
+	var err error
+	if out.AccessLogs, err = parseAccessLogs(t.GetAccessLog(), unenforced); err != nil {
+		return nil, err
+	}
+	if t.GetAccessLogOptions() != nil {
+		*unenforced = append(*unenforced, "tcp_proxy access_log_options (Weft logs a connection once, when it closes)")
 	}
 	return out, nil
 }

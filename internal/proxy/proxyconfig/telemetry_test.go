@@ -10,6 +10,7 @@ import (
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tracingtype "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/google/go-cmp/cmp"
@@ -88,6 +89,47 @@ func TestParseTelemetry(t *testing.T) {
 			tc.want.RDSName = "80"
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if tc.unenforced != "" && !strings.Contains(strings.Join(notes, "\n"), tc.unenforced) {
+				t.Errorf("unenforced notes %q lack %q", notes, tc.unenforced)
+			}
+		})
+	}
+}
+
+func TestParseTCPProxyAccessLog(t *testing.T) {
+	tests := []struct {
+		name       string
+		logs       []*accesslogv3.AccessLog
+		opts       *tcpproxyv3.TcpProxy_TcpAccessLogOptions
+		want       []AccessLog
+		err        string
+		unenforced string
+	}{
+		{name: "none", want: nil},
+		{name: "stdout", logs: []*accesslogv3.AccessLog{{Name: "envoy.access_loggers.stdout", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: anyOf(t, &streamv3.StdoutAccessLog{})}}},
+			want: []AccessLog{{Path: AccessLogStdout}}},
+		{name: "file, periodic flush noted", logs: []*accesslogv3.AccessLog{{Name: "f", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: anyOf(t, &filev3.FileAccessLog{Path: "/tmp/tcp.log"})}}},
+			opts: &tcpproxyv3.TcpProxy_TcpAccessLogOptions{FlushAccessLogOnConnected: true},
+			want: []AccessLog{{Path: "/tmp/tcp.log"}}, unenforced: "access_log_options"},
+		{name: "file without a path", logs: []*accesslogv3.AccessLog{{Name: "f", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: anyOf(t, &filev3.FileAccessLog{})}}},
+			err: `access_log[0] "f": path is empty`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var notes []string
+			got, err := parseTCPProxy(&tcpproxyv3.TcpProxy{ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: "c"}, AccessLog: tc.logs, AccessLogOptions: tc.opts}, &notes)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got.AccessLogs); diff != "" {
+				t.Errorf("access logs (-want +got):\n%s", diff)
 			}
 			if tc.unenforced != "" && !strings.Contains(strings.Join(notes, "\n"), tc.unenforced) {
 				t.Errorf("unenforced notes %q lack %q", notes, tc.unenforced)

@@ -147,6 +147,9 @@ type TCPProxy struct {
 	// IdleTimeout closes a connection idle in both directions for this
 	// long; 0 means no idle timeout. Envoy's default is 1h.
 	IdleTimeout time.Duration
+	// AccessLogs are where connections are logged when they close, as an
+	// HTTP connection manager's requests; empty for nowhere.
+	AccessLogs []AccessLog
 }
 
 // RouteConfig is a validated Envoy RouteConfiguration.

@@ -141,8 +141,8 @@ type tcpHandles struct {
 // istio holds the mesh metrics and the caches of their per-label-set
 // handles. A cache is a map that is never written once published: reads
 // are one atomic load and a lookup, without locks; a new label set copies
-// the map under mu (rare: label sets are bounded by peers, services,
-// codes and flags).
+// the map under mu (rare: label sets are bounded by maxSeries per family,
+// and past it by services, codes and flags).
 type istio struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
@@ -157,10 +157,23 @@ type istio struct {
 	// principal is the sidecar's own SPIFFE ID, "" when it has none.
 	principal string
 
+	// overflow counts label sets recorded with unknown peer labels
+	// because their family reached maxSeries.
+	overflow                  *prometheus.CounterVec
+	httpOverflow, tcpOverflow prometheus.Counter
+	// maxSeries caps the label sets (so the series of each metric) of
+	// each family, HTTP and TCP.
+	maxSeries atomic.Int64
+
 	mu   sync.Mutex
 	http atomic.Pointer[map[httpKey]*httpHandles]
 	tcp  atomic.Pointer[map[tcpKey]*tcpHandles]
 }
+
+// DefaultMaxSeries is the default cap on the label sets of each family
+// of mesh metrics (HTTP: istio_requests_total and the three histograms;
+// TCP: the four istio_tcp_* counters).
+const DefaultMaxSeries = 1000
 
 func newIstio() *istio {
 	m := &istio{
@@ -177,10 +190,10 @@ func newIstio() *istio {
 			Name: "istio_response_bytes", Help: "Response body sizes in bytes.", Buckets: SizeBuckets,
 		}, httpLabels),
 		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "istio_tcp_sent_bytes_total", Help: "Bytes sent to the downstream of TCP connections, counted when a connection closes.",
+			Name: "istio_tcp_sent_bytes_total", Help: "Bytes sent to the downstream of TCP connections, counted as they are copied.",
 		}, tcpLabels),
 		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "istio_tcp_received_bytes_total", Help: "Bytes received from the downstream of TCP connections, counted when a connection closes.",
+			Name: "istio_tcp_received_bytes_total", Help: "Bytes received from the downstream of TCP connections, counted as they are copied.",
 		}, tcpLabels),
 		tcpOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "istio_tcp_connections_opened_total", Help: "TCP connections opened.",
@@ -188,7 +201,13 @@ func newIstio() *istio {
 		tcpClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "istio_tcp_connections_closed_total", Help: "TCP connections closed.",
 		}, tcpLabels),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_proxy_istio_series_overflow_total",
+			Help: "Requests (family http) and connections (family tcp) recorded with unknown peer labels because their family of istio_* metrics reached its cap of label sets.",
+		}, []string{"family"}),
 	}
+	m.httpOverflow, m.tcpOverflow = m.overflow.WithLabelValues("http"), m.overflow.WithLabelValues("tcp")
+	m.maxSeries.Store(DefaultMaxSeries)
 	m.setLocal(peermeta.Workload{})
 	hm, tm := map[httpKey]*httpHandles{}, map[tcpKey]*tcpHandles{}
 	m.http.Store(&hm)
@@ -197,7 +216,7 @@ func newIstio() *istio {
 }
 
 func (m *istio) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.tcpSent, m.tcpRecv, m.tcpOpened, m.tcpClosed}
+	return []prometheus.Collector{m.requests, m.duration, m.reqBytes, m.respBytes, m.tcpSent, m.tcpRecv, m.tcpOpened, m.tcpClosed, m.overflow}
 }
 
 func orUnknown(s string) string {
@@ -232,6 +251,24 @@ func (m *Metrics) SetPrincipal(p string) {
 	m.istio.mu.Unlock()
 }
 
+// SetMaxSeries caps the label sets of each family of mesh metrics (HTTP
+// and TCP) at n (DefaultMaxSeries when n <= 0). Once a family has n, a
+// request or connection with a label set it has not seen is recorded with
+// the peer's labels (workload, namespace, app, version, principal) set to
+// "unknown" and counted in weft_proxy_istio_series_overflow_total: peer
+// metadata arrives in a header anyone can send on a plaintext hop, and
+// must not be a way to mint series without end. The other labels come
+// from config and bounded protocol values. Call it before serving.
+func (m *Metrics) SetMaxSeries(n int) {
+	if m == nil {
+		return
+	}
+	if n <= 0 {
+		n = DefaultMaxSeries
+	}
+	m.istio.maxSeries.Store(int64(n))
+}
+
 // SetWorkload sets the sidecar's own workload, the source of outbound
 // requests and the destination of inbound ones. Call it before serving.
 func (m *Metrics) SetWorkload(w peermeta.Workload) {
@@ -242,13 +279,23 @@ func (m *Metrics) SetWorkload(w peermeta.Workload) {
 
 // RecordHTTP records a finished HTTP request in istio_requests_total,
 // istio_request_duration_milliseconds, istio_request_bytes and
-// istio_response_bytes. It does not allocate once the label set was seen.
+// istio_response_bytes. It does not allocate once the label set was seen,
+// nor for a request that overflows a full family (SetMaxSeries) once the
+// label set without its peer was seen.
 func (m *Metrics) RecordHTTP(r *HTTPRequest) {
 	if m == nil {
 		return
 	}
-	k := httpKey{principal: r.PeerPrincipal, mtls: r.MTLS, peer: r.Peer, service: r.Service, grpcStatus: r.GRPCStatus, flags: r.Flags, code: r.Code, inbound: r.Inbound, grpc: r.GRPC}
-	h := (*m.istio.http.Load())[k]
+	k := httpKey{principal: r.PeerPrincipal, mtls: r.MTLS, peer: r.Peer, service: r.Service, grpcStatus: grpcStatusLabel(r.GRPCStatus), flags: r.Flags, code: r.Code, inbound: r.Inbound, grpc: r.GRPC}
+	cache := *m.istio.http.Load()
+	h := cache[k]
+	if h == nil && int64(len(cache)) >= m.istio.maxSeries.Load() {
+		// Full: the label set without its peer, if seen, is recorded
+		// without a lock; else the slow path makes it.
+		if h = cache[k.withoutPeer()]; h != nil {
+			m.istio.httpOverflow.Inc()
+		}
+	}
 	if h == nil {
 		h = m.istio.httpHandles(k)
 	}
@@ -258,37 +305,94 @@ func (m *Metrics) RecordHTTP(r *HTTPRequest) {
 	h.respBytes.Observe(float64(r.ResponseBytes))
 }
 
-// TCPOpened counts a proxied TCP connection as opened.
-func (m *Metrics) TCPOpened(c *TCPConn) {
-	if m == nil {
-		return
-	}
-	m.tcpHandles(c).opened.Inc()
+// TCPBytes are the byte counters of one open TCP connection, for the
+// copy loops to add to as bytes pass, so a long-lived connection's bytes
+// show before it closes. Adding is one atomic add; the zero value (no
+// metrics) counts nothing.
+type TCPBytes struct {
+	sent, received prometheus.Counter
 }
 
-// TCPClosed counts a proxied TCP connection as closed with its byte
-// counts: sent to the downstream, received from it.
-func (m *Metrics) TCPClosed(c *TCPConn, sent, received int64) {
-	if m == nil {
-		return
-	}
-	h := m.tcpHandles(c)
-	h.closed.Inc()
-	if sent > 0 {
-		h.sent.Add(float64(sent))
-	}
-	if received > 0 {
-		h.received.Add(float64(received))
+// Sent counts n bytes sent to the downstream.
+func (b TCPBytes) Sent(n int) {
+	if b.sent != nil && n > 0 {
+		b.sent.Add(float64(n))
 	}
 }
 
-func (m *Metrics) tcpHandles(c *TCPConn) *tcpHandles {
+// Received counts n bytes received from the downstream.
+func (b TCPBytes) Received(n int) {
+	if b.received != nil && n > 0 {
+		b.received.Add(float64(n))
+	}
+}
+
+// TCPOpened counts a proxied TCP connection as opened and returns the
+// counters its bytes go to: the label set of the open connection (no
+// response flags yet), as Istio's periodic reports of open connections.
+func (m *Metrics) TCPOpened(c *TCPConn) TCPBytes {
+	if m == nil {
+		return TCPBytes{}
+	}
+	h := m.tcpHandles(c, true)
+	h.opened.Inc()
+	return TCPBytes{sent: h.sent, received: h.received}
+}
+
+// TCPClosed counts a proxied TCP connection as closed, with its final
+// response flags.
+func (m *Metrics) TCPClosed(c *TCPConn) {
+	if m == nil {
+		return
+	}
+	m.tcpHandles(c, false).closed.Inc()
+}
+
+// tcpHandles finds the handles of a connection's label set; opening
+// counts an overflow (a connection is counted once).
+func (m *Metrics) tcpHandles(c *TCPConn, opening bool) *tcpHandles {
 	k := tcpKey{principal: c.PeerPrincipal, mtls: c.MTLS, peer: c.Peer, service: c.Service, flags: c.Flags, inbound: c.Inbound}
-	if h := (*m.istio.tcp.Load())[k]; h != nil {
+	cache := *m.istio.tcp.Load()
+	if h := cache[k]; h != nil {
 		return h
 	}
-	return m.istio.tcpHandlesSlow(k)
+	if int64(len(cache)) >= m.istio.maxSeries.Load() {
+		if h := cache[k.withoutPeer()]; h != nil {
+			if opening {
+				m.istio.tcpOverflow.Inc()
+			}
+			return h
+		}
+	}
+	return m.istio.tcpHandlesSlow(k, opening)
 }
+
+// withoutPeer is the label set of an overflowing request: the peer's
+// workload and principal unknown.
+func (k httpKey) withoutPeer() httpKey {
+	k.peer, k.principal = peermeta.Workload{}, ""
+	return k
+}
+
+func (k tcpKey) withoutPeer() tcpKey {
+	k.peer, k.principal = peermeta.Workload{}, ""
+	return k
+}
+
+// grpcStatusLabel bounds grpc_response_status, which comes from a
+// response header: a gRPC status code is a decimal number (0 to 16 today);
+// anything that is not one or two digits is "unknown".
+func grpcStatusLabel(s string) string {
+	switch {
+	case s == "":
+		return ""
+	case len(s) <= 2 && isDigit(s[0]) && isDigit(s[len(s)-1]):
+		return s
+	}
+	return Unknown
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // labels builds the common label values: reporter, source, destination.
 func (m *istio) labels(inbound bool, peer peermeta.Workload, service, peerPrincipal string) []string {
@@ -353,6 +457,15 @@ func (m *istio) httpHandles(k httpKey) *httpHandles {
 	if h := old[k]; h != nil {
 		return h
 	}
+	if int64(len(old)) >= m.maxSeries.Load() {
+		m.httpOverflow.Inc()
+		k = k.withoutPeer()
+		if h := old[k]; h != nil {
+			return h
+		}
+		// The label sets without a peer are bounded by config and
+		// protocol values; they may go past the cap.
+	}
 	proto := ProtocolHTTP
 	if k.grpc {
 		proto = ProtocolGRPC
@@ -377,12 +490,21 @@ func (m *istio) httpHandles(k httpKey) *httpHandles {
 	return h
 }
 
-func (m *istio) tcpHandlesSlow(k tcpKey) *tcpHandles {
+func (m *istio) tcpHandlesSlow(k tcpKey, opening bool) *tcpHandles {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := *m.tcp.Load()
 	if h := old[k]; h != nil {
 		return h
+	}
+	if int64(len(old)) >= m.maxSeries.Load() {
+		if opening {
+			m.tcpOverflow.Inc()
+		}
+		k = k.withoutPeer()
+		if h := old[k]; h != nil {
+			return h
+		}
 	}
 	flags := k.flags
 	if flags == "" {

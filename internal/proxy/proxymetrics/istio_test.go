@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,12 +47,15 @@ func record() (client, server *Metrics) {
 		server.RecordHTTP(&r)
 	}
 	tc := TCPConn{Service: "mongo.default.svc.cluster.local"}
-	client.TCPOpened(&tc)
-	client.TCPClosed(&tc, 4096, 100)
+	b := client.TCPOpened(&tc)
+	b.Sent(4000)
+	b.Received(100)
+	b.Sent(96)
+	client.TCPClosed(&tc)
 	ts := TCPConn{Inbound: true, Service: "reviews.default.svc.cluster.local"}
 	server.TCPOpened(&ts)
 	ts.Flags = "UF"
-	server.TCPClosed(&ts, 0, 0)
+	server.TCPClosed(&ts)
 	return client, server
 }
 
@@ -160,7 +164,81 @@ func TestRecordHTTPDoesNotAllocate(t *testing.T) {
 	}
 	tc := TCPConn{Service: "x"}
 	m.TCPOpened(&tc)
-	if n := testing.AllocsPerRun(100, func() { m.TCPOpened(&tc); m.TCPClosed(&tc, 1, 2) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { b := m.TCPOpened(&tc); b.Sent(1); b.Received(2); m.TCPClosed(&tc) }); n != 0 {
 		t.Errorf("TCP recording allocates %v times per call, want 0", n)
+	}
+}
+
+// seriesBy sums the values of one counter family by the value of one
+// label.
+func seriesBy(t *testing.T, m *Metrics, family, label string) map[string]float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != family {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			for _, lp := range s.GetLabel() {
+				if lp.GetName() == label {
+					out[lp.GetValue()] += s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestSeriesCap: spoofed peers each naming a new workload fill a family
+// up to its cap; the rest are recorded as from an unknown peer and
+// counted, and the TCP family has its own cap.
+func TestSeriesCap(t *testing.T) {
+	m := New()
+	m.SetWorkload(productpage)
+	m.SetMaxSeries(3)
+	const svc = "reviews.default.svc.cluster.local"
+	for i := range 10 {
+		r := HTTPRequest{Inbound: true, Peer: peermeta.Workload{Name: "spoofed-" + strconv.Itoa(i), Namespace: "default"}, Service: svc, Code: 200}
+		m.RecordHTTP(&r)
+	}
+	want := map[string]float64{"spoofed-0": 1, "spoofed-1": 1, "spoofed-2": 1, Unknown: 7}
+	if diff := cmp.Diff(want, seriesBy(t, m, "istio_requests_total", "source_workload")); diff != "" {
+		t.Errorf("istio_requests_total by source_workload (-want +got):\n%s", diff)
+	}
+	for i := range 5 {
+		c := TCPConn{Inbound: true, Service: svc, PeerPrincipal: "spiffe://cluster.local/ns/default/sa/p" + strconv.Itoa(i), MTLS: true}
+		m.TCPOpened(&c).Received(10)
+		m.TCPClosed(&c)
+	}
+	wantTCP := map[string]float64{
+		"spiffe://cluster.local/ns/default/sa/p0": 10, "spiffe://cluster.local/ns/default/sa/p1": 10,
+		"spiffe://cluster.local/ns/default/sa/p2": 10, Unknown: 20,
+	}
+	if diff := cmp.Diff(wantTCP, seriesBy(t, m, "istio_tcp_received_bytes_total", "source_principal")); diff != "" {
+		t.Errorf("istio_tcp_received_bytes_total by source_principal (-want +got):\n%s", diff)
+	}
+	// Overflows: 7 requests, 2 connections.
+	if diff := cmp.Diff(map[string]float64{"http": 7, "tcp": 2}, seriesBy(t, m, "weft_proxy_istio_series_overflow_total", "family")); diff != "" {
+		t.Errorf("weft_proxy_istio_series_overflow_total (-want +got):\n%s", diff)
+	}
+	// Recording an overflowing request takes neither a lock nor memory.
+	r := HTTPRequest{Inbound: true, Peer: peermeta.Workload{Name: "spoofed-99"}, Service: svc, Code: 200}
+	if n := testing.AllocsPerRun(100, func() { m.RecordHTTP(&r) }); n != 0 {
+		t.Errorf("an overflowing request allocates %v times, want 0", n)
+	}
+}
+
+func TestGRPCStatusLabelIsBounded(t *testing.T) {
+	m := New()
+	for _, s := range []string{"0", "16", "abc", "123", strings.Repeat("9", 100), "-1"} {
+		m.RecordHTTP(&HTTPRequest{Service: "grpc.default.svc.cluster.local", GRPC: true, Code: 200, GRPCStatus: s})
+	}
+	want := map[string]float64{"0": 1, "16": 1, Unknown: 4}
+	if diff := cmp.Diff(want, seriesBy(t, m, "istio_requests_total", "grpc_response_status")); diff != "" {
+		t.Errorf("istio_requests_total by grpc_response_status (-want +got):\n%s", diff)
 	}
 }

@@ -173,6 +173,11 @@ type ProxyOptions struct {
 	// XDSAddr, when set, replaces the control plane's address (xDS over
 	// mTLS on a CA's port).
 	XDSAddr string
+	// ConfigAccessLogs leaves access logging to the config's access_log
+	// sinks: no --access-log logger, and Proxy.Access stays empty.
+	ConfigAccessLogs bool
+	// MaxSeries is app.Config's field of that name (0: the default).
+	MaxSeries int
 }
 
 var proxySeq atomic.Int64
@@ -196,11 +201,16 @@ func StartProxy(t testing.TB, cp *ControlPlane, name string, opts ProxyOptions) 
 		XDSBackoffBase: 20 * time.Millisecond, XDSBackoffMax: 200 * time.Millisecond,
 		CAAddr: opts.CAAddr, CARootFile: opts.CARootFile, BootstrapTokenFile: opts.BootstrapTokenFile,
 		CAPollInterval: opts.CAPollInterval,
+		MaxSeries:      opts.MaxSeries,
 	}
 	if opts.XDSAddr != "" {
 		cfg.XDSAddr = opts.XDSAddr
 	}
-	p, err := app.New(cfg, log, access)
+	var accessW io.Writer = access
+	if opts.ConfigAccessLogs {
+		accessW = nil
+	}
+	p, err := app.New(cfg, log, accessW)
 	if err != nil {
 		t.Fatal(err)
 	}
