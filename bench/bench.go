@@ -19,6 +19,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"weft.dev/weft/internal/version"
 )
 
 // Options configure a run. Zero values take the defaults of the full run
@@ -61,6 +63,10 @@ type Options struct {
 	// SidecarEnv is added to the sidecars' environment (for example
 	// GOMAXPROCS=1, to try runtime settings without a rebuild).
 	SidecarEnv []string
+	// BaseSidecarEnv, when not nil, replaces SidecarEnv for the baseline
+	// mesh (WeftProxyBase), so one run can compare two settings of the
+	// same binary.
+	BaseSidecarEnv []string
 	// OutDir receives results.json, logs and profiles (bench/out).
 	OutDir string
 	// Profile takes CPU profiles of both sidecars during the last
@@ -193,13 +199,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if o.WeftProxy == "" {
 			o.WeftProxy = filepath.Join(work, "weft-proxy")
 			log.Info("building weft-proxy", "out", o.WeftProxy)
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", o.WeftProxy, "weft.dev/weft/cmd/weft-proxy")
+			cmd := exec.CommandContext(ctx, "go", "build", "-tags", version.BuildTags, "-o", o.WeftProxy, "weft.dev/weft/cmd/weft-proxy")
 			if b, err := cmd.CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("building weft-proxy: %v\n%s", err, b)
 			}
 		}
 		log.Info("starting the control plane and two sidecars", "services", o.Services)
-		m, err := startWeft(ctx, &o, o.WeftProxy, "", work, logDir, int(ports[0]), int(ports[1]))
+		m, err := startWeft(ctx, &o, o.WeftProxy, "", o.SidecarEnv, work, logDir, int(ports[0]), int(ports[1]))
 		if err != nil {
 			return nil, err
 		}
@@ -207,7 +213,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		addWeftPaths(add, "weft", m)
 		if o.WeftProxyBase != "" {
 			log.Info("starting the baseline mesh", "weft-proxy", o.WeftProxyBase)
-			b, err := startWeft(ctx, &o, o.WeftProxyBase, "base-", work, logDir, int(ports[0]), int(ports[1]))
+			env := o.SidecarEnv
+			if o.BaseSidecarEnv != nil {
+				env = o.BaseSidecarEnv
+			}
+			b, err := startWeft(ctx, &o, o.WeftProxyBase, "base-", env, work, logDir, int(ports[0]), int(ports[1]))
 			if err != nil {
 				return nil, fmt.Errorf("baseline mesh: %w", err)
 			}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"weft.dev/weft/internal/version"
 )
 
 // TestSmoke runs the harness with a few hundred requests per window: it
@@ -30,7 +32,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	build("../tools", "fortio.org/fortio")
-	build("..", "weft.dev/weft/cmd/weft-proxy")
+	build("..", "-tags", version.BuildTags, "weft.dev/weft/cmd/weft-proxy")
 
 	o := Options{
 		Smoke: true, Rounds: 2,

@@ -142,9 +142,10 @@ spec:
 // startWeft runs the control plane, with its CA, and the two sidecars,
 // each with a bootstrap token and the CA flags as `weft up` starts them,
 // and waits until a request goes through both, in plaintext and in mTLS.
-// bin is the weft-proxy binary; prefix names the mesh's work folder,
-// logs and processes ("" for the main mesh).
-func startWeft(ctx context.Context, o *Options, bin, prefix, work, logDir string, fortioHTTP, fortioGRPC int) (*weftMesh, error) {
+// bin is the weft-proxy binary and env is added to its environment;
+// prefix names the mesh's work folder, logs and processes ("" for the
+// main mesh).
+func startWeft(ctx context.Context, o *Options, bin, prefix string, env []string, work, logDir string, fortioHTTP, fortioGRPC int) (*weftMesh, error) {
 	work = filepath.Join(work, prefix+"weft")
 	cfgDir := filepath.Join(work, "mesh")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
@@ -241,7 +242,7 @@ func startWeft(ctx context.Context, o *Options, bin, prefix, work, logDir string
 			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort),
 			"--pprof",
 		}
-		p, err := startProc(logDir, prefix+s.name, o.SidecarEnv, args...)
+		p, err := startProc(logDir, prefix+s.name, env, args...)
 		if err != nil {
 			m.stop()
 			return nil, err

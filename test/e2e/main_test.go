@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"weft.dev/weft/internal/local"
+	"weft.dev/weft/internal/version"
 )
 
 // binDir holds the binaries built for this test run.
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	for _, pkg := range []string{"weft", "weft-proxy"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "weft.dev/weft/cmd/"+pkg)
+		cmd := exec.Command("go", "build", "-tags", version.BuildTags, "-o", filepath.Join(dir, pkg), "weft.dev/weft/cmd/"+pkg)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building", pkg, err)

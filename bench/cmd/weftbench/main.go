@@ -41,6 +41,7 @@ func main() {
 	flag.StringVar(&o.Caddy, "caddy", exists("bin/tools/caddy"), "caddy binary (empty: skip)")
 	flag.StringVar(&o.OutDir, "out", "bench/out", "folder for results.json, logs and profiles")
 	sidecarEnv := flag.String("sidecar-env", "", "K=V,K=V added to the sidecars' environment (e.g. GOMAXPROCS=1)")
+	baseEnv := flag.String("base-sidecar-env", "-", "K=V,K=V for the --weft-proxy-base mesh's sidecars instead of --sidecar-env (\"\" for none; \"-\": the same)")
 	flag.BoolVar(&o.Profile, "pprof", false, "save CPU profiles of both sidecars during the last two-hop latency and throughput windows")
 	flag.Parse()
 	if *quick {
@@ -51,6 +52,9 @@ func main() {
 	o.Paths = split(*paths)
 	o.Scenarios = split(*scen)
 	o.SidecarEnv = split(*sidecarEnv)
+	if *baseEnv != "-" {
+		o.BaseSidecarEnv = append([]string{}, split(*baseEnv)...)
+	}
 	o.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
