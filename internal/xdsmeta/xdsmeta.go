@@ -33,7 +33,8 @@ const (
 // Traffic capture. A sidecar whose node metadata has MetaInterceptionMode
 // = InterceptionRedirect runs behind iptables REDIRECT rules: its
 // virtualOutbound is transparent (use_original_dst) and passes traffic for
-// unknown destinations through ClusterPassthrough. `weft up` does not set
+// unknown destinations through ClusterPassthrough; virtualInbound receives
+// its inbound traffic the same way. `weft up` does not set
 // it: local mode has no iptables.
 const (
 	// MetaInterceptionMode is Istio's key for how traffic reaches the proxy.
@@ -57,6 +58,10 @@ const (
 	// and CONNECT). Its filter chains are selected by destination port and,
 	// for TCP services, by host name (server_names) or VIP (prefix_ranges).
 	ListenerOutbound = "virtualOutbound"
+	// ListenerInboundCapture is the inbound listener of a sidecar behind
+	// iptables REDIRECT (port 15006), transparent, with the chains of its
+	// inbound listeners matched by the app port the client dialled.
+	ListenerInboundCapture = "virtualInbound"
 	// ListenerInboundPrefix starts the names of inbound listeners, one per
 	// service port: "inbound|9080".
 	ListenerInboundPrefix = "inbound|"

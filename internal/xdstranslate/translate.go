@@ -161,6 +161,12 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		}
 		inL, inC := inboundResources(p.Instance, tel, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc)
+		var capL []*listener.Listener
+		if p.Capture {
+			if l := captureInbound(p.Instance, inL); l != nil {
+				capL = append(capL, l)
+			}
+		}
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
 		if passC != nil {
 			lh = append(lh, hashMessage(out.DefaultFilterChain))
@@ -171,9 +177,12 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		for _, l := range upL {
 			lh = append(lh, hashMessage(l))
 		}
+		for _, l := range capL {
+			lh = append(lh, hashMessage(l))
+		}
 		// "inbound|..." sorts before "outbound|<local port>|...", which
-		// sorts before "virtualOutbound".
-		res.Listeners = append(append(inL, upL...), out)
+		// sorts before "virtualInbound", then "virtualOutbound".
+		res.Listeners = append(append(append(inL, upL...), capL...), out)
 		res.Hashes.Listeners = combine(lh)
 		if len(upL) > 0 {
 			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: tel.withOTLP(e.clusters), Endpoints: e.endpoints}))
