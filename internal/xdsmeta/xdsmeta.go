@@ -28,6 +28,11 @@ const (
 	// MetaProxyType is "sidecar" or "gateway" for Weft proxies. A node
 	// without it is served as a proxyless gRPC client.
 	MetaProxyType = "WEFT_PROXY"
+	// MetaCertProvider, on a proxyless gRPC client, names the certificate
+	// provider instance of its bootstrap ("certificate_providers", e.g. a
+	// file_watcher) that holds its workload certificate and the mesh's
+	// trust bundle; its clusters to sidecars then use mTLS (gRFC A29).
+	MetaCertProvider = "WEFT_CERT_PROVIDER"
 )
 
 // Traffic capture. A sidecar whose node metadata has MetaInterceptionMode

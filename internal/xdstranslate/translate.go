@@ -113,6 +113,8 @@ func cacheKey(p *Proxy, sc *scope) string {
 	b.WriteString(sc.cacheKey())
 	b.WriteByte(0)
 	b.WriteString(p.Workload) // names the proxy in its tracing config
+	b.WriteByte(0)
+	b.WriteString(p.CertProvider)
 	return b.String()
 }
 
@@ -257,7 +259,11 @@ func (t *Translator) fill(e *entry, p *Proxy, sc *scope) {
 		check = &Resources{Listeners: e.listeners}
 	default:
 		e.listeners, e.routes = t.buildProxyless(p, svcs)
-		e.clusters, e.clusterHashes, e.clustersHash = withoutMeshTLS(e.clusters, e.clusterHashes)
+		if p.CertProvider != "" {
+			e.clusters, e.clusterHashes, e.clustersHash = withProviderTLS(e.clusters, e.clusterHashes, p.CertProvider)
+		} else {
+			e.clusters, e.clusterHashes, e.clustersHash = withoutMeshTLS(e.clusters, e.clusterHashes)
+		}
 		check = &Resources{Listeners: e.listeners}
 	}
 	var lh, rh []uint64
