@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/proxyconfig"
@@ -31,6 +33,12 @@ type Request struct {
 	// service's host name); Header its headers.
 	Method, Path, Host string
 	Header             http.Header
+	// Auth simulates a request with a valid JWT (request principal
+	// "<iss>/<sub>", audiences, presenter, claims); nil for a request
+	// without one. The token is taken as validly signed and unexpired;
+	// whether a RequestAuthentication of the destination accepts its
+	// issuer and audiences is checked as the sidecar would.
+	Auth *rbac.Auth
 }
 
 // Result is the decision for one destination instance.
@@ -53,6 +61,11 @@ type Result struct {
 	Audit string `json:"audit,omitempty"`
 	// Reason says why, in words.
 	Reason string `json:"reason"`
+	// Note says how request authentication was simulated where it
+	// matters: the call was evaluated as unauthenticated (no JWT) while
+	// a deciding rule matches on it, or the simulated token would not be
+	// validated.
+	Note string `json:"note,omitempty"`
 }
 
 // Check decides req against the inbound listener of inst for req.Port.
@@ -118,6 +131,7 @@ func Check(snap *model.Snapshot, inst *model.Instance, req Request) (Result, err
 	in.RemoteIP = in.SourceIP
 	in.DestIP, _ = netip.ParseAddr(inst.Address)
 	var rc *rbac.Chain
+	note := ""
 	if chain.HTTP != nil {
 		rc = chain.HTTP.RBAC
 		in.HTTP = true
@@ -131,11 +145,93 @@ func Check(snap *model.Snapshot, inst *model.Instance, req Request) (Result, err
 		if in.Header == nil {
 			in.Header = http.Header{}
 		}
+		if req.Auth != nil {
+			var refused string
+			in.Auth, note, refused = authenticate(chain.HTTP.JWT, req.Auth)
+			if refused != "" {
+				res.Decision, res.Reason, res.Note = "DENY", refused, note
+				return res, nil
+			}
+		}
 	} else {
 		rc = chain.RBAC
+		if req.Auth != nil {
+			note = "a TCP port: no token is read, the call is evaluated as unauthenticated"
+		}
 	}
 	d := rc.Evaluate(in)
-	return Explain(res, d), nil
+	res = Explain(res, d)
+	if in.Auth == nil && note == "" {
+		note = unauthenticatedNote(rc, d)
+	}
+	res.Note = note
+	return res, nil
+}
+
+// authenticate is the sidecar's JWT filter for a simulated token: the
+// token reaches authorization only when a RequestAuthentication applies
+// and one of its providers accepts the issuer and audiences. refused is
+// the 401 reason when the sidecar would reject the token.
+func authenticate(j *proxyconfig.JWTAuthn, a *rbac.Auth) (auth *rbac.Auth, note, refused string) {
+	iss := a.Principal
+	if i := strings.LastIndex(a.Principal, "/"); i >= 0 {
+		iss = a.Principal[:i]
+	}
+	if j == nil || len(j.Providers) == 0 {
+		return nil, "no RequestAuthentication applies to this workload: its sidecar does not read the token, so the call is evaluated as unauthenticated (no JWT)", ""
+	}
+	var issuers []string
+	for _, p := range j.Providers {
+		issuers = append(issuers, p.Issuer)
+		if p.Issuer != iss {
+			continue
+		}
+		if len(p.Audiences) > 0 && !slices.ContainsFunc(a.Audiences, func(s string) bool { return slices.Contains(p.Audiences, s) }) {
+			return nil, fmt.Sprintf("the token's audiences %v include none of %v (RequestAuthentication %s)", a.Audiences, p.Audiences, p.Name),
+				"the sidecar rejects the token: 401 Audiences in Jwt are not allowed"
+		}
+		return a, fmt.Sprintf("evaluated with a valid token from issuer %s (RequestAuthentication %s), taken as validly signed and unexpired", iss, p.Name), ""
+	}
+	slices.Sort(issuers)
+	return nil, fmt.Sprintf("no RequestAuthentication of this workload accepts issuer %q (it accepts %s)", iss, strings.Join(issuers, ", ")),
+		"the sidecar rejects the token: 401 Jwt issuer is not configured"
+}
+
+// unauthenticatedNote says that a call without a token was evaluated as
+// unauthenticated, when a rule that decided matches on request
+// authentication: the DENY rule that matched, or else every enforcing
+// rule, each of which took part by not matching.
+func unauthenticatedNote(c *rbac.Chain, d rbac.Decision) string {
+	if c == nil || !d.Decided {
+		return ""
+	}
+	var names []string
+	add := func(p *rbac.Policy) {
+		if !p.UsesAuth {
+			return
+		}
+		if ns, name, rule, ok := rbac.PolicyOrigin(p.Name); ok {
+			names = append(names, fmt.Sprintf("%s/%s rule %s", ns, name, rule))
+		} else {
+			names = append(names, p.Name)
+		}
+	}
+	for _, e := range c.Engines {
+		if e.Shadow || e.Action == rbac.Log {
+			continue
+		}
+		for _, p := range e.Policies {
+			if !d.Allowed && d.Action == rbac.Deny && d.Policy != "" && p.Name != d.Policy {
+				continue
+			}
+			add(p)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("evaluated as unauthenticated (no JWT), and %s match(es) on request authentication: give --request-principal ISS/SUB (and --claim NAME=VALUE) to check a call with a token",
+		strings.Join(names, ", "))
 }
 
 // Explain fills res from a decision.
@@ -173,4 +269,99 @@ func Explain(res Result, d rbac.Decision) Result {
 		res.Reason = "allowed: no DENY policy matched and no ALLOW policy applies"
 	}
 	return res
+}
+
+// ParseToken builds the simulated token of `weft authz check`: principal
+// is "<iss>/<sub>" (split at the last "/", since issuers are often URLs);
+// each claim is "name=value", with a nested claim named as in
+// AuthorizationPolicy conditions ("realm[roles]=admin", optionally
+// prefixed "request.auth.claims"). A name given more than once makes a
+// list. aud gives the audiences, azp the presenter; iss and sub come from
+// principal and may not be given as claims.
+func ParseToken(principal string, claims []string) (*rbac.Auth, error) {
+	if principal == "" {
+		if len(claims) > 0 {
+			return nil, fmt.Errorf("--claim needs --request-principal ISS/SUB: the token's issuer picks the RequestAuthentication that validates it")
+		}
+		return nil, nil
+	}
+	i := strings.LastIndex(principal, "/")
+	if i <= 0 || i == len(principal)-1 {
+		return nil, fmt.Errorf("request principal %q: want ISS/SUB, the token's issuer and subject (e.g. https://idp.example.com/alice)", principal)
+	}
+	iss, sub := principal[:i], principal[i+1:]
+	a := &rbac.Auth{Principal: principal, Claims: map[string]any{"iss": iss, "sub": sub}}
+	for _, c := range claims {
+		name, value, ok := strings.Cut(c, "=")
+		path, perr := claimPath(strings.TrimSpace(name))
+		if !ok || perr != nil {
+			return nil, fmt.Errorf("claim %q: want NAME=VALUE, NAME a claim as in request.auth.claims[NAME] (nested: a[b])", c)
+		}
+		if len(path) == 1 && (path[0] == "iss" || path[0] == "sub") {
+			return nil, fmt.Errorf("claim %q: the issuer and subject come from --request-principal ISS/SUB", c)
+		}
+		m := a.Claims
+		for _, k := range path[:len(path)-1] {
+			next, ok := m[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[k] = next
+			}
+			m = next
+		}
+		last := path[len(path)-1]
+		switch old := m[last].(type) {
+		case nil:
+			m[last] = value
+		case string:
+			m[last] = []any{old, value}
+		case []any:
+			m[last] = append(old, value)
+		default:
+			return nil, fmt.Errorf("claim %q: %s is also given as an object", c, last)
+		}
+		if len(path) == 1 {
+			switch last {
+			case "aud":
+				a.Audiences = append(a.Audiences, value)
+			case "azp":
+				a.Presenter = value
+			}
+		}
+	}
+	return a, nil
+}
+
+// claimPath splits "a", "a[b][c]" or "request.auth.claims[a][b]" into
+// its keys.
+func claimPath(name string) ([]string, error) {
+	if rest, ok := strings.CutPrefix(name, "request.auth.claims"); ok {
+		if !strings.HasPrefix(rest, "[") {
+			return nil, fmt.Errorf("no claim name")
+		}
+		name = rest
+	}
+	var out []string
+	head, rest, _ := strings.Cut(name, "[")
+	if head != "" {
+		out = append(out, head)
+	}
+	if rest != "" {
+		rest = "[" + rest
+	}
+	for rest != "" {
+		if !strings.HasPrefix(rest, "[") {
+			return nil, fmt.Errorf("bad claim name")
+		}
+		end := strings.Index(rest, "]")
+		if end < 2 {
+			return nil, fmt.Errorf("bad claim name")
+		}
+		out = append(out, rest[1:end])
+		rest = rest[end+1:]
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no claim name")
+	}
+	return out, nil
 }

@@ -6,8 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/proxy/rbac"
 	"weft.dev/weft/internal/validate"
 )
 
@@ -190,6 +193,123 @@ spec:
 				if got.Decision != want || !strings.Contains(got.Reason+" "+got.Policy+" rule "+got.Rule, reason) {
 					t.Errorf("call %d %+v: got %s (%s; policy %q rule %q), want %s", i, c.req, got.Decision, got.Reason, got.Policy, got.Rule, c.want)
 				}
+			}
+		})
+	}
+}
+
+const (
+	ra   = "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+	jwks = `{"keys":[{"use":"sig","kty":"EC","kid":"test","crv":"P-256","alg":"ES256","x":"tr1uDKIlYhIjSbb-e6nFI7jbYl9TYTHhQTE8pOp0p2E","y":"ngyIzos_Ex_q4OcW3PcF4RLqP2cZSL5hl7s_ORNjQTk"}]}`
+	iss  = "https://idp.example.com"
+)
+
+// TestSimulatedTokens checks calls with a simulated JWT (requestPrincipals,
+// request.auth.claims, audiences) and the note on calls evaluated as
+// unauthenticated, decided by the sidecar's translation, parser and
+// matcher.
+func TestSimulatedTokens(t *testing.T) {
+	reqAuthn := ra + "metadata: {name: jwt, namespace: foo}\nspec:\n  jwtRules:\n  - issuer: " + iss + "\n    audiences: [httpbin, shop]\n    jwks: '" + jwks + "'\n"
+	policy := reqAuthn + "---\n" + ap + `metadata: {name: admins, namespace: foo}
+spec:
+  rules:
+  - from: [{source: {requestPrincipals: ["` + iss + `/*"]}}]
+    when:
+    - {key: "request.auth.claims[groups]", values: ["admins"]}
+    - {key: "request.auth.claims[realm][level]", values: ["gold"]}
+  - to: [{operation: {paths: ["/public"]}}]
+---
+` + ap + `metadata: {name: no-bob, namespace: foo}
+spec:
+  action: DENY
+  rules: [{from: [{source: {requestPrincipals: ["` + iss + `/bob"]}}]}]
+`
+	tok := func(principal string, claims ...string) *Request {
+		a, err := ParseToken(principal, claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Request{Principal: sleepFoo, Path: "/admin", Auth: a}
+	}
+	for _, tc := range []struct {
+		name   string
+		policy string
+		req    *Request
+		want   string // decision ":" reason substring
+		note   string // substring of the note; "" for none
+	}{
+		{name: "no token: the rule matching on it is named", policy: policy, req: &Request{Principal: sleepFoo, Path: "/admin"},
+			want: "DENY:no rule", note: "evaluated as unauthenticated (no JWT), and foo/no-bob rule 0, foo/admins rule 0 match"},
+		{name: "no token on a path that needs none: still noted, the DENY rule took part", policy: policy, req: &Request{Principal: sleepFoo, Path: "/public"},
+			want: "ALLOW:foo/admins, rule 1", note: "foo/no-bob rule 0"},
+		{name: "token with the claims", policy: policy, req: tok(iss+"/alice", "groups=users", "groups=admins", "realm[level]=gold", "aud=shop"),
+			want: "ALLOW:foo/admins, rule 0", note: "evaluated with a valid token from issuer " + iss},
+		{name: "token with a nested claim missing", policy: policy, req: tok(iss+"/alice", "groups=admins", "aud=shop"), want: "DENY:no rule", note: "valid token"},
+		{name: "token with a claim in condition syntax", policy: policy, req: tok(iss+"/alice", "request.auth.claims[groups]=admins", "realm[level]=gold", "aud=httpbin"),
+			want: "ALLOW:foo/admins, rule 0", note: "valid token"},
+		{name: "denied request principal", policy: policy, req: tok(iss+"/bob", "groups=admins", "realm[level]=gold", "aud=shop"), want: "DENY:DENY policy foo/no-bob", note: "valid token"},
+		{name: "issuer no RequestAuthentication accepts: 401", policy: policy, req: tok("https://evil.example.com/alice", "aud=shop"),
+			want: "DENY:401 Jwt issuer is not configured", note: `accepts issuer "https://evil.example.com"`},
+		{name: "wrong audience: 401", policy: policy, req: tok(iss+"/alice", "aud=billing"), want: "DENY:401 Audiences in Jwt are not allowed", note: "include none of"},
+		{name: "no RequestAuthentication: the token is not read", policy: ap + "metadata: {name: p, namespace: foo}\nspec: {rules: [{from: [{source: {requestPrincipals: ['*']}}]}]}\n",
+			req: tok(iss + "/alice"), want: "DENY:no rule", note: "no RequestAuthentication applies"},
+		{name: "no rule depends on a token: no note", policy: ap + "metadata: {name: p, namespace: foo}\nspec: {rules: [{from: [{source: {namespaces: ['foo']}}]}]}\n",
+			req: &Request{Principal: sleepFoo}, want: "ALLOW"},
+		{name: "TCP port: no token is read", policy: reqAuthn, req: func() *Request { r := tok(iss + "/alice"); r.Port = 9000; return r }(),
+			want: "ALLOW", note: "TCP port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := snapshotOf(t, tc.policy)
+			got, err := Check(snap, snap.Instances["httpbin-0.foo"], *tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, reason, _ := strings.Cut(tc.want, ":")
+			if got.Decision != want || !strings.Contains(got.Reason+" "+got.Policy+", rule "+got.Rule, reason) {
+				t.Errorf("got %s (%s; policy %q rule %q), want %s", got.Decision, got.Reason, got.Policy, got.Rule, tc.want)
+			}
+			if (tc.note == "") != (got.Note == "") || !strings.Contains(got.Note, tc.note) {
+				t.Errorf("note %q, want one with %q", got.Note, tc.note)
+			}
+		})
+	}
+}
+
+// TestParseToken checks the flags' syntax.
+func TestParseToken(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		principal string
+		claims    []string
+		want      *rbac.Auth
+		err       string
+	}{
+		{name: "none", want: nil},
+		{name: "issuer URL and subject", principal: "https://idp.example.com/alice",
+			want: &rbac.Auth{Principal: "https://idp.example.com/alice", Claims: map[string]any{"iss": "https://idp.example.com", "sub": "alice"}}},
+		{name: "claims: list, nested, audiences, presenter", principal: "iss/sub", claims: []string{"groups=a", "groups=b", "realm[roles]=admin", "aud=x", "aud=y", "azp=web"},
+			want: &rbac.Auth{Principal: "iss/sub", Audiences: []string{"x", "y"}, Presenter: "web", Claims: map[string]any{
+				"iss": "iss", "sub": "sub", "groups": []any{"a", "b"}, "realm": map[string]any{"roles": "admin"}, "aud": []any{"x", "y"}, "azp": "web"}}},
+		{name: "claim without principal", claims: []string{"groups=a"}, err: "--claim needs --request-principal"},
+		{name: "principal without subject", principal: "https://idp.example.com/", err: "want ISS/SUB"},
+		{name: "principal without issuer", principal: "alice", err: "want ISS/SUB"},
+		{name: "claim without value", principal: "i/s", claims: []string{"groups"}, err: "want NAME=VALUE"},
+		{name: "bad nesting", principal: "i/s", claims: []string{"a[b=c"}, err: "want NAME=VALUE"},
+		{name: "issuer as a claim", principal: "i/s", claims: []string{"iss=x"}, err: "come from --request-principal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseToken(tc.principal, tc.claims)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -111,6 +111,11 @@ type Authority struct {
 
 	serverMu   sync.Mutex
 	serverCert *serverCert
+
+	// failpoint, when set (tests), runs before every change to the CA
+	// folder, named "write <file>" or "remove <file>"; an error stops the
+	// change there, as a crash would.
+	failpoint func(op string) error
 }
 
 // New loads or creates the CA's signing certificate.
@@ -194,7 +199,7 @@ func (a *Authority) setRoots(roots []*x509.Certificate) error {
 	}
 	a.metrics.setExpiry(a.roots, a.intermediates)
 	if a.mode == "self-signed" {
-		if err := writeFile(a.bundleFile, a.bundlePEM, 0o644); err != nil {
+		if err := a.writeFile(a.bundleFile, a.bundlePEM, 0o644); err != nil {
 			return fmt.Errorf("writing the trust bundle: %w", err)
 		}
 	}
@@ -206,6 +211,11 @@ func (a *Authority) loadOrCreateRoot(dir string) error {
 	a.mode = "self-signed"
 	certPath, keyPath := filepath.Join(dir, RootCertFile), filepath.Join(dir, RootKeyFile)
 	a.bundleFile = filepath.Join(dir, TrustBundleFile)
+	if _, err := os.Stat(dir); err == nil {
+		if err := a.recoverRotation(dir); err != nil {
+			return err
+		}
+	}
 	_, certErr := os.Stat(certPath)
 	_, keyErr := os.Stat(keyPath)
 	switch {
@@ -232,7 +242,7 @@ func (a *Authority) loadOrCreateRoot(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeRoot(certPath, keyPath, cert, key); err != nil {
+	if err := a.writeRootFiles(certPath, keyPath, cert, key); err != nil {
 		return err
 	}
 	a.log.Info("created a self-signed root CA", "dir", dir, "expires", cert.NotAfter.UTC().Format(time.RFC3339))
@@ -267,21 +277,45 @@ func (a *Authority) newRoot() (*x509.Certificate, crypto.Signer, error) {
 	return cert, key, nil
 }
 
-// writeRoot writes a root's key (0600) then its certificate.
-func writeRoot(certPath, keyPath string, cert *x509.Certificate, key crypto.Signer) error {
+// writeRootFiles writes a root's key (0600) then its certificate.
+func (a *Authority) writeRootFiles(certPath, keyPath string, cert *x509.Certificate, key crypto.Signer) error {
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return err
 	}
 	// The key first: a crash in between leaves a key alone, which the
-	// next start reports rather than overwrites.
-	if err := writeFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	// next start reports rather than overwrites (the root), or removes
+	// (a staged root never committed; rotate.go).
+	if err := a.writeFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return fmt.Errorf("writing the root key: %w", err)
 	}
-	if err := writeFile(certPath, encodeCert(cert), 0o644); err != nil {
+	if err := a.writeFile(certPath, encodeCert(cert), 0o644); err != nil {
 		return fmt.Errorf("writing the root certificate: %w", err)
 	}
 	return nil
+}
+
+// writeFile is writeFile after the failpoint.
+func (a *Authority) writeFile(path string, data []byte, perm os.FileMode) error {
+	if a.failpoint != nil {
+		if err := a.failpoint("write " + filepath.Base(path)); err != nil {
+			return err
+		}
+	}
+	return writeFile(path, data, perm)
+}
+
+// removeFile removes path, if it is there, and makes that durable.
+func (a *Authority) removeFile(path string) error {
+	if a.failpoint != nil {
+		if err := a.failpoint("remove " + filepath.Base(path)); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // loadPlugin reads a plug-in CA in Istio's cacerts layout.
@@ -579,7 +613,9 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	return ok && e.Equal(b)
 }
 
-// writeFile writes data atomically (temporary file, then rename) with perm.
+// writeFile writes data atomically and durably with perm: a temporary
+// file, synced, renamed over path, then the folder synced, so a crash
+// leaves the old content or the new, never a mix or nothing.
 func writeFile(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -594,8 +630,25 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 		tmp.Close()
 		return err
 	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes the entries of a folder (renames, removals) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

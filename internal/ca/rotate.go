@@ -31,12 +31,34 @@ import (
 //
 // Sidecars report what they use on every certificate request and every
 // bundle poll (caapi.GetTrustBundle).
+//
+// Crash safety. Every file is replaced atomically (temporary file, fsync,
+// rename, fsync of the folder), and rotation.json is each step's commit
+// point: a crash before it leaves the previous stage in force, a crash
+// after it the next, and the next start loads either and finishes or
+// rolls back what the step left half done:
+//
+//   - stage writes next-root-key.pem, next-root-cert.pem, then
+//     rotation.json (staged). Staged files without rotation.json are an
+//     unfinished stage, never distributed: the start removes them (roll
+//     back), and --stage can be given again.
+//   - issue-from-new rewrites rotation.json alone.
+//   - retire-old writes retired-root-cert-<serial>.pem, then rotation.json
+//     with stage retiring (the commit point), then copies the staged root
+//     over root-key.pem and root-cert.pem, removes the staged files and
+//     finally rotation.json. A start that finds stage retiring redoes the
+//     copy while the staged files are whole, or else checks that the root
+//     files hold the new root (their serial is in rotation.json), and
+//     finishes (roll forward).
 
 // Rotation stages.
 const (
 	StageNone    = "none"             // one root, signing with it
 	StageStaged  = "staged"           // both roots in the bundle, signing with the old
 	StageIssuing = "issuing-from-new" // both roots in the bundle, signing with the new
+	// stageRetiring is only ever on disk: retire-old passed its commit
+	// point and a start finishes it.
+	stageRetiring = "retiring"
 )
 
 // Rotation steps, the flags of `weft ca rotate` without the dashes.
@@ -51,6 +73,9 @@ const (
 	NextRootCertFile = "next-root-cert.pem"
 	NextRootKeyFile  = "next-root-key.pem"
 	RotationFile     = "rotation.json"
+	// RetiredRootPrefix starts the name of a retired root's certificate,
+	// RetiredRootPrefix + <serial> + ".pem".
+	RetiredRootPrefix = "retired-root-cert-"
 )
 
 // rotation is the state of a root rotation; guarded by Authority.rmu.
@@ -58,6 +83,10 @@ type rotation struct {
 	Stage      string    `json:"stage"`
 	StagedAt   time.Time `json:"stagedAt"`
 	SwitchedAt time.Time `json:"switchedAt,omitzero"`
+	// OldRoot and NewRoot are the serials (hex) of the two roots, checked
+	// against the files at start.
+	OldRoot string `json:"oldRoot,omitempty"`
+	NewRoot string `json:"newRoot,omitempty"`
 
 	old, next             *x509.Certificate
 	oldSigner, nextSigner crypto.Signer
@@ -112,26 +141,117 @@ type RotationStatus struct {
 	Instances []InstanceReadiness `json:"instances,omitempty"`
 }
 
-// loadRotation reads a rotation in progress from dir (self-signed mode),
-// after the current root is loaded.
-func (a *Authority) loadRotation(dir string) error {
-	data, err := os.ReadFile(filepath.Join(dir, RotationFile))
+// readRotation reads rotation.json from dir; nil when there is none.
+func readRotation(dir string) (*rotation, error) {
+	path := filepath.Join(dir, RotationFile)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading the root rotation state: %w", err)
+		return nil, fmt.Errorf("reading the root rotation state: %w", err)
 	}
 	var r rotation
 	if err := json.Unmarshal(data, &r); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, RotationFile), err)
+		return nil, fmt.Errorf("%s: %w (restore it from a backup, or remove it to cancel the rotation if --issue-from-new was never given)", path, err)
 	}
-	if r.Stage != StageStaged && r.Stage != StageIssuing {
-		return fmt.Errorf("%s: unknown stage %q", filepath.Join(dir, RotationFile), r.Stage)
+	switch r.Stage {
+	case StageStaged, StageIssuing, stageRetiring:
+	default:
+		return nil, fmt.Errorf("%s: unknown stage %q", path, r.Stage)
+	}
+	return &r, nil
+}
+
+// recoverRotation runs before the root is loaded: it finishes a
+// retire-old that passed its commit point (roll forward) and removes the
+// files of a stage that did not reach it (roll back).
+func (a *Authority) recoverRotation(dir string) error {
+	r, err := readRotation(dir)
+	if err != nil {
+		return err
+	}
+	nextCert, nextKey := filepath.Join(dir, NextRootCertFile), filepath.Join(dir, NextRootKeyFile)
+	if r == nil {
+		var left []string
+		for _, f := range []string{nextKey, nextCert} {
+			if _, err := os.Stat(f); err == nil {
+				left = append(left, f)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		a.log.Warn("root rotation: removing a staged root that was never committed (a --stage was interrupted); run weft ca rotate --stage again", "files", left)
+		for _, f := range left {
+			if err := a.removeFile(f); err != nil {
+				return fmt.Errorf("removing the unfinished staged root: %w", err)
+			}
+		}
+		return nil
+	}
+	if r.Stage != stageRetiring {
+		return nil
+	}
+	a.log.Warn("root rotation: finishing --retire-old, which was interrupted", "new_root", r.NewRoot, "retired", r.OldRoot)
+	if cert, key, err := loadPair(nextCert, nextKey); err == nil {
+		if r.NewRoot != "" && serialString(cert.SerialNumber) != r.NewRoot {
+			return fmt.Errorf("%s holds root %s, but %s says the new root is %s: restore the staged root or %s from a backup",
+				nextCert, serialString(cert.SerialNumber), filepath.Join(dir, RotationFile), r.NewRoot, RotationFile)
+		}
+		if err := a.promote(dir, cert, key); err != nil {
+			return err
+		}
+	} else {
+		// The staged files are already (partly) gone: the root files
+		// must hold the new root.
+		cert, _, err := loadPair(filepath.Join(dir, RootCertFile), filepath.Join(dir, RootKeyFile))
+		if err != nil || (r.NewRoot != "" && serialString(cert.SerialNumber) != r.NewRoot) {
+			return fmt.Errorf("finishing the interrupted --retire-old: neither the staged root (%s, %s) nor the root (%s, %s) is the new root %s; restore them from a backup",
+				NextRootCertFile, NextRootKeyFile, RootCertFile, RootKeyFile, r.NewRoot)
+		}
+		for _, f := range []string{nextKey, nextCert} {
+			if err := a.removeFile(f); err != nil {
+				return err
+			}
+		}
+	}
+	return a.removeFile(filepath.Join(dir, RotationFile))
+}
+
+// promote makes the staged root the root: root-key.pem, root-cert.pem,
+// then the staged files go. Each step can be redone.
+func (a *Authority) promote(dir string, cert *x509.Certificate, key crypto.Signer) error {
+	if err := a.writeRootFiles(filepath.Join(dir, RootCertFile), filepath.Join(dir, RootKeyFile), cert, key); err != nil {
+		return err
+	}
+	for _, f := range []string{NextRootKeyFile, NextRootCertFile} {
+		if err := a.removeFile(filepath.Join(dir, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadRotation reads a rotation in progress from dir (self-signed mode),
+// after recoverRotation and the current root are loaded.
+func (a *Authority) loadRotation(dir string) error {
+	rp, err := readRotation(dir)
+	if err != nil || rp == nil {
+		return err
+	}
+	r := *rp
+	if r.OldRoot != "" && r.OldRoot != serialString(a.signCert.SerialNumber) {
+		return fmt.Errorf("root rotation in progress (%s) from root %s, but %s holds root %s: restore %s and %s from a backup",
+			r.Stage, r.OldRoot, RootCertFile, serialString(a.signCert.SerialNumber), RootCertFile, RootKeyFile)
 	}
 	next, key, err := loadPair(filepath.Join(dir, NextRootCertFile), filepath.Join(dir, NextRootKeyFile))
 	if err != nil {
 		return fmt.Errorf("root rotation in progress (%s), but the staged root: %w", r.Stage, err)
+	}
+	if r.NewRoot != "" && r.NewRoot != serialString(next.SerialNumber) {
+		return fmt.Errorf("root rotation in progress (%s) to root %s, but %s holds root %s: restore it from a backup",
+			r.Stage, r.NewRoot, NextRootCertFile, serialString(next.SerialNumber))
 	}
 	r.old, r.oldSigner, r.next, r.nextSigner = a.signCert, a.signer, next, key
 	a.roots = []*x509.Certificate{r.old, r.next}
@@ -143,12 +263,17 @@ func (a *Authority) loadRotation(dir string) error {
 	return nil
 }
 
-func (a *Authority) saveRotation() error {
-	data, err := json.MarshalIndent(a.rot, "", "  ")
+// saveRotation writes r as rotation.json: the commit point of a step.
+func (a *Authority) saveRotation(r rotation) error {
+	r.OldRoot, r.NewRoot = serialString(r.old.SerialNumber), serialString(r.next.SerialNumber)
+	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(a.opts.Dir, RotationFile), append(data, '\n'), 0o644)
+	if err := a.writeFile(filepath.Join(a.opts.Dir, RotationFile), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing the root rotation state: %w", err)
+	}
+	return nil
 }
 
 // Rotate takes one step of a root rotation. instances are those that must
@@ -172,13 +297,14 @@ func (a *Authority) Rotate(step string, instances []string) (RotationStatus, err
 		if err != nil {
 			return RotationStatus{}, err
 		}
-		if err := writeRoot(filepath.Join(a.opts.Dir, NextRootCertFile), filepath.Join(a.opts.Dir, NextRootKeyFile), cert, key); err != nil {
+		if err := a.writeRootFiles(filepath.Join(a.opts.Dir, NextRootCertFile), filepath.Join(a.opts.Dir, NextRootKeyFile), cert, key); err != nil {
 			return RotationStatus{}, err
 		}
-		a.rot = rotation{Stage: StageStaged, StagedAt: time.Now().UTC(), old: a.signCert, oldSigner: a.signer, next: cert, nextSigner: key}
-		if err := a.saveRotation(); err != nil {
+		r := rotation{Stage: StageStaged, StagedAt: time.Now().UTC(), old: a.signCert, oldSigner: a.signer, next: cert, nextSigner: key}
+		if err := a.saveRotation(r); err != nil {
 			return RotationStatus{}, err
 		}
+		a.rot = r
 		if err := a.setRoots([]*x509.Certificate{a.rot.old, cert}); err != nil {
 			return RotationStatus{}, err
 		}
@@ -191,11 +317,12 @@ func (a *Authority) Rotate(step string, instances []string) (RotationStatus, err
 		if err := a.refuseUnready(step, stage, instances); err != nil {
 			return RotationStatus{}, err
 		}
-		a.rot.Stage, a.rot.SwitchedAt = StageIssuing, time.Now().UTC()
-		if err := a.saveRotation(); err != nil {
-			a.rot.Stage = StageStaged
+		r := a.rot
+		r.Stage, r.SwitchedAt = StageIssuing, time.Now().UTC()
+		if err := a.saveRotation(r); err != nil {
 			return RotationStatus{}, err
 		}
+		a.rot = r
 		a.signCert, a.signer = a.rot.next, a.rot.nextSigner
 		a.log.Info("root rotation: signing with the new root; sidecars renew on their next bundle poll", "new_root", serialString(a.rot.next.SerialNumber),
 			"next", "weft ca rotate --retire-old once every sidecar has a certificate from the new root")
@@ -207,19 +334,21 @@ func (a *Authority) Rotate(step string, instances []string) (RotationStatus, err
 			return RotationStatus{}, err
 		}
 		dir, old, next := a.opts.Dir, a.rot.old, a.rot.next
-		if err := writeFile(filepath.Join(dir, "retired-root-cert-"+serialString(old.SerialNumber)+".pem"), encodeCert(old), 0o644); err != nil {
+		if err := a.writeFile(filepath.Join(dir, RetiredRootPrefix+serialString(old.SerialNumber)+".pem"), encodeCert(old), 0o644); err != nil {
+			return RotationStatus{}, fmt.Errorf("keeping the retired root: %w", err)
+		}
+		// The commit point: from here a start finishes the step
+		// (recoverRotation), whatever else is done when it stops.
+		r := a.rot
+		r.Stage = stageRetiring
+		if err := a.saveRotation(r); err != nil {
 			return RotationStatus{}, err
 		}
-		// The new root takes the root's file names; a crash in between
-		// is reported at start (the key does not match the certificate).
-		if err := os.Rename(filepath.Join(dir, NextRootKeyFile), filepath.Join(dir, RootKeyFile)); err != nil {
-			return RotationStatus{}, err
+		if err := a.promote(dir, next, a.rot.nextSigner); err != nil {
+			return RotationStatus{}, fmt.Errorf("retiring the old root (the next start finishes it): %w", err)
 		}
-		if err := os.Rename(filepath.Join(dir, NextRootCertFile), filepath.Join(dir, RootCertFile)); err != nil {
-			return RotationStatus{}, err
-		}
-		if err := os.Remove(filepath.Join(dir, RotationFile)); err != nil {
-			return RotationStatus{}, err
+		if err := a.removeFile(filepath.Join(dir, RotationFile)); err != nil {
+			return RotationStatus{}, fmt.Errorf("retiring the old root (the next start finishes it): %w", err)
 		}
 		a.rot = rotation{}
 		if err := a.setRoots([]*x509.Certificate{next}); err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +201,186 @@ func TestRotatePluginRefused(t *testing.T) {
 	refused(t, err, "plug-in CA", dir, "Rotate the files", RootCertFile)
 	if r := a.Status().Rotation; r.NextStep != "" {
 		t.Errorf("plug-in rotation status = %+v", r)
+	}
+}
+
+var errCrash = errors.New("simulated crash")
+
+// TestRotationCrashSafe stops every rotation step before each change it
+// makes to the CA folder, as a crash would, then starts a new CA on the
+// folder: it loads, at the stage before the step (the crash came before
+// the step's commit point, rotation.json) or after it, with a trust
+// bundle (in memory and in trust-bundle.pem) that holds the signing root,
+// signs leaves that verify against it, and the rotation finishes from
+// there, leaving only the new root and no staged files behind.
+func TestRotationCrashSafe(t *testing.T) {
+	steps := []string{StepStage, StepIssueFromNew, StepRetireOld}
+	stages := []string{StageNone, StageStaged, StageIssuing, StageNone}
+	id, _ := spiffeid.Parse(reviewsID)
+	caller := Caller{ID: id, Instance: "reviews-0.default"}
+	// start makes a CA and takes it to the step before steps[si]; it
+	// returns the CA and its first root's serial.
+	start := func(t *testing.T, dir string, si int) (*Authority, string) {
+		t.Helper()
+		a := newTestCA(t, Options{Dir: dir})
+		first := a.Status().Roots[0].Serial
+		for _, s := range steps[:si] {
+			if _, err := a.Rotate(s, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return a, first
+	}
+	for si, step := range steps {
+		// The changes the step makes, recorded on a run that does not fail.
+		var ops []string
+		a, _ := start(t, t.TempDir(), si)
+		a.failpoint = func(op string) error { ops = append(ops, op); return nil }
+		if _, err := a.Rotate(step, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(ops) == 0 {
+			t.Fatalf("step %s changed no file", step)
+		}
+		for i, op := range ops {
+			committed := slices.Contains(ops[:i], "write "+RotationFile)
+			t.Run(fmt.Sprintf("%s/crash before %d %s", step, i, op), func(t *testing.T) {
+				dir := t.TempDir()
+				a, first := start(t, dir, si)
+				n := 0
+				a.failpoint = func(string) error {
+					if n == i {
+						return errCrash
+					}
+					n++
+					return nil
+				}
+				if _, err := a.Rotate(step, nil); !errors.Is(err, errCrash) {
+					t.Fatalf("Rotate(%s) = %v, want the simulated crash", step, err)
+				}
+
+				// The next start.
+				b := newTestCA(t, Options{Dir: dir})
+				want := stages[si]
+				if committed {
+					want = stages[si+1]
+				}
+				st := b.Status()
+				if st.Rotation.Stage != want {
+					t.Fatalf("after the crash: stage %s, want %s (commit point passed: %v)", st.Rotation.Stage, want, committed)
+				}
+				checkConsistent(t, b, caller)
+
+				// The rotation finishes from there: a stage rolled back
+				// runs again in full; a retire-old rolled forward is done.
+				var rest []string
+				switch want {
+				case StageStaged:
+					rest = steps[1:]
+				case StageIssuing:
+					rest = steps[2:]
+				case StageNone:
+					if si == 0 {
+						rest = steps
+					}
+				}
+				for _, s := range rest {
+					if _, err := b.Rotate(s, nil); err != nil {
+						t.Fatalf("finishing with %s: %v", s, err)
+					}
+				}
+				c := newTestCA(t, Options{Dir: dir})
+				end := c.Status()
+				if len(end.Roots) != 1 || end.Roots[0].Serial == first || end.Rotation.Stage != StageNone {
+					t.Fatalf("after the rotation: roots %v (first root %s), stage %s", end.Roots, first, end.Rotation.Stage)
+				}
+				checkConsistent(t, c, caller)
+				for _, f := range []string{NextRootCertFile, NextRootKeyFile, RotationFile} {
+					if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+						t.Errorf("%s left behind: %v", f, err)
+					}
+				}
+				if _, err := os.Stat(filepath.Join(dir, RetiredRootPrefix+first+".pem")); err != nil {
+					t.Errorf("the first root is not kept as retired: %v", err)
+				}
+				if fi, err := os.Stat(filepath.Join(dir, RootKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+					t.Errorf("root key: %v, mode %v; want 0600", err, fi.Mode().Perm())
+				}
+			})
+		}
+	}
+}
+
+// checkConsistent checks that a CA signs with a root of its bundle, that
+// the bundle file holds the same roots, and that a leaf it signs now
+// verifies against the bundle.
+func checkConsistent(t *testing.T, a *Authority, caller Caller) {
+	t.Helper()
+	st := a.Status()
+	var serials []string
+	for _, r := range st.Roots {
+		serials = append(serials, r.Serial)
+	}
+	if !slices.Contains(serials, st.Rotation.SigningRoot) {
+		t.Fatalf("signing root %s is not in the bundle %v", st.Rotation.SigningRoot, serials)
+	}
+	file, err := os.ReadFile(a.TrustBundleFile())
+	if err != nil || string(file) != string(a.TrustBundlePEM()) {
+		t.Fatalf("trust bundle file differs from the bundle served (%v)", err)
+	}
+	iss, err := a.Sign(caller, makeCSR(t, csrSpec{uris: []string{reviewsID}}), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iss.Leaf.Verify(x509.VerifyOptions{Roots: a.Roots(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("a new leaf does not verify against the bundle: %v", err)
+	}
+}
+
+// TestRotationStateErrors: a rotation state the CA cannot trust is
+// refused at start with what to do.
+func TestRotationStateErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		corrupt func(t *testing.T, dir string)
+		want    []string
+	}{
+		{name: "unreadable rotation.json", corrupt: func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, RotationFile), []byte("{"), 0o644)
+		}, want: []string{RotationFile, "restore it from a backup"}},
+		{name: "unknown stage", corrupt: func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, RotationFile), []byte(`{"stage":"half"}`), 0o644)
+		}, want: []string{`unknown stage "half"`}},
+		{name: "staged root replaced", corrupt: func(t *testing.T, dir string) {
+			b := newTestCA(t, Options{Dir: t.TempDir()})
+			if _, err := b.Rotate(StepStage, nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{NextRootCertFile, NextRootKeyFile} {
+				data, _ := os.ReadFile(filepath.Join(b.opts.Dir, f))
+				os.WriteFile(filepath.Join(dir, f), data, 0o600)
+			}
+		}, want: []string{"to root", NextRootCertFile, "restore it from a backup"}},
+		{name: "staged key lost", corrupt: func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, NextRootKeyFile))
+		}, want: []string{"the staged root", "reading CA key"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := newTestCA(t, Options{Dir: dir})
+			if _, err := a.Rotate(StepStage, nil); err != nil {
+				t.Fatal(err)
+			}
+			tc.corrupt(t, dir)
+			_, err := New(Options{Dir: dir, Logger: quietLogger()})
+			if err == nil {
+				t.Fatal("New accepted the broken state")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
 	}
 }

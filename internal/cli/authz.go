@@ -18,8 +18,8 @@ func newAuthzCmd(g *globals) *cobra.Command {
 		Use:   "authz",
 		Short: "Authorization: check whether a call would be allowed",
 	}
-	var from, to, path, method, output string
-	var headers []string
+	var from, to, path, method, output, requestPrincipal string
+	var headers, claims []string
 	var port uint32
 	check := &cobra.Command{
 		Use:   "check --from SOURCE --to SERVICE",
@@ -36,9 +36,19 @@ name.namespace), a SPIFFE ID (the ingress gateway of weft up is
 spiffe://cluster.local/ns/default/sa/ingressgateway), or "none" for a caller
 without a sidecar (plaintext). --to is a service.
 
+A call carries no JWT unless --request-principal ISS/SUB says so: it then
+carries a valid token (taken as well signed and unexpired) with that issuer
+and subject and the claims of --claim NAME=VALUE (repeatable; a name given
+twice makes a list; nested claims as in conditions, realm[roles]=admin; aud
+and azp give the audiences and presenter). The destination's
+RequestAuthentication must accept the issuer and audiences, as its sidecar
+would check. Without a token, the output says when a deciding rule matches
+on request authentication (requestPrincipals, request.auth.*).
+
   weft authz check --from ratings --to details
   weft authz check --from productpage --to reviews --path /reviews/0 --method GET
-  weft authz check --from none --to ratings --header end-user=jason -o json`,
+  weft authz check --from none --to ratings --header end-user=jason -o json
+  weft authz check --from productpage --to reviews --request-principal https://idp.example.com/alice --claim groups=admins`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "table" && output != "json" {
@@ -60,6 +70,12 @@ without a sidecar (plaintext). --to is a service.
 			for _, h := range headers {
 				q.Add("header", h)
 			}
+			if requestPrincipal != "" {
+				q.Set("requestPrincipal", requestPrincipal)
+			}
+			for _, c := range claims {
+				q.Add("claim", c)
+			}
 			var resp controlplane.AuthzCheckResponse
 			if err := g.client().do("GET", "/api/v1/authz/check?"+q.Encode(), nil, &resp); err != nil {
 				return err
@@ -79,6 +95,8 @@ without a sidecar (plaintext). --to is a service.
 	check.Flags().StringVar(&method, "method", "", "request method (default GET)")
 	check.Flags().StringArrayVar(&headers, "header", nil, "request header name=value (repeatable)")
 	check.Flags().Uint32Var(&port, "port", 0, "destination service port (default: its first port)")
+	check.Flags().StringVar(&requestPrincipal, "request-principal", "", "simulate a valid JWT with this issuer/subject (ISS/SUB, split at the last /)")
+	check.Flags().StringArrayVar(&claims, "claim", nil, "claim of the simulated JWT, NAME=VALUE (repeatable; needs --request-principal)")
 	check.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	cmd.AddCommand(check)
 	return cmd
@@ -90,6 +108,9 @@ func printAuthz(w io.Writer, r *controlplane.AuthzCheckResponse) {
 		src += " (" + r.FromPrincipal + ")"
 	} else {
 		src += " (no sidecar: plaintext, no principal)"
+	}
+	if r.RequestPrincipal != "" {
+		src += ", with a JWT for " + r.RequestPrincipal
 	}
 	fmt.Fprintf(w, "%s\nfrom %s\nto   %s\n\n", r.Decision, src, r.To)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -106,4 +127,9 @@ func printAuthz(w io.Writer, r *controlplane.AuthzCheckResponse) {
 		fmt.Fprintf(tw, "%s\t%d/%s\t%s\t%s\t%s\t%s\n", res.Workload, res.Port, res.Protocol, res.Decision, pol, rule, reason)
 	}
 	tw.Flush()
+	for _, res := range r.Results {
+		if res.Note != "" {
+			fmt.Fprintf(w, "\nnote (%s): %s\n", res.Workload, res.Note)
+		}
+	}
 }

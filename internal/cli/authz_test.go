@@ -94,6 +94,12 @@ func TestAuthzCheckCommand(t *testing.T) {
 		{name: "no sidecar: STRICT refuses", args: []string{"--from", "none", "--to", "productpage"}, want: []string{"DENY\n", "only mTLS"}},
 		{name: "SPIFFE ID source", args: []string{"--from", "spiffe://cluster.local/ns/default/sa/productpage", "--to", "details", "-o", "json"},
 			want: []string{`"decision": "ALLOW"`, `"policy": "default/details-callers"`, `"rule": "0"`}},
+		{name: "a token where no RequestAuthentication applies", args: []string{"--from", "productpage", "--to", "details", "--request-principal", "https://idp.bookinfo.example/demo-user", "--claim", "groups=shoppers"},
+			want: []string{"ALLOW\n", "with a JWT for https://idp.bookinfo.example/demo-user", "note (details-v1): no RequestAuthentication applies"}},
+		{name: "a claim needs a request principal", args: []string{"--from", "productpage", "--to", "details", "--claim", "groups=shoppers"},
+			want: []string{"--claim needs --request-principal"}, code: 1},
+		{name: "a request principal needs an issuer and a subject", args: []string{"--from", "productpage", "--to", "details", "--request-principal", "alice"},
+			want: []string{"want ISS/SUB"}, code: 1},
 		{name: "unknown source", args: []string{"--from", "nobody", "--to", "details"}, want: []string{"no workload, service or instance"}, code: 1},
 		{name: "unknown service", args: []string{"--from", "ratings", "--to", "nothing"}, want: []string{"no service of that name"}, code: 1},
 	} {

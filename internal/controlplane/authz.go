@@ -21,6 +21,9 @@ type AuthzCheckResponse struct {
 	From          string `json:"from"`
 	FromPrincipal string `json:"fromPrincipal,omitempty"`
 	FromNamespace string `json:"fromNamespace,omitempty"`
+	// RequestPrincipal is the simulated token's "<iss>/<sub>", "" for a
+	// call without a token (unauthenticated).
+	RequestPrincipal string `json:"requestPrincipal,omitempty"`
 	// To is the destination service's host name.
 	To string `json:"to"`
 	// Decision is DENY if any workload behind the service denies, else
@@ -30,9 +33,10 @@ type AuthzCheckResponse struct {
 	Results []authzcheck.Result `json:"results"`
 }
 
-// handleAuthzCheck serves GET /api/v1/authz/check?from=&to=&path=&method=&header=k=v&port=.
+// handleAuthzCheck serves GET /api/v1/authz/check?from=&to=&path=&method=&header=k=v&port=&requestPrincipal=&claim=k=v.
 // from is a workload, service or instance name (optionally "name.namespace"),
-// a SPIFFE ID, or "none" for a caller without a sidecar; to is a service.
+// a SPIFFE ID, or "none" for a caller without a sidecar; to is a service;
+// requestPrincipal ("<iss>/<sub>") and claims simulate a valid JWT.
 func (s *Server) handleAuthzCheck(w http.ResponseWriter, r *http.Request) {
 	snap := s.Snapshot()
 	if snap == nil {
@@ -78,7 +82,15 @@ func AuthzCheck(snap *model.Snapshot, q map[string][]string) (*AuthzCheckRespons
 		}
 		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
+	auth, err := authzcheck.ParseToken(get("requestPrincipal"), q["claim"])
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	req.Auth = auth
 	resp := &AuthzCheckResponse{From: from}
+	if auth != nil {
+		resp.RequestPrincipal = auth.Principal
+	}
 	td := snap.TrustDomain
 	if td == "" {
 		td = spiffeid.DefaultTrustDomain

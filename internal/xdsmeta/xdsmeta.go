@@ -28,12 +28,18 @@ const (
 	// MetaProxyType is "sidecar" or "gateway" for Weft proxies. A node
 	// without it is served as a proxyless gRPC client.
 	MetaProxyType = "WEFT_PROXY"
+	// MetaCertProvider, on a proxyless gRPC client, names the certificate
+	// provider instance of its bootstrap ("certificate_providers", e.g. a
+	// file_watcher) that holds its workload certificate and the mesh's
+	// trust bundle; its clusters to sidecars then use mTLS (gRFC A29).
+	MetaCertProvider = "WEFT_CERT_PROVIDER"
 )
 
 // Traffic capture. A sidecar whose node metadata has MetaInterceptionMode
 // = InterceptionRedirect runs behind iptables REDIRECT rules: its
 // virtualOutbound is transparent (use_original_dst) and passes traffic for
-// unknown destinations through ClusterPassthrough. `weft up` does not set
+// unknown destinations through ClusterPassthrough; virtualInbound receives
+// its inbound traffic the same way. `weft up` does not set
 // it: local mode has no iptables.
 const (
 	// MetaInterceptionMode is Istio's key for how traffic reaches the proxy.
@@ -57,6 +63,10 @@ const (
 	// and CONNECT). Its filter chains are selected by destination port and,
 	// for TCP services, by host name (server_names) or VIP (prefix_ranges).
 	ListenerOutbound = "virtualOutbound"
+	// ListenerInboundCapture is the inbound listener of a sidecar behind
+	// iptables REDIRECT (port 15006), transparent, with the chains of its
+	// inbound listeners matched by the app port the client dialled.
+	ListenerInboundCapture = "virtualInbound"
 	// ListenerInboundPrefix starts the names of inbound listeners, one per
 	// service port: "inbound|9080".
 	ListenerInboundPrefix = "inbound|"

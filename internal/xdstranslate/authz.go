@@ -52,18 +52,16 @@ type authzSet struct {
 	deny, allow, audit []*model.AuthorizationPolicy
 }
 
-// authzFor selects the AuthorizationPolicies that apply to inst.
-func (t *Translator) authzFor(inst *model.Instance) *authzSet {
-	if inst == nil {
-		return nil
-	}
+// authzFor selects the AuthorizationPolicies that apply to the workload
+// with namespace ns and labels (a sidecar's instance or a gateway proxy).
+func (t *Translator) authzFor(ns string, labels map[string]string) *authzSet {
 	root := t.snap.MeshTelemetry.Root()
 	s := &authzSet{trustDomain: t.snap.TrustDomain}
 	if s.trustDomain == "" {
 		s.trustDomain = defaultTrustDom
 	}
 	for _, ap := range t.snap.AuthorizationPolicies {
-		if !authzSelects(ap, inst, root) {
+		if !policySelects(ap.Namespace, ap.Spec.GetSelector().GetMatchLabels(), ns, labels, root) {
 			continue
 		}
 		switch ap.Spec.GetAction() {
@@ -81,12 +79,15 @@ func (t *Translator) authzFor(inst *model.Instance) *authzSet {
 	return s
 }
 
-func authzSelects(ap *model.AuthorizationPolicy, inst *model.Instance, root string) bool {
-	if ap.Namespace != root && ap.Namespace != inst.Namespace {
+// policySelects is Istio's scoping of a security policy in namespace
+// policyNS with selector sel: the root namespace without selector selects
+// every workload; with one, the matching workloads of every namespace; any
+// other namespace, its own workloads (all of them, or the matching ones).
+func policySelects(policyNS string, sel map[string]string, ns string, labels map[string]string, root string) bool {
+	if policyNS != root && policyNS != ns {
 		return false
 	}
-	sel := ap.Spec.GetSelector().GetMatchLabels()
-	return len(sel) == 0 || model.LabelsMatch(sel, inst.Labels)
+	return len(sel) == 0 || model.LabelsMatch(sel, labels)
 }
 
 // rulesFor builds the RBAC rule sets for one port, in filter order; shadow
@@ -515,8 +516,20 @@ type inboundSecurity struct {
 	jwt   *jwtSet
 }
 
+// inboundSecurityFor is what a sidecar's inbound listeners run; nil for a
+// sidecar without an instance.
 func (t *Translator) inboundSecurityFor(inst *model.Instance) *inboundSecurity {
-	s := &inboundSecurity{authz: t.authzFor(inst), jwt: t.jwtFor(inst)}
+	if inst == nil {
+		return nil
+	}
+	return t.securityFor(inst.Namespace, inst.Labels)
+}
+
+// securityFor is the request authentication and authorization of the
+// workload with namespace ns and labels: a sidecar's instance, or a
+// gateway proxy (whose listeners run it as the sidecar's inbound ones do).
+func (t *Translator) securityFor(ns string, labels map[string]string) *inboundSecurity {
+	s := &inboundSecurity{authz: t.authzFor(ns, labels), jwt: t.jwtFor(ns, labels)}
 	if s.authz == nil && s.jwt == nil {
 		return nil
 	}

@@ -37,17 +37,11 @@ type jwtSet struct {
 	reqs []*model.RequestAuthentication
 }
 
-func (t *Translator) jwtFor(inst *model.Instance) *jwtSet {
-	if inst == nil {
-		return nil
-	}
+func (t *Translator) jwtFor(ns string, labels map[string]string) *jwtSet {
 	root := t.snap.MeshTelemetry.Root()
 	var s jwtSet
 	for _, ra := range t.snap.RequestAuthentications {
-		if ra.Namespace != root && ra.Namespace != inst.Namespace {
-			continue
-		}
-		if sel := ra.Spec.GetSelector().GetMatchLabels(); len(sel) > 0 && !model.LabelsMatch(sel, inst.Labels) {
+		if !policySelects(ra.Namespace, ra.Spec.GetSelector().GetMatchLabels(), ns, labels, root) {
 			continue
 		}
 		if len(ra.Spec.GetJwtRules()) > 0 {

@@ -401,7 +401,10 @@ func (t *Translator) buildProxyless(p *Proxy, svcs []*model.Service) ([]*listene
 }
 
 // buildGateway builds the listeners "0.0.0.0_<port>" and route
-// configurations "http.<port>" of a gateway proxy.
+// configurations "http.<port>" of a gateway proxy. The
+// RequestAuthentications and AuthorizationPolicies that select the gateway
+// workload (by its namespace and labels, as for a sidecar) put their JWT
+// and RBAC filters before the fault filter and the router.
 func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.RouteConfiguration) {
 	type bound struct {
 		ref   string
@@ -435,6 +438,7 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 	var ls []*listener.Listener
 	var rcs []*route.RouteConfiguration
 	tel := t.telemetryFor(p)
+	sec := t.securityFor(p.Namespace, p.Labels)
 	for _, n := range ports {
 		rname := xdsmeta.GatewayRouteName(n)
 		rc := &route.RouteConfiguration{Name: rname, ValidateClusters: wrapperspb.Bool(false)}
@@ -482,10 +486,15 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 			rc.VirtualHosts = append(rc.VirtualHosts, vhosts[d])
 		}
 		rcs = append(rcs, rc)
+		m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), rname)
+		// The gateway's own request authentication and authorization
+		// (policies selecting it, as a sidecar's inbound ones do) run
+		// before routing, on the gateway port.
+		m.HttpFilters = append(sec.httpFilters(n), m.HttpFilters...)
 		ls = append(ls, &listener.Listener{
 			Name:         fmt.Sprintf("0.0.0.0_%d", n),
 			Address:      socketAddress("127.0.0.1", n),
-			FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(tel.apply(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), rname)))}}},
+			FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(tel.apply(m))}}},
 		})
 	}
 	return ls, rcs

@@ -295,6 +295,76 @@ func withoutMeshTLS(cs []*cluster.Cluster, hashes []uint64) ([]*cluster.Cluster,
 	return out, outH, combine(outH)
 }
 
+// withProviderTLS returns the clusters of a proxyless gRPC client whose
+// bootstrap declares the certificate provider instance named provider
+// (node metadata xdsmeta.MetaCertProvider; gRFC A29): the mesh mTLS socket
+// of a cluster (its "tlsMode-istio" transport socket match under auto
+// mTLS, or its transport_socket under ISTIO_MUTUAL) becomes the cluster's
+// transport_socket, an UpstreamTlsContext that takes the certificate and
+// the trust bundle from that provider (tls_certificate_provider_instance,
+// validation_context.ca_certificate_provider_instance) and checks the
+// server's SPIFFE ID (match_subject_alt_names, the form gRPC reads). gRPC
+// has no per-endpoint sockets, so a service with endpoints with and
+// without a sidecar gets mTLS to all of them. Other clusters are shared
+// as they are.
+func withProviderTLS(cs []*cluster.Cluster, hashes []uint64, provider string) ([]*cluster.Cluster, []uint64, uint64) {
+	var out []*cluster.Cluster
+	var outH []uint64
+	for i, c := range cs {
+		mesh := c.GetTransportSocket()
+		if !usesMeshSDS(mesh) {
+			mesh = nil
+			for _, m := range c.GetTransportSocketMatches() {
+				if usesMeshSDS(m.GetTransportSocket()) {
+					mesh = m.GetTransportSocket()
+				}
+			}
+		}
+		if mesh == nil && len(c.GetTransportSocketMatches()) == 0 {
+			if out != nil {
+				out, outH = append(out, c), append(outH, hashes[i])
+			}
+			continue
+		}
+		if out == nil {
+			out, outH = append([]*cluster.Cluster(nil), cs[:i]...), append([]uint64(nil), hashes[:i]...)
+		}
+		cc := proto.Clone(c).(*cluster.Cluster)
+		cc.TransportSocketMatches, cc.TransportSocket = nil, nil
+		if mesh != nil {
+			cc.TransportSocket = providerTLSSocket(mesh, provider)
+		}
+		out, outH = append(out, cc), append(outH, hashMessage(cc))
+	}
+	if out == nil {
+		return cs, hashes, combine(hashes)
+	}
+	return out, outH, combine(outH)
+}
+
+// providerTLSSocket is the mesh mTLS socket mesh (SDS names) for a client
+// with a certificate provider instance: same SNI and peer identities.
+func providerTLSSocket(mesh *core.TransportSocket, provider string) *core.TransportSocket {
+	up := &tlsv3.UpstreamTlsContext{}
+	_ = mesh.GetTypedConfig().UnmarshalTo(up) // usesMeshSDS unmarshalled it
+	vc := &tlsv3.CertificateValidationContext{
+		CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: provider, CertificateName: SDSRoot},
+	}
+	for _, m := range up.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames() {
+		if m.GetSanType() == tlsv3.SubjectAltNameMatcher_URI {
+			vc.MatchSubjectAltNames = append(vc.MatchSubjectAltNames, m.GetMatcher())
+		}
+	}
+	out := &tlsv3.UpstreamTlsContext{
+		Sni: up.GetSni(),
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: provider, CertificateName: SDSCert},
+			ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
+		},
+	}
+	return &core.TransportSocket{Name: tlsSocketName, ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(out)}}
+}
+
 func usesMeshSDS(ts *core.TransportSocket) bool {
 	if ts == nil {
 		return false

@@ -61,6 +61,11 @@ func TestMTLSGolden(t *testing.T) {
 	for _, tc := range []goldenCase{
 		{name: "mtls_sidecar", proxy: withInstance(sidecarProxy())},
 		{name: "mtls_proxyless", proxy: func(*model.Snapshot) *Proxy { return proxylessProxy("default") }},
+		{name: "mtls_proxyless_cert_provider", proxy: func(*model.Snapshot) *Proxy {
+			p := proxylessProxy("default")
+			p.CertProvider = "weft"
+			return p
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			snap := meshMTLSSnapshot()

@@ -54,6 +54,12 @@ type Proxy struct {
 	// Capture is set for a sidecar whose traffic iptables redirects to it
 	// (metadata xdsmeta.MetaInterceptionMode = "REDIRECT").
 	Capture bool
+	// CertProvider is, for a proxyless gRPC client, the certificate
+	// provider instance of its bootstrap that holds its workload
+	// certificate and the mesh's trust bundle (metadata
+	// xdsmeta.MetaCertProvider); its clusters then originate mesh mTLS.
+	// Empty: plaintext.
+	CertProvider string
 }
 
 // ProxyFromNode builds a Proxy from what a node sent: the node ID (Istio
@@ -81,6 +87,8 @@ func ProxyFromNode(node *core.Node, snap *model.Snapshot) *Proxy {
 		p.Type = Sidecar
 	case xdsmeta.ProxyTypeGateway:
 		p.Type = Gateway
+	default:
+		p.CertProvider = str(xdsmeta.MetaCertProvider)
 	}
 	if l := fields[xdsmeta.MetaLabels].GetStructValue(); l != nil {
 		p.Labels = make(map[string]string, len(l.GetFields()))

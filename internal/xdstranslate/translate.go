@@ -113,6 +113,8 @@ func cacheKey(p *Proxy, sc *scope) string {
 	b.WriteString(sc.cacheKey())
 	b.WriteByte(0)
 	b.WriteString(p.Workload) // names the proxy in its tracing config
+	b.WriteByte(0)
+	b.WriteString(p.CertProvider)
 	return b.String()
 }
 
@@ -161,6 +163,12 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		}
 		inL, inC := inboundResources(p.Instance, tel, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc)
+		var capL []*listener.Listener
+		if p.Capture {
+			if l := captureInbound(p.Instance, inL, tel); l != nil {
+				capL = append(capL, l)
+			}
+		}
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
 		if passC != nil {
 			lh = append(lh, hashMessage(out.DefaultFilterChain))
@@ -171,9 +179,12 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		for _, l := range upL {
 			lh = append(lh, hashMessage(l))
 		}
+		for _, l := range capL {
+			lh = append(lh, hashMessage(l))
+		}
 		// "inbound|..." sorts before "outbound|<local port>|...", which
-		// sorts before "virtualOutbound".
-		res.Listeners = append(append(inL, upL...), out)
+		// sorts before "virtualInbound", then "virtualOutbound".
+		res.Listeners = append(append(append(inL, upL...), capL...), out)
 		res.Hashes.Listeners = combine(lh)
 		if len(upL) > 0 {
 			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: tel.withOTLP(e.clusters), Endpoints: e.endpoints}))
@@ -248,7 +259,11 @@ func (t *Translator) fill(e *entry, p *Proxy, sc *scope) {
 		check = &Resources{Listeners: e.listeners}
 	default:
 		e.listeners, e.routes = t.buildProxyless(p, svcs)
-		e.clusters, e.clusterHashes, e.clustersHash = withoutMeshTLS(e.clusters, e.clusterHashes)
+		if p.CertProvider != "" {
+			e.clusters, e.clusterHashes, e.clustersHash = withProviderTLS(e.clusters, e.clusterHashes, p.CertProvider)
+		} else {
+			e.clusters, e.clusterHashes, e.clustersHash = withoutMeshTLS(e.clusters, e.clusterHashes)
+		}
 		check = &Resources{Listeners: e.listeners}
 	}
 	var lh, rh []uint64

@@ -251,28 +251,35 @@ func goldenCases() []goldenCase {
 				}},
 			}
 		}, proxy: withInstance(sidecarProxy())},
-		{name: "gateway", mutate: func(s *model.Snapshot) {
-			s.Gateways = []*model.Gateway{{Meta: model.Meta{Kind: "Gateway", Namespace: "default", Name: "bookinfo-gateway"}, Spec: &networking.Gateway{
-				Selector: map[string]string{"istio": "ingressgateway"},
-				Servers: []*networking.Server{
-					{Port: &networking.Port{Number: 8080, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*"}},
-					{Port: &networking.Port{Number: 8443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{"*"}},
-				},
-			}}}
-			s.VirtualServices = []*model.VirtualService{
-				vs("bookinfo", "default", &networking.VirtualService{
-					Hosts: []string{"*"}, Gateways: []string{"bookinfo-gateway"},
-					Http: []*networking.HTTPRoute{{
-						Match: []*networking.HTTPMatchRequest{{Uri: exactURI("/productpage")}, {Uri: prefixURI("/static")}},
-						Route: []*networking.HTTPRouteDestination{dest("reviews.default.svc.cluster.local", "", 0)},
-					}},
-				}),
-				vs("mesh-only", "default", &networking.VirtualService{Hosts: []string{"ratings"}, Http: []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{dest("ratings", "", 0)}}}}),
-			}
-		}, proxy: func(*model.Snapshot) *Proxy {
-			return &Proxy{ID: "router~127.0.0.1~ingress-0.default~default.svc.cluster.local", Type: Gateway, Namespace: "default", Labels: map[string]string{"istio": "ingressgateway"}}
-		}},
+		{name: "gateway", mutate: goldenGateway, proxy: func(*model.Snapshot) *Proxy { return gatewayProxy() }},
 	}
+}
+
+// goldenGateway adds the bookinfo Gateway (HTTP 8080 and an HTTPS
+// server, which gets no listener) and its VirtualService.
+func goldenGateway(s *model.Snapshot) {
+	s.Gateways = []*model.Gateway{{Meta: model.Meta{Kind: "Gateway", Namespace: "default", Name: "bookinfo-gateway"}, Spec: &networking.Gateway{
+		Selector: map[string]string{"istio": "ingressgateway"},
+		Servers: []*networking.Server{
+			{Port: &networking.Port{Number: 8080, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*"}},
+			{Port: &networking.Port{Number: 8443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{"*"}},
+		},
+	}}}
+	s.VirtualServices = []*model.VirtualService{
+		vs("bookinfo", "default", &networking.VirtualService{
+			Hosts: []string{"*"}, Gateways: []string{"bookinfo-gateway"},
+			Http: []*networking.HTTPRoute{{
+				Match: []*networking.HTTPMatchRequest{{Uri: exactURI("/productpage")}, {Uri: prefixURI("/static")}},
+				Route: []*networking.HTTPRouteDestination{dest("reviews.default.svc.cluster.local", "", 0)},
+			}},
+		}),
+		vs("mesh-only", "default", &networking.VirtualService{Hosts: []string{"ratings"}, Http: []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{dest("ratings", "", 0)}}}}),
+	}
+}
+
+// gatewayProxy is the ingress gateway of namespace default.
+func gatewayProxy() *Proxy {
+	return &Proxy{ID: "router~127.0.0.1~ingress-0.default~default.svc.cluster.local", Type: Gateway, Namespace: "default", Labels: map[string]string{"istio": "ingressgateway"}}
 }
 
 // addUpstreams gives productpage explicit local upstream ports: reviews

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +56,29 @@ func TestDemoAuthorization(t *testing.T) {
 	out, err = m.weft("", "authz", "check", "--from", "reviews", "--to", "ratings", "--path", "/ratings/0")
 	if err != nil || !strings.HasPrefix(out, "ALLOW\n") || !strings.Contains(out, "default/ratings-callers") {
 		t.Errorf("weft authz check --from reviews --to ratings: %v\n%s", err, out)
+	}
+
+	// The ingress gateway enforces the policies that select it
+	// (examples/demo/ingress-auth.yaml): the shop's API needs a token,
+	// the pages do not.
+	token, err := os.ReadFile("../../examples/demo/demo-user.jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := fmt.Sprintf("http://127.0.0.1:%d/api/v1/products/0/reviews", ingress)
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		code    int
+		body    string
+	}{
+		{name: "no token", code: 403, body: "RBAC: access denied"},
+		{name: "the demo token", headers: []string{"Authorization", "Bearer " + strings.TrimSpace(string(token))}, code: 200, body: `"reviews":`},
+		{name: "a tampered token", headers: []string{"Authorization", "Bearer " + strings.TrimSpace(string(token)) + "x"}, code: 401, body: "Jwt verification fails"},
+	} {
+		code, body, err := get(api, tc.headers...)
+		if err != nil || code != tc.code || !strings.Contains(body, tc.body) {
+			t.Errorf("gateway, %s: %d %q (%v), want %d %q", tc.name, code, body, err, tc.code, tc.body)
+		}
 	}
 }

@@ -53,6 +53,14 @@ func TestTransparentCapture(t *testing.T) {
 		captureScenario(t)
 		return
 	}
+	runInNamespace(t, "TestTransparentCapture", "scenario")
+}
+
+// runInNamespace re-runs the test binary's test named test as root in a
+// network namespace of its own, with captureHelperEnv set to scenario,
+// and removes the namespace afterwards.
+func runInNamespace(t *testing.T, test, scenario string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs root, ip and iptables; skipped in -short mode")
 	}
@@ -95,15 +103,15 @@ func TestTransparentCapture(t *testing.T) {
 	copyFile(t, self, bin, 0o755)
 
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, bin,
-		"-test.run=^TestTransparentCapture$", "-test.v", "-test.timeout=100s")
-	cmd.Env = append(os.Environ(), captureHelperEnv+"=scenario", captureBinEnv+"="+bin)
+		"-test.run=^"+test+"$", "-test.v", "-test.timeout=100s")
+	cmd.Env = append(os.Environ(), captureHelperEnv+"="+scenario, captureBinEnv+"="+bin)
 	cmd.Dir = "/"
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("scenario in namespace %s failed: %v\n%s", ns, err, out)
 	}
-	if !strings.Contains(string(out), "--- PASS: TestTransparentCapture") {
+	if !strings.Contains(string(out), "--- PASS: "+test) {
 		t.Fatalf("scenario did not pass:\n%s", out)
 	}
 	t.Logf("scenario output:\n%s", out)
@@ -220,8 +228,13 @@ func captureScenario(t *testing.T) {
 // is ready; it returns its output (logs and access log).
 func startCaptureProxy(t *testing.T, ctx context.Context, xdsAddr string) *proxytest.SyncBuffer {
 	t.Helper()
+	return startCaptureProxyArgs(t, ctx, fmt.Sprintf("--xds-addr=%s --node-id=%s --name=capture-0 --admin-addr=127.0.0.1:15000 --access-log=- --drain-timeout=1s --interception-mode=REDIRECT", xdsAddr, captureNodeID))
+}
+
+// startCaptureProxyArgs is startCaptureProxy with the proxy's flags.
+func startCaptureProxyArgs(t *testing.T, ctx context.Context, args string) *proxytest.SyncBuffer {
+	t.Helper()
 	bin := os.Getenv(captureBinEnv)
-	args := fmt.Sprintf("--xds-addr=%s --node-id=%s --name=capture-0 --admin-addr=127.0.0.1:15000 --access-log=- --drain-timeout=1s --interception-mode=REDIRECT", xdsAddr, captureNodeID)
 	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestTransparentCaptureProxyHelper$", "-test.v")
 	cmd.Env = append(os.Environ(), captureHelperEnv+"=proxy", captureArgsEnv+"="+args)
 	cmd.Dir = "/"

@@ -62,62 +62,75 @@ func (m *Manager) serveTransport(b *bound, c net.Conn, snap *dataplane.Snapshot,
 	if !m.trackRaw(c) {
 		return
 	}
-	start := time.Now()
 	go func() {
-		handedOff := false
-		defer func() {
-			if !handedOff {
-				m.untrackRaw(c)
-			}
-		}()
-		br := bufio.NewReader(c)
-		transport := proxyconfig.TransportProtocolRaw
-		switch kind, _ := detect(c, br, l.Config.DetectTimeout); kind {
-		case detectedClosed:
-			_ = c.Close()
-			return
-		case detectedTLS:
-			transport = proxyconfig.TransportProtocolTLS
+		if !m.serveTransportConn(b, c, snap, l, b.port, "") {
+			m.untrackRaw(c)
 		}
-		ch := matchTransport(l, b.port, transport)
-		if ch == nil {
-			m.log.Debug("connection refused: no filter chain for its transport (plaintext under STRICT mTLS?)",
-				"listener", b.name, "transport", transport, "remote", c.RemoteAddr().String())
-			m.opts.Metrics.Flag("NR")
-			_ = c.Close()
-			return
-		}
-		var conn net.Conn = &bufConn{Conn: c, r: br}
-		peer := ""
-		if t := ch.Config.TLS; t != nil {
-			cfg, err := m.tlsConfigs.get(t, m.opts.Identity)
-			if err != nil {
-				m.log.Warn("cannot terminate TLS", "listener", b.name, "error", err)
-				_ = c.Close()
-				return
-			}
-			tc := tls.Server(conn, cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
-			err = tc.HandshakeContext(ctx)
-			cancel()
-			if err != nil {
-				m.log.Debug("TLS handshake failed", "listener", b.name, "remote", c.RemoteAddr().String(), "error", err)
-				_ = c.Close()
-				return
-			}
-			cs := tc.ConnectionState()
-			peer = mtls.PeerID(&cs)
-			conn = &mtls.Conn{Conn: tc, Peer: peer}
-		}
-		if ch.Config.TCP != nil {
-			m.proxyTCP(conn, snap, ch, "", start)
-			return
-		}
-		// The HTTP server tracks the connection from here on.
-		m.untrackRaw(c)
-		handedOff = true
-		m.serveHTTPConn(&downConn{Conn: conn, info: &connInfo{listener: b.name, port: b.port, transport: transport, peer: peer}})
 	}()
+}
+
+// serveTransportConn detects whether c starts with a TLS ClientHello or
+// plaintext, picks the chain of that transport for port, terminates TLS
+// when the chain has a context (the verified client's SPIFFE ID then
+// travels with the connection as *mtls.Conn and connInfo.peer) and serves
+// the connection with the chain's filters. origDst is the original
+// destination of a captured connection ("" otherwise). It reports whether
+// the connection was handed to the HTTP server, which tracks it from then
+// on; c is tracked by the caller until then.
+func (m *Manager) serveTransportConn(b *bound, c net.Conn, snap *dataplane.Snapshot, l *dataplane.Listener, port uint32, origDst string) bool {
+	start := time.Now()
+	br := bufio.NewReader(c)
+	transport := proxyconfig.TransportProtocolRaw
+	switch kind, _ := detect(c, br, l.Config.DetectTimeout); kind {
+	case detectedClosed:
+		_ = c.Close()
+		return false
+	case detectedTLS:
+		transport = proxyconfig.TransportProtocolTLS
+	}
+	ch := matchTransport(l, port, transport)
+	if origDst != "" && ch == l.Default {
+		// A captured connection to a port the listener declares, in a
+		// transport it does not accept (plaintext under STRICT): the
+		// default chain passes unknown ports through, not this.
+		ch = nil
+	}
+	if ch == nil {
+		m.log.Debug("connection refused: no filter chain for its transport (plaintext under STRICT mTLS?)",
+			"listener", b.name, "port", port, "transport", transport, "remote", c.RemoteAddr().String())
+		m.opts.Metrics.Flag("NR")
+		_ = c.Close()
+		return false
+	}
+	var conn net.Conn = &bufConn{Conn: c, r: br}
+	peer := ""
+	if t := ch.Config.TLS; t != nil {
+		cfg, err := m.tlsConfigs.get(t, m.opts.Identity)
+		if err != nil {
+			m.log.Warn("cannot terminate TLS", "listener", b.name, "error", err)
+			_ = c.Close()
+			return false
+		}
+		tc := tls.Server(conn, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+		err = tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			m.log.Debug("TLS handshake failed", "listener", b.name, "remote", c.RemoteAddr().String(), "error", err)
+			_ = c.Close()
+			return false
+		}
+		cs := tc.ConnectionState()
+		peer = mtls.PeerID(&cs)
+		conn = &mtls.Conn{Conn: tc, Peer: peer}
+	}
+	if ch.Config.TCP != nil {
+		m.proxyTCP(conn, snap, ch, origDst, start)
+		return false
+	}
+	m.untrackRaw(c)
+	m.serveHTTPConn(&downConn{Conn: conn, info: &connInfo{listener: b.name, port: port, transport: transport, peer: peer, origDst: origDst}})
+	return true
 }
 
 // matchTransport is MatchChain for one transport protocol: chains that

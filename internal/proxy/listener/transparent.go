@@ -32,6 +32,13 @@ import (
 //     anything else, silence included (server-first protocols), and HTTP
 //     without routes pass through as TCP.
 //
+// A listener whose chains match on transport protocol (an inbound
+// listener under capture, with mTLS chains) is served as any such
+// listener (mtls.go) for the ports its chains declare: TLS or plaintext
+// is detected, TLS terminated, and the verified client's SPIFFE ID goes
+// with the connection to RBAC, metrics and access logs; other ports are
+// detected and passed through as below.
+//
 // Passing through means the listener's default filter chain, which the
 // control plane points at an ORIGINAL_DST cluster (PassthroughCluster)
 // when unknown destinations are allowed; without one such connections
@@ -85,6 +92,12 @@ func (m *Manager) serveCapturedConn(b *bound, c net.Conn, snap *dataplane.Snapsh
 		m.serveHTTPConn(&downConn{Conn: hc, info: &connInfo{listener: b.name, port: port, origDst: target}})
 		return true
 	}
+	if l.Config.MatchesTransport() && declaresPort(l, port) {
+		// An inbound listener under capture (mTLS chains): TLS is told
+		// from plaintext and terminated as on an inbound listener of
+		// its own, so the verified peer reaches RBAC, metrics and logs.
+		return m.serveTransportConn(b, c, snap, l, port, target)
+	}
 	if ch := l.MatchDeclared(port, dst.Addr().String()); ch != nil {
 		if ch.Config.TCP != nil {
 			m.proxyTCP(c, snap, ch, target, start)
@@ -137,7 +150,13 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 	}
 	var routes *router.Table
 	var hcm *proxyconfig.HTTPConnectionManager
-	if ch := l.MatchDeclared(info.port, hostOf(info.origDst)); ch != nil && ch.Config.HTTP != nil {
+	var ch *dataplane.Chain
+	if info.transport != "" {
+		ch = matchTransport(l, info.port, info.transport)
+	} else {
+		ch = l.MatchDeclared(info.port, hostOf(info.origDst))
+	}
+	if ch != nil && ch.Config.HTTP != nil {
 		routes, hcm = ch.Routes, ch.Config.HTTP
 	} else {
 		routes = snap.Routes[xdsmeta.OutboundRouteName(info.port)]
@@ -147,7 +166,18 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 			routes = pt
 		}
 	}
-	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst, HTTP: hcm})
+	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst, HTTP: hcm, DownstreamPrincipal: info.peer})
+}
+
+// declaresPort reports whether a chain of l (the default chain aside)
+// matches destination port, with or without a transport protocol.
+func declaresPort(l *dataplane.Listener, port uint32) bool {
+	for _, ch := range l.Chains {
+		if p := ch.Config.Match.DestinationPort; p == 0 || p == port {
+			return true
+		}
+	}
+	return false
 }
 
 // passthroughRoutes is a route table sending every request to the

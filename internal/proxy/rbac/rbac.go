@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -116,7 +117,11 @@ type Input struct {
 type Policy struct {
 	// Name is the policy's key in the RBAC config
 	// ("ns[default]-policy[only-productpage]-rule[0]").
-	Name        string
+	Name string
+	// UsesAuth is set when the policy matches on request authentication
+	// (metadata of MetadataFilter: requestPrincipals, request.auth.*), so
+	// whether a request carried a valid token can change its outcome.
+	UsesAuth    bool
 	permissions []node // any matches
 	principals  []node // any matches
 }
@@ -276,7 +281,7 @@ func Compile(r *rbacv3.RBAC) (*Engine, error) {
 		if p.GetCondition() != nil || p.GetCheckedCondition() != nil {
 			return nil, fmt.Errorf("policy %q: CEL conditions are not supported", n)
 		}
-		cp := &Policy{Name: n}
+		cp := &Policy{Name: n, UsesAuth: policyUsesAuth(p)}
 		for i, perm := range p.GetPermissions() {
 			m, err := compilePermission(perm)
 			if err != nil {
@@ -297,6 +302,39 @@ func Compile(r *rbacv3.RBAC) (*Engine, error) {
 		e.Policies = append(e.Policies, cp)
 	}
 	return e, nil
+}
+
+// policyUsesAuth reports whether a policy has a metadata matcher.
+func policyUsesAuth(p *rbacv3.Policy) bool {
+	var perm func(*rbacv3.Permission) bool
+	var id func(*rbacv3.Principal) bool
+	perm = func(x *rbacv3.Permission) bool {
+		switch r := x.GetRule().(type) {
+		case *rbacv3.Permission_Metadata:
+			return true
+		case *rbacv3.Permission_NotRule:
+			return perm(r.NotRule)
+		case *rbacv3.Permission_AndRules:
+			return slices.ContainsFunc(r.AndRules.GetRules(), perm)
+		case *rbacv3.Permission_OrRules:
+			return slices.ContainsFunc(r.OrRules.GetRules(), perm)
+		}
+		return false
+	}
+	id = func(x *rbacv3.Principal) bool {
+		switch r := x.GetIdentifier().(type) {
+		case *rbacv3.Principal_Metadata:
+			return true
+		case *rbacv3.Principal_NotId:
+			return id(r.NotId)
+		case *rbacv3.Principal_AndIds:
+			return slices.ContainsFunc(r.AndIds.GetIds(), id)
+		case *rbacv3.Principal_OrIds:
+			return slices.ContainsFunc(r.OrIds.GetIds(), id)
+		}
+		return false
+	}
+	return slices.ContainsFunc(p.GetPermissions(), perm) || slices.ContainsFunc(p.GetPrincipals(), id)
 }
 
 // PolicyOrigin splits a policy name made by Weft's translation,
