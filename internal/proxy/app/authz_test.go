@@ -27,6 +27,7 @@ import (
 // CA (service accounts sleep and other), and the server's inbound
 // addresses for a client without a sidecar (PERMISSIVE mTLS).
 type authzMesh struct {
+	server              *proxytest.Proxy
 	sleep, other        *http.Client
 	sleepTCP, otherTCP  string
 	plainHTTP, plainTCP string
@@ -99,7 +100,7 @@ func startAuthzMeshWithApp(t *testing.T, c *authzEnv, policies string, h http.Ha
 	server := proxytest.StartProxy(t, c.cp, "httpbin-0", c.proxyOptions(t, "httpbin-0", "httpbin"))
 	c.cp.Set(t, server.NodeID(), msgs...)
 	server.WaitReady(t)
-	m := &authzMesh{plainHTTP: server.ListenerAddr(t, xdsmeta.InboundListenerName(8000)), plainTCP: server.ListenerAddr(t, xdsmeta.InboundListenerName(9000))}
+	m := &authzMesh{server: server, plainHTTP: server.ListenerAddr(t, xdsmeta.InboundListenerName(8000)), plainTCP: server.ListenerAddr(t, xdsmeta.InboundListenerName(9000))}
 	client := func(name, sa string) (*http.Client, string) {
 		out8000 := "outbound|8000||" + httpbinHost
 		out9000 := "outbound|9000||" + httpbinHost
@@ -201,6 +202,23 @@ func TestAuthzThroughSidecars(t *testing.T) {
 			check("sleep", m.sleep, "POST", "http://httpbin:8000/ip", tc.want.sleepPost)
 			check("other", m.other, "GET", "http://httpbin:8000/ip", tc.want.otherGet)
 			check("plaintext", http.DefaultClient, "GET", "http://"+m.plainHTTP+"/ip", tc.want.plainGet)
+			if tc.want.otherGet == 403 {
+				// A denial is the destination's request like any other: the
+				// server sidecar counts it for its service, with the
+				// client's verified principal.
+				stats := adminGet(t, m.server, "/stats/prometheus")
+				found := false
+				for _, line := range strings.Split(stats, "\n") {
+					if strings.HasPrefix(line, "istio_requests_total{") && strings.Contains(line, `reporter="destination"`) &&
+						strings.Contains(line, `response_code="403"`) && strings.Contains(line, `destination_service_name="httpbin"`) &&
+						strings.Contains(line, `source_principal="spiffe://cluster.local/ns/default/sa/other"`) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no istio_requests_total series for the denied request from other:\n%s", stats)
+				}
+			}
 			for _, c := range []struct {
 				who, addr string
 				want      bool

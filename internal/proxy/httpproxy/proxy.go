@@ -300,6 +300,17 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	}()
 
 	if denied != nil {
+		// Record a denial against the service the request was for, as
+		// the metrics and access log of any other request on this
+		// listener are: route it, without forwarding.
+		if t.Routes != nil {
+			if _, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority}); route != nil && route.Action != nil {
+				if name, _ := router.PickCluster(route.Action); t.Snapshot.Clusters[name] != nil {
+					clusterName, rs.cluster = name, t.Snapshot.Clusters[name]
+					rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
+				}
+			}
+		}
 		p.localReply(sw, rs, denied.status, denied.flag, denied.msg)
 		return
 	}
