@@ -147,3 +147,13 @@ const (
 	// MetaPort, on an inbound cluster, is the service port number.
 	MetaPort = "port"
 )
+
+// PeerExchangeALPN is the application protocol (ALPN) of the TCP peer
+// metadata exchange between sidecars, as Istio's "istio-peer-exchange".
+// The control plane puts it first in the ALPN of the mesh mTLS socket of
+// outbound clusters of TCP ports, and in the DownstreamTlsContext of the
+// mTLS chain of inbound TCP ports. When a connection negotiates it, each
+// sidecar writes a peermeta frame right after the handshake and reads the
+// other's before the payload; when it does not (a client or server that
+// does not offer it), the bytes pass untouched.
+const PeerExchangeALPN = "weft-peer-exchange"

@@ -159,6 +159,9 @@ func buildCluster(svc *model.Service, port model.Port, subset *networking.Subset
 	applyOutlier(c, p.od)
 	applyTLS(c, p.tls)
 	applyMeshTLS(c, svc, port, subset.GetName(), p.tls, trustDomain)
+	if !port.Protocol.IsHTTP() {
+		offerPeerExchange(c)
+	}
 
 	if port.Protocol.IsHTTP() {
 		opts := &httpopts.HttpProtocolOptions{CommonHttpProtocolOptions: common}

@@ -364,6 +364,9 @@ func inboundResources(inst *model.Instance, tel *telemetryPolicy, mtlsMode func(
 			l.FilterChains = []*listener.FilterChain{{Filters: append(sec.networkFilters(p.Number), tcpProxy(cname, []weighted{{cname, 100}}, tel))}}
 		}
 		applyInboundMTLS(l, mtlsMode(p.Number), p.Protocol.IsHTTP())
+		if !p.Protocol.IsHTTP() {
+			acceptPeerExchange(l)
+		}
 		ls = append(ls, l)
 		cs = append(cs, inboundCluster(inst, p))
 	}

@@ -36,6 +36,12 @@ const (
 	FlagUpstreamTermination = "UC"
 	// FlagNoClusterFound: the route's cluster does not exist (503).
 	FlagNoClusterFound = "NC"
+	// FlagUpstreamProtocolError: the upstream broke the protocol; on TCP,
+	// the server sidecar's peer metadata frame was invalid.
+	FlagUpstreamProtocolError = "UPE"
+	// FlagDownstreamProtocolError: the downstream broke the protocol; on
+	// TCP, the client sidecar's peer metadata frame was invalid.
+	FlagDownstreamProtocolError = "DPE"
 )
 
 // Entry is one access log line.

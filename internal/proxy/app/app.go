@@ -318,7 +318,7 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 	})
 	lst = listener.New(listener.Options{
 		Logger: log.With("component", "listener"), Snapshots: &p.snaps, Proxy: hp, AccessLog: p.access, AccessLogs: p.accessFiles,
-		Metrics: p.metrics, Tap: p.tap, Identity: ident,
+		Metrics: p.metrics, Tap: p.tap, Identity: ident, Workload: self,
 	})
 	p.lst = lst
 	p.xds = xdsclient.New(xdsclient.Options{

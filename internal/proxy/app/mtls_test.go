@@ -50,7 +50,7 @@ type testCA struct {
 	addr   string
 }
 
-func startCA(t *testing.T, leafTTL time.Duration) *testCA {
+func startCA(t testing.TB, leafTTL time.Duration) *testCA {
 	t.Helper()
 	a, err := ca.New(ca.Options{Dir: t.TempDir(), LeafTTL: leafTTL, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -69,7 +69,7 @@ func startCA(t *testing.T, leafTTL time.Duration) *testCA {
 }
 
 // proxyOptions gives a proxy of the service account sa its credential.
-func (c *testCA) proxyOptions(t *testing.T, instance, sa string) proxytest.ProxyOptions {
+func (c *testCA) proxyOptions(t testing.TB, instance, sa string) proxytest.ProxyOptions {
 	t.Helper()
 	id := spiffeid.ID{TrustDomain: "cluster.local", Namespace: "default", ServiceAccount: sa}
 	tok, err := c.tokens.Issue(instance+".default", id)

@@ -37,7 +37,7 @@ func fileLog(path string) []*accesslogv3.AccessLog {
 // tcpLogsToFile points the access log of every tcp_proxy in the listeners
 // at path, and fails unless each had exactly one (the control plane's
 // stdout logger: proof that the Telemetry config reached the tcp_proxy).
-func tcpLogsToFile(t *testing.T, msgs []proto.Message, path string) {
+func tcpLogsToFile(t testing.TB, msgs []proto.Message, path string) {
 	t.Helper()
 	n := 0
 	for _, m := range msgs {
@@ -115,7 +115,11 @@ func tcpLogLine(t *testing.T, path string) map[string]any {
 // and neither proxy has --access-log. While the connection stays open,
 // both sidecars' /stats show its bytes; once it closes, each access log
 // has one TCP line with bytes, upstream, both workloads and the
-// principals of the verified certificates.
+// principals of the verified certificates. The client's cluster does not
+// offer the peer metadata exchange (its TLS context has no ALPN), though
+// the server's inbound chain accepts it: nothing is exchanged, the bytes
+// pass untouched and each side's peer workload is unknown
+// (TestTCPPeerExchangeThroughSidecars has the exchange).
 func TestTCPTelemetryThroughSidecars(t *testing.T) {
 	const (
 		echoID  = "spiffe://cluster.local/ns/default/sa/echo"

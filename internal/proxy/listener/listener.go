@@ -25,6 +25,7 @@ import (
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/httpproxy"
 	"weft.dev/weft/internal/proxy/mtls"
+	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/tap"
@@ -57,6 +58,10 @@ type Options struct {
 	// terminate mesh mTLS (SDS "default" and "ROOTCA"); nil when the
 	// proxy has none, and such chains then refuse connections.
 	Identity mtls.Identity
+	// Workload is the sidecar's own workload, which it tells the peer
+	// sidecar on TCP connections that negotiate the peer exchange
+	// (peerexchange.go); zero: an unknown peer to the other end.
+	Workload peermeta.Workload
 }
 
 // Manager owns the bound listeners and the connections they accepted.
@@ -84,6 +89,9 @@ type Manager struct {
 
 	passthrough sync.Map // cluster name -> *router.Table (transparent.go)
 	tlsConfigs  serverConfigs
+	// peerFrame is the peer metadata frame this sidecar writes on TCP
+	// connections that negotiate the exchange, encoded once.
+	peerFrame []byte
 }
 
 type bound struct {
@@ -131,7 +139,8 @@ func New(opts Options) *Manager {
 	if opts.SniffTimeout <= 0 {
 		opts.SniffTimeout = 30 * time.Second
 	}
-	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}, h1Conns: map[*h1Conn]struct{}{}}
+	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}, h1Conns: map[*h1Conn]struct{}{},
+		peerFrame: peermeta.AppendFrame(nil, opts.Workload)}
 	m.conns = newChanListener()
 	m.handler = http.HandlerFunc(m.serveHTTP)
 	protocols := new(http.Protocols)

@@ -11,8 +11,9 @@ import (
 // finishTCP logs a closed TCP connection to al (nil: not logged) and
 // hands it to the live tap when someone is tapping. Both see the same
 // ends: the sidecar's own workload on one side; on the other the peer,
-// which TCP carries no metadata for (unknown), with the principal of its
-// verified certificate when the hop was mTLS.
+// from the peer metadata exchange when the connection had one (else
+// unknown), with the principal of its verified certificate when the hop
+// was mTLS.
 func (m *Manager) finishTCP(e *accesslog.Entry, tm *proxymetrics.TCPConn, al *accesslog.Logger) {
 	if m.opts.Tap == nil { // no hub to name the ends: log what is known
 		if al != nil {

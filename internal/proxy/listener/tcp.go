@@ -77,6 +77,23 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 		m.opts.Metrics.TCPClosed(&tm)
 		m.finishTCP(&e, &tm, m.tcpAccessLog(sinks))
 	}()
+	if mtls.ProtocolOf(c) == xdsmeta.PeerExchangeALPN {
+		peer, err := m.exchangePeer(c)
+		if err != nil {
+			if protocolError(err) {
+				e.Flags = accesslog.FlagDownstreamProtocolError
+				m.log.Warn("TCP connection closed: the client sidecar's peer metadata exchange failed",
+					"remote", c.RemoteAddr().String(), "principal", mtls.PeerOf(c), "cluster", cluster, "error", err)
+			} else {
+				e.Flags = accesslog.FlagDownstreamTermination
+				m.log.Debug("tcp proxy: the client sidecar went away during the peer metadata exchange", "remote", c.RemoteAddr().String(), "error", err)
+			}
+			return
+		}
+		if tm.Inbound {
+			tm.Peer = peer
+		}
+	}
 	if cl == nil {
 		e.Flags = accesslog.FlagNoClusterFound
 		m.log.Debug("tcp proxy: cluster not found", "cluster", cluster, "target", target)
@@ -110,14 +127,33 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 	if !tm.Inbound {
 		tm.PeerPrincipal = cl.PeerPrincipal(host.Addr)
 	}
-	bytes := m.opts.Metrics.TCPOpened(&tm)
-	opened = true
 	if !m.trackRaw(up) {
+		_ = up.Close()
 		host.Done(true)
 		return
 	}
 	defer m.untrackRaw(up)
 	defer up.Close()
+	if mtls.ProtocolOf(up) == xdsmeta.PeerExchangeALPN {
+		peer, err := m.exchangePeer(up)
+		if err != nil {
+			host.Done(true)
+			if protocolError(err) {
+				e.Flags = accesslog.FlagUpstreamProtocolError
+				m.log.Warn("TCP connection closed: the server sidecar's peer metadata exchange failed",
+					"cluster", cluster, "upstream", host.Addr, "principal", tm.PeerPrincipal, "error", err)
+			} else {
+				e.Flags = accesslog.FlagUpstreamTermination
+				m.log.Debug("tcp proxy: the server sidecar closed the connection during the peer metadata exchange", "cluster", cluster, "upstream", host.Addr, "error", err)
+			}
+			return
+		}
+		if !tm.Inbound {
+			tm.Peer = peer
+		}
+	}
+	bytes := m.opts.Metrics.TCPOpened(&tm)
+	opened = true
 	var idle time.Duration
 	if tp != nil {
 		idle = tp.IdleTimeout
@@ -144,8 +180,8 @@ func (m *Manager) tcpAccessLog(sinks []proxyconfig.AccessLog) *accesslog.Logger 
 }
 
 // tcpMetricsConn is the mesh metrics' view of a connection to a cluster
-// (nil when not found). No peer metadata travels on TCP: the peer stays
-// unknown until mTLS identities exist.
+// (nil when not found). The peer's workload is added once known: from the
+// peer metadata exchange (peerexchange.go), else it stays unknown.
 func tcpMetricsConn(cluster string, cl *upstream.Cluster) proxymetrics.TCPConn {
 	inbound := strings.HasPrefix(cluster, xdsmeta.ClusterInboundPrefix)
 	meta := ""

@@ -106,6 +106,8 @@ func ClientConfig(t *proxyconfig.UpstreamTLS, id Identity, alpn []string) (*tls.
 }
 
 // ServerConfig builds the config that terminates TLS on a filter chain.
+// A client that offers none of the context's ALPN protocols is served
+// without ALPN (as Envoy does), not refused.
 func ServerConfig(t *proxyconfig.DownstreamTLS, id Identity) (*tls.Config, error) {
 	if t.UsesSDS() && id == nil {
 		return nil, ErrNoIdentity
@@ -153,7 +155,28 @@ func ServerConfig(t *proxyconfig.DownstreamTLS, id Identity) (*tls.Config, error
 		}
 		return nil
 	}
+	lenientALPN(cfg)
 	return cfg, nil
+}
+
+// lenientALPN makes a server with an ALPN list accept a client that
+// offers none of its protocols, without ALPN, as Envoy does: crypto/tls
+// would refuse the handshake. A client that offers one of them gets it.
+func lenientALPN(cfg *tls.Config) {
+	if len(cfg.NextProtos) == 0 {
+		return
+	}
+	protos := cfg.NextProtos
+	without := cfg.Clone()
+	without.NextProtos = nil
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		for _, p := range hello.SupportedProtos {
+			if slices.Contains(protos, p) {
+				return nil, nil
+			}
+		}
+		return without, nil
+	}
 }
 
 func rootsOf(t *proxyconfig.TLSCommon, _ Identity) (*x509.CertPool, error) {
@@ -245,6 +268,26 @@ type Conn struct {
 	*tls.Conn
 	// Peer is the peer's SPIFFE ID, "" when it has none.
 	Peer string
+}
+
+// ProtocolOf returns the application protocol a TLS connection made or
+// accepted with this package negotiated (ALPN), "" when none or for any
+// other connection.
+func ProtocolOf(c net.Conn) string {
+	for {
+		switch x := c.(type) {
+		case *Conn:
+			return x.ConnectionState().NegotiatedProtocol
+		case *tls.Conn:
+			return x.ConnectionState().NegotiatedProtocol
+		case interface{ Unwrap() net.Conn }:
+			c = x.Unwrap()
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return ""
+		}
+	}
 }
 
 // PeerOf returns the verified peer SPIFFE ID of a connection made or

@@ -18,7 +18,8 @@ import (
 // against the endpoint's metadata (Weft's control plane marks endpoints
 // that have a sidecar), else by its transport_socket. Each distinct TLS
 // context gets its own pair of pools (HTTP/1.1 offering ALPN "http/1.1",
-// HTTP/2 offering "h2"), kept across config updates while the context is
+// HTTP/2 offering "h2") and its tcp_proxy dialer (offering the context's
+// own ALPN list), kept across config updates while the context is
 // unchanged. The verified peer's SPIFFE ID is remembered per endpoint
 // address for the metrics (destination_principal).
 
@@ -42,7 +43,9 @@ type tlsPools struct {
 	key string
 	h1  *h1Transport
 	h2  *http.Transport
-	// dial opens a TLS connection without ALPN (tcp_proxy).
+	// dial opens a TLS connection for tcp_proxy, offering the context's
+	// own ALPN list (the peer metadata exchange on mesh mTLS to TCP
+	// ports), none when it has none.
 	dial func(ctx context.Context, addr string) (net.Conn, error)
 	err  error // the context could not be built (unreadable files)
 }
