@@ -171,7 +171,8 @@ func (c *h1Conn) serve() {
 			// The client waits for a go-ahead: give it when the body is
 			// first read, and do not pass the expectation on (answered).
 			delete(req.Header, "Expect")
-			req.Body = &continueReader{ReadCloser: req.Body, w: w}
+			w.expect = &continueReader{ReadCloser: req.Body, w: w}
+			req.Body = w.expect
 		}
 		if !c.serveOne(w, req) {
 			return
@@ -304,6 +305,10 @@ type h1Response struct {
 	remain      int64 // bytes still allowed by Content-Length; -1 when not declared
 	trailers    []string
 	err         error
+	// expect is the body of a request that waits for "100 Continue";
+	// unread when the response starts, the client may or may not send
+	// it, so the connection closes after the response.
+	expect *continueReader
 }
 
 func (w *h1Response) Header() http.Header { return w.header }
@@ -467,7 +472,7 @@ func (w *h1Response) writeHeader(final bool) {
 			w.keepAlive = false // HTTP/1.0: the body ends at the close
 		}
 	}
-	if headerHasToken(h, "Connection", "close") || w.c.m.drainingNow() {
+	if headerHasToken(h, "Connection", "close") || w.c.m.drainingNow() || (w.expect != nil && !w.expect.sent && w.req.ContentLength != 0) {
 		w.keepAlive = false
 	}
 	if _, ok := h["Date"]; !ok {

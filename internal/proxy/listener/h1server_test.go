@@ -208,6 +208,23 @@ func TestH1ExpectContinue(t *testing.T) {
 	}
 }
 
+// A final response to a request still waiting for "100 Continue": the
+// client may or may not send the body now, so the connection ends.
+func TestH1ExpectContinueRefused(t *testing.T) {
+	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden) // never reads the body
+	})
+	x := dialRaw(t, addr)
+	x.send("PUT /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+	resp, _ := x.read("PUT")
+	if resp.StatusCode != 403 || !resp.Close {
+		t.Errorf("got %d close=%v, want 403 with Connection: close", resp.StatusCode, resp.Close)
+	}
+	if !x.closed() {
+		t.Error("connection left open")
+	}
+}
+
 func TestH1UnreadBodyIsDrained(t *testing.T) {
 	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.URL.Path) // never reads the body

@@ -94,7 +94,18 @@ type HostStatus struct {
 type state struct {
 	cfg    *proxyconfig.Cluster
 	hosts  []HostStatus
+	addrs  map[string]struct{} // addresses of hosts
 	picker picker
+}
+
+// keeps says whether connections to addr may stay pooled: the address is
+// one of the cluster's hosts (any address for ORIGINAL_DST clusters).
+func (st *state) keeps(addr string) bool {
+	if st.cfg.Type == proxyconfig.DiscoveryOriginalDst {
+		return true
+	}
+	_, ok := st.addrs[addr]
+	return ok
 }
 
 // Cluster is one upstream cluster. It is safe for concurrent use.
@@ -253,6 +264,20 @@ func (c *Cluster) UseHTTP2(downstreamHTTP2, grpc, upgrade bool) bool {
 	return grpc
 }
 
+// retire closes the cluster's idle connections and makes those in use
+// close when their request ends: the cluster is no longer configured.
+func (c *Cluster) retire() {
+	c.tr.Load().h1.retire()
+	c.tlsMu.Lock()
+	for _, p := range c.tlsPools {
+		if p.h1 != nil {
+			p.h1.retire()
+		}
+	}
+	c.tlsMu.Unlock()
+	c.CloseIdle()
+}
+
 // CloseIdle closes idle upstream connections.
 func (c *Cluster) CloseIdle() {
 	t := c.tr.Load()
@@ -274,7 +299,7 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 	if old := c.tr.Load(); old == nil || old.key != key {
 		c.tr.Store(c.newTransports(key))
 		if old != nil {
-			old.h1.CloseIdleConnections()
+			old.h1.retire()
 			old.h2.CloseIdleConnections()
 		}
 	}
@@ -311,6 +336,10 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 	st.picker = newPicker(cfg, effectiveWeights(eps, func(addr string) *Host { return c.hostByKey[addr] }))
 	c.mu.Unlock()
 	st.hosts = lastStatuses
+	st.addrs = make(map[string]struct{}, len(lastStatuses))
+	for _, h := range lastStatuses {
+		st.addrs[h.Host.Addr] = struct{}{}
+	}
 	c.st.Store(st)
 	if removed {
 		// Requests in flight keep their connections; only idle ones to
@@ -516,7 +545,7 @@ func (m *Manager) Update(cfgs map[string]*proxyconfig.Cluster, eps map[string]*p
 	}
 	for name, c := range m.clusters {
 		if _, ok := out[name]; !ok {
-			c.CloseIdle()
+			c.retire()
 		}
 	}
 	m.clusters = out

@@ -28,7 +28,10 @@ import (
 // body was read to the end and neither side asked to close.
 //
 // The wire format is written here (request line, headers, Content-Length
-// or chunked body); responses are parsed by net/http's ReadResponse.
+// or chunked body); responses are parsed by net/http's ReadResponse. The
+// request body is written in full before the response is read, so an
+// upstream that answers early and closes (413 to a large upload) is seen
+// as a reset (UC), not as its answer.
 
 // staleCheckAfter is how long a connection must have been idle before it is
 // checked (one non-blocking peek) for a close by the upstream before reuse;
@@ -46,10 +49,11 @@ type h1Transport struct {
 	dial func(ctx context.Context, addr string) (net.Conn, error) // under the max_connections breaker (ErrOverflow)
 	key  transportKey
 
-	mu    sync.Mutex
-	idle  map[string][]*h1Conn // by address, most recently used last
-	nIdle int
-	sweep *time.Timer
+	mu      sync.Mutex
+	idle    map[string][]*h1Conn // by address, most recently used last
+	nIdle   int
+	sweep   *time.Timer
+	retired bool // no longer used by its cluster: connections close after their request
 }
 
 func newH1Transport(c *Cluster, key transportKey, dial func(ctx context.Context, addr string) (net.Conn, error)) *h1Transport {
@@ -82,6 +86,15 @@ func (t *h1Transport) CloseIdleConnections() {
 			_ = pc.conn.Close()
 		}
 	}
+}
+
+// retire closes the idle connections and makes every connection in use
+// close when its request ends.
+func (t *h1Transport) retire() {
+	t.mu.Lock()
+	t.retired = true
+	t.mu.Unlock()
+	t.CloseIdleConnections()
 }
 
 // RoundTrip sends one request on a pooled connection. The response body
@@ -160,17 +173,22 @@ func (t *h1Transport) takeIdle(addr string) *h1Conn {
 	}
 }
 
-// put makes a connection idle, or closes it when the pool is full or the
-// connection reached the cluster's max requests per connection.
+// put makes a connection idle, or closes it when the pool is full or
+// retired, its endpoint left the cluster, or it reached the cluster's max
+// requests per connection.
 func (t *h1Transport) put(pc *h1Conn) {
 	if max := t.key.maxRequestsPerConn; max > 0 && pc.requests >= max {
 		_ = pc.conn.Close()
 		return
 	}
+	if !t.c.st.Load().keeps(pc.addr) {
+		_ = pc.conn.Close() // the endpoint left the cluster
+		return
+	}
 	pc.idleAt = time.Now()
 	t.mu.Lock()
 	l := t.idle[pc.addr]
-	if len(l) >= maxIdlePerAddr {
+	if t.retired || len(l) >= maxIdlePerAddr {
 		t.mu.Unlock()
 		_ = pc.conn.Close()
 		return

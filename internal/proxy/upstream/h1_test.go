@@ -363,3 +363,56 @@ func httptraceContext(ctx context.Context, f func(code int)) context.Context {
 		return nil
 	}})
 }
+
+// A connection in use when its cluster is dropped, or when its endpoint
+// leaves the cluster, is closed when its request ends instead of waiting
+// idle for an hour.
+func TestH1ConnectionsOfRetiredPoolsClose(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(m *Manager, cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints)
+	}{
+		{"cluster removed", func(m *Manager, _ *proxyconfig.Cluster, _ *proxyconfig.Endpoints) { m.Update(nil, nil) }},
+		{"endpoint removed", func(m *Manager, cfg *proxyconfig.Cluster, _ *proxyconfig.Endpoints) {
+			m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": endpoints(1)})
+		}},
+		{"settings changed", func(m *Manager, cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints) {
+			c2 := *cfg
+			c2.IdleTimeout *= 2
+			m.Update(map[string]*proxyconfig.Cluster{"c": &c2}, map[string]*proxyconfig.Endpoints{"c": eps})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			inFlight := make(chan struct{}, 1)
+			srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				inFlight <- struct{}{}
+				<-release
+				io.WriteString(w, "ok")
+			}))
+			cfg := cluster(proxyconfig.LBRoundRobin)
+			cfg.IdleTimeout = time.Hour // only the change may close the connection
+			eps := &proxyconfig.Endpoints{ClusterName: "c", Localities: []proxyconfig.Locality{{Weight: 1, Endpoints: []proxyconfig.Endpoint{{Address: srv.addr, Weight: 1}}}}}
+			m := NewManager()
+			c := m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": eps})["c"]
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := h1Get(testCtx(t), c, srv.addr, "/", nil)
+				done <- err
+			}()
+			<-inFlight
+			tc.change(m, cfg, eps)
+			close(release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for c.ActiveConnections() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d connections still open after the request ended", c.ActiveConnections())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -117,7 +117,7 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 func (c *Cluster) retireTLS(keep map[string]*tlsPools) {
 	for k, p := range c.tlsPools {
 		if keep[k] == nil && p.h1 != nil {
-			p.h1.CloseIdleConnections()
+			p.h1.retire()
 			p.h2.CloseIdleConnections()
 		}
 	}
