@@ -11,14 +11,12 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	"google.golang.org/protobuf/proto"
 
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsmeta"
-	"weft.dev/weft/internal/xdstranslate"
 )
 
 // authzMesh is a server sidecar (httpbin: HTTP on 8000, a TCP echo on
@@ -81,22 +79,7 @@ func startAuthzMeshWithApp(t *testing.T, c *authzEnv, policies string, h http.Ha
 	}
 	snap := validate.NewBuilder().Build(set, []*model.Instance{inst})
 	snap.MeshTelemetry = model.DefaultMeshTelemetry()
-	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{Type: xdstranslate.Sidecar, Namespace: "default", Name: inst.Name,
-		Workload: inst.Workload, Labels: inst.Labels, ServiceAccount: inst.ServiceAccount, Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []proto.Message
-	for _, l := range res.Listeners {
-		if strings.HasPrefix(l.GetName(), "inbound|") {
-			msgs = append(msgs, l)
-		}
-	}
-	for _, cl := range res.Clusters {
-		if strings.HasPrefix(cl.GetName(), "inbound|") {
-			msgs = append(msgs, cl)
-		}
-	}
+	msgs := sidecarInbound(t, snap, inst)
 	server := proxytest.StartProxy(t, c.cp, "httpbin-0", c.proxyOptions(t, "httpbin-0", "httpbin"))
 	c.cp.Set(t, server.NodeID(), msgs...)
 	server.WaitReady(t)

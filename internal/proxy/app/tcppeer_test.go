@@ -121,22 +121,7 @@ func startTCPPeerMesh(t testing.TB, offer bool) *tcpPeerMesh {
 
 	// The server sidecar: its inbound listener and cluster as the
 	// control plane makes them.
-	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{Type: xdstranslate.Sidecar, Namespace: "default", Name: inst.Name,
-		Workload: inst.Workload, Labels: inst.Labels, ServiceAccount: inst.ServiceAccount, Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inbound []proto.Message
-	for _, l := range res.Listeners {
-		if strings.HasPrefix(l.GetName(), "inbound|") {
-			inbound = append(inbound, l)
-		}
-	}
-	for _, c := range res.Clusters {
-		if strings.HasPrefix(c.GetName(), "inbound|") {
-			inbound = append(inbound, c)
-		}
-	}
+	inbound := sidecarInbound(t, snap, inst)
 	tcpLogsToFile(t, inbound, m.serverLog)
 	so := m.env.proxyOptions(t, inst.Name, "db")
 	so.Workload, so.Labels, so.ConfigAccessLogs = inst.Workload, inst.Labels, true
@@ -147,7 +132,7 @@ func startTCPPeerMesh(t testing.TB, offer bool) *tcpPeerMesh {
 
 	// The client sidecar: the control plane's cluster to db, and a TCP
 	// listener to it with a file access log.
-	res, err = xdstranslate.Translate(snap, &xdstranslate.Proxy{Type: xdstranslate.Sidecar, Namespace: "default", Name: "sleep-v2-0",
+	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{Type: xdstranslate.Sidecar, Namespace: "default", Name: "sleep-v2-0",
 		Workload: "sleep-v2", Labels: map[string]string{"app": "sleep", "version": "v2"}, ServiceAccount: "sleep"})
 	if err != nil {
 		t.Fatal(err)

@@ -147,22 +147,7 @@ func TestTCPTelemetryThroughSidecars(t *testing.T) {
 	snap := validate.NewBuilder().Build(set, []*model.Instance{inst})
 	snap.MeshTelemetry = model.DefaultMeshTelemetry()
 	snap.MeshTelemetry.AccessLogging = true
-	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{Type: xdstranslate.Sidecar, Namespace: "default", Name: inst.Name,
-		Workload: inst.Workload, Labels: inst.Labels, ServiceAccount: inst.ServiceAccount, Instance: inst})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inbound []proto.Message
-	for _, l := range res.Listeners {
-		if strings.HasPrefix(l.GetName(), "inbound|") {
-			inbound = append(inbound, l)
-		}
-	}
-	for _, c := range res.Clusters {
-		if strings.HasPrefix(c.GetName(), "inbound|") {
-			inbound = append(inbound, c)
-		}
-	}
+	inbound := sidecarInbound(t, snap, inst)
 	tcpLogsToFile(t, inbound, serverLog)
 	so := env.proxyOptions(t, inst.Name, "echo")
 	so.Workload, so.Labels, so.ConfigAccessLogs = inst.Workload, inst.Labels, true

@@ -1,0 +1,34 @@
+package app_test
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/xdstranslate"
+)
+
+// sidecarInbound translates snap for inst's sidecar, as the control plane
+// does, and returns its inbound listeners and clusters.
+func sidecarInbound(t testing.TB, snap *model.Snapshot, inst *model.Instance) []proto.Message {
+	t.Helper()
+	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{Type: xdstranslate.Sidecar, Namespace: "default", Name: inst.Name,
+		Workload: inst.Workload, Labels: inst.Labels, ServiceAccount: inst.ServiceAccount, Instance: inst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inbound []proto.Message
+	for _, l := range res.Listeners {
+		if strings.HasPrefix(l.GetName(), "inbound|") {
+			inbound = append(inbound, l)
+		}
+	}
+	for _, c := range res.Clusters {
+		if strings.HasPrefix(c.GetName(), "inbound|") {
+			inbound = append(inbound, c)
+		}
+	}
+	return inbound
+}
