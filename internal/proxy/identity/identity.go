@@ -400,7 +400,9 @@ func sameCerts(a, b []*x509.Certificate) bool {
 // its certificate is verified (name ServerName) against the root file
 // given at start and the trust bundle of the moment, so it still verifies
 // after a root rotation; with clientCert, the proxy's SVID is presented
-// (xDS over mTLS).
+// (xDS over mTLS). With SourceSPIFFE the bundle is SPIRE's, which does
+// not sign the control plane's certificate: the root file is read again
+// instead (the built-in CA rewrites it during a root rotation).
 func (c *Client) ControlPlaneTLS(clientCert bool) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -411,7 +413,11 @@ func (c *Client) ControlPlaneTLS(clientCert bool) *tls.Config {
 				return errors.New("the control plane sent no certificate")
 			}
 			pool := c.caRoots.Clone()
-			if s := c.current.Load(); s != nil {
+			if c.opts.Source == SourceSPIFFE {
+				if data, err := os.ReadFile(c.opts.RootFile); err == nil {
+					pool.AppendCertsFromPEM(data)
+				}
+			} else if s := c.current.Load(); s != nil {
 				for _, r := range s.BundleCerts {
 					pool.AddCert(r)
 				}
