@@ -49,7 +49,7 @@ tools: ## build the third-party test programs into bin/tools
 
 # SPIRE's server and agent (tools/spire, their own module) for the SPIFFE
 # Workload API end-to-end test. Built before `go test` runs, so that the
-# ~6 minute cold build (cgo SQLite) does not count against the test
+# 6-10 minute cold build (cgo SQLite) does not count against the test
 # binary's timeout; go install relinks nothing when they are up to date.
 # test/e2e/spire_test.go runs the same command: keep the flags equal.
 spire: ## build spire-server and spire-agent (SPIRE v1.13.3) into bin/tools

@@ -24,8 +24,8 @@ import (
 
 // SPIRE v1.13.3 (server and agent) is built from tools/spire, a module of
 // its own, into bin/tools with go install, which relinks nothing when the
-// binaries are up to date. `make test` builds them before the tests (about
-// 6 minutes cold, with cgo for SQLite), so that the build does not count
+// binaries are up to date. `make test` builds them before the tests (6 to
+// 10 minutes cold, with cgo for SQLite), so that the build does not count
 // against the test binary's timeout; the flags here must stay those of the
 // Makefile's spire target, or each run relinks.
 var (
