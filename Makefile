@@ -9,7 +9,7 @@ TAGS    := grpcnotrace
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help build up test test-deps test-short lint fmt vet bench bench-quick bench-micro bench-deps clean tools
+.PHONY: help build up test test-deps test-short lint fmt vet bench bench-quick bench-micro bench-deps clean tools spire
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ build: ## build bin/weft and bin/weft-proxy
 up: build ## run the built-in demo mesh (weft up)
 	$(BIN)/weft up
 
-test: test-deps lint ## run every test (unit, integration, interop, end to end) after the linters
+test: test-deps lint spire ## run every test (unit, integration, interop, end to end) after the linters
 	$(GO) test $(TESTFLAGS) ./...
 
 test-deps: ## install the system programs the tests run (curl, h2load, prometheus, iptables)
@@ -47,6 +47,15 @@ fmt: ## gofmt the tree
 tools: ## build the third-party test programs into bin/tools
 	cd tools && $(GO) build -o ../$(BIN)/tools/ $$(awk '/^tool /{print $$2} /^tool \(/{t=1;next} t&&/^\)/{t=0} t{print $$1}' go.mod)
 	cd tools/jaeger && $(GO) build -o ../../$(BIN)/tools/ github.com/jaegertracing/jaeger/cmd/jaeger
+	$(MAKE) spire
+
+# SPIRE's server and agent (tools/spire, their own module) for the SPIFFE
+# Workload API end-to-end test. Built before `go test` runs, so that the
+# 6-10 minute cold build (cgo SQLite) does not count against the test
+# binary's timeout; go install relinks nothing when they are up to date.
+# test/e2e/spire_test.go runs the same command: keep the flags equal.
+spire: ## build spire-server and spire-agent (SPIRE v1.13.3) into bin/tools
+	cd tools/spire && GOBIN=$(abspath $(BIN))/tools CGO_ENABLED=1 $(GO) install -ldflags=-s\ -w github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
 
 # The data-plane benchmark (bench/, docs/performance.md): fortio load through
 # no proxy, Weft's sidecars and two hops of nginx, HAProxy and Caddy, in one

@@ -24,13 +24,18 @@ func newCACmd(g *globals) *cobra.Command {
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show the CA's roots and intermediates and every workload certificate issued, with expiry",
-		Long: `Show the certificate authority of the running mesh: its roots (the trust
-bundle) and intermediates with their expiry, and every workload certificate
-(SVID) it has issued that has not expired yet: instance, SPIFFE ID, serial and
-expiry.`,
+		Long: `Show where the running mesh's workload certificates come from, and its
+certificate authority: its roots (the trust bundle) and intermediates with
+their expiry, and every workload certificate (SVID) it has issued that has not
+expired yet: instance, SPIFFE ID, serial and expiry.
+
+When the mesh runs with --spiffe-socket, the SPIFFE Workload API (a SPIRE
+agent) issues the workload certificates: the status shows the socket, the
+control plane's own SPIFFE ID and the trust bundle it reads from there; the
+built-in CA then signs only the control plane's TLS certificate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var st ca.Status
+			var st controlplane.CAStatus
 			if err := g.client().do("GET", "/api/v1/ca", nil, &st); err != nil {
 				return err
 			}
@@ -128,10 +133,46 @@ func printRotation(w io.Writer, r ca.RotationStatus) {
 }
 
 // printCAStatus writes `weft ca status` as tables.
-func printCAStatus(w io.Writer, st ca.Status, now time.Time) {
+func printCAStatus(w io.Writer, cs controlplane.CAStatus, now time.Time) {
+	st := cs.Status
+	if id := cs.Identity; id.Source == controlplane.IdentitySourceSPIFFE {
+		fmt.Fprintf(w, "workload certificates: issued by the SPIFFE Workload API at %s (SPIRE), trust domain %s\n", id.SPIFFESocket, st.TrustDomain)
+		if id.ControlPlaneID == "" {
+			fmt.Fprintf(w, "control plane: no SVID from the Workload API yet (is it registered with the agent? see its log)\n")
+		} else {
+			fmt.Fprintf(w, "control plane: %s, trust bundle updated %s\n", id.ControlPlaneID, id.Updated.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SPIFFE ROOT\tSERIAL\tEXPIRES\tLEFT")
+		for _, c := range id.Bundle {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Subject, c.Serial, c.NotAfter.UTC().Format(time.RFC3339), left(c.NotAfter, now))
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "\nthe built-in %s CA signs only the control plane's TLS certificate (sidecars verify it with %s)\n\n", st.Mode, st.TrustBundleFile)
+		printCATable(w, st, now)
+		return
+	}
+	fmt.Fprintf(w, "workload certificates: issued by the built-in CA\n")
 	fmt.Fprintf(w, "trust domain %s, %s CA, workload certificates live %s\n", st.TrustDomain, st.Mode, st.LeafLifetime)
 	fmt.Fprintf(w, "trust bundle: %s\n\n", st.TrustBundleFile)
 	printRotation(w, st.Rotation)
+	printCATable(w, st, now)
+	fmt.Fprintln(w)
+	if len(st.Leaves) == 0 {
+		fmt.Fprintln(w, "no workload certificate issued yet")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tSPIFFE ID\tSERIAL\tEXPIRES\tLEFT")
+	for _, l := range st.Leaves {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Instance, l.SPIFFEID, l.Serial, l.NotAfter.UTC().Format(time.RFC3339), left(l.NotAfter, now))
+	}
+	tw.Flush()
+}
+
+// printCATable writes the CA's roots and intermediates.
+func printCATable(w io.Writer, st ca.Status, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROLE\tSUBJECT\tSERIAL\tEXPIRES\tLEFT")
 	for _, c := range st.Roots {
@@ -139,17 +180,6 @@ func printCAStatus(w io.Writer, st ca.Status, now time.Time) {
 	}
 	for _, c := range st.Intermediates {
 		fmt.Fprintf(tw, "intermediate\t%s\t%s\t%s\t%s\n", c.Subject, c.Serial, c.NotAfter.UTC().Format(time.RFC3339), left(c.NotAfter, now))
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-	if len(st.Leaves) == 0 {
-		fmt.Fprintln(w, "no workload certificate issued yet")
-		return
-	}
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "INSTANCE\tSPIFFE ID\tSERIAL\tEXPIRES\tLEFT")
-	for _, l := range st.Leaves {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Instance, l.SPIFFEID, l.Serial, l.NotAfter.UTC().Format(time.RFC3339), left(l.NotAfter, now))
 	}
 	tw.Flush()
 }
@@ -178,6 +208,7 @@ func addUpCAFlags(cmd *cobra.Command, opts *local.Options) {
 	cmd.Flags().StringVar(&opts.CACerts, "cacerts", "", "folder of a plug-in CA (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) to use instead of the self-signed root in <state-dir>/ca")
 	cmd.Flags().StringVar(&opts.TrustDomain, "trust-domain", spiffeid.DefaultTrustDomain, "trust domain of workload SPIFFE IDs")
 	cmd.Flags().DurationVar(&opts.CertTTL, "cert-ttl", ca.DefaultLeafTTL, "lifetime of workload certificates (renewed at 50-80 %); minutes or more")
+	cmd.Flags().StringVar(&opts.SPIFFESocket, "spiffe-socket", "", `SPIFFE Workload API (a SPIRE agent), e.g. unix:///run/spire/agent.sock: sidecars get their certificates from it instead of the built-in CA (see docs/spire.md; default "": the built-in CA)`)
 }
 
 // addControlPlaneCAFlags adds the CA flags of `weft controlplane`.
@@ -187,4 +218,5 @@ func addControlPlaneCAFlags(cmd *cobra.Command, opts *controlplane.Options) {
 	cmd.Flags().StringVar(&opts.CA.PluginDir, "cacerts", "", "folder of a plug-in CA (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
 	cmd.Flags().StringVar(&opts.CA.TrustDomain, "trust-domain", spiffeid.DefaultTrustDomain, "trust domain of workload SPIFFE IDs")
 	cmd.Flags().DurationVar(&opts.CA.LeafTTL, "cert-ttl", ca.DefaultLeafTTL, "lifetime of workload certificates; minutes or more")
+	cmd.Flags().StringVar(&opts.CA.SPIFFESocket, "spiffe-socket", "", `SPIFFE Workload API (a SPIRE agent), e.g. unix:///run/spire/agent.sock, whose trust bundle the CA port also trusts for sidecars' client certificates; the control plane needs a registration entry (default "": none)`)
 }

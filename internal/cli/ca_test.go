@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"weft.dev/weft/internal/ca"
+	"weft.dev/weft/internal/controlplane"
 )
 
 func TestPrintCAStatus(t *testing.T) {
@@ -22,8 +23,9 @@ func TestPrintCAStatus(t *testing.T) {
 		},
 	}
 	var buf bytes.Buffer
-	printCAStatus(&buf, st, now)
-	want := `trust domain cluster.local, plug-in CA, workload certificates live 24h0m0s
+	printCAStatus(&buf, controlplane.CAStatus{Status: st, Identity: controlplane.IdentityStatus{Source: controlplane.IdentitySourceCA}}, now)
+	want := `workload certificates: issued by the built-in CA
+trust domain cluster.local, plug-in CA, workload certificates live 24h0m0s
 trust bundle: /etc/cacerts/root-cert.pem
 
 ROLE          SUBJECT               SERIAL  EXPIRES               LEFT
@@ -38,8 +40,38 @@ ratings-0.default  spiffe://cluster.local/ns/default/sa/ratings  cd34    2026-03
 		t.Errorf("weft ca status (-want +got):\n%s", diff)
 	}
 	buf.Reset()
-	printCAStatus(&buf, ca.Status{Mode: "self-signed"}, now)
+	printCAStatus(&buf, controlplane.CAStatus{Status: ca.Status{Mode: "self-signed"}}, now)
 	if !bytes.Contains(buf.Bytes(), []byte("no workload certificate issued yet")) {
 		t.Errorf("no leaves: %s", buf.String())
+	}
+}
+
+// TestPrintCAStatusSPIFFE: with the SPIFFE Workload API, weft ca status
+// says where certificates come from, the control plane's own ID, the
+// bundle it reads there, and what the built-in CA still does.
+func TestPrintCAStatusSPIFFE(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	st := controlplane.CAStatus{
+		Status: ca.Status{Mode: "self-signed", TrustDomain: "example.org", LeafLifetime: "24h0m0s", TrustBundleFile: "/state/ca/trust-bundle.pem",
+			Roots: []ca.CertInfo{{Subject: "CN=Weft root CA example.org", Serial: "1", NotAfter: now.Add(3650 * 24 * time.Hour)}}},
+		Identity: controlplane.IdentityStatus{Source: controlplane.IdentitySourceSPIFFE, SPIFFESocket: "unix:///run/spire/agent.sock",
+			ControlPlaneID: "spiffe://example.org/ns/istio-system/sa/weft-controlplane", Updated: now.Add(-time.Minute),
+			Bundle: []ca.CertInfo{{Subject: "O=SPIFFE,C=US", Serial: "c0ffee", NotAfter: now.Add(20 * time.Hour)}}},
+	}
+	var buf bytes.Buffer
+	printCAStatus(&buf, st, now)
+	want := `workload certificates: issued by the SPIFFE Workload API at unix:///run/spire/agent.sock (SPIRE), trust domain example.org
+control plane: spiffe://example.org/ns/istio-system/sa/weft-controlplane, trust bundle updated 2026-03-01T11:59:00Z
+
+SPIFFE ROOT    SERIAL  EXPIRES               LEFT
+O=SPIFFE,C=US  c0ffee  2026-03-02T08:00:00Z  20h
+
+the built-in self-signed CA signs only the control plane's TLS certificate (sidecars verify it with /state/ca/trust-bundle.pem)
+
+ROLE  SUBJECT                      SERIAL  EXPIRES               LEFT
+root  CN=Weft root CA example.org  1       2036-02-27T12:00:00Z  3650d
+`
+	if diff := cmp.Diff(want, buf.String()); diff != "" {
+		t.Errorf("weft ca status (-want +got):\n%s", diff)
 	}
 }

@@ -33,6 +33,14 @@ type CAOptions struct {
 	TrustDomain string
 	// LeafTTL is the lifetime of workload certificates; default 24 h.
 	LeafTTL time.Duration
+	// SPIFFESocket, when set, is the SPIFFE Workload API (a SPIRE agent,
+	// unix:///path/agent.sock) that issues the sidecars' certificates
+	// instead of the CA: the CA port then also trusts client
+	// certificates from that trust domain's bundle, which the control
+	// plane reads from the Workload API as a workload of its own (it
+	// needs a registration entry). The CA still signs the port's own TLS
+	// certificate, so Dir or PluginDir is needed too.
+	SPIFFESocket string
 }
 
 // caExpiryCheck is how often the CA re-checks its roots and intermediates
@@ -44,13 +52,17 @@ const caExpiryCheck = 12 * time.Hour
 func (s *Server) setupCA() error {
 	o := s.opts.CA
 	if o.Dir == "" && o.PluginDir == "" {
-		return nil
+		_, err := newSPIFFETrust(o, s.opts.Logger) // refuses a socket without a CA
+		return err
 	}
 	if s.opts.CAAddr == "" {
 		s.opts.CAAddr = "127.0.0.1:15012"
 	}
 	a, err := ca.New(ca.Options{Dir: o.Dir, PluginDir: o.PluginDir, TrustDomain: o.TrustDomain, LeafTTL: o.LeafTTL, Logger: s.opts.Logger, Registerer: s.reg})
 	if err != nil {
+		return err
+	}
+	if s.spiffe, err = newSPIFFETrust(o, s.opts.Logger); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", s.opts.CAAddr)
@@ -68,6 +80,23 @@ func (s *Server) CA() *ca.Authority { return s.ca }
 // issues one per instance); nil when the CA is off.
 func (s *Server) CATokens() *ca.Tokens { return s.caTokens }
 
+// IdentityStatus says where the sidecars' certificates come from.
+func (s *Server) IdentityStatus() IdentityStatus {
+	if s.spiffe != nil {
+		return s.spiffe.status()
+	}
+	return IdentityStatus{Source: IdentitySourceCA}
+}
+
+// SPIFFESocket is the SPIFFE Workload API that issues the sidecars'
+// certificates, or "" when the built-in CA does.
+func (s *Server) SPIFFESocket() string {
+	if s.spiffe == nil {
+		return ""
+	}
+	return s.spiffe.addr
+}
+
 // CAAddr is the address the CA is served on, or "" when it is off.
 func (s *Server) CAAddr() string {
 	if s.caLn == nil {
@@ -82,7 +111,7 @@ func (s *Server) caRoutes() {
 			writeJSON(w, http.StatusNotFound, errorBody{Error: "the control plane runs no CA: start it with a CA folder (weft up always does)"})
 			return
 		}
-		writeJSON(w, http.StatusOK, s.ca.StatusFor(s.caTokens.Instances()))
+		writeJSON(w, http.StatusOK, CAStatus{Status: s.ca.StatusFor(s.caTokens.Instances()), Identity: s.IdentityStatus()})
 	})
 	// POST /api/v1/ca/rotate {"step": "stage" | "issue-from-new" |
 	// "retire-old"}: one step of a root rotation; 409 with the reason when
@@ -112,15 +141,28 @@ func (s *Server) caRoutes() {
 	})
 }
 
+// runSPIFFE follows the SPIFFE Workload API's trust bundle until ctx
+// ends; it returns at once when the mesh's identities come from the CA.
+func (s *Server) runSPIFFE(ctx context.Context) error {
+	if s.spiffe == nil {
+		return nil
+	}
+	return s.spiffe.run(ctx)
+}
+
 // runCA serves the certificate API until ctx ends and re-checks the CA's
 // expiry now and then; it returns at once when the CA is off.
 func (s *Server) runCA(ctx context.Context) error {
 	if s.ca == nil {
 		return nil
 	}
+	tlsCfg := s.ca.ServerTLSConfig()
+	if s.spiffe != nil {
+		tlsCfg = s.spiffe.withSPIFFERoots(tlsCfg)
+	}
 	unary, stream := ca.RequireClientCert()
 	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(s.ca.ServerTLSConfig())),
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)

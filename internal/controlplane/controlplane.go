@@ -86,6 +86,9 @@ type Server struct {
 	ca       *ca.Authority
 	caTokens *ca.Tokens
 	caLn     net.Listener
+	// spiffe, when set, is the SPIFFE Workload API whose trust bundle
+	// the CA port also trusts (sidecars with SPIRE-issued SVIDs).
+	spiffe *spiffeTrust
 
 	notifyCh chan struct{}
 	ready    chan struct{}
@@ -267,6 +270,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.watch(ctx) })
 	g.Go(func() error { return s.stats.Run(ctx) })
 	g.Go(func() error { return s.runCA(ctx) })
+	g.Go(func() error { return s.runSPIFFE(ctx) })
 	g.Go(func() error {
 		if err := grpcServer.Serve(s.xdsLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving xDS: %w", err)

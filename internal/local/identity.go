@@ -1,7 +1,10 @@
 package local
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,10 +26,11 @@ func caSettings(opts Options, stateDir string, pp *ports, log *slog.Logger) (str
 		log.Warn("CA port taken; using another", "wanted", want, "using", addr)
 	}
 	return addr, controlplane.CAOptions{
-		Dir:         filepath.Join(stateDir, "ca"),
-		PluginDir:   opts.CACerts,
-		TrustDomain: opts.TrustDomain,
-		LeafTTL:     opts.CertTTL,
+		Dir:          filepath.Join(stateDir, "ca"),
+		PluginDir:    opts.CACerts,
+		TrustDomain:  opts.TrustDomain,
+		LeafTTL:      opts.CertTTL,
+		SPIFFESocket: opts.SPIFFESocket,
 	}
 }
 
@@ -37,10 +41,13 @@ func (m *mesh) tokenFile(mi *model.Instance) string {
 	return filepath.Join(m.tokenDir(), mi.ProxyKey()+".token")
 }
 
-// identityArgs issues the instance a bootstrap token, writes it to a 0600
-// file, and returns the sidecar flags that make it get its certificate
-// from the CA. Without a CA, or if the token cannot be written, the
-// sidecar runs without identity (logged).
+// identityArgs returns the sidecar flags that give it its certificate.
+// With the built-in CA it issues the instance a bootstrap token and
+// writes it to a 0600 file; with the SPIFFE Workload API the sidecar asks
+// the agent (which attests it by its path, spiffeProxyPath). Either way
+// xDS runs over mTLS on the CA port, whose certificate the sidecar
+// verifies with the CA's trust bundle file. Without a CA, or if the token
+// cannot be written, the sidecar runs without identity (logged).
 func (m *mesh) identityArgs(mi *model.Instance) []string {
 	a, tokens := m.cp.CA(), m.cp.CATokens()
 	if a == nil {
@@ -50,6 +57,15 @@ func (m *mesh) identityArgs(mi *model.Instance) []string {
 	if err != nil {
 		m.log.Warn("instance gets no workload certificate", "instance", mi.ProxyKey(), "err", err)
 		return nil
+	}
+	if sock := m.cp.SPIFFESocket(); sock != "" {
+		return []string{
+			"--identity-source", "spiffe",
+			"--spiffe-socket", sock,
+			"--ca-addr", m.cp.CAAddr(),
+			"--ca-root-file", a.TrustBundleFile(),
+			"--trust-domain", a.TrustDomain(),
+		}
 	}
 	tok, err := tokens.Issue(mi.ProxyKey(), id)
 	if err == nil {
@@ -91,4 +107,61 @@ func writeToken(dir, path, tok string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// spiffeProxyPath is where the sidecars of an identity run from when the
+// SPIFFE Workload API issues their certificates: one path per namespace
+// and service account, <state-dir>/spiffe/<ns>/<sa>/<program>, a hard
+// link to (or copy of) the proxy program, so that a SPIRE agent's unix
+// workload attestor with discover_workload_path tells identities apart by
+// the selector unix:path:<that path>. It is laid anew at every start, so
+// it runs the program of the moment.
+func (m *mesh) spiffeProxyPath(mi *model.Instance, program string) (string, error) {
+	dst := filepath.Join(m.stateDir, "spiffe", mi.Namespace, mi.ServiceAccount, filepath.Base(program))
+	m.spiffeMu.Lock()
+	defer m.spiffeMu.Unlock()
+	if m.spiffeLaid[dst] {
+		return dst, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if err := os.Link(program, dst); err != nil {
+		if err := copyExecutable(program, dst); err != nil {
+			return "", fmt.Errorf("laying out %s for the SPIRE agent: %w", dst, err)
+		}
+	}
+	if m.spiffeLaid == nil {
+		m.spiffeLaid = map[string]bool{}
+	}
+	m.spiffeLaid[dst] = true
+	id, _ := spiffeid.New(m.cp.CA().TrustDomain(), mi.Namespace, mi.ServiceAccount)
+	m.log.Info("sidecars of this identity run from their own path; register it with SPIRE",
+		"spiffe_id", id.String(), "selector", "unix:path:"+dst,
+		"command", "spire-server entry create -parentID <agent SPIFFE ID> -spiffeID "+id.String()+" -selector unix:path:"+dst)
+	return dst, nil
+}
+
+func copyExecutable(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
 }

@@ -57,6 +57,11 @@ type mesh struct {
 	prometheus string
 	// logs are the open per-process log files, by path.
 	logs map[string]*rotatingLog
+
+	// spiffeMu guards spiffeLaid, the per-identity proxy paths laid out
+	// in this run (spiffeProxyPath).
+	spiffeMu   sync.Mutex
+	spiffeLaid map[string]bool
 }
 
 // instance is one running app + sidecar (or a gateway: app is nil).
@@ -420,6 +425,13 @@ func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
 		labels = append(labels, k+"="+mi.Labels[k])
 	}
 	args := append([]string(nil), m.proxy...)
+	if m.cp.SPIFFESocket() != "" && m.cp.CA() != nil {
+		if p, err := m.spiffeProxyPath(mi, args[0]); err != nil {
+			m.log.Warn("sidecar runs from the shared proxy path: the SPIRE agent cannot tell its identity from others'", "instance", mi.ProxyKey(), "err", err)
+		} else {
+			args[0] = p
+		}
+	}
 	if mi.StatsPort != 0 {
 		args = append(args, "--stats-addr", fmt.Sprintf("127.0.0.1:%d", mi.StatsPort))
 	}

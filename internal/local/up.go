@@ -43,6 +43,13 @@ type Options struct {
 	TrustDomain string
 	// CertTTL is the lifetime of workload certificates; default 24 h.
 	CertTTL time.Duration
+	// SPIFFESocket, when set, is the SPIFFE Workload API (a SPIRE agent,
+	// unix:///path/agent.sock) the sidecars get their certificates from
+	// instead of the built-in CA. Each identity's sidecars run from their
+	// own path, <state-dir>/spiffe/<namespace>/<service account>/weft-proxy,
+	// so that the agent's unix attestor tells them apart; weft up logs the
+	// registration entries to create.
+	SPIFFESocket string
 	// NoTraffic turns the demo's traffic generator off.
 	NoTraffic bool
 	// Prometheus starts a Prometheus server (the prometheus program on
@@ -111,6 +118,11 @@ func Run(ctx context.Context, opts Options) error {
 		CAAddr: caAddr, CA: caOpts})
 	if err != nil {
 		return err
+	}
+	if opts.SPIFFESocket != "" {
+		log.Info("the SPIFFE Workload API issues the sidecars' certificates; the control plane reads its trust bundle as a workload of its own: register it with SPIRE",
+			"socket", opts.SPIFFESocket, "selector", "unix:path:"+self,
+			"command", "spire-server entry create -parentID <agent SPIFFE ID> -spiffeID spiffe://"+cp.CA().TrustDomain()+"/ns/istio-system/sa/weft-controlplane -selector unix:path:"+self)
 	}
 	sup := supervisor.New(supervisor.Options{
 		Output:     opts.Stdout,

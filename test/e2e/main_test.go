@@ -133,10 +133,15 @@ func copyDemo(t *testing.T, ingress int) string {
 // startMesh runs `weft up -f dir` and waits until the admin API answers.
 func startMesh(t *testing.T, dir string, ingress int, extra ...string) *meshRun {
 	t.Helper()
+	return startMeshIn(t, t.TempDir(), dir, ingress, extra...)
+}
+
+// startMeshIn is startMesh with the state folder given.
+func startMeshIn(t *testing.T, state, dir string, ingress int, extra ...string) *meshRun {
+	t.Helper()
 	if binDir == "" {
 		t.Skip("end-to-end tests do not run with -short")
 	}
-	state := t.TempDir()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := append([]string{"up", "-f", dir, "--state-dir", state, "--admin", admin,
 		"--xds-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, extra...)

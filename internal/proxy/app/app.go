@@ -93,16 +93,28 @@ type Config struct {
 	// stdout and stderr are where access_log sinks "/dev/stdout" and
 	// "/dev/stderr" write (Main's streams; default os.Stdout, os.Stderr).
 	stdout, stderr io.Writer
-	// CAAddr, when set, makes the proxy get its workload certificate
-	// (SVID, spiffe://<TrustDomain>/ns/<Namespace>/sa/<ServiceAccount>)
-	// from the control plane's CA there, and renew it, before it asks for
-	// its config and reports ready (default "": no identity).
+	// IdentitySource is where the proxy's workload certificate (SVID,
+	// spiffe://<TrustDomain>/ns/<Namespace>/sa/<ServiceAccount>) comes
+	// from: identity.SourceCA (the control plane's CA at CAAddr) or
+	// identity.SourceSPIFFE (the SPIFFE Workload API at SPIFFESocket,
+	// e.g. a SPIRE agent). With either, the proxy has its certificate
+	// before it asks for its config and reports ready. Default: SourceCA
+	// when CAAddr is set, else no identity.
+	IdentitySource string
+	// SPIFFESocket is the SPIFFE Workload API's address
+	// (unix:///path/agent.sock); default $SPIFFE_ENDPOINT_SOCKET.
+	SPIFFESocket string
+	// CAAddr is the control plane's CA port (TLS, Istio's 15012). With
+	// SourceCA the proxy gets and renews its certificate there; with
+	// either source, an XDSAddr equal to it makes xDS run over mTLS
+	// (default "": none).
 	CAAddr string
-	// CARootFile is the PEM roots the CA's TLS certificate is checked
-	// against (required with CAAddr).
+	// CARootFile is the PEM roots the control plane's TLS certificate is
+	// checked against (required with CAAddr).
 	CARootFile string
 	// BootstrapTokenFile holds the token proving the proxy's workload to
-	// the CA (required with CAAddr; weft up writes one per instance, 0600).
+	// the CA (required with SourceCA; weft up writes one per instance,
+	// 0600).
 	BootstrapTokenFile string
 	// TrustDomain of the proxy's SPIFFE ID (default cluster.local).
 	TrustDomain string
@@ -135,16 +147,18 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr; overrides the config's access logs (default off: the config decides)`)
 	fs.IntVar(&cfg.MaxSeries, "max-metric-series", proxymetrics.DefaultMaxSeries, "cap on the label sets of each family of Istio metrics (HTTP, TCP); past it, new peers are recorded as unknown")
 	fs.StringVar(&cfg.InterceptionMode, "interception-mode", "", `"REDIRECT" when iptables redirects the workload's traffic to the proxy (default "": HTTP_PROXY)`)
-	fs.StringVar(&cfg.CAAddr, "ca-addr", "", `control plane CA address (TLS), e.g. 127.0.0.1:15012; when set, the proxy gets its workload certificate before it is ready (default "": off)`)
-	fs.StringVar(&cfg.CARootFile, "ca-root-file", "", "PEM roots that verify the CA's TLS certificate (with --ca-addr)")
-	fs.StringVar(&cfg.BootstrapTokenFile, "bootstrap-token-file", "", "file holding the token that proves this workload to the CA (with --ca-addr)")
+	fs.StringVar(&cfg.IdentitySource, "identity-source", "", `where the workload certificate comes from: "ca" (the control plane's CA at --ca-addr) or "spiffe" (the SPIFFE Workload API at --spiffe-socket, e.g. a SPIRE agent) (default: "spiffe" with --spiffe-socket, else "ca" with --ca-addr, else none)`)
+	fs.StringVar(&cfg.SPIFFESocket, "spiffe-socket", "", "SPIFFE Workload API address, e.g. unix:///run/spire/agent.sock (default $SPIFFE_ENDPOINT_SOCKET with --identity-source=spiffe)")
+	fs.StringVar(&cfg.CAAddr, "ca-addr", "", `control plane CA address (TLS), e.g. 127.0.0.1:15012; with --identity-source=ca the proxy gets its workload certificate there before it is ready; with either source, an --xds-addr equal to it runs xDS over mTLS (default "": off)`)
+	fs.StringVar(&cfg.CARootFile, "ca-root-file", "", "PEM roots that verify the control plane's TLS certificate (with --ca-addr)")
+	fs.StringVar(&cfg.BootstrapTokenFile, "bootstrap-token-file", "", "file holding the token that proves this workload to the CA (with --identity-source=ca)")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", spiffeid.DefaultTrustDomain, "trust domain of the proxy's SPIFFE ID")
 	fs.DurationVar(&cfg.CAPollInterval, "ca-poll-interval", 10*time.Second, "how often to ask the CA for the trust bundle between renewals (root rotation)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
-	if cfg.CAAddr != "" && (cfg.CARootFile == "" || cfg.BootstrapTokenFile == "") {
-		return cfg, errors.New("--ca-addr needs --ca-root-file and --bootstrap-token-file")
+	if err := checkIdentityFlags(&cfg); err != nil {
+		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -245,7 +259,8 @@ type Proxy struct {
 	compiler dataplane.Compiler
 	snaps    dataplane.Holder
 	lst      *listener.Manager
-	ident    *identity.Client // nil unless Config.CAAddr is set
+	ident    *identity.Client      // nil without an identity source
+	fatal    atomic.Pointer[error] // why the proxy stopped by itself
 	tap      *tap.Hub
 
 	ready    atomic.Bool
@@ -292,7 +307,7 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		return nil, err
 	}
 	var certs http.Handler
-	if cfg.CAAddr != "" {
+	if cfg.identitySource() != "" {
 		if p.ident, err = newIdentity(cfg, log); err != nil {
 			return nil, err
 		}
@@ -463,7 +478,9 @@ func (p *Proxy) logUnenforced(res *xdsclient.Resources) {
 }
 
 // Run serves until ctx is cancelled or Quit, then drains for at most the
-// drain timeout. It returns nil after a clean shutdown.
+// drain timeout. It returns nil after a clean shutdown, and the reason
+// when the proxy stopped by itself (its identity source issued an SVID
+// it cannot use).
 func (p *Proxy) Run(ctx context.Context) error {
 	xctx, stopXDS := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -473,7 +490,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			if err := p.ident.Run(xctx); err != nil {
-				p.log.Error("workload identity stopped: the proxy cannot become ready", "error", err)
+				p.log.Error("workload identity stopped: the proxy cannot become ready; stopping", "error", err)
+				p.fatal.Store(&err)
+				p.Quit()
 			}
 		}()
 	}
@@ -530,6 +549,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	wg.Wait()
 	p.access.Close()
 	p.stopTelemetry()
+	if err := p.fatal.Load(); err != nil {
+		return *err
+	}
 	p.log.Info("proxy stopped")
 	return nil
 }

@@ -134,3 +134,51 @@ func TestParseFlagsIdentity(t *testing.T) {
 		t.Errorf("ParseFlags = %+v, %v", cfg, err)
 	}
 }
+
+// TestParseFlagsIdentitySource covers --identity-source and the flags
+// each source needs or refuses.
+func TestParseFlagsIdentitySource(t *testing.T) {
+	ca := []string{"--ca-addr", "127.0.0.1:15012", "--ca-root-file", "r.pem"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string // SPIFFE_ENDPOINT_SOCKET
+		// wantSource and wantSocket when accepted; wantErr words when not.
+		wantSource, wantSocket string
+		wantErr                string
+	}{
+		{name: "none", args: nil, wantSource: ""},
+		{name: "ca by default with --ca-addr", args: append(ca, "--bootstrap-token-file", "t"), wantSource: "ca"},
+		{name: "spiffe by --spiffe-socket", args: []string{"--spiffe-socket", "unix:///run/spire/agent.sock"}, wantSource: "spiffe", wantSocket: "unix:///run/spire/agent.sock"},
+		{name: "spiffe from the environment", args: []string{"--identity-source", "spiffe"}, env: "unix:///tmp/agent.sock", wantSource: "spiffe", wantSocket: "unix:///tmp/agent.sock"},
+		{name: "the environment alone turns nothing on", args: nil, env: "unix:///tmp/agent.sock", wantSource: ""},
+		{name: "spiffe with xDS over mTLS", args: append([]string{"--identity-source=spiffe", "--spiffe-socket", "unix:///a.sock"}, ca...), wantSource: "spiffe", wantSocket: "unix:///a.sock"},
+		{name: "spiffe without a socket", args: []string{"--identity-source", "spiffe"}, wantErr: "needs --spiffe-socket (or SPIFFE_ENDPOINT_SOCKET)"},
+		{name: "spiffe socket not a URI", args: []string{"--spiffe-socket", "/run/spire/agent.sock"}, wantErr: `--spiffe-socket "/run/spire/agent.sock"`},
+		{name: "spiffe with a token", args: []string{"--spiffe-socket", "unix:///a.sock", "--bootstrap-token-file", "t"}, wantErr: "--bootstrap-token-file is for --identity-source=ca"},
+		{name: "spiffe with --ca-addr but no roots", args: []string{"--spiffe-socket", "unix:///a.sock", "--ca-addr", "127.0.0.1:15012"}, wantErr: "--ca-root-file"},
+		{name: "ca with a socket", args: append([]string{"--identity-source", "ca", "--spiffe-socket", "unix:///a.sock", "--bootstrap-token-file", "t"}, ca...), wantErr: "--spiffe-socket is for --identity-source=spiffe"},
+		{name: "ca without a token", args: append([]string{"--identity-source", "ca"}, ca...), wantErr: "--bootstrap-token-file"},
+		{name: "unknown source", args: []string{"--identity-source", "vault"}, wantErr: `--identity-source "vault": want ca or spiffe`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("SPIFFE_ENDPOINT_SOCKET", tc.env)
+			cfg, err := app.ParseFlags(tc.args, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ParseFlags(%q) = %v, want an error with %q", tc.args, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseFlags(%q): %v", tc.args, err)
+			}
+			if cfg.IdentitySource != tc.wantSource {
+				t.Errorf("identity source %q, want %q", cfg.IdentitySource, tc.wantSource)
+			}
+			if cfg.SPIFFESocket != tc.wantSocket {
+				t.Errorf("socket %q, want %q", cfg.SPIFFESocket, tc.wantSocket)
+			}
+		})
+	}
+}

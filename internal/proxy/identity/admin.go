@@ -15,7 +15,7 @@ func (c *Client) CertsHandler() http.Handler {
 		info, ok := c.Info()
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": "no certificate yet for " + c.opts.ID.String() + ": waiting for the CA at " + c.opts.Addr})
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "no certificate yet for " + c.opts.ID.String() + ": waiting for " + c.sourceName()})
 			return
 		}
 		enc := json.NewEncoder(w)

@@ -1,8 +1,15 @@
-// Package identity is the sidecar's side of Weft's workload identity: it
-// generates an ECDSA P-256 key in memory (the key never leaves the
-// process), asks the control plane's CA for an X.509 SVID with a CSR
-// naming its SPIFFE ID, and renews it at a jittered point between 50 and
-// 80 % of its lifetime, with a fresh key each time.
+// Package identity is the sidecar's side of Weft's workload identity. It
+// has two sources of the proxy's X.509 SVID:
+//
+//   - the control plane's CA (SourceCA): it generates an ECDSA P-256 key
+//     in memory (the key never leaves the process), asks the CA for an
+//     SVID with a CSR naming its SPIFFE ID, and renews it at a jittered
+//     point between 50 and 80 % of its lifetime, with a fresh key each
+//     time;
+//   - the SPIFFE Workload API (SourceSPIFFE), e.g. a SPIRE agent, through
+//     go-spiffe's X509Source: the agent attests the process and hands it
+//     the SVID, its key and the trust bundle, and pushes new ones before
+//     they expire. The key stays in the agent and this process.
 //
 // The current certificate is served by GetCertificate and
 // GetClientCertificate, which fit tls.Config: a TLS listener or client
@@ -39,17 +46,29 @@ import (
 
 	"weft.dev/weft/internal/caapi"
 	"weft.dev/weft/internal/spiffeid"
+	"weft.dev/weft/internal/spiffesource"
 )
 
 // Options configure a Client; they are read once.
 type Options struct {
-	// Addr is the CA's address (the control plane's 15012).
+	// Source is where the SVID comes from: SourceCA (default) or
+	// SourceSPIFFE.
+	Source string
+	// SPIFFESocket is the Workload API's address (unix:///path or
+	// tcp://ip:port); required with SourceSPIFFE.
+	SPIFFESocket string
+	// Addr is the CA's address (the control plane's 15012); required with
+	// SourceCA.
 	Addr string
-	// RootFile is a PEM file of the roots the CA's TLS certificate is
-	// verified against (weft up passes the mesh's root-cert.pem).
+	// RootFile is a PEM file of the roots the control plane's TLS
+	// certificate (the CA port) is verified against (weft up passes the
+	// mesh's trust-bundle.pem); required with SourceCA, optional with
+	// SourceSPIFFE (needed only for xDS over mTLS).
 	RootFile string
 	// TokenFile holds the bootstrap token that proves which workload the
 	// proxy is; it is read before every request, so it may be replaced.
+	// Required with SourceCA, unused with SourceSPIFFE (the agent attests
+	// the process instead).
 	TokenFile string
 	// ID is the identity to ask for.
 	ID spiffeid.ID
@@ -84,7 +103,8 @@ type SVID struct {
 	Bundle *x509.CertPool
 	// BundleCerts are the roots in Bundle.
 	BundleCerts []*x509.Certificate
-	// RenewAt is when the client will ask for the next one.
+	// RenewAt is when the client will ask for the next one; zero with
+	// SourceSPIFFE, where the agent decides.
 	RenewAt time.Time
 }
 
@@ -103,14 +123,27 @@ type Client struct {
 
 // New checks the options; Run does the work.
 func New(opts Options) (*Client, error) {
-	if opts.Addr == "" {
-		return nil, errors.New("identity: no CA address")
-	}
-	if opts.RootFile == "" {
-		return nil, errors.New("identity: no CA root file: pass --ca-root-file")
-	}
-	if opts.TokenFile == "" {
-		return nil, errors.New("identity: no bootstrap token file: pass --bootstrap-token-file")
+	switch opts.Source {
+	case "", SourceCA:
+		opts.Source = SourceCA
+		if opts.Addr == "" {
+			return nil, errors.New("identity: no CA address")
+		}
+		if opts.RootFile == "" {
+			return nil, errors.New("identity: no CA root file: pass --ca-root-file")
+		}
+		if opts.TokenFile == "" {
+			return nil, errors.New("identity: no bootstrap token file: pass --bootstrap-token-file")
+		}
+	case SourceSPIFFE:
+		if opts.SPIFFESocket == "" {
+			return nil, errors.New("identity: no SPIFFE Workload API address: pass --spiffe-socket or set SPIFFE_ENDPOINT_SOCKET")
+		}
+		if err := spiffesource.CheckAddr("identity: SPIFFE Workload API address", opts.SPIFFESocket); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("identity: source %q: want %s or %s", opts.Source, SourceCA, SourceSPIFFE)
 	}
 	if err := opts.ID.Validate(); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
@@ -130,19 +163,24 @@ func New(opts Options) (*Client, error) {
 	if opts.BundlePoll == 0 {
 		opts.BundlePoll = 10 * time.Second
 	}
-	pemData, err := os.ReadFile(opts.RootFile)
-	if err != nil {
-		return nil, fmt.Errorf("identity: reading the CA root file: %w", err)
-	}
 	caRoots := x509.NewCertPool()
-	if !caRoots.AppendCertsFromPEM(pemData) {
-		return nil, fmt.Errorf("identity: CA root file %s: no PEM certificate in it", opts.RootFile)
+	if opts.RootFile != "" {
+		pemData, err := os.ReadFile(opts.RootFile)
+		if err != nil {
+			return nil, fmt.Errorf("identity: reading the CA root file: %w", err)
+		}
+		if !caRoots.AppendCertsFromPEM(pemData) {
+			return nil, fmt.Errorf("identity: CA root file %s: no PEM certificate in it", opts.RootFile)
+		}
 	}
 	return &Client{opts: opts, log: opts.Logger, caRoots: caRoots, ready: make(chan struct{})}, nil
 }
 
 // ID is the identity the client asks for.
 func (c *Client) ID() spiffeid.ID { return c.opts.ID }
+
+// Source is where the certificate comes from: SourceCA or SourceSPIFFE.
+func (c *Client) Source() string { return c.opts.Source }
 
 // Ready is closed once the first certificate is in hand.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
@@ -166,7 +204,7 @@ func (c *Client) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certifi
 func (c *Client) certificate() (*tls.Certificate, error) {
 	s := c.current.Load()
 	if s == nil {
-		return nil, fmt.Errorf("no certificate for %s yet: the CA at %s has not issued one", c.opts.ID, c.opts.Addr)
+		return nil, fmt.Errorf("no certificate for %s yet: %s has not issued one", c.opts.ID, c.sourceName())
 	}
 	return s.Certificate, nil
 }
@@ -181,9 +219,13 @@ func (c *Client) TrustBundle() *x509.CertPool {
 }
 
 // Run obtains a certificate, then renews it until ctx ends. It returns
-// nil when ctx ends; a CA that cannot be reached is retried with backoff,
-// never fatal.
+// nil when ctx ends; a source that cannot be reached is retried with
+// backoff, never fatal. With SourceSPIFFE, a first SVID of another trust
+// domain is fatal (a *TrustDomainError).
 func (c *Client) Run(ctx context.Context) error {
+	if c.opts.Source == SourceSPIFFE {
+		return c.runSPIFFE(ctx)
+	}
 	cc, err := c.dial()
 	if err != nil {
 		return err
@@ -244,7 +286,10 @@ func (c *Client) install(svid *SVID) {
 	old := c.current.Swap(svid)
 	c.renewals.Add(1)
 	c.once.Do(func() { close(c.ready) })
-	args := []any{"id", svid.ID.String(), "serial", serial(svid.Leaf), "not_after", svid.Leaf.NotAfter.UTC().Format(time.RFC3339), "renew_at", svid.RenewAt.UTC().Format(time.RFC3339Nano)}
+	args := []any{"id", svid.ID.String(), "serial", serial(svid.Leaf), "not_after", svid.Leaf.NotAfter.UTC().Format(time.RFC3339), "source", c.sourceName()}
+	if !svid.RenewAt.IsZero() {
+		args = append(args, "renew_at", svid.RenewAt.UTC().Format(time.RFC3339Nano))
+	}
 	if old == nil {
 		c.log.Info("workload certificate issued", args...)
 	} else {
@@ -355,7 +400,9 @@ func sameCerts(a, b []*x509.Certificate) bool {
 // its certificate is verified (name ServerName) against the root file
 // given at start and the trust bundle of the moment, so it still verifies
 // after a root rotation; with clientCert, the proxy's SVID is presented
-// (xDS over mTLS).
+// (xDS over mTLS). With SourceSPIFFE the bundle is SPIRE's, which does
+// not sign the control plane's certificate: the root file is read again
+// instead (the built-in CA rewrites it during a root rotation).
 func (c *Client) ControlPlaneTLS(clientCert bool) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -366,7 +413,11 @@ func (c *Client) ControlPlaneTLS(clientCert bool) *tls.Config {
 				return errors.New("the control plane sent no certificate")
 			}
 			pool := c.caRoots.Clone()
-			if s := c.current.Load(); s != nil {
+			if c.opts.Source == SourceSPIFFE {
+				if data, err := os.ReadFile(c.opts.RootFile); err == nil {
+					pool.AppendCertsFromPEM(data)
+				}
+			} else if s := c.current.Load(); s != nil {
 				for _, r := range s.BundleCerts {
 					pool.AddCert(r)
 				}
@@ -506,8 +557,13 @@ type CertInfo struct {
 // and the trust bundle; never the key.
 type Info struct {
 	CertInfo
-	// RenewAt is when the next certificate will be asked for.
-	RenewAt time.Time `json:"renew_at"`
+	// Source is where the certificate comes from: "ca" or "spiffe".
+	Source string `json:"source"`
+	// SourceAddr is the CA's address or the Workload API's socket.
+	SourceAddr string `json:"source_addr"`
+	// RenewAt is when the next certificate will be asked for; absent
+	// with the SPIFFE Workload API, whose agent pushes new ones.
+	RenewAt time.Time `json:"renew_at,omitzero"`
 	// Chain are the intermediates sent after the leaf.
 	Chain []CertInfo `json:"chain"`
 	// TrustBundle are the roots peers are verified against.
@@ -524,7 +580,13 @@ func (c *Client) Info() (Info, bool) {
 	describe := func(x *x509.Certificate) CertInfo {
 		return CertInfo{Subject: x.Subject.String(), Serial: serial(x), NotBefore: x.NotBefore.UTC(), NotAfter: x.NotAfter.UTC(), Issuer: x.Issuer.String()}
 	}
-	in := Info{CertInfo: describe(s.Leaf), RenewAt: s.RenewAt.UTC(), Chain: []CertInfo{}, TrustBundle: []CertInfo{}}
+	in := Info{CertInfo: describe(s.Leaf), Source: c.opts.Source, SourceAddr: c.opts.Addr, Chain: []CertInfo{}, TrustBundle: []CertInfo{}}
+	if c.opts.Source == SourceSPIFFE {
+		in.SourceAddr = c.opts.SPIFFESocket
+	}
+	if !s.RenewAt.IsZero() {
+		in.RenewAt = s.RenewAt.UTC()
+	}
 	in.SPIFFEID = s.ID.String()
 	for _, x := range s.Chain[1:] {
 		in.Chain = append(in.Chain, describe(x))

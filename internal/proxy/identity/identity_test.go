@@ -356,3 +356,41 @@ func echo(t *testing.T, conn *tls.Conn, msg string) {
 		t.Fatalf("echo of %q: %q, %v", msg, line, err)
 	}
 }
+
+// TestSPIFFEControlPlaneTLS: with the SPIFFE Workload API as source, the
+// control plane's certificate (from the built-in CA, not SPIRE) is
+// checked against the root file, read again at every handshake, so a
+// root the CA writes there later (a root rotation) is trusted without a
+// restart; a certificate from another root is refused.
+func TestSPIFFEControlPlaneTLS(t *testing.T) {
+	first, second := startCA(t, time.Hour, ""), startCA(t, time.Hour, "")
+	rootFile := filepath.Join(t.TempDir(), "trust-bundle.pem")
+	if err := os.WriteFile(rootFile, first.ca.TrustBundlePEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := identity.New(identity.Options{Source: identity.SourceSPIFFE, SPIFFESocket: "unix:///run/spire/agent.sock", RootFile: rootFile,
+		ID: spiffeid.ID{TrustDomain: "cluster.local", Namespace: "default", ServiceAccount: "reviews"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(addr string) error {
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		conn, err := tls.DialWithDialer(d, "tcp", addr, c.ControlPlaneTLS(false))
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	if err := dial(first.addr); err != nil {
+		t.Errorf("control plane with the root file's root: %v", err)
+	}
+	if err := dial(second.addr); err == nil || !strings.Contains(err.Error(), "the control plane's certificate") {
+		t.Errorf("control plane of another root: %v, want refused naming its certificate", err)
+	}
+	if err := os.WriteFile(rootFile, append(first.ca.TrustBundlePEM(), second.ca.TrustBundlePEM()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(second.addr); err != nil {
+		t.Errorf("control plane of a root added to the root file: %v", err)
+	}
+}

@@ -38,8 +38,8 @@ type Identity interface {
 }
 
 // ErrNoIdentity is returned for a context that uses the proxy's identity
-// when the proxy has none (it was started without --ca-addr).
-var ErrNoIdentity = errors.New("mTLS needs the proxy's workload certificate, and this proxy has none (start it with --ca-addr)")
+// when the proxy has none (it was started with no identity source).
+var ErrNoIdentity = errors.New("mTLS needs the proxy's workload certificate, and this proxy has none (start it with --ca-addr or --identity-source=spiffe)")
 
 // ClientConfig builds the config for connections to an upstream. alpn, if
 // set, replaces the context's ALPN list (the proxy offers the protocol its
