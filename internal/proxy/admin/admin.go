@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/proxymetrics"
@@ -164,7 +164,11 @@ func configDump(w http.ResponseWriter, res *xdsclient.Resources) {
 	_ = enc.Encode(out)
 }
 
-func marshalAny(mo protojson.MarshalOptions, m proto.Message) (json.RawMessage, error) {
+func marshalAny(mo protojson.MarshalOptions, a *anypb.Any) (json.RawMessage, error) {
+	m, err := a.UnmarshalNew()
+	if err != nil {
+		return nil, err
+	}
 	b, err := mo.Marshal(m)
 	return json.RawMessage(b), err
 }

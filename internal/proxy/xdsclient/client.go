@@ -34,7 +34,6 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"weft.dev/weft/internal/proxy/proxyconfig"
@@ -62,8 +61,9 @@ type Resources struct {
 	Clusters map[string]*proxyconfig.Cluster
 	// Endpoints by EDS service name.
 	Endpoints map[string]*proxyconfig.Endpoints
-	// Raw holds the accepted protos by type URL and name, for config dumps.
-	Raw map[string]map[string]proto.Message
+	// Raw holds the accepted resources as received (wire form) by type
+	// URL and name, for config dumps.
+	Raw map[string]map[string]*anypb.Any
 	// Versions holds the last accepted version by type URL.
 	Versions map[string]string
 	// Received says which types have had at least one response.
@@ -145,7 +145,7 @@ type typeState struct {
 	received bool
 	lastErr  string
 	parsed   map[string]any
-	raw      map[string]proto.Message
+	raw      map[string]*anypb.Any
 }
 
 // New returns a client; call Run to start it.
@@ -161,7 +161,7 @@ func New(opts Options) *Client {
 	}
 	c := &Client{opts: opts, log: opts.Logger, types: map[string]*typeState{}}
 	for _, u := range typeOrder {
-		c.types[u] = &typeState{url: u, wildcard: u == ListenerType || u == ClusterType, parsed: map[string]any{}, raw: map[string]proto.Message{}}
+		c.types[u] = &typeState{url: u, wildcard: u == ListenerType || u == ClusterType, parsed: map[string]any{}, raw: map[string]*anypb.Any{}}
 	}
 	return c
 }
@@ -277,7 +277,7 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 	}
 	parsed, raw, errs := decode(ts.url, resp.GetResources())
 	var newParsed map[string]any
-	var newRaw map[string]proto.Message
+	var newRaw map[string]*anypb.Any
 	if ts.wildcard {
 		// State of the world: the response holds every resource of the type.
 		newParsed, newRaw = parsed, raw
@@ -384,7 +384,7 @@ func (c *Client) resubscribe(ts *typeState, names []string) bool {
 	for _, n := range names {
 		keep[n] = true
 	}
-	p, r := map[string]any{}, map[string]proto.Message{}
+	p, r := map[string]any{}, map[string]*anypb.Any{}
 	for k, v := range ts.parsed {
 		if keep[k] {
 			p[k], r[k] = v, ts.raw[k]
@@ -434,8 +434,8 @@ func shortType(u string) string { return u[strings.LastIndexByte(u, '.')+1:] }
 
 // decode unpacks and validates the resources of a response. Resources that
 // fail are returned in errs by name (or by position when unnamed).
-func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[string]proto.Message, errs map[string]error) {
-	parsed, raw, errs = map[string]any{}, map[string]proto.Message{}, map[string]error{}
+func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[string]*anypb.Any, errs map[string]error) {
+	parsed, raw, errs = map[string]any{}, map[string]*anypb.Any{}, map[string]error{}
 	for i, a := range anys {
 		if a.GetTypeUrl() != typeURL {
 			errs[fmt.Sprintf("#%d", i)] = fmt.Errorf("resource %d has type %s in a %s response", i, a.GetTypeUrl(), shortType(typeURL))
@@ -443,31 +443,30 @@ func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[s
 		}
 		var name string
 		var v any
-		var msg proto.Message
 		var err error
 		switch typeURL {
 		case ListenerType:
 			m := &listenerv3.Listener{}
 			if err = a.UnmarshalTo(m); err == nil {
-				name, msg = m.GetName(), m
+				name = m.GetName()
 				v, err = proxyconfig.ParseListener(m)
 			}
 		case RouteType:
 			m := &routev3.RouteConfiguration{}
 			if err = a.UnmarshalTo(m); err == nil {
-				name, msg = m.GetName(), m
+				name = m.GetName()
 				v, err = proxyconfig.ParseRouteConfig(m)
 			}
 		case ClusterType:
 			m := &clusterv3.Cluster{}
 			if err = a.UnmarshalTo(m); err == nil {
-				name, msg = m.GetName(), m
+				name = m.GetName()
 				v, err = proxyconfig.ParseCluster(m)
 			}
 		case EndpointType:
 			m := &endpointv3.ClusterLoadAssignment{}
 			if err = a.UnmarshalTo(m); err == nil {
-				name, msg = m.GetClusterName(), m
+				name = m.GetClusterName()
 				var e *proxyconfig.Endpoints
 				if e, err = proxyconfig.ParseEndpoints(m); err == nil {
 					v = e
@@ -486,7 +485,10 @@ func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[s
 			errs[name] = err
 			continue
 		}
-		parsed[name], raw[name] = v, msg
+		// The decoded proto is dropped: the parsed form serves, and the
+		// wire form (a fraction of the decoded one's memory) is kept for
+		// config dumps.
+		parsed[name], raw[name] = v, a
 	}
 	return parsed, raw, errs
 }
@@ -504,7 +506,7 @@ func (c *Client) snapshotLocked() *Resources {
 		Routes:    map[string]*proxyconfig.RouteConfig{},
 		Clusters:  map[string]*proxyconfig.Cluster{},
 		Endpoints: map[string]*proxyconfig.Endpoints{},
-		Raw:       map[string]map[string]proto.Message{},
+		Raw:       map[string]map[string]*anypb.Any{},
 		Versions:  map[string]string{},
 		Received:  map[string]bool{},
 		Errors:    map[string]string{},
