@@ -1,10 +1,13 @@
 // Package xdsserver serves Weft's xDS resources over gRPC: ADS
-// (state-of-the-world and delta) and the per-type discovery services.
-// Listeners, routes and clusters come from a go-control-plane snapshot
-// cache keyed by node ID; endpoints (ClusterLoadAssignments, identical for
-// every proxy) from one linear cache shared by all proxies, which versions
-// each resource and answers a subscription with only the resources that
-// changed. It tracks, per proxy and per resource type, whether the proxy
+// (state-of-the-world and delta) and the per-type discovery services, with
+// go-control-plane's server. Listeners, routes and clusters are published
+// per node as sets shared by every node with the same content, encoded
+// once and sent to every state-of-the-world stream without copying
+// (sotwcache.go, codec.go); delta streams get them from a go-control-plane
+// snapshot cache keyed by node ID. Endpoints (ClusterLoadAssignments,
+// identical for every proxy) come from one cache shared by all proxies,
+// which versions each resource and answers a subscription with only the
+// resources that changed (eds.go). It tracks, per proxy and per resource type, whether the proxy
 // has ACKed the latest version, and exports Prometheus metrics about
 // pushes, NACKs and convergence.
 package xdsserver
@@ -21,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -70,8 +74,11 @@ type Options struct {
 // proxy; a proxy that connects later gets the current one on its first
 // request.
 type Server struct {
-	log   *slog.Logger
-	now   func() time.Time
+	log *slog.Logger
+	now func() time.Time
+	// sotw serves LDS, RDS and CDS to state-of-the-world streams, cache to
+	// delta streams; both get every node's resources.
+	sotw  *sotwCache
 	cache cache.SnapshotCache
 	// eds serves every ClusterLoadAssignment to all state-of-the-world
 	// streams, edsDelta to delta streams (see eds.go).
@@ -91,6 +98,9 @@ type Server struct {
 
 	// endpoints is what eds holds (under pushMu).
 	endpoints edsState
+	// names are the names of the ClusterLoadAssignments in eds, for
+	// xdsCodec to decode requests to (replaced, never changed).
+	names atomic.Pointer[map[string]string]
 
 	mu      sync.Mutex
 	nodes   map[string]*nodeState
@@ -168,6 +178,7 @@ func New(ctx context.Context, opts Options) *Server {
 	// ask for listeners one by one by name. Consistency is checked by
 	// xdstranslate before publishing instead.
 	s.cache = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
+	s.sotw = newSotwCache()
 	s.eds = newEndpointCache()
 	s.edsDelta = cache.NewLinearCache(resource.EndpointType, cache.WithLogger(cpLogger{s.log}))
 	mux := &cache.MuxCache{
@@ -175,7 +186,7 @@ func New(ctx context.Context, opts Options) *Server {
 			if r.GetTypeUrl() == resource.EndpointType {
 				return "eds"
 			}
-			return ""
+			return "sotw"
 		},
 		ClassifyDelta: func(r *cache.DeltaRequest) string {
 			if r.GetTypeUrl() == resource.EndpointType {
@@ -183,7 +194,7 @@ func New(ctx context.Context, opts Options) *Server {
 			}
 			return ""
 		},
-		Caches: map[string]cache.Cache{"eds": s.eds, "eds-delta": s.edsDelta, "": s.cache},
+		Caches: map[string]cache.Cache{"sotw": s.sotw, "eds": s.eds, "eds-delta": s.edsDelta, "": s.cache},
 	}
 	s.xds = serverv3.NewServer(ctx, mux, s.callbacks())
 	s.translator = xdstranslate.New(&model.Snapshot{})
@@ -201,10 +212,11 @@ func (s *Server) Register(g *grpc.Server) {
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
 }
 
-// Serve creates a grpc.Server with the xDS services and serves lis until
-// Stop. It returns grpc.Server.Serve's error.
+// Serve creates a grpc.Server with the xDS services and ServerOptions
+// (then opts) and serves lis until Stop. It returns grpc.Server.Serve's
+// error.
 func (s *Server) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
-	g := grpc.NewServer(opts...)
+	g := grpc.NewServer(append(s.ServerOptions(), opts...)...)
 	s.Register(g)
 	s.grpcMu.Lock()
 	s.grpc = g
@@ -282,11 +294,11 @@ type shareKey struct {
 }
 
 // resourceShare lets proxies with identical content of a type share one
-// indexed, pre-marshaled cache.Resources for as long as one translator is
-// current: within an Update and for proxies that connect after it.
+// encoded copy of it for as long as one translator is current: within an
+// Update and for proxies that connect after it.
 type resourceShare struct {
 	mu sync.Mutex
-	m  map[shareKey]cache.Resources
+	m  map[shareKey]sharedResources
 	// allowed holds the name sets of scoped endpoint lists, by the list's
 	// first element (proxies with the same scope share one list).
 	allowed map[allowedKey]map[string]struct{}
@@ -298,7 +310,7 @@ type allowedKey struct {
 }
 
 func newResourceShare() *resourceShare {
-	return &resourceShare{m: map[shareKey]cache.Resources{}, allowed: map[allowedKey]map[string]struct{}{}}
+	return &resourceShare{m: map[shareKey]sharedResources{}, allowed: map[allowedKey]map[string]struct{}{}}
 }
 
 // allowedSet returns the names of eps as a set, or nil when eps is every
@@ -325,9 +337,17 @@ func (r *resourceShare) allowedSet(t *xdstranslate.Translator, eps []*endpoint.C
 	return m
 }
 
+// sharedResources is one type's resources for proxies with the same
+// content of that type, encoded once: for state-of-the-world streams (set)
+// and for the delta snapshot cache (res).
+type sharedResources struct {
+	set *resourceSet
+	res cache.Resources
+}
+
 // get returns the resources stored under typ and hash, building and
 // storing them if there are none. A build that fails is not stored.
-func (r *resourceShare) get(typ string, hash uint64, build func() (cache.Resources, error)) (cache.Resources, error) {
+func (r *resourceShare) get(typ string, hash uint64, build func() (sharedResources, error)) (sharedResources, error) {
 	k := shareKey{typ, hash}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -336,28 +356,31 @@ func (r *resourceShare) get(typ string, hash uint64, build func() (cache.Resourc
 	}
 	v, err := build()
 	if err != nil {
-		return cache.Resources{}, err
+		return sharedResources{}, err
 	}
 	r.m[k] = v
 	return v, nil
 }
 
-// toResources marshals items once for the snapshot cache. The cache's
-// state-of-the-world responses marshal every resource they carry, for every
-// proxy, each time they are sent; with 500 proxies sharing 1000 clusters
-// that was nearly half the CPU of a push (docs/performance.md). Each item is handed to the cache
-// as a preMarshaled message instead, whose encoding is the item's bytes
-// stored as unknown fields: marshaling it again is a copy.
-func toResources[T types.ResourceWithName](items []T) ([]types.Resource, error) {
-	out := make([]types.Resource, len(items))
+// encodeResources marshals items once, for every proxy that gets them.
+// The snapshot cache's responses marshal every resource they carry, for
+// every proxy, each time they are sent; with 500 proxies sharing 1000
+// clusters that was nearly half the CPU of a push (docs/performance.md).
+// The snapshot cache gets each item as a preMarshaled message instead,
+// whose encoding is the item's bytes stored as unknown fields: marshaling
+// it again is a copy.
+func encodeResources[T types.ResourceWithName](typ, version string, items []T) (sharedResources, error) {
+	enc := make(map[string][]byte, len(items))
+	res := make([]types.Resource, len(items))
 	for i, it := range items {
-		r, err := newPreMarshaled(it.GetName(), it)
+		b, err := cache.MarshalResource(it)
 		if err != nil {
-			return nil, err
+			return sharedResources{}, fmt.Errorf("marshaling %s %q: %w", it.ProtoReflect().Descriptor().FullName(), it.GetName(), err)
 		}
-		out[i] = r
+		enc[it.GetName()] = b
+		res[i] = preMarshaledBytes(it.GetName(), b)
 	}
-	return out, nil
+	return sharedResources{set: newResourceSet(typ, version, enc), res: cache.NewResources(version, res)}, nil
 }
 
 // preMarshaled is an xDS resource already encoded: an empty message whose
@@ -368,14 +391,6 @@ func toResources[T types.ResourceWithName](items []T) ([]types.Resource, error) 
 type preMarshaled struct {
 	*emptypb.Empty
 	name string
-}
-
-func newPreMarshaled(name string, m proto.Message) (*preMarshaled, error) {
-	b, err := cache.MarshalResource(m)
-	if err != nil {
-		return nil, fmt.Errorf("marshaling %s %q: %w", m.ProtoReflect().Descriptor().FullName(), name, err)
-	}
-	return preMarshaledBytes(name, b), nil
 }
 
 // preMarshaledBytes wraps the deterministic encoding b of a resource.
@@ -399,19 +414,24 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	}
 	ver := func(h uint64) string { return fmt.Sprintf("%016x", h) }
 	snap := &cache.Snapshot{}
+	var sets []*resourceSet
 	var merr error
-	set := func(typ string, h uint64, items func() ([]types.Resource, error)) {
+	set := func(typ string, h uint64, build func(string) (sharedResources, error)) {
 		v := ver(h)
-		rs, err := share.get(typ, h, func() (cache.Resources, error) {
-			items, err := items()
-			return cache.NewResources(v, items), err
-		})
+		sr, err := share.get(typ, h, func() (sharedResources, error) { return build(v) })
 		merr = errors.Join(merr, err)
-		snap.Resources[cache.GetResponseType(typ)] = rs
+		snap.Resources[cache.GetResponseType(typ)] = sr.res
+		sets = append(sets, sr.set)
 	}
-	set(resource.ListenerType, res.Hashes.Listeners, func() ([]types.Resource, error) { return toResources(res.Listeners) })
-	set(resource.RouteType, res.Hashes.Routes, func() ([]types.Resource, error) { return toResources(res.Routes) })
-	set(resource.ClusterType, res.Hashes.Clusters, func() ([]types.Resource, error) { return toResources(res.Clusters) })
+	set(resource.ListenerType, res.Hashes.Listeners, func(v string) (sharedResources, error) {
+		return encodeResources(resource.ListenerType, v, res.Listeners)
+	})
+	set(resource.RouteType, res.Hashes.Routes, func(v string) (sharedResources, error) {
+		return encodeResources(resource.RouteType, v, res.Routes)
+	})
+	set(resource.ClusterType, res.Hashes.Clusters, func(v string) (sharedResources, error) {
+		return encodeResources(resource.ClusterType, v, res.Clusters)
+	})
 	// Endpoints are served from s.eds; res.Endpoints only limits which of
 	// them the node may subscribe to.
 	allowed := share.allowedSet(t, res.Endpoints)
@@ -446,6 +466,7 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	if unchanged {
 		return nil
 	}
+	s.sotw.set(n.id, sets...)
 	return s.cache.SetSnapshot(context.Background(), n.id, snap)
 }
 
@@ -657,6 +678,7 @@ func (s *Server) streamClosed(streamID int64) {
 	n.streams--
 	if n.streams <= 0 {
 		delete(s.nodes, id)
+		s.sotw.clear(id)
 		s.cache.ClearSnapshot(id)
 		s.metrics.connected.Set(float64(len(s.nodes)))
 	}
