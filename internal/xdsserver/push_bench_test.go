@@ -44,6 +44,7 @@ var (
 	pushProxies  = flag.Int("push.proxies", 2000, "simulated sidecars in BenchmarkPush")
 	pushConns    = flag.Int("push.conns", 32, "gRPC connections the simulated sidecars share in BenchmarkPush")
 	pushServices = flag.Int("push.services", 1000, "services (3 endpoints each) in BenchmarkPush's model")
+	pushWindow   = flag.Int("push.window", 0, "HTTP/2 receive window of each simulated sidecar's stream, in bytes, and 16 times that for its connection (as a client's WithInitialWindowSize and WithInitialConnWindowSize); 0: gRPC's default (64 KiB, grown by BDP estimation)")
 	pushProfile  = flag.String("push.cpuprofile", "", "write a CPU profile of each phase of BenchmarkPush to `prefix`-full-N.pprof and prefix-eds-N.pprof (N: iteration); instead of -cpuprofile")
 )
 
@@ -737,9 +738,14 @@ func BenchmarkPush(b *testing.B) {
 
 	conns := make([]*grpc.ClientConn, nConns)
 	for i := range conns {
-		conns[i], err = grpc.NewClient(lis.Addr().String(),
+		opts := []grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
+		}
+		if w := int32(*pushWindow); w > 0 {
+			opts = append(opts, grpc.WithInitialWindowSize(w), grpc.WithInitialConnWindowSize(16*w))
+		}
+		conns[i], err = grpc.NewClient(lis.Addr().String(), opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
