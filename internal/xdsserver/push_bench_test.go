@@ -44,6 +44,7 @@ var (
 	pushProxies  = flag.Int("push.proxies", 2000, "simulated sidecars in BenchmarkPush")
 	pushConns    = flag.Int("push.conns", 32, "gRPC connections the simulated sidecars share in BenchmarkPush")
 	pushServices = flag.Int("push.services", 1000, "services (3 endpoints each) in BenchmarkPush's model")
+	pushDelta    = flag.Bool("push.delta", false, "simulated sidecars use delta ADS instead of state-of-the-world")
 	pushWindow   = flag.Int("push.window", 0, "HTTP/2 receive window of each simulated sidecar's stream, in bytes, and 16 times that for its connection (as a client's WithInitialWindowSize and WithInitialConnWindowSize); 0: gRPC's default (64 KiB, grown by BDP estimation)")
 	pushProfile  = flag.String("push.cpuprofile", "", "write a CPU profile of each phase of BenchmarkPush to `prefix`-full-N.pprof and prefix-eds-N.pprof (N: iteration); instead of -cpuprofile")
 )
@@ -113,7 +114,10 @@ type pushTarget struct {
 	// so a client must hold these names (sorted) with these content hashes.
 	edsNames  []string
 	edsHashes []uint64
-	start     time.Time
+	// digest is, per type, a digest of every resource's name and content
+	// (see digestOf), for delta clients.
+	digest [nTypes]uint64
+	start  time.Time
 	// latency[i] is when client i reached the target, after start.
 	latency []time.Duration
 	wg      sync.WaitGroup
@@ -137,13 +141,28 @@ func expectTarget(b *testing.B, snap *model.Snapshot, node *core.Node, clients i
 	set(tLDS, len(res.Listeners), res.Hashes.Listeners)
 	set(tRDS, len(res.Routes), res.Hashes.Routes)
 	set(tCDS, len(res.Clusters), res.Hashes.Clusters)
-	for _, cla := range res.Endpoints {
-		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(cla)
+	t.count[tEDS] = len(res.Endpoints)
+	digest := func(typ int, name string, m proto.Message) uint64 {
+		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 		if err != nil {
 			b.Fatal(err)
 		}
+		h := hashBytes(enc)
+		t.digest[typ] += digestOf(name, h)
+		return h
+	}
+	for _, l := range res.Listeners {
+		digest(tLDS, l.GetName(), l)
+	}
+	for _, r := range res.Routes {
+		digest(tRDS, r.GetName(), r)
+	}
+	for _, c := range res.Clusters {
+		digest(tCDS, c.GetName(), c)
+	}
+	for _, cla := range res.Endpoints {
 		t.edsNames = append(t.edsNames, cla.GetClusterName())
-		t.edsHashes = append(t.edsHashes, hashBytes(enc))
+		t.edsHashes = append(t.edsHashes, digest(tEDS, cla.GetClusterName(), cla))
 	}
 	t.wg.Add(clients)
 	return t
@@ -178,13 +197,15 @@ type pushClient struct {
 	resp  lightResponse
 }
 
-// adsMethod is the gRPC method of state-of-the-world ADS.
-const adsMethod = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-
-// openADS opens an ADS stream whose responses are read with lightCodec.
-func openADS(ctx context.Context, conn *grpc.ClientConn) (grpc.ClientStream, error) {
-	return conn.NewStream(ctx, &grpc.StreamDesc{StreamName: "StreamAggregatedResources", ServerStreams: true, ClientStreams: true},
-		adsMethod, grpc.ForceCodecV2(lightCodec{encoding.GetCodecV2("proto")}))
+// openADS opens an ADS stream, state-of-the-world or delta, whose
+// responses are read with lightCodec.
+func openADS(ctx context.Context, conn *grpc.ClientConn, delta bool) (grpc.ClientStream, error) {
+	name := "StreamAggregatedResources"
+	if delta {
+		name = "DeltaAggregatedResources"
+	}
+	return conn.NewStream(ctx, &grpc.StreamDesc{StreamName: name, ServerStreams: true, ClientStreams: true},
+		"/envoy.service.discovery.v3.AggregatedDiscoveryService/"+name, grpc.ForceCodecV2(lightCodec{encoding.GetCodecV2("proto")}))
 }
 
 // lightCodec sends lightRequests and decodes DiscoveryResponses into
@@ -213,6 +234,9 @@ type lightRequest struct {
 
 func (c lightCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if r, ok := v.(*lightResponse); ok {
+		return r.decode(data)
+	}
+	if r, ok := v.(*lightDelta); ok {
 		return r.decode(data)
 	}
 	return c.proto.Unmarshal(data, v)
@@ -515,6 +539,13 @@ func claName(b []byte) ([]byte, error) {
 	return name, err
 }
 
+// digestOf is one resource's share of a digest of resources: the sum of
+// digestOf over them, which a delta client updates as resources come and
+// go.
+func digestOf(name string, content uint64) uint64 {
+	return maphash.String(hashSeed, name)*0x9e3779b97f4a7c15 ^ content
+}
+
 // hashSeed is the seed of every content hash in the benchmark.
 var hashSeed = maphash.MakeSeed()
 
@@ -765,19 +796,23 @@ func BenchmarkPush(b *testing.B) {
 	t0.start = time.Now()
 	cur.Store(t0)
 	for i := range nClients {
-		stream, err := openADS(cctx, conns[i%nConns])
+		stream, err := openADS(cctx, conns[i%nConns], *pushDelta)
 		if err != nil {
 			b.Fatal(err)
 		}
-		c := &pushClient{idx: i, node: pushNode(i), stream: stream, target: &cur}
+		var bytes *atomic.Int64
 		if i == 0 {
-			c.bytes = &client0Bytes
+			bytes = &client0Bytes
+		}
+		run := (&pushClient{idx: i, node: pushNode(i), stream: stream, target: &cur, bytes: bytes}).run
+		if *pushDelta {
+			run = newDeltaClient(i, stream, &cur, bytes).run
 		}
 		clientsDone.Add(1)
 		go func() {
 			defer clientsDone.Done()
-			if err := c.run(); err != nil && cctx.Err() == nil {
-				errc <- fmt.Errorf("client %d: %w", c.idx, err)
+			if err := run(); err != nil && cctx.Err() == nil {
+				errc <- fmt.Errorf("client %d: %w", i, err)
 			}
 		}()
 	}
@@ -852,4 +887,187 @@ func BenchmarkPush(b *testing.B) {
 	b.ReportMetric(heapMB, "heap-MB")
 	b.ReportMetric(fullKB, "KB/proxy")
 	b.ReportMetric(edsKB, "eds-KB/proxy")
+}
+
+// lightDelta is a DeltaDiscoveryResponse as the benchmark's delta clients
+// read it.
+type lightDelta struct {
+	buf            []byte
+	typeURL, nonce string
+	names          []string
+	values         [][]byte // encoded resource of names[i], in buf
+	removed        []string
+}
+
+func (r *lightDelta) decode(data mem.BufferSlice) error {
+	r.buf = data.Materialize()
+	r.names, r.values, r.removed = r.names[:0], r.values[:0], r.removed[:0]
+	return forFields(r.buf, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 2: // Resource: name = 3, resource = 2 (Any: value = 2)
+			var name string
+			var value []byte
+			err := forFields(v, func(num protowire.Number, v []byte) error {
+				switch num {
+				case 3:
+					name = string(v)
+				case 2:
+					return forFields(v, func(num protowire.Number, v []byte) error {
+						if num == 2 {
+							value = v
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+			r.names, r.values = append(r.names, name), append(r.values, value)
+			return err
+		case 4:
+			r.typeURL = string(v)
+		case 5:
+			r.nonce = string(v)
+		case 6:
+			r.removed = append(r.removed, string(v))
+		}
+		return nil
+	})
+}
+
+// deltaClient is pushClient's counterpart over delta ADS: it subscribes to
+// all listeners and clusters, then to the routes and endpoints they name,
+// and ACKs every response, keeping a content hash per resource and a
+// digest per type (to compare with the target in constant time).
+type deltaClient struct {
+	idx    int
+	node   *core.Node
+	stream grpc.ClientStream
+	target *atomic.Pointer[pushTarget]
+	bytes  *atomic.Int64
+
+	have   [nTypes]map[string]uint64 // content hash by name
+	digest [nTypes]uint64
+	// refs are the routes (EDS services) each listener (cluster) names.
+	refs    [nTypes]map[string][]string
+	sub     [nTypes][]string // current RDS and EDS subscription, sorted
+	reached *pushTarget
+	resp    lightDelta
+}
+
+func newDeltaClient(idx int, stream grpc.ClientStream, target *atomic.Pointer[pushTarget], bytes *atomic.Int64) *deltaClient {
+	c := &deltaClient{idx: idx, node: pushNode(idx), stream: stream, target: target, bytes: bytes}
+	for i := range nTypes {
+		c.have[i] = map[string]uint64{}
+		c.refs[i] = map[string][]string{}
+	}
+	return c
+}
+
+func (c *deltaClient) run() error {
+	for i, typ := range []int{tLDS, tCDS} {
+		req := &discovery.DeltaDiscoveryRequest{TypeUrl: pushTypeURLs[typ], ResourceNamesSubscribe: []string{"*"}}
+		if i == 0 {
+			req.Node = c.node
+		}
+		if err := c.stream.SendMsg(req); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := c.stream.RecvMsg(&c.resp); err != nil {
+			return err
+		}
+		if err := c.handle(&c.resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *deltaClient) handle(resp *lightDelta) error {
+	typ := typeIndex(resp.typeURL)
+	if typ < 0 {
+		return fmt.Errorf("unexpected type %s", resp.typeURL)
+	}
+	drop := func(name string) {
+		if h, ok := c.have[typ][name]; ok {
+			c.digest[typ] -= digestOf(name, h)
+			delete(c.have[typ], name)
+			delete(c.refs[typ], name)
+		}
+	}
+	for _, name := range resp.removed {
+		drop(name)
+	}
+	for i, name := range resp.names {
+		v := resp.values[i]
+		if c.bytes != nil {
+			c.bytes.Add(int64(len(v)))
+		}
+		drop(name)
+		h := hashBytes(v)
+		c.have[typ][name] = h
+		c.digest[typ] += digestOf(name, h)
+		var refs []string
+		var err error
+		switch typ {
+		case tLDS:
+			refs, err = routeNames([][]byte{v})
+		case tCDS:
+			refs, err = edsNames([][]byte{v})
+		}
+		if err != nil {
+			return err
+		}
+		if refs != nil {
+			c.refs[typ][name] = refs
+		}
+	}
+	if err := c.stream.SendMsg(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.typeURL, ResponseNonce: resp.nonce}); err != nil {
+		return err
+	}
+	if typ == tLDS || typ == tCDS {
+		set := map[string]bool{}
+		for _, refs := range c.refs[typ] {
+			for _, r := range refs {
+				set[r] = true
+			}
+		}
+		next := typ + 1 // RDS after LDS, EDS after CDS
+		want := sortedSet(set)
+		var add, del []string
+		for _, n := range want {
+			if _, ok := slices.BinarySearch(c.sub[next], n); !ok {
+				add = append(add, n)
+			}
+		}
+		for _, n := range c.sub[next] {
+			if !set[n] {
+				del = append(del, n)
+			}
+		}
+		if len(add) > 0 || len(del) > 0 {
+			c.sub[next] = want
+			if err := c.stream.SendMsg(&discovery.DeltaDiscoveryRequest{TypeUrl: pushTypeURLs[next], ResourceNamesSubscribe: add, ResourceNamesUnsubscribe: del}); err != nil {
+				return err
+			}
+		}
+	}
+	c.check()
+	return nil
+}
+
+// check records the time the client first matches the current target.
+func (c *deltaClient) check() {
+	t := c.target.Load()
+	if t == nil || t == c.reached {
+		return
+	}
+	for i := range nTypes {
+		if len(c.have[i]) != t.count[i] || c.digest[i] != t.digest[i] {
+			return
+		}
+	}
+	t.latency[c.idx] = time.Since(t.start)
+	c.reached = t
+	t.wg.Done()
 }

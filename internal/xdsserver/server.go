@@ -339,10 +339,13 @@ func (r *resourceShare) allowedSet(t *xdstranslate.Translator, eps []*endpoint.C
 
 // sharedResources is one type's resources for proxies with the same
 // content of that type, encoded once: for state-of-the-world streams (set)
-// and for the delta snapshot cache (res).
+// and for the delta snapshot cache (res, and versions: each resource's
+// version as the cache computes it, which it would otherwise compute again
+// for every proxy's snapshot, hashing all of its resources).
 type sharedResources struct {
-	set *resourceSet
-	res cache.Resources
+	set      *resourceSet
+	res      cache.Resources
+	versions map[string]string
 }
 
 // get returns the resources stored under typ and hash, building and
@@ -372,6 +375,7 @@ func (r *resourceShare) get(typ string, hash uint64, build func() (sharedResourc
 func encodeResources[T types.ResourceWithName](typ, version string, items []T) (sharedResources, error) {
 	enc := make(map[string][]byte, len(items))
 	res := make([]types.Resource, len(items))
+	versions := make(map[string]string, len(items))
 	for i, it := range items {
 		b, err := cache.MarshalResource(it)
 		if err != nil {
@@ -379,8 +383,9 @@ func encodeResources[T types.ResourceWithName](typ, version string, items []T) (
 		}
 		enc[it.GetName()] = b
 		res[i] = preMarshaledBytes(it.GetName(), b)
+		versions[it.GetName()] = cache.HashResource(b)
 	}
-	return sharedResources{set: newResourceSet(typ, version, enc), res: cache.NewResources(version, res)}, nil
+	return sharedResources{set: newResourceSet(typ, version, enc), res: cache.NewResources(version, res), versions: versions}, nil
 }
 
 // preMarshaled is an xDS resource already encoded: an empty message whose
@@ -413,7 +418,9 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 		return fmt.Errorf("proxy %s: %w", n.id, err)
 	}
 	ver := func(h uint64) string { return fmt.Sprintf("%016x", h) }
-	snap := &cache.Snapshot{}
+	// The version maps are set here, shared, so that the cache does not
+	// build them for each proxy (Snapshot.ConstructVersionMap keeps them).
+	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
 	var sets []*resourceSet
 	var merr error
 	set := func(typ string, h uint64, build func(string) (sharedResources, error)) {
@@ -421,6 +428,7 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 		sr, err := share.get(typ, h, func() (sharedResources, error) { return build(v) })
 		merr = errors.Join(merr, err)
 		snap.Resources[cache.GetResponseType(typ)] = sr.res
+		snap.VersionMap[typ] = sr.versions
 		sets = append(sets, sr.set)
 	}
 	set(resource.ListenerType, res.Hashes.Listeners, func(v string) (sharedResources, error) {
