@@ -44,6 +44,7 @@ var (
 	pushProxies  = flag.Int("push.proxies", 2000, "simulated sidecars in BenchmarkPush")
 	pushConns    = flag.Int("push.conns", 32, "gRPC connections the simulated sidecars share in BenchmarkPush")
 	pushServices = flag.Int("push.services", 1000, "services (3 endpoints each) in BenchmarkPush's model")
+	pushSettle   = flag.Bool("push.settle", true, "before an endpoint change, wait until the server has every proxy's ACK of the full push, and collect garbage")
 	pushDelta    = flag.Bool("push.delta", false, "simulated sidecars use delta ADS instead of state-of-the-world")
 	pushWindow   = flag.Int("push.window", 0, "HTTP/2 receive window of each simulated sidecar's stream, in bytes, and 16 times that for its connection (as a client's WithInitialWindowSize and WithInitialConnWindowSize); 0: gRPC's default (64 KiB, grown by BDP estimation)")
 	pushProfile  = flag.String("push.cpuprofile", "", "write a CPU profile of each phase of BenchmarkPush to `prefix`-full-N.pprof and prefix-eds-N.pprof (N: iteration); instead of -cpuprofile")
@@ -719,6 +720,37 @@ func runPhase(ctx context.Context, b *testing.B, s *Server, cur *atomic.Pointer[
 	return phase{update: update, lat: lat, cpu: cpu}
 }
 
+// settle waits until the server reports every one of n proxies SYNCED on
+// every type (it has processed their ACKs, which go on after the clients
+// are done), then collects garbage: the endpoint change that follows
+// starts from a mesh at rest, as it would seconds after a full push.
+func settle(ctx context.Context, b *testing.B, s *Server, n int) {
+	b.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		synced := 0
+		for _, p := range s.Status() {
+			ok := true
+			for _, t := range p.Types {
+				ok = ok && t.State == StateSynced
+			}
+			if ok {
+				synced++
+			}
+		}
+		if synced == n {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			b.Fatalf("%d of %d proxies synced: %v", synced, n, ctx.Err())
+		}
+	}
+	runtime.GC()
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func pct(sorted []time.Duration, p float64) float64 {
@@ -851,6 +883,9 @@ func BenchmarkPush(b *testing.B) {
 		var mstats runtime.MemStats
 		runtime.ReadMemStats(&mstats)
 		heapMB = max(heapMB, float64(mstats.HeapInuse)/(1<<20))
+		if *pushSettle {
+			settle(phaseCtx, b, s, nClients)
+		}
 
 		before = client0Bytes.Load()
 		p = runPhase(phaseCtx, b, s, &cur, withExtraEndpoint(full), errc, nClients, edsProf)
