@@ -260,15 +260,24 @@ func (s *Server) Update(snap *model.Snapshot) error {
 	}
 	s.mu.Unlock()
 
+	// Translate for every node first, then hand the results to the
+	// caches in one go: publishing node by node woke each node's streams
+	// while the rest were still being translated, and the translation,
+	// competing with 2000 streams for the CPU, took 0.5 s of the 2 s push.
 	work := make(chan *nodeState)
 	errc := make(chan error, len(nodes))
+	applies := make(chan func() error, len(nodes))
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), max(len(nodes), 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for n := range work {
-				errc <- s.publish(n, t, start, shared)
+				apply, err := s.prepare(n, t, start, shared)
+				errc <- err
+				if apply != nil {
+					applies <- apply
+				}
 			}
 		}()
 	}
@@ -278,7 +287,13 @@ func (s *Server) Update(snap *model.Snapshot) error {
 	close(work)
 	wg.Wait()
 	close(errc)
+	close(applies)
 	var errs []error
+	for apply := range applies {
+		if err := apply(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for err := range errc {
 		if err != nil {
 			errs = append(errs, err)
@@ -410,12 +425,23 @@ func (p *preMarshaled) GetName() string { return p.name }
 
 // publish translates for one node and sets its snapshot. Callers hold pushMu.
 func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.Time, share *resourceShare) error {
+	apply, err := s.prepare(n, t, builtAt, share)
+	if err != nil || apply == nil {
+		return err
+	}
+	return apply()
+}
+
+// prepare translates for one node and returns what sets its snapshot in
+// the caches, nil if its resources did not change. Callers hold pushMu
+// until they have called it.
+func (s *Server) prepare(n *nodeState, t *xdstranslate.Translator, builtAt time.Time, share *resourceShare) (func() error, error) {
 	p := n.proxy.WithSnapshot(t.Snapshot())
 	res, err := t.Translate(p)
 	if err != nil {
 		s.metrics.translationErrors.Inc()
 		s.log.Error("xDS translation failed; proxy keeps its last good config", "proxy", n.id, "err", err)
-		return fmt.Errorf("proxy %s: %w", n.id, err)
+		return nil, fmt.Errorf("proxy %s: %w", n.id, err)
 	}
 	ver := func(h uint64) string { return fmt.Sprintf("%016x", h) }
 	// The version maps are set here, shared, so that the cache does not
@@ -446,7 +472,7 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	if merr != nil {
 		s.metrics.translationErrors.Inc()
 		s.log.Error("xDS resources failed to encode; proxy keeps its last good config", "proxy", n.id, "err", merr)
-		return fmt.Errorf("proxy %s: %w", n.id, merr)
+		return nil, fmt.Errorf("proxy %s: %w", n.id, merr)
 	}
 
 	versions := map[string]string{
@@ -472,10 +498,19 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	}
 	s.mu.Unlock()
 	if unchanged {
-		return nil
+		return nil, nil
 	}
-	s.sotw.set(n.id, sets...)
-	return s.cache.SetSnapshot(context.Background(), n.id, snap)
+	return func() error {
+		// Under mu, so that a node whose last stream closed meanwhile
+		// (streamClosed clears the caches under mu) is not set again.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.nodes[n.id] != n {
+			return nil
+		}
+		s.sotw.set(n.id, sets...)
+		return s.cache.SetSnapshot(context.Background(), n.id, snap)
+	}, nil
 }
 
 func (n *nodeState) typeState(typ string) *typeState {
