@@ -161,11 +161,11 @@ func (s *Server) runCA(ctx context.Context) error {
 		tlsCfg = s.spiffe.withSPIFFERoots(tlsCfg)
 	}
 	unary, stream := ca.RequireClientCert()
-	srv := grpc.NewServer(
+	srv := grpc.NewServer(append(s.xds.ServerOptions(),
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	caapi.Register(srv, ca.NewService(s.ca, s.caTokens))
 	// xDS over mTLS for sidecars: the same ADS server as the plaintext
 	// port, for callers whose SVID verified (RequireClientCert).

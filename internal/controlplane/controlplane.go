@@ -255,11 +255,11 @@ func (s *Server) notify() {
 // Run serves until ctx is done, then stops the servers and returns.
 func (s *Server) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	grpcServer := grpc.NewServer(
+	grpcServer := grpc.NewServer(append(s.xds.ServerOptions(),
 		grpc.MaxConcurrentStreams(1<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	s.xds.Register(grpcServer)
 	admin := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	admin.RegisterOnShutdown(s.taps.stop)

@@ -57,8 +57,10 @@ func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) 
 	hashes := make(map[string]uint64, len(eps))
 	set := map[string][]byte{}
 	upd := map[string]types.Resource{}
+	names := make(map[string]string, len(eps))
 	for _, cla := range eps {
 		name := cla.GetClusterName()
+		names[name] = name
 		b, err := cache.MarshalResource(cla)
 		if err != nil {
 			return err
@@ -80,6 +82,7 @@ func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) 
 		}
 	}
 	s.endpoints.hashes = hashes
+	s.names.Store(&names)
 	if len(upd) == 0 && len(del) == 0 {
 		return nil
 	}

@@ -169,3 +169,47 @@ func TestEDSScoped(t *testing.T) {
 	id := sidecarNode().GetId()
 	waitFor(ctx, t, "EDS SYNCED", func() bool { return statusOf(s, id, "EDS").State == StateSynced })
 }
+
+// TestEDSResubscribe: at an unchanged version, a stream gets the
+// endpoints it adds to its subscription, nothing for those it drops, and
+// a dropped one again when it subscribes to it again.
+func TestEDSResubscribe(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := New(ctx, Options{Logger: testLogger(t)})
+	if err := s.Update(twoServices(20002, false)); err != nil {
+		t.Fatal(err)
+	}
+	stream := edsStream(ctx, t, startServer(t, s))
+	var last *discovery.DiscoveryResponse
+	request := func(names ...string) {
+		t.Helper()
+		req := &discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: names, VersionInfo: last.GetVersionInfo(), ResponseNonce: last.GetNonce()}
+		if last == nil {
+			req.Node = sidecarNode()
+		}
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(want ...string) {
+		t.Helper()
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := claNames(t, resp); !slices.Equal(got, want) {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+		last = resp
+	}
+	request(reviewsCLA)
+	expect(reviewsCLA)
+	request(reviewsCLA) // ACK
+	request(ratingsCLA, reviewsCLA)
+	expect(ratingsCLA)
+	request(ratingsCLA, reviewsCLA) // ACK
+	request(ratingsCLA)             // drops reviews: nothing to send
+	request(ratingsCLA, reviewsCLA) // reviews again
+	expect(reviewsCLA)
+}

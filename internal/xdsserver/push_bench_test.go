@@ -2,19 +2,24 @@ package xdsserver
 
 import (
 	"context"
+	"encoding/binary"
 	"flag"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -24,6 +29,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -37,6 +44,10 @@ var (
 	pushProxies  = flag.Int("push.proxies", 2000, "simulated sidecars in BenchmarkPush")
 	pushConns    = flag.Int("push.conns", 32, "gRPC connections the simulated sidecars share in BenchmarkPush")
 	pushServices = flag.Int("push.services", 1000, "services (3 endpoints each) in BenchmarkPush's model")
+	pushSettle   = flag.Bool("push.settle", true, "before an endpoint change, wait until the server has every proxy's ACK of the full push, and collect garbage")
+	pushDelta    = flag.Bool("push.delta", false, "simulated sidecars use delta ADS instead of state-of-the-world")
+	pushWindow   = flag.Int("push.window", 0, "HTTP/2 receive window of each simulated sidecar's stream, in bytes, and 16 times that for its connection (as a client's WithInitialWindowSize and WithInitialConnWindowSize); 0: gRPC's default (64 KiB, grown by BDP estimation)")
+	pushProfile  = flag.String("push.cpuprofile", "", "write a CPU profile of each phase of BenchmarkPush to `prefix`-full-N.pprof and prefix-eds-N.pprof (N: iteration); instead of -cpuprofile")
 )
 
 // pushModel is a mesh of n HTTP services on one port with 3 endpoints
@@ -104,7 +115,10 @@ type pushTarget struct {
 	// so a client must hold these names (sorted) with these content hashes.
 	edsNames  []string
 	edsHashes []uint64
-	start     time.Time
+	// digest is, per type, a digest of every resource's name and content
+	// (see digestOf), for delta clients.
+	digest [nTypes]uint64
+	start  time.Time
 	// latency[i] is when client i reached the target, after start.
 	latency []time.Duration
 	wg      sync.WaitGroup
@@ -128,13 +142,28 @@ func expectTarget(b *testing.B, snap *model.Snapshot, node *core.Node, clients i
 	set(tLDS, len(res.Listeners), res.Hashes.Listeners)
 	set(tRDS, len(res.Routes), res.Hashes.Routes)
 	set(tCDS, len(res.Clusters), res.Hashes.Clusters)
-	for _, cla := range res.Endpoints {
-		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(cla)
+	t.count[tEDS] = len(res.Endpoints)
+	digest := func(typ int, name string, m proto.Message) uint64 {
+		enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 		if err != nil {
 			b.Fatal(err)
 		}
+		h := hashBytes(enc)
+		t.digest[typ] += digestOf(name, h)
+		return h
+	}
+	for _, l := range res.Listeners {
+		digest(tLDS, l.GetName(), l)
+	}
+	for _, r := range res.Routes {
+		digest(tRDS, r.GetName(), r)
+	}
+	for _, c := range res.Clusters {
+		digest(tCDS, c.GetName(), c)
+	}
+	for _, cla := range res.Endpoints {
 		t.edsNames = append(t.edsNames, cla.GetClusterName())
-		t.edsHashes = append(t.edsHashes, hashBytes(enc))
+		t.edsHashes = append(t.edsHashes, digest(tEDS, cla.GetClusterName(), cla))
 	}
 	t.wg.Add(clients)
 	return t
@@ -142,18 +171,23 @@ func expectTarget(b *testing.B, snap *model.Snapshot, node *core.Node, clients i
 
 // pushClient is a light state-of-the-world ADS client standing in for one
 // sidecar: it subscribes to all listeners and clusters, then to the routes
-// and endpoints they name, and ACKs every response. It keeps names and
-// versions only, never the resources.
+// and endpoints they name, and ACKs every response. It keeps names,
+// versions and content hashes only, never the resources, and reads
+// responses with lightCodec, so that 2000 of them in the server's process
+// take as little of the CPU as they can.
 type pushClient struct {
 	idx    int
 	node   *core.Node
-	stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	stream grpc.ClientStream
 	target *atomic.Pointer[pushTarget]
 
 	version [nTypes]string
 	nonce   [nTypes]string
 	count   [nTypes]int
 	names   [nTypes][]string // subscribed names of RDS and EDS
+	// namesEnc[i] is names[i] encoded as a DiscoveryRequest's
+	// resource_names, sent with every request of the type.
+	namesEnc [nTypes][]byte
 	// edsHashes[i] is the content hash of the ClusterLoadAssignment
 	// names[tEDS][i] last received (0: none): EDS responses carry only
 	// changed resources, and the client merges them, as a sidecar does.
@@ -161,19 +195,216 @@ type pushClient struct {
 	reached   *pushTarget // last target reached
 	// bytes, if set, counts the encoded resources the client receives.
 	bytes *atomic.Int64
+	resp  lightResponse
+}
+
+// openADS opens an ADS stream, state-of-the-world or delta, whose
+// responses are read with lightCodec.
+func openADS(ctx context.Context, conn *grpc.ClientConn, delta bool) (grpc.ClientStream, error) {
+	name := "StreamAggregatedResources"
+	if delta {
+		name = "DeltaAggregatedResources"
+	}
+	return conn.NewStream(ctx, &grpc.StreamDesc{StreamName: name, ServerStreams: true, ClientStreams: true},
+		"/envoy.service.discovery.v3.AggregatedDiscoveryService/"+name, grpc.ForceCodecV2(lightCodec{encoding.GetCodecV2("proto")}))
+}
+
+// lightCodec sends lightRequests and decodes DiscoveryResponses into
+// lightResponse: the fields the benchmark clients read, and every
+// resource's encoding, without decoding the resources.
+type lightCodec struct{ proto encoding.CodecV2 }
+
+func (c lightCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*lightRequest); ok {
+		head, err := proto.Marshal(r.head)
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(head), mem.SliceBuffer(r.names)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+// lightRequest is a DiscoveryRequest whose resource_names are already
+// encoded: a client re-sends its whole EDS subscription (1000 names) with
+// every ACK, and encodes it once per change of subscription instead.
+type lightRequest struct {
+	head  *discovery.DiscoveryRequest // without resource_names
+	names []byte                      // resource_names, encoded
+}
+
+func (c lightCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*lightResponse); ok {
+		return r.decode(data)
+	}
+	if r, ok := v.(*lightDelta); ok {
+		return r.decode(data)
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+func (lightCodec) Name() string { return "proto" }
+
+// lightResponse is a DiscoveryResponse as the benchmark clients read it.
+// resources alias buf, which release returns to lightBufs.
+type lightResponse struct {
+	buf                     *[]byte
+	version, typeURL, nonce string
+	resources               [][]byte // Any.value of each resource
+}
+
+// lightBufs holds the buffers lightResponses are decoded into; a client
+// holds one only while it handles a response.
+var lightBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func (r *lightResponse) decode(data mem.BufferSlice) error {
+	r.buf = lightBufs.Get().(*[]byte)
+	b := (*r.buf)[:0]
+	if n := data.Len(); cap(b) < n {
+		b = make([]byte, 0, n)
+	}
+	for _, d := range data {
+		b = append(b, d.ReadOnlyData()...)
+	}
+	*r.buf = b
+	r.resources = r.resources[:0]
+	return forFields(b, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 1:
+			r.version = string(v)
+		case 2: // google.protobuf.Any: type_url = 1, value = 2
+			return forFields(v, func(num protowire.Number, v []byte) error {
+				if num == 2 {
+					r.resources = append(r.resources, v)
+				}
+				return nil
+			})
+		case 4:
+			r.typeURL = string(v)
+		case 5:
+			r.nonce = string(v)
+		}
+		return nil
+	})
+}
+
+func (r *lightResponse) release() {
+	if r.buf != nil {
+		lightBufs.Put(r.buf)
+		r.buf = nil
+	}
+	r.resources = r.resources[:0]
+}
+
+// forFields calls f with the number and contents of every length-delimited
+// field of the encoded message b, and skips the others.
+func forFields(b []byte, f func(num protowire.Number, v []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			if err := f(num, v); err != nil {
+				return err
+			}
+			b = b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func (c *pushClient) send(typ int, first bool) error {
-	req := &discovery.DiscoveryRequest{
+	req := &lightRequest{head: &discovery.DiscoveryRequest{
 		TypeUrl:       pushTypeURLs[typ],
 		VersionInfo:   c.version[typ],
 		ResponseNonce: c.nonce[typ],
-		ResourceNames: c.names[typ],
-	}
+	}, names: c.namesEnc[typ]}
 	if first {
-		req.Node = c.node
+		req.head.Node = c.node
 	}
-	return c.stream.Send(req)
+	return c.stream.SendMsg(req)
+}
+
+// subscription is what a client subscribes to after a response of
+// listeners (routes) or clusters (endpoints): names, sorted, and their
+// encoding as a request's resource_names. Read-only; shared by the
+// clients that got the same response.
+type subscription struct {
+	names []string
+	enc   []byte
+}
+
+// subscriptions holds the subscriptions of recent responses by a hash of
+// their resources: 2000 clients that get the same 1000 clusters need not
+// each decode and encode the same 1000 names. It keeps the harness light;
+// the server sees the same requests.
+var subscriptions struct {
+	sync.Mutex
+	m map[uint64]*subscription
+}
+
+// subscriptionFor returns the subscription that follows a response of
+// typ (tLDS or tCDS) with the encoded resources.
+func subscriptionFor(typ int, resources [][]byte) (*subscription, error) {
+	var h maphash.Hash
+	h.SetSeed(hashSeed)
+	h.WriteByte(byte(typ))
+	for _, r := range resources {
+		_ = binary.Write(&h, binary.LittleEndian, uint64(len(r)))
+		h.Write(r)
+	}
+	key := h.Sum64()
+	subscriptions.Lock()
+	sub := subscriptions.m[key]
+	subscriptions.Unlock()
+	if sub != nil {
+		return sub, nil
+	}
+	var names []string
+	var err error
+	if typ == tLDS {
+		names, err = routeNames(resources)
+	} else {
+		names, err = edsNames(resources)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sub = &subscription{names: names, enc: encodeNames(names)}
+	subscriptions.Lock()
+	if subscriptions.m == nil || len(subscriptions.m) > 64 {
+		subscriptions.m = map[uint64]*subscription{}
+	}
+	subscriptions.m[key] = sub
+	subscriptions.Unlock()
+	return sub, nil
+}
+
+// encodeNames encodes names as field 3 (resource_names) of a
+// DiscoveryRequest.
+func encodeNames(names []string) []byte {
+	size := 0
+	for _, n := range names {
+		size += protowire.SizeTag(3) + protowire.SizeBytes(len(n))
+	}
+	b := make([]byte, 0, size)
+	for _, n := range names {
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendString(b, n)
+	}
+	return b
 }
 
 func (c *pushClient) run() error {
@@ -184,52 +415,58 @@ func (c *pushClient) run() error {
 		return err
 	}
 	for {
-		resp, err := c.stream.Recv()
+		if err := c.stream.RecvMsg(&c.resp); err != nil {
+			return err
+		}
+		err := c.handle(&c.resp)
+		c.resp.release()
 		if err != nil {
 			return err
 		}
-		typ := typeIndex(resp.GetTypeUrl())
-		if typ < 0 {
-			return fmt.Errorf("unexpected type %s", resp.GetTypeUrl())
-		}
-		c.version[typ], c.nonce[typ], c.count[typ] = resp.GetVersionInfo(), resp.GetNonce(), len(resp.GetResources())
-		if c.bytes != nil {
-			for _, a := range resp.GetResources() {
-				c.bytes.Add(int64(len(a.GetValue())))
-			}
-		}
-		if typ == tEDS {
-			if err := c.mergeEDS(resp); err != nil {
-				return err
-			}
-		}
-		var sub int = -1
-		var names []string
-		switch typ {
-		case tLDS:
-			names, err = routeNames(resp)
-			sub = tRDS
-		case tCDS:
-			names, err = edsNames(resp)
-			sub = tEDS
-		}
-		if err != nil {
-			return err
-		}
-		if err := c.send(typ, false); err != nil { // ACK
-			return err
-		}
-		if sub >= 0 && !slices.Equal(names, c.names[sub]) && !(len(names) == 0 && c.version[sub] == "") {
-			if sub == tEDS {
-				c.edsHashes = carryHashes(c.names[sub], c.edsHashes, names)
-			}
-			c.names[sub] = names
-			if err := c.send(sub, false); err != nil {
-				return err
-			}
-		}
-		c.check()
 	}
+}
+
+// handle records one response, ACKs it, and subscribes to the routes or
+// endpoints it names.
+func (c *pushClient) handle(resp *lightResponse) error {
+	typ := typeIndex(resp.typeURL)
+	if typ < 0 {
+		return fmt.Errorf("unexpected type %s", resp.typeURL)
+	}
+	c.version[typ], c.nonce[typ], c.count[typ] = resp.version, resp.nonce, len(resp.resources)
+	if c.bytes != nil {
+		for _, r := range resp.resources {
+			c.bytes.Add(int64(len(r)))
+		}
+	}
+	if typ == tEDS {
+		if err := c.mergeEDS(resp.resources); err != nil {
+			return err
+		}
+	}
+	sub := -1
+	var next *subscription
+	if typ == tLDS || typ == tCDS {
+		var err error
+		if next, err = subscriptionFor(typ, resp.resources); err != nil {
+			return err
+		}
+		sub = typ + 1 // RDS after LDS, EDS after CDS
+	}
+	if err := c.send(typ, false); err != nil { // ACK
+		return err
+	}
+	if sub >= 0 && !slices.Equal(next.names, c.names[sub]) && !(len(next.names) == 0 && c.version[sub] == "") {
+		if sub == tEDS {
+			c.edsHashes = carryHashes(c.names[sub], c.edsHashes, next.names)
+		}
+		c.names[sub], c.namesEnc[sub] = next.names, next.enc
+		if err := c.send(sub, false); err != nil {
+			return err
+		}
+	}
+	c.check()
+	return nil
 }
 
 // check records the time the client first matches the current target.
@@ -252,15 +489,24 @@ func (c *pushClient) check() {
 }
 
 // mergeEDS records the content hashes of the ClusterLoadAssignments in
-// resp that the client subscribes to.
-func (c *pushClient) mergeEDS(resp *discovery.DiscoveryResponse) error {
-	for _, a := range resp.GetResources() {
-		name, err := claName(a.GetValue())
+// resources (encoded) that the client subscribes to.
+func (c *pushClient) mergeEDS(resources [][]byte) error {
+	names := c.names[tEDS]
+	next := 0 // a response of every resource comes sorted by name
+	for _, r := range resources {
+		b, err := claName(r)
 		if err != nil {
 			return err
 		}
-		if i, ok := slices.BinarySearch(c.names[tEDS], name); ok {
-			c.edsHashes[i] = hashBytes(a.GetValue())
+		// name aliases the response: looked up, not kept.
+		name := unsafe.String(unsafe.SliceData(b), len(b))
+		i, ok := next, next < len(names) && names[next] == name
+		if !ok {
+			i, ok = slices.BinarySearch(names, name)
+		}
+		if ok {
+			c.edsHashes[i] = hashBytes(r)
+			next = i + 1
 		}
 	}
 	return nil
@@ -283,41 +529,35 @@ func carryHashes(oldNames []string, oldHashes []uint64, newNames []string) []uin
 }
 
 // claName reads cluster_name (field 1) of an encoded ClusterLoadAssignment.
-func claName(b []byte) (string, error) {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", protowire.ParseError(n)
+func claName(b []byte) ([]byte, error) {
+	var name []byte
+	err := forFields(b, func(num protowire.Number, v []byte) error {
+		if num == 1 && name == nil {
+			name = v
 		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return "", protowire.ParseError(n)
-			}
-			return string(v), nil
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return "", protowire.ParseError(n)
-		}
-		b = b[n:]
-	}
-	return "", nil
+		return nil
+	})
+	return name, err
 }
 
-func hashBytes(b []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(b)
-	return h.Sum64()
+// digestOf is one resource's share of a digest of resources: the sum of
+// digestOf over them, which a delta client updates as resources come and
+// go.
+func digestOf(name string, content uint64) uint64 {
+	return maphash.String(hashSeed, name)*0x9e3779b97f4a7c15 ^ content
 }
 
-// routeNames returns the RDS names the listeners of resp use, sorted.
-func routeNames(resp *discovery.DiscoveryResponse) ([]string, error) {
+// hashSeed is the seed of every content hash in the benchmark.
+var hashSeed = maphash.MakeSeed()
+
+func hashBytes(b []byte) uint64 { return maphash.Bytes(hashSeed, b) }
+
+// routeNames returns the RDS names the listeners (encoded) use, sorted.
+func routeNames(resources [][]byte) ([]string, error) {
 	set := map[string]bool{}
-	for _, a := range resp.GetResources() {
+	for _, r := range resources {
 		l := &listener.Listener{}
-		if err := a.UnmarshalTo(l); err != nil {
+		if err := proto.Unmarshal(r, l); err != nil {
 			return nil, err
 		}
 		for _, fc := range l.GetFilterChains() {
@@ -338,62 +578,63 @@ func routeNames(resp *discovery.DiscoveryResponse) ([]string, error) {
 	return sortedSet(set), nil
 }
 
-// edsNames returns the EDS service names of the clusters in resp, sorted.
-// It reads only the top-level fields it needs (name, type,
-// eds_cluster_config.service_name) so that 2000 clients decoding 1000
+// edsNames returns the EDS service names of the clusters (encoded),
+// sorted. It reads only the fields it needs (name, type,
+// eds_cluster_config.service_name) so that 2000 clients reading 1000
 // clusters each stay cheap.
-func edsNames(resp *discovery.DiscoveryResponse) ([]string, error) {
-	var out []string
-	for _, a := range resp.GetResources() {
-		var name, service string
+func edsNames(resources [][]byte) ([]string, error) {
+	out := make([]string, 0, len(resources))
+	for _, b := range resources {
+		var name, service []byte
 		var eds bool
-		b := a.GetValue()
 		for len(b) > 0 {
 			num, typ, n := protowire.ConsumeTag(b)
 			if n < 0 {
 				return nil, protowire.ParseError(n)
 			}
 			b = b[n:]
-			switch {
-			case num == 1 && typ == protowire.BytesType:
-				v, n := protowire.ConsumeBytes(b)
-				if n < 0 {
-					return nil, protowire.ParseError(n)
-				}
-				name, b = string(v), b[n:]
-				continue
-			case num == 2 && typ == protowire.VarintType:
+			if num == 2 && typ == protowire.VarintType { // type
 				v, n := protowire.ConsumeVarint(b)
 				if n < 0 {
 					return nil, protowire.ParseError(n)
 				}
 				eds, b = v == uint64(cluster.Cluster_EDS), b[n:]
 				continue
-			case num == 3 && typ == protowire.BytesType:
-				v, n := protowire.ConsumeBytes(b)
+			}
+			if typ != protowire.BytesType {
+				n = protowire.ConsumeFieldValue(num, typ, b)
 				if n < 0 {
 					return nil, protowire.ParseError(n)
 				}
-				ec := &cluster.Cluster_EdsClusterConfig{}
-				if err := proto.Unmarshal(v, ec); err != nil {
-					return nil, err
-				}
-				service, b = ec.GetServiceName(), b[n:]
+				b = b[n:]
 				continue
 			}
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
 				return nil, protowire.ParseError(n)
 			}
 			b = b[n:]
+			switch num {
+			case 1: // name
+				name = v
+			case 3: // eds_cluster_config: service_name = 2
+				if err := forFields(v, func(num protowire.Number, v []byte) error {
+					if num == 2 {
+						service = v
+					}
+					return nil
+				}); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if !eds {
 			continue
 		}
-		if service == "" {
+		if len(service) == 0 {
 			service = name
 		}
-		out = append(out, service)
+		out = append(out, string(service))
 	}
 	sort.Strings(out)
 	return out, nil
@@ -420,18 +661,50 @@ func pushNode(i int) *core.Node {
 	}
 }
 
+// phase is what runPhase measured.
+type phase struct {
+	// update is the time Update took.
+	update time.Duration
+	// lat is every client's latency, sorted.
+	lat []time.Duration
+	// cpu is the CPU time the process used (user and system, all
+	// threads: server and clients) until the last client was done.
+	cpu time.Duration
+}
+
+// processCPU is the CPU time the process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // runPhase publishes snap and waits until every client has ACKed what it
-// should get from it. It returns the time Update took and every client's
-// latency, sorted.
-func runPhase(ctx context.Context, b *testing.B, s *Server, cur *atomic.Pointer[pushTarget], snap *model.Snapshot, errc <-chan error, clients int) (update time.Duration, lat []time.Duration) {
+// should get from it. If profile is not empty, it writes a CPU profile of
+// the phase there.
+func runPhase(ctx context.Context, b *testing.B, s *Server, cur *atomic.Pointer[pushTarget], snap *model.Snapshot, errc <-chan error, clients int, profile string) phase {
 	b.Helper()
 	t := expectTarget(b, snap, pushNode(0), clients)
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cpu0 := processCPU(b)
 	t.start = time.Now()
 	cur.Store(t)
 	if err := s.Update(snap); err != nil {
 		b.Fatal(err)
 	}
-	update = time.Since(t.start)
+	update := time.Since(t.start)
 	done := make(chan struct{})
 	go func() { t.wg.Wait(); close(done) }()
 	select {
@@ -441,10 +714,44 @@ func runPhase(ctx context.Context, b *testing.B, s *Server, cur *atomic.Pointer[
 	case <-ctx.Done():
 		b.Fatalf("phase did not converge: %v", ctx.Err())
 	}
-	lat = slices.Clone(t.latency)
+	cpu := processCPU(b) - cpu0
+	lat := slices.Clone(t.latency)
 	slices.Sort(lat)
-	return update, lat
+	return phase{update: update, lat: lat, cpu: cpu}
 }
+
+// settle waits until the server reports every one of n proxies SYNCED on
+// every type (it has processed their ACKs, which go on after the clients
+// are done), then collects garbage: the endpoint change that follows
+// starts from a mesh at rest, as it would seconds after a full push.
+func settle(ctx context.Context, b *testing.B, s *Server, n int) {
+	b.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		synced := 0
+		for _, p := range s.Status() {
+			ok := true
+			for _, t := range p.Types {
+				ok = ok && t.State == StateSynced
+			}
+			if ok {
+				synced++
+			}
+		}
+		if synced == n {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			b.Fatalf("%d of %d proxies synced: %v", synced, n, ctx.Err())
+		}
+	}
+	runtime.GC()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func pct(sorted []time.Duration, p float64) float64 {
 	if len(sorted) == 0 {
@@ -471,7 +778,10 @@ func pct(sorted []time.Duration, p float64) float64 {
 // client to converge on a full push, conv-p50/p99-ms the per-client spread;
 // eds-* the same for the endpoint change; update-ms (eds-update-ms) the mean
 // time spent in Update (translation and publishing to every proxy) for the
-// full push (the endpoint change);
+// full push (the endpoint change); cpu-ms (eds-cpu-ms) the mean CPU time
+// the whole process (server and clients) used from the start of a full
+// push (endpoint change) until its last client was done, which on a
+// shared machine varies less than the times;
 // heap-MB the largest heap in use just after a full push converged;
 // KB/proxy the encoded resources one proxy received in a full push;
 // eds-KB/proxy those it received for the endpoint change.
@@ -491,9 +801,14 @@ func BenchmarkPush(b *testing.B) {
 
 	conns := make([]*grpc.ClientConn, nConns)
 	for i := range conns {
-		conns[i], err = grpc.NewClient(lis.Addr().String(),
+		opts := []grpc.DialOption{
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256 << 20)),
+		}
+		if w := int32(*pushWindow); w > 0 {
+			opts = append(opts, grpc.WithInitialWindowSize(w), grpc.WithInitialConnWindowSize(16*w))
+		}
+		conns[i], err = grpc.NewClient(lis.Addr().String(), opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -513,19 +828,23 @@ func BenchmarkPush(b *testing.B) {
 	t0.start = time.Now()
 	cur.Store(t0)
 	for i := range nClients {
-		stream, err := discovery.NewAggregatedDiscoveryServiceClient(conns[i%nConns]).StreamAggregatedResources(cctx)
+		stream, err := openADS(cctx, conns[i%nConns], *pushDelta)
 		if err != nil {
 			b.Fatal(err)
 		}
-		c := &pushClient{idx: i, node: pushNode(i), stream: stream, target: &cur}
+		var bytes *atomic.Int64
 		if i == 0 {
-			c.bytes = &client0Bytes
+			bytes = &client0Bytes
+		}
+		run := (&pushClient{idx: i, node: pushNode(i), stream: stream, target: &cur, bytes: bytes}).run
+		if *pushDelta {
+			run = newDeltaClient(i, stream, &cur, bytes).run
 		}
 		clientsDone.Add(1)
 		go func() {
 			defer clientsDone.Done()
-			if err := c.run(); err != nil && cctx.Err() == nil {
-				errc <- fmt.Errorf("client %d: %w", c.idx, err)
+			if err := run(); err != nil && cctx.Err() == nil {
+				errc <- fmt.Errorf("client %d: %w", i, err)
 			}
 		}()
 	}
@@ -542,30 +861,39 @@ func BenchmarkPush(b *testing.B) {
 	waitCancel()
 	connectMs := float64(time.Since(t0.start)) / float64(time.Millisecond)
 
-	var updates, convs, edss, edsUpdates []float64
+	var updates, convs, edss, edsUpdates, fullCPU, edsCPU []float64
 	var convLat, edsLat []time.Duration
 	var heapMB, fullKB, edsKB float64
 	for i := 0; b.Loop(); i++ {
 		phaseCtx, phaseCancel := context.WithTimeout(ctx, 2*time.Minute)
 		full := pushModel(nServices, 8080+uint32(i))
 		full.Version = uint64(2 * i)
+		var fullProf, edsProf string
+		if *pushProfile != "" {
+			fullProf, edsProf = fmt.Sprintf("%s-full-%d.pprof", *pushProfile, i), fmt.Sprintf("%s-eds-%d.pprof", *pushProfile, i)
+		}
 		before := client0Bytes.Load()
-		up, lat := runPhase(phaseCtx, b, s, &cur, full, errc, nClients)
-		updates = append(updates, float64(up)/float64(time.Millisecond))
-		convs = append(convs, pct(lat, 1))
-		convLat = append(convLat, lat...)
+		p := runPhase(phaseCtx, b, s, &cur, full, errc, nClients, fullProf)
+		updates = append(updates, ms(p.update))
+		convs = append(convs, pct(p.lat, 1))
+		convLat = append(convLat, p.lat...)
+		fullCPU = append(fullCPU, ms(p.cpu))
 		fullKB = float64(client0Bytes.Load()-before) / 1024
 
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		heapMB = max(heapMB, float64(ms.HeapInuse)/(1<<20))
+		var mstats runtime.MemStats
+		runtime.ReadMemStats(&mstats)
+		heapMB = max(heapMB, float64(mstats.HeapInuse)/(1<<20))
+		if *pushSettle {
+			settle(phaseCtx, b, s, nClients)
+		}
 
 		before = client0Bytes.Load()
-		up, lat = runPhase(phaseCtx, b, s, &cur, withExtraEndpoint(full), errc, nClients)
-		edsUpdates = append(edsUpdates, float64(up)/float64(time.Millisecond))
+		p = runPhase(phaseCtx, b, s, &cur, withExtraEndpoint(full), errc, nClients, edsProf)
+		edsUpdates = append(edsUpdates, ms(p.update))
 		edsKB = float64(client0Bytes.Load()-before) / 1024
-		edss = append(edss, pct(lat, 1))
-		edsLat = append(edsLat, lat...)
+		edss = append(edss, pct(p.lat, 1))
+		edsLat = append(edsLat, p.lat...)
+		edsCPU = append(edsCPU, ms(p.cpu))
 		phaseCancel()
 	}
 	stopClients()
@@ -581,6 +909,8 @@ func BenchmarkPush(b *testing.B) {
 	slices.Sort(edsLat)
 	b.ReportMetric(connectMs, "connect-ms")
 	b.ReportMetric(mean(updates), "update-ms")
+	b.ReportMetric(mean(fullCPU), "cpu-ms")
+	b.ReportMetric(mean(edsCPU), "eds-cpu-ms")
 	b.ReportMetric(mean(convs), "conv-ms")
 	b.ReportMetric(pct(convLat, 0.5), "conv-p50-ms")
 	b.ReportMetric(pct(convLat, 0.99), "conv-p99-ms")
@@ -592,4 +922,187 @@ func BenchmarkPush(b *testing.B) {
 	b.ReportMetric(heapMB, "heap-MB")
 	b.ReportMetric(fullKB, "KB/proxy")
 	b.ReportMetric(edsKB, "eds-KB/proxy")
+}
+
+// lightDelta is a DeltaDiscoveryResponse as the benchmark's delta clients
+// read it.
+type lightDelta struct {
+	buf            []byte
+	typeURL, nonce string
+	names          []string
+	values         [][]byte // encoded resource of names[i], in buf
+	removed        []string
+}
+
+func (r *lightDelta) decode(data mem.BufferSlice) error {
+	r.buf = data.Materialize()
+	r.names, r.values, r.removed = r.names[:0], r.values[:0], r.removed[:0]
+	return forFields(r.buf, func(num protowire.Number, v []byte) error {
+		switch num {
+		case 2: // Resource: name = 3, resource = 2 (Any: value = 2)
+			var name string
+			var value []byte
+			err := forFields(v, func(num protowire.Number, v []byte) error {
+				switch num {
+				case 3:
+					name = string(v)
+				case 2:
+					return forFields(v, func(num protowire.Number, v []byte) error {
+						if num == 2 {
+							value = v
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+			r.names, r.values = append(r.names, name), append(r.values, value)
+			return err
+		case 4:
+			r.typeURL = string(v)
+		case 5:
+			r.nonce = string(v)
+		case 6:
+			r.removed = append(r.removed, string(v))
+		}
+		return nil
+	})
+}
+
+// deltaClient is pushClient's counterpart over delta ADS: it subscribes to
+// all listeners and clusters, then to the routes and endpoints they name,
+// and ACKs every response, keeping a content hash per resource and a
+// digest per type (to compare with the target in constant time).
+type deltaClient struct {
+	idx    int
+	node   *core.Node
+	stream grpc.ClientStream
+	target *atomic.Pointer[pushTarget]
+	bytes  *atomic.Int64
+
+	have   [nTypes]map[string]uint64 // content hash by name
+	digest [nTypes]uint64
+	// refs are the routes (EDS services) each listener (cluster) names.
+	refs    [nTypes]map[string][]string
+	sub     [nTypes][]string // current RDS and EDS subscription, sorted
+	reached *pushTarget
+	resp    lightDelta
+}
+
+func newDeltaClient(idx int, stream grpc.ClientStream, target *atomic.Pointer[pushTarget], bytes *atomic.Int64) *deltaClient {
+	c := &deltaClient{idx: idx, node: pushNode(idx), stream: stream, target: target, bytes: bytes}
+	for i := range nTypes {
+		c.have[i] = map[string]uint64{}
+		c.refs[i] = map[string][]string{}
+	}
+	return c
+}
+
+func (c *deltaClient) run() error {
+	for i, typ := range []int{tLDS, tCDS} {
+		req := &discovery.DeltaDiscoveryRequest{TypeUrl: pushTypeURLs[typ], ResourceNamesSubscribe: []string{"*"}}
+		if i == 0 {
+			req.Node = c.node
+		}
+		if err := c.stream.SendMsg(req); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := c.stream.RecvMsg(&c.resp); err != nil {
+			return err
+		}
+		if err := c.handle(&c.resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *deltaClient) handle(resp *lightDelta) error {
+	typ := typeIndex(resp.typeURL)
+	if typ < 0 {
+		return fmt.Errorf("unexpected type %s", resp.typeURL)
+	}
+	drop := func(name string) {
+		if h, ok := c.have[typ][name]; ok {
+			c.digest[typ] -= digestOf(name, h)
+			delete(c.have[typ], name)
+			delete(c.refs[typ], name)
+		}
+	}
+	for _, name := range resp.removed {
+		drop(name)
+	}
+	for i, name := range resp.names {
+		v := resp.values[i]
+		if c.bytes != nil {
+			c.bytes.Add(int64(len(v)))
+		}
+		drop(name)
+		h := hashBytes(v)
+		c.have[typ][name] = h
+		c.digest[typ] += digestOf(name, h)
+		var refs []string
+		var err error
+		switch typ {
+		case tLDS:
+			refs, err = routeNames([][]byte{v})
+		case tCDS:
+			refs, err = edsNames([][]byte{v})
+		}
+		if err != nil {
+			return err
+		}
+		if refs != nil {
+			c.refs[typ][name] = refs
+		}
+	}
+	if err := c.stream.SendMsg(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.typeURL, ResponseNonce: resp.nonce}); err != nil {
+		return err
+	}
+	if typ == tLDS || typ == tCDS {
+		set := map[string]bool{}
+		for _, refs := range c.refs[typ] {
+			for _, r := range refs {
+				set[r] = true
+			}
+		}
+		next := typ + 1 // RDS after LDS, EDS after CDS
+		want := sortedSet(set)
+		var add, del []string
+		for _, n := range want {
+			if _, ok := slices.BinarySearch(c.sub[next], n); !ok {
+				add = append(add, n)
+			}
+		}
+		for _, n := range c.sub[next] {
+			if !set[n] {
+				del = append(del, n)
+			}
+		}
+		if len(add) > 0 || len(del) > 0 {
+			c.sub[next] = want
+			if err := c.stream.SendMsg(&discovery.DeltaDiscoveryRequest{TypeUrl: pushTypeURLs[next], ResourceNamesSubscribe: add, ResourceNamesUnsubscribe: del}); err != nil {
+				return err
+			}
+		}
+	}
+	c.check()
+	return nil
+}
+
+// check records the time the client first matches the current target.
+func (c *deltaClient) check() {
+	t := c.target.Load()
+	if t == nil || t == c.reached {
+		return
+	}
+	for i := range nTypes {
+		if len(c.have[i]) != t.count[i] || c.digest[i] != t.digest[i] {
+			return
+		}
+	}
+	t.latency[c.idx] = time.Since(t.start)
+	c.reached = t
+	t.wg.Done()
 }

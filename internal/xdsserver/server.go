@@ -1,10 +1,13 @@
 // Package xdsserver serves Weft's xDS resources over gRPC: ADS
-// (state-of-the-world and delta) and the per-type discovery services.
-// Listeners, routes and clusters come from a go-control-plane snapshot
-// cache keyed by node ID; endpoints (ClusterLoadAssignments, identical for
-// every proxy) from one linear cache shared by all proxies, which versions
-// each resource and answers a subscription with only the resources that
-// changed. It tracks, per proxy and per resource type, whether the proxy
+// (state-of-the-world and delta) and the per-type discovery services, with
+// go-control-plane's server. Listeners, routes and clusters are published
+// per node as sets shared by every node with the same content, encoded
+// once and sent to every state-of-the-world stream without copying
+// (sotwcache.go, codec.go); delta streams get them from a go-control-plane
+// snapshot cache keyed by node ID. Endpoints (ClusterLoadAssignments,
+// identical for every proxy) come from one cache shared by all proxies,
+// which versions each resource and answers a subscription with only the
+// resources that changed (eds.go). It tracks, per proxy and per resource type, whether the proxy
 // has ACKed the latest version, and exports Prometheus metrics about
 // pushes, NACKs and convergence.
 package xdsserver
@@ -21,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -70,8 +74,11 @@ type Options struct {
 // proxy; a proxy that connects later gets the current one on its first
 // request.
 type Server struct {
-	log   *slog.Logger
-	now   func() time.Time
+	log *slog.Logger
+	now func() time.Time
+	// sotw serves LDS, RDS and CDS to state-of-the-world streams, cache to
+	// delta streams; both get every node's resources.
+	sotw  *sotwCache
 	cache cache.SnapshotCache
 	// eds serves every ClusterLoadAssignment to all state-of-the-world
 	// streams, edsDelta to delta streams (see eds.go).
@@ -91,6 +98,9 @@ type Server struct {
 
 	// endpoints is what eds holds (under pushMu).
 	endpoints edsState
+	// names are the names of the ClusterLoadAssignments in eds, for
+	// xdsCodec to decode requests to (replaced, never changed).
+	names atomic.Pointer[map[string]string]
 
 	mu      sync.Mutex
 	nodes   map[string]*nodeState
@@ -168,6 +178,7 @@ func New(ctx context.Context, opts Options) *Server {
 	// ask for listeners one by one by name. Consistency is checked by
 	// xdstranslate before publishing instead.
 	s.cache = cache.NewSnapshotCache(false, cache.IDHash{}, cpLogger{s.log})
+	s.sotw = newSotwCache()
 	s.eds = newEndpointCache()
 	s.edsDelta = cache.NewLinearCache(resource.EndpointType, cache.WithLogger(cpLogger{s.log}))
 	mux := &cache.MuxCache{
@@ -175,7 +186,7 @@ func New(ctx context.Context, opts Options) *Server {
 			if r.GetTypeUrl() == resource.EndpointType {
 				return "eds"
 			}
-			return ""
+			return "sotw"
 		},
 		ClassifyDelta: func(r *cache.DeltaRequest) string {
 			if r.GetTypeUrl() == resource.EndpointType {
@@ -183,7 +194,7 @@ func New(ctx context.Context, opts Options) *Server {
 			}
 			return ""
 		},
-		Caches: map[string]cache.Cache{"eds": s.eds, "eds-delta": s.edsDelta, "": s.cache},
+		Caches: map[string]cache.Cache{"sotw": s.sotw, "eds": s.eds, "eds-delta": s.edsDelta, "": s.cache},
 	}
 	s.xds = serverv3.NewServer(ctx, mux, s.callbacks())
 	s.translator = xdstranslate.New(&model.Snapshot{})
@@ -201,10 +212,11 @@ func (s *Server) Register(g *grpc.Server) {
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
 }
 
-// Serve creates a grpc.Server with the xDS services and serves lis until
-// Stop. It returns grpc.Server.Serve's error.
+// Serve creates a grpc.Server with the xDS services and ServerOptions
+// (then opts) and serves lis until Stop. It returns grpc.Server.Serve's
+// error.
 func (s *Server) Serve(lis net.Listener, opts ...grpc.ServerOption) error {
-	g := grpc.NewServer(opts...)
+	g := grpc.NewServer(append(s.ServerOptions(), opts...)...)
 	s.Register(g)
 	s.grpcMu.Lock()
 	s.grpc = g
@@ -248,15 +260,24 @@ func (s *Server) Update(snap *model.Snapshot) error {
 	}
 	s.mu.Unlock()
 
+	// Translate for every node first, then hand the results to the
+	// caches in one go: publishing node by node woke each node's streams
+	// while the rest were still being translated, and the translation,
+	// competing with 2000 streams for the CPU, took 0.5 s of the 2 s push.
 	work := make(chan *nodeState)
 	errc := make(chan error, len(nodes))
+	applies := make(chan func() error, len(nodes))
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), max(len(nodes), 1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for n := range work {
-				errc <- s.publish(n, t, start, shared)
+				apply, err := s.prepare(n, t, start, shared)
+				errc <- err
+				if apply != nil {
+					applies <- apply
+				}
 			}
 		}()
 	}
@@ -266,7 +287,13 @@ func (s *Server) Update(snap *model.Snapshot) error {
 	close(work)
 	wg.Wait()
 	close(errc)
+	close(applies)
 	var errs []error
+	for apply := range applies {
+		if err := apply(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for err := range errc {
 		if err != nil {
 			errs = append(errs, err)
@@ -282,11 +309,11 @@ type shareKey struct {
 }
 
 // resourceShare lets proxies with identical content of a type share one
-// indexed, pre-marshaled cache.Resources for as long as one translator is
-// current: within an Update and for proxies that connect after it.
+// encoded copy of it for as long as one translator is current: within an
+// Update and for proxies that connect after it.
 type resourceShare struct {
 	mu sync.Mutex
-	m  map[shareKey]cache.Resources
+	m  map[shareKey]sharedResources
 	// allowed holds the name sets of scoped endpoint lists, by the list's
 	// first element (proxies with the same scope share one list).
 	allowed map[allowedKey]map[string]struct{}
@@ -298,7 +325,7 @@ type allowedKey struct {
 }
 
 func newResourceShare() *resourceShare {
-	return &resourceShare{m: map[shareKey]cache.Resources{}, allowed: map[allowedKey]map[string]struct{}{}}
+	return &resourceShare{m: map[shareKey]sharedResources{}, allowed: map[allowedKey]map[string]struct{}{}}
 }
 
 // allowedSet returns the names of eps as a set, or nil when eps is every
@@ -325,9 +352,20 @@ func (r *resourceShare) allowedSet(t *xdstranslate.Translator, eps []*endpoint.C
 	return m
 }
 
+// sharedResources is one type's resources for proxies with the same
+// content of that type, encoded once: for state-of-the-world streams (set)
+// and for the delta snapshot cache (res, and versions: each resource's
+// version as the cache computes it, which it would otherwise compute again
+// for every proxy's snapshot, hashing all of its resources).
+type sharedResources struct {
+	set      *resourceSet
+	res      cache.Resources
+	versions map[string]string
+}
+
 // get returns the resources stored under typ and hash, building and
 // storing them if there are none. A build that fails is not stored.
-func (r *resourceShare) get(typ string, hash uint64, build func() (cache.Resources, error)) (cache.Resources, error) {
+func (r *resourceShare) get(typ string, hash uint64, build func() (sharedResources, error)) (sharedResources, error) {
 	k := shareKey{typ, hash}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -336,28 +374,33 @@ func (r *resourceShare) get(typ string, hash uint64, build func() (cache.Resourc
 	}
 	v, err := build()
 	if err != nil {
-		return cache.Resources{}, err
+		return sharedResources{}, err
 	}
 	r.m[k] = v
 	return v, nil
 }
 
-// toResources marshals items once for the snapshot cache. The cache's
-// state-of-the-world responses marshal every resource they carry, for every
-// proxy, each time they are sent; with 500 proxies sharing 1000 clusters
-// that was nearly half the CPU of a push (docs/performance.md). Each item is handed to the cache
-// as a preMarshaled message instead, whose encoding is the item's bytes
-// stored as unknown fields: marshaling it again is a copy.
-func toResources[T types.ResourceWithName](items []T) ([]types.Resource, error) {
-	out := make([]types.Resource, len(items))
+// encodeResources marshals items once, for every proxy that gets them.
+// The snapshot cache's responses marshal every resource they carry, for
+// every proxy, each time they are sent; with 500 proxies sharing 1000
+// clusters that was nearly half the CPU of a push (docs/performance.md).
+// The snapshot cache gets each item as a preMarshaled message instead,
+// whose encoding is the item's bytes stored as unknown fields: marshaling
+// it again is a copy.
+func encodeResources[T types.ResourceWithName](typ, version string, items []T) (sharedResources, error) {
+	enc := make(map[string][]byte, len(items))
+	res := make([]types.Resource, len(items))
+	versions := make(map[string]string, len(items))
 	for i, it := range items {
-		r, err := newPreMarshaled(it.GetName(), it)
+		b, err := cache.MarshalResource(it)
 		if err != nil {
-			return nil, err
+			return sharedResources{}, fmt.Errorf("marshaling %s %q: %w", it.ProtoReflect().Descriptor().FullName(), it.GetName(), err)
 		}
-		out[i] = r
+		enc[it.GetName()] = b
+		res[i] = preMarshaledBytes(it.GetName(), b)
+		versions[it.GetName()] = cache.HashResource(b)
 	}
-	return out, nil
+	return sharedResources{set: newResourceSet(typ, version, enc), res: cache.NewResources(version, res), versions: versions}, nil
 }
 
 // preMarshaled is an xDS resource already encoded: an empty message whose
@@ -368,14 +411,6 @@ func toResources[T types.ResourceWithName](items []T) ([]types.Resource, error) 
 type preMarshaled struct {
 	*emptypb.Empty
 	name string
-}
-
-func newPreMarshaled(name string, m proto.Message) (*preMarshaled, error) {
-	b, err := cache.MarshalResource(m)
-	if err != nil {
-		return nil, fmt.Errorf("marshaling %s %q: %w", m.ProtoReflect().Descriptor().FullName(), name, err)
-	}
-	return preMarshaledBytes(name, b), nil
 }
 
 // preMarshaledBytes wraps the deterministic encoding b of a resource.
@@ -390,35 +425,54 @@ func (p *preMarshaled) GetName() string { return p.name }
 
 // publish translates for one node and sets its snapshot. Callers hold pushMu.
 func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.Time, share *resourceShare) error {
+	apply, err := s.prepare(n, t, builtAt, share)
+	if err != nil || apply == nil {
+		return err
+	}
+	return apply()
+}
+
+// prepare translates for one node and returns what sets its snapshot in
+// the caches, nil if its resources did not change. Callers hold pushMu
+// until they have called it.
+func (s *Server) prepare(n *nodeState, t *xdstranslate.Translator, builtAt time.Time, share *resourceShare) (func() error, error) {
 	p := n.proxy.WithSnapshot(t.Snapshot())
 	res, err := t.Translate(p)
 	if err != nil {
 		s.metrics.translationErrors.Inc()
 		s.log.Error("xDS translation failed; proxy keeps its last good config", "proxy", n.id, "err", err)
-		return fmt.Errorf("proxy %s: %w", n.id, err)
+		return nil, fmt.Errorf("proxy %s: %w", n.id, err)
 	}
 	ver := func(h uint64) string { return fmt.Sprintf("%016x", h) }
-	snap := &cache.Snapshot{}
+	// The version maps are set here, shared, so that the cache does not
+	// build them for each proxy (Snapshot.ConstructVersionMap keeps them).
+	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
+	var sets []*resourceSet
 	var merr error
-	set := func(typ string, h uint64, items func() ([]types.Resource, error)) {
+	set := func(typ string, h uint64, build func(string) (sharedResources, error)) {
 		v := ver(h)
-		rs, err := share.get(typ, h, func() (cache.Resources, error) {
-			items, err := items()
-			return cache.NewResources(v, items), err
-		})
+		sr, err := share.get(typ, h, func() (sharedResources, error) { return build(v) })
 		merr = errors.Join(merr, err)
-		snap.Resources[cache.GetResponseType(typ)] = rs
+		snap.Resources[cache.GetResponseType(typ)] = sr.res
+		snap.VersionMap[typ] = sr.versions
+		sets = append(sets, sr.set)
 	}
-	set(resource.ListenerType, res.Hashes.Listeners, func() ([]types.Resource, error) { return toResources(res.Listeners) })
-	set(resource.RouteType, res.Hashes.Routes, func() ([]types.Resource, error) { return toResources(res.Routes) })
-	set(resource.ClusterType, res.Hashes.Clusters, func() ([]types.Resource, error) { return toResources(res.Clusters) })
+	set(resource.ListenerType, res.Hashes.Listeners, func(v string) (sharedResources, error) {
+		return encodeResources(resource.ListenerType, v, res.Listeners)
+	})
+	set(resource.RouteType, res.Hashes.Routes, func(v string) (sharedResources, error) {
+		return encodeResources(resource.RouteType, v, res.Routes)
+	})
+	set(resource.ClusterType, res.Hashes.Clusters, func(v string) (sharedResources, error) {
+		return encodeResources(resource.ClusterType, v, res.Clusters)
+	})
 	// Endpoints are served from s.eds; res.Endpoints only limits which of
 	// them the node may subscribe to.
 	allowed := share.allowedSet(t, res.Endpoints)
 	if merr != nil {
 		s.metrics.translationErrors.Inc()
 		s.log.Error("xDS resources failed to encode; proxy keeps its last good config", "proxy", n.id, "err", merr)
-		return fmt.Errorf("proxy %s: %w", n.id, merr)
+		return nil, fmt.Errorf("proxy %s: %w", n.id, merr)
 	}
 
 	versions := map[string]string{
@@ -444,9 +498,19 @@ func (s *Server) publish(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	}
 	s.mu.Unlock()
 	if unchanged {
-		return nil
+		return nil, nil
 	}
-	return s.cache.SetSnapshot(context.Background(), n.id, snap)
+	return func() error {
+		// Under mu, so that a node whose last stream closed meanwhile
+		// (streamClosed clears the caches under mu) is not set again.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.nodes[n.id] != n {
+			return nil
+		}
+		s.sotw.set(n.id, sets...)
+		return s.cache.SetSnapshot(context.Background(), n.id, snap)
+	}, nil
 }
 
 func (n *nodeState) typeState(typ string) *typeState {
@@ -657,6 +721,7 @@ func (s *Server) streamClosed(streamID int64) {
 	n.streams--
 	if n.streams <= 0 {
 		delete(s.nodes, id)
+		s.sotw.clear(id)
 		s.cache.ClearSnapshot(id)
 		s.metrics.connected.Set(float64(len(s.nodes)))
 	}
