@@ -50,6 +50,10 @@ const (
 // subscription order: LDS and CDS first, as Envoy does.
 var typeOrder = []string{ClusterType, EndpointType, ListenerType, RouteType}
 
+// xdsWindow is the HTTP/2 flow-control window of the xDS stream and
+// connection.
+const xdsWindow = 1 << 20
+
 // Resources is an immutable view of everything the client holds. The maps
 // must not be modified.
 type Resources struct {
@@ -177,6 +181,12 @@ func (c *Client) Run(ctx context.Context) error {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 5 * time.Second}),
 		grpc.WithUserAgent("weft-proxy"),
+		// A full push is hundreds of KB per proxy (route configurations
+		// of a large mesh): with gRPC's default 64 KiB windows the control
+		// plane waits on flow control for every proxy, which costs it about
+		// a third more CPU and the mesh its convergence time.
+		grpc.WithInitialWindowSize(xdsWindow),
+		grpc.WithInitialConnWindowSize(xdsWindow),
 	}, c.opts.DialOptions...)
 	conn, err := grpc.NewClient(c.opts.Addr, dopts...)
 	if err != nil {
