@@ -677,6 +677,8 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		rb = &replayBody{src: out.Body, limit: RetryBufferLimit}
 		if rp.NumRetries == 0 || rs.upgrade {
 			rb.limit = -1 // nothing to replay: do not buffer
+		} else if out.ContentLength > 0 && out.ContentLength <= RetryBufferLimit {
+			rb.buf = make([]byte, 0, out.ContentLength) // one allocation, no growth
 		}
 	}
 	for attempt := uint32(0); ; attempt++ {
@@ -690,8 +692,13 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, withURX(retrying, &flagError{accesslog.FlagOverflow, http.StatusServiceUnavailable,
 				fmt.Sprintf("upstream overflow: the max_requests or max_pending_requests circuit breaker of cluster %s is open", c.Name())})
 		}
-		req := out.Clone(rctx)
-		req.URL.Host = host.Addr
+		// A shallow copy per attempt: the transports only read the
+		// request, so attempts share its header map; the URL is the
+		// attempt's own (its host is the picked endpoint).
+		req := *out
+		u := *out.URL
+		u.Host = host.Addr
+		req.URL = &u
 		if rb != nil {
 			body, ok := rb.attempt()
 			if !ok {
@@ -706,9 +713,9 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		if rp.PerTryTimeout > 0 {
 			ptimer = time.AfterFunc(rp.PerTryTimeout, func() { acancel(errPerTryTimeout) })
 		}
-		req = req.WithContext(actx)
+		areq := req.WithContext(actx)
 		host.Start()
-		resp, err := c.Transport(h2).RoundTrip(req)
+		resp, err := c.Transport(h2).RoundTrip(areq)
 		if ptimer != nil {
 			ptimer.Stop()
 		}
