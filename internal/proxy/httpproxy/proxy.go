@@ -708,9 +708,13 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			}
 			req.Body = body
 		}
-		actx, acancel := context.WithCancelCause(rctx)
+		// An attempt has its own context only when it has its own
+		// deadline (the per-try timeout); otherwise it runs on the
+		// request's, which saves a context per request.
+		actx, acancel := rctx, noCancel
 		var ptimer *time.Timer
 		if rp.PerTryTimeout > 0 {
+			actx, acancel = context.WithCancelCause(rctx)
 			ptimer = time.AfterFunc(rp.PerTryTimeout, func() { acancel(errPerTryTimeout) })
 		}
 		areq := req.WithContext(actx)
@@ -763,6 +767,8 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		}
 	}
 }
+
+func noCancel(error) {}
 
 func withURX(retrying bool, fe *flagError) *flagError {
 	if !retrying {
