@@ -308,6 +308,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 				if name, _ := router.PickCluster(route.Action); t.Snapshot.Clusters[name] != nil {
 					clusterName, rs.cluster = name, t.Snapshot.Clusters[name]
 					rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
+					rs.grpc = router.IsGRPC(r)
 				}
 			}
 		}

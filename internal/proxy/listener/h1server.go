@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The HTTP/1.x server of every listener. A downstream connection is
@@ -43,9 +45,14 @@ const (
 
 // h1Conn states, for the idle reaper and the drain.
 const (
-	h1Idle int32 = iota
-	h1Active
+	h1Idle    int32 = iota // waiting for the next request
+	h1Reading              // a request's first bytes arrived (or the connection is new)
+	h1Active               // a request is being served
 )
+
+// headerTimeout bounds the wait for a request's header block once its
+// first byte arrived (and for the first request of a new connection).
+const headerTimeout = 30 * time.Second
 
 // h1Conn is one downstream HTTP/1.x connection.
 type h1Conn struct {
@@ -57,6 +64,9 @@ type h1Conn struct {
 	state  atomic.Int32
 	since  atomic.Int64 // unix nanos of the last state change
 	remote string
+	// cancel ends the context of the connection's requests; called when
+	// the connection ends and when a shutdown gives up waiting.
+	cancel context.CancelFunc
 }
 
 // limitedReader caps what the request header parser may read.
@@ -92,7 +102,7 @@ func (m *Manager) serveHTTPConn(dc *downConn) {
 	}
 	c := &h1Conn{m: m, dc: dc, remote: dc.RemoteAddr().String()}
 	c.lr.c = dc
-	c.setState(h1Idle)
+	c.setState(h1Reading)
 	m.h1Mu.Lock()
 	if m.h1Conns == nil {
 		m.h1Mu.Unlock()
@@ -153,11 +163,26 @@ func (c *h1Conn) serve() {
 	c.bw.Reset(c.dc)
 	// The server key tells the proxy's response copying that it runs in
 	// a server that handles http.ErrAbortHandler (see serveOne).
-	ctx, cancel := context.WithCancel(context.WithValue(context.WithValue(context.Background(), connInfoKey{}, c.dc.info), http.ServerContextKey, m.srv))
+	// The local address serves authorization rules on destination ports
+	// and IPs, as under net/http.
+	ctx := context.WithValue(context.Background(), connInfoKey{}, c.dc.info)
+	ctx = context.WithValue(ctx, http.ServerContextKey, m.srv)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.dc.LocalAddr())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.h1Mu.Lock()
+	c.cancel = cancel
+	m.h1Mu.Unlock()
 	for {
 		c.lr.remain = maxHeaderBytes
+		if _, err := c.br.Peek(1); err != nil {
+			return // closed, reaped or drained between requests
+		}
+		c.setState(h1Reading)
 		req, err := http.ReadRequest(c.br)
+		if err == nil {
+			err = checkRequest(req)
+		}
 		if err != nil {
 			c.badRequest(err)
 			return
@@ -174,11 +199,13 @@ func (c *h1Conn) serve() {
 			w.expect = &continueReader{ReadCloser: req.Body, w: w}
 			req.Body = w.expect
 		}
-		if !c.serveOne(w, req) {
+		ok := c.serveOne(w, req)
+		if w.hijacked {
+			// The handler owns the connection, even if it then panicked.
+			hijacked = true
 			return
 		}
-		if w.hijacked {
-			hijacked = true
+		if !ok {
 			return
 		}
 		if err := w.finish(); err != nil {
@@ -221,12 +248,41 @@ func (c *h1Conn) badRequest(err error) {
 		return // reset by the peer and the like
 	}
 	status, msg := http.StatusBadRequest, "400 Bad Request: "+err.Error()
-	if errors.Is(err, errHeaderTooLarge) {
+	var se *statusError
+	switch {
+	case errors.Is(err, errHeaderTooLarge):
 		status, msg = http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large"
+	case errors.As(err, &se):
+		status, msg = se.status, fmt.Sprintf("%d %s: %s", se.status, http.StatusText(se.status), se.msg)
 	}
 	_ = c.dc.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(c.dc, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), len(msg), msg)
+}
+
+// statusError is a request refused with a status other than 400.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+// checkRequest applies the checks net/http's server makes and ReadRequest
+// does not: an HTTP/1.x version, and a valid Host header (required in
+// HTTP/1.1).
+func checkRequest(r *http.Request) error {
+	if r.ProtoMajor != 1 {
+		return &statusError{http.StatusHTTPVersionNotSupported, "unsupported protocol version " + r.Proto}
+	}
+	// ReadRequest moved the Host header to r.Host (and refused two).
+	if r.ProtoAtLeast(1, 1) && r.Host == "" && r.Method != http.MethodConnect {
+		return errors.New("missing required Host header")
+	}
+	if r.Host != "" && !httpguts.ValidHostHeader(r.Host) {
+		return errors.New("malformed Host header")
+	}
+	return nil
 }
 
 func isTimeout(err error) bool {
@@ -277,13 +333,20 @@ type continueReader struct {
 
 func (r *continueReader) Read(p []byte) (int, error) {
 	if !r.sent {
+		// The body may be read on another goroutine (an HTTP/2
+		// upstream's writer): the response's lock orders this write
+		// with the handler's.
+		r.w.mu.Lock()
 		r.sent = true
+		var err error
 		if !r.w.wroteHeader {
 			bw := r.w.c.bw
 			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := bw.Flush(); err != nil {
-				return 0, err
-			}
+			err = bw.Flush()
+		}
+		r.w.mu.Unlock()
+		if err != nil {
+			return 0, err
 		}
 	}
 	return r.ReadCloser.Read(p)
@@ -295,6 +358,9 @@ type h1Response struct {
 	c      *h1Conn
 	req    *http.Request
 	header http.Header
+	// mu orders the "100 Continue" write (continueReader) with the
+	// response's own writes to the connection's buffer.
+	mu sync.Mutex
 
 	status      int
 	wroteHeader bool // the status line and headers are in the buffer
@@ -323,6 +389,11 @@ func (w *h1Response) WriteHeader(code int) {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		if !w.req.ProtoAtLeast(1, 1) {
+			return // HTTP/1.0 clients get no informational responses
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
 		bw := w.c.bw
 		writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
 		writeHeaders(bw, w.header, nil)
@@ -334,6 +405,8 @@ func (w *h1Response) WriteHeader(code int) {
 }
 
 func (w *h1Response) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
@@ -375,6 +448,8 @@ func (w *h1Response) Write(p []byte) (int, error) {
 
 // FlushError sends what is buffered (http.ResponseController).
 func (w *h1Response) FlushError() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.hijacked {
 		return http.ErrHijacked
 	}
@@ -400,6 +475,8 @@ func (w *h1Response) EnableFullDuplex() error { return nil }
 // Hijack hands the connection to the handler (protocol upgrades). What
 // the server buffered is in the returned reader and writer.
 func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
@@ -500,6 +577,8 @@ func (w *h1Response) writeHeader(final bool) {
 // finish ends the response after the handler returned: headers if none
 // were sent, the chunked terminator with trailers, and a flush.
 func (w *h1Response) finish() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !w.wroteHeader {
 		if w.status == 0 {
 			w.status = http.StatusOK
@@ -608,22 +687,40 @@ func (m *Manager) startReaper() {
 	if m.reaper != nil {
 		return
 	}
-	m.reaper = time.AfterFunc(idleTimeout/10, m.reapIdle)
+	m.reaper = time.AfterFunc(reapEvery, m.reapIdle)
 }
+
+// reapEvery is how often the reaper looks: a request header may take up
+// to headerTimeout plus this.
+const reapEvery = 10 * time.Second
 
 // reapIdle closes connections idle past the idle timeout.
 func (m *Manager) reapIdle() {
-	cutoff := time.Now().Add(-idleTimeout).UnixNano()
+	now := time.Now()
+	idleCutoff, readCutoff := now.Add(-idleTimeout).UnixNano(), now.Add(-headerTimeout).UnixNano()
 	m.h1Mu.Lock()
 	defer m.h1Mu.Unlock()
 	for c := range m.h1Conns {
-		if c.state.Load() == h1Idle && c.since.Load() < cutoff {
+		switch st, since := c.state.Load(), c.since.Load(); {
+		case st == h1Idle && since < idleCutoff, st == h1Reading && since < readCutoff:
 			_ = c.dc.SetReadDeadline(aLongTimeAgo)
 		}
 	}
 	m.reaper = nil
 	if len(m.h1Conns) > 0 {
-		m.reaper = time.AfterFunc(idleTimeout/10, m.reapIdle)
+		m.reaper = time.AfterFunc(reapEvery, m.reapIdle)
+	}
+}
+
+// cancelH1 ends the requests of every HTTP/1.x connection: a shutdown
+// that stopped waiting for them.
+func (m *Manager) cancelH1() {
+	m.h1Mu.Lock()
+	defer m.h1Mu.Unlock()
+	for c := range m.h1Conns {
+		if c.cancel != nil {
+			c.cancel()
+		}
 	}
 }
 

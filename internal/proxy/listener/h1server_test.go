@@ -247,6 +247,9 @@ func TestH1BadRequests(t *testing.T) {
 		{"malformed request line", "NOT HTTP\r\n\r\n", 400},
 		{"header too large", "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", maxHeaderBytes+10000) + "\r\n\r\n", 431},
 		{"conflicting framing", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
+		{"no Host in HTTP/1.1", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := dialRaw(t, addr)
@@ -304,5 +307,84 @@ func TestH1HandsH2CToTheHTTP2Server(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "HTTP/2.0" {
 		t.Errorf("served as %q, want HTTP/2.0", b)
+	}
+}
+
+// Authorization rules on destination ports and IPs read the local
+// address from the request's context, as under net/http.
+func TestH1LocalAddrInContext(t *testing.T) {
+	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Context().Value(http.LocalAddrContextKey))
+	})
+	x := dialRaw(t, addr)
+	x.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if _, body := x.read("GET"); body != addr {
+		t.Errorf("local address in the context: %q, want %q", body, addr)
+	}
+}
+
+// A handler that panics after taking over the connection must not bring
+// the server down (the connection is the handler's).
+func TestH1PanicAfterHijack(t *testing.T) {
+	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hijack" {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			panic(http.ErrAbortHandler)
+		}
+		io.WriteString(w, "alive")
+	})
+	x := dialRaw(t, addr)
+	x.send("GET /hijack HTTP/1.1\r\nHost: h\r\n\r\n")
+	if !x.closed() {
+		t.Error("hijacked connection not closed")
+	}
+	y := dialRaw(t, addr)
+	y.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	if _, body := y.read("GET"); body != "alive" {
+		t.Errorf("after the panic: %q", body)
+	}
+}
+
+// A shutdown that runs out of time ends the requests still waiting (on an
+// upstream that never answers) instead of waiting for them forever.
+func TestH1ShutdownCancelsStuckRequests(t *testing.T) {
+	m := New(Options{})
+	ended := make(chan struct{})
+	inHandler := make(chan struct{})
+	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(inHandler)
+		<-r.Context().Done()
+		close(ended)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			m.serveHTTPConn(&downConn{Conn: c, info: &connInfo{listener: "test"}})
+		}
+	}()
+	x := dialRaw(t, ln.Addr().String())
+	x.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	<-inHandler
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Shutdown(ctx) }()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck request's context was never cancelled")
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return")
 	}
 }

@@ -257,6 +257,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = errors.Join(err, ctx.Err())
+		m.cancelH1() // requests still waiting on an upstream give up
 	}
 	_ = m.srv.Close()
 	m.h1Mu.Lock()

@@ -472,6 +472,29 @@ func (c *Cluster) countedDial(key transportKey, dial func(ctx context.Context, a
 	}
 }
 
+// evictIdle closes one idle HTTP/1.1 connection of the cluster (its
+// plaintext pool first, then its TLS pools), to free a max_connections
+// slot for a request to another endpoint; false when none is idle.
+func (c *Cluster) evictIdle() bool {
+	if c.tr.Load().h1.evictOne() {
+		return true
+	}
+	c.tlsMu.Lock()
+	pools := make([]*h1Transport, 0, len(c.tlsPools))
+	for _, p := range c.tlsPools {
+		if p.h1 != nil {
+			pools = append(pools, p.h1)
+		}
+	}
+	c.tlsMu.Unlock()
+	for _, t := range pools {
+		if t.evictOne() {
+			return true
+		}
+	}
+	return false
+}
+
 // slotWaiter returns a channel closed when a connection is released or
 // goes idle: what an HTTP/1.1 request waiting for a connection waits on.
 func (c *Cluster) slotWaiter() <-chan struct{} {
@@ -584,6 +607,7 @@ func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	if err != nil {
 		c.conns.Add(-1)
+		c.slotReleased()
 		if _, ok := err.(*DialError); !ok {
 			err = &DialError{Addr: addr, Err: err}
 		}

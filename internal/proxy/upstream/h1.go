@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -39,6 +40,14 @@ import (
 // closed anyway is retried once on another connection when it has no body.
 const staleCheckAfter = time.Second
 
+// maxResponseHeaderBytes bounds a response's status line and headers (the
+// body is streamed), and max1xx the informational responses before the
+// final one, as net/http's client does.
+const (
+	maxResponseHeaderBytes = 10 << 20
+	max1xx                 = 5
+)
+
 // maxIdlePerAddr bounds the idle connections kept per endpoint address.
 const maxIdlePerAddr = 256
 
@@ -65,6 +74,7 @@ type h1Conn struct {
 	t        *h1Transport
 	addr     string
 	conn     net.Conn
+	lr       limitReader // under br: bounds response headers
 	br       *bufio.Reader
 	requests int64     // requests sent on it
 	idleAt   time.Time // when it was last put idle
@@ -102,7 +112,10 @@ func (t *h1Transport) retire() {
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	addr := req.URL.Host
-	replayable := req.Body == nil || req.Body == http.NoBody
+	// A request found a stale connection is sent again only when that is
+	// safe: no body, and a method (or an idempotency key) that says a
+	// second delivery changes nothing.
+	replayable := (req.Body == nil || req.Body == http.NoBody) && idempotent(req)
 	for try := 0; ; try++ {
 		pc, reused, err := t.get(ctx, addr, try > 0)
 		if err != nil {
@@ -119,6 +132,16 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+func idempotent(r *http.Request) bool {
+	switch r.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, k1 := r.Header["Idempotency-Key"]
+	_, k2 := r.Header["X-Idempotency-Key"]
+	return k1 || k2
+}
+
 // get returns an idle connection to addr or dials one; when every
 // connection the max_connections breaker allows is busy, it waits for one
 // to come back (StartRequest bounded the waiters by max_pending_requests).
@@ -132,14 +155,23 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 		}
 		conn, err := t.dial(ctx, addr)
 		if err == nil {
-			return &h1Conn{t: t, addr: addr, conn: conn, br: bufio.NewReaderSize(conn, 4<<10)}, false, nil
+			pc := &h1Conn{t: t, addr: addr, conn: conn}
+			pc.lr = limitReader{r: conn, remain: math.MaxInt64}
+			pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
+			return pc, false, nil
 		}
 		if !errors.Is(err, ErrOverflow) {
 			return nil, false, err
 		}
 		if wait == nil {
-			// Register, then look once more, so that a connection
-			// released in between is not missed.
+			// Every allowed connection exists. Idle ones to other
+			// endpoints (or in the cluster's other pools) would hold
+			// the slots forever: close one and dial. Else register, then
+			// look once more, so that a connection released in between
+			// is not missed.
+			if t.c.evictIdle() {
+				continue
+			}
 			wait = t.c.slotWaiter()
 			fresh = false
 			continue
@@ -151,6 +183,29 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 			return nil, false, context.Cause(ctx)
 		}
 	}
+}
+
+// evictOne closes the connection idle for longest, if any.
+func (t *h1Transport) evictOne() bool {
+	t.mu.Lock()
+	var victim *h1Conn
+	vaddr := ""
+	for addr, l := range t.idle {
+		if len(l) > 0 && (victim == nil || l[0].idleAt.Before(victim.idleAt)) {
+			victim, vaddr = l[0], addr
+		}
+	}
+	if victim != nil {
+		l := t.idle[vaddr]
+		t.idle[vaddr] = append(l[:0:0], l[1:]...)
+		t.nIdle--
+	}
+	t.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	_ = victim.conn.Close()
+	return true
 }
 
 func (t *h1Transport) takeIdle(addr string) *h1Conn {
@@ -166,7 +221,7 @@ func (t *h1Transport) takeIdle(addr string) *h1Conn {
 		t.idle[addr] = l[:len(l)-1]
 		t.nIdle--
 		t.mu.Unlock()
-		if time.Since(pc.idleAt) < staleCheckAfter || pc.alive() {
+		if pc.br.Buffered() == 0 && (time.Since(pc.idleAt) < staleCheckAfter || pc.alive()) {
 			return pc
 		}
 		_ = pc.conn.Close()
@@ -181,8 +236,11 @@ func (t *h1Transport) put(pc *h1Conn) {
 		_ = pc.conn.Close()
 		return
 	}
-	if !t.c.st.Load().keeps(pc.addr) {
-		_ = pc.conn.Close() // the endpoint left the cluster
+	if !t.c.st.Load().keeps(pc.addr) || pc.br.Buffered() > 0 {
+		// The endpoint left the cluster, or the upstream sent more than
+		// the response (a body on HEAD, 204 or 304; a stray response):
+		// the next request on it would read someone else's bytes.
+		_ = pc.conn.Close()
 		return
 	}
 	pc.idleAt = time.Now()
@@ -272,6 +330,26 @@ func rawConn(c net.Conn) net.Conn {
 	}
 }
 
+// limitReader fails reads past its allowance (set while headers are read).
+type limitReader struct {
+	r      io.Reader
+	remain int64
+}
+
+var errResponseHeaderTooLarge = errors.New("response header too large")
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.remain <= 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if int64(len(p)) > l.remain {
+		p = p[:l.remain]
+	}
+	n, err := l.r.Read(p)
+	l.remain -= int64(n)
+	return n, err
+}
+
 // errStale marks a failure on a reused connection before any byte of a
 // response arrived: the upstream had closed it while it was idle.
 var errStale = errors.New("pooled connection closed by the upstream")
@@ -317,9 +395,17 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		return fail(err)
 	}
 	var resp *http.Response
-	for {
+	for n1xx := 0; ; n1xx++ {
+		if n1xx > max1xx {
+			return fail(fmt.Errorf("more than %d informational responses", max1xx))
+		}
+		pc.lr.remain = maxResponseHeaderBytes
 		resp, err = http.ReadResponse(pc.br, req)
+		pc.lr.remain = math.MaxInt64
 		if err != nil {
+			if errors.Is(err, errResponseHeaderTooLarge) {
+				err = fmt.Errorf("response headers larger than %d bytes", maxResponseHeaderBytes)
+			}
 			return fail(err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {

@@ -416,3 +416,72 @@ func TestH1ConnectionsOfRetiredPoolsClose(t *testing.T) {
 		})
 	}
 }
+
+// With max_connections reached by an idle connection to one endpoint, a
+// request to another endpoint closes it and goes through instead of
+// waiting for ever.
+func TestH1IdleConnectionYieldsItsSlot(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	a, b := startH1Server(t, ok), startH1Server(t, ok)
+	cfg := cluster(proxyconfig.LBRoundRobin)
+	cfg.Thresholds.MaxConnections = 1
+	cfg.IdleTimeout = time.Hour
+	eps := &proxyconfig.Endpoints{ClusterName: "c", Localities: []proxyconfig.Locality{{Weight: 1, Endpoints: []proxyconfig.Endpoint{{Address: a.addr, Weight: 1}, {Address: b.addr, Weight: 1}}}}}
+	m := NewManager()
+	t.Cleanup(m.CloseIdle)
+	c := m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": eps})["c"]
+	ctx := testCtx(t)
+	for _, addr := range []string{a.addr, b.addr, a.addr} {
+		if code, _, err := h1Get(ctx, c, addr, "/", nil); err != nil || code != 200 {
+			t.Fatalf("request to %s: %d %v", addr, code, err)
+		}
+	}
+	if n := c.ActiveConnections(); n != 1 {
+		t.Errorf("%d connections, want 1 (max_connections)", n)
+	}
+}
+
+// An upstream that sends a body with a HEAD response leaves bytes the
+// next request must never read as its own response.
+func TestH1LeftoverBytesDropTheConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.Method == http.MethodHead {
+						io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
+						continue
+					}
+					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
+				}
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	c := h1Cluster(t, addr, nil)
+	ctx := testCtx(t)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+addr+"/", nil)
+	resp, err := c.Transport(false).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, body, err := h1Get(ctx, c, addr, "/", nil); err != nil || body != "public" {
+		t.Errorf("GET after a HEAD answered with a body: %q %v, want public", body, err)
+	}
+}
