@@ -29,10 +29,10 @@ import (
 // body was read to the end and neither side asked to close.
 //
 // The wire format is written here (request line, headers, Content-Length
-// or chunked body); responses are parsed by net/http's ReadResponse. The
-// request body is written in full before the response is read, so an
-// upstream that answers early and closes (413 to a large upload) is seen
-// as a reset (UC), not as its answer.
+// or chunked body); responses are parsed by net/http's ReadResponse. A
+// body of up to 64 KiB is written with the head before the response is
+// read; longer and streaming bodies are written by a goroutine while the
+// response is read, so full-duplex upstreams and early answers work.
 
 // staleCheckAfter is how long a connection must have been idle before it is
 // checked (one non-blocking peek) for a close by the upstream before reuse;
@@ -47,6 +47,12 @@ const (
 	maxResponseHeaderBytes = 10 << 20
 	max1xx                 = 5
 )
+
+// inlineBodyMax is the largest request body written before the response
+// is read, on the request's goroutine; it fits the socket buffers, so the
+// write cannot block on an upstream that does not read it yet. Longer
+// and streaming bodies are written by a goroutine of their own.
+const inlineBodyMax = 64 << 10
 
 // maxIdlePerAddr bounds the idle connections kept per endpoint address.
 const maxIdlePerAddr = 256
@@ -76,8 +82,9 @@ type h1Conn struct {
 	conn     net.Conn
 	lr       limitReader // under br: bounds response headers
 	br       *bufio.Reader
-	requests int64     // requests sent on it
-	idleAt   time.Time // when it was last put idle
+	requests int64      // requests sent on it
+	werr     chan error // the body writer's result, while one runs (see roundTrip)
+	idleAt   time.Time  // when it was last put idle
 }
 
 // CloseIdleConnections closes the idle connections; connections in use
@@ -373,16 +380,40 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	bw := getWriter(pc.conn)
-	err := writeRequest(bw, req)
-	if err == nil {
-		err = bw.Flush()
-	}
-	putWriter(bw)
-	if err != nil {
-		if reused && isConnGone(err) {
-			err = fmt.Errorf("%w: %v", errStale, err)
+	body, chunked := writeHead(bw, req)
+	var err error
+	if body != nil && (chunked || req.ContentLength > inlineBodyMax) {
+		// A long or streaming body is written beside the reading of the
+		// response, so an upstream that answers while it reads (full
+		// duplex, an early 413) does not deadlock against this write.
+		if err = bw.Flush(); err != nil {
+			putWriter(bw)
+			return fail(err)
 		}
-		return fail(err)
+		werr := make(chan error, 1)
+		pc.werr = werr
+		go func() {
+			err := writeBody(bw, req, body, chunked)
+			if err == nil {
+				err = bw.Flush()
+			}
+			putWriter(bw)
+			werr <- err
+		}()
+	} else {
+		if body != nil {
+			err = writeBody(bw, req, body, chunked)
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		putWriter(bw)
+		if err != nil {
+			if reused && isConnGone(err) {
+				err = fmt.Errorf("%w: %v", errStale, err)
+			}
+			return fail(err)
+		}
 	}
 	// Wait for the first byte of the response: nothing at all on a reused
 	// connection means the upstream had closed it.
@@ -437,6 +468,17 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 // done ends a request: the connection goes back idle when it may be
 // reused and cancellation did not touch it.
 func (pc *h1Conn) done(stop func() bool, keep bool) {
+	if pc.werr != nil {
+		select {
+		case err := <-pc.werr:
+			keep = keep && err == nil
+		default:
+			// The request is still being written (the upstream answered
+			// early): the connection cannot carry another one.
+			keep = false
+		}
+		pc.werr = nil
+	}
 	if stop() && keep {
 		pc.t.put(pc)
 		return
@@ -515,10 +557,11 @@ func skipHeader(k string) bool {
 	return false
 }
 
-// writeRequest writes an HTTP/1.1 request: request line, Host, the
-// headers, then the body framed by Content-Length (known length) or
-// chunked (unknown length, trailers after it).
-func writeRequest(bw *bufio.Writer, req *http.Request) error {
+// writeHead writes an HTTP/1.1 request's line, Host and headers, framed
+// for its body: Content-Length (known length) or chunked (unknown length,
+// trailers after it). It returns the body still to write (nil: none) and
+// whether it is chunked.
+func writeHead(bw *bufio.Writer, req *http.Request) (body io.Reader, chunked bool) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -551,11 +594,10 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 			bw.WriteString("\r\n")
 		}
 	}
-	body := req.Body
-	if body == http.NoBody {
-		body = nil
+	if req.Body != nil && req.Body != http.NoBody {
+		body = req.Body
 	}
-	chunked := body != nil && req.ContentLength <= 0
+	chunked = body != nil && req.ContentLength <= 0
 	switch {
 	case chunked:
 		if len(req.Trailer) > 0 {
@@ -581,8 +623,13 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 			bw.WriteString("Content-Length: 0\r\n")
 		}
 		bw.WriteString("\r\n")
-		return nil
+		return nil, false
 	}
+	return body, chunked
+}
+
+// writeBody writes a request body as writeHead framed it.
+func writeBody(bw *bufio.Writer, req *http.Request, body io.Reader, chunked bool) error {
 	if !chunked {
 		n, err := io.CopyN(bw, body, req.ContentLength)
 		if err == io.EOF {

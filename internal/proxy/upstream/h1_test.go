@@ -485,3 +485,24 @@ func TestH1LeftoverBytesDropTheConnection(t *testing.T) {
 		t.Errorf("GET after a HEAD answered with a body: %q %v, want public", body, err)
 	}
 }
+
+// An upstream that streams its answer while it reads a large request body
+// (full duplex): writing the body first would block both sides once the
+// socket buffers fill.
+func TestH1FullDuplexLargeBody(t *testing.T) {
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		io.Copy(w, r.Body)
+	}))
+	c := h1Cluster(t, srv.addr, nil)
+	const size = 16 << 20
+	body := strings.Repeat("x", size)
+	code, got, err := h1Get(testCtx(t), c, srv.addr, "/", strings.NewReader(body))
+	if err != nil || code != 200 || len(got) != size {
+		t.Fatalf("echo of %d bytes: %d, %d bytes, %v", size, code, len(got), err)
+	}
+	// The connection is reused once the writer is done.
+	if code, _, err := h1Get(testCtx(t), c, srv.addr, "/", strings.NewReader("small")); err != nil || code != 200 {
+		t.Fatalf("next request: %d %v", code, err)
+	}
+}
