@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"weft.dev/weft/internal/proxy/limitread"
 )
 
 // The HTTP/1.x server of every listener. A downstream connection is
@@ -58,7 +59,7 @@ const headerTimeout = 30 * time.Second
 type h1Conn struct {
 	m      *Manager
 	dc     *downConn
-	lr     limitedReader
+	lr     limitread.Reader // under br: bounds request headers
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	state  atomic.Int32
@@ -67,26 +68,6 @@ type h1Conn struct {
 	// cancel ends the context of the connection's requests; called when
 	// the connection ends and when a shutdown gives up waiting.
 	cancel context.CancelFunc
-}
-
-// limitedReader caps what the request header parser may read.
-type limitedReader struct {
-	c      net.Conn
-	remain int64
-}
-
-var errHeaderTooLarge = errors.New("request header too large")
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.remain <= 0 {
-		return 0, errHeaderTooLarge
-	}
-	if int64(len(p)) > l.remain {
-		p = p[:l.remain]
-	}
-	n, err := l.c.Read(p)
-	l.remain -= int64(n)
-	return n, err
 }
 
 var (
@@ -101,7 +82,7 @@ func (m *Manager) serveHTTPConn(dc *downConn) {
 		return
 	}
 	c := &h1Conn{m: m, dc: dc, remote: dc.RemoteAddr().String()}
-	c.lr.c = dc
+	c.lr.R = dc
 	c.setState(h1Reading)
 	m.h1Mu.Lock()
 	if m.h1Conns == nil {
@@ -131,7 +112,7 @@ func (c *h1Conn) serve() {
 	m := c.m
 	c.br = h1Readers.Get().(*bufio.Reader)
 	c.br.Reset(&c.lr)
-	c.lr.remain = maxHeaderBytes
+	c.lr.Remain = maxHeaderBytes
 	hijacked := false
 	defer func() {
 		c.forget()
@@ -152,7 +133,7 @@ func (c *h1Conn) serve() {
 	if b, err := c.br.Peek(3); err != nil {
 		return
 	} else if string(b) == "PRI" {
-		c.lr.remain = math.MaxInt64
+		c.lr.Remain = limitread.Unlimited
 		c.forget()
 		m.untrackRaw(c.dc)
 		hijacked = true // the http.Server owns it now
@@ -174,7 +155,7 @@ func (c *h1Conn) serve() {
 	c.cancel = cancel
 	m.h1Mu.Unlock()
 	for {
-		c.lr.remain = maxHeaderBytes
+		c.lr.Remain = maxHeaderBytes
 		if _, err := c.br.Peek(1); err != nil {
 			return // closed, reaped or drained between requests
 		}
@@ -188,7 +169,7 @@ func (c *h1Conn) serve() {
 			return
 		}
 		c.setState(h1Active)
-		c.lr.remain = math.MaxInt64
+		c.lr.Remain = limitread.Unlimited
 		req.RemoteAddr = c.remote
 		req = req.WithContext(ctx)
 		w := &h1Response{c: c, req: req, header: make(http.Header, 8), keepAlive: keepAlive(req)}
@@ -250,7 +231,7 @@ func (c *h1Conn) badRequest(err error) {
 	status, msg := http.StatusBadRequest, "400 Bad Request: "+err.Error()
 	var se *statusError
 	switch {
-	case errors.Is(err, errHeaderTooLarge):
+	case errors.Is(err, limitread.ErrTooLarge):
 		status, msg = http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large"
 	case errors.As(err, &se):
 		status, msg = se.status, fmt.Sprintf("%d %s: %s", se.status, http.StatusText(se.status), se.msg)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"weft.dev/weft/internal/proxy/limitread"
 )
 
 // The HTTP/1.1 connection pool. A request runs on its caller's goroutine
@@ -80,7 +81,7 @@ type h1Conn struct {
 	t        *h1Transport
 	addr     string
 	conn     net.Conn
-	lr       limitReader // under br: bounds response headers
+	lr       limitread.Reader // under br: bounds response headers
 	br       *bufio.Reader
 	requests int64      // requests sent on it
 	werr     chan error // the body writer's result, while one runs (see roundTrip)
@@ -163,7 +164,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 		conn, err := t.dial(ctx, addr)
 		if err == nil {
 			pc := &h1Conn{t: t, addr: addr, conn: conn}
-			pc.lr = limitReader{r: conn, remain: math.MaxInt64}
+			pc.lr = limitread.Reader{R: conn, Remain: limitread.Unlimited}
 			pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
 			return pc, false, nil
 		}
@@ -337,26 +338,6 @@ func rawConn(c net.Conn) net.Conn {
 	}
 }
 
-// limitReader fails reads past its allowance (set while headers are read).
-type limitReader struct {
-	r      io.Reader
-	remain int64
-}
-
-var errResponseHeaderTooLarge = errors.New("response header too large")
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.remain <= 0 {
-		return 0, errResponseHeaderTooLarge
-	}
-	if int64(len(p)) > l.remain {
-		p = p[:l.remain]
-	}
-	n, err := l.r.Read(p)
-	l.remain -= int64(n)
-	return n, err
-}
-
 // errStale marks a failure on a reused connection before any byte of a
 // response arrived: the upstream had closed it while it was idle.
 var errStale = errors.New("pooled connection closed by the upstream")
@@ -430,11 +411,11 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		if n1xx > max1xx {
 			return fail(fmt.Errorf("more than %d informational responses", max1xx))
 		}
-		pc.lr.remain = maxResponseHeaderBytes
+		pc.lr.Remain = maxResponseHeaderBytes
 		resp, err = http.ReadResponse(pc.br, req)
-		pc.lr.remain = math.MaxInt64
+		pc.lr.Remain = limitread.Unlimited
 		if err != nil {
-			if errors.Is(err, errResponseHeaderTooLarge) {
+			if errors.Is(err, limitread.ErrTooLarge) {
 				err = fmt.Errorf("response headers larger than %d bytes", maxResponseHeaderBytes)
 			}
 			return fail(err)
