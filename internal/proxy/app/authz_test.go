@@ -12,10 +12,8 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
-	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/proxytest"
-	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsmeta"
 )
 
@@ -73,12 +71,7 @@ func startAuthzMeshWithApp(t *testing.T, c *authzEnv, policies string, h http.Ha
 			{Name: "tcp", Number: 9000, Protocol: model.ProtocolTCP, AppPort: atou(echoPort)},
 		},
 	}
-	set, findings := config.Parse("policies.yaml", []byte(policies))
-	if len(findings) > 0 {
-		t.Fatalf("parse: %v", findings)
-	}
-	snap := validate.NewBuilder().Build(set, []*model.Instance{inst})
-	snap.MeshTelemetry = model.DefaultMeshTelemetry()
+	snap := meshModel(t, "policies.yaml", policies, inst)
 	msgs := sidecarInbound(t, snap, inst)
 	server := proxytest.StartProxy(t, c.cp, "httpbin-0", c.proxyOptions(t, "httpbin-0", "httpbin"))
 	c.cp.Set(t, server.NodeID(), msgs...)

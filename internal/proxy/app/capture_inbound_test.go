@@ -15,11 +15,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"google.golang.org/protobuf/proto"
 
-	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/spiffeid"
-	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdstranslate"
 )
@@ -70,7 +68,7 @@ func captureInboundScenario(t *testing.T) {
 			{Name: "tcp", Number: 9000, Protocol: model.ProtocolTCP, AppPort: 9000, InboundPort: 19000},
 		},
 	}
-	set, findings := config.Parse("policies.yaml", []byte(`apiVersion: security.istio.io/v1
+	snap := meshModel(t, "policies.yaml", `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: httpbin, namespace: default}
 spec:
@@ -86,12 +84,7 @@ spec:
   selector: {matchLabels: {app: httpbin}}
   rules:
   - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]
-`))
-	if len(findings) > 0 {
-		t.Fatalf("parse: %v", findings)
-	}
-	snap := validate.NewBuilder().Build(set, []*model.Instance{inst})
-	snap.MeshTelemetry = model.DefaultMeshTelemetry()
+`, inst)
 	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: inboundNodeID, Type: xdstranslate.Sidecar, Namespace: "default", Name: inst.Name,
 		Workload: inst.Workload, Labels: inst.Labels, ServiceAccount: inst.ServiceAccount, Instance: inst, Capture: true})
 	if err != nil {

@@ -19,10 +19,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"google.golang.org/protobuf/proto"
 
-	"weft.dev/weft/internal/config"
-	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/proxytest"
-	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdstranslate"
 )
@@ -116,17 +113,7 @@ metadata: {name: productpage-nothing, namespace: default}
 spec:
   selector: {matchLabels: {app: productpage}}
 `, backendPort, testIssuer, jwks)
-	set, findings := config.Parse("gateway.yaml", []byte(yaml))
-	if len(findings) > 0 {
-		t.Fatalf("parse: %v", findings)
-	}
-	snap := validate.NewBuilder().Build(set, nil)
-	for _, st := range snap.Status {
-		if st.State == model.StateInvalid {
-			t.Fatalf("invalid config: %+v", st)
-		}
-	}
-	snap.MeshTelemetry = model.DefaultMeshTelemetry()
+	snap := meshModel(t, "gateway.yaml", yaml)
 	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: "gw", Type: xdstranslate.Gateway, Namespace: "default",
 		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}})
 	if err != nil {

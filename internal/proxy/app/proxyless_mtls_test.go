@@ -27,11 +27,9 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"weft.dev/weft/internal/ca"
-	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/spiffeid"
-	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdsserver"
 )
@@ -73,7 +71,7 @@ func TestProxylessMTLSToStrictSidecar(t *testing.T) {
 		Ports:        []model.InstancePort{{Name: "grpc", Number: 7070, Protocol: model.ProtocolGRPC, AppPort: appPort, InboundPort: inboundPort}},
 		OutboundPort: uint32(freeLoopbackPort(t)),
 	}
-	set, findings := config.Parse("mesh.yaml", []byte(`apiVersion: weft.dev/v1alpha1
+	snap := meshModel(t, "mesh.yaml", `apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: {name: greeter, namespace: default}
 spec:
@@ -95,17 +93,7 @@ spec:
   selector: {matchLabels: {app: greeter}}
   rules:
   - from: [{source: {principals: ["cluster.local/ns/default/sa/grpc-client"]}}]
-`))
-	if len(findings) > 0 {
-		t.Fatalf("parse: %v", findings)
-	}
-	snap := validate.NewBuilder().Build(set, []*model.Instance{inst})
-	snap.MeshTelemetry = model.DefaultMeshTelemetry()
-	for _, st := range snap.Status {
-		if st.State == model.StateInvalid {
-			t.Fatalf("invalid config: %+v", st)
-		}
-	}
+`, inst)
 
 	// Weft's xDS server, serving the sidecar and the proxyless clients
 	// alike.

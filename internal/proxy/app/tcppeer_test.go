@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 
-	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxytest"
@@ -108,15 +107,10 @@ func startTCPPeerMesh(t testing.TB, offer bool) *tcpPeerMesh {
 		Labels: map[string]string{"app": "db", "version": "v1"}, Address: "127.0.0.1",
 		Ports: []model.InstancePort{{Name: "tcp", Number: 9000, Protocol: model.ProtocolTCP, AppPort: atou(appPort)}},
 	}
-	set, findings := config.Parse("db.yaml", []byte(dbWorkloadYAML))
-	if len(findings) > 0 {
-		t.Fatalf("parse: %v", findings)
-	}
-	snap := validate.NewBuilder().Build(set, []*model.Instance{inst})
+	snap := meshModel(t, "db.yaml", dbWorkloadYAML, inst)
 	if fs := validate.Findings(snap); len(fs) > 0 {
 		t.Fatalf("findings: %v", fs)
 	}
-	snap.MeshTelemetry = model.DefaultMeshTelemetry()
 	snap.MeshTelemetry.AccessLogging = true
 
 	// The server sidecar: its inbound listener and cluster as the

@@ -19,10 +19,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 
-	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/proxy/proxytest"
-	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdstranslate"
 )
@@ -140,12 +138,7 @@ func TestTCPTelemetryThroughSidecars(t *testing.T) {
 		Labels: map[string]string{"app": "echo", "version": "v1"}, Address: "127.0.0.1",
 		Ports: []model.InstancePort{{Name: "tcp", Number: 9000, Protocol: model.ProtocolTCP, AppPort: atou(echoPort)}},
 	}
-	set, findings := config.Parse("empty.yaml", nil)
-	if len(findings) > 0 {
-		t.Fatalf("parse: %v", findings)
-	}
-	snap := validate.NewBuilder().Build(set, []*model.Instance{inst})
-	snap.MeshTelemetry = model.DefaultMeshTelemetry()
+	snap := meshModel(t, "empty.yaml", "", inst)
 	snap.MeshTelemetry.AccessLogging = true
 	inbound := sidecarInbound(t, snap, inst)
 	tcpLogsToFile(t, inbound, serverLog)

@@ -6,7 +6,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdstranslate"
 )
 
@@ -31,4 +33,23 @@ func sidecarInbound(t testing.TB, snap *model.Snapshot, inst *model.Instance) []
 		}
 	}
 	return inbound
+}
+
+// meshModel parses a config folder's worth of YAML and builds the model
+// the control plane would, with the mesh's default telemetry; findings and
+// invalid resources fail the test.
+func meshModel(t testing.TB, file, yaml string, insts ...*model.Instance) *model.Snapshot {
+	t.Helper()
+	set, findings := config.Parse(file, []byte(yaml))
+	if len(findings) > 0 {
+		t.Fatalf("parse: %v", findings)
+	}
+	snap := validate.NewBuilder().Build(set, insts)
+	for _, st := range snap.Status {
+		if st.State == model.StateInvalid {
+			t.Fatalf("invalid config: %+v", st)
+		}
+	}
+	snap.MeshTelemetry = model.DefaultMeshTelemetry()
+	return snap
 }
