@@ -83,11 +83,17 @@ func (m *mesh) outboundResources(routes []*routev3.Route, cluster *clusterv3.Clu
 
 func startMesh(t *testing.T, app http.Handler) *mesh {
 	t.Helper()
-	m := &mesh{cp: proxytest.StartControlPlane(t)}
 	if app == nil {
 		app = httpbin.New().Handler()
 	}
-	m.appAddr = serveHTTP(t, app)
+	return startMeshTo(t, serveHTTP(t, app))
+}
+
+// startMeshTo starts the mesh in front of an app already listening on
+// appAddr.
+func startMeshTo(t testing.TB, appAddr string) *mesh {
+	t.Helper()
+	m := &mesh{cp: proxytest.StartControlPlane(t), appAddr: appAddr}
 	m.server = proxytest.StartProxy(t, m.cp, "httpbin", proxytest.ProxyOptions{})
 	m.cp.Set(t, m.server.NodeID(), proxytest.Inbound(svcPort, m.appAddr, true)...)
 	m.server.WaitReady(t)

@@ -2,16 +2,12 @@ package httpproxy
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 )
-
-// rsCtx returns the context whose cause records a route timeout.
-func rsCtx(rs *reqState) context.Context { return rs.ctx }
 
 // statusWriter records the status and counts body bytes. It unwraps for
 // http.ResponseController (flush, hijack, full duplex).
@@ -58,11 +54,17 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (w *statusWriter) Flush() {
+func (w *statusWriter) Flush() { _ = w.FlushError() }
+
+// FlushError sends what the server buffered (http.ResponseController).
+func (w *statusWriter) FlushError() error {
 	if w.code == 0 {
 		w.code = http.StatusOK
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	if f, ok := w.ResponseWriter.(interface{ FlushError() error }); ok {
+		return f.FlushError()
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -4,10 +4,11 @@
 // Every failure answers with a short readable body and Envoy's response
 // flags (header x-weft-response-flags and the access log).
 //
-// Forwarding uses net/http/httputil.ReverseProxy for the wire protocol
-// (hop-by-hop headers, trailers, 1xx responses, upgrades, streaming with
-// immediate flushes); attempts, endpoint picks and retries live in this
-// package's RoundTripper.
+// Forwarding (forward.go) prepares the upstream request in place (hop-by-hop
+// headers, rewrites, header mutations), runs the attempts (endpoint picks,
+// retries, per-try timeouts) and relays the response: headers, 1xx
+// responses, trailers, streaming with immediate flushes, and protocol
+// upgrades.
 package httpproxy
 
 import (
@@ -19,7 +20,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -84,7 +84,6 @@ type Proxy struct {
 	log     *slog.Logger
 	access  *accesslog.Logger
 	metrics *proxymetrics.Metrics
-	rp      *httputil.ReverseProxy
 	peer    []string // the peer header's value, shared by every request: read only
 	tap     *tap.Hub
 
@@ -107,19 +106,6 @@ func New(opts Options) *Proxy {
 	p.jwks = jwtauth.NewCache(opts.Logger.With("component", "jwks"))
 	if v := peermeta.Encode(opts.Workload); v != "" {
 		p.peer = []string{v}
-	}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:   rewrite,
-		Transport: roundTripper{},
-		// Zero: responses of unknown length (streams, gRPC) are flushed
-		// immediately anyway, while a gRPC trailers-only response (no
-		// body) must not be flushed early, or its grpc-status would
-		// travel in headers without END_STREAM.
-		FlushInterval:  0,
-		BufferPool:     bufferPool{},
-		ErrorHandler:   p.errorHandler,
-		ModifyResponse: modifyResponse,
-		ErrorLog:       nil,
 	}
 	return p
 }
@@ -151,10 +137,14 @@ var (
 	errPerTryTimeout = errors.New("per-try timeout")
 )
 
-// reqState is the per-request state shared by the handler, the rewrite
-// hook, the round tripper and the error handler.
+// reqState is the per-request state of a forwarded request. It is also
+// the context of the upstream request (see Value).
 type reqState struct {
+	// Context is the request's context, or a child of it that route and
+	// per-try timeouts cancel (cancel).
+	context.Context
 	p        *Proxy
+	sw       *statusWriter
 	target   *Target
 	down     *http.Request
 	vh       *router.VirtualHost
@@ -169,7 +159,6 @@ type reqState struct {
 	upgrade  bool
 	inbound  bool // the cluster is an inbound one: the app behind this sidecar
 	cancel   context.CancelCauseFunc
-	ctx      context.Context
 	timer    atomic.Pointer[time.Timer]
 	timerSet atomic.Bool
 
@@ -187,6 +176,7 @@ type reqState struct {
 	mu           sync.Mutex
 	upstreamHost string
 	flags        string
+	rtDone       bool // the round trip returned: 1xx responses are no longer relayed
 }
 
 func (rs *reqState) setResult(host, flags string) {
@@ -209,8 +199,6 @@ func addFlag(flags, f string) string {
 	}
 	return flags + "," + f
 }
-
-type stateKey struct{}
 
 // startTimer arms the route timeout once.
 func (rs *reqState) startTimer() {
@@ -245,7 +233,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	if r.Header.Get("Grpc-Timeout") != "" {
 		r = r.WithContext(context.WithValue(r.Context(), startKey{}, start))
 	}
-	rs := &reqState{p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
+	rs := &reqState{Context: r.Context(), p: p, sw: sw, target: t, down: r, h2Down: r.ProtoMajor == 2}
 	p.decideTrace(rs, r, t)
 	if v, ok := r.Header[peermeta.Header]; ok {
 		// Read only if the request goes to an inbound cluster; never
@@ -262,7 +250,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if v != nil && sw.code != 0 {
 			// The response was cut while streaming.
 			flag := p.abortFlag(r.Context())
-			if rs.cancel != nil && context.Cause(rsCtx(rs)) == errRouteTimeout {
+			if rs.cancel != nil && context.Cause(rs) == errRouteTimeout {
 				flag = accesslog.FlagUpstreamTimeout
 			}
 			rs.setResult("", flag)
@@ -375,9 +363,11 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	dropH2CUpgrade(r.Header)
 	rs.upgrade = r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
 
-	ctx, cancel := context.WithCancelCause(r.Context())
-	rs.cancel, rs.ctx = cancel, ctx
-	ctx = context.WithValue(ctx, stateKey{}, rs)
+	if a.Timeout > 0 {
+		// Only the route timeout cancels a request on its own; without
+		// it the request's context is the server's.
+		rs.Context, rs.cancel = context.WithCancelCause(r.Context())
+	}
 	if a.Timeout > 0 {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			rs.startTimer()
@@ -386,7 +376,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		}
 	}
 	p.startSpan(rs, r, start)
-	p.rp.ServeHTTP(sw, r.WithContext(ctx))
+	p.forward(sw, r, rs)
 }
 
 // abortFlag says why a response was cut while streaming.
@@ -403,7 +393,7 @@ func (p *Proxy) LocalReply(w http.ResponseWriter, r *http.Request, authority str
 	t := &Target{Authority: authority}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	rs := &reqState{p: p, target: t, down: r}
+	rs := &reqState{Context: r.Context(), p: p, sw: sw, target: t, down: r}
 	p.localReply(sw, rs, status, flag, msg)
 	p.metrics.Request("", sw.code, flag)
 	if p.access != nil {
@@ -523,16 +513,14 @@ func (p *Proxy) applyResponseHeaders(rs *reqState, h http.Header) {
 // rewrite builds the upstream request: path and host rewrites, request
 // header mutations (weighted cluster, route, virtual host, route
 // configuration, so the least specific level is applied last).
-func rewrite(pr *httputil.ProxyRequest) {
-	rs := pr.In.Context().Value(stateKey{}).(*reqState)
-	out := pr.Out
+func rewrite(rs *reqState, in, out *http.Request) {
 	out.URL.Scheme = "http"
 	out.URL.Host = "" // set per attempt
 	out.URL.User = nil
 	out.URL.Opaque = ""
 	a := rs.action
 	if a.HasPrefixRewrite || a.RegexRewrite != nil {
-		path := pr.In.URL.EscapedPath()
+		path := in.URL.EscapedPath()
 		if path == "" {
 			path = "/"
 		}
@@ -572,8 +560,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-func modifyResponse(resp *http.Response) error {
-	rs := resp.Request.Context().Value(stateKey{}).(*reqState)
+// modifyResponse reads and drops the peer metadata of an outbound
+// response and applies the route's response header mutations.
+func modifyResponse(rs *reqState, resp *http.Response) {
 	if v, ok := resp.Header[peermeta.Header]; ok {
 		if len(v) > 0 && !rs.inbound {
 			rs.respPeer = v[0]
@@ -592,7 +581,6 @@ func modifyResponse(resp *http.Response) error {
 		// An upgraded connection lives as long as both sides keep it.
 		rs.stopTimer()
 	}
-	return nil
 }
 
 // flagError is a failure with its response flag, status and message.
@@ -604,11 +592,12 @@ type flagError struct {
 
 func (e *flagError) Error() string { return e.msg }
 
-func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	rs := r.Context().Value(stateKey{}).(*reqState)
+// errorReply answers a request whose forwarding failed before a response
+// started.
+func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
 	var fe *flagError
 	if !errors.As(err, &fe) {
-		fe = classify(rs, r.Context(), nil, err)
+		fe = classify(rs, rs, nil, err)
 	}
 	if fe.flag == accesslog.FlagDownstreamTermination {
 		rs.setResult("", fe.flag)
@@ -664,15 +653,14 @@ func (rs *reqState) retryPolicy() *proxyconfig.RetryPolicy {
 
 var noRetry = proxyconfig.RetryPolicy{}
 
-// roundTripper runs the attempts of a request.
-type roundTripper struct{}
-
-func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
+// roundTrip runs the attempts of a request on the cluster's HTTP/1.1 or
+// HTTP/2 (h2) pools. The first attempt sends out itself, with the picked
+// endpoint as its URL's host; a retry sends a copy, so a transport still
+// holding an abandoned attempt never sees it change.
+func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Response, error) {
 	rctx := out.Context()
-	rs := rctx.Value(stateKey{}).(*reqState)
 	c := rs.cluster
 	rp := rs.retryPolicy()
-	h2 := c.UseHTTP2(rs.h2Down, rs.grpc, rs.upgrade)
 	var rb *replayBody
 	if out.Body != nil && out.Body != http.NoBody {
 		rb = &replayBody{src: out.Body, limit: RetryBufferLimit}
@@ -693,13 +681,13 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 			return nil, withURX(retrying, &flagError{accesslog.FlagOverflow, http.StatusServiceUnavailable,
 				fmt.Sprintf("upstream overflow: the max_requests or max_pending_requests circuit breaker of cluster %s is open", c.Name())})
 		}
-		// A shallow copy per attempt: the transports only read the
-		// request, so attempts share its header map; the URL is the
-		// attempt's own (its host is the picked endpoint).
-		req := *out
-		u := *out.URL
-		u.Host = host.Addr
-		req.URL = &u
+		// Attempts share the header map (the transports only read it).
+		req := out
+		if retrying {
+			a := &attemptRequest{req: *out, url: *out.URL}
+			req, a.req.URL = &a.req, &a.url
+		}
+		req.URL.Host = host.Addr
 		if rb != nil {
 			body, ok := rb.attempt()
 			if !ok {
@@ -714,11 +702,12 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 		// request's, which saves a context per request.
 		actx, acancel := rctx, noCancel
 		var ptimer *time.Timer
+		areq := req
 		if rp.PerTryTimeout > 0 {
 			actx, acancel = context.WithCancelCause(rctx)
 			ptimer = time.AfterFunc(rp.PerTryTimeout, func() { acancel(errPerTryTimeout) })
+			areq = req.WithContext(actx)
 		}
-		areq := req.WithContext(actx)
 		host.Start()
 		resp, err := c.Transport(h2).RoundTrip(areq)
 		if ptimer != nil {
@@ -770,6 +759,13 @@ func (roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 }
 
 func noCancel(error) {}
+
+// attemptRequest is a retry's copy of the upstream request, with its own
+// URL, in one allocation.
+type attemptRequest struct {
+	req http.Request
+	url url.URL
+}
 
 func withURX(retrying bool, fe *flagError) *flagError {
 	if !retrying {
@@ -918,9 +914,4 @@ func newRequestID() string {
 	return string(b[:])
 }
 
-type bufferPool struct{}
-
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(bufPool.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { bufPool.Put(&b) }

@@ -360,6 +360,14 @@ type h1Response struct {
 
 func (w *h1Response) Header() http.Header { return w.header }
 
+// AdoptHeader makes h the response's header map (the proxy hands over
+// the upstream response's instead of copying it).
+func (w *h1Response) AdoptHeader(h http.Header) {
+	if !w.wroteHeader {
+		w.header = h
+	}
+}
+
 // WriteHeader writes informational responses at once; the final status is
 // sent with the first body byte, a flush or the end of the handler.
 func (w *h1Response) WriteHeader(code int) {

@@ -425,7 +425,11 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// An informational response (100 Continue, 103 Early Hints):
 		// pass it on and read on.
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+		if inf, ok := ctx.Value(InformationalKey{}).(Informational); ok {
+			if err := inf.Informational(resp.StatusCode, resp.Header); err != nil {
+				return fail(err)
+			}
+		} else if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
 				return fail(err)
 			}
@@ -444,6 +448,17 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &h1Body{body: resp.Body, pc: pc, ctx: ctx, stop: stop, keep: keep}
 	return resp, nil
+}
+
+// InformationalKey is the context key under which a request's context
+// offers an Informational, which the HTTP/1.1 pool prefers to an
+// httptrace.ClientTrace (one allocation less per request).
+type InformationalKey struct{}
+
+// Informational receives a request's informational (1xx) responses other
+// than 101 before its final response.
+type Informational interface {
+	Informational(code int, h http.Header) error
 }
 
 // done ends a request: the connection goes back idle when it may be

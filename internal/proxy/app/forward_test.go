@@ -1,0 +1,164 @@
+package app_test
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestForwardingSemantics checks what the sidecars' forwarding passes on
+// and what it keeps to one hop, through client and server sidecars over
+// HTTP/1.1: informational responses, trailers, streamed responses flushed
+// as they come, hop-by-hop and forwarding headers.
+func TestForwardingSemantics(t *testing.T) {
+	events := make(chan struct{})
+	app := http.NewServeMux()
+	app.HandleFunc("/early-hints", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		_, _ = io.WriteString(w, "final")
+	})
+	app.HandleFunc("/trailers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Checksum")
+		_, _ = io.WriteString(w, "body")
+		w.Header().Set("X-Checksum", "c0ffee")
+	})
+	app.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		// The second event is sent only once the client has the first:
+		// a proxy that buffers the stream never delivers either.
+		select {
+		case <-events:
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = io.WriteString(w, "data: two\n\n")
+	})
+	app.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		var names []string
+		for k := range r.Header {
+			names = append(names, k)
+		}
+		w.Header().Set("Connection", "X-Hop-Secret")
+		w.Header().Set("X-Hop-Secret", "internal")
+		w.Header().Set("X-End-To-End", "kept")
+		_, _ = io.WriteString(w, strings.Join(names, ","))
+	})
+	m := startMesh(t, app)
+	c := m.client.HTTPClient(t)
+	base := "http://httpbin:8000"
+
+	t.Run("1xx relayed", func(t *testing.T) {
+		var got []int
+		var link string
+		ctx := httptrace.WithClientTrace(ctxT(t), &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			got = append(got, code)
+			link = h.Get("Link")
+			return nil
+		}})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/early-hints", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(got) != 1 || got[0] != http.StatusEarlyHints || link != "</style.css>; rel=preload" {
+			t.Errorf("1xx seen %v with Link %q; want [103] with the app's Link", got, link)
+		}
+		if resp.StatusCode != 200 || string(body) != "final" || resp.Header.Get("Link") != "" {
+			t.Errorf("final response %d %q, Link %q; want 200 \"final\" without the 103's Link", resp.StatusCode, body, resp.Header.Get("Link"))
+		}
+	})
+
+	t.Run("trailers relayed", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, base+"/trailers", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "body" || resp.Trailer.Get("X-Checksum") != "c0ffee" {
+			t.Errorf("body %q, trailers %v; want \"body\" and X-Checksum: c0ffee", body, resp.Trailer)
+		}
+	})
+
+	t.Run("event stream flushed per event", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, base+"/events", nil)
+		type first struct {
+			resp *http.Response
+			br   *bufio.Reader
+			line string
+			err  error
+		}
+		firstc := make(chan first, 1)
+		go func() {
+			resp, err := c.Do(req)
+			if err != nil {
+				firstc <- first{err: err}
+				return
+			}
+			br := bufio.NewReader(resp.Body)
+			l, err := br.ReadString('\n')
+			firstc <- first{resp, br, l, err}
+		}()
+		var f first
+		select {
+		case f = <-firstc:
+			if f.err != nil {
+				t.Fatal(f.err)
+			}
+			defer f.resp.Body.Close()
+			if f.line != "data: one\n" {
+				t.Fatalf("first event line %q", f.line)
+			}
+		case <-time.After(5 * time.Second):
+			close(events)
+			t.Fatal("the response and its first event did not arrive while the stream was open: the sidecars buffered them")
+		}
+		br := f.br
+		close(events)
+		rest, _ := io.ReadAll(br)
+		if string(rest) != "\ndata: two\n\n" {
+			t.Errorf("rest of the stream %q", rest)
+		}
+	})
+
+	t.Run("hop-by-hop and forwarding headers stay on their hop", func(t *testing.T) {
+		req, _ := http.NewRequestWithContext(ctxT(t), http.MethodGet, base+"/headers", nil)
+		req.Header.Set("Connection", "X-Client-Hop")
+		req.Header.Set("X-Client-Hop", "1")
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		req.Header.Set("Forwarded", "for=203.0.113.9")
+		req.Header.Set("X-Custom", "passed")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		seen := map[string]bool{}
+		for n := range strings.SplitSeq(string(body), ",") {
+			seen[n] = true
+		}
+		for _, n := range []string{"X-Client-Hop", "X-Forwarded-For", "Forwarded"} {
+			if seen[n] {
+				t.Errorf("the app got %s; headers %s", n, body)
+			}
+		}
+		if !seen["X-Custom"] || !seen["X-Request-Id"] {
+			t.Errorf("the app did not get X-Custom and X-Request-Id; headers %s", body)
+		}
+		if resp.Header.Get("X-Hop-Secret") != "" || resp.Header.Get("X-End-To-End") != "kept" {
+			t.Errorf("response headers %v: want X-End-To-End and no X-Hop-Secret", resp.Header)
+		}
+	})
+}

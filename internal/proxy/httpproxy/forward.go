@@ -1,0 +1,312 @@
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"weft.dev/weft/internal/proxy/accesslog"
+	"weft.dev/weft/internal/proxy/upstream"
+)
+
+// forward sends a routed request to its cluster and relays the response.
+// The upstream request is a shallow copy of the downstream one with its
+// own URL; its header map is the downstream request's, changed in place
+// (hop-by-hop fields out, the route's mutations in), since nothing reads
+// the downstream headers as they came once the request is on its way,
+// except a live tap, which gets a copy. A response cut while its body is
+// relayed panics with http.ErrAbortHandler, which both servers (HTTP/1.x
+// and HTTP/2) turn into a reset of the downstream stream or connection.
+func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
+	h2 := rs.cluster.UseHTTP2(rs.h2Down, rs.grpc, rs.upgrade)
+	var ctx context.Context = rs
+	if h2 {
+		// The HTTP/2 transport reports 1xx responses through a trace;
+		// the HTTP/1.1 pool asks the context for upstream.Informational.
+		ctx = httptrace.WithClientTrace(rs, &httptrace.ClientTrace{Got1xxResponse: rs.got1xxMIME})
+	}
+	out := r.WithContext(ctx)
+	u := *r.URL
+	out.URL = &u
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	out.Close = false
+	if p.tap.Active() {
+		out.Header = r.Header.Clone()
+	}
+	h := out.Header
+	upType := upgradeType(h)
+	if upType != "" && !isPrint(upType) {
+		p.errorReply(sw, rs, &flagError{accesslog.FlagDownstreamProtocolError, http.StatusBadRequest, fmt.Sprintf("client tried to switch to invalid protocol %q", upType)})
+		return
+	}
+	te := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
+	removeHopByHop(h)
+	if te {
+		h["Te"] = []string{"trailers"}
+	}
+	if upType != "" {
+		h["Connection"] = []string{"Upgrade"}
+		h["Upgrade"] = []string{upType}
+	}
+	// Forwarding headers from the client are not passed on: the mesh
+	// sets its own (rewrite).
+	delete(h, "Forwarded")
+	delete(h, "X-Forwarded-For")
+	delete(h, "X-Forwarded-Host")
+	delete(h, "X-Forwarded-Proto")
+	rewrite(rs, r, out)
+	if _, ok := h["User-Agent"]; !ok && h2 {
+		h["User-Agent"] = []string{""} // no Go default User-Agent upstream
+	}
+
+	resp, err := p.roundTrip(rs, out, h2)
+	rs.mu.Lock()
+	rs.rtDone = true
+	rs.mu.Unlock()
+	if err != nil {
+		p.errorReply(sw, rs, err)
+		return
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		modifyResponse(rs, resp)
+		p.switchProtocols(sw, rs, out, resp)
+		return
+	}
+	removeHopByHop(resp.Header)
+	modifyResponse(rs, resp)
+	dh := sw.Header()
+	if ad, ok := sw.ResponseWriter.(headerAdopter); ok && len(dh) == 0 {
+		ad.AdoptHeader(resp.Header)
+		dh = resp.Header
+	} else {
+		copyHeader(dh, resp.Header)
+	}
+	// Trailers the upstream announced are announced downstream.
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		dh["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	sw.WriteHeader(resp.StatusCode)
+	// Streams (no declared length, server-sent events) go out as they
+	// come; a response of known length is flushed at its end.
+	flush := resp.ContentLength == -1 || isEventStream(dh)
+	if err := copyBody(sw, resp.Body, flush); err != nil {
+		_ = resp.Body.Close()
+		panic(http.ErrAbortHandler)
+	}
+	_ = resp.Body.Close() // fills resp.Trailer
+	if len(resp.Trailer) > 0 {
+		// Trailers need a chunked (or HTTP/2) response: flushing now
+		// keeps a short body from being sent with a Content-Length.
+		sw.Flush()
+	}
+	if len(resp.Trailer) == announced {
+		copyHeader(dh, resp.Trailer)
+		return
+	}
+	for k, vs := range resp.Trailer {
+		k = http.TrailerPrefix + k
+		dh[k] = append(dh[k], vs...)
+	}
+}
+
+// headerAdopter is a ResponseWriter that can take the upstream response's
+// header map as its own instead of a copy (the HTTP/1.x server's).
+type headerAdopter interface {
+	AdoptHeader(http.Header)
+}
+
+// Value makes the request state the upstream request's context: the
+// HTTP/1.1 pool finds the 1xx relay under upstream.InformationalKey.
+func (rs *reqState) Value(key any) any {
+	if _, ok := key.(upstream.InformationalKey); ok {
+		return upstream.Informational(rs)
+	}
+	return rs.Context.Value(key)
+}
+
+// Informational relays an informational (1xx) response to the client
+// while the round trip runs.
+func (rs *reqState) Informational(code int, h http.Header) error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.rtDone {
+		return nil
+	}
+	dh := rs.sw.Header()
+	copyHeader(dh, h)
+	rs.sw.WriteHeader(code)
+	clear(dh) // the final response starts with its own headers
+	return nil
+}
+
+func (rs *reqState) got1xxMIME(code int, h textproto.MIMEHeader) error {
+	return rs.Informational(code, http.Header(h))
+}
+
+// copyBody relays a response body; flush sends every read at once. An
+// error is the upstream's (read) or the client's (write).
+func copyBody(sw *statusWriter, body io.Reader, flush bool) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := sw.Write(buf[:n]); err != nil {
+				return err
+			}
+			if flush {
+				if err := sw.FlushError(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// switchProtocols relays a 101 response and then the bytes of the
+// upgraded connection both ways until either side ends.
+func (p *Proxy) switchProtocols(sw *statusWriter, rs *reqState, out *http.Request, resp *http.Response) {
+	reqType, respType := upgradeType(out.Header), upgradeType(resp.Header)
+	fail := func(msg string) {
+		_ = resp.Body.Close()
+		p.errorReply(sw, rs, &flagError{accesslog.FlagUpstreamProtocolError, http.StatusBadGateway, msg})
+	}
+	if !isPrint(respType) {
+		fail(fmt.Sprintf("upstream tried to switch to invalid protocol %q", respType))
+		return
+	}
+	if !strings.EqualFold(reqType, respType) {
+		fail(fmt.Sprintf("upstream tried to switch protocol %q when %q was requested", respType, reqType))
+		return
+	}
+	back, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		fail("internal error: 101 response with a body that cannot be written")
+		return
+	}
+	conn, brw, err := sw.Hijack()
+	if err != nil {
+		fail(fmt.Sprintf("cannot switch protocols on this connection: %v", err))
+		return
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// Cancellation (shutdown) ends the upgraded connection too.
+		select {
+		case <-rs.Done():
+		case <-stop:
+		}
+		_ = back.Close()
+	}()
+	sw.code = http.StatusSwitchingProtocols
+	dh := sw.Header()
+	copyHeader(dh, resp.Header)
+	resp.Header, resp.Body = dh, nil // Write sends the status line and headers only
+	if err := resp.Write(brw); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	errc := make(chan error, 2)
+	go func() {
+		// What the server read past the request is the upgraded
+		// protocol's first bytes.
+		_, err := io.Copy(back, brw.Reader)
+		errc <- err
+	}()
+	go func() {
+		_, err := io.Copy(conn, back)
+		if err == nil {
+			if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+				err = cw.CloseWrite()
+			} else {
+				err = errCopyDone
+			}
+		}
+		errc <- err
+	}()
+	// Until both directions ended, or one failed.
+	if err := <-errc; err == nil {
+		<-errc
+	}
+}
+
+var errCopyDone = errors.New("upgraded connection copy complete")
+
+// upgradeType is the protocol a request or response switches to, "" when
+// none.
+func upgradeType(h http.Header) string {
+	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
+		return ""
+	}
+	if v := h["Upgrade"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// hopByHop are the header fields that describe one connection only (RFC
+// 9110 section 7.6.1), besides those the Connection field names.
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				delete(h, http.CanonicalHeaderKey(sf))
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		dst[k] = append(dst[k], vs...)
+	}
+}
+
+func isEventStream(h http.Header) bool {
+	v := h["Content-Type"]
+	if len(v) == 0 {
+		return false
+	}
+	ct, _, _ := strings.Cut(v[0], ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+}
+
+func isPrint(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
