@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/limitread"
 )
 
@@ -28,7 +29,8 @@ import (
 // is relayed) and no deadline set per request: an idle reaper closes
 // connections idle past the idle timeout. Connections that open with the
 // HTTP/2 preface go to the shared http.Server (h2c with prior knowledge).
-// Requests are parsed by net/http's ReadRequest; the response framing
+// Requests are parsed by package h1wire (net/http's rules, fewer
+// allocations) into net/http's Request; the response framing
 // (Content-Length, chunked with trailers, close-delimited for HTTP/1.0) is
 // written here.
 
@@ -62,6 +64,7 @@ type h1Conn struct {
 	lr     limitread.Reader // under br: bounds request headers
 	br     *bufio.Reader
 	bw     *bufio.Writer
+	hr     h1wire.Reader
 	state  atomic.Int32
 	since  atomic.Int64 // unix nanos of the last state change
 	remote string
@@ -154,13 +157,16 @@ func (c *h1Conn) serve() {
 	m.h1Mu.Lock()
 	c.cancel = cancel
 	m.h1Mu.Unlock()
+	// Every request of the connection starts as a copy of this one: its
+	// context and remote address.
+	tmpl := (&http.Request{RemoteAddr: c.remote}).WithContext(ctx)
 	for {
 		c.lr.Remain = maxHeaderBytes
 		if _, err := c.br.Peek(1); err != nil {
 			return // closed, reaped or drained between requests
 		}
 		c.setState(h1Reading)
-		req, err := http.ReadRequest(c.br)
+		req, err := c.hr.ReadRequest(c.br, tmpl)
 		if err == nil {
 			err = checkRequest(req)
 		}
@@ -170,9 +176,7 @@ func (c *h1Conn) serve() {
 		}
 		c.setState(h1Active)
 		c.lr.Remain = limitread.Unlimited
-		req.RemoteAddr = c.remote
-		req = req.WithContext(ctx)
-		w := &h1Response{c: c, req: req, header: make(http.Header, 8), keepAlive: keepAlive(req)}
+		w := &h1Response{c: c, req: req, keepAlive: keepAlive(req)}
 		if req.ProtoAtLeast(1, 1) && headerHasToken(req.Header, "Expect", "100-continue") {
 			// The client waits for a go-ahead: give it when the body is
 			// first read, and do not pass the expectation on (answered).
@@ -230,11 +234,14 @@ func (c *h1Conn) badRequest(err error) {
 	}
 	status, msg := http.StatusBadRequest, "400 Bad Request: "+err.Error()
 	var se *statusError
+	var we *h1wire.StatusError
 	switch {
 	case errors.Is(err, limitread.ErrTooLarge):
 		status, msg = http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large"
 	case errors.As(err, &se):
 		status, msg = se.status, fmt.Sprintf("%d %s: %s", se.status, http.StatusText(se.status), se.msg)
+	case errors.As(err, &we):
+		status, msg = we.Status, fmt.Sprintf("%d %s: %s", we.Status, http.StatusText(we.Status), we.Msg)
 	}
 	_ = c.dc.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(c.dc, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
@@ -358,7 +365,12 @@ type h1Response struct {
 	expect *continueReader
 }
 
-func (w *h1Response) Header() http.Header { return w.header }
+func (w *h1Response) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
 
 // AdoptHeader makes h the response's header map (the proxy hands over
 // the upstream response's instead of copying it).

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/limitread"
 )
 
@@ -30,7 +31,7 @@ import (
 // body was read to the end and neither side asked to close.
 //
 // The wire format is written here (request line, headers, Content-Length
-// or chunked body); responses are parsed by net/http's ReadResponse. A
+// or chunked body); responses are parsed by package h1wire. A
 // body of up to 64 KiB is written with the head before the response is
 // read; longer and streaming bodies are written by a goroutine while the
 // response is read, so full-duplex upstreams and early answers work.
@@ -83,6 +84,7 @@ type h1Conn struct {
 	conn     net.Conn
 	lr       limitread.Reader // under br: bounds response headers
 	br       *bufio.Reader
+	hr       h1wire.Reader
 	requests int64      // requests sent on it
 	werr     chan error // the body writer's result, while one runs (see roundTrip)
 	idleAt   time.Time  // when it was last put idle
@@ -412,7 +414,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 			return fail(fmt.Errorf("more than %d informational responses", max1xx))
 		}
 		pc.lr.Remain = maxResponseHeaderBytes
-		resp, err = http.ReadResponse(pc.br, req)
+		resp, err = pc.hr.ReadResponse(pc.br, req)
 		pc.lr.Remain = limitread.Unlimited
 		if err != nil {
 			if errors.Is(err, limitread.ErrTooLarge) {

@@ -1,0 +1,601 @@
+// Package h1wire reads HTTP/1.x message heads into net/http's Request and
+// Response, for the sidecar's HTTP/1.x server and upstream pool. It keeps
+// net/http's rules (the same fields set, the same framing decisions, the
+// same refusals; a fuzz test compares the two) with a fraction of the
+// allocations: the head is copied into one string that every key, value
+// and the request target point into, the Request or Response shares one
+// allocation with its URL and body reader, and header values share one
+// slice. It is stricter in two places: obsolete line folding and
+// whitespace inside a field name are refused (RFC 9112 section 5).
+package h1wire
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Reader reads message heads from one connection. Its scratch buffer is
+// reused from one message to the next; it is not safe for concurrent use.
+type Reader struct {
+	scratch []byte
+}
+
+// StatusError is a request refused with a status other than 400 Bad
+// Request (501 for a transfer coding other than chunked).
+type StatusError struct {
+	Status int
+	Msg    string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+// readHead reads a start line and header block up to and including the
+// empty line, and returns it as one string.
+func (hr *Reader) readHead(br *bufio.Reader) (string, error) {
+	b := hr.scratch[:0]
+	lineStart := 0
+	for {
+		frag, err := br.ReadSlice('\n')
+		b = append(b, frag...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			hr.scratch = b[:0]
+			if err == io.EOF && len(b) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		if isEmptyLine(b[lineStart:]) {
+			break
+		}
+		lineStart = len(b)
+	}
+	if cap(b) <= 64<<10 {
+		hr.scratch = b[:0] // kept for the next message; not a huge one
+	}
+	return string(b), nil
+}
+
+func isEmptyLine(l []byte) bool {
+	return len(l) == 1 && l[0] == '\n' || len(l) == 2 && l[0] == '\r' && l[1] == '\n'
+}
+
+// nextLine cuts the first line off s, without its CRLF or LF.
+func nextLine(s string) (line, rest string) {
+	i := strings.IndexByte(s, '\n')
+	if i < 0 {
+		return s, ""
+	}
+	line, rest = s[:i], s[i+1:]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, rest
+}
+
+// parseHeader parses header lines up to the empty line into a new map.
+func parseHeader(s string) (http.Header, error) {
+	n := strings.Count(s, "\n")
+	h := make(http.Header, n)
+	vals := make([]string, n)
+	for {
+		var line string
+		line, s = nextLine(s)
+		if line == "" {
+			return h, nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return nil, fmt.Errorf("malformed header: obsolete line folding: %q", clip(line))
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil, fmt.Errorf("malformed header: missing colon: %q", clip(line))
+		}
+		if !validFieldName(k) {
+			return nil, fmt.Errorf("malformed header line: %q", clip(line))
+		}
+		v = strings.TrimLeft(v, " \t")
+		v = strings.TrimRight(v, " \t")
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+				return nil, fmt.Errorf("malformed header line: %q", clip(line))
+			}
+		}
+		key := textproto.CanonicalMIMEHeaderKey(k)
+		if vv, ok := h[key]; ok {
+			h[key] = append(vv, v)
+			continue
+		}
+		vv := vals[:1:1]
+		vals = vals[1:]
+		vv[0] = v
+		h[key] = vv
+	}
+}
+
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !httpguts.IsTokenRune(rune(k[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80]
+	}
+	return s
+}
+
+// request is a Request with its URL and body reader, allocated together.
+type request struct {
+	req  http.Request
+	url  url.URL
+	body body
+}
+
+// ReadRequest reads a request head from br; its body, if any, reads from
+// br. The request starts as a copy of tmpl (its context and any fields
+// the caller sets for every request of the connection).
+func (hr *Reader) ReadRequest(br *bufio.Reader, tmpl *http.Request) (*http.Request, error) {
+	head, err := hr.readHead(br)
+	if err != nil {
+		return nil, err
+	}
+	line, rest := nextLine(head)
+	method, after, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(after, " ")
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("malformed HTTP request %q", clip(line))
+	}
+	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok {
+		return nil, fmt.Errorf("malformed HTTP version %q", clip(proto))
+	}
+	if !validMethod(method) {
+		return nil, fmt.Errorf("invalid method %q", clip(method))
+	}
+	rq := &request{req: *tmpl}
+	r := &rq.req
+	r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor = method, target, proto, major, minor
+	if err := parseTarget(&rq.url, method, target); err != nil {
+		return nil, err
+	}
+	r.URL = &rq.url
+	if r.Header, err = parseHeader(rest); err != nil {
+		return nil, err
+	}
+	hosts := r.Header["Host"]
+	if len(hosts) > 1 {
+		return nil, errors.New("too many Host headers")
+	}
+	r.Host = r.URL.Host
+	if r.Host == "" && len(hosts) == 1 {
+		r.Host = hosts[0]
+	}
+	delete(r.Header, "Host")
+	fixPragmaCacheControl(r.Header)
+	r.Close = shouldClose(major, minor, r.Header, false)
+	f, err := readFraming(r.Header, major, minor, false, 200, method)
+	if err != nil {
+		return nil, err
+	}
+	r.ContentLength, r.Close, r.Trailer = f.length, r.Close || f.close, f.trailer
+	if f.chunked {
+		r.TransferEncoding = chunkedTE()
+	}
+	r.Body = rq.body.start(br, f, &r.Trailer)
+	return r, nil
+}
+
+// parseTarget parses a request target as net/http's ReadRequest does:
+// origin form (/path?query) by hand when it is plain, anything else
+// (absolute form, CONNECT's authority, escapes) by url.ParseRequestURI.
+func parseTarget(u *url.URL, method, target string) error {
+	if plainOriginForm(target) {
+		path, query, hasQuery := strings.Cut(target, "?")
+		*u = url.URL{Path: path, RawQuery: query}
+		if hasQuery && query == "" {
+			u.ForceQuery = true
+		}
+		return nil
+	}
+	raw := target
+	authority := method == http.MethodConnect && !strings.HasPrefix(raw, "/")
+	if authority {
+		raw = "http://" + raw
+	}
+	pu, err := url.ParseRequestURI(raw)
+	if err != nil {
+		return err
+	}
+	if authority {
+		pu.Scheme = ""
+	}
+	*u = *pu
+	return nil
+}
+
+// plainOriginForm reports whether target is "/" followed by bytes that
+// url.ParseRequestURI keeps as they are: no escapes, nothing that would
+// make the URL's RawPath differ from its Path, at most one '?'.
+func plainOriginForm(t string) bool {
+	if len(t) == 0 || t[0] != '/' || strings.HasPrefix(t, "//") {
+		return false
+	}
+	inQuery := false
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-' || c == '.' || c == '_' || c == '~' || c == '/' || c == '$' || c == '&' ||
+			c == '+' || c == ',' || c == ';' || c == '=' || c == ':' || c == '@':
+		case c == '?' && !inQuery:
+			inQuery = true
+		case inQuery && c == '%':
+			// A query is kept raw; escapes in it are the app's.
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func validMethod(m string) bool {
+	return m != "" && strings.IndexFunc(m, func(r rune) bool { return !httpguts.IsTokenRune(r) }) < 0
+}
+
+// response is a Response with its body reader, allocated together.
+type response struct {
+	resp http.Response
+	body body
+}
+
+// ReadResponse reads a response head to req from br; its body, if any,
+// reads from br.
+func (hr *Reader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	head, err := hr.readHead(br)
+	if err != nil {
+		return nil, err
+	}
+	line, rest := nextLine(head)
+	proto, status, ok := strings.Cut(line, " ")
+	if !ok {
+		return nil, fmt.Errorf("malformed HTTP response %q", clip(line))
+	}
+	status = strings.TrimLeft(status, " ")
+	code, _, _ := strings.Cut(status, " ")
+	if len(code) != 3 {
+		return nil, fmt.Errorf("malformed HTTP status code %q", clip(code))
+	}
+	statusCode, err := strconv.Atoi(code)
+	if err != nil || statusCode < 0 {
+		return nil, fmt.Errorf("malformed HTTP status code %q", clip(code))
+	}
+	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok {
+		return nil, fmt.Errorf("malformed HTTP version %q", clip(proto))
+	}
+	rp := &response{}
+	resp := &rp.resp
+	resp.Status, resp.StatusCode, resp.Proto, resp.ProtoMajor, resp.ProtoMinor, resp.Request = status, statusCode, proto, major, minor, req
+	if resp.Header, err = parseHeader(rest); err != nil {
+		return nil, err
+	}
+	fixPragmaCacheControl(resp.Header)
+	method := http.MethodGet
+	if req != nil && req.Method != "" {
+		method = req.Method
+	}
+	resp.Close = shouldClose(major, minor, resp.Header, true)
+	f, err := readFraming(resp.Header, major, minor, true, statusCode, method)
+	if err != nil {
+		return nil, err
+	}
+	resp.ContentLength, resp.Close, resp.Trailer = f.length, resp.Close || f.close, f.trailer
+	if f.chunked {
+		resp.TransferEncoding = chunkedTE()
+	}
+	resp.Body = rp.body.start(br, f, &resp.Trailer)
+	return resp, nil
+}
+
+func chunkedTE() []string { return []string{"chunked"} }
+
+// framing is how a message's body is delimited.
+type framing struct {
+	length  int64 // Content-Length; -1 chunked or until close
+	chunked bool
+	close   bool // the body ends at the connection's close
+	body    int  // bodyNone, bodyLength, bodyChunked, bodyUntilClose
+	trailer http.Header
+}
+
+const (
+	bodyNone = iota
+	bodyLength
+	bodyChunked
+	bodyUntilClose
+)
+
+// readFraming applies RFC 9112's body length rules as net/http does:
+// one Transfer-Encoding, "chunked", on HTTP/1.1 only (it wins over and
+// removes Content-Length); Content-Length values that agree; no body for
+// HEAD responses, 1xx, 204 and 304; a response with neither reads until
+// the connection closes, a request with neither has none.
+func readFraming(h http.Header, major, minor int, isResponse bool, status int, method string) (framing, error) {
+	var f framing
+	if te, ok := h["Transfer-Encoding"]; ok {
+		delete(h, "Transfer-Encoding")
+		if major > 1 || major == 1 && minor >= 1 {
+			if len(te) != 1 {
+				return f, &StatusError{http.StatusNotImplemented, fmt.Sprintf("too many transfer encodings: %q", te)}
+			}
+			if !strings.EqualFold(te[0], "chunked") {
+				return f, &StatusError{http.StatusNotImplemented, fmt.Sprintf("unsupported transfer encoding: %q", te[0])}
+			}
+			f.chunked = true
+		}
+	}
+	cls := h["Content-Length"]
+	if len(cls) > 1 {
+		first := textproto.TrimString(cls[0])
+		for _, v := range cls[1:] {
+			if textproto.TrimString(v) != first {
+				return f, fmt.Errorf("http: message cannot contain multiple Content-Length headers; got %q", cls)
+			}
+		}
+		cls = []string{first}
+		h["Content-Length"] = cls
+	}
+	n := int64(-1)
+	if len(cls) > 0 {
+		var err error
+		if n, err = parseContentLength(cls[0]); err != nil {
+			return f, err
+		}
+	}
+	head := isResponse && method == http.MethodHead
+	bodyAllowed := !(status/100 == 1 || status == 204 || status == 304)
+	var length int64 // the body's length; -1: chunked or until close
+	switch {
+	case head || !bodyAllowed:
+		length = 0
+	case f.chunked:
+		delete(h, "Content-Length")
+		length = -1
+	case n >= 0:
+		length = n
+	case isResponse:
+		length = -1
+	}
+	f.length = length
+	if head {
+		f.length = n // what a GET would have had; -1 when not said
+	}
+	if isResponse && length == -1 && !f.chunked && bodyAllowed {
+		f.close = true
+	}
+	switch {
+	case f.chunked && !(isResponse && (head || !bodyAllowed)):
+		f.body = bodyChunked
+	case f.chunked, length == 0:
+		f.body = bodyNone
+	case length > 0:
+		f.body = bodyLength
+	case f.close:
+		f.body = bodyUntilClose
+	}
+	var err error
+	if f.trailer, err = fixTrailer(h, f.chunked); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// parseContentLength parses a Content-Length value: digits only.
+func parseContentLength(v string) (int64, error) {
+	v = textproto.TrimString(v)
+	if v == "" {
+		return -1, errors.New("invalid empty Content-Length")
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return -1, fmt.Errorf("bad Content-Length %q", v)
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 63)
+	if err != nil {
+		return -1, fmt.Errorf("bad Content-Length %q", v)
+	}
+	return int64(n), nil
+}
+
+// fixTrailer takes the announced trailer keys out of the Trailer header
+// (only chunked messages can carry trailers).
+func fixTrailer(h http.Header, chunked bool) (http.Header, error) {
+	vv, ok := h["Trailer"]
+	if !ok {
+		return nil, nil
+	}
+	if !chunked {
+		return nil, nil
+	}
+	delete(h, "Trailer")
+	t := make(http.Header)
+	var err error
+	for _, v := range vv {
+		for key := range strings.SplitSeq(v, ",") {
+			if key = textproto.TrimString(key); key == "" {
+				continue
+			}
+			key = textproto.CanonicalMIMEHeaderKey(key)
+			switch key {
+			case "Transfer-Encoding", "Trailer", "Content-Length":
+				if err == nil {
+					err = fmt.Errorf("bad trailer key %q", key)
+				}
+			}
+			t[key] = nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(t) == 0 {
+		return nil, nil
+	}
+	return t, nil
+}
+
+// fixPragmaCacheControl: "Pragma: no-cache" without Cache-Control means
+// "Cache-Control: no-cache" (RFC 9111 section 5.4), as net/http does.
+func fixPragmaCacheControl(h http.Header) {
+	if hp, ok := h["Pragma"]; ok && len(hp) > 0 && hp[0] == "no-cache" {
+		if _, present := h["Cache-Control"]; !present {
+			h["Cache-Control"] = []string{"no-cache"}
+		}
+	}
+}
+
+// shouldClose is net/http's: whether the connection ends after this
+// message, from its version and Connection header. removeClose drops
+// "Connection: close" (responses).
+func shouldClose(major, minor int, h http.Header, removeClose bool) bool {
+	if major < 1 {
+		return true
+	}
+	conv := h["Connection"]
+	hasClose := httpguts.HeaderValuesContainsToken(conv, "close")
+	if major == 1 && minor == 0 {
+		return hasClose || !httpguts.HeaderValuesContainsToken(conv, "keep-alive")
+	}
+	if hasClose && removeClose {
+		delete(h, "Connection")
+	}
+	return hasClose
+}
+
+// body reads a message body from the connection's reader: a known length,
+// chunks (then trailers into *trailer), or everything until the close.
+type body struct {
+	br      *bufio.Reader
+	kind    int
+	remain  int64
+	chunks  io.Reader
+	trailer *http.Header
+	err     error // sticky: EOF once complete
+	closed  bool
+}
+
+func (b *body) start(br *bufio.Reader, f framing, trailer *http.Header) io.ReadCloser {
+	if f.body == bodyNone {
+		return http.NoBody
+	}
+	b.br, b.kind, b.remain, b.trailer = br, f.body, f.length, trailer
+	if f.body == bodyChunked {
+		b.chunks = httputil.NewChunkedReader(br)
+	}
+	return b
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	switch b.kind {
+	case bodyLength:
+		if int64(len(p)) > b.remain {
+			p = p[:b.remain]
+		}
+		n, err := b.br.Read(p)
+		b.remain -= int64(n)
+		if b.remain == 0 {
+			b.err = io.EOF
+			return n, io.EOF
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			b.err = err
+		}
+		return n, err
+	case bodyChunked:
+		n, err := b.chunks.Read(p)
+		if err == io.EOF {
+			if terr := b.readTrailer(); terr != nil {
+				err = terr
+			}
+		}
+		if err != nil {
+			b.err = err
+		}
+		return n, err
+	default:
+		n, err := b.br.Read(p)
+		if err != nil {
+			b.err = err
+		}
+		return n, err
+	}
+}
+
+// readTrailer reads what follows the last chunk: an empty line, or
+// trailer fields merged into the message's Trailer.
+func (b *body) readTrailer() error {
+	p, _ := b.br.Peek(2)
+	if len(p) < 2 {
+		return io.ErrUnexpectedEOF
+	}
+	if p[0] == '\r' && p[1] == '\n' {
+		_, _ = b.br.Discard(2)
+		return nil
+	}
+	var hr Reader
+	head, err := hr.readHead(b.br)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	h, err := parseHeader(head)
+	if err != nil {
+		return err
+	}
+	if *b.trailer == nil {
+		*b.trailer = make(http.Header, len(h))
+	}
+	for k, vv := range h {
+		(*b.trailer)[k] = vv
+	}
+	return nil
+}
+
+// Close stops reading; the caller decides whether the connection can
+// carry another message (it can only if the body was read to its end).
+func (b *body) Close() error {
+	b.closed = true
+	return nil
+}
