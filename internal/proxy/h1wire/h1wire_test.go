@@ -294,4 +294,3 @@ func BenchmarkReadRequest(b *testing.B) {
 		})
 	}
 }
-
