@@ -6,6 +6,7 @@
 package dataplane
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -136,8 +137,23 @@ func (l *Listener) MatchDeclared(port uint32, host string) *Chain {
 	return l.matchPort(0, host, false)
 }
 
+var errNotIP = errors.New("not an IP address")
+
+// looksLikeIP is false for names that cannot be IP addresses (it saves
+// the parse and its error for every request by host name).
+func looksLikeIP(h string) bool {
+	if h == "" {
+		return false
+	}
+	c := h[0]
+	return c >= '0' && c <= '9' || c == '[' || c == ':' || strings.IndexByte(h, ':') >= 0
+}
+
 func (l *Listener) matchPort(port uint32, host string, exact bool) *Chain {
-	ip, ipErr := netip.ParseAddr(strings.Trim(host, "[]"))
+	ip, ipErr := netip.Addr{}, errNotIP
+	if looksLikeIP(host) {
+		ip, ipErr = netip.ParseAddr(strings.Trim(host, "[]"))
+	}
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	var best *Chain
 	bestScore := -1

@@ -39,14 +39,26 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return e.Msg }
 
+// MaxTrailerBytes bounds the trailer block of a chunked body. (Heads are
+// bounded by the caller's reader.)
+const MaxTrailerBytes = 1 << 20
+
+// ErrTrailerTooLarge is returned by a body whose trailers exceed
+// MaxTrailerBytes.
+var ErrTrailerTooLarge = errors.New("trailers larger than 1 MiB")
+
 // readHead reads a start line and header block up to and including the
-// empty line, and returns it as one string.
-func (hr *Reader) readHead(br *bufio.Reader) (string, error) {
+// empty line, and returns it as one string; limit > 0 bounds its size.
+func (hr *Reader) readHead(br *bufio.Reader, limit int) (string, error) {
 	b := hr.scratch[:0]
 	lineStart := 0
 	for {
 		frag, err := br.ReadSlice('\n')
 		b = append(b, frag...)
+		if limit > 0 && len(b) > limit {
+			hr.scratch = nil
+			return "", ErrTrailerTooLarge
+		}
 		if err == bufio.ErrBufferFull {
 			continue
 		}
@@ -155,7 +167,7 @@ type request struct {
 // br. The request starts as a copy of tmpl (its context and any fields
 // the caller sets for every request of the connection).
 func (hr *Reader) ReadRequest(br *bufio.Reader, tmpl *http.Request) (*http.Request, error) {
-	head, err := hr.readHead(br)
+	head, err := hr.readHead(br, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +283,7 @@ type response struct {
 // ReadResponse reads a response head to req from br; its body, if any,
 // reads from br.
 func (hr *Reader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	head, err := hr.readHead(br)
+	head, err := hr.readHead(br, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -573,7 +585,7 @@ func (b *body) readTrailer() error {
 		return nil
 	}
 	var hr Reader
-	head, err := hr.readHead(b.br)
+	head, err := hr.readHead(b.br, MaxTrailerBytes)
 	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

@@ -294,3 +294,16 @@ func BenchmarkReadRequest(b *testing.B) {
 		})
 	}
 }
+
+// A chunked body's trailers are bounded.
+func TestTrailersBounded(t *testing.T) {
+	in := "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Big: " + strings.Repeat("b", MaxTrailerBytes) + "\r\n\r\n"
+	var hr Reader
+	r, err := hr.ReadRequest(bufio.NewReader(strings.NewReader(in)), new(http.Request))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(r.Body); err != ErrTrailerTooLarge {
+		t.Fatalf("reading the body: %v, want ErrTrailerTooLarge", err)
+	}
+}

@@ -2,11 +2,15 @@ package httpproxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+
+	"weft.dev/weft/internal/proxy/upstream"
 )
 
 // statusWriter records the status and counts body bytes. It unwraps for
@@ -165,10 +169,11 @@ func (a *attemptBody) Read(p []byte) (int, error) {
 // server closes it when the handler returns).
 func (a *attemptBody) Close() error { return nil }
 
-// wrapBody calls done once when the response body is closed. An upgraded
+// wrapBody ends the attempt (endpoint outcome, cluster request count,
+// per-try context) once when the response body is closed. An upgraded
 // connection's body stays writable.
-func wrapBody(b io.ReadCloser, done func()) io.ReadCloser {
-	rb := &respBody{ReadCloser: b, done: done}
+func wrapBody(b io.ReadCloser, host *upstream.Host, c *upstream.Cluster, failed bool, cancel context.CancelCauseFunc) io.ReadCloser {
+	rb := &respBody{ReadCloser: b, host: host, c: c, failed: failed, cancel: cancel}
 	if rw, ok := b.(io.ReadWriteCloser); ok {
 		return &rwRespBody{respBody: rb, w: rw}
 	}
@@ -177,13 +182,20 @@ func wrapBody(b io.ReadCloser, done func()) io.ReadCloser {
 
 type respBody struct {
 	io.ReadCloser
-	done func()
-	once sync.Once
+	host   *upstream.Host
+	c      *upstream.Cluster
+	failed bool
+	cancel context.CancelCauseFunc
+	closed atomic.Bool
 }
 
 func (b *respBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.once.Do(b.done)
+	if b.closed.CompareAndSwap(false, true) {
+		b.host.Done(b.failed)
+		b.c.EndRequest()
+		b.cancel(nil)
+	}
 	return err
 }
 

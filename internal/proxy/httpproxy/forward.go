@@ -83,11 +83,11 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 	}
 	removeHopByHop(resp.Header)
 	modifyResponse(rs, resp)
-	dh := sw.Header()
-	if ad, ok := sw.ResponseWriter.(headerAdopter); ok && len(dh) == 0 {
-		ad.AdoptHeader(resp.Header)
+	var dh http.Header
+	if ad, ok := sw.ResponseWriter.(headerAdopter); ok && ad.AdoptHeader(resp.Header) {
 		dh = resp.Header
 	} else {
+		dh = sw.Header()
 		copyHeader(dh, resp.Header)
 	}
 	// Trailers the upstream announced are announced downstream.
@@ -124,9 +124,10 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 }
 
 // headerAdopter is a ResponseWriter that can take the upstream response's
-// header map as its own instead of a copy (the HTTP/1.x server's).
+// header map as its own instead of a copy (the HTTP/1.x server's); false
+// when it already has headers.
 type headerAdopter interface {
-	AdoptHeader(http.Header)
+	AdoptHeader(http.Header) bool
 }
 
 // Value makes the request state the upstream request's context: the

@@ -144,7 +144,9 @@ type reqState struct {
 	// per-try timeouts cancel (cancel).
 	context.Context
 	p        *Proxy
-	sw       *statusWriter
+	sw       *statusWriter // &w, or the writer of a local reply
+	w        statusWriter
+	body     countingBody
 	target   *Target
 	down     *http.Request
 	vh       *router.VirtualHost
@@ -219,9 +221,13 @@ func (rs *reqState) stopTimer() {
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	start := time.Now()
 	p.metrics.RequestStarted()
-	sw := &statusWriter{ResponseWriter: w, track: p.track}
+	// The request's state, response writer and body counter are one
+	// allocation.
+	rs := &reqState{Context: r.Context(), p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
+	sw, cb := &rs.w, &rs.body
+	sw.ResponseWriter, sw.track, rs.sw = w, p.track, sw
 	defer sw.untrack()
-	cb := &countingBody{ReadCloser: r.Body}
+	cb.ReadCloser = r.Body
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = cb
 	}
@@ -232,8 +238,8 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	}
 	if r.Header.Get("Grpc-Timeout") != "" {
 		r = r.WithContext(context.WithValue(r.Context(), startKey{}, start))
+		rs.Context, rs.down = r.Context(), r
 	}
-	rs := &reqState{Context: r.Context(), p: p, sw: sw, target: t, down: r, h2Down: r.ProtoMajor == 2}
 	p.decideTrace(rs, r, t)
 	if v, ok := r.Header[peermeta.Header]; ok {
 		// Read only if the request goes to an inbound cluster; never
@@ -737,11 +743,7 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 			if retrying && cond {
 				rs.setResult("", accesslog.FlagRetryLimitExceeded)
 			}
-			resp.Body = wrapBody(resp.Body, func() {
-				host.Done(failed)
-				c.EndRequest()
-				acancel(nil)
-			})
+			resp.Body = wrapBody(resp.Body, host, c, failed, acancel)
 			return resp, nil
 		}
 		// Retry: discard this attempt.

@@ -296,8 +296,21 @@ func drainBody(b io.ReadCloser) bool {
 	if b == nil || b == http.NoBody {
 		return true
 	}
-	n, err := io.CopyN(io.Discard, b, maxDrain+1)
-	return err == io.EOF && n <= maxDrain
+	var buf [512]byte
+	n := 0
+	for {
+		m, err := b.Read(buf[:])
+		n += m
+		if n > maxDrain {
+			return false
+		}
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 func headerHasToken(h http.Header, name, token string) bool {
@@ -374,10 +387,13 @@ func (w *h1Response) Header() http.Header {
 
 // AdoptHeader makes h the response's header map (the proxy hands over
 // the upstream response's instead of copying it).
-func (w *h1Response) AdoptHeader(h http.Header) {
-	if !w.wroteHeader {
-		w.header = h
+// It refuses (false) once headers were set or sent.
+func (w *h1Response) AdoptHeader(h http.Header) bool {
+	if w.wroteHeader || len(w.header) > 0 {
+		return false
 	}
+	w.header = h
+	return true
 }
 
 // WriteHeader writes informational responses at once; the final status is
@@ -514,6 +530,7 @@ func (w *h1Response) writeHeader(final bool) {
 	}
 	var extra [3]string
 	n := 0
+	date := ""
 	cl, hasCL := h["Content-Length"]
 	switch {
 	case code == http.StatusSwitchingProtocols:
@@ -554,8 +571,7 @@ func (w *h1Response) writeHeader(final bool) {
 		w.keepAlive = false
 	}
 	if _, ok := h["Date"]; !ok {
-		extra[n] = "Date: " + httpDate()
-		n++
+		date = httpDate()
 	}
 	switch {
 	case !w.keepAlive && code != http.StatusSwitchingProtocols && !headerHasToken(h, "Connection", "close"):
@@ -570,6 +586,11 @@ func (w *h1Response) writeHeader(final bool) {
 	writeHeaders(bw, h, w.trailers)
 	for _, e := range extra[:n] {
 		bw.WriteString(e)
+		bw.WriteString("\r\n")
+	}
+	if date != "" {
+		bw.WriteString("Date: ")
+		bw.WriteString(date)
 		bw.WriteString("\r\n")
 	}
 	_, w.err = bw.WriteString("\r\n")

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -556,6 +557,9 @@ func portOf(hostport string, def uint32) uint32 {
 }
 
 func hostOf(hostport string) string {
+	if strings.IndexByte(hostport, ':') < 0 {
+		return hostport // no port (and no error to build)
+	}
 	h, _, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return hostport

@@ -629,11 +629,29 @@ func writeHead(bw *bufio.Writer, req *http.Request) (body io.Reader, chunked boo
 // writeBody writes a request body as writeHead framed it.
 func writeBody(bw *bufio.Writer, req *http.Request, body io.Reader, chunked bool) error {
 	if !chunked {
-		n, err := io.CopyN(bw, body, req.ContentLength)
-		if err == io.EOF {
-			err = fmt.Errorf("request body ended after %d of %d bytes", n, req.ContentLength)
+		// Read straight into the writer's free space: no copy buffer.
+		var n int64
+		for n < req.ContentLength {
+			if bw.Available() == 0 {
+				if err := bw.Flush(); err != nil {
+					return err
+				}
+			}
+			buf := bw.AvailableBuffer()
+			buf = buf[:min(int64(cap(buf)), req.ContentLength-n)]
+			m, err := body.Read(buf)
+			if m > 0 {
+				bw.Write(buf[:m])
+				n += int64(m)
+			}
+			if err == io.EOF && n < req.ContentLength {
+				return fmt.Errorf("request body ended after %d of %d bytes", n, req.ContentLength)
+			}
+			if err != nil && err != io.EOF {
+				return err
+			}
 		}
-		return err
+		return nil
 	}
 	// Chunked: every chunk is flushed at once, so a streaming body
 	// (uploads read as they arrive, long-lived requests) flows through.
