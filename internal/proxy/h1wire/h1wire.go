@@ -118,8 +118,7 @@ func parseHeader(s string) (http.Header, error) {
 		if !validFieldName(k) {
 			return nil, fmt.Errorf("malformed header line: %q", clip(line))
 		}
-		v = strings.TrimLeft(v, " \t")
-		v = strings.TrimRight(v, " \t")
+		v = trimSpaceTab(v)
 		for i := 0; i < len(v); i++ {
 			if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
 				return nil, fmt.Errorf("malformed header line: %q", clip(line))
@@ -135,6 +134,18 @@ func parseHeader(s string) (http.Header, error) {
 		vv[0] = v
 		h[key] = vv
 	}
+}
+
+// trimSpaceTab trims spaces and tabs from both ends of a field value.
+func trimSpaceTab(v string) string {
+	i, j := 0, len(v)
+	for i < j && (v[i] == ' ' || v[i] == '\t') {
+		i++
+	}
+	for j > i && (v[j-1] == ' ' || v[j-1] == '\t') {
+		j--
+	}
+	return v[i:j]
 }
 
 func validFieldName(k string) bool {

@@ -296,7 +296,8 @@ func drainBody(b io.ReadCloser) bool {
 	if b == nil || b == http.NoBody {
 		return true
 	}
-	var buf [512]byte
+	buf := drainBufs.Get().(*[512]byte)
+	defer drainBufs.Put(buf)
 	n := 0
 	for {
 		m, err := b.Read(buf[:])
@@ -312,6 +313,8 @@ func drainBody(b io.ReadCloser) bool {
 		}
 	}
 }
+
+var drainBufs = sync.Pool{New: func() any { return new([512]byte) }}
 
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h[name] {
@@ -678,7 +681,7 @@ func isTrailer(k string, trailers []string) bool {
 func writeHeaderLine(bw *bufio.Writer, k, v string) {
 	bw.WriteString(k)
 	bw.WriteString(": ")
-	if strings.ContainsAny(v, "\r\n") {
+	if strings.IndexByte(v, '\r') >= 0 || strings.IndexByte(v, '\n') >= 0 {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
 	bw.WriteString(v)

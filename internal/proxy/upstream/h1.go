@@ -694,7 +694,7 @@ func writeBody(bw *bufio.Writer, req *http.Request, body io.Reader, chunked bool
 // writeValue writes a header value with any CR or LF turned into a space,
 // so that no value can end a header early.
 func writeValue(bw *bufio.Writer, v string) {
-	if !strings.ContainsAny(v, "\r\n") {
+	if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
 		bw.WriteString(v)
 		return
 	}
