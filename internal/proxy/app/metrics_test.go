@@ -206,10 +206,12 @@ func TestIstioMetricsEndToEnd(t *testing.T) {
 		t.Run(side.name, func(t *testing.T) {
 			sortSeries(side.want)
 			var mfs map[string]*dto.MetricFamily
-			// TCP connections are counted when both sidecars have closed them.
+			// TCP connections are counted when both sidecars have closed
+			// them; the series exists (at 0) from the connection's open.
 			proxytest.Eventually(t, 10*time.Second, "tcp connections closed", func() bool {
 				mfs = scrape(t, side.p)
-				return len(collect(mfs["istio_tcp_connections_closed_total"])) > 0
+				got := collect(mfs["istio_tcp_connections_closed_total"])
+				return len(got) > 0 && got[0].Value >= 1
 			})
 			if diff := cmp.Diff(side.want, collect(mfs["istio_requests_total"])); diff != "" {
 				t.Errorf("istio_requests_total (-want +got):\n%s", diff)
