@@ -3,9 +3,11 @@ package app_test
 import (
 	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +163,125 @@ func TestForwardingSemantics(t *testing.T) {
 			t.Errorf("response headers %v: want X-End-To-End and no X-Hop-Secret", resp.Header)
 		}
 	})
+}
+
+// rawApp serves connections with handle, one goroutine each, until the
+// test ends; handle gets the connection and the request line and headers
+// of its first request, already read.
+func rawApp(t *testing.T, handle func(c net.Conn, br *bufio.Reader, path string)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					for {
+						l, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == "\r\n" {
+							break
+						}
+					}
+					f := strings.Fields(line)
+					if len(f) < 2 {
+						return
+					}
+					handle(c, br, f[1])
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// An app that answers before reading a request's body: the client then
+// sends the rest of the body and its next request on the same
+// connection, which the sidecar must read as such (the body's remainder
+// goes nowhere else, and nothing reads the connection twice).
+func TestEarlyResponseThenNextRequest(t *testing.T) {
+	app := rawApp(t, func(c net.Conn, br *bufio.Reader, path string) {
+		if path == "/early" {
+			_, _ = io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 5\r\n\r\nearly")
+			_, _ = io.Copy(io.Discard, br) // reads the body it did not wait for, until the sidecar closes
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(path)+3)+"\r\n\r\nok:"+path)
+	})
+	m := startMeshTo(t, app)
+	conn, err := net.Dial("tcp", m.inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	read := func(what string) (int, string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s: body: %v", what, err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	_, _ = io.WriteString(conn, "POST /early HTTP/1.1\r\nHost: httpbin\r\nTransfer-Encoding: chunked\r\n\r\n")
+	if code, body := read("early answer"); code != 401 || body != "early" {
+		t.Fatalf("early answer %d %q", code, body)
+	}
+	_, _ = io.WriteString(conn, "5\r\nhello\r\n0\r\n\r\nGET /second HTTP/1.1\r\nHost: httpbin\r\n\r\n")
+	if code, body := read("second request"); code != 200 || body != "ok:/second" {
+		t.Fatalf("second request on the connection: %d %q", code, body)
+	}
+}
+
+// A client that closes an upgraded connection ends it at the app too.
+func TestUpgradeClosedByClient(t *testing.T) {
+	appSaw := make(chan string, 1)
+	app := rawApp(t, func(c net.Conn, br *bufio.Reader, path string) {
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		b, _ := io.ReadAll(br) // until the client's close reaches the app
+		appSaw <- string(b)
+		_ = c.Close()
+	})
+	m := startMeshTo(t, app)
+	conn, err := net.Dial("tcp", m.inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /up HTTP/1.1\r\nHost: httpbin\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\nping")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	select {
+	case got := <-appSaw:
+		if got != "ping" {
+			t.Errorf("the app read %q, want the bytes sent with the upgrade request", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app's connection stayed open after the client closed the upgraded connection")
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -365,13 +366,16 @@ const (
 // the connection closes, a request with neither has none.
 func readFraming(h http.Header, major, minor int, isResponse bool, status int, method string) (framing, error) {
 	var f framing
+	if major == 0 && minor == 0 {
+		major, minor = 1, 1 // as net/http: an unversioned message is framed as HTTP/1.1
+	}
 	if te, ok := h["Transfer-Encoding"]; ok {
 		delete(h, "Transfer-Encoding")
 		if major > 1 || major == 1 && minor >= 1 {
 			if len(te) != 1 {
 				return f, &StatusError{http.StatusNotImplemented, fmt.Sprintf("too many transfer encodings: %q", te)}
 			}
-			if !strings.EqualFold(te[0], "chunked") {
+			if !ASCIIEqualFold(te[0], "chunked") {
 				return f, &StatusError{http.StatusNotImplemented, fmt.Sprintf("unsupported transfer encoding: %q", te[0])}
 			}
 			f.chunked = true
@@ -431,6 +435,28 @@ func readFraming(h http.Header, major, minor int, isResponse bool, status int, m
 		return f, err
 	}
 	return f, nil
+}
+
+// ASCIIEqualFold compares ASCII case-insensitively; unlike
+// strings.EqualFold it does not fold Unicode ("chun\u212aed" is not
+// "chunked"), as net/http does not. Protocol tokens are compared with it.
+func ASCIIEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // parseContentLength parses a Content-Length value: digits only.
@@ -517,8 +543,14 @@ func shouldClose(major, minor int, h http.Header, removeClose bool) bool {
 }
 
 // body reads a message body from the connection's reader: a known length,
-// chunks (then trailers into *trailer), or everything until the close.
+// chunks (then trailers into *trailer), or everything until the close. It
+// never reads past the body's end, so the next message on the connection
+// stays in the reader. Reads and Close are serialized: a body may be read
+// by another goroutine (an upstream body writer) while its request's
+// handler returns, and Close waits for such a read to finish; reads after
+// Close fail.
 type body struct {
+	mu      sync.Mutex
 	br      *bufio.Reader
 	kind    int
 	remain  int64
@@ -540,6 +572,8 @@ func (b *body) start(br *bufio.Reader, f framing, trailer *http.Header) io.ReadC
 }
 
 func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
 	}
@@ -616,9 +650,19 @@ func (b *body) readTrailer() error {
 	return nil
 }
 
-// Close stops reading; the caller decides whether the connection can
-// carry another message (it can only if the body was read to its end).
+// Close stops reading, once a read in progress has returned; the caller
+// decides whether the connection can carry another message (it can only
+// if the body was read to its end: see Complete).
 func (b *body) Close() error {
+	b.mu.Lock()
 	b.closed = true
+	b.mu.Unlock()
 	return nil
+}
+
+// Complete reports whether the body was read to its end.
+func (b *body) Complete() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err == io.EOF
 }

@@ -58,6 +58,7 @@ var requestSeeds = []string{
 	"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n",
 	"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun\u212aed\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 }
 
 var responseSeeds = []struct{ method, in string }{
@@ -83,6 +84,8 @@ var responseSeeds = []struct{ method, in string }{
 	{"GET", "HTTP/1.1 200 OK\r\nTrailer: X\r\nContent-Length: 2\r\n\r\nok"},
 	{"GET", "ICY 200 OK\r\n\r\n"},
 	{"GET", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"},
+	{"GET", "HTTP/0.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n2\r\nok\r\n0\r\n\r\nNEXT"},
+	{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chun\u212aed\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
 }
 
 // readGo and readOurs read every message they can from in, bodies and
@@ -305,5 +308,36 @@ func TestTrailersBounded(t *testing.T) {
 	}
 	if _, err := io.ReadAll(r.Body); err != ErrTrailerTooLarge {
 		t.Fatalf("reading the body: %v, want ErrTrailerTooLarge", err)
+	}
+}
+
+// A body read on another goroutine and closed by this one: Close waits for
+// the read, later reads fail, and nothing is read past the body.
+func TestBodyCloseWaitsForRead(t *testing.T) {
+	in := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbodyGET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+	br := bufio.NewReader(strings.NewReader(in))
+	var hr Reader
+	r, err := hr.ReadRequest(br, new(http.Request))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r.Body)
+		done <- string(b)
+	}()
+	if got := <-done; got != "body" {
+		t.Fatalf("body %q", got)
+	}
+	if !r.Body.(*body).Complete() {
+		t.Error("a body read to its end is not complete")
+	}
+	r.Body.Close()
+	if n, err := r.Body.Read(make([]byte, 8)); n != 0 || err != http.ErrBodyReadAfterClose {
+		t.Errorf("read after close: %d, %v", n, err)
+	}
+	next, err := hr.ReadRequest(br, new(http.Request))
+	if err != nil || next.URL.Path != "/next" {
+		t.Fatalf("next request: %v %v", next, err)
 	}
 }

@@ -205,3 +205,11 @@ type rwRespBody struct {
 }
 
 func (b *rwRespBody) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// CloseWrite half-closes the upgraded upstream connection when it can.
+func (b *rwRespBody) CloseWrite() error {
+	if cw, ok := b.w.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}

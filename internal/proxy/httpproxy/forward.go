@@ -13,6 +13,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"weft.dev/weft/internal/proxy/accesslog"
+	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/upstream"
 )
 
@@ -197,7 +198,7 @@ func (p *Proxy) switchProtocols(sw *statusWriter, rs *reqState, out *http.Reques
 		fail(fmt.Sprintf("upstream tried to switch to invalid protocol %q", respType))
 		return
 	}
-	if !strings.EqualFold(reqType, respType) {
+	if !h1wire.ASCIIEqualFold(reqType, respType) {
 		fail(fmt.Sprintf("upstream tried to switch protocol %q when %q was requested", respType, reqType))
 		return
 	}
@@ -237,6 +238,14 @@ func (p *Proxy) switchProtocols(sw *statusWriter, rs *reqState, out *http.Reques
 		// What the server read past the request is the upgraded
 		// protocol's first bytes.
 		_, err := io.Copy(back, brw.Reader)
+		if err == nil {
+			// The client finished sending: tell the upstream, or end
+			// the connection when it cannot be half-closed.
+			err = errCopyDone
+			if cw, ok := back.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				err = nil
+			}
+		}
 		errc <- err
 	}()
 	go func() {

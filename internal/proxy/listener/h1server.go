@@ -39,8 +39,10 @@ const (
 	// net/http's default.
 	maxHeaderBytes = 1 << 20
 	// maxDrain is how much of an unread request body is read and
-	// discarded to keep a connection; past it the connection is closed.
-	maxDrain = 256 << 10
+	// discarded to keep a connection; past it, or when the client does
+	// not send it within drainTimeout, the connection is closed.
+	maxDrain     = 256 << 10
+	drainTimeout = 2 * time.Second
 	// idleTimeout closes a keep-alive connection with no request for
 	// this long (the shared http.Server's IdleTimeout).
 	idleTimeout = 5 * time.Minute
@@ -68,6 +70,11 @@ type h1Conn struct {
 	state  atomic.Int32
 	since  atomic.Int64 // unix nanos of the last state change
 	remote string
+	// body is the current request's body as parsed, whatever the handler
+	// wrapped it in; the connection closes it when the request ends, so a
+	// goroutine still reading it (an upstream body writer) stops before
+	// the connection's reader is reused or pooled.
+	body io.ReadCloser
 	// cancel ends the context of the connection's requests; called when
 	// the connection ends and when a shutdown gives up waiting.
 	cancel context.CancelFunc
@@ -122,6 +129,11 @@ func (c *h1Conn) serve() {
 		if !hijacked {
 			_ = c.dc.Close()
 			m.untrackRaw(c.dc)
+			if c.body != nil {
+				// Waits for a read in progress on another goroutine,
+				// which the close above ends.
+				_ = c.body.Close()
+			}
 		}
 		if c.bw != nil {
 			c.bw.Reset(nil)
@@ -176,6 +188,7 @@ func (c *h1Conn) serve() {
 		}
 		c.setState(h1Active)
 		c.lr.Remain = limitread.Unlimited
+		c.body = req.Body
 		w := &h1Response{c: c, req: req, keepAlive: keepAlive(req)}
 		if req.ProtoAtLeast(1, 1) && headerHasToken(req.Header, "Expect", "100-continue") {
 			// The client waits for a go-ahead: give it when the body is
@@ -196,7 +209,7 @@ func (c *h1Conn) serve() {
 		if err := w.finish(); err != nil {
 			return
 		}
-		if !w.keepAlive || !drainBody(req.Body) {
+		if !w.keepAlive || !c.finishBody() {
 			return
 		}
 		c.setState(h1Idle)
@@ -290,8 +303,32 @@ func keepAlive(r *http.Request) bool {
 	return headerHasToken(r.Header, "Connection", "keep-alive")
 }
 
-// drainBody reads what the handler left of the request body so the next
-// request can be read; false when the connection must close instead.
+// finishBody ends the request's body once its response is sent: what the
+// handler left unread (up to maxDrain, arriving within drainTimeout) is
+// read and discarded so the next request can be read, then the body is
+// closed, which waits for any read still running on another goroutine.
+// False when the connection must close instead.
+func (c *h1Conn) finishBody() bool {
+	b := c.body
+	if b == nil || b == http.NoBody {
+		c.body = nil
+		return true
+	}
+	if cb, ok := b.(interface{ Complete() bool }); !ok || !cb.Complete() {
+		_ = c.dc.SetReadDeadline(time.Now().Add(drainTimeout))
+		ok := drainBody(b)
+		_ = c.dc.SetReadDeadline(time.Time{})
+		if !ok {
+			return false // the deferred close ends it
+		}
+	}
+	_ = b.Close()
+	c.body = nil
+	return true
+}
+
+// drainBody reads what is left of a request body; false when there is
+// more than maxDrain or it does not arrive.
 func drainBody(b io.ReadCloser) bool {
 	if b == nil || b == http.NoBody {
 		return true

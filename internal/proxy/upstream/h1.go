@@ -532,6 +532,15 @@ type upgradedConn struct {
 
 func (u *upgradedConn) Read(p []byte) (int, error) { return u.Reader.Read(p) }
 
+// CloseWrite half-closes the upgraded connection (the client finished
+// sending); an error when the connection cannot be half-closed.
+func (u *upgradedConn) CloseWrite() error {
+	if cw, ok := u.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
 func getWriter(w io.Writer) *bufio.Writer {
