@@ -455,21 +455,28 @@ func (c *Cluster) newTransports(key transportKey) *transports {
 // StartRequest (max_pending_requests).
 func (c *Cluster) countedDial(key transportKey, dial func(ctx context.Context, addr string) (net.Conn, error), overflowCounts bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, _, addr string) (net.Conn, error) {
-		if c.conns.Add(1) > key.maxConns {
-			c.conns.Add(-1)
-			if overflowCounts {
-				c.Overflows.Add(1)
-			}
-			return nil, ErrOverflow
-		}
-		conn, err := dial(ctx, addr)
-		if err != nil {
-			c.conns.Add(-1)
-			c.slotReleased()
-			return nil, err
-		}
-		return &countedConn{Conn: conn, c: c}, nil
+		return c.dialCounted(ctx, addr, key.maxConns, overflowCounts, dial)
 	}
+}
+
+// dialCounted dials under the max_connections circuit breaker: over
+// maxConns it returns ErrOverflow (counted in Overflows when
+// overflowCounts); the connection gives its slot back when closed.
+func (c *Cluster) dialCounted(ctx context.Context, addr string, maxConns int64, overflowCounts bool, dial func(ctx context.Context, addr string) (net.Conn, error)) (net.Conn, error) {
+	if c.conns.Add(1) > maxConns {
+		c.conns.Add(-1)
+		if overflowCounts {
+			c.Overflows.Add(1)
+		}
+		return nil, ErrOverflow
+	}
+	conn, err := dial(ctx, addr)
+	if err != nil {
+		c.conns.Add(-1)
+		c.slotReleased()
+		return nil, err
+	}
+	return &countedConn{Conn: conn, c: c}, nil
 }
 
 // evictIdle closes one idle HTTP/1.1 connection of the cluster (its
@@ -588,32 +595,20 @@ func (m *Manager) CloseIdle() {
 // max_connections circuit breaker and the connect timeout (tcp_proxy).
 func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	st := c.st.Load()
-	if c.conns.Add(1) > st.cfg.Thresholds.MaxConnections {
-		c.conns.Add(-1)
-		c.Overflows.Add(1)
-		return nil, ErrOverflow
-	}
-	var conn net.Conn
-	var err error
-	if p := c.tls.Load().poolsFor(addr); p != nil {
-		if p.err != nil {
-			err = &DialError{Addr: addr, Err: p.err}
-		} else {
-			conn, err = p.dial(ctx, addr)
+	return c.dialCounted(ctx, addr, st.cfg.Thresholds.MaxConnections, true, func(ctx context.Context, addr string) (net.Conn, error) {
+		if p := c.tls.Load().poolsFor(addr); p != nil {
+			if p.err != nil {
+				return nil, &DialError{Addr: addr, Err: p.err}
+			}
+			return p.dial(ctx, addr) // a DialError on failure
 		}
-	} else {
 		d := net.Dialer{Timeout: st.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-		conn, err = d.DialContext(ctx, "tcp", addr)
-	}
-	if err != nil {
-		c.conns.Add(-1)
-		c.slotReleased()
-		if _, ok := err.(*DialError); !ok {
-			err = &DialError{Addr: addr, Err: err}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, &DialError{Addr: addr, Err: err}
 		}
-		return nil, err
-	}
-	return &countedConn{Conn: conn, c: c}, nil
+		return conn, nil
+	})
 }
 
 // CloseWrite half-closes the connection when the underlying one can.
