@@ -40,26 +40,15 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return e.Msg }
 
-// MaxTrailerBytes bounds the trailer block of a chunked body. (Heads are
-// bounded by the caller's reader.)
-const MaxTrailerBytes = 1 << 20
-
-// ErrTrailerTooLarge is returned by a body whose trailers exceed
-// MaxTrailerBytes.
-var ErrTrailerTooLarge = errors.New("trailers larger than 1 MiB")
-
 // readHead reads a start line and header block up to and including the
-// empty line, and returns it as one string; limit > 0 bounds its size.
-func (hr *Reader) readHead(br *bufio.Reader, limit int) (string, error) {
+// empty line, and returns it as one string. Its size is bounded by the
+// caller's reader (heads) or by readTrailer (trailers).
+func (hr *Reader) readHead(br *bufio.Reader) (string, error) {
 	b := hr.scratch[:0]
 	lineStart := 0
 	for {
 		frag, err := br.ReadSlice('\n')
 		b = append(b, frag...)
-		if limit > 0 && len(b) > limit {
-			hr.scratch = nil
-			return "", ErrTrailerTooLarge
-		}
 		if err == bufio.ErrBufferFull {
 			continue
 		}
@@ -179,7 +168,7 @@ type request struct {
 // br. The request starts as a copy of tmpl (its context and any fields
 // the caller sets for every request of the connection).
 func (hr *Reader) ReadRequest(br *bufio.Reader, tmpl *http.Request) (*http.Request, error) {
-	head, err := hr.readHead(br, 0)
+	head, err := hr.readHead(br)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +284,7 @@ type response struct {
 // ReadResponse reads a response head to req from br; its body, if any,
 // reads from br.
 func (hr *Reader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
-	head, err := hr.readHead(br, 0)
+	head, err := hr.readHead(br)
 	if err != nil {
 		return nil, err
 	}
@@ -629,8 +618,13 @@ func (b *body) readTrailer() error {
 		_, _ = b.br.Discard(2)
 		return nil
 	}
+	// As net/http: the trailer block must end (CRLF CRLF) within what
+	// the connection's reader can hold, which bounds its size.
+	if !upcomingDoubleCRLF(b.br) {
+		return errLongTrailer
+	}
 	var hr Reader
-	head, err := hr.readHead(b.br, MaxTrailerBytes)
+	head, err := hr.readHead(b.br)
 	if err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -648,6 +642,22 @@ func (b *body) readTrailer() error {
 		(*b.trailer)[k] = vv
 	}
 	return nil
+}
+
+var errLongTrailer = errors.New("http: suspiciously long trailer after chunked body")
+
+// upcomingDoubleCRLF reports whether the reader's buffer, filled as far as
+// it goes, holds the end of a header block.
+func upcomingDoubleCRLF(br *bufio.Reader) bool {
+	for n := 4; ; n++ {
+		buf, err := br.Peek(n)
+		if len(buf) >= 4 && string(buf[len(buf)-4:]) == "\r\n\r\n" {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // Close stops reading, once a read in progress has returned; the caller
