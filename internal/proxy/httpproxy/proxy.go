@@ -373,8 +373,6 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		// Only the route timeout cancels a request on its own; without
 		// it the request's context is the server's.
 		rs.Context, rs.cancel = context.WithCancelCause(r.Context())
-	}
-	if a.Timeout > 0 {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			rs.startTimer()
 		} else {
