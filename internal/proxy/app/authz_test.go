@@ -47,22 +47,9 @@ func startAuthzMeshWithApp(t *testing.T, c *authzEnv, policies string, h http.Ha
 	t.Helper()
 	app := httptest.NewServer(h)
 	t.Cleanup(app.Close)
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { echo.Close() })
-	go func() {
-		for {
-			conn, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer conn.Close(); io.Copy(conn, conn) }()
-		}
-	}()
+	echo := serveTCP(t, "127.0.0.1:0", func(c net.Conn) { _, _ = io.Copy(c, c) })
 	_, appPort, _ := net.SplitHostPort(app.Listener.Addr().String())
-	_, echoPort, _ := net.SplitHostPort(echo.Addr().String())
+	_, echoPort, _ := net.SplitHostPort(echo)
 	inst := &model.Instance{
 		Name: "httpbin-0", Namespace: "default", Workload: "httpbin", Service: "httpbin", ServiceAccount: "httpbin",
 		Labels: map[string]string{"app": "httpbin"}, Address: "127.0.0.1",

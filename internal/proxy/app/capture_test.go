@@ -300,29 +300,15 @@ func startHTTPBackend(t *testing.T, addr, name string) {
 // startEcho echoes lines back, after writing banner (if any) on accept.
 func startEcho(t *testing.T, addr, banner string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	serveTCP(t, addr, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if banner != "" {
+			if _, err := io.WriteString(c, banner); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				if banner != "" {
-					if _, err := io.WriteString(c, banner); err != nil {
-						return
-					}
-				}
-				_, _ = io.Copy(c, c)
-			}()
 		}
-	}()
+		_, _ = io.Copy(c, c)
+	})
 }
 
 // echoRoundTrip dials addr, expects banner first when one is given, then

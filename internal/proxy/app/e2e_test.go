@@ -44,6 +44,31 @@ func serveHTTP(t testing.TB, h http.Handler) string {
 	return ln.Addr().String()
 }
 
+// serveTCP accepts connections on addr ("127.0.0.1:0": any port) until
+// the test ends and runs handle for each on its own goroutine, closing
+// the connection when handle returns. It returns the bound address.
+func serveTCP(tb testing.TB, addr string, handle func(net.Conn)) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // mesh is client sidecar -> server sidecar -> app.
 type mesh struct {
 	cp      *proxytest.ControlPlane

@@ -170,45 +170,30 @@ func TestForwardingSemantics(t *testing.T) {
 // of its first request, already read.
 func rawApp(t *testing.T, handle func(c net.Conn, br *bufio.Reader, path string)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					for {
-						l, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if l == "\r\n" {
-							break
-						}
-					}
-					f := strings.Fields(line)
-					if len(f) < 2 {
-						return
-					}
-					handle(c, br, f[1])
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
 				}
-			}()
+				if l == "\r\n" {
+					break
+				}
+			}
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				return
+			}
+			handle(c, br, f[1])
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // An app that answers before reading a request's body: the client then

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -57,16 +55,15 @@ func BenchmarkHTTPThroughSidecars(b *testing.B) {
 }
 
 // readRawResponse reads one response with a Content-Length body and
-// returns its status and body length.
+// returns its status and body length, without allocating.
 func readRawResponse(tb testing.TB, br *bufio.Reader) (int, int) {
-	tp := textproto.NewReader(br)
-	line, err := tp.ReadLine()
+	status, err := br.ReadSlice('\n')
 	if err != nil {
 		tb.Fatal(err)
 	}
-	code := 0
-	if f := strings.Fields(line); len(f) >= 2 {
-		code, _ = strconv.Atoi(f[1])
+	code := -1
+	if len(status) >= 12 {
+		code = digits(status[9:12])
 	}
 	n := -1
 	for {
@@ -77,12 +74,10 @@ func readRawResponse(tb testing.TB, br *bufio.Reader) (int, int) {
 		if len(l) <= 2 {
 			break
 		}
-		if k, v, ok := bytes.Cut(l, []byte(":")); ok && strings.EqualFold(string(k), "content-length") {
-			n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-		}
+		n = max(n, contentLength(l))
 	}
 	if n < 0 {
-		tb.Fatalf("response %q without Content-Length", line)
+		tb.Fatal("response without Content-Length")
 	}
 	if _, err := br.Discard(n); err != nil {
 		tb.Fatal(err)
@@ -90,31 +85,43 @@ func readRawResponse(tb testing.TB, br *bufio.Reader) (int, int) {
 	return code, n
 }
 
-// rawEchoServer is a minimal HTTP/1.1 server that answers every request
-// with its body, on keep-alive connections.
-func rawEchoServer(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+// contentLength is the value of a Content-Length header line, -1 for any
+// other line.
+func contentLength(l []byte) int {
+	k, v, ok := bytes.Cut(l, []byte(":"))
+	if !ok || !bytes.EqualFold(k, []byte("content-length")) {
+		return -1
 	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveRawEcho(c)
+	return digits(bytes.TrimSpace(v))
+}
+
+// digits parses a decimal number, -1 when b is not one.
+func digits(b []byte) int {
+	if len(b) == 0 {
+		return -1
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return -1
 		}
-	}()
-	return ln.Addr().String()
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// rawEchoServer is a minimal HTTP/1.1 server that answers every request
+// with its body, on keep-alive connections, without allocating per
+// request.
+func rawEchoServer(tb testing.TB) string {
+	return serveTCP(tb, "127.0.0.1:0", serveRawEcho)
 }
 
 func serveRawEcho(c net.Conn) {
-	defer c.Close()
 	br := bufio.NewReader(c)
 	bw := bufio.NewWriter(c)
 	var body []byte
+	var num [20]byte
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(time.Minute))
 		n := 0
@@ -126,9 +133,7 @@ func serveRawEcho(c net.Conn) {
 			if len(l) <= 2 && !first {
 				break
 			}
-			if k, v, ok := bytes.Cut(l, []byte(":")); ok && bytes.EqualFold(k, []byte("content-length")) {
-				n, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-			}
+			n = max(n, contentLength(l))
 		}
 		if cap(body) < n {
 			body = make([]byte, n)
@@ -136,7 +141,9 @@ func serveRawEcho(c net.Conn) {
 		if _, err := io.ReadFull(br, body[:n]); err != nil {
 			return
 		}
-		fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", n)
+		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ")
+		bw.Write(strconv.AppendInt(num[:0], int64(n), 10))
+		bw.WriteString("\r\n\r\n")
 		bw.Write(body[:n])
 		if bw.Flush() != nil {
 			return

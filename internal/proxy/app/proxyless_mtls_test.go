@@ -34,15 +34,6 @@ import (
 	"weft.dev/weft/internal/xdsserver"
 )
 
-// greeter answers UnaryCall with "greeter".
-type greeter struct {
-	testgrpc.UnimplementedTestServiceServer
-}
-
-func (greeter) UnaryCall(context.Context, *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	return &testgrpc.SimpleResponse{ServerId: "greeter"}, nil
-}
-
 // TestProxylessMTLSToStrictSidecar: grpc-go's own xDS client (proxyless)
 // calls a gRPC server behind a Weft sidecar whose port is STRICT mTLS and
 // whose AuthorizationPolicy admits only the service account grpc-client.
@@ -58,7 +49,7 @@ func TestProxylessMTLSToStrictSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(g, greeter{})
+	testgrpc.RegisterTestServiceServer(g, testService{})
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
 	appPort := uint32(lis.Addr().(*net.TCPAddr).Port)
@@ -160,8 +151,10 @@ spec:
 	call := func(cl testgrpc.TestServiceClient) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		resp, err := cl.UnaryCall(ctx, &testgrpc.SimpleRequest{})
-		return resp.GetServerId(), err
+		// The app echoes the payload: a reply that has it came from the
+		// app behind the sidecar.
+		resp, err := cl.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("from the proxyless client")}})
+		return string(resp.GetPayload().GetBody()), err
 	}
 
 	t.Run("certificate provider, allowed service account: mTLS, served", func(t *testing.T) {
@@ -174,8 +167,8 @@ spec:
 				t.Fatalf("no call through the STRICT sidecar: %v\nsidecar logs:\n%s", err, server.Logs.String())
 			}
 		}
-		if got != "greeter" {
-			t.Fatalf("server id %q", got)
+		if got != "from the proxyless client" {
+			t.Fatalf("reply payload %q, want the request's, echoed by the app", got)
 		}
 		want := []string{`reporter="destination"`, `source_principal="spiffe://cluster.local/ns/default/sa/grpc-client"`, `connection_security_policy="mutual_tls"`, `request_protocol="grpc"`, `grpc_response_status="0"`}
 		proxytest.Eventually(t, 5*time.Second, "the call in the sidecar's metrics", func() bool {

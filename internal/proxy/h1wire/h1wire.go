@@ -105,7 +105,7 @@ func parseHeader(s string) (http.Header, error) {
 		if !ok {
 			return nil, fmt.Errorf("malformed header: missing colon: %q", clip(line))
 		}
-		if !validFieldName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return nil, fmt.Errorf("malformed header line: %q", clip(line))
 		}
 		v = trimSpaceTab(v)
@@ -136,18 +136,6 @@ func trimSpaceTab(v string) string {
 		j--
 	}
 	return v[i:j]
-}
-
-func validFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if !httpguts.IsTokenRune(rune(k[i])) {
-			return false
-		}
-	}
-	return true
 }
 
 func clip(s string) string {
@@ -182,7 +170,7 @@ func (hr *Reader) ReadRequest(br *bufio.Reader, tmpl *http.Request) (*http.Reque
 	if !ok {
 		return nil, fmt.Errorf("malformed HTTP version %q", clip(proto))
 	}
-	if !validMethod(method) {
+	if !httpguts.ValidHeaderFieldName(method) { // a token, as a field name is
 		return nil, fmt.Errorf("invalid method %q", clip(method))
 	}
 	rq := &request{req: *tmpl}
@@ -269,10 +257,6 @@ func plainOriginForm(t string) bool {
 		}
 	}
 	return true
-}
-
-func validMethod(m string) bool {
-	return m != "" && strings.IndexFunc(m, func(r rune) bool { return !httpguts.IsTokenRune(r) }) < 0
 }
 
 // response is a Response with its body reader, allocated together.

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc/codes"
 
 	"weft.dev/weft/internal/proxy/accesslog"
@@ -367,7 +368,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	}
 	rs.grpc = router.IsGRPC(r)
 	dropH2CUpgrade(r.Header)
-	rs.upgrade = r.Header.Get("Upgrade") != "" && headerHasToken(r.Header, "Connection", "upgrade")
+	rs.upgrade = r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
 
 	if a.Timeout > 0 {
 		// Only the route timeout cancels a request on its own; without
@@ -860,7 +861,7 @@ func sleepBackoff(ctx context.Context, rp *proxyconfig.RetryPolicy, n uint32) bo
 // proxy's back, and would mark the request an upgrade (never retried).
 // Other protocols in the same Upgrade header are kept.
 func dropH2CUpgrade(h http.Header) {
-	if !headerHasToken(h, "Upgrade", "h2c") {
+	if !httpguts.HeaderValuesContainsToken(h["Upgrade"], "h2c") {
 		return
 	}
 	var keep []string
@@ -877,17 +878,6 @@ func dropH2CUpgrade(h http.Header) {
 		return
 	}
 	h.Set("Upgrade", strings.Join(keep, ", "))
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h[name] {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func newRequestID() string {

@@ -190,7 +190,7 @@ func (c *h1Conn) serve() {
 		c.lr.Remain = limitread.Unlimited
 		c.body = req.Body
 		w := &h1Response{c: c, req: req, keepAlive: keepAlive(req)}
-		if req.ProtoAtLeast(1, 1) && headerHasToken(req.Header, "Expect", "100-continue") {
+		if req.ProtoAtLeast(1, 1) && httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue") {
 			// The client waits for a go-ahead: give it when the body is
 			// first read, and do not pass the expectation on (answered).
 			delete(req.Header, "Expect")
@@ -300,7 +300,7 @@ func keepAlive(r *http.Request) bool {
 	if r.ProtoAtLeast(1, 1) {
 		return true
 	}
-	return headerHasToken(r.Header, "Connection", "keep-alive")
+	return httpguts.HeaderValuesContainsToken(r.Header["Connection"], "keep-alive")
 }
 
 // finishBody ends the request's body once its response is sent: what the
@@ -352,17 +352,6 @@ func drainBody(b io.ReadCloser) bool {
 }
 
 var drainBufs = sync.Pool{New: func() any { return new([512]byte) }}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h[name] {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // continueReader sends "100 Continue" before the first read of a body the
 // client holds back until told to send it.
@@ -607,14 +596,14 @@ func (w *h1Response) writeHeader(final bool) {
 			w.keepAlive = false // HTTP/1.0: the body ends at the close
 		}
 	}
-	if headerHasToken(h, "Connection", "close") || w.c.m.drainingNow() || (w.expect != nil && !w.expect.sent && w.req.ContentLength != 0) {
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") || w.c.m.drainingNow() || (w.expect != nil && !w.expect.sent && w.req.ContentLength != 0) {
 		w.keepAlive = false
 	}
 	if _, ok := h["Date"]; !ok {
 		date = httpDate()
 	}
 	switch {
-	case !w.keepAlive && code != http.StatusSwitchingProtocols && !headerHasToken(h, "Connection", "close"):
+	case !w.keepAlive && code != http.StatusSwitchingProtocols && !httpguts.HeaderValuesContainsToken(h["Connection"], "close"):
 		extra[n] = "Connection: close"
 		n++
 	case w.keepAlive && !w.req.ProtoAtLeast(1, 1):

@@ -267,11 +267,11 @@ const configGCPercent = 25
 // or off, is left alone.
 func handleTight(apply func() error) error {
 	prev := debug.SetGCPercent(configGCPercent)
-	if prev >= 0 && prev < configGCPercent || prev < 0 {
+	if prev < configGCPercent { // lower, or off (negative): the user's
 		debug.SetGCPercent(prev)
-		return apply()
+	} else {
+		defer debug.SetGCPercent(prev)
 	}
-	defer debug.SetGCPercent(prev)
 	return apply()
 }
 
