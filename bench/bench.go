@@ -46,6 +46,11 @@ type Options struct {
 	Smoke bool
 	// Services is how many other services the mesh holds (100).
 	Services int
+	// Threads is how many threads each proxy runs on (2): nginx's
+	// worker_processes, HAProxy's nbthread, GOMAXPROCS of the sidecars
+	// and Caddy (a GOMAXPROCS in SidecarEnv wins), so that on a machine
+	// with more cores every proxy still gets the same.
+	Threads int
 	// Paths selects path groups: baseline, weft, nginx, haproxy, caddy
 	// (all).
 	Paths []string
@@ -78,6 +83,12 @@ type Options struct {
 	weft *weftMesh // set by Run when the Weft paths run
 }
 
+// sidecarEnv is env with the sidecars' GOMAXPROCS in front (a later
+// GOMAXPROCS in env wins).
+func (o *Options) sidecarEnv(env []string) []string {
+	return append([]string{fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}, env...)
+}
+
 func (o *Options) defaults() {
 	if o.Duration == 0 {
 		o.Duration = 30 * time.Second
@@ -105,6 +116,9 @@ func (o *Options) defaults() {
 	}
 	if o.Services == 0 {
 		o.Services = 100
+	}
+	if o.Threads == 0 {
+		o.Threads = 2
 	}
 	if len(o.Paths) == 0 {
 		o.Paths = []string{"baseline", "weft", "nginx", "haproxy", "caddy"}
@@ -205,7 +219,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 		log.Info("starting the control plane and two sidecars", "services", o.Services)
-		m, err := startWeft(ctx, &o, o.WeftProxy, "", o.SidecarEnv, work, logDir, int(ports[0]), int(ports[1]))
+		m, err := startWeft(ctx, &o, o.WeftProxy, "", o.sidecarEnv(o.SidecarEnv), work, logDir, int(ports[0]), int(ports[1]))
 		if err != nil {
 			return nil, err
 		}
@@ -217,7 +231,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if o.BaseSidecarEnv != nil {
 				env = o.BaseSidecarEnv
 			}
-			b, err := startWeft(ctx, &o, o.WeftProxyBase, "base-", env, work, logDir, int(ports[0]), int(ports[1]))
+			b, err := startWeft(ctx, &o, o.WeftProxyBase, "base-", o.sidecarEnv(env), work, logDir, int(ports[0]), int(ports[1]))
 			if err != nil {
 				return nil, fmt.Errorf("baseline mesh: %w", err)
 			}
@@ -262,8 +276,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			a := hopConfig{listen: int(hp[0]), next: int(hp[1]), tlsOut: tls, cert: cert, key: key, combined: combined}
-			b := hopConfig{listen: int(hp[1]), next: int(ports[0]), tlsIn: tls, cert: cert, key: key, combined: combined}
+			a := hopConfig{listen: int(hp[0]), next: int(hp[1]), tlsOut: tls, cert: cert, key: key, combined: combined, threads: o.Threads}
+			b := hopConfig{listen: int(hp[1]), next: int(ports[0]), tlsIn: tls, cert: cert, key: key, combined: combined, threads: o.Threads}
 			var procs []*proc
 			// Start hop B first so hop A's first request finds it.
 			for _, h := range []struct {
@@ -280,7 +294,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				if err := os.WriteFile(conf, []byte(peerConfig(kind, h.hop)), 0o644); err != nil {
 					return nil, err
 				}
-				env := []string{"XDG_DATA_HOME=" + filepath.Join(h.hop.dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(h.hop.dir, "xdg-config"), "HOME=" + h.hop.dir}
+				env := []string{"XDG_DATA_HOME=" + filepath.Join(h.hop.dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(h.hop.dir, "xdg-config"), "HOME=" + h.hop.dir, fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}
 				p, err := startProc(logDir, h.name, env, peerArgv(kind, bin, conf, h.hop.dir)...)
 				if err != nil {
 					return nil, err

@@ -73,9 +73,10 @@ type hopConfig struct {
 	cert     string
 	key      string
 	combined string
+	threads  int // worker processes (nginx) or threads (HAProxy)
 }
 
-// nginxConfig: two workers (the sidecars run on GOMAXPROCS = 2), an
+// nginxConfig: h.threads workers (the sidecars run on as many Ps), an
 // upstream pool with keep-alive, HTTP/1.1 upstream, no access log.
 func nginxConfig(h hopConfig) string {
 	listen := fmt.Sprintf("listen 127.0.0.1:%d", h.listen)
@@ -91,7 +92,7 @@ func nginxConfig(h hopConfig) string {
 	}
 	return fmt.Sprintf(`daemon off;
 master_process on;
-worker_processes 2;
+worker_processes %[7]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 4096; }
@@ -115,10 +116,10 @@ http {
     }
   }
 }
-`, h.dir, h.next, listen, tlsIn, scheme, tlsOut)
+`, h.dir, h.next, listen, tlsIn, scheme, tlsOut, h.threads)
 }
 
-// haproxyConfig: two threads, keep-alive both sides with connection
+// haproxyConfig: h.threads threads, keep-alive both sides with connection
 // reuse, no logging.
 func haproxyConfig(h hopConfig) string {
 	bind := fmt.Sprintf("bind 127.0.0.1:%d", h.listen)
@@ -130,7 +131,7 @@ func haproxyConfig(h hopConfig) string {
 		server += " ssl verify none"
 	}
 	return fmt.Sprintf(`global
-  nbthread 2
+  nbthread %d
   maxconn 8192
 defaults
   mode http
@@ -145,7 +146,7 @@ frontend in
   default_backend next
 backend next
   %s
-`, bind, server)
+`, h.threads, bind, server)
 }
 
 // caddyConfig: Caddyfile with the admin API and automatic HTTPS off; Caddy

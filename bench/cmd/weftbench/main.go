@@ -31,6 +31,7 @@ func main() {
 	flag.IntVar(&o.MaxConns, "max-c", 64, "connections of the closed-loop throughput scenario")
 	flag.DurationVar(&o.MaxDuration, "max-duration", 10*time.Second, "window of the throughput scenario")
 	flag.IntVar(&o.Services, "services", 100, "other services in the mesh pushed to the sidecars")
+	flag.IntVar(&o.Threads, "threads", 2, "threads per proxy: nginx workers, HAProxy nbthread, GOMAXPROCS of the sidecars and Caddy")
 	paths := flag.String("paths", "baseline,weft,nginx,haproxy,caddy", "path groups to run")
 	scen := flag.String("scenarios", "latency,grpc,throughput", "scenarios to run")
 	flag.StringVar(&o.Fortio, "fortio", "bin/tools/fortio", "fortio binary")
