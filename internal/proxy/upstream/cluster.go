@@ -94,18 +94,34 @@ type HostStatus struct {
 type state struct {
 	cfg    *proxyconfig.Cluster
 	hosts  []HostStatus
-	addrs  map[string]struct{} // addresses of hosts
+	byAddr map[string]*Host // hosts by address, for clusters of many hosts
 	picker picker
+}
+
+// manyHosts is the number of hosts above which a state indexes them by
+// address; below, a scan is as fast and a cluster costs less memory.
+const manyHosts = 8
+
+// host returns the cluster's host at addr, nil if none.
+func (st *state) host(addr string) *Host {
+	if st == nil {
+		return nil
+	}
+	if st.byAddr != nil {
+		return st.byAddr[addr]
+	}
+	for i := range st.hosts {
+		if st.hosts[i].Host.Addr == addr {
+			return st.hosts[i].Host
+		}
+	}
+	return nil
 }
 
 // keeps says whether connections to addr may stay pooled: the address is
 // one of the cluster's hosts (any address for ORIGINAL_DST clusters).
 func (st *state) keeps(addr string) bool {
-	if st.cfg.Type == proxyconfig.DiscoveryOriginalDst {
-		return true
-	}
-	_, ok := st.addrs[addr]
-	return ok
+	return st.cfg.Type == proxyconfig.DiscoveryOriginalDst || st.host(addr) != nil
 }
 
 // Cluster is one upstream cluster. It is safe for concurrent use.
@@ -116,9 +132,7 @@ type Cluster struct {
 	tls  atomic.Pointer[tlsState] // nil: every endpoint in plaintext
 	tlsFields
 
-	mu        sync.Mutex
-	hostByKey map[string]*Host // persistent hosts, by address
-	origDst   sync.Map         // ORIGINAL_DST hosts by address
+	origDst sync.Map // ORIGINAL_DST hosts by address
 
 	activeRq atomic.Int64
 	retries  atomic.Int64
@@ -132,7 +146,51 @@ type Cluster struct {
 type transports struct {
 	key transportKey
 	h1  *h1Transport
-	h2  *http.Transport
+	h2  h2Transport
+}
+
+// h2Transport is a pool for HTTP/2 (h2c, or over connections its dialer
+// secured), whose http.Transport is made on first use: most clusters never
+// carry HTTP/2, and a transport per cluster adds up in a large mesh.
+type h2Transport struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	idle time.Duration
+	tr   atomic.Pointer[http.Transport]
+}
+
+func (t *h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.get().RoundTrip(req)
+}
+
+func (t *h2Transport) get() *http.Transport {
+	if tr := t.tr.Load(); tr != nil {
+		return tr
+	}
+	tr := &http.Transport{
+		DialContext:           t.dial,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       t.idle,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		Protocols:             new(http.Protocols),
+		// gRPC and other long streams must not be cut by a ping timeout
+		// of a busy connection; keep Go's defaults otherwise.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+	}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	if t.tr.CompareAndSwap(nil, tr) {
+		return tr
+	}
+	return t.tr.Load()
+}
+
+// CloseIdleConnections closes the idle connections of the transport, if
+// it was made.
+func (t *h2Transport) CloseIdleConnections() {
+	if tr := t.tr.Load(); tr != nil {
+		tr.CloseIdleConnections()
+	}
 }
 
 type transportKey struct {
@@ -242,7 +300,7 @@ func (c *Cluster) Transport(http2 bool) http.RoundTripper {
 	}
 	t := c.tr.Load()
 	if http2 {
-		return t.h2
+		return &t.h2
 	}
 	return t.h1
 }
@@ -270,9 +328,7 @@ func (c *Cluster) retire() {
 	c.tr.Load().h1.retire()
 	c.tlsMu.Lock()
 	for _, p := range c.tlsPools {
-		if p.h1 != nil {
-			p.h1.retire()
-		}
+		p.ifBuilt(func(b *tlsBuilt) { b.h1.retire() })
 	}
 	c.tlsMu.Unlock()
 	c.CloseIdle()
@@ -285,10 +341,10 @@ func (c *Cluster) CloseIdle() {
 	t.h2.CloseIdleConnections()
 	c.tlsMu.Lock()
 	for _, p := range c.tlsPools {
-		if p.h1 != nil {
-			p.h1.CloseIdleConnections()
-			p.h2.CloseIdleConnections()
-		}
+		p.ifBuilt(func(b *tlsBuilt) {
+			b.h1.CloseIdleConnections()
+			b.h2.CloseIdleConnections()
+		})
 	}
 	c.tlsMu.Unlock()
 }
@@ -309,37 +365,38 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 	c.tlsMu.Lock()
 	c.tls.Store(c.updateTLS(cfg, eps, id, key))
 	c.tlsMu.Unlock()
+	// Hosts persist across updates (their counters with them): an
+	// address of the last state keeps its Host.
+	prev := c.st.Load()
 	st := &state{cfg: cfg}
-	c.mu.Lock()
-	seen := make(map[string]bool)
-	var lastStatuses []HostStatus
+	seen := map[string]*Host{}
 	if eps != nil {
 		for _, loc := range eps.Localities {
 			for _, e := range loc.Endpoints {
-				h := c.hostByKey[e.Address]
+				h := seen[e.Address]
 				if h == nil {
-					h = &Host{Addr: e.Address}
-					c.hostByKey[e.Address] = h
+					if h = prev.host(e.Address); h == nil {
+						h = &Host{Addr: e.Address}
+					}
+					seen[e.Address] = h
 				}
-				seen[e.Address] = true
-				lastStatuses = append(lastStatuses, HostStatus{Host: h, Weight: e.Weight, Locality: loc.Name, Priority: loc.Priority, Health: e.Health})
+				st.hosts = append(st.hosts, HostStatus{Host: h, Weight: e.Weight, Locality: loc.Name, Priority: loc.Priority, Health: e.Health})
 			}
 		}
 	}
 	removed := false
-	for k := range c.hostByKey {
-		if !seen[k] {
-			delete(c.hostByKey, k)
-			removed = true
+	if prev != nil {
+		for _, hs := range prev.hosts {
+			if seen[hs.Host.Addr] == nil {
+				removed = true
+				break
+			}
 		}
 	}
-	st.picker = newPicker(cfg, effectiveWeights(eps, func(addr string) *Host { return c.hostByKey[addr] }))
-	c.mu.Unlock()
-	st.hosts = lastStatuses
-	st.addrs = make(map[string]struct{}, len(lastStatuses))
-	for _, h := range lastStatuses {
-		st.addrs[h.Host.Addr] = struct{}{}
+	if len(seen) > manyHosts {
+		st.byAddr = seen
 	}
+	st.picker = newPicker(cfg, effectiveWeights(eps, func(addr string) *Host { return seen[addr] }))
 	c.st.Store(st)
 	if removed {
 		// Requests in flight keep their connections; only idle ones to
@@ -421,6 +478,7 @@ func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) boo
 	return false
 }
 
+// newTransports makes the plaintext pools of a cluster's settings.
 func (c *Cluster) newTransports(key transportKey) *transports {
 	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
 	raw := func(ctx context.Context, addr string) (net.Conn, error) {
@@ -430,22 +488,10 @@ func (c *Cluster) newTransports(key transportKey) *transports {
 		}
 		return conn, nil
 	}
-	h2 := &http.Transport{
-		DialContext:           c.countedDial(key, raw, true),
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       key.idle,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		Protocols:             new(http.Protocols),
-		// gRPC and other long streams must not be cut by a ping timeout
-		// of a busy connection; keep Go's defaults otherwise.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
-	}
-	h2.Protocols.SetUnencryptedHTTP2(true)
+	t := &transports{key: key, h2: h2Transport{dial: c.countedDial(key, raw, true), idle: key.idle}}
 	dialH1 := c.countedDial(key, raw, false)
-	h1 := newH1Transport(c, key, func(ctx context.Context, addr string) (net.Conn, error) { return dialH1(ctx, "tcp", addr) })
-	return &transports{key: key, h1: h1, h2: h2}
+	t.h1 = newH1Transport(c, key, func(ctx context.Context, addr string) (net.Conn, error) { return dialH1(ctx, "tcp", addr) })
+	return t
 }
 
 // countedDial wraps a dialer with the max_connections circuit breaker.
@@ -489,9 +535,7 @@ func (c *Cluster) evictIdle() bool {
 	c.tlsMu.Lock()
 	pools := make([]*h1Transport, 0, len(c.tlsPools))
 	for _, p := range c.tlsPools {
-		if p.h1 != nil {
-			pools = append(pools, p.h1)
-		}
+		p.ifBuilt(func(b *tlsBuilt) { pools = append(pools, b.h1) })
 	}
 	c.tlsMu.Unlock()
 	for _, t := range pools {
@@ -567,7 +611,7 @@ func (m *Manager) Update(cfgs map[string]*proxyconfig.Cluster, eps map[string]*p
 	for name, cfg := range cfgs {
 		c := m.clusters[name]
 		if c == nil {
-			c = &Cluster{name: name, hostByKey: map[string]*Host{}}
+			c = &Cluster{name: name}
 			c.rtH1, c.rtH2 = roundTripper{c: c}, roundTripper{c: c, http2: true}
 		}
 		c.update(cfg, eps[cfg.EDSServiceName], m.ident)
@@ -597,10 +641,11 @@ func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	st := c.st.Load()
 	return c.dialCounted(ctx, addr, st.cfg.Thresholds.MaxConnections, true, func(ctx context.Context, addr string) (net.Conn, error) {
 		if p := c.tls.Load().poolsFor(addr); p != nil {
-			if p.err != nil {
-				return nil, &DialError{Addr: addr, Err: p.err}
+			b := p.pools()
+			if b.err != nil {
+				return nil, &DialError{Addr: addr, Err: b.err}
 			}
-			return p.dial(ctx, addr) // a DialError on failure
+			return b.dial(ctx, addr) // a DialError on failure
 		}
 		d := net.Dialer{Timeout: st.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 		conn, err := d.DialContext(ctx, "tcp", addr)

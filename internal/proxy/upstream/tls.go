@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"weft.dev/weft/internal/proxy/mtls"
@@ -38,16 +39,51 @@ func (m *Manager) SetIdentity(id mtls.Identity) {
 	m.mu.Unlock()
 }
 
-// tlsPools are the pools of one TLS context.
+// tlsPools are the pools of one TLS context, made on first use (see
+// pools): a sidecar in a large mesh has a TLS context for every mesh
+// service but talks to few of them.
 type tlsPools struct {
-	key string
-	h1  *h1Transport
-	h2  *http.Transport
+	key  string
+	c    *Cluster
+	tls  *proxyconfig.UpstreamTLS
+	id   mtls.Identity
+	tkey transportKey
+
+	mu    sync.Mutex
+	built atomic.Pointer[tlsBuilt]
+}
+
+// tlsBuilt are a context's pools once made.
+type tlsBuilt struct {
+	h1 *h1Transport
+	h2 h2Transport
 	// dial opens a TLS connection for tcp_proxy, offering the context's
 	// own ALPN list (the peer metadata exchange on mesh mTLS to TCP
 	// ports), none when it has none.
 	dial func(ctx context.Context, addr string) (net.Conn, error)
 	err  error // the context could not be built (unreadable files)
+}
+
+// pools returns the context's pools, making them on first use.
+func (p *tlsPools) pools() *tlsBuilt {
+	if b := p.built.Load(); b != nil {
+		return b
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.built.Load()
+	if b == nil {
+		b = p.c.buildTLSPools(p.tls, p.id, p.tkey)
+		p.built.Store(b)
+	}
+	return b
+}
+
+// ifBuilt calls f with the context's pools if they were made.
+func (p *tlsPools) ifBuilt(f func(*tlsBuilt)) {
+	if b := p.built.Load(); b != nil && b.err == nil {
+		f(b)
+	}
 }
 
 // tlsState is what a config update decides about TLS.
@@ -94,7 +130,7 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 		}
 		p := c.tlsPools[k]
 		if p == nil {
-			p = c.newTLSPools(t, id, key, k)
+			p = &tlsPools{key: k, c: c, tls: t, id: id, tkey: key}
 		}
 		keep[k] = p
 		return p
@@ -116,24 +152,26 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 // the others.
 func (c *Cluster) retireTLS(keep map[string]*tlsPools) {
 	for k, p := range c.tlsPools {
-		if keep[k] == nil && p.h1 != nil {
-			p.h1.retire()
-			p.h2.CloseIdleConnections()
+		if keep[k] == nil {
+			p.ifBuilt(func(b *tlsBuilt) {
+				b.h1.retire()
+				b.h2.CloseIdleConnections()
+			})
 		}
 	}
 	c.tlsPools = keep
 }
 
-func (c *Cluster) newTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, key transportKey, k string) *tlsPools {
-	p := &tlsPools{key: k}
+func (c *Cluster) buildTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, key transportKey) *tlsBuilt {
+	b := &tlsBuilt{}
 	cfgs := make([]*tls.Config, 3)
 	for i, alpn := range [][]string{{"http/1.1"}, {"h2"}, nil} {
 		if alpn == nil && len(t.ALPN) == 0 {
 			alpn = []string{}
 		}
-		cfgs[i], p.err = mtls.ClientConfig(t, id, alpn)
-		if p.err != nil {
-			return p
+		cfgs[i], b.err = mtls.ClientConfig(t, id, alpn)
+		if b.err != nil {
+			return b
 		}
 	}
 	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
@@ -156,16 +194,15 @@ func (c *Cluster) newTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, key 
 		}
 		return &mtls.Conn{Conn: tc, Peer: peer}, nil
 	}
-	base := c.newTransports(key)
 	// The pools speak HTTP over connections their dialer already
 	// secured, as they would in plaintext: ALPN told the server which
 	// protocol follows.
 	dialH1 := c.countedDial(key, func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[0]) }, false)
-	p.h1 = newH1Transport(c, key, func(ctx context.Context, addr string) (net.Conn, error) { return dialH1(ctx, "tcp", addr) })
-	p.h2 = base.h2
-	p.h2.DialContext = c.countedDial(key, func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[1]) }, true)
-	p.dial = func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[2]) }
-	return p
+	b.h1 = newH1Transport(c, key, func(ctx context.Context, addr string) (net.Conn, error) { return dialH1(ctx, "tcp", addr) })
+	b.h2.dial = c.countedDial(key, func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[1]) }, true)
+	b.h2.idle = key.idle
+	b.dial = func(ctx context.Context, addr string) (net.Conn, error) { return handshake(ctx, addr, cfgs[2]) }
+	return b
 }
 
 // PeerPrincipal returns the SPIFFE ID the endpoint at addr presented in
@@ -206,13 +243,14 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return tr.h1.RoundTrip(req)
 	}
-	if p.err != nil {
-		return nil, &DialError{Addr: req.URL.Host, Err: p.err}
+	b := p.pools()
+	if b.err != nil {
+		return nil, &DialError{Addr: req.URL.Host, Err: b.err}
 	}
 	if rt.http2 {
-		return p.h2.RoundTrip(req)
+		return b.h2.RoundTrip(req)
 	}
-	return p.h1.RoundTrip(req)
+	return b.h1.RoundTrip(req)
 }
 
 // tlsFields are the Cluster fields of TLS origination.

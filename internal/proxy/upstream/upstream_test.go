@@ -1,7 +1,11 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -167,4 +171,108 @@ func TestOriginalDst(t *testing.T) {
 	if _, err := c.Pick("", 0, false); err != ErrNoHealthyUpstream {
 		t.Errorf("no target: %v", err)
 	}
+}
+
+// TestHostsPersistAcrossUpdates: an address that stays keeps its Host
+// (and counters) through endpoint updates, one that goes is no longer
+// kept in the pools, and an address in two localities is one Host; for
+// clusters of few hosts (scanned) and of many (indexed).
+func TestHostsPersistAcrossUpdates(t *testing.T) {
+	for _, n := range []int{3, manyHosts + 4} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			eps := func(addrs ...string) *proxyconfig.Endpoints {
+				loc := proxyconfig.Locality{Weight: 1}
+				for _, a := range addrs {
+					loc.Endpoints = append(loc.Endpoints, proxyconfig.Endpoint{Address: a, Weight: 1})
+				}
+				return &proxyconfig.Endpoints{ClusterName: "c", Localities: []proxyconfig.Locality{loc}}
+			}
+			var addrs []string
+			for i := range n {
+				addrs = append(addrs, fmt.Sprintf("10.0.0.%d:80", i))
+			}
+			m := NewManager()
+			c := m.Update(map[string]*proxyconfig.Cluster{"c": cluster(proxyconfig.LBRoundRobin)}, map[string]*proxyconfig.Endpoints{"c": eps(addrs...)})["c"]
+			before := map[string]*Host{}
+			for _, hs := range c.Hosts() {
+				hs.Host.Start()
+				hs.Host.Done(false)
+				before[hs.Host.Addr] = hs.Host
+			}
+			// The first address goes, a new one comes, and the second is
+			// also listed in another locality.
+			next := eps(append(append([]string{}, addrs[1:]...), "10.0.1.1:80")...)
+			next.Localities = append(next.Localities, proxyconfig.Locality{Weight: 1, Name: "b", Endpoints: []proxyconfig.Endpoint{{Address: addrs[1], Weight: 1}}})
+			if c2 := m.Update(map[string]*proxyconfig.Cluster{"c": cluster(proxyconfig.LBRoundRobin)}, map[string]*proxyconfig.Endpoints{"c": next})["c"]; c2 != c {
+				t.Fatal("the cluster was replaced, not updated")
+			}
+			hosts := c.Hosts()
+			if len(hosts) != n+1 {
+				t.Fatalf("%d host statuses, want %d", len(hosts), n+1)
+			}
+			byAddr := map[string]*Host{}
+			for _, hs := range hosts {
+				if h := byAddr[hs.Host.Addr]; h != nil && h != hs.Host {
+					t.Fatalf("%s is two hosts", hs.Host.Addr)
+				}
+				byAddr[hs.Host.Addr] = hs.Host
+			}
+			for _, a := range addrs[1:] {
+				if byAddr[a] != before[a] || byAddr[a].Total() != 1 {
+					t.Fatalf("%s: host not kept across the update (total %d)", a, byAddr[a].Total())
+				}
+			}
+			if h := byAddr["10.0.1.1:80"]; h == nil || h.Total() != 0 {
+				t.Fatalf("new host: %+v", h)
+			}
+			st := c.st.Load()
+			if st.keeps(addrs[0]) || !st.keeps(addrs[1]) || !st.keeps("10.0.1.1:80") {
+				t.Fatalf("keeps: removed %v, kept %v, new %v", st.keeps(addrs[0]), st.keeps(addrs[1]), st.keeps("10.0.1.1:80"))
+			}
+			for range 4 * n {
+				h, err := c.Pick("", 0, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h.Addr == addrs[0] {
+					t.Fatalf("picked the removed host %s", h.Addr)
+				}
+				if byAddr[h.Addr] != h {
+					t.Fatalf("picked %s, not the cluster's host for it", h.Addr)
+				}
+			}
+		})
+	}
+}
+
+// TestTLSContextErrorAtFirstUse: a cluster's TLS pools are made on first
+// use; a context that cannot be built (a CA file that is not there) fails
+// each request and TCP dial with a DialError that names the cause, and
+// leaves the cluster's other state alone.
+func TestTLSContextErrorAtFirstUse(t *testing.T) {
+	cfg := cluster(proxyconfig.LBRoundRobin)
+	cfg.TLS = &proxyconfig.UpstreamTLS{TLSCommon: proxyconfig.TLSCommon{CAFile: filepath.Join(t.TempDir(), "missing-ca.pem")}}
+	m := NewManager()
+	c := m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": endpoints(1)})["c"]
+	if b := c.tls.Load().all.built.Load(); b != nil {
+		t.Fatal("TLS pools made before first use")
+	}
+	for _, http2 := range []bool{false, true} {
+		req, _ := http.NewRequest("GET", "http://10.0.0.0:80/", nil)
+		_, err := c.Transport(http2).RoundTrip(req)
+		var de *DialError
+		if !errors.As(err, &de) || !strings.Contains(err.Error(), "missing-ca.pem") {
+			t.Fatalf("http2=%v: RoundTrip error %v, want a DialError naming the CA file", http2, err)
+		}
+	}
+	_, err := c.Dial(t.Context(), "10.0.0.0:80")
+	var de *DialError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "missing-ca.pem") {
+		t.Fatalf("Dial error %v, want a DialError naming the CA file", err)
+	}
+	if c.ActiveConnections() != 0 {
+		t.Fatalf("%d connections counted after failed dials", c.ActiveConnections())
+	}
+	c.CloseIdle() // must not panic on pools that failed
+	m.Update(nil, nil)
 }
