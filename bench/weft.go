@@ -240,7 +240,11 @@ func startWeft(ctx context.Context, o *Options, bin, prefix string, env []string
 			"--labels", fmt.Sprintf("app=%s,version=v1", s.mi.Labels["app"]),
 			"--service-account", s.mi.ServiceAccount,
 			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort),
-			"--pprof",
+		}
+		if o.Profile {
+			// Only to take CPU profiles: as under `weft up`, a sidecar
+			// otherwise serves no /debug/pprof (and samples no heap).
+			args = append(args, "--pprof")
 		}
 		p, err := startProc(logDir, prefix+s.name, env, args...)
 		if err != nil {

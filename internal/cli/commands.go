@@ -16,7 +16,6 @@ import (
 	"weft.dev/weft/internal/local"
 	"weft.dev/weft/internal/meshstats"
 	proxyapp "weft.dev/weft/internal/proxy/app"
-	"weft.dev/weft/internal/proxy/runtimeenv"
 	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsserver"
 )
@@ -85,9 +84,6 @@ func newProxyCmd(g *globals) *cobra.Command {
 		Short:              "Run the sidecar proxy (the same as the weft-proxy binary)",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// As weft-proxy does: this may replace the process with
-			// itself, started with the runtime settings the proxy needs.
-			runtimeenv.Apply()
 			if code := proxyapp.Main(cmd.Context(), args, g.stdout, g.stderr); code != 0 {
 				return exitError{code: code}
 			}

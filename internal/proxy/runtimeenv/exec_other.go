@@ -4,6 +4,6 @@ package runtimeenv
 
 import "errors"
 
-func execSelf(string, []string, []string) error {
-	return errors.New("runtimeenv: no exec on this platform")
+func execSelf([]string, []string) error {
+	return errors.New("no exec on this platform")
 }

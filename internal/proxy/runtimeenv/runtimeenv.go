@@ -10,10 +10,11 @@
 // monitor, and the monitor then polls every 20 µs until the process is
 // idle again: measured at 1000 requests per second, that is about 40 % of
 // a sidecar's CPU time. With it, the monitor's sleep stretches to 10 ms
-// while nothing needs it, as it does under load. The cost: the runtime
-// prints one scheduler line to standard error at start on a host that has
-// been up for over 24.8 days, and once per 24.8 days after that, and a
-// fatal error's report includes the scheduler's state.
+// while nothing needs it, as it does under load, so an idle proxy wakes
+// 100 times a second. Other costs: the runtime prints one scheduler line
+// to standard error at start on a host that has been up for over 24.8
+// days, and once per 24.8 days after that, and a fatal error's report
+// ends with the scheduler's state (a line per thread and goroutine).
 //
 // A GODEBUG that already names schedtrace is kept as it is
 // (GODEBUG=schedtrace=0 turns the setting off), and so is every other
@@ -21,24 +22,23 @@
 package runtimeenv
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
 // Setting is the GODEBUG entry Apply adds.
 const Setting = "schedtrace=2147483647"
 
-// Apply re-executes the running binary with Setting added to GODEBUG,
-// unless GODEBUG already names schedtrace or the platform cannot replace
-// the process image. It returns only when the process goes on as it is;
-// an exec that fails leaves the process running without the setting.
+// Apply re-executes the running program (os.Args) with Setting added to
+// GODEBUG, unless GODEBUG already names schedtrace. Call it first thing
+// in main, before signal handlers are installed. It returns only when the
+// process goes on as it is: with the setting, or, when the process image
+// cannot be replaced, without it after a line on standard error.
 func Apply() {
 	godebug, ok := withSetting(os.Getenv("GODEBUG"))
 	if !ok {
-		return
-	}
-	exe, err := os.Executable()
-	if err != nil {
 		return
 	}
 	env := os.Environ()
@@ -48,14 +48,16 @@ func Apply() {
 			kept = append(kept, kv)
 		}
 	}
-	_ = execSelf(exe, os.Args, append(kept, "GODEBUG="+godebug))
+	if err := execSelf(os.Args, append(kept, "GODEBUG="+godebug)); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: running without GODEBUG=%s (%v): more CPU per request at moderate load\n", filepath.Base(os.Args[0]), Setting, err)
+	}
 }
 
 // withSetting returns godebug with Setting added, and false if godebug
-// already names schedtrace.
+// already names schedtrace (the runtime matches keys exactly).
 func withSetting(godebug string) (string, bool) {
 	for kv := range strings.SplitSeq(godebug, ",") {
-		if k, _, _ := strings.Cut(kv, "="); strings.TrimSpace(k) == "schedtrace" {
+		if k, _, _ := strings.Cut(kv, "="); k == "schedtrace" {
 			return godebug, false
 		}
 	}

@@ -328,7 +328,7 @@ func (c *Cluster) retire() {
 	c.tr.Load().h1.retire()
 	c.tlsMu.Lock()
 	for _, p := range c.tlsPools {
-		p.ifBuilt(func(b *tlsBuilt) { b.h1.retire() })
+		p.retire()
 	}
 	c.tlsMu.Unlock()
 	c.CloseIdle()

@@ -49,8 +49,9 @@ type tlsPools struct {
 	id   mtls.Identity
 	tkey transportKey
 
-	mu    sync.Mutex
-	built atomic.Pointer[tlsBuilt]
+	mu      sync.Mutex // serializes building and retiring
+	built   atomic.Pointer[tlsBuilt]
+	retired bool // under mu: pools built from now on are retired at once
 }
 
 // tlsBuilt are a context's pools once made.
@@ -74,6 +75,11 @@ func (p *tlsPools) pools() *tlsBuilt {
 	b := p.built.Load()
 	if b == nil {
 		b = p.c.buildTLSPools(p.tls, p.id, p.tkey)
+		if p.retired && b.err == nil {
+			// A request that found this context before it was retired:
+			// its connection closes when the request ends.
+			b.h1.retire()
+		}
 		p.built.Store(b)
 	}
 	return b
@@ -83,6 +89,20 @@ func (p *tlsPools) pools() *tlsBuilt {
 func (p *tlsPools) ifBuilt(f func(*tlsBuilt)) {
 	if b := p.built.Load(); b != nil && b.err == nil {
 		f(b)
+	}
+}
+
+// retire makes the context's HTTP/1.1 connections close when their
+// requests end and closes its idle ones, including those of pools a
+// request still builds after this.
+func (p *tlsPools) retire() {
+	p.mu.Lock()
+	p.retired = true
+	b := p.built.Load()
+	p.mu.Unlock()
+	if b != nil && b.err == nil {
+		b.h1.retire()
+		b.h2.CloseIdleConnections()
 	}
 }
 
@@ -153,10 +173,7 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 func (c *Cluster) retireTLS(keep map[string]*tlsPools) {
 	for k, p := range c.tlsPools {
 		if keep[k] == nil {
-			p.ifBuilt(func(b *tlsBuilt) {
-				b.h1.retire()
-				b.h2.CloseIdleConnections()
-			})
+			p.retire()
 		}
 	}
 	c.tlsPools = keep

@@ -1,9 +1,13 @@
 package upstream
 
 import (
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -275,4 +279,44 @@ func TestTLSContextErrorAtFirstUse(t *testing.T) {
 	}
 	c.CloseIdle() // must not panic on pools that failed
 	m.Update(nil, nil)
+}
+
+// TestTLSContextRetiredBeforeFirstUse: a request that found a TLS context
+// before an update retired it, and makes the context's pools only then,
+// does not leave its connection pooled (holding a max_connections slot
+// with settings that are gone): it closes when the request ends.
+func TestTLSContextRetiredBeforeFirstUse(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Listener.Addr().String()
+	eps := &proxyconfig.Endpoints{ClusterName: "c", Localities: []proxyconfig.Locality{{Weight: 1, Endpoints: []proxyconfig.Endpoint{{Address: addr, Weight: 1}}}}}
+	withTLS := cluster(proxyconfig.LBRoundRobin)
+	withTLS.TLS = &proxyconfig.UpstreamTLS{TLSCommon: proxyconfig.TLSCommon{CAFile: ca}}
+	m := NewManager()
+	c := m.Update(map[string]*proxyconfig.Cluster{"c": withTLS}, map[string]*proxyconfig.Endpoints{"c": eps})["c"]
+	p := c.tls.Load().poolsFor(addr) // what a request in flight holds
+	if p == nil || p.built.Load() != nil {
+		t.Fatal("want a TLS context not made yet")
+	}
+	m.Update(map[string]*proxyconfig.Cluster{"c": cluster(proxyconfig.LBRoundRobin)}, map[string]*proxyconfig.Endpoints{"c": eps}) // plaintext now
+	b := p.pools()
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+	resp, err := b.h1.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(resp.Body); string(body) != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	resp.Body.Close()
+	if n := c.ActiveConnections(); n != 0 {
+		t.Fatalf("%d connections open after the request on a retired context, want 0", n)
+	}
 }
