@@ -118,12 +118,18 @@ func startMesh(t *testing.T, app http.Handler) *mesh {
 // appAddr.
 func startMeshTo(t testing.TB, appAddr string) *mesh {
 	t.Helper()
+	return startMeshWith(t, appAddr, proxytest.ProxyOptions{})
+}
+
+// startMeshWith is startMeshTo with both sidecars started with opts.
+func startMeshWith(t testing.TB, appAddr string, opts proxytest.ProxyOptions) *mesh {
+	t.Helper()
 	m := &mesh{cp: proxytest.StartControlPlane(t), appAddr: appAddr}
-	m.server = proxytest.StartProxy(t, m.cp, "httpbin", proxytest.ProxyOptions{})
+	m.server = proxytest.StartProxy(t, m.cp, "httpbin", opts)
 	m.cp.Set(t, m.server.NodeID(), proxytest.Inbound(svcPort, m.appAddr, true)...)
 	m.server.WaitReady(t)
 	m.inbound = m.server.ListenerAddr(t, xdsmeta.InboundListenerName(svcPort))
-	m.client = proxytest.StartProxy(t, m.cp, "sleep", proxytest.ProxyOptions{})
+	m.client = proxytest.StartProxy(t, m.cp, "sleep", opts)
 	m.cp.Set(t, m.client.NodeID(), m.outboundResources(nil, nil)...)
 	m.client.WaitReady(t)
 	return m

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/xdsmeta"
 )
 
@@ -19,10 +20,10 @@ import (
 // the body. Client and app are minimal raw-socket HTTP/1.1 so that the
 // allocations per op are the sidecars' (both run in this process). The
 // figures to read are allocs/op and B/op; ns/op is a loopback round trip
-// on a shared machine.
+// on a shared machine. As in `make bench`, the sidecars log no requests.
 func BenchmarkHTTPThroughSidecars(b *testing.B) {
 	app := rawEchoServer(b)
-	m := startMeshTo(b, app)
+	m := startMeshWith(b, app, proxytest.ProxyOptions{ConfigAccessLogs: true})
 	body := bytes.Repeat([]byte("x"), 1024)
 	for _, path := range []struct{ name, addr, host string }{
 		{"server-sidecar", m.inbound, "httpbin"},
