@@ -2,8 +2,6 @@
 
 package runtimeenv
 
-import "errors"
-
-func execSelf([]string, []string) error {
-	return errors.New("no exec on this platform")
-}
+// execSelf cannot replace the process image here: the proxy runs without
+// the setting, silently (see errNoExec).
+func execSelf([]string, []string) error { return errNoExec }

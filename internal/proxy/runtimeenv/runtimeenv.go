@@ -22,6 +22,7 @@
 package runtimeenv
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,6 +31,9 @@ import (
 
 // Setting is the GODEBUG entry Apply adds.
 const Setting = "schedtrace=2147483647"
+
+// errNoExec: the platform cannot replace a process's image.
+var errNoExec = errors.New("no exec on this platform")
 
 // Apply re-executes the running program (os.Args) with Setting added to
 // GODEBUG, unless GODEBUG already names schedtrace. Call it first thing
@@ -48,7 +52,7 @@ func Apply() {
 			kept = append(kept, kv)
 		}
 	}
-	if err := execSelf(os.Args, append(kept, "GODEBUG="+godebug)); err != nil {
+	if err := execSelf(os.Args, append(kept, "GODEBUG="+godebug)); err != nil && err != errNoExec {
 		fmt.Fprintf(os.Stderr, "%s: running without GODEBUG=%s (%v): more CPU per request at moderate load\n", filepath.Base(os.Args[0]), Setting, err)
 	}
 }
