@@ -9,7 +9,7 @@ TAGS    := grpcnotrace
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help build up test test-deps test-short lint fmt vet bench bench-quick bench-micro bench-deps clean tools spire
+.PHONY: help build up test test-deps test-short lint fmt vet bench bench-quick bench-micro bench-deps bench-pack clean tools spire
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ bench: $(BIN)/tools/fortio ## data-plane benchmark vs nginx/HAProxy/Caddy, 30 s 
 bench-quick: $(BIN)/tools/fortio ## the data-plane benchmark with 10 s windows (~10 min)
 	$(GO) build -o $(BIN)/weftbench ./bench/cmd/weftbench
 	$(BIN)/weftbench --quick --pprof $(BENCHFLAGS)
+
+bench-pack: ## pack the benchmark, its peers and libraries into bin/weft-bench.tar.xz, to run on a larger machine (BASE=old weft-proxy)
+	GO=$(GO) TAGS=$(TAGS) bench/pack.sh $(BIN)/weft-bench.tar.xz $(BASE)
 
 bench-deps: ## install the benchmark's peers and load generator (apt-get nginx haproxy; fortio, caddy)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
