@@ -149,7 +149,7 @@ func configDump(w http.ResponseWriter, res *xdsclient.Resources) {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			b, err := marshalAny(mo, res.Raw[url][n])
+			b, err := marshalAny(mo, &anypb.Any{TypeUrl: url, Value: res.Raw[url][n]})
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return

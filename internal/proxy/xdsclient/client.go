@@ -66,9 +66,10 @@ type Resources struct {
 	Clusters map[string]*proxyconfig.Cluster
 	// Endpoints by EDS service name.
 	Endpoints map[string]*proxyconfig.Endpoints
-	// Raw holds the accepted resources as received (wire form) by type
-	// URL and name, for config dumps.
-	Raw map[string]map[string]*anypb.Any
+	// Raw holds the accepted resources as received (their serialized
+	// bytes, the value of the Any they came in) by type URL and name, for
+	// config dumps.
+	Raw map[string]map[string][]byte
 	// Versions holds the last accepted version by type URL.
 	Versions map[string]string
 	// Received says which types have had at least one response.
@@ -150,7 +151,7 @@ type typeState struct {
 	received bool
 	lastErr  string
 	parsed   map[string]any
-	raw      map[string]*anypb.Any
+	raw      map[string][]byte
 }
 
 // New returns a client; call Run to start it.
@@ -166,7 +167,7 @@ func New(opts Options) *Client {
 	}
 	c := &Client{opts: opts, log: opts.Logger, types: map[string]*typeState{}}
 	for _, u := range typeOrder {
-		c.types[u] = &typeState{url: u, wildcard: u == ListenerType || u == ClusterType, parsed: map[string]any{}, raw: map[string]*anypb.Any{}}
+		c.types[u] = &typeState{url: u, wildcard: u == ListenerType || u == ClusterType, parsed: map[string]any{}, raw: map[string][]byte{}}
 	}
 	return c
 }
@@ -309,7 +310,7 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 	}
 	parsed, raw, errs := decode(ts.url, resp.GetResources())
 	var newParsed map[string]any
-	var newRaw map[string]*anypb.Any
+	var newRaw map[string][]byte
 	if ts.wildcard {
 		// State of the world: the response holds every resource of the type.
 		newParsed, newRaw = parsed, raw
@@ -416,7 +417,7 @@ func (c *Client) resubscribe(ts *typeState, names []string) bool {
 	for _, n := range names {
 		keep[n] = true
 	}
-	p, r := map[string]any{}, map[string]*anypb.Any{}
+	p, r := map[string]any{}, map[string][]byte{}
 	for k, v := range ts.parsed {
 		if keep[k] {
 			p[k], r[k] = v, ts.raw[k]
@@ -466,8 +467,8 @@ func shortType(u string) string { return u[strings.LastIndexByte(u, '.')+1:] }
 
 // decode unpacks and validates the resources of a response. Resources that
 // fail are returned in errs by name (or by position when unnamed).
-func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[string]*anypb.Any, errs map[string]error) {
-	parsed, raw, errs = map[string]any{}, map[string]*anypb.Any{}, map[string]error{}
+func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[string][]byte, errs map[string]error) {
+	parsed, raw, errs = map[string]any{}, map[string][]byte{}, map[string]error{}
 	for i, a := range anys {
 		if a.GetTypeUrl() != typeURL {
 			errs[fmt.Sprintf("#%d", i)] = fmt.Errorf("resource %d has type %s in a %s response", i, a.GetTypeUrl(), shortType(typeURL))
@@ -519,8 +520,9 @@ func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[s
 		}
 		// The decoded proto is dropped: the parsed form serves, and the
 		// wire form (a fraction of the decoded one's memory) is kept for
-		// config dumps.
-		parsed[name], raw[name] = v, a
+		// config dumps, without its Any wrapper and type URL (the
+		// type's).
+		parsed[name], raw[name] = v, a.GetValue()
 	}
 	return parsed, raw, errs
 }
@@ -538,7 +540,7 @@ func (c *Client) snapshotLocked() *Resources {
 		Routes:    map[string]*proxyconfig.RouteConfig{},
 		Clusters:  map[string]*proxyconfig.Cluster{},
 		Endpoints: map[string]*proxyconfig.Endpoints{},
-		Raw:       map[string]map[string]*anypb.Any{},
+		Raw:       map[string]map[string][]byte{},
 		Versions:  map[string]string{},
 		Received:  map[string]bool{},
 		Errors:    map[string]string{},
