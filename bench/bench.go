@@ -75,12 +75,13 @@ type Options struct {
 	// OutDir receives results.json, logs and profiles (bench/out).
 	OutDir string
 	// Profile takes CPU profiles of both sidecars during the last
-	// round's two-hop latency and throughput windows.
+	// round's two-hop latency and throughput windows (of the baseline
+	// mesh's too, when there is one).
 	Profile bool
 	// Log receives progress lines.
 	Log *slog.Logger
 
-	weft *weftMesh // set by Run when the Weft paths run
+	weft, weftBase *weftMesh // set by Run when the Weft paths (and the baseline mesh's) run
 }
 
 // sidecarEnv is env with the sidecars' GOMAXPROCS in front (a later
@@ -237,6 +238,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			stops = append(stops, b.stop)
 			addWeftPaths(add, "weftbase", b)
+			o.weftBase = b
 		}
 		o.weft = m
 	}
@@ -376,8 +378,15 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 			}
 			profDone := make(chan struct{})
 			close(profDone)
-			if o.Profile && sc != "grpc" && p.name == "weft-2hop" && r == o.Rounds-1 && !o.Smoke {
-				profDone = o.startProfiles(ctx, sc, l.Duration)
+			if o.Profile && sc != "grpc" && r == o.Rounds-1 && !o.Smoke {
+				// Both meshes alike, so that the profiler's own memory and
+				// CPU do not favour one of them.
+				switch {
+				case p.name == "weft-2hop":
+					profDone = o.startProfiles(ctx, o.weft, "", sc, l.Duration)
+				case p.name == "weftbase-2hop" && o.weftBase != nil:
+					profDone = o.startProfiles(ctx, o.weftBase, "base-", sc, l.Duration)
+				}
 			}
 			meter.start(p.procs)
 			res, err := runLoad(ctx, o.Fortio, work, fmt.Sprintf("%s-%s-%d", sc, p.name, r), l)
@@ -401,12 +410,11 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 	return nil
 }
 
-// startProfiles takes CPU profiles of both sidecars over most of a
-// window (OutDir/<sidecar>.<scenario>.cpu.pprof); the channel closes when
-// both are saved.
-func (o *Options) startProfiles(ctx context.Context, sc string, d time.Duration) chan struct{} {
+// startProfiles takes CPU profiles of both sidecars of m over most of a
+// window (OutDir/<prefix><sidecar>.<scenario>.cpu.pprof); the channel
+// closes when both are saved.
+func (o *Options) startProfiles(ctx context.Context, m *weftMesh, prefix, sc string, d time.Duration) chan struct{} {
 	done := make(chan struct{})
-	m := o.weft
 	pd := max(d-2*time.Second, time.Second)
 	go func() {
 		defer close(done)
@@ -416,7 +424,7 @@ func (o *Options) startProfiles(ctx context.Context, sc string, d time.Duration)
 			port uint32
 		}{{"client-sidecar", m.clientMI.AdminPort}, {"server-sidecar", m.serverMI.AdminPort}} {
 			go func() {
-				errs <- profileSidecar(ctx, s.port, pd, filepath.Join(o.OutDir, s.name+"."+sc+".cpu.pprof"))
+				errs <- profileSidecar(ctx, s.port, pd, filepath.Join(o.OutDir, prefix+s.name+"."+sc+".cpu.pprof"))
 			}()
 		}
 		for range 2 {
