@@ -428,3 +428,51 @@ func TestControlPlaneOutageKeepsServing(t *testing.T) {
 		return resp.StatusCode == 299
 	})
 }
+
+// TestRouteTimeoutStartsAfterTheRequestBody: as in Envoy, a route's
+// timeout runs from the end of the request body: a slow upload longer
+// than the timeout is answered, and a response slower than the timeout
+// after a body is cut with 504 (UT).
+func TestRouteTimeoutStartsAfterTheRequestBody(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		backend   *flaky
+		gaps      time.Duration // between the body's three parts
+		wantCode  int
+		wantFlags string
+		wantBody  string
+	}{
+		{name: "slow upload answered", backend: &flaky{}, gaps: 250 * time.Millisecond, wantCode: 200, wantBody: "ok abc"},
+		{name: "slow response cut", backend: &flaky{fail: 1, failCode: 200, delay: 5 * time.Second}, wantCode: 504, wantFlags: "UT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			co := startClientOnly(t, []string{serveHTTP(t, tc.backend)}, nil, retryRoute("", 0, 0, durationpb.New(timeout)), nil)
+			pr, pw := io.Pipe()
+			go func() {
+				for i, part := range []string{"a", "b", "c"} {
+					if i > 0 {
+						time.Sleep(tc.gaps)
+					}
+					if _, err := io.WriteString(pw, part); err != nil {
+						return
+					}
+				}
+				pw.Close()
+			}()
+			req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://httpbin:8000/x", pr)
+			resp, err := co.c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantCode || resp.Header.Get("X-Weft-Response-Flags") != tc.wantFlags {
+				t.Fatalf("status %d flags %q (body %q), want %d %q", resp.StatusCode, resp.Header.Get("X-Weft-Response-Flags"), b, tc.wantCode, tc.wantFlags)
+			}
+			if tc.wantBody != "" && string(b) != tc.wantBody {
+				t.Fatalf("body %q, want %q", b, tc.wantBody)
+			}
+		})
+	}
+}

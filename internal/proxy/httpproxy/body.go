@@ -76,16 +76,17 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // countingBody counts request body bytes and reports the end of the body.
 type countingBody struct {
 	io.ReadCloser
-	n     int64
-	onEOF func()
-	once  sync.Once
+	n int64
+	// timerAtEOF, when set, is the request whose route timeout starts
+	// when the body has been read (startTimer runs once).
+	timerAtEOF *reqState
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
-	if err == io.EOF && b.onEOF != nil {
-		b.once.Do(b.onEOF)
+	if err == io.EOF && b.timerAtEOF != nil {
+		b.timerAtEOF.startTimer()
 	}
 	return n, err
 }

@@ -377,7 +377,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			rs.startTimer()
 		} else {
-			cb.onEOF = rs.startTimer
+			cb.timerAtEOF = rs
 		}
 	}
 	p.startSpan(rs, r, start)

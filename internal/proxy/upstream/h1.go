@@ -88,6 +88,7 @@ type h1Conn struct {
 	requests int64      // requests sent on it
 	werr     chan error // the body writer's result, while one runs (see roundTrip)
 	idleAt   time.Time  // when it was last put idle
+	unblock  func()     // makes the connection's I/O fail at once (one per connection)
 }
 
 // CloseIdleConnections closes the idle connections; connections in use
@@ -166,6 +167,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 		conn, err := t.dial(ctx, addr)
 		if err == nil {
 			pc := &h1Conn{t: t, addr: addr, conn: conn}
+			pc.unblock = func() { _ = conn.SetDeadline(aLongTimeAgo) }
 			pc.lr = limitread.Reader{R: conn, Remain: limitread.Unlimited}
 			pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
 			return pc, false, nil
@@ -353,7 +355,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	pc.requests++
 	// Cancellation (route and per-try timeouts, the downstream going away)
 	// unblocks the connection's I/O; such a connection is never reused.
-	stop := context.AfterFunc(ctx, func() { _ = pc.conn.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, pc.unblock)
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		_ = pc.conn.Close()
