@@ -101,11 +101,48 @@ type replayBody struct {
 	mu       sync.Mutex
 	src      io.ReadCloser
 	buf      []byte
-	limit    int // -1: never replay
+	pooled   *[]byte // buf's array, from replayBufs; nil when not pooled
+	limit    int     // -1: never replay
 	overflow bool
 	started  bool
 	srcErr   error
 	gen      int
+}
+
+// replayPoolSize is the largest body whose replay buffer comes from
+// replayBufs: small bodies are most requests with one, and their buffers
+// are reused instead of allocated per request.
+const replayPoolSize = 4 << 10
+
+var replayBufs = sync.Pool{New: func() any { b := make([]byte, 0, replayPoolSize); return &b }}
+
+// reserve prepares the buffer for a body of n bytes (n > 0) that may be
+// replayed.
+func (rb *replayBody) reserve(n int64) {
+	if n <= replayPoolSize {
+		rb.pooled = replayBufs.Get().(*[]byte)
+		rb.buf = (*rb.pooled)[:0]
+		return
+	}
+	rb.buf = make([]byte, 0, n) // one allocation, no growth
+}
+
+// release ends the body's use once the request is over: any attempt that
+// reads after it fails, and a pooled buffer goes back to the pool. An
+// attempt blocked reading the downstream body (an upstream that answered
+// before the body ended) holds the lock: then nothing is released, and the
+// buffer is left to the collector, since that read may still append to it.
+func (rb *replayBody) release() {
+	if !rb.mu.TryLock() {
+		return
+	}
+	defer rb.mu.Unlock()
+	rb.gen++
+	rb.buf = nil
+	if rb.pooled != nil {
+		replayBufs.Put(rb.pooled)
+		rb.pooled = nil
+	}
 }
 
 func (rb *replayBody) replayable() bool {
@@ -155,7 +192,7 @@ func (a *attemptBody) Read(p []byte) (int, error) {
 				rb.buf = append(rb.buf, p[:n]...)
 			} else {
 				rb.overflow = true
-				rb.buf = nil
+				rb.buf = nil // a pooled array goes back at release
 			}
 		}
 		a.off += n

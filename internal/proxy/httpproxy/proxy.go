@@ -175,6 +175,9 @@ type reqState struct {
 	// authz is the input of the request's authorization (authz.go).
 	authz rbac.Input
 
+	// replay is the request body as attempts read it (roundTrip).
+	replay replayBody
+
 	// written by the round tripper, read after ServeHTTP returns.
 	mu           sync.Mutex
 	upstreamHost string
@@ -228,6 +231,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	sw, cb := &rs.w, &rs.body
 	sw.ResponseWriter, sw.track, rs.sw = w, p.track, sw
 	defer sw.untrack()
+	defer rs.replay.release()
 	cb.ReadCloser = r.Body
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = cb
@@ -668,11 +672,14 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 	rp := rs.retryPolicy()
 	var rb *replayBody
 	if out.Body != nil && out.Body != http.NoBody {
-		rb = &replayBody{src: out.Body, limit: RetryBufferLimit}
+		// The request state holds the one replay body of a request (its
+		// buffer released when Serve returns).
+		rb = &rs.replay
+		rb.src, rb.limit = out.Body, RetryBufferLimit
 		if rp.NumRetries == 0 || rs.upgrade {
 			rb.limit = -1 // nothing to replay: do not buffer
 		} else if out.ContentLength > 0 && out.ContentLength <= RetryBufferLimit {
-			rb.buf = make([]byte, 0, out.ContentLength) // one allocation, no growth
+			rb.reserve(out.ContentLength)
 		}
 	}
 	for attempt := uint32(0); ; attempt++ {
