@@ -432,36 +432,52 @@ func TestControlPlaneOutageKeepsServing(t *testing.T) {
 // TestRouteTimeoutStartsAfterTheRequestBody: as in Envoy, a route's
 // timeout runs from the end of the request body: a slow upload longer
 // than the timeout is answered, and a response slower than the timeout
-// after a body is cut with 504 (UT).
+// after a body is cut with 504 (UT), for chunked HTTP/1.1 uploads and for
+// HTTP/2 (h2c) requests of a declared length, whose server reports the end
+// of the body only on a read after its last bytes.
 func TestRouteTimeoutStartsAfterTheRequestBody(t *testing.T) {
 	const timeout = 300 * time.Millisecond
 	for _, tc := range []struct {
 		name      string
 		backend   *flaky
 		gaps      time.Duration // between the body's three parts
+		h2c       bool          // an h2c request with Content-Length to the listener
 		wantCode  int
 		wantFlags string
 		wantBody  string
 	}{
 		{name: "slow upload answered", backend: &flaky{}, gaps: 250 * time.Millisecond, wantCode: 200, wantBody: "ok abc"},
 		{name: "slow response cut", backend: &flaky{fail: 1, failCode: 200, delay: 5 * time.Second}, wantCode: 504, wantFlags: "UT"},
+		{name: "h2c body of a declared length, slow response cut", backend: &flaky{fail: 1, failCode: 200, delay: 5 * time.Second}, h2c: true, wantCode: 504, wantFlags: "UT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			co := startClientOnly(t, []string{serveHTTP(t, tc.backend)}, nil, retryRoute("", 0, 0, durationpb.New(timeout)), nil)
-			pr, pw := io.Pipe()
-			go func() {
-				for i, part := range []string{"a", "b", "c"} {
-					if i > 0 {
-						time.Sleep(tc.gaps)
+			var resp *http.Response
+			var err error
+			if tc.h2c {
+				p := new(http.Protocols)
+				p.SetUnencryptedHTTP2(true)
+				tr := &http.Transport{Protocols: p}
+				defer tr.CloseIdleConnections()
+				req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://"+co.p.ListenerAddr(t, xdsmeta.ListenerOutbound)+"/x", strings.NewReader("abc"))
+				req.Host = "httpbin:8000"
+				resp, err = tr.RoundTrip(req)
+			} else {
+				pr, pw := io.Pipe()
+				go func() {
+					for i, part := range []string{"a", "b", "c"} {
+						if i > 0 {
+							time.Sleep(tc.gaps)
+						}
+						if _, err := io.WriteString(pw, part); err != nil {
+							return
+						}
 					}
-					if _, err := io.WriteString(pw, part); err != nil {
-						return
-					}
-				}
-				pw.Close()
-			}()
-			req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://httpbin:8000/x", pr)
-			resp, err := co.c.Do(req)
+					pw.Close()
+				}()
+				req, _ := http.NewRequestWithContext(ctxT(t), http.MethodPost, "http://httpbin:8000/x", pr)
+				resp, err = co.c.Do(req)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

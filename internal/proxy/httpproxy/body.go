@@ -78,14 +78,18 @@ type countingBody struct {
 	io.ReadCloser
 	n int64
 	// timerAtEOF, when set, is the request whose route timeout starts
-	// when the body has been read (startTimer runs once).
+	// when the body has been read (startTimer runs once): at EOF, or once
+	// the declared length (-1: none) is read, since a reader that knows
+	// the length (the HTTP/1.1 pool) stops there, and an HTTP/2 server
+	// returns EOF only on the read after the last bytes.
 	timerAtEOF *reqState
+	declared   int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
-	if err == io.EOF && b.timerAtEOF != nil {
+	if b.timerAtEOF != nil && (err == io.EOF || (b.declared > 0 && b.n >= b.declared)) {
 		b.timerAtEOF.startTimer()
 	}
 	return n, err

@@ -144,26 +144,27 @@ type reqState struct {
 	// Context is the request's context, or a child of it that route and
 	// per-try timeouts cancel (cancel).
 	context.Context
-	p        *Proxy
-	sw       *statusWriter // &w, or the writer of a local reply
-	w        statusWriter
-	body     countingBody
-	target   *Target
-	down     *http.Request
-	vh       *router.VirtualHost
-	route    *proxyconfig.Route
-	action   *proxyconfig.RouteAction
-	wc       *proxyconfig.WeightedCluster
-	cluster  *upstream.Cluster
-	hash     uint64
-	hasHash  bool
-	h2Down   bool
-	grpc     bool
-	upgrade  bool
-	inbound  bool // the cluster is an inbound one: the app behind this sidecar
-	cancel   context.CancelCauseFunc
-	timer    atomic.Pointer[time.Timer]
-	timerSet atomic.Bool
+	p            *Proxy
+	sw           *statusWriter // &w, or the writer of a local reply
+	w            statusWriter
+	body         countingBody
+	target       *Target
+	down         *http.Request
+	vh           *router.VirtualHost
+	route        *proxyconfig.Route
+	action       *proxyconfig.RouteAction
+	wc           *proxyconfig.WeightedCluster
+	cluster      *upstream.Cluster
+	hash         uint64
+	hasHash      bool
+	h2Down       bool
+	grpc         bool
+	upgrade      bool
+	inbound      bool // the cluster is an inbound one: the app behind this sidecar
+	cancel       context.CancelCauseFunc
+	timer        atomic.Pointer[time.Timer]
+	timerSet     atomic.Bool // the timer was started or will not be
+	timerStopped atomic.Bool
 
 	// peer metadata header values: the request's (read on inbound
 	// clusters) and the response's (read on outbound ones); "" when none.
@@ -211,11 +212,16 @@ func (rs *reqState) startTimer() {
 	if rs.action == nil || rs.action.Timeout <= 0 || !rs.timerSet.CompareAndSwap(false, true) {
 		return
 	}
-	rs.timer.Store(time.AfterFunc(rs.action.Timeout, func() { rs.cancel(errRouteTimeout) }))
+	t := time.AfterFunc(rs.action.Timeout, func() { rs.cancel(errRouteTimeout) })
+	rs.timer.Store(t)
+	if rs.timerStopped.Load() {
+		t.Stop() // stopTimer ran between the CAS and the Store
+	}
 }
 
 func (rs *reqState) stopTimer() {
 	rs.timerSet.Store(true)
+	rs.timerStopped.Store(true)
 	if t := rs.timer.Load(); t != nil {
 		t.Stop()
 	}
@@ -381,7 +387,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			rs.startTimer()
 		} else {
-			cb.timerAtEOF = rs
+			cb.timerAtEOF, cb.declared = rs, r.ContentLength
 		}
 	}
 	p.startSpan(rs, r, start)
