@@ -26,7 +26,7 @@ $GO build -ldflags "-s -w" -o "$d/weftbench" ./bench/cmd/weftbench
 if [ -n "$base" ]; then cp "$base" "$d/weft-proxy-base"; fi
 for p in nginx haproxy; do
 	b=$(command -v $p 2>/dev/null || true)
-	[ -n "$b" ] || { [ -x /usr/sbin/$p ] && b=/usr/sbin/$p; } || true
+	if [ -z "$b" ] && [ -x /usr/sbin/$p ]; then b=/usr/sbin/$p; fi
 	if [ -z "$b" ]; then
 		echo "bench-pack: no $p here (make bench-deps): the archive runs without it" >&2
 		continue

@@ -196,6 +196,19 @@ func rawApp(t *testing.T, handle func(c net.Conn, br *bufio.Reader, path string)
 	})
 }
 
+// dialInbound opens a raw connection to the mesh's inbound listener,
+// with a 10 s deadline, closed when the test ends.
+func dialInbound(t *testing.T, m *mesh) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", m.inbound)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
+}
+
 // An app that answers before reading a request's body: the client then
 // sends the rest of the body and its next request on the same
 // connection, which the sidecar must read as such (the body's remainder
@@ -209,13 +222,7 @@ func TestEarlyResponseThenNextRequest(t *testing.T) {
 		}
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(path)+3)+"\r\n\r\nok:"+path)
 	})
-	m := startMeshTo(t, app)
-	conn, err := net.Dial("tcp", m.inbound)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialInbound(t, startMeshTo(t, app))
 	br := bufio.NewReader(conn)
 	read := func(what string) (int, string) {
 		t.Helper()
@@ -248,13 +255,7 @@ func TestUpgradeClosedByClient(t *testing.T) {
 		appSaw <- string(b)
 		_ = c.Close()
 	})
-	m := startMeshTo(t, app)
-	conn, err := net.Dial("tcp", m.inbound)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	conn := dialInbound(t, startMeshTo(t, app))
 	_, _ = io.WriteString(conn, "GET /up HTTP/1.1\r\nHost: httpbin\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\nping")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {

@@ -137,6 +137,9 @@ func (rb *replayBody) reserve(n int64) {
 // before the body ended) holds the lock: then nothing is released, and the
 // buffer is left to the collector, since that read may still append to it.
 func (rb *replayBody) release() {
+	if rb.src == nil {
+		return // the request had no body (src is set on Serve's goroutine)
+	}
 	if !rb.mu.TryLock() {
 		return
 	}

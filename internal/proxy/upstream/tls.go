@@ -43,7 +43,6 @@ func (m *Manager) SetIdentity(id mtls.Identity) {
 // pools): a sidecar in a large mesh has a TLS context for every mesh
 // service but talks to few of them.
 type tlsPools struct {
-	key  string
 	c    *Cluster
 	tls  *proxyconfig.UpstreamTLS
 	id   mtls.Identity
@@ -150,7 +149,7 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 		}
 		p := c.tlsPools[k]
 		if p == nil {
-			p = &tlsPools{key: k, c: c, tls: t, id: id, tkey: key}
+			p = &tlsPools{c: c, tls: t, id: id, tkey: key}
 		}
 		keep[k] = p
 		return p
