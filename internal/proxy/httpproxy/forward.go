@@ -137,7 +137,7 @@ func (rs *reqState) Value(key any) any {
 	if _, ok := key.(upstream.InformationalKey); ok {
 		return upstream.Informational(rs)
 	}
-	return rs.Context.Value(key)
+	return rs.parent.Value(key)
 }
 
 // Informational relays an informational (1xx) response to the client

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"weft.dev/weft/internal/proxy/accesslog"
+	"weft.dev/weft/internal/proxy/cancelsig"
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/jwtauth"
 	"weft.dev/weft/internal/proxy/peermeta"
@@ -139,32 +140,36 @@ var (
 )
 
 // reqState is the per-request state of a forwarded request. It is also
-// the context of the upstream request (see Value).
+// the context of the upstream request: the server's request context
+// (parent), cancelled also by the route timeout and when Serve returns
+// (Signal), whose Watchers (the HTTP/1.1 pool's connection) are told
+// without allocating; see package cancelsig.
 type reqState struct {
-	// Context is the request's context, or a child of it that route and
-	// per-try timeouts cancel (cancel).
-	context.Context
-	p            *Proxy
-	sw           *statusWriter // &w, or the writer of a local reply
-	w            statusWriter
-	body         countingBody
-	target       *Target
-	down         *http.Request
-	vh           *router.VirtualHost
-	route        *proxyconfig.Route
-	action       *proxyconfig.RouteAction
-	wc           *proxyconfig.WeightedCluster
-	cluster      *upstream.Cluster
-	hash         uint64
-	hasHash      bool
-	h2Down       bool
-	grpc         bool
-	upgrade      bool
-	inbound      bool // the cluster is an inbound one: the app behind this sidecar
-	cancel       context.CancelCauseFunc
-	timer        atomic.Pointer[time.Timer]
-	timerSet     atomic.Bool // the timer was started or will not be
-	timerStopped atomic.Bool
+	parent context.Context
+	cancelsig.Signal
+	parentStop cancelsig.Stop
+
+	p       *Proxy
+	sw      *statusWriter // &w, or the writer of a local reply
+	w       statusWriter
+	body    countingBody
+	target  *Target
+	down    *http.Request
+	vh      *router.VirtualHost
+	route   *proxyconfig.Route
+	action  *proxyconfig.RouteAction
+	wc      *proxyconfig.WeightedCluster
+	cluster *upstream.Cluster
+	hash    uint64
+	hasHash bool
+	h2Down  bool
+	grpc    bool
+	upgrade bool
+	inbound bool // the cluster is an inbound one: the app behind this sidecar
+	// The route timer, armed once (startTimer) unless stopped first.
+	tmu       sync.Mutex
+	timer     *routeTimer
+	timerDone bool // started, or stopped before it was
 
 	// peer metadata header values: the request's (read on inbound
 	// clusters) and the response's (read on outbound ones); "" when none.
@@ -207,23 +212,75 @@ func addFlag(flags, f string) string {
 	return flags + "," + f
 }
 
+// Deadline is context.Context's: the server's request's.
+func (rs *reqState) Deadline() (time.Time, bool) { return rs.parent.Deadline() }
+
+// Cancelled cancels the request when the server's request context is
+// cancelled (a Watcher of it).
+func (rs *reqState) Cancelled() {
+	rs.Cancel(rs.parent.Err(), cancelsig.Cause(rs.parent))
+}
+
 // startTimer arms the route timeout once.
 func (rs *reqState) startTimer() {
-	if rs.action == nil || rs.action.Timeout <= 0 || !rs.timerSet.CompareAndSwap(false, true) {
+	if rs.action == nil || rs.action.Timeout <= 0 {
 		return
 	}
-	t := time.AfterFunc(rs.action.Timeout, func() { rs.cancel(errRouteTimeout) })
-	rs.timer.Store(t)
-	if rs.timerStopped.Load() {
-		t.Stop() // stopTimer ran between the CAS and the Store
+	rs.tmu.Lock()
+	defer rs.tmu.Unlock()
+	if rs.timerDone {
+		return
 	}
+	rs.timerDone = true
+	rs.timer = armRouteTimer(rs, rs.action.Timeout)
 }
 
 func (rs *reqState) stopTimer() {
-	rs.timerSet.Store(true)
-	rs.timerStopped.Store(true)
-	if t := rs.timer.Load(); t != nil {
-		t.Stop()
+	rs.tmu.Lock()
+	rt := rs.timer
+	rs.timer, rs.timerDone = nil, true
+	rs.tmu.Unlock()
+	if rt != nil {
+		rt.stop()
+	}
+}
+
+// routeTimer is a route timeout's timer, reused by later requests once
+// stopped before it fired: a request's timer and its callback would
+// otherwise be two allocations per request.
+type routeTimer struct {
+	t  *time.Timer
+	rs atomic.Pointer[reqState]
+}
+
+var routeTimers sync.Pool
+
+func armRouteTimer(rs *reqState, d time.Duration) *routeTimer {
+	rt, _ := routeTimers.Get().(*routeTimer)
+	if rt == nil {
+		rt = &routeTimer{}
+		rt.rs.Store(rs)
+		rt.t = time.AfterFunc(d, rt.fire)
+		return rt
+	}
+	rt.rs.Store(rs)
+	rt.t.Reset(d)
+	return rt
+}
+
+func (rt *routeTimer) fire() {
+	if rs := rt.rs.Load(); rs != nil {
+		rs.Cancel(nil, errRouteTimeout)
+	}
+}
+
+// stop stops the timer; one that had not fired (and now will not) goes
+// back to the pool. One that fired is left to the collector, since its
+// callback may still be running.
+func (rt *routeTimer) stop() {
+	if rt.t.Stop() {
+		rt.rs.Store(nil)
+		routeTimers.Put(rt)
 	}
 }
 
@@ -233,7 +290,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	p.metrics.RequestStarted()
 	// The request's state, response writer and body counter are one
 	// allocation.
-	rs := &reqState{Context: r.Context(), p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
+	rs := &reqState{parent: r.Context(), p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
 	sw, cb := &rs.w, &rs.body
 	sw.ResponseWriter, sw.track, rs.sw = w, p.track, sw
 	defer sw.untrack()
@@ -249,8 +306,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	}
 	if r.Header.Get("Grpc-Timeout") != "" {
 		r = r.WithContext(context.WithValue(r.Context(), startKey{}, start))
-		rs.Context, rs.down = r.Context(), r
+		rs.parent, rs.down = r.Context(), r
 	}
+	rs.parentStop = cancelsig.Follow(rs.parent, rs)
 	p.decideTrace(rs, r, t)
 	if v, ok := r.Header[peermeta.Header]; ok {
 		// Read only if the request goes to an inbound cluster; never
@@ -267,16 +325,15 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if v != nil && sw.code != 0 {
 			// The response was cut while streaming.
 			flag := p.abortFlag(r.Context())
-			if rs.cancel != nil && context.Cause(rs) == errRouteTimeout {
+			if rs.Cause() == errRouteTimeout {
 				flag = accesslog.FlagUpstreamTimeout
 			}
 			rs.setResult("", flag)
 		}
 		code := sw.code
-		if rs.cancel != nil {
-			rs.stopTimer()
-			rs.cancel(nil)
-		}
+		rs.stopTimer()
+		rs.parentStop.Stop()
+		rs.Cancel(nil, nil)
 		rs.mu.Lock()
 		flags := rs.flags
 		host := rs.upstreamHost
@@ -381,9 +438,6 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	rs.upgrade = r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
 
 	if a.Timeout > 0 {
-		// Only the route timeout cancels a request on its own; without
-		// it the request's context is the server's.
-		rs.Context, rs.cancel = context.WithCancelCause(r.Context())
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			rs.startTimer()
 		} else {
@@ -408,7 +462,7 @@ func (p *Proxy) LocalReply(w http.ResponseWriter, r *http.Request, authority str
 	t := &Target{Authority: authority}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	rs := &reqState{Context: r.Context(), p: p, sw: sw, target: t, down: r}
+	rs := &reqState{parent: r.Context(), p: p, sw: sw, target: t, down: r}
 	p.localReply(sw, rs, status, flag, msg)
 	p.metrics.Request("", sw.code, flag)
 	if p.access != nil {
@@ -635,7 +689,7 @@ func classify(rs *reqState, rctx, actx context.Context, err error) *flagError {
 		cname = rs.cluster.Name()
 	}
 	switch {
-	case context.Cause(rctx) == errRouteTimeout:
+	case rs.Cause() == errRouteTimeout:
 		return &flagError{accesslog.FlagUpstreamTimeout, http.StatusGatewayTimeout,
 			fmt.Sprintf("upstream request timeout: no complete response within the route timeout of %s (cluster %s)", rs.action.Timeout, cname)}
 	case rs.down.Context().Err() != nil:
@@ -767,7 +821,7 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		acancel(nil)
 		if !sleepBackoff(rctx, rp, attempt+1) {
 			c.EndRetry()
-			return nil, classify(rs, rctx, nil, context.Cause(rctx))
+			return nil, classify(rs, rctx, nil, cancelsig.Cause(rctx))
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"weft.dev/weft/internal/proxy/cancelsig"
 	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/limitread"
 )
@@ -75,10 +76,21 @@ type h1Conn struct {
 	// goroutine still reading it (an upstream body writer) stops before
 	// the connection's reader is reused or pooled.
 	body io.ReadCloser
-	// cancel ends the context of the connection's requests; called when
-	// the connection ends and when a shutdown gives up waiting.
-	cancel context.CancelFunc
+	// ctx is the parent of the connection's requests' contexts; cancelled
+	// when the connection ends and when a shutdown gives up waiting.
+	ctx *connCtx
 }
+
+// connCtx is an HTTP/1.x connection's context. Its requests' contexts
+// follow its cancellation through package cancelsig, which allocates
+// nothing per request (context.WithCancel's children would).
+type connCtx struct {
+	context.Context // the connection's values
+	cancelsig.Signal
+}
+
+func (c *connCtx) Done() <-chan struct{} { return c.Signal.Done() }
+func (c *connCtx) Err() error            { return c.Signal.Err() }
 
 var (
 	h1Readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -164,14 +176,14 @@ func (c *h1Conn) serve() {
 	ctx := context.WithValue(context.Background(), connInfoKey{}, c.dc.info)
 	ctx = context.WithValue(ctx, http.ServerContextKey, m.srv)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.dc.LocalAddr())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	cctx := &connCtx{Context: ctx}
+	defer cctx.Cancel(nil, nil)
 	m.h1Mu.Lock()
-	c.cancel = cancel
+	c.ctx = cctx
 	m.h1Mu.Unlock()
 	// Every request of the connection starts as a copy of this one: its
 	// context and remote address.
-	tmpl := (&http.Request{RemoteAddr: c.remote}).WithContext(ctx)
+	tmpl := (&http.Request{RemoteAddr: c.remote}).WithContext(cctx)
 	for {
 		c.lr.Remain = maxHeaderBytes
 		if _, err := c.br.Peek(1); err != nil {
@@ -769,8 +781,8 @@ func (m *Manager) cancelH1() {
 	m.h1Mu.Lock()
 	defer m.h1Mu.Unlock()
 	for c := range m.h1Conns {
-		if c.cancel != nil {
-			c.cancel()
+		if c.ctx != nil {
+			c.ctx.Cancel(nil, nil)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"weft.dev/weft/internal/proxy/cancelsig"
 	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/limitread"
 )
@@ -88,7 +89,22 @@ type h1Conn struct {
 	requests int64      // requests sent on it
 	werr     chan error // the body writer's result, while one runs (see roundTrip)
 	idleAt   time.Time  // when it was last put idle
-	unblock  func()     // makes the connection's I/O fail at once (one per connection)
+
+	writes int // the request's writes so far (see flushAwait)
+	// The socket under any TLS, when the connection has one, and the
+	// callback flushAwait waits with (one per connection), with its
+	// argument and result.
+	rc      syscall.RawConn
+	await   func(fd uintptr) bool
+	awaitW  *bufio.Writer
+	awaitOK bool
+	awaitE  error
+}
+
+// Write writes a part of a request to the upstream.
+func (pc *h1Conn) Write(p []byte) (int, error) {
+	pc.writes++
+	return pc.conn.Write(p)
 }
 
 // CloseIdleConnections closes the idle connections; connections in use
@@ -166,11 +182,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 		}
 		conn, err := t.dial(ctx, addr)
 		if err == nil {
-			pc := &h1Conn{t: t, addr: addr, conn: conn}
-			pc.unblock = func() { _ = conn.SetDeadline(aLongTimeAgo) }
-			pc.lr = limitread.Reader{R: conn, Remain: limitread.Unlimited}
-			pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
-			return pc, false, nil
+			return newH1Conn(t, addr, conn), false, nil
 		}
 		if !errors.Is(err, ErrOverflow) {
 			return nil, false, err
@@ -192,9 +204,64 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 		case <-wait:
 			wait = nil
 		case <-ctx.Done():
-			return nil, false, context.Cause(ctx)
+			return nil, false, cancelsig.Cause(ctx)
 		}
 	}
+}
+
+func newH1Conn(t *h1Transport, addr string, conn net.Conn) *h1Conn {
+	pc := &h1Conn{t: t, addr: addr, conn: conn}
+	pc.lr = limitread.Reader{R: conn, Remain: limitread.Unlimited}
+	pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
+	if sc, ok := rawConn(conn).(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			pc.rc = rc
+			pc.await = func(uintptr) bool {
+				if pc.awaitOK {
+					return true // readable: the response is arriving
+				}
+				pc.awaitOK = true
+				pc.awaitE = pc.awaitW.Flush()
+				return pc.awaitE != nil
+			}
+		}
+	}
+	return pc
+}
+
+// Cancelled makes the connection's I/O fail at once: the request was
+// cancelled (route or per-try timeout, the downstream went away). Such a
+// connection is never reused.
+func (pc *h1Conn) Cancelled() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
+
+// flushAwait sends what bw holds, the end of a request, and waits for
+// the response to start arriving.
+//
+// When all of the request is in bw and the socket is at hand, it skips
+// the read that would find nothing: a read at once after the write
+// almost always comes too early (the upstream has not answered yet), and
+// costs a system call before the goroutine parks for readiness anyway.
+// The socket's readiness is reset first (RawConn.Read), then the request
+// written and then the goroutine parks until the poller reports new
+// bytes or a close. Since nothing of the response can arrive before the
+// request was sent, no arrival is missed. A request already partly sent
+// (a head or body larger than bw) is flushed and read as usual: an
+// early answer to its first part could predate the reset.
+func (pc *h1Conn) flushAwait(bw *bufio.Writer) error {
+	if pc.rc == nil || pc.writes > 0 || pc.br.Buffered() > 0 {
+		return bw.Flush()
+	}
+	pc.awaitW, pc.awaitOK, pc.awaitE = bw, false, nil
+	// A failed wait (cancellation's deadline, a close) shows again on
+	// the response's first read, which says why.
+	_ = pc.rc.Read(pc.await)
+	pc.awaitW = nil
+	if !pc.awaitOK {
+		// Nothing was written: the connection was closed or cancelled
+		// (its deadline passed) before. The write says which.
+		return bw.Flush()
+	}
+	return pc.awaitE
 }
 
 // evictOne closes the connection idle for longest, if any.
@@ -313,17 +380,12 @@ func (pc *h1Conn) alive() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := rawConn(pc.conn).(syscall.Conn)
-	if !ok {
+	if pc.rc == nil {
 		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
 	}
 	alive := false
 	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err := pc.rc.Read(func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
 		return true // never wait for readiness
@@ -354,17 +416,18 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	reused := pc.requests > 0
 	pc.requests++
 	// Cancellation (route and per-try timeouts, the downstream going away)
-	// unblocks the connection's I/O; such a connection is never reused.
-	stop := context.AfterFunc(ctx, pc.unblock)
+	// unblocks the connection's I/O (Cancelled).
+	stop := cancelsig.Follow(ctx, pc)
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		stop.Stop()
 		_ = pc.conn.Close()
-		if cerr := context.Cause(ctx); ctx.Err() != nil {
+		if cerr := cancelsig.Cause(ctx); ctx.Err() != nil {
 			return nil, cerr
 		}
 		return nil, err
 	}
-	bw := getWriter(pc.conn)
+	pc.writes = 0
+	bw := getWriter(pc)
 	body, chunked := writeHead(bw, req)
 	var err error
 	if body != nil && (chunked || req.ContentLength > inlineBodyMax) {
@@ -390,7 +453,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 			err = writeBody(bw, req, body, chunked)
 		}
 		if err == nil {
-			err = bw.Flush()
+			err = pc.flushAwait(bw)
 		}
 		putWriter(bw)
 		if err != nil {
@@ -441,7 +504,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The connection now belongs to the upgraded protocol.
-		stop()
+		stop.Stop()
 		resp.Body = &upgradedConn{Reader: pc.br, Conn: pc.conn}
 		return resp, nil
 	}
@@ -467,7 +530,7 @@ type Informational interface {
 
 // done ends a request: the connection goes back idle when it may be
 // reused and cancellation did not touch it.
-func (pc *h1Conn) done(stop func() bool, keep bool) {
+func (pc *h1Conn) done(stop cancelsig.Stop, keep bool) {
 	if pc.werr != nil {
 		select {
 		case err := <-pc.werr:
@@ -479,7 +542,7 @@ func (pc *h1Conn) done(stop func() bool, keep bool) {
 		}
 		pc.werr = nil
 	}
-	if stop() && keep {
+	if stop.Stop() && keep {
 		pc.t.put(pc)
 		return
 	}
@@ -496,7 +559,7 @@ type h1Body struct {
 	body     io.ReadCloser
 	pc       *h1Conn
 	ctx      context.Context
-	stop     func() bool
+	stop     cancelsig.Stop
 	keep     bool
 	finished atomic.Bool
 }
@@ -507,7 +570,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 		b.finish(err == io.EOF)
 		if err != io.EOF && b.ctx.Err() != nil {
 			// Cut by cancellation: say why rather than "i/o timeout".
-			err = context.Cause(b.ctx)
+			err = cancelsig.Cause(b.ctx)
 		}
 	}
 	return n, err
