@@ -89,22 +89,6 @@ type h1Conn struct {
 	requests int64      // requests sent on it
 	werr     chan error // the body writer's result, while one runs (see roundTrip)
 	idleAt   time.Time  // when it was last put idle
-
-	writes int // the request's writes so far (see flushAwait)
-	// The socket under any TLS, when the connection has one, and the
-	// callback flushAwait waits with (one per connection), with its
-	// argument and result.
-	rc      syscall.RawConn
-	await   func(fd uintptr) bool
-	awaitW  *bufio.Writer
-	awaitOK bool
-	awaitE  error
-}
-
-// Write writes a part of a request to the upstream.
-func (pc *h1Conn) Write(p []byte) (int, error) {
-	pc.writes++
-	return pc.conn.Write(p)
 }
 
 // CloseIdleConnections closes the idle connections; connections in use
@@ -182,7 +166,10 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 		}
 		conn, err := t.dial(ctx, addr)
 		if err == nil {
-			return newH1Conn(t, addr, conn), false, nil
+			pc := &h1Conn{t: t, addr: addr, conn: conn}
+			pc.lr = limitread.Reader{R: conn, Remain: limitread.Unlimited}
+			pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
+			return pc, false, nil
 		}
 		if !errors.Is(err, ErrOverflow) {
 			return nil, false, err
@@ -209,60 +196,10 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 	}
 }
 
-func newH1Conn(t *h1Transport, addr string, conn net.Conn) *h1Conn {
-	pc := &h1Conn{t: t, addr: addr, conn: conn}
-	pc.lr = limitread.Reader{R: conn, Remain: limitread.Unlimited}
-	pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
-	if sc, ok := rawConn(conn).(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			pc.rc = rc
-			pc.await = func(uintptr) bool {
-				if pc.awaitOK {
-					return true // readable: the response is arriving
-				}
-				pc.awaitOK = true
-				pc.awaitE = pc.awaitW.Flush()
-				return pc.awaitE != nil
-			}
-		}
-	}
-	return pc
-}
-
 // Cancelled makes the connection's I/O fail at once: the request was
 // cancelled (route or per-try timeout, the downstream went away). Such a
 // connection is never reused.
 func (pc *h1Conn) Cancelled() { _ = pc.conn.SetDeadline(aLongTimeAgo) }
-
-// flushAwait sends what bw holds, the end of a request, and waits for
-// the response to start arriving.
-//
-// When all of the request is in bw and the socket is at hand, it skips
-// the read that would find nothing: a read at once after the write
-// almost always comes too early (the upstream has not answered yet), and
-// costs a system call before the goroutine parks for readiness anyway.
-// The socket's readiness is reset first (RawConn.Read), then the request
-// written and then the goroutine parks until the poller reports new
-// bytes or a close. Since nothing of the response can arrive before the
-// request was sent, no arrival is missed. A request already partly sent
-// (a head or body larger than bw) is flushed and read as usual: an
-// early answer to its first part could predate the reset.
-func (pc *h1Conn) flushAwait(bw *bufio.Writer) error {
-	if pc.rc == nil || pc.writes > 0 || pc.br.Buffered() > 0 {
-		return bw.Flush()
-	}
-	pc.awaitW, pc.awaitOK, pc.awaitE = bw, false, nil
-	// A failed wait (cancellation's deadline, a close) shows again on
-	// the response's first read, which says why.
-	_ = pc.rc.Read(pc.await)
-	pc.awaitW = nil
-	if !pc.awaitOK {
-		// Nothing was written: the connection was closed or cancelled
-		// (its deadline passed) before. The write says which.
-		return bw.Flush()
-	}
-	return pc.awaitE
-}
 
 // evictOne closes the connection idle for longest, if any.
 func (t *h1Transport) evictOne() bool {
@@ -380,12 +317,17 @@ func (pc *h1Conn) alive() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
-	if pc.rc == nil {
+	sc, ok := rawConn(pc.conn).(syscall.Conn)
+	if !ok {
 		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
 	}
 	alive := false
 	var b [1]byte
-	err := pc.rc.Read(func(fd uintptr) bool {
+	err = rc.Read(func(fd uintptr) bool {
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
 		return true // never wait for readiness
@@ -426,8 +368,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	pc.writes = 0
-	bw := getWriter(pc)
+	bw := getWriter(pc.conn)
 	body, chunked := writeHead(bw, req)
 	var err error
 	if body != nil && (chunked || req.ContentLength > inlineBodyMax) {
@@ -453,7 +394,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 			err = writeBody(bw, req, body, chunked)
 		}
 		if err == nil {
-			err = pc.flushAwait(bw)
+			err = bw.Flush()
 		}
 		putWriter(bw)
 		if err != nil {
