@@ -26,6 +26,7 @@ import (
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/admin"
 	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/gcheadroom"
 	"weft.dev/weft/internal/proxy/httpproxy"
 	"weft.dev/weft/internal/proxy/identity"
 	"weft.dev/weft/internal/proxy/listener"
@@ -38,6 +39,12 @@ import (
 	"weft.dev/weft/internal/spiffeid"
 	"weft.dev/weft/internal/xdsmeta"
 )
+
+// DefaultGCHeadroomMiB is --gc-headroom-mib's default: about the growth
+// Go's default allows a sidecar with 100 services of config, so that
+// such a sidecar keeps GOGC=100 and larger configs do not grow the heap
+// by their own size (docs/performance.md, optimisation 16).
+const DefaultGCHeadroomMiB = 6
 
 // Config is the proxy's static configuration, read once from flags.
 type Config struct {
@@ -73,6 +80,9 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Pprof serves /debug/pprof on the admin API.
 	Pprof bool
+	// GCHeadroomMiB bounds the heap's growth between collections (package
+	// gcheadroom) in MiB; 0, or GOGC in the environment, keeps Go's.
+	GCHeadroomMiB int
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
 	// AccessLog is a file path, "-" for stderr, or empty for none. When
@@ -144,6 +154,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.StatsAddr, "stats-addr", "", `address serving /stats/prometheus, /metrics and the health checks /ready and /healthz/ready, e.g. 127.0.0.1:15090 (default "": off)`)
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
+	fs.IntVar(&cfg.GCHeadroomMiB, "gc-headroom-mib", DefaultGCHeadroomMiB, "how far (MiB) the heap may grow past its live size between collections: GOGC is lowered (to 25 at least) while the live heap, mostly config, is larger; 0 or a GOGC in the environment keeps Go's default")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr; overrides the config's access logs (default off: the config decides)`)
 	fs.IntVar(&cfg.MaxSeries, "max-metric-series", proxymetrics.DefaultMaxSeries, "cap on the label sets of each family of Istio metrics (HTTP, TCP); past it, new peers are recorded as unknown")
@@ -215,6 +226,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// sampled stacks (up to 1.5 MB in a long-running sidecar).
 		runtime.MemProfileRate = 0
 	}
+	if cfg.GCHeadroomMiB < 0 {
+		fmt.Fprintln(stderr, "weft-proxy: --gc-headroom-mib must be 0 or more")
+		return 2
+	}
+	defer gcheadroom.Start(uint64(cfg.GCHeadroomMiB) << 20).Stop()
 	var h slog.Handler = slog.NewTextHandler(stderr, nil)
 	if cfg.LogFormat == "json" {
 		h = slog.NewJSONHandler(stderr, nil)

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -37,6 +36,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"weft.dev/weft/internal/proxy/gcheadroom"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 )
 
@@ -249,32 +249,15 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 			return gotResponse, err
 		}
 		gotResponse = true
-		if err := handleTight(func() error { return c.handle(st, resp) }); err != nil {
+		if err := gcheadroom.Tight(configGCPercent, func() error { return c.handle(st, resp) }); err != nil {
 			return gotResponse, err
 		}
 	}
 }
 
 // configGCPercent is the garbage collector's target while a response is
-// applied.
+// applied (gcheadroom.Tight).
 const configGCPercent = 25
-
-// handleTight runs apply with a tighter garbage collection target.
-// Applying a response allocates several times its size in short-lived
-// objects (decoded protos, parsed config, the new runtime snapshot) on top
-// of the config in use; with the default target the heap may double
-// before they are collected, and that transient, not the steady state,
-// would set the proxy's peak memory. A user's own GOGC below the target,
-// or off, is left alone.
-func handleTight(apply func() error) error {
-	prev := debug.SetGCPercent(configGCPercent)
-	if prev < configGCPercent { // lower, or off (negative): the user's
-		debug.SetGCPercent(prev)
-	} else {
-		defer debug.SetGCPercent(prev)
-	}
-	return apply()
-}
 
 // send writes a DiscoveryRequest: an ACK when errDetail is empty, a NACK
 // otherwise. The nonce is the last one received for the type.

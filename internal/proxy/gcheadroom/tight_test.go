@@ -1,4 +1,4 @@
-package xdsclient
+package gcheadroom
 
 import (
 	"runtime/debug"
@@ -13,7 +13,7 @@ func TestHandleTightRestoresGCPercent(t *testing.T) {
 	for _, own := range []int{100, 200, 10, -1} {
 		debug.SetGCPercent(own)
 		during := 0
-		if err := handleTight(func() error {
+		if err := Tight(configGCPercent, func() error {
 			during = debug.SetGCPercent(-2) // reads the setting (any negative: off)
 			debug.SetGCPercent(during)
 			return nil
@@ -32,3 +32,6 @@ func TestHandleTightRestoresGCPercent(t *testing.T) {
 		}
 	}
 }
+
+// configGCPercent is the xDS client's target.
+const configGCPercent = 25

@@ -1,0 +1,195 @@
+// Package gcheadroom bounds how far the sidecar's heap may grow past its
+// live size between two collections.
+//
+// Go's collector lets the heap grow by GOGC percent (100 by default) of
+// the live heap, stacks and globals before it collects again. A sidecar's
+// live heap is mostly its configuration, so under Go's default a sidecar
+// that holds the routes and clusters of 1000 services (about 9 MB live)
+// lets its heap grow to about 18 MB, though its requests allocate no more
+// than those of a sidecar with a small configuration, whose heap grows by
+// 4-5 MB. The Tuner keeps the growth near a fixed headroom instead: after
+// every collection it sets GOGC to headroom / (live heap + stacks +
+// globals), between a floor and 100. A small configuration keeps Go's
+// default; a large one collects more often (marking more each time) in
+// exchange for a heap that grows by the headroom, not by its own size.
+//
+// A GOGC in the environment is the operator's choice and turns the Tuner
+// off, as does a headroom of 0.
+//
+// The package owns the process's GOGC: Tight, which an xDS response is
+// applied under, lowers it for a while, and the Tuner's adjustments made
+// meanwhile take effect when it ends.
+package gcheadroom
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"sync/atomic"
+)
+
+// MinPercent is the lowest GOGC the Tuner sets: a heap growing by less
+// than a quarter of its live size collects too often to be worth its
+// memory.
+const MinPercent = 25
+
+// Percent is the GOGC that keeps a heap's growth near headroom bytes,
+// given the bytes the collector scales it by (live heap, stacks and
+// globals): between MinPercent and 100.
+func Percent(headroom, base uint64) int {
+	if base == 0 {
+		return 100
+	}
+	p := headroom * 100 / base
+	return int(min(max(p, MinPercent), 100))
+}
+
+// mu guards GOGC's changes: the Tuners' and Tight's.
+var mu sync.Mutex
+
+// tight counts the Tight calls running; restore is the GOGC to set when
+// the last one ends.
+var (
+	tight   int
+	restore int
+)
+
+// setPercent sets GOGC, or, while Tight runs, the GOGC it restores.
+// Called with mu held.
+func setPercent(p int) {
+	if tight > 0 {
+		restore = p
+		return
+	}
+	debug.SetGCPercent(p)
+}
+
+// Tight runs f with GOGC at most percent: applying an xDS response
+// allocates several times its size in short-lived objects (decoded
+// protos, parsed config, the new runtime snapshot) on top of the config
+// in use, and with the usual target that transient, not the steady
+// state, would set the sidecar's peak memory. A lower GOGC, or GC off, is
+// left alone. GOGC is set back when f returns (to what a Tuner chose
+// meanwhile, if it did).
+func Tight(percent int, f func() error) error {
+	mu.Lock()
+	if tight == 0 {
+		prev := debug.SetGCPercent(percent)
+		if prev < percent { // lower, or off (negative): keep it
+			debug.SetGCPercent(prev)
+		}
+		restore = prev
+	}
+	tight++
+	mu.Unlock()
+	defer func() {
+		mu.Lock()
+		tight--
+		if tight == 0 {
+			debug.SetGCPercent(restore)
+		}
+		mu.Unlock()
+	}()
+	return f()
+}
+
+// Tuner sets GOGC after every collection (see the package comment).
+type Tuner struct {
+	headroom uint64
+	stopped  atomic.Bool
+	samples  []metrics.Sample // under mu
+	percent  int              // the GOGC set last, under mu
+}
+
+// Start starts a Tuner for headroom bytes. It returns nil, and leaves
+// the collector as it is, when headroom is 0 or GOGC is set in the
+// environment.
+func Start(headroom uint64) *Tuner {
+	if headroom == 0 || os.Getenv("GOGC") != "" {
+		return nil
+	}
+	t := &Tuner{
+		headroom: headroom,
+		percent:  100,
+		samples: []metrics.Sample{
+			{Name: "/gc/heap/live:bytes"},
+			{Name: "/gc/scan/stack:bytes"},
+			{Name: "/gc/scan/globals:bytes"},
+		},
+	}
+	t.Adjust()
+	t.arm()
+	return t
+}
+
+// Stop stops adjusting and gives GOGC back its default (100).
+func (t *Tuner) Stop() {
+	if t == nil || t.stopped.Swap(true) {
+		return
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	setPercent(100)
+	t.percent = 100
+}
+
+// Percent is the GOGC the Tuner set last (100 for a nil Tuner).
+func (t *Tuner) Percent() int {
+	if t == nil {
+		return 100
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return t.percent
+}
+
+// Adjust sets GOGC from the last collection's live heap. The Tuner calls
+// it after every collection; calling it sooner (after a configuration
+// change) changes nothing until the next collection has measured.
+func (t *Tuner) Adjust() {
+	if t == nil || t.stopped.Load() {
+		return
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	metrics.Read(t.samples)
+	var base uint64
+	for _, s := range t.samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			base += s.Value.Uint64()
+		}
+	}
+	p := Percent(t.headroom, base)
+	// Small changes are not worth the pacer's retargeting.
+	if p != t.percent && (p == 100 || p == MinPercent || abs(p-t.percent) >= 5) {
+		setPercent(p)
+		t.percent = p
+	}
+}
+
+// arm runs Adjust after the next collection: a cleanup attached to an
+// object nothing references runs once a collection has found it
+// unreachable, and arms the next one.
+func (t *Tuner) arm() {
+	s := new(sentinel)
+	runtime.AddCleanup(s, func(t *Tuner) {
+		if t.stopped.Load() {
+			return
+		}
+		t.Adjust()
+		t.arm()
+	}, t)
+}
+
+// sentinel is large enough not to share an allocation with anything
+// else (the tiny allocator's blocks are 16 bytes).
+type sentinel struct{ _ [32]byte }
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
