@@ -1,6 +1,8 @@
 package admin_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,8 +10,14 @@ import (
 	"sync/atomic"
 	"testing"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushosts "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
 	"weft.dev/weft/internal/proxy/admin"
 	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/xdsclient"
 )
 
 func TestStatsHandler(t *testing.T) {
@@ -68,4 +76,72 @@ func TestStatsHandler(t *testing.T) {
 			}
 		})
 	}
+}
+
+// /config_dump prints the route config the control plane sends (its retry
+// policy names the previous-hosts predicate by type), and a resource
+// with a nested config of a type this build does not link is listed
+// with the reason instead of failing the whole dump.
+func TestConfigDumpNestedTypes(t *testing.T) {
+	good := &routev3.RouteConfiguration{Name: "80", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "svc", Domains: []string{"*"},
+		RetryPolicy: &routev3.RetryPolicy{RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(t, &previoushosts.PreviousHostsPredicate{})},
+		}}},
+	}}}
+	bad := &routev3.RouteConfiguration{Name: "81", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "other", Domains: []string{"*"},
+		TypedPerFilterConfig: map[string]*anypb.Any{"x": {TypeUrl: "type.googleapis.com/example.NotLinked", Value: []byte{0x0a, 0x01, 'x'}}},
+	}}}
+	raw := map[string][]byte{}
+	for _, rc := range []*routev3.RouteConfiguration{good, bad} {
+		b, err := proto.Marshal(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[rc.Name] = b
+	}
+	res := &xdsclient.Resources{Raw: map[string]map[string][]byte{xdsclient.RouteType: raw}}
+	srv := httptest.NewServer(admin.Handler(admin.Deps{Resources: func() *xdsclient.Resources { return res }, Metrics: proxymetrics.New()}))
+	t.Cleanup(srv.Close)
+	resp, err := srv.Client().Get(srv.URL + "/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("/config_dump = %d:\n%s", resp.StatusCode, b)
+	}
+	var dump struct {
+		Routes struct {
+			Resources []map[string]any `json:"resources"`
+		} `json:"routes"`
+	}
+	if err := json.Unmarshal(b, &dump); err != nil {
+		t.Fatal(err)
+	}
+	rs := dump.Routes.Resources
+	if len(rs) != 2 {
+		t.Fatalf("%d route configs dumped, want 2:\n%s", len(rs), b)
+	}
+	if rs[0]["name"] != "80" || !strings.Contains(string(b), "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate") {
+		t.Errorf("route config 80 not dumped with its retry host predicate:\n%s", b)
+	}
+	if rs[1]["name"] != "81" || !strings.Contains(fmt.Sprint(rs[1]["dump_error"]), "example.NotLinked") {
+		t.Errorf("route config 81 not listed with the reason it cannot be printed:\n%s", b)
+	}
+}
+
+func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
