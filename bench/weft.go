@@ -47,7 +47,10 @@ type weftMesh struct {
 // writeMeshConfig writes the config folder: the two Workloads and
 // `services` other services (ServiceEntries with three static endpoints
 // each, one in ten with a VirtualService and a DestinationRule), so the
-// sidecars hold the config of a realistic mesh.
+// sidecars hold the config of a realistic mesh. As in a mesh whose
+// services all run sidecars, the other services are reached with mesh
+// mTLS (ISTIO_MUTUAL): their clusters carry the TLS settings a sidecar
+// keeps for each.
 func writeMeshConfig(dir string, services int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: weft.dev/v1alpha1
@@ -95,6 +98,14 @@ spec:
 		return err
 	}
 	b.Reset()
+	fmt.Fprintf(&b, `---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mesh-mtls, namespace: %[1]s}
+spec:
+  host: "*.%[1]s.svc.cluster.local"
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+`, benchNS)
 	for i := range services {
 		name := fmt.Sprintf("svc-%04d", i)
 		fmt.Fprintf(&b, `---
@@ -133,6 +144,7 @@ spec:
   trafficPolicy:
     connectionPool: {http: {http1MaxPendingRequests: 100}}
     outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
+    tls: {mode: ISTIO_MUTUAL}
 `, name, benchNS)
 		}
 	}

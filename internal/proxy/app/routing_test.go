@@ -549,3 +549,31 @@ func TestRetriedBodiesUnderConcurrency(t *testing.T) {
 		t.Fatalf("%d upstream attempts for %d requests: the retries did not happen", n, workers*each)
 	}
 }
+
+// The route timeout reaches an attempt that runs under its own per-try
+// context (derived from the request's) and cuts it with 504 UT, also for
+// a request that carries a grpc-timeout.
+func TestRouteTimeoutThroughPerTryContext(t *testing.T) {
+	for _, gt := range []string{"", "10S"} {
+		backend := &flaky{fail: 1, failCode: 200, delay: 5 * time.Second}
+		co := startClientOnly(t, []string{serveHTTP(t, backend)}, nil,
+			retryRoute("5xx", 0, 3*time.Second, durationpb.New(100*time.Millisecond)), nil)
+		req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, "http://httpbin:8000/x", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gt != "" {
+			req.Header.Set("Grpc-Timeout", gt)
+		}
+		start := time.Now()
+		resp, err := co.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("X-Weft-Response-Flags") != "UT" || time.Since(start) > 2*time.Second {
+			t.Errorf("grpc-timeout %q: %d %q after %v; want 504 UT at the route timeout (100ms)", gt, resp.StatusCode, resp.Header.Get("X-Weft-Response-Flags"), time.Since(start))
+		}
+	}
+}

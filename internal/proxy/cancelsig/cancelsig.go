@@ -56,8 +56,9 @@ func (s Stop) Stop() bool {
 
 // Follow tells w when ctx is cancelled: through ctx's Watch when ctx is
 // Watchable, which allocates nothing, else through context.AfterFunc (w
-// told on a goroutine of its own). When ctx is cancelled already, w is
-// told before Follow returns.
+// told on a goroutine of its own). When a Watchable ctx is cancelled
+// already, w is told before Follow returns (context.AfterFunc tells it
+// soon after); Stop then reports false.
 func Follow(ctx context.Context, w Watcher) Stop {
 	if wc, ok := ctx.(Watchable); ok {
 		if wc.Watch(w) {
@@ -191,7 +192,10 @@ func (s *Signal) Unwatch(w Watcher) bool {
 	}
 	for i, x := range s.more {
 		if x == w {
-			s.more = append(s.more[:i], s.more[i+1:]...)
+			last := len(s.more) - 1
+			copy(s.more[i:], s.more[i+1:])
+			s.more[last] = nil // no reference kept past the length
+			s.more = s.more[:last]
 			return true
 		}
 	}

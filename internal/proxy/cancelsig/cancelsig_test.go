@@ -199,3 +199,29 @@ func TestWatchAllocatesNothing(t *testing.T) {
 		t.Errorf("Follow and Stop on a Signal's context: %v allocations, want 0", allocs)
 	}
 }
+
+// Stop racing Cancel: a watcher whose Stop reported true is never told,
+// one whose Stop reported false is told exactly once.
+func TestStopRacingCancel(t *testing.T) {
+	for i := 0; i < 2000; i++ {
+		ctx := newSigCtx()
+		ws := []*watcher{{}, {}, {}}
+		stops := make([]Stop, len(ws))
+		for j, w := range ws {
+			stops[j] = Follow(ctx, w)
+		}
+		res := make([]bool, len(ws))
+		var wg sync.WaitGroup
+		wg.Add(1 + len(ws))
+		go func() { defer wg.Done(); ctx.Cancel(nil, nil) }()
+		for j := range ws {
+			go func() { defer wg.Done(); res[j] = stops[j].Stop() }()
+		}
+		wg.Wait()
+		for j, w := range ws {
+			if n := w.told(); res[j] && n != 0 || !res[j] && n != 1 {
+				t.Fatalf("round %d, watcher %d: Stop %v, told %d times", i, j, res[j], n)
+			}
+		}
+	}
+}

@@ -154,6 +154,9 @@ func (t *Tuner) Adjust() {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	if t.stopped.Load() {
+		return // Stop ran since the check above: its GOGC stands
+	}
 	metrics.Read(t.samples)
 	var base uint64
 	for _, s := range t.samples {

@@ -122,3 +122,32 @@ func TestTunerDuringTight(t *testing.T) {
 		t.Errorf("GOGC %d after Tight, want the Tuner's %d", got, tuned)
 	}
 }
+
+// An adjustment that was about to set GOGC when Stop ran does not undo
+// Stop's GOGC (Stop's critical section is run by hand while Adjust
+// waits for the lock).
+func TestAdjustAfterStopKeepsStopsGOGC(t *testing.T) {
+	t.Setenv("GOGC", "")
+	tu := Start(1 << 20)
+	defer tu.Stop()
+	live := make([][]byte, 64)
+	for i := range live {
+		live[i] = make([]byte, 1<<20)
+	}
+	runtime.GC()
+	runtime.GC()
+	mu.Lock()
+	tu.percent = 100
+	adjusted := make(chan struct{})
+	go func() { tu.Adjust(); close(adjusted) }()
+	time.Sleep(50 * time.Millisecond) // Adjust is past its first check, waiting for mu
+	tu.stopped.Store(true)
+	setPercent(100)
+	tu.percent = 100
+	mu.Unlock()
+	<-adjusted
+	runtime.KeepAlive(live)
+	if got := gogc(); got != 100 {
+		t.Errorf("GOGC %d after Stop, want 100", got)
+	}
+}

@@ -27,13 +27,16 @@ import (
 // and HTTP/2) turn into a reset of the downstream stream or connection.
 func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 	h2 := rs.cluster.UseHTTP2(rs.h2Down, rs.grpc, rs.upgrade)
-	var ctx context.Context = rs
 	if h2 {
-		// The HTTP/2 transport reports 1xx responses through a trace;
-		// the HTTP/1.1 pool asks the context for upstream.Informational.
-		ctx = httptrace.WithClientTrace(rs, &httptrace.ClientTrace{Got1xxResponse: rs.got1xxMIME})
+		// The HTTP/2 transport reports 1xx responses through a trace
+		// (the HTTP/1.1 pool asks the context for
+		// upstream.Informational). The request state answers for it
+		// (Value), so that the upstream context stays the request state,
+		// which contexts derived from it (per-try timeouts) follow
+		// without a goroutine each.
+		rs.h2Trace = httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{Got1xxResponse: rs.got1xxMIME})
 	}
-	out := r.WithContext(ctx)
+	out := r.WithContext(rs)
 	u := *r.URL
 	out.URL = &u
 	if r.ContentLength == 0 {
@@ -132,10 +135,16 @@ type headerAdopter interface {
 }
 
 // Value makes the request state the upstream request's context: the
-// HTTP/1.1 pool finds the 1xx relay under upstream.InformationalKey.
+// HTTP/1.1 pool finds the 1xx relay under upstream.InformationalKey, the
+// HTTP/2 transport its trace in h2Trace.
 func (rs *reqState) Value(key any) any {
 	if _, ok := key.(upstream.InformationalKey); ok {
 		return upstream.Informational(rs)
+	}
+	if rs.h2Trace != nil {
+		if v := rs.h2Trace.Value(key); v != nil {
+			return v
+		}
 	}
 	return rs.parent.Value(key)
 }

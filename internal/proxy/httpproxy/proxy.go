@@ -143,11 +143,19 @@ var (
 // the context of the upstream request: the server's request context
 // (parent), cancelled also by the route timeout and when Serve returns
 // (Signal), whose Watchers (the HTTP/1.1 pool's connection) are told
-// without allocating; see package cancelsig.
+// without allocating; see package cancelsig. It follows the parent's
+// cancellation at once when the parent is the sidecar's own (HTTP/1.x,
+// no allocation), else (net/http's HTTP/2 server: context.AfterFunc)
+// only once something waits for it (Done, Watch, AfterFunc).
 type reqState struct {
 	parent context.Context
 	cancelsig.Signal
+	follow     sync.Once // followParent, at most once, not after Serve
 	parentStop cancelsig.Stop
+	start      time.Time // when Serve began
+	// h2Trace, when the upstream pool is HTTP/2's, holds the trace that
+	// relays its 1xx responses; Value consults it.
+	h2Trace context.Context
 
 	p       *Proxy
 	sw      *statusWriter // &w, or the writer of a local reply
@@ -214,6 +222,55 @@ func addFlag(flags, f string) string {
 
 // Deadline is context.Context's: the server's request's.
 func (rs *reqState) Deadline() (time.Time, bool) { return rs.parent.Deadline() }
+
+func (rs *reqState) followParent() { rs.parentStop = cancelsig.Follow(rs.parent, rs) }
+
+// Done is context.Context's.
+func (rs *reqState) Done() <-chan struct{} {
+	rs.follow.Do(rs.followParent)
+	return rs.Signal.Done()
+}
+
+// Err is context.Context's: the request's own cancellation, else its
+// parent's (which a request that nothing waits on does not follow).
+func (rs *reqState) Err() error {
+	if err := rs.Signal.Err(); err != nil {
+		return err
+	}
+	return rs.parent.Err()
+}
+
+// Cause is why the request was cancelled (errRouteTimeout for the route
+// timeout), nil while it is not.
+func (rs *reqState) Cause() error {
+	if c := rs.Signal.Cause(); c != nil {
+		return c
+	}
+	if rs.parent.Err() != nil {
+		return cancelsig.Cause(rs.parent)
+	}
+	return nil
+}
+
+// Watch is cancelsig.Watchable's.
+func (rs *reqState) Watch(w cancelsig.Watcher) bool {
+	rs.follow.Do(rs.followParent)
+	return rs.Signal.Watch(w)
+}
+
+// AfterFunc is how the context package propagates the request's
+// cancellation to contexts derived from it (a per-try timeout's).
+func (rs *reqState) AfterFunc(f func()) func() bool {
+	rs.follow.Do(rs.followParent)
+	return rs.Signal.AfterFunc(f)
+}
+
+// end ends the request's context: no following of the parent after it.
+func (rs *reqState) end() {
+	rs.follow.Do(func() {})
+	rs.parentStop.Stop()
+	rs.Cancel(nil, nil)
+}
 
 // Cancelled cancels the request when the server's request context is
 // cancelled (a Watcher of it).
@@ -290,7 +347,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	p.metrics.RequestStarted()
 	// The request's state, response writer and body counter are one
 	// allocation.
-	rs := &reqState{parent: r.Context(), p: p, target: t, down: r, h2Down: r.ProtoMajor == 2}
+	rs := &reqState{parent: r.Context(), p: p, target: t, down: r, h2Down: r.ProtoMajor == 2, start: start}
 	sw, cb := &rs.w, &rs.body
 	sw.ResponseWriter, sw.track, rs.sw = w, p.track, sw
 	defer sw.untrack()
@@ -304,11 +361,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		rid = newRequestID()
 		r.Header.Set("X-Request-Id", rid)
 	}
-	if r.Header.Get("Grpc-Timeout") != "" {
-		r = r.WithContext(context.WithValue(r.Context(), startKey{}, start))
-		rs.parent, rs.down = r.Context(), r
+	if _, ok := rs.parent.(cancelsig.Watchable); ok {
+		rs.follow.Do(rs.followParent)
 	}
-	rs.parentStop = cancelsig.Follow(rs.parent, rs)
 	p.decideTrace(rs, r, t)
 	if v, ok := r.Header[peermeta.Header]; ok {
 		// Read only if the request goes to an inbound cluster; never
@@ -332,8 +387,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		}
 		code := sw.code
 		rs.stopTimer()
-		rs.parentStop.Stop()
-		rs.Cancel(nil, nil)
+		rs.end()
 		rs.mu.Lock()
 		flags := rs.flags
 		host := rs.upstreamHost
@@ -480,19 +534,19 @@ func (p *Proxy) localReply(w http.ResponseWriter, rs *reqState, status int, flag
 		p.applyResponseHeaders(rs, h)
 	}
 	p.setPeerHeader(rs, h)
-	writeLocal(w, rs.down, status, flag, msg)
+	writeLocal(w, rs.down, rs.start, status, flag, msg)
 }
 
 // writeLocal writes a reply the proxy makes itself: a short text body
 // with the flags header, or, for gRPC requests, a trailers-only gRPC
 // response whose grpc-status says the same (as Envoy does).
-func writeLocal(w http.ResponseWriter, r *http.Request, status int, flags, msg string) {
+func writeLocal(w http.ResponseWriter, r *http.Request, start time.Time, status int, flags, msg string) {
 	h := w.Header()
 	if flags != "" {
 		h.Set(FlagsHeader, flags)
 	}
 	if router.IsGRPC(r) {
-		code := grpcCode(r, status, flags)
+		code := grpcCode(r, start, status, flags)
 		h.Set("Content-Type", "application/grpc")
 		h.Set("Grpc-Status", strconv.Itoa(code))
 		h.Set("Grpc-Message", grpcPercentEncode(msg))
@@ -509,11 +563,11 @@ func writeLocal(w http.ResponseWriter, r *http.Request, status int, flags, msg s
 }
 
 // grpcCode maps a local reply to a gRPC status code. A request whose
-// grpc-timeout has passed gets DEADLINE_EXCEEDED whatever the cause, since
-// the upstream usually gave up for that very reason.
-func grpcCode(r *http.Request, status int, flags string) int {
+// grpc-timeout has passed since it started gets DEADLINE_EXCEEDED whatever
+// the cause, since the upstream usually gave up for that very reason.
+func grpcCode(r *http.Request, start time.Time, status int, flags string) int {
 	if d, ok := grpcTimeout(r.Header.Get("Grpc-Timeout")); ok {
-		if start, ok := r.Context().Value(startKey{}).(time.Time); ok && time.Since(start) >= d {
+		if !start.IsZero() && time.Since(start) >= d {
 			return int(codes.DeadlineExceeded)
 		}
 	}
@@ -531,8 +585,6 @@ func grpcCode(r *http.Request, status int, flags string) int {
 	}
 	return int(codes.Unavailable)
 }
-
-type startKey struct{}
 
 // grpcTimeout parses a grpc-timeout header ("100m", "5S").
 func grpcTimeout(v string) (time.Duration, bool) {
@@ -678,7 +730,7 @@ func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
 	rs.mu.Unlock()
 	p.applyResponseHeaders(rs, w.Header())
 	p.setPeerHeader(rs, w.Header())
-	writeLocal(w, rs.down, fe.status, flags, fe.msg)
+	writeLocal(w, rs.down, rs.start, fe.status, flags, fe.msg)
 }
 
 // classify maps an attempt's error to a response flag. actx is the
