@@ -152,14 +152,9 @@ func configDump(w http.ResponseWriter, res *xdsclient.Resources) {
 	}
 	mo := protojson.MarshalOptions{UseProtoNames: true}
 	for url, key := range keys {
-		dt := dumpType{Version: res.Versions[url], Error: res.Errors[url], Resources: []json.RawMessage{}}
-		names := make([]string, 0, len(res.Raw[url]))
-		for n := range res.Raw[url] {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			b, err := marshalAny(mo, &anypb.Any{TypeUrl: url, Value: res.Raw[url][n]})
+		dt := dumpType{Version: res.Versions[url], Error: res.Errors[url], Resources: make([]json.RawMessage, 0, res.Raw[url].Len())}
+		err := res.Raw[url].Each(func(n string, raw []byte) error {
+			b, err := marshalAny(mo, &anypb.Any{TypeUrl: url, Value: raw})
 			if err != nil {
 				// One resource that cannot be printed (a nested config
 				// of a type this build does not link) does not hide
@@ -167,6 +162,11 @@ func configDump(w http.ResponseWriter, res *xdsclient.Resources) {
 				b, _ = json.Marshal(map[string]string{"name": n, "dump_error": err.Error()})
 			}
 			dt.Resources = append(dt.Resources, b)
+			return nil
+		})
+		if err != nil {
+			http.Error(w, "reading the kept resources: "+err.Error(), http.StatusInternalServerError)
+			return
 		}
 		out[key] = dt
 	}

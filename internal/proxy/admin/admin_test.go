@@ -102,7 +102,7 @@ func TestConfigDumpNestedTypes(t *testing.T) {
 		}
 		raw[rc.Name] = b
 	}
-	res := &xdsclient.Resources{Raw: map[string]map[string][]byte{xdsclient.RouteType: raw}}
+	res := &xdsclient.Resources{Raw: map[string]*xdsclient.RawResources{xdsclient.RouteType: xdsclient.NewRawResources(raw)}}
 	srv := httptest.NewServer(admin.Handler(admin.Deps{Resources: func() *xdsclient.Resources { return res }, Metrics: proxymetrics.New()}))
 	t.Cleanup(srv.Close)
 	resp, err := srv.Client().Get(srv.URL + "/config_dump")

@@ -67,9 +67,9 @@ type Resources struct {
 	// Endpoints by EDS service name.
 	Endpoints map[string]*proxyconfig.Endpoints
 	// Raw holds the accepted resources as received (their serialized
-	// bytes, the value of the Any they came in) by type URL and name, for
-	// config dumps.
-	Raw map[string]map[string][]byte
+	// bytes, the value of the Any they came in), by type URL, for config
+	// dumps.
+	Raw map[string]*RawResources
 	// Versions holds the last accepted version by type URL.
 	Versions map[string]string
 	// Received says which types have had at least one response.
@@ -151,7 +151,8 @@ type typeState struct {
 	received bool
 	lastErr  string
 	parsed   map[string]any
-	raw      map[string][]byte
+	raw      map[string][]byte // compressed by packer; never changed once stored
+	packer   rawPacker
 }
 
 // New returns a client; call Run to start it.
@@ -291,7 +292,8 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 		c.log.Warn("xds response of an unknown type ignored", "type", resp.GetTypeUrl())
 		return nil
 	}
-	parsed, raw, errs := decode(ts.url, resp.GetResources())
+	parsed, raw, errs := decode(ts.url, resp.GetResources(), &ts.packer)
+	ts.packer.reset()
 	var newParsed map[string]any
 	var newRaw map[string][]byte
 	if ts.wildcard {
@@ -450,7 +452,7 @@ func shortType(u string) string { return u[strings.LastIndexByte(u, '.')+1:] }
 
 // decode unpacks and validates the resources of a response. Resources that
 // fail are returned in errs by name (or by position when unnamed).
-func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[string][]byte, errs map[string]error) {
+func decode(typeURL string, anys []*anypb.Any, packer *rawPacker) (parsed map[string]any, raw map[string][]byte, errs map[string]error) {
 	parsed, raw, errs = map[string]any{}, map[string][]byte{}, map[string]error{}
 	for i, a := range anys {
 		if a.GetTypeUrl() != typeURL {
@@ -503,9 +505,9 @@ func decode(typeURL string, anys []*anypb.Any) (parsed map[string]any, raw map[s
 		}
 		// The decoded proto is dropped: the parsed form serves, and the
 		// wire form (a fraction of the decoded one's memory) is kept for
-		// config dumps, without its Any wrapper and type URL (the
-		// type's).
-		parsed[name], raw[name] = v, a.GetValue()
+		// config dumps, compressed, without its Any wrapper and type URL
+		// (the type's).
+		parsed[name], raw[name] = v, packer.pack(a.GetValue())
 	}
 	return parsed, raw, errs
 }
@@ -523,13 +525,13 @@ func (c *Client) snapshotLocked() *Resources {
 		Routes:    map[string]*proxyconfig.RouteConfig{},
 		Clusters:  map[string]*proxyconfig.Cluster{},
 		Endpoints: map[string]*proxyconfig.Endpoints{},
-		Raw:       map[string]map[string][]byte{},
+		Raw:       map[string]*RawResources{},
 		Versions:  map[string]string{},
 		Received:  map[string]bool{},
 		Errors:    map[string]string{},
 	}
 	for u, ts := range c.types {
-		r.Raw[u] = maps.Clone(ts.raw)
+		r.Raw[u] = &RawResources{dict: ts.packer.dict, m: ts.raw}
 		r.Versions[u] = ts.version
 		r.Received[u] = ts.received
 		r.Errors[u] = ts.lastErr
