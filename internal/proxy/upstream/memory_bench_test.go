@@ -1,6 +1,9 @@
 package upstream
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"runtime"
 	"testing"
@@ -12,6 +15,26 @@ import (
 // 1000 EDS clusters of 3 endpoints each, as a sidecar of a 1000-service
 // mesh holds them, measured after a collection.
 func BenchmarkClusterMemory(b *testing.B) {
+	b.Run("plaintext", func(b *testing.B) { benchClusterMemory(b, false) })
+	// Mesh mTLS, as every cluster of a mesh service with sidecars.
+	b.Run("mtls", func(b *testing.B) { benchClusterMemory(b, true) })
+}
+
+// noIdentity is an identity that is never asked for a certificate (the
+// pools are built on first use, and the benchmark sends nothing).
+type noIdentity struct{}
+
+func (noIdentity) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return nil, errors.New("none")
+}
+
+func (noIdentity) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return nil, errors.New("none")
+}
+
+func (noIdentity) TrustBundle() *x509.CertPool { return nil }
+
+func benchClusterMemory(b *testing.B, mesh bool) {
 	const n = 1000
 	cfgs := make(map[string]*proxyconfig.Cluster, n)
 	eps := make(map[string]*proxyconfig.Endpoints, n)
@@ -19,6 +42,10 @@ func BenchmarkClusterMemory(b *testing.B) {
 		name := fmt.Sprintf("outbound|80||svc-%d.ns.svc.cluster.local", i)
 		c := cluster(proxyconfig.LBRoundRobin)
 		c.Name, c.EDSServiceName = name, name
+		if mesh {
+			c.TLS = &proxyconfig.UpstreamTLS{SNI: "outbound_.80_._." + name[len("outbound|80||"):],
+				TLSCommon: proxyconfig.TLSCommon{CertSDS: proxyconfig.SDSDefault, CASDS: proxyconfig.SDSRootCA}}
+		}
 		cfgs[name] = c
 		e := endpoints(1, 1, 1)
 		for j := range e.Localities[0].Endpoints {
@@ -33,6 +60,9 @@ func BenchmarkClusterMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		m := NewManager()
+		if mesh {
+			m.SetIdentity(noIdentity{})
+		}
 		m.Update(cfgs, eps)
 		runtime.GC()
 		runtime.ReadMemStats(&after)

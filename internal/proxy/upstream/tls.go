@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ type tlsPools struct {
 	tls  *proxyconfig.UpstreamTLS
 	id   mtls.Identity
 	tkey transportKey
+	key  string // tls.Key()
 
 	mu      sync.Mutex // serializes building and retiring
 	built   atomic.Pointer[tlsBuilt]
@@ -134,7 +136,17 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 		c.retireTLS(nil)
 		return nil
 	}
-	keep := map[string]*tlsPools{}
+	// A cluster has one TLS context or two (transport socket matches):
+	// a slice searched in order costs less than a map per cluster.
+	var keep []*tlsPools
+	find := func(l []*tlsPools, k string) *tlsPools {
+		for _, p := range l {
+			if p.key == k && p.tkey == key {
+				return p
+			}
+		}
+		return nil
+	}
 	get := func(t *proxyconfig.UpstreamTLS) *tlsPools {
 		if t == nil {
 			return nil
@@ -143,15 +155,15 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 			c.noIdentity = true
 			return nil // no certificate to offer: plaintext (see SetIdentity)
 		}
-		k := t.Key() + fmt.Sprintf("|%v", key)
-		if p := keep[k]; p != nil {
+		k := t.Key()
+		if p := find(keep, k); p != nil {
 			return p
 		}
-		p := c.tlsPools[k]
+		p := find(c.tlsPools, k)
 		if p == nil {
-			p = &tlsPools{c: c, tls: t, id: id, tkey: key}
+			p = &tlsPools{c: c, tls: t, id: id, tkey: key, key: k}
 		}
-		keep[k] = p
+		keep = append(keep, p)
 		return p
 	}
 	st := &tlsState{all: get(cfg.TLS)}
@@ -169,9 +181,9 @@ func (c *Cluster) updateTLS(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints
 
 // retireTLS closes the idle connections of pools no longer used and keeps
 // the others.
-func (c *Cluster) retireTLS(keep map[string]*tlsPools) {
-	for k, p := range c.tlsPools {
-		if keep[k] == nil {
+func (c *Cluster) retireTLS(keep []*tlsPools) {
+	for _, p := range c.tlsPools {
+		if !slices.Contains(keep, p) {
 			p.retire()
 		}
 	}
@@ -271,8 +283,8 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // tlsFields are the Cluster fields of TLS origination.
 type tlsFields struct {
-	tlsMu      sync.Mutex // guards tlsPools and noIdentity
-	tlsPools   map[string]*tlsPools
+	tlsMu      sync.Mutex  // guards tlsPools and noIdentity
+	tlsPools   []*tlsPools // by key and transport settings
 	noIdentity bool
 	peers      sync.Map // endpoint address -> SPIFFE ID of its last handshake
 	rtH1, rtH2 roundTripper
