@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -332,6 +333,7 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 	}
 	if sidecar {
 		m.cp.Instances().Set(mi)
+		m.waitModel(ctx, mi)
 		h, err := m.sup.Start(ctx, supervisor.Process{
 			Name:    mi.Name + ".proxy",
 			Group:   groupSidecar,
@@ -369,6 +371,31 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		m.log.Warn("app not ready yet", "instance", mi.Name, "err", err)
 	}
 	return in, nil
+}
+
+// waitModel waits (at most a few seconds) until the model in force knows
+// the instance with its ports. Instances reach the model through the
+// control plane's debounced rebuild; a sidecar that connected before
+// would get a first config without them (its outbound listener on the
+// default port, where another sidecar may be) and reject it.
+func (m *mesh) waitModel(ctx context.Context, mi *model.Instance) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var v uint64
+	for {
+		if snap := m.cp.Snapshot(); snap != nil {
+			if got := snap.Instances[mi.ProxyKey()]; got != nil && got.OutboundPort == mi.OutboundPort && got.AdminPort == mi.AdminPort {
+				return
+			}
+			v = snap.Version
+		}
+		if _, err := m.cp.WaitNewer(ctx, v); err != nil {
+			if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				m.log.Warn("the model does not know the instance yet; starting its sidecar anyway", "instance", mi.Name)
+			}
+			return
+		}
+	}
 }
 
 func (m *mesh) stopInstance(ctx context.Context, in *instance) {

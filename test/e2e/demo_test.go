@@ -77,6 +77,11 @@ func TestDemoMesh(t *testing.T) {
 		}
 		return nil
 	})
+	// Every sidecar's first config is its own: none started before the
+	// model knew its instance and rejected a config without its ports.
+	if out := m.out.String(); strings.Contains(out, "NACK") {
+		t.Errorf("a proxy rejected its config while the demo started:\n%s", grepLines(out, "NACK"))
+	}
 
 	t.Run("dashboard", func(t *testing.T) {
 		code, body, err := get("http://" + m.admin + "/")
@@ -287,3 +292,15 @@ spec:
     - {destination: {host: reviews, subset: v1}, weight: 50}
     - {destination: {host: reviews, subset: v2}, weight: 50}
 `
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
