@@ -233,7 +233,7 @@ func sdsName(s *tlsv3.SdsSecretConfig, want string) (string, error) {
 	if s.GetName() != want {
 		return "", fmt.Errorf("SDS secret %q: the Weft proxy provides %q (its workload certificate) and %q (the trust bundle) from its own identity, nothing else", s.GetName(), SDSDefault, SDSRootCA)
 	}
-	return s.GetName(), nil
+	return want, nil // the constant: not a copy per cluster
 }
 
 func fileOf(ds *corev3.DataSource, what string) (string, error) {
