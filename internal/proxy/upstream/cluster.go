@@ -480,25 +480,45 @@ func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) boo
 
 // newTransports makes the plaintext pools of a cluster's settings.
 func (c *Cluster) newTransports(key transportKey) *transports {
-	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
-	raw := func(ctx context.Context, addr string) (net.Conn, error) {
-		conn, err := dialer.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, &DialError{Addr: addr, Err: err}
-		}
-		return conn, nil
-	}
-	t := &transports{key: key, h2: h2Transport{dial: c.countedDial(key, raw, true), idle: key.idle}}
-	dialH1 := c.countedDial(key, raw, false)
-	t.h1 = newH1Transport(c, key, func(ctx context.Context, addr string) (net.Conn, error) { return dialH1(ctx, "tcp", addr) })
+	pd := &plainDial{c: c, d: net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}, maxConns: key.maxConns}
+	t := &transports{key: key, h2: h2Transport{dial: pd.h2, idle: key.idle}}
+	t.h1 = newH1Transport(c, key, pd.h1)
 	return t
 }
 
-// countedDial wraps a dialer with the max_connections circuit breaker.
-// Over the limit it returns ErrOverflow, counted as an overflow when
-// overflowCounts (HTTP/2: nothing waits for a connection); the HTTP/1.1
-// pool waits for a connection instead, and its requests overflow in
-// StartRequest (max_pending_requests).
+// plainDial dials a cluster's endpoints in plaintext under its
+// max_connections circuit breaker: one allocation per cluster and its two
+// method values, where closures over closures took five.
+type plainDial struct {
+	c        *Cluster
+	d        net.Dialer
+	maxConns int64
+}
+
+func (p *plainDial) raw(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := p.d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, &DialError{Addr: addr, Err: err}
+	}
+	return conn, nil
+}
+
+// h1 is the HTTP/1.1 pool's dialer: over the limit it returns
+// ErrOverflow and the pool waits for a connection (its requests overflow
+// in StartRequest, max_pending_requests).
+func (p *plainDial) h1(ctx context.Context, addr string) (net.Conn, error) {
+	return p.c.dialCounted(ctx, addr, p.maxConns, false, p.raw)
+}
+
+// h2 is the HTTP/2 transport's dialer: nothing waits for a connection, so
+// going over the limit counts as an overflow.
+func (p *plainDial) h2(ctx context.Context, _, addr string) (net.Conn, error) {
+	return p.c.dialCounted(ctx, addr, p.maxConns, true, p.raw)
+}
+
+// countedDial wraps a dialer with the max_connections circuit breaker
+// (see plainDial's h1 and h2 for what overflowCounts means); the TLS
+// pools use it, made on first use.
 func (c *Cluster) countedDial(key transportKey, dial func(ctx context.Context, addr string) (net.Conn, error), overflowCounts bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, _, addr string) (net.Conn, error) {
 		return c.dialCounted(ctx, addr, key.maxConns, overflowCounts, dial)

@@ -68,14 +68,14 @@ type h1Transport struct {
 	key  transportKey
 
 	mu      sync.Mutex
-	idle    map[string][]*h1Conn // by address, most recently used last
+	idle    map[string][]*h1Conn // by address, most recently used last; nil until the first put
 	nIdle   int
 	sweep   *time.Timer
 	retired bool // no longer used by its cluster: connections close after their request
 }
 
 func newH1Transport(c *Cluster, key transportKey, dial func(ctx context.Context, addr string) (net.Conn, error)) *h1Transport {
-	return &h1Transport{c: c, dial: dial, key: key, idle: map[string][]*h1Conn{}}
+	return &h1Transport{c: c, dial: dial, key: key} // idle made on the first put
 }
 
 // h1Conn is one upstream connection.
@@ -96,7 +96,7 @@ type h1Conn struct {
 func (t *h1Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
-	t.idle, t.nIdle = map[string][]*h1Conn{}, 0
+	t.idle, t.nIdle = nil, 0
 	if t.sweep != nil {
 		t.sweep.Stop()
 		t.sweep = nil
@@ -266,6 +266,9 @@ func (t *h1Transport) put(pc *h1Conn) {
 		t.mu.Unlock()
 		_ = pc.conn.Close()
 		return
+	}
+	if t.idle == nil {
+		t.idle = map[string][]*h1Conn{}
 	}
 	t.idle[pc.addr] = append(l, pc)
 	t.nIdle++
