@@ -55,21 +55,9 @@ func TestStatsHandler(t *testing.T) {
 			if tc.name == "ready" {
 				ready.Store(true)
 			}
-			req, err := http.NewRequestWithContext(t.Context(), tc.method, srv.URL+tc.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tc.wantCode {
-				t.Fatalf("%s %s = %d, want %d", tc.method, tc.path, resp.StatusCode, tc.wantCode)
+			code, b := call(t, srv, tc.method, tc.path)
+			if code != tc.wantCode {
+				t.Fatalf("%s %s = %d, want %d", tc.method, tc.path, code, tc.wantCode)
 			}
 			if tc.wantBody != "" && !strings.Contains(string(b), tc.wantBody) {
 				t.Errorf("%s lacks %s:\n%s", tc.path, tc.wantBody, b)
@@ -105,17 +93,9 @@ func TestConfigDumpNestedTypes(t *testing.T) {
 	res := &xdsclient.Resources{Raw: map[string]*xdsclient.RawResources{xdsclient.RouteType: xdsclient.NewRawResources(raw)}}
 	srv := httptest.NewServer(admin.Handler(admin.Deps{Resources: func() *xdsclient.Resources { return res }, Metrics: proxymetrics.New()}))
 	t.Cleanup(srv.Close)
-	resp, err := srv.Client().Get(srv.URL + "/config_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		t.Fatalf("/config_dump = %d:\n%s", resp.StatusCode, b)
+	code, b := call(t, srv, http.MethodGet, "/config_dump")
+	if code != 200 {
+		t.Fatalf("/config_dump = %d:\n%s", code, b)
 	}
 	var dump struct {
 		Routes struct {
@@ -144,4 +124,24 @@ func mustAny(t *testing.T, m proto.Message) *anypb.Any {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// call sends a request without a body to srv and returns the response's
+// status and body.
+func call(t *testing.T, srv *httptest.Server, method, path string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
 }

@@ -265,8 +265,10 @@ func (rs *reqState) AfterFunc(f func()) func() bool {
 	return rs.Signal.AfterFunc(f)
 }
 
-// end ends the request's context: no following of the parent after it.
+// end ends the request's context: its route timer stopped, no following
+// of the parent after it.
 func (rs *reqState) end() {
+	rs.stopTimer()
 	rs.follow.Do(func() {})
 	rs.parentStop.Stop()
 	rs.Cancel(nil, nil)
@@ -386,7 +388,6 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 			rs.setResult("", flag)
 		}
 		code := sw.code
-		rs.stopTimer()
 		rs.end()
 		rs.mu.Lock()
 		flags := rs.flags
@@ -718,7 +719,7 @@ func (e *flagError) Error() string { return e.msg }
 func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
 	var fe *flagError
 	if !errors.As(err, &fe) {
-		fe = classify(rs, rs, nil, err)
+		fe = classify(rs, nil, err)
 	}
 	if fe.flag == accesslog.FlagDownstreamTermination {
 		rs.setResult("", fe.flag)
@@ -735,7 +736,7 @@ func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
 
 // classify maps an attempt's error to a response flag. actx is the
 // attempt's context (nil when unknown).
-func classify(rs *reqState, rctx, actx context.Context, err error) *flagError {
+func classify(rs *reqState, actx context.Context, err error) *flagError {
 	cname := ""
 	if rs.cluster != nil {
 		cname = rs.cluster.Name()
@@ -779,7 +780,6 @@ var noRetry = proxyconfig.RetryPolicy{}
 // endpoint as its URL's host; a retry sends a copy, so a transport still
 // holding an abandoned attempt never sees it change.
 func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Response, error) {
-	rctx := out.Context()
 	c := rs.cluster
 	rp := rs.retryPolicy()
 	var rb *replayBody
@@ -824,11 +824,12 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		// An attempt has its own context only when it has its own
 		// deadline (the per-try timeout); otherwise it runs on the
 		// request's, which saves a context per request.
-		actx, acancel := rctx, noCancel
+		var actx context.Context = rs
+		acancel := noCancel
 		var ptimer *time.Timer
 		areq := req
 		if rp.PerTryTimeout > 0 {
-			actx, acancel = context.WithCancelCause(rctx)
+			actx, acancel = context.WithCancelCause(rs)
 			ptimer = time.AfterFunc(rp.PerTryTimeout, func() { acancel(errPerTryTimeout) })
 			areq = req.WithContext(actx)
 		}
@@ -843,10 +844,10 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		rs.setResult(host.Addr, "")
 		var fe *flagError
 		if err != nil {
-			fe = classify(rs, rctx, actx, err)
+			fe = classify(rs, actx, err)
 		}
 		cond := retryCondition(rp, resp, fe)
-		canRetry := cond && attempt < rp.NumRetries && rctx.Err() == nil && (rb == nil || rb.replayable())
+		canRetry := cond && attempt < rp.NumRetries && rs.Err() == nil && (rb == nil || rb.replayable())
 		if canRetry && !c.StartRetry() {
 			canRetry = false
 		}
@@ -871,9 +872,9 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		host.Done(true)
 		c.EndRequest()
 		acancel(nil)
-		if !sleepBackoff(rctx, rp, attempt+1) {
+		if !sleepBackoff(rs, rp, attempt+1) {
 			c.EndRetry()
-			return nil, classify(rs, rctx, nil, cancelsig.Cause(rctx))
+			return nil, classify(rs, nil, rs.Cause())
 		}
 	}
 }

@@ -144,9 +144,10 @@ type Cluster struct {
 }
 
 type transports struct {
-	key transportKey
-	h1  *h1Transport
-	h2  h2Transport
+	key  transportKey
+	dial *plainDial // the pools' dialer, and tcp_proxy's in plaintext (Dial)
+	h1   *h1Transport
+	h2   h2Transport
 }
 
 // h2Transport is a pool for HTTP/2 (h2c, or over connections its dialer
@@ -481,7 +482,7 @@ func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) boo
 // newTransports makes the plaintext pools of a cluster's settings.
 func (c *Cluster) newTransports(key transportKey) *transports {
 	pd := &plainDial{c: c, d: net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}, maxConns: key.maxConns}
-	t := &transports{key: key, h2: h2Transport{dial: pd.h2, idle: key.idle}}
+	t := &transports{key: key, dial: pd, h2: h2Transport{dial: pd.h2, idle: key.idle}}
 	t.h1 = newH1Transport(c, key, pd.h1)
 	return t
 }
@@ -667,12 +668,7 @@ func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
 			}
 			return b.dial(ctx, addr) // a DialError on failure
 		}
-		d := net.Dialer{Timeout: st.cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, &DialError{Addr: addr, Err: err}
-		}
-		return conn, nil
+		return c.tr.Load().dial.raw(ctx, addr)
 	})
 }
 

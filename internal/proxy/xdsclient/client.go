@@ -151,7 +151,7 @@ type typeState struct {
 	received bool
 	lastErr  string
 	parsed   map[string]any
-	raw      map[string][]byte // compressed by packer; never changed once stored
+	raw      map[string][]byte // as packer keeps them; never changed once stored
 	packer   rawPacker
 }
 
