@@ -274,39 +274,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if tls {
 				name += "-tls"
 			}
-			hp, err := freePorts(2)
+			procs, url, err := startPeerPair(ctx, kind, name, bin, work, logDir,
+				hopConfig{tlsOut: tls, cert: cert, key: key, combined: combined, threads: o.Threads},
+				hopConfig{next: int(ports[0]), tlsIn: tls, cert: cert, key: key, combined: combined, threads: o.Threads})
+			for _, p := range procs {
+				stops = append(stops, p.stop)
+			}
 			if err != nil {
 				return nil, err
-			}
-			a := hopConfig{listen: int(hp[0]), next: int(hp[1]), tlsOut: tls, cert: cert, key: key, combined: combined, threads: o.Threads}
-			b := hopConfig{listen: int(hp[1]), next: int(ports[0]), tlsIn: tls, cert: cert, key: key, combined: combined, threads: o.Threads}
-			var procs []*proc
-			// Start hop B first so hop A's first request finds it.
-			for _, h := range []struct {
-				hop  hopConfig
-				name string
-			}{{b, name + "-b"}, {a, name + "-a"}} {
-				h.hop.dir = filepath.Join(work, h.name)
-				for _, d := range []string{h.hop.dir, filepath.Join(h.hop.dir, "xdg-data"), filepath.Join(h.hop.dir, "xdg-config")} {
-					if err := os.MkdirAll(d, 0o755); err != nil {
-						return nil, err
-					}
-				}
-				conf := filepath.Join(h.hop.dir, kind+".conf")
-				if err := os.WriteFile(conf, []byte(peerConfig(kind, h.hop)), 0o644); err != nil {
-					return nil, err
-				}
-				env := []string{"XDG_DATA_HOME=" + filepath.Join(h.hop.dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(h.hop.dir, "xdg-config"), "HOME=" + h.hop.dir, fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}
-				p, err := startProc(logDir, h.name, env, peerArgv(kind, bin, conf, h.hop.dir)...)
-				if err != nil {
-					return nil, err
-				}
-				stops = append(stops, p.stop)
-				procs = append([]*proc{p}, procs...)
-			}
-			url := fmt.Sprintf("http://127.0.0.1:%d/echo", a.listen)
-			if err := waitHTTP(ctx, url, 30*time.Second, procs[0]); err != nil {
-				return nil, fmt.Errorf("%s: %w\nhop A:\n%s\nhop B:\n%s", name, err, procs[0].tail(), procs[1].tail())
 			}
 			add(&path{name: name, group: kind, scenario: "latency", target: url, procs: procs})
 			if !tls {
@@ -453,5 +428,59 @@ func machine() map[string]string {
 		"cpu_model": model,
 		"go":        runtime.Version(),
 		"loadavg":   strings.TrimSpace(string(load)),
+	}
+}
+
+// startPeerPair starts a peer's two hops, B (listening where A forwards,
+// forwarding to b.next) first, on fresh loopback ports, and waits until
+// A answers. A hop that finds its port taken (picked free, then taken by
+// another process before the peer bound it) is started again on other
+// ports, twice at most. It returns the processes still running (A first)
+// for the caller to stop, also on error, and A's URL.
+func startPeerPair(ctx context.Context, kind, name, bin, work, logDir string, a, b hopConfig) ([]*proc, string, error) {
+	var started []*proc
+	for try := 0; ; try++ {
+		hp, err := freePorts(2)
+		if err != nil {
+			return started, "", err
+		}
+		a.listen, a.next, b.listen = int(hp[0]), int(hp[1]), int(hp[1])
+		var procs []*proc
+		for _, h := range []struct {
+			hop  hopConfig
+			name string
+		}{{b, name + "-b"}, {a, name + "-a"}} {
+			h.hop.dir = filepath.Join(work, h.name)
+			for _, d := range []string{h.hop.dir, filepath.Join(h.hop.dir, "xdg-data"), filepath.Join(h.hop.dir, "xdg-config")} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					return started, "", err
+				}
+			}
+			conf := filepath.Join(h.hop.dir, kind+".conf")
+			if err := os.WriteFile(conf, []byte(peerConfig(kind, h.hop)), 0o644); err != nil {
+				return started, "", err
+			}
+			env := []string{"XDG_DATA_HOME=" + filepath.Join(h.hop.dir, "xdg-data"), "XDG_CONFIG_HOME=" + filepath.Join(h.hop.dir, "xdg-config"), "HOME=" + h.hop.dir, fmt.Sprintf("GOMAXPROCS=%d", h.hop.threads)}
+			p, err := startProc(logDir, h.name, env, peerArgv(kind, bin, conf, h.hop.dir)...)
+			if err != nil {
+				return started, "", err
+			}
+			started = append(started, p)
+			procs = append([]*proc{p}, procs...)
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d/echo", a.listen)
+		err = waitHTTP(ctx, url, 30*time.Second, procs[0])
+		if err == nil {
+			return procs, url, nil
+		}
+		tails := procs[0].tail() + procs[1].tail()
+		if try < 2 && (procs[0].exited() || procs[1].exited()) && strings.Contains(strings.ToLower(tails), "address already in use") {
+			for _, p := range procs {
+				p.stop()
+			}
+			started = started[:len(started)-len(procs)]
+			continue
+		}
+		return started, "", fmt.Errorf("%s: %w\nhop A:\n%s\nhop B:\n%s", name, err, procs[0].tail(), procs[1].tail())
 	}
 }
