@@ -4,7 +4,8 @@ GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X weft.dev/weft/internal/version.Version=$(VERSION)
-# Build tags of both binaries (internal/version.BuildTags says why).
+# Build tags of both binaries (internal/version.BuildTags says why); both
+# are built without cgo, static (internal/version.BuildEnv).
 TAGS    := grpcnotrace
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
@@ -15,8 +16,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/weft and bin/weft-proxy
-	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft ./cmd/weft
-	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft-proxy ./cmd/weft-proxy
+	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft ./cmd/weft
+	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft-proxy ./cmd/weft-proxy
 
 up: build ## run the built-in demo mesh (weft up)
 	$(BIN)/weft up

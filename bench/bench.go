@@ -215,6 +215,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			o.WeftProxy = filepath.Join(work, "weft-proxy")
 			log.Info("building weft-proxy", "out", o.WeftProxy)
 			cmd := exec.CommandContext(ctx, "go", "build", "-tags", version.BuildTags, "-o", o.WeftProxy, "weft.dev/weft/cmd/weft-proxy")
+			cmd.Env = append(os.Environ(), version.BuildEnv)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("building weft-proxy: %v\n%s", err, b)
 			}

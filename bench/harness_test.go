@@ -27,6 +27,7 @@ func TestSmoke(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command("go", append([]string{"build", "-o", bin + "/"}, args...)...)
 		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), version.BuildEnv)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go build %v: %v\n%s", args, err, b)
 		}

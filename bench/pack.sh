@@ -20,7 +20,7 @@ d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 mkdir "$d/lib"
 cd "$root"
-$GO build -tags "$TAGS" -ldflags "-s -w" -o "$d/weft-proxy" ./cmd/weft-proxy
+CGO_ENABLED=0 $GO build -tags "$TAGS" -ldflags "-s -w" -o "$d/weft-proxy" ./cmd/weft-proxy
 $GO build -ldflags "-s -w" -o "$d/weftbench" ./bench/cmd/weftbench
 (cd tools && $GO build -ldflags "-s -w" -o "$d/fortio" fortio.org/fortio)
 if [ -n "$base" ]; then cp "$base" "$d/weft-proxy-base"; fi

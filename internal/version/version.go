@@ -12,3 +12,9 @@ var Version = "dev"
 // generated validators included: about 14 MB of weft-proxy's 39 MB, and
 // most of its file-backed resident memory.
 const BuildTags = "grpcnotrace"
+
+// BuildEnv is the environment every build of weft and weft-proxy adds to
+// go build's (the Makefile's build lines say the same): without cgo the
+// binaries are static, so a sidecar maps no C library (1.5-2 MB less
+// resident memory per sidecar) and resolves names with Go's own resolver.
+const BuildEnv = "CGO_ENABLED=0"

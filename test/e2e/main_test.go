@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	for _, pkg := range []string{"weft", "weft-proxy"} {
 		cmd := exec.Command("go", "build", "-tags", version.BuildTags, "-o", filepath.Join(dir, pkg), "weft.dev/weft/cmd/"+pkg)
+		cmd.Env = append(os.Environ(), version.BuildEnv)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building", pkg, err)
