@@ -140,6 +140,9 @@ func TestForwardingSemantics(t *testing.T) {
 		req.Header.Set("X-Client-Hop", "1")
 		req.Header.Set("X-Forwarded-For", "203.0.113.9")
 		req.Header.Set("Forwarded", "for=203.0.113.9")
+		req.Header.Set("X-Forwarded-Host", "evil.example")
+		req.Header.Set("Keep-Alive", "timeout=5")
+		req.Header.Set("Proxy-Authorization", "Basic Zm9vOmJhcg==")
 		req.Header.Set("X-Custom", "passed")
 		resp, err := c.Do(req)
 		if err != nil {
@@ -151,7 +154,7 @@ func TestForwardingSemantics(t *testing.T) {
 		for n := range strings.SplitSeq(string(body), ",") {
 			seen[n] = true
 		}
-		for _, n := range []string{"X-Client-Hop", "X-Forwarded-For", "Forwarded"} {
+		for _, n := range []string{"X-Client-Hop", "X-Forwarded-For", "Forwarded", "X-Forwarded-Host", "Keep-Alive", "Proxy-Authorization"} {
 			if seen[n] {
 				t.Errorf("the app got %s; headers %s", n, body)
 			}

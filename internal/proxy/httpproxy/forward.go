@@ -53,7 +53,9 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 		return
 	}
 	te := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
-	removeHopByHop(h)
+	// Forwarding headers from the client are not passed on either: the
+	// mesh sets its own (rewrite).
+	removeHopByHop(h, true)
 	if te {
 		h["Te"] = []string{"trailers"}
 	}
@@ -61,12 +63,6 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 		h["Connection"] = []string{"Upgrade"}
 		h["Upgrade"] = []string{upType}
 	}
-	// Forwarding headers from the client are not passed on: the mesh
-	// sets its own (rewrite).
-	delete(h, "Forwarded")
-	delete(h, "X-Forwarded-For")
-	delete(h, "X-Forwarded-Host")
-	delete(h, "X-Forwarded-Proto")
 	rewrite(rs, r, out)
 	if _, ok := h["User-Agent"]; !ok && h2 {
 		h["User-Agent"] = []string{""} // no Go default User-Agent upstream
@@ -85,7 +81,7 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 		p.switchProtocols(sw, rs, out, resp)
 		return
 	}
-	removeHopByHop(resp.Header)
+	removeHopByHop(resp.Header, false)
 	modifyResponse(rs, resp)
 	var dh http.Header
 	if ad, ok := sw.ResponseWriter.(headerAdopter); ok && ad.AdoptHeader(resp.Header) {
@@ -288,12 +284,12 @@ func upgradeType(h http.Header) string {
 	return ""
 }
 
-// hopByHop are the header fields that describe one connection only (RFC
-// 9110 section 7.6.1), besides those the Connection field names.
-var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func removeHopByHop(h http.Header) {
+// removeHopByHop drops the header fields that describe one connection
+// only (RFC 9110 section 7.6.1): those the Connection field names and the
+// standard ones; with forwarding, also the client's forwarding fields. The
+// standard ones go in one pass over the header, which costs less than a
+// lookup for each name in the few fields a request or response has.
+func removeHopByHop(h http.Header, forwarding bool) {
 	for _, f := range h["Connection"] {
 		for sf := range strings.SplitSeq(f, ",") {
 			if sf = textproto.TrimString(sf); sf != "" {
@@ -301,9 +297,32 @@ func removeHopByHop(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopByHop {
-		delete(h, k)
+	for k := range h {
+		if isHopByHop(k) || forwarding && isForwarding(k) {
+			delete(h, k)
+		}
 	}
+}
+
+// isHopByHop reports whether k (canonical) is one of the standard
+// hop-by-hop fields.
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// isForwarding reports whether k (canonical) is a field in which proxies
+// record the request's path, which the mesh sets itself.
+func isForwarding(k string) bool {
+	switch k {
+	case "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		return true
+	}
+	return false
 }
 
 func copyHeader(dst, src http.Header) {

@@ -491,7 +491,7 @@ func (w *h1Response) Write(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(p)), 16))
 		bw.WriteString("\r\n")
 		bw.Write(p)
 		_, w.err = bw.WriteString("\r\n")
@@ -682,7 +682,7 @@ func writeStatusLine(bw *bufio.Writer, http11 bool, code int) {
 	} else {
 		bw.WriteString("HTTP/1.0 ")
 	}
-	bw.WriteString(strconv.Itoa(code))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 	bw.WriteByte(' ')
 	text := http.StatusText(code)
 	if text == "" {

@@ -631,7 +631,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) (body io.Reader, chunked boo
 		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 	case body != nil:
 		bw.WriteString("Content-Length: ")
-		bw.WriteString(strconv.FormatInt(req.ContentLength, 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), req.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
 	default:
 		switch method {
@@ -681,7 +681,7 @@ func writeBody(bw *bufio.Writer, req *http.Request, body io.Reader, chunked bool
 	for {
 		n, err := body.Read(*buf)
 		if n > 0 {
-			bw.WriteString(strconv.FormatInt(int64(n), 16))
+			bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 16))
 			bw.WriteString("\r\n")
 			bw.Write((*buf)[:n])
 			bw.WriteString("\r\n")
