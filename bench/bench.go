@@ -87,7 +87,15 @@ type Options struct {
 // sidecarEnv is env with the sidecars' GOMAXPROCS in front (a later
 // GOMAXPROCS in env wins).
 func (o *Options) sidecarEnv(env []string) []string {
-	return append([]string{fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}, env...)
+	base := []string{fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}
+	if o.Profile {
+		// --pprof, for CPU profiles, would also sample heap allocations
+		// from the start, and the runtime's table of sampled stacks
+		// (up to 2 MB) would count in the sidecars' RSS. A GODEBUG in
+		// env (later, so it wins) turns it back on.
+		base = append(base, "GODEBUG=memprofilerate=0")
+	}
+	return append(base, env...)
 }
 
 func (o *Options) defaults() {
