@@ -46,6 +46,11 @@ import (
 // by their own size (docs/performance.md, optimisation 16).
 const DefaultGCHeadroomMiB = 6
 
+// DefaultSidecarConcurrency is --concurrency's default for sidecars, as
+// Istio's: two threads run the proxy's Go code whatever the host's size
+// (a gateway's default, 0, uses every CPU the process may use).
+const DefaultSidecarConcurrency = 2
+
 // Config is the proxy's static configuration, read once from flags.
 type Config struct {
 	// XDSAddr is the control plane's ADS address (default 127.0.0.1:15010).
@@ -83,6 +88,12 @@ type Config struct {
 	// GCHeadroomMiB bounds the heap's growth between collections (package
 	// gcheadroom) in MiB; 0, or GOGC in the environment, keeps Go's.
 	GCHeadroomMiB int
+	// Concurrency is the number of threads that run the proxy's Go code
+	// (GOMAXPROCS), at most the runtime's own choice (the CPUs, or the
+	// container's CPU limit); 0 keeps that choice. Default
+	// DefaultSidecarConcurrency for a sidecar, 0 for a gateway. A
+	// GOMAXPROCS in the environment wins.
+	Concurrency int
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
 	// AccessLog is a file path, "-" for stderr, or empty for none. When
@@ -154,6 +165,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.StatsAddr, "stats-addr", "", `address serving /stats/prometheus, /metrics and the health checks /ready and /healthz/ready, e.g. 127.0.0.1:15090 (default "": off)`)
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
+	fs.IntVar(&cfg.Concurrency, "concurrency", -1, fmt.Sprintf("threads that run the proxy (GOMAXPROCS), at most the CPUs the process may use; 0: all of them (default %d for a sidecar, 0 for a gateway; a GOMAXPROCS in the environment wins)", DefaultSidecarConcurrency))
 	fs.IntVar(&cfg.GCHeadroomMiB, "gc-headroom-mib", DefaultGCHeadroomMiB, "how far (MiB) the heap may grow past its live size between collections: GOGC is lowered (to 25 at least) while the live heap, mostly config, is larger; 0 or a GOGC in the environment keeps Go's default")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr; overrides the config's access logs (default off: the config decides)`)
@@ -181,6 +193,15 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	if cfg.InterceptionMode != "" && cfg.InterceptionMode != xdsmeta.InterceptionRedirect {
 		return cfg, fmt.Errorf("--interception-mode %q: want %s or nothing", cfg.InterceptionMode, xdsmeta.InterceptionRedirect)
 	}
+	if cfg.Concurrency < -1 {
+		return cfg, fmt.Errorf("--concurrency %d: want 0 (every CPU) or more", cfg.Concurrency)
+	}
+	if cfg.Concurrency == -1 {
+		cfg.Concurrency = 0
+		if cfg.Type == xdsmeta.ProxyTypeSidecar {
+			cfg.Concurrency = DefaultSidecarConcurrency
+		}
+	}
 	if cfg.MaxSeries < 1 {
 		return cfg, fmt.Errorf("--max-metric-series %d: want a cap of at least 1 label set per family (default %d)", cfg.MaxSeries, proxymetrics.DefaultMaxSeries)
 	}
@@ -192,6 +213,17 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// setConcurrency lowers GOMAXPROCS to n (n > 0) unless the environment
+// sets it. A sidecar beside its app needs a few threads, not one per CPU
+// of the host: fewer Ps mean less of the scheduler's spinning and waking
+// per request (docs/performance.md, optimisation 21).
+func setConcurrency(n int) {
+	if n <= 0 || os.Getenv("GOMAXPROCS") != "" || n >= runtime.GOMAXPROCS(0) {
+		return
+	}
+	runtime.GOMAXPROCS(n)
 }
 
 func parseLabels(s string) (map[string]string, error) {
@@ -226,6 +258,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// sampled stacks (up to 1.5 MB in a long-running sidecar).
 		runtime.MemProfileRate = 0
 	}
+	setConcurrency(cfg.Concurrency)
 	if cfg.GCHeadroomMiB < 0 {
 		fmt.Fprintln(stderr, "weft-proxy: --gc-headroom-mib must be 0 or more")
 		return 2
