@@ -4,9 +4,10 @@ GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X weft.dev/weft/internal/version.Version=$(VERSION)
-# Build tags of both binaries (internal/version.BuildTags says why); both
-# are built without cgo, static (internal/version.BuildEnv).
-TAGS    := grpcnotrace
+# Build tags and environment of both binaries: internal/version.BuildTags
+# and BuildEnv say why, and its test keeps these lines equal to them.
+TAGS     := grpcnotrace
+BUILDENV := CGO_ENABLED=0
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
@@ -16,8 +17,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/weft and bin/weft-proxy
-	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft ./cmd/weft
-	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft-proxy ./cmd/weft-proxy
+	$(BUILDENV) $(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft ./cmd/weft
+	$(BUILDENV) $(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/weft-proxy ./cmd/weft-proxy
 
 up: build ## run the built-in demo mesh (weft up)
 	$(BIN)/weft up
@@ -72,7 +73,7 @@ bench-quick: $(BIN)/tools/fortio ## the data-plane benchmark with 10 s windows (
 	$(BIN)/weftbench --quick --pprof $(BENCHFLAGS)
 
 bench-pack: ## pack the benchmark, its peers and libraries into bin/weft-bench.tar.xz, to run on a larger machine (BASE=old weft-proxy)
-	GO=$(GO) TAGS=$(TAGS) bench/pack.sh $(BIN)/weft-bench.tar.xz $(BASE)
+	GO=$(GO) TAGS=$(TAGS) BUILDENV="$(BUILDENV)" bench/pack.sh $(BIN)/weft-bench.tar.xz $(BASE)
 
 bench-deps: ## install the benchmark's peers and load generator (apt-get nginx haproxy; fortio, caddy)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

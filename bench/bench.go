@@ -85,17 +85,34 @@ type Options struct {
 }
 
 // sidecarEnv is env with the sidecars' GOMAXPROCS in front (a later
-// GOMAXPROCS in env wins).
+// GOMAXPROCS in env wins) and their GODEBUG settings in one variable: the
+// harness's own first, then weftbench's GODEBUG, then each GODEBUG in env,
+// so that a later setting of the same name wins as the runtime reads them.
 func (o *Options) sidecarEnv(env []string) []string {
-	base := []string{fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}
+	out := []string{fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}
+	var godebug []string
 	if o.Profile {
 		// --pprof, for CPU profiles, would also sample heap allocations
 		// from the start, and the runtime's table of sampled stacks
-		// (up to 2 MB) would count in the sidecars' RSS. A GODEBUG in
-		// env (later, so it wins) turns it back on.
-		base = append(base, "GODEBUG=memprofilerate=0")
+		// (up to 1.5 MB) would count in the sidecars' RSS.
+		godebug = append(godebug, "memprofilerate=0")
 	}
-	return append(base, env...)
+	if v := os.Getenv("GODEBUG"); v != "" {
+		godebug = append(godebug, v)
+	}
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			if v != "" {
+				godebug = append(godebug, v)
+			}
+			continue
+		}
+		out = append(out, kv)
+	}
+	if len(godebug) > 0 {
+		out = append(out, "GODEBUG="+strings.Join(godebug, ","))
+	}
+	return out
 }
 
 func (o *Options) defaults() {

@@ -14,13 +14,14 @@ out=$1
 base=${2:-}
 GO=${GO:-go}
 TAGS=${TAGS:-grpcnotrace}
+BUILDENV=${BUILDENV:-CGO_ENABLED=0}
 root=$(cd "$(dirname "$0")/.." && pwd)
 case $out in /*) ;; *) out=$PWD/$out ;; esac
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
 mkdir "$d/lib"
 cd "$root"
-CGO_ENABLED=0 $GO build -tags "$TAGS" -ldflags "-s -w" -o "$d/weft-proxy" ./cmd/weft-proxy
+env $BUILDENV $GO build -tags "$TAGS" -ldflags "-s -w" -o "$d/weft-proxy" ./cmd/weft-proxy
 $GO build -ldflags "-s -w" -o "$d/weftbench" ./bench/cmd/weftbench
 (cd tools && $GO build -ldflags "-s -w" -o "$d/fortio" fortio.org/fortio)
 if [ -n "$base" ]; then cp "$base" "$d/weft-proxy-base"; fi

@@ -47,6 +47,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "building", pkg, err)
 			os.Exit(1)
 		}
+		// The binaries under test are built as the Makefile builds
+		// them: static, with the release tags.
+		if err := version.CheckBinary(filepath.Join(dir, pkg)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	// Third-party apps run for real, built from the tools module.
 	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin", "github.com/stefanprodan/podinfo/cmd/podinfo")

@@ -41,7 +41,7 @@ func main() {
 	flag.StringVar(&o.HAProxy, "haproxy", look("haproxy"), "haproxy binary (empty: skip)")
 	flag.StringVar(&o.Caddy, "caddy", exists("bin/tools/caddy"), "caddy binary (empty: skip)")
 	flag.StringVar(&o.OutDir, "out", "bench/out", "folder for results.json, logs and profiles")
-	sidecarEnv := flag.String("sidecar-env", "", "K=V,K=V added to the sidecars' environment (e.g. GOMAXPROCS=1)")
+	sidecarEnv := flag.String("sidecar-env", "", "K=V,K=V added to the sidecars' environment (e.g. GOMAXPROCS=1; GODEBUG settings one per entry, GODEBUG=gctrace=1,GODEBUG=madvdontneed=1, are joined)")
 	baseEnv := flag.String("base-sidecar-env", "-", "K=V,K=V for the --weft-proxy-base mesh's sidecars instead of --sidecar-env (\"\" for none; \"-\": the same)")
 	flag.BoolVar(&o.Profile, "pprof", false, "save CPU profiles of both sidecars during the last two-hop latency and throughput windows")
 	flag.Parse()

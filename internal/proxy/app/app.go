@@ -218,7 +218,12 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 // setConcurrency lowers GOMAXPROCS to n (n > 0) unless the environment
 // sets it. A sidecar beside its app needs a few threads, not one per CPU
 // of the host: fewer Ps mean less of the scheduler's spinning and waking
-// per request (docs/performance.md, optimisation 21).
+// per request (docs/performance.md, optimisation 21). It is set once: a
+// program that sets GOMAXPROCS stops the runtime's own updates when the
+// container's CPU limit changes. For n <= 2 nothing is lost (the runtime
+// itself never goes below 2); a larger n follows a lower limit on the next
+// start. When n is at least the runtime's choice nothing is set and the
+// updates go on.
 func setConcurrency(n int) {
 	if n <= 0 || os.Getenv("GOMAXPROCS") != "" || n >= runtime.GOMAXPROCS(0) {
 		return

@@ -51,6 +51,7 @@ func TestForwardingSemantics(t *testing.T) {
 		w.Header().Set("Connection", "X-Hop-Secret")
 		w.Header().Set("X-Hop-Secret", "internal")
 		w.Header().Set("X-End-To-End", "kept")
+		w.Header().Set("X-Seen-Forwarded-Proto", strings.Join(r.Header.Values("X-Forwarded-Proto"), ";"))
 		_, _ = io.WriteString(w, strings.Join(names, ","))
 	})
 	m := startMesh(t, app)
@@ -141,6 +142,7 @@ func TestForwardingSemantics(t *testing.T) {
 		req.Header.Set("X-Forwarded-For", "203.0.113.9")
 		req.Header.Set("Forwarded", "for=203.0.113.9")
 		req.Header.Set("X-Forwarded-Host", "evil.example")
+		req.Header.Set("X-Forwarded-Proto", "https")
 		req.Header.Set("Keep-Alive", "timeout=5")
 		req.Header.Set("Proxy-Authorization", "Basic Zm9vOmJhcg==")
 		req.Header.Set("X-Custom", "passed")
@@ -158,6 +160,11 @@ func TestForwardingSemantics(t *testing.T) {
 			if seen[n] {
 				t.Errorf("the app got %s; headers %s", n, body)
 			}
+		}
+		// The client's claim of https is dropped; the mesh says what
+		// the hop it received the request on was.
+		if got := resp.Header.Get("X-Seen-Forwarded-Proto"); got != "http" {
+			t.Errorf("the app got X-Forwarded-Proto %q, want \"http\"", got)
 		}
 		if !seen["X-Custom"] || !seen["X-Request-Id"] {
 			t.Errorf("the app did not get X-Custom and X-Request-Id; headers %s", body)

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -12,7 +13,7 @@ import (
 )
 
 // goListDeps lists pkg and its dependencies as the build links them (the
-// release build tags); it skips with -short or without the go tool.
+// release build tags and environment); it skips with -short or without the go tool.
 func goListDeps(t *testing.T, pkg string) []string {
 	t.Helper()
 	if testing.Short() {
@@ -24,7 +25,9 @@ func goListDeps(t *testing.T, pkg string) []string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, goBin, "list", "-tags", version.BuildTags, "-deps", pkg).CombinedOutput()
+	cmd := exec.CommandContext(ctx, goBin, "list", "-tags", version.BuildTags, "-deps", pkg)
+	cmd.Env = append(os.Environ(), version.BuildEnv)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list %s: %v\n%s", pkg, err, out)
 	}
