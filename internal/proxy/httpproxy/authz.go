@@ -19,14 +19,18 @@ var rbacDenied = &localDenial{status: http.StatusForbidden, flag: rbac.ResponseF
 // secure runs the HTTP connection manager's request authentication (JWT)
 // and authorization (RBAC) filters, in that order, and returns the reply
 // to send instead of routing, or nil. Principals come from t (the
-// verified peer certificate), never from headers. The allow path does not
-// allocate: the input lives in the request state.
-func (p *Proxy) secure(rs *reqState, r *http.Request, t *Target) *localDenial {
+// verified peer certificate), never from headers. The input is allocated
+// here (160 bytes; the policy tree's interface calls keep it off the
+// stack), not kept in the request state, so that requests on listeners
+// without these filters do not carry it: their state is 640 bytes
+// instead of 896, and with the filters 800 in two allocations.
+func (p *Proxy) secure(r *http.Request, t *Target) *localDenial {
 	hcm := t.HTTP
 	if hcm == nil || (hcm.RBAC == nil && hcm.JWT == nil) {
 		return nil
 	}
-	in := &rs.authz
+	var input rbac.Input
+	in := &input
 	in.HTTP = true
 	in.Principal = t.DownstreamPrincipal
 	in.Method, in.Host, in.Path, in.Header = r.Method, t.Authority, r.URL.Path, r.Header
@@ -48,7 +52,7 @@ func (p *Proxy) secure(rs *reqState, r *http.Request, t *Target) *localDenial {
 		}
 	}
 	if hcm.JWT != nil {
-		if d := p.authenticate(hcm.JWT, rs, r); d != nil {
+		if d := p.authenticate(hcm.JWT, in, r); d != nil {
 			return d
 		}
 	}

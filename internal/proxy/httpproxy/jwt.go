@@ -7,12 +7,13 @@ import (
 
 	"weft.dev/weft/internal/proxy/jwtauth"
 	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/rbac"
 )
 
-// authenticate runs the JWT filter: a valid token sets rs.authz.Auth
+// authenticate runs the JWT filter: a valid token sets in.Auth
 // (request.auth.* for authorization); an invalid one, or a missing one
 // where missing tokens are not allowed, gets 401 with Envoy's words.
-func (p *Proxy) authenticate(j *proxyconfig.JWTAuthn, rs *reqState, r *http.Request) *localDenial {
+func (p *Proxy) authenticate(j *proxyconfig.JWTAuthn, in *rbac.Input, r *http.Request) *localDenial {
 	auth, err := jwtauth.Authenticate(r.Context(), j.Providers, p.jwks, r, time.Now())
 	if err != nil {
 		msg := "Jwt verification fails"
@@ -26,6 +27,6 @@ func (p *Proxy) authenticate(j *proxyconfig.JWTAuthn, rs *reqState, r *http.Requ
 	if auth == nil && !j.AllowMissing {
 		return &localDenial{status: http.StatusUnauthorized, flag: "", msg: "Jwt is missing"}
 	}
-	rs.authz.Auth = auth
+	in.Auth = auth
 	return nil
 }
