@@ -20,6 +20,8 @@ type Report struct {
 	// Paths holds one object per path and scenario (latency at the fixed
 	// rate, grpc ping at the fixed rate, throughput in a closed loop).
 	Paths []*Result `json:"paths"`
+	// Goals are the sidecar's goals the run could check (goals.go).
+	Goals []*Goal `json:"goals"`
 }
 
 // Result is one path in one scenario. Latencies and rates are medians over
@@ -210,6 +212,8 @@ func (r *Report) finish() {
 		n := float64(len(x.Proxies))
 		x.CPUPer1k, x.ReqPerCPUS, x.RSSMB = ptr(round3(cpu/n)), ptr(math.Round(rps/n)), ptr(rss)
 	}
+	services, _ := r.Settings["services"].(int)
+	r.Goals = r.goals(services)
 }
 
 func (r *Report) baseline(sc string) *Result {
@@ -284,4 +288,5 @@ func (r *Report) Table(w io.Writer) {
 			fmt.Fprintln(w, "  "+n)
 		}
 	}
+	goalTable(w, r.Goals)
 }
