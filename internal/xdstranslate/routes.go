@@ -487,6 +487,9 @@ var grpcCodes = map[string]uint32{
 	"DATA_LOSS": 15, "UNAUTHENTICATED": 16,
 }
 
+// faultPercent is the share of requests a fault applies to: its
+// percentage, else the deprecated integer percent. Neither set is none, as
+// Istio documents ("If left unspecified, no request will be delayed").
 func faultPercent(p *networking.Percent, legacy int32) *typev3.FractionalPercent {
 	if p != nil {
 		return percent(p.GetValue())
@@ -494,7 +497,7 @@ func faultPercent(p *networking.Percent, legacy int32) *typev3.FractionalPercent
 	if legacy > 0 {
 		return &typev3.FractionalPercent{Numerator: uint32(legacy), Denominator: typev3.FractionalPercent_HUNDRED}
 	}
-	return &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}
+	return nil
 }
 
 func faultConfig(f *networking.HTTPFaultInjection) *fault.HTTPFault {

@@ -158,6 +158,60 @@ func TestDemoMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("fault injection for one user", func(t *testing.T) {
+		// Istio's fault injection task on the demo: ratings fails for
+		// jason (whose reviews-v3 asks it), and for nobody else.
+		fault := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
+    route: [{destination: {host: ratings}}]
+  - route: [{destination: {host: ratings}}]
+`
+		if out, err := m.weft(fault, "apply", "-f", "-"); err != nil {
+			t.Fatalf("weft apply: %v\n%s", err, out)
+		}
+		t.Cleanup(func() {
+			// The demo's own ratings routes back.
+			restore := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - route: [{destination: {host: ratings}}]
+    timeout: 2s
+    retries: {attempts: 3, perTryTimeout: 0.5s, retryOn: "gateway-error,connect-failure,reset"}
+`
+			if out, err := m.weft(restore, "apply", "-f", "-"); err != nil {
+				t.Errorf("restoring ratings' routes: %v\n%s", err, out)
+			}
+		})
+		waitFor(t, 10*time.Second, "jason's ratings to fail with the injected abort", func() error {
+			code, body, err := get(page, "end-user", "jason")
+			if err != nil {
+				return err
+			}
+			if code != 200 || !strings.Contains(body, "ratings are unavailable right now (500") || !strings.Contains(body, "fault filter abort") {
+				return fmt.Errorf("status %d: %.300s", code, body)
+			}
+			return nil
+		})
+		for range 20 {
+			code, body, err := get(page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != 200 || strings.Contains(body, "ratings are unavailable") {
+				t.Fatalf("a request without end-user got status %d: %.300s", code, body)
+			}
+		}
+	})
+
 	t.Run("a bad change is refused and changes nothing", func(t *testing.T) {
 		bad := strings.ReplaceAll(reviews5050, "subset: v2", "subset: v9")
 		out, err := m.weft(bad, "apply", "-f", "-")

@@ -42,6 +42,10 @@ const (
 	// FlagDownstreamProtocolError: the downstream broke the protocol; on
 	// TCP, the client sidecar's peer metadata frame was invalid.
 	FlagDownstreamProtocolError = "DPE"
+	// FlagDelayInjected: fault injection delayed the request.
+	FlagDelayInjected = "DI"
+	// FlagFaultInjected: fault injection aborted the request.
+	FlagFaultInjected = "FI"
 )
 
 // Entry is one access log line.

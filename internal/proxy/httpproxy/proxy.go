@@ -44,7 +44,8 @@ import (
 	"weft.dev/weft/internal/xdsmeta"
 )
 
-// FlagsHeader carries the response flags of a failed or retried request.
+// FlagsHeader carries the response flags of a failed, retried or
+// fault-injected request.
 const FlagsHeader = "X-Weft-Response-Flags"
 
 // RetryBufferLimit is how much of a request body is kept for retries; a
@@ -447,6 +448,15 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		return
 	}
 	rs.vh, rs.route = vh, route
+	if hcm := t.HTTP; hcm != nil && hcm.FaultFilter {
+		f := route.Fault
+		if f == nil {
+			f = hcm.Fault
+		}
+		if f.Injects() && p.injectFault(sw, rs, r, f, &clusterName) {
+			return
+		}
+	}
 	switch {
 	case route.Direct != nil:
 		h := sw.Header()
@@ -541,18 +551,13 @@ func (p *Proxy) localReply(w http.ResponseWriter, rs *reqState, status int, flag
 // with the flags header, or, for gRPC requests, a trailers-only gRPC
 // response whose grpc-status says the same (as Envoy does).
 func writeLocal(w http.ResponseWriter, r *http.Request, start time.Time, status int, flags, msg string) {
+	if router.IsGRPC(r) {
+		writeGRPCStatus(w, grpcCode(r, start, status, flags), flags, msg)
+		return
+	}
 	h := w.Header()
 	if flags != "" {
 		h.Set(FlagsHeader, flags)
-	}
-	if router.IsGRPC(r) {
-		code := grpcCode(r, start, status, flags)
-		h.Set("Content-Type", "application/grpc")
-		h.Set("Grpc-Status", strconv.Itoa(code))
-		h.Set("Grpc-Message", grpcPercentEncode(msg))
-		h.Set("Content-Length", "0")
-		w.WriteHeader(http.StatusOK)
-		return
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -560,6 +565,19 @@ func writeLocal(w http.ResponseWriter, r *http.Request, start time.Time, status 
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, body)
+}
+
+// writeGRPCStatus writes a trailers-only gRPC response with status code.
+func writeGRPCStatus(w http.ResponseWriter, code int, flags, msg string) {
+	h := w.Header()
+	if flags != "" {
+		h.Set(FlagsHeader, flags)
+	}
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(code))
+	h.Set("Grpc-Message", grpcPercentEncode(msg))
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusOK)
 }
 
 // grpcCode maps a local reply to a gRPC status code. A request whose

@@ -234,6 +234,17 @@ func parseHCM(h *hcmv3.HttpConnectionManager, unenforced *[]string) (*HTTPConnec
 		if f.GetName() == routerFilter || f.GetTypedConfig().GetTypeUrl() == "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" {
 			continue
 		}
+		if isFault(f.GetTypedConfig()) {
+			fault, err := parseFault(f.GetTypedConfig(), fmt.Sprintf("http filter %q", f.GetName()), unenforced)
+			if err != nil {
+				return nil, fmt.Errorf("http_filters[%d] %q: %w", i, f.GetName(), err)
+			}
+			out.FaultFilter = true
+			if fault.Injects() {
+				out.Fault = fault
+			}
+			continue
+		}
 		if f.GetIsOptional() || f.GetDisabled() {
 			continue
 		}

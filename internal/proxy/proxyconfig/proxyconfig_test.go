@@ -174,7 +174,7 @@ func TestUnenforcedFieldsAreListed(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		`route "mirror": typed_per_filter_config "envoy.filters.http.fault" (e.g. fault injection)`,
+		`route "mirror": typed_per_filter_config "envoy.filters.http.fault"`,
 		`route "mirror": request_mirror_policies`,
 	}
 	if diff := cmp.Diff(want, got.Unenforced); diff != "" {

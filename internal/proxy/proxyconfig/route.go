@@ -109,8 +109,14 @@ func parseRoute(r *routev3.Route, unenforced *[]string) (*Route, error) {
 	if out.ResponseHeaders, err = headerOps(r.GetResponseHeadersToAdd(), r.GetResponseHeadersToRemove()); err != nil {
 		return nil, fmt.Errorf("response headers: %w", err)
 	}
-	for name := range r.GetTypedPerFilterConfig() {
-		*unenforced = append(*unenforced, fmt.Sprintf("route %q: typed_per_filter_config %q (e.g. fault injection)", r.GetName(), name))
+	for name, cfg := range r.GetTypedPerFilterConfig() {
+		if isFault(cfg) {
+			if out.Fault, err = parseFault(cfg, fmt.Sprintf("route %q", r.GetName()), unenforced); err != nil {
+				return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+			}
+			continue
+		}
+		*unenforced = append(*unenforced, fmt.Sprintf("route %q: typed_per_filter_config %q", r.GetName(), name))
 	}
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:

@@ -134,6 +134,11 @@ type HTTPConnectionManager struct {
 	// JWT is the HCM's envoy.filters.http.jwt_authn filter; nil when
 	// it has none.
 	JWT *JWTAuthn
+	// FaultFilter is set when the HCM has a fault filter: only then do
+	// routes' faults apply. Fault is that filter's own fault injection,
+	// for routes without theirs; nil when it injects nothing.
+	FaultFilter bool
+	Fault       *Fault
 }
 
 // TCPProxy is a validated tcp_proxy filter.
@@ -296,6 +301,9 @@ type Route struct {
 	RequestHeaders HeaderOps
 	// ResponseHeaders are applied to responses.
 	ResponseHeaders HeaderOps
+	// Fault is the route's own fault injection, which replaces the
+	// listener's; nil when the route has none.
+	Fault *Fault
 }
 
 // WeightedCluster is one cluster of a weighted split.

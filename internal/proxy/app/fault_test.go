@@ -1,0 +1,215 @@
+package app_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
+
+	"weft.dev/weft/internal/proxy/httpproxy"
+	"weft.dev/weft/internal/proxy/proxytest"
+	"weft.dev/weft/internal/xdsmeta"
+	"weft.dev/weft/internal/xdstranslate"
+)
+
+// TestFaultInjection runs a gateway proxy whose config is Weft's real
+// translation of a VirtualService with fault injection (Istio's
+// HTTPFaultInjection) in front of a real backend: aborts answer without
+// reaching the backend, with the configured status and the FI flag,
+// delays hold requests back before they are forwarded, a percentage
+// applies to about that share of requests, and routes without a fault
+// are untouched.
+func TestFaultInjection(t *testing.T) {
+	var hits atomic.Int64
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		io.WriteString(w, "backend ok")
+	}))
+	t.Cleanup(backend.Close)
+	_, backendPort, _ := net.SplitHostPort(backend.Listener.Addr().String())
+	snap := meshModel(t, "faults.yaml", fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: [shop.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - match: [{uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+  - match: [{uri: {prefix: /grpc-abort}}]
+    fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 100}}}
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+  - match: [{uri: {prefix: /delay}}]
+    fault: {delay: {fixedDelay: 0.4s, percentage: {value: 100}}}
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+  - match: [{uri: {prefix: /half}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+  - match: [{uri: {prefix: /unset}}]
+    fault: {abort: {httpStatus: 500}}
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+  - route: [{destination: {host: shop.default.svc.cluster.local}}]
+`, backendPort))
+	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: "gw", Type: xdstranslate.Gateway, Namespace: "default",
+		Labels: map[string]string{"istio": "ingressgateway"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []proto.Message
+	for _, l := range res.Listeners {
+		l = proto.Clone(l).(*listenerv3.Listener)
+		l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
+		msgs = append(msgs, l)
+	}
+	for _, r := range res.Routes {
+		msgs = append(msgs, r)
+	}
+	for _, c := range res.Clusters {
+		msgs = append(msgs, c)
+	}
+	for _, e := range res.Endpoints {
+		msgs = append(msgs, e)
+	}
+	cp := proxytest.StartControlPlane(t)
+	gw := proxytest.StartProxy(t, cp, "ingressgateway", proxytest.ProxyOptions{Type: xdsmeta.ProxyTypeGateway})
+	cp.Set(t, gw.NodeID(), msgs...)
+	gw.WaitReady(t)
+	if logs := gw.Logs.String(); strings.Contains(logs, "not enforced") {
+		t.Errorf("the gateway lists config it does not enforce:\n%s", logs)
+	}
+	base := "http://" + gw.ListenerAddr(t, "0.0.0.0_8080")
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(t *testing.T, path string) (int, string, http.Header, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body), resp.Header, time.Since(start)
+	}
+
+	t.Run("abort", func(t *testing.T) {
+		before := hits.Load()
+		code, body, h, _ := get(t, "/abort")
+		if code != 418 || strings.TrimSpace(body) != "fault filter abort" || h.Get(httpproxy.FlagsHeader) != "FI" {
+			t.Errorf("got %d %q flags %q; want 418 \"fault filter abort\" flags FI", code, body, h.Get(httpproxy.FlagsHeader))
+		}
+		if hits.Load() != before {
+			t.Error("an aborted request reached the backend")
+		}
+		// Counted for the service the route was for, with Envoy's flag.
+		found := false
+		for _, line := range strings.Split(adminGet(t, gw, "/stats/prometheus"), "\n") {
+			if strings.HasPrefix(line, "istio_requests_total{") && strings.Contains(line, `response_code="418"`) &&
+				strings.Contains(line, `response_flags="FI"`) && strings.Contains(line, `destination_service="shop.default.svc.cluster.local"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no istio_requests_total with response_code 418, flags FI and the shop service:\n%s", adminGet(t, gw, "/stats/prometheus"))
+		}
+	})
+	t.Run("gRPC abort of an HTTP request", func(t *testing.T) {
+		if code, body, _, _ := get(t, "/grpc-abort"); code != http.StatusServiceUnavailable {
+			t.Errorf("got %d %q; want 503, the HTTP status of UNAVAILABLE", code, body)
+		}
+	})
+	t.Run("gRPC abort of a gRPC request", func(t *testing.T) {
+		// h2c with prior knowledge, as gRPC clients speak to a sidecar.
+		protos := new(http.Protocols)
+		protos.SetUnencryptedHTTP2(true)
+		h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: protos}}
+		req, _ := http.NewRequest("POST", base+"/grpc-abort/shop.Shop/List", strings.NewReader("\x00\x00\x00\x00\x00"))
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		resp, err := h2.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// A trailers-only response: the status is in the headers.
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" || resp.Header.Get("Grpc-Message") != "fault filter abort" {
+			t.Errorf("HTTP/%d %d, grpc-status %q, grpc-message %q; want HTTP/2 200, 14 (UNAVAILABLE), \"fault filter abort\"",
+				resp.ProtoMajor, resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+		}
+	})
+	t.Run("delay", func(t *testing.T) {
+		before := hits.Load()
+		code, body, h, took := get(t, "/delay")
+		if code != 200 || body != "backend ok" || hits.Load() != before+1 {
+			t.Errorf("got %d %q (backend hits %d); want the backend's 200", code, body, hits.Load()-before)
+		}
+		if took < 400*time.Millisecond {
+			t.Errorf("answered after %v; the delay is 400ms", took)
+		}
+		if h.Get(httpproxy.FlagsHeader) != "DI" {
+			t.Errorf("flags %q; want DI (delay injected)", h.Get(httpproxy.FlagsHeader))
+		}
+	})
+	t.Run("half of the requests", func(t *testing.T) {
+		const n = 200
+		aborted := 0
+		for range n {
+			switch code, body, _, _ := get(t, "/half"); code {
+			case http.StatusServiceUnavailable:
+				aborted++
+			case http.StatusOK:
+			default:
+				t.Fatalf("got %d %q", code, body)
+			}
+		}
+		// Binomial(200, 0.5): 60 and 140 are 5.7 standard deviations out.
+		if aborted < 60 || aborted > 140 {
+			t.Errorf("%d of %d aborted; want about half", aborted, n)
+		}
+	})
+	t.Run("no percentage aborts nothing", func(t *testing.T) {
+		for range 20 {
+			if code, body, _, _ := get(t, "/unset"); code != 200 {
+				t.Fatalf("got %d %q; a fault without a percentage applies to no request", code, body)
+			}
+		}
+	})
+	t.Run("routes without a fault", func(t *testing.T) {
+		code, body, _, took := get(t, "/other")
+		if code != 200 || body != "backend ok" {
+			t.Errorf("got %d %q", code, body)
+		}
+		if took >= 400*time.Millisecond {
+			t.Logf("took %v (a slow machine?)", took)
+		}
+	})
+}
