@@ -51,7 +51,7 @@ func TestGoals(t *testing.T) {
 		// Added p99 0.25, 0.5, 0.2: median 0.25.
 		"added p99 ms, Weft mTLS": {0.25, nil, true},
 		// 0.18 and 0.15 CPU-s over 3,000 requests.
-		"CPU-s per 1000 requests, each Weft sidecar":    {0.06, []float64{0.06, 0.05}, true},
+		"CPU-s per 1000 requests, each Weft sidecar":   {0.06, []float64{0.06, 0.05}, true},
 		"peak RSS MB, each Weft sidecar, 100 services": {21, []float64{19.5, 21}, false},
 	}
 	if len(r.Goals) != len(want) {
