@@ -212,6 +212,47 @@ spec:
 		}
 	})
 
+	t.Run("mirroring to a version that takes no traffic", func(t *testing.T) {
+		mirror := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v1}}]
+    mirror: {host: reviews, subset: v3}
+`
+		if out, err := m.weft(mirror, "apply", "-f", "-"); err != nil {
+			t.Fatalf("weft apply: %v\n%s", err, out)
+		}
+		t.Cleanup(func() {
+			if out, err := m.weft(reviews5050, "apply", "-f", "-"); err != nil {
+				t.Errorf("restoring reviews' routes: %v\n%s", err, out)
+			}
+		})
+		waitFor(t, 15*time.Second, "reviews-v3's sidecar to log mirrored copies", func() error {
+			// Only v1 answers the page; v3 gets the copies, with the
+			// shadow host.
+			counts, err := split(page, 5)
+			if err != nil {
+				return err
+			}
+			if counts["reviews-v1"] != 5 {
+				return fmt.Errorf("the page came from %v, want reviews-v1 only", counts)
+			}
+			out, err := m.weft("", "logs", "--service", "reviews", "--since", "1m")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, "reviews-v3") && strings.Contains(l, "access GET reviews-shadow:9080/reviews/") && strings.Contains(l, " 200 ") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no mirrored request in reviews-v3's access log:\n%s", grepLines(out, "reviews-v3"))
+		})
+	})
+
 	t.Run("a bad change is refused and changes nothing", func(t *testing.T) {
 		bad := strings.ReplaceAll(reviews5050, "subset: v2", "subset: v9")
 		out, err := m.weft(bad, "apply", "-f", "-")

@@ -11,14 +11,7 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	"google.golang.org/protobuf/proto"
-
 	"weft.dev/weft/internal/proxy/httpproxy"
-	"weft.dev/weft/internal/proxy/proxytest"
-	"weft.dev/weft/internal/xdsmeta"
-	"weft.dev/weft/internal/xdstranslate"
 )
 
 // TestFaultInjection runs a gateway proxy whose config is Weft's real
@@ -79,30 +72,7 @@ spec:
     route: [{destination: {host: shop.default.svc.cluster.local}}]
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
 `, backendPort))
-	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: "gw", Type: xdstranslate.Gateway, Namespace: "default",
-		Labels: map[string]string{"istio": "ingressgateway"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []proto.Message
-	for _, l := range res.Listeners {
-		l = proto.Clone(l).(*listenerv3.Listener)
-		l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
-		msgs = append(msgs, l)
-	}
-	for _, r := range res.Routes {
-		msgs = append(msgs, r)
-	}
-	for _, c := range res.Clusters {
-		msgs = append(msgs, c)
-	}
-	for _, e := range res.Endpoints {
-		msgs = append(msgs, e)
-	}
-	cp := proxytest.StartControlPlane(t)
-	gw := proxytest.StartProxy(t, cp, "ingressgateway", proxytest.ProxyOptions{Type: xdsmeta.ProxyTypeGateway})
-	cp.Set(t, gw.NodeID(), msgs...)
-	gw.WaitReady(t)
+	gw := startGateway(t, snap)
 	if logs := gw.Logs.String(); strings.Contains(logs, "not enforced") {
 		t.Errorf("the gateway lists config it does not enforce:\n%s", logs)
 	}

@@ -14,14 +14,7 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	jose "github.com/go-jose/go-jose/v4"
-	"google.golang.org/protobuf/proto"
-
-	"weft.dev/weft/internal/proxy/proxytest"
-	"weft.dev/weft/internal/xdsmeta"
-	"weft.dev/weft/internal/xdstranslate"
 )
 
 // TestGatewayPolicies runs an ingress gateway proxy whose config is
@@ -114,31 +107,7 @@ spec:
   selector: {matchLabels: {app: productpage}}
 `, backendPort, testIssuer, jwks)
 	snap := meshModel(t, "gateway.yaml", yaml)
-	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: "gw", Type: xdstranslate.Gateway, Namespace: "default",
-		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []proto.Message
-	for _, l := range res.Listeners {
-		// The Gateway's port may be taken on this machine: bind any.
-		l = proto.Clone(l).(*listenerv3.Listener)
-		l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
-		msgs = append(msgs, l)
-	}
-	for _, r := range res.Routes {
-		msgs = append(msgs, r)
-	}
-	for _, c := range res.Clusters {
-		msgs = append(msgs, c)
-	}
-	for _, e := range res.Endpoints {
-		msgs = append(msgs, e)
-	}
-	cp := proxytest.StartControlPlane(t)
-	gw := proxytest.StartProxy(t, cp, "ingressgateway", proxytest.ProxyOptions{Type: xdsmeta.ProxyTypeGateway})
-	cp.Set(t, gw.NodeID(), msgs...)
-	gw.WaitReady(t)
+	gw := startGateway(t, snap)
 	addr := gw.ListenerAddr(t, "0.0.0.0_8080")
 
 	now := time.Now()

@@ -4,11 +4,15 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"google.golang.org/protobuf/proto"
 
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/validate"
+	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdstranslate"
 )
 
@@ -52,4 +56,37 @@ func meshModel(t testing.TB, file, yaml string, insts ...*model.Instance) *model
 	}
 	snap.MeshTelemetry = model.DefaultMeshTelemetry()
 	return snap
+}
+
+// startGateway runs an ingress gateway proxy (labels istio:
+// ingressgateway) whose config is Weft's translation of snap, with its
+// listeners on free ports, and waits until it is ready.
+func startGateway(t *testing.T, snap *model.Snapshot) *proxytest.Proxy {
+	t.Helper()
+	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: "gw", Type: xdstranslate.Gateway, Namespace: "default",
+		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []proto.Message
+	for _, l := range res.Listeners {
+		// The Gateway's port may be taken on this machine: bind any.
+		l = proto.Clone(l).(*listenerv3.Listener)
+		l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
+		msgs = append(msgs, l)
+	}
+	for _, r := range res.Routes {
+		msgs = append(msgs, r)
+	}
+	for _, c := range res.Clusters {
+		msgs = append(msgs, c)
+	}
+	for _, e := range res.Endpoints {
+		msgs = append(msgs, e)
+	}
+	cp := proxytest.StartControlPlane(t)
+	gw := proxytest.StartProxy(t, cp, "ingressgateway", proxytest.ProxyOptions{Type: xdsmeta.ProxyTypeGateway})
+	cp.Set(t, gw.NodeID(), msgs...)
+	gw.WaitReady(t)
+	return gw
 }

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -150,6 +151,23 @@ func (rb *replayBody) release() {
 		replayBufs.Put(rb.pooled)
 		rb.pooled = nil
 	}
+}
+
+// whole returns a copy of the request body when attempts read all of it
+// (length bytes, or to its end when length is -1) and it was kept; false
+// when it was not kept, grew past the limit, or was not read to the end.
+func (rb *replayBody) whole(length int64) ([]byte, bool) {
+	if !rb.mu.TryLock() {
+		return nil, false // an attempt is still reading it
+	}
+	defer rb.mu.Unlock()
+	if !rb.started || rb.limit < 0 || rb.overflow {
+		return nil, false
+	}
+	if length >= 0 && int64(len(rb.buf)) != length || length < 0 && rb.srcErr != io.EOF {
+		return nil, false
+	}
+	return bytes.Clone(rb.buf), true
 }
 
 func (rb *replayBody) replayable() bool {

@@ -68,6 +68,14 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 		h["User-Agent"] = []string{""} // no Go default User-Agent upstream
 	}
 
+	if a := rs.action; a != nil && len(a.Mirrors) > 0 && !rs.upgrade {
+		if ms := drawMirrors(a); len(ms) > 0 {
+			rs.mirrored = true
+			// Sent when the request's own round trip and response are
+			// over, with the body as the attempts read it.
+			defer p.sendMirrors(rs, out, ms)
+		}
+	}
 	resp, err := p.roundTrip(rs, out, h2)
 	rs.mu.Lock()
 	rs.rtDone = true

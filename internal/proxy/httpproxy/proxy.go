@@ -179,6 +179,7 @@ type reqState struct {
 	// (TestRequestStateSize).
 	timerDone bool // the route timer started, or was stopped before it did
 	rtDone    bool // the round trip returned: 1xx responses are no longer relayed
+	mirrored  bool // the request is mirrored: its body is kept (sendMirrors)
 	// The route timer, armed once (startTimer) unless stopped first.
 	tmu   sync.Mutex
 	timer *routeTimer
@@ -805,8 +806,8 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		// buffer released when Serve returns).
 		rb = &rs.replay
 		rb.src, rb.limit = out.Body, RetryBufferLimit
-		if rp.NumRetries == 0 || rs.upgrade {
-			rb.limit = -1 // nothing to replay: do not buffer
+		if rp.NumRetries == 0 && !rs.mirrored || rs.upgrade {
+			rb.limit = -1 // nothing to replay or mirror: do not buffer
 		} else if out.ContentLength > 0 && out.ContentLength <= RetryBufferLimit {
 			rb.reserve(out.ContentLength)
 		}

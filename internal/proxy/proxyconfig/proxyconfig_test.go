@@ -165,7 +165,7 @@ func TestUnenforcedFieldsAreListed(t *testing.T) {
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier:      &routev3.RouteAction_Cluster{Cluster: "c"},
-			RequestMirrorPolicies: []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "shadow"}},
+			RequestMirrorPolicies: []*routev3.RouteAction_RequestMirrorPolicy{{ClusterHeader: "x-mirror-to"}},
 		}},
 		TypedPerFilterConfig: map[string]*anypb.Any{"envoy.filters.http.fault": proxytest.MustAny(&corev3.Address{})},
 	}}}}}
@@ -175,7 +175,7 @@ func TestUnenforcedFieldsAreListed(t *testing.T) {
 	}
 	want := []string{
 		`route "mirror": typed_per_filter_config "envoy.filters.http.fault"`,
-		`route "mirror": request_mirror_policies`,
+		`route "mirror": request_mirror_policies[0].cluster_header`,
 	}
 	if diff := cmp.Diff(want, got.Unenforced); diff != "" {
 		t.Errorf("Unenforced (-want +got):\n%s", diff)

@@ -385,8 +385,19 @@ func parseRouteAction(a *routev3.RouteAction, m RouteMatch, routeName string, un
 		}
 		out.HashPolicies = append(out.HashPolicies, p)
 	}
-	if len(a.GetRequestMirrorPolicies()) > 0 {
-		*unenforced = append(*unenforced, fmt.Sprintf("route %q: request_mirror_policies", routeName))
+	for i, mp := range a.GetRequestMirrorPolicies() {
+		if mp.GetCluster() == "" {
+			if mp.GetClusterHeader() != "" {
+				*unenforced = append(*unenforced, fmt.Sprintf("route %q: request_mirror_policies[%d].cluster_header", routeName, i))
+				continue
+			}
+			return nil, fmt.Errorf("request_mirror_policies[%d]: cluster is empty", i)
+		}
+		m := Mirror{Cluster: mp.GetCluster(), PerMillion: 1_000_000, KeepHost: mp.GetDisableShadowHostSuffixAppend()}
+		if rf := mp.GetRuntimeFraction(); rf != nil {
+			m.PerMillion = perMillion(rf.GetDefaultValue())
+		}
+		out.Mirrors = append(out.Mirrors, m)
 	}
 	if a.GetHedgePolicy() != nil || len(a.GetRateLimits()) > 0 || a.GetCors() != nil {
 		*unenforced = append(*unenforced, fmt.Sprintf("route %q: hedge_policy, rate_limits or cors", routeName))

@@ -318,8 +318,23 @@ type WeightedCluster struct {
 	ResponseHeaders HeaderOps
 }
 
+// Mirror is a request mirror policy: a share of a route's requests is
+// also sent to another cluster, whose answers are dropped.
+type Mirror struct {
+	// Cluster receives the copies.
+	Cluster string
+	// PerMillion requests in a million are mirrored (a runtime
+	// fraction's default value; all when unset, as in Envoy).
+	PerMillion uint32
+	// KeepHost sends copies with the request's authority unchanged;
+	// otherwise "-shadow" is appended to its host, as Envoy does.
+	KeepHost bool
+}
+
 // RouteAction is a validated Envoy RouteAction.
 type RouteAction struct {
+	// Mirrors are the route's request mirror policies.
+	Mirrors []Mirror
 	// Cluster is the target cluster; empty when WeightedClusters is set.
 	Cluster string
 	// WeightedClusters splits requests by weight.
