@@ -245,6 +245,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				return nil, fmt.Errorf("building weft-proxy: %v\n%s", err, b)
 			}
 		}
+		for _, bin := range []string{o.WeftProxy, o.WeftProxyBase} {
+			if bin == "" {
+				continue
+			}
+			// A binary given with --weft-proxy(-base) may be built
+			// otherwise than the Makefile builds it (with cgo, without
+			// the tags): its memory and CPU then say little about a
+			// release build's.
+			if err := version.CheckBinary(bin); err != nil {
+				log.Warn("weft-proxy is not built as the Makefile builds it; its figures are not a release build's", "err", err)
+			}
+		}
 		log.Info("starting the control plane and two sidecars", "services", o.Services)
 		m, err := startWeft(ctx, &o, o.WeftProxy, "", o.sidecarEnv(o.SidecarEnv), work, logDir, int(ports[0]), int(ports[1]))
 		if err != nil {

@@ -90,7 +90,8 @@ func (r *Report) goals(services int) []*Goal {
 		g.Met = g.Value < istioAddedP99Ms
 		out = append(out, g)
 	}
-	// Each sidecar's CPU per 1000 requests and peak RSS, at the fixed rate.
+	// Each sidecar's CPU per 1000 requests and peak RSS, at the run's
+	// fixed rate (--qps, 1000 by default, as the goals are stated).
 	if mtls != nil && len(mtls.Proxies) > 0 {
 		g := &Goal{Name: "CPU-s per 1000 requests, each Weft sidecar", Target: fmt.Sprintf("<= %.2f", maxCPUPer1k), Met: true}
 		for _, p := range mtls.Proxies {
@@ -173,7 +174,7 @@ func goalTable(w io.Writer, goals []*Goal) {
 	if len(goals) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\ngoals (per-round figures in round order; the value is their median)")
+	fmt.Fprintln(w, "\ngoals (comparisons: each round's figure in round order, the value their median; per-sidecar bounds: each sidecar's figure, the value the largest)")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "goal\ttarget\tvalue\tper round or proxy\tmet\t")
 	for _, g := range goals {

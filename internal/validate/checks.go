@@ -151,11 +151,14 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 			rep.errorf(f, "set only one of route, redirect and directResponse")
 		}
 		b.checkRoutes(rep, f+".route", r.Namespace, httpDests(h.GetRoute()))
+		checkFault(rep, f+".fault", h.GetFault())
+		checkPercentage(rep, f+".mirrorPercentage", h.GetMirrorPercentage())
 		if m := h.GetMirror(); m != nil {
 			b.checkDestination(rep, f+".mirror", r.Namespace, m)
 		}
 		for j, m := range h.GetMirrors() {
 			b.checkDestination(rep, fmt.Sprintf("%s.mirrors[%d].destination", f, j), r.Namespace, m.GetDestination())
+			checkPercentage(rep, fmt.Sprintf("%s.mirrors[%d].percentage", f, j), m.GetPercentage())
 		}
 		if catchAll >= 0 {
 			rep.warnf(f, "this route can never match: http[%d] above it matches every request; move it above http[%d] or remove it", catchAll, catchAll)

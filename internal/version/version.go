@@ -27,6 +27,10 @@ const BuildTags = "grpcnotrace"
 // Go's own resolver: /etc/hosts, /etc/resolv.conf and the files and dns
 // sources of /etc/nsswitch.conf, not other NSS sources (myhostname, mdns,
 // sss, ldap), and GODEBUG=netdns=cgo cannot bring the C resolver back.
+//
+// It is one variable (callers append it to an environment as one entry),
+// and one that the binary's build settings record (CheckBinary reads it
+// back).
 const BuildEnv = "CGO_ENABLED=0"
 
 // CheckBinary reports an error unless the Go binary at path was built

@@ -201,7 +201,10 @@ spec:
 			}
 			return nil
 		})
-		for range 20 {
+		// Others are untouched: pages that asked ratings (reviews-v2's,
+		// one in ten or in two, by the split in force) have their stars.
+		asked := 0
+		for i := 0; i < 300 && asked < 3; i++ {
 			code, body, err := get(page)
 			if err != nil {
 				t.Fatal(err)
@@ -209,7 +212,24 @@ spec:
 			if code != 200 || strings.Contains(body, "ratings are unavailable") {
 				t.Fatalf("a request without end-user got status %d: %.300s", code, body)
 			}
+			if strings.Contains(body, "reviews-v2") {
+				asked++
+			}
 		}
+		if asked < 3 {
+			t.Errorf("only %d of 300 pages came from reviews-v2, which asks ratings", asked)
+		}
+		// The access log of reviews-v3's sidecar names the fault.
+		waitFor(t, 10*time.Second, "weft logs to show the injected abort", func() error {
+			out, err := m.weft("", "logs", "--status", "500", "--service", "reviews")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if !strings.Contains(out, "/ratings/") || !strings.Contains(out, " 500 FI ") {
+				return fmt.Errorf("weft logs --status 500 --service reviews:\n%s", out)
+			}
+			return nil
+		})
 	})
 
 	t.Run("mirroring to a version that takes no traffic", func(t *testing.T) {

@@ -64,6 +64,9 @@ spec:
   - match: [{uri: {prefix: /delay}}]
     fault: {delay: {fixedDelay: 0.4s, percentage: {value: 100}}}
     route: [{destination: {host: shop.default.svc.cluster.local}}]
+  - match: [{uri: {prefix: /both}}]
+    fault: {delay: {fixedDelay: 0.2s, percentage: {value: 100}}, abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
   - match: [{uri: {prefix: /half}}]
     fault: {abort: {httpStatus: 503, percentage: {value: 50}}}
     route: [{destination: {host: shop.default.svc.cluster.local}}]
@@ -112,16 +115,19 @@ spec:
 		}
 	})
 	t.Run("gRPC abort of an HTTP request", func(t *testing.T) {
-		if code, body, _, _ := get(t, "/grpc-abort"); code != http.StatusServiceUnavailable {
-			t.Errorf("got %d %q; want 503, the HTTP status of UNAVAILABLE", code, body)
+		// As Envoy: the gRPC status means nothing to an HTTP client.
+		if code, body, h, _ := get(t, "/grpc-abort"); code != 200 || strings.TrimSpace(body) != "fault filter abort" || h.Get(httpproxy.FlagsHeader) != "FI" {
+			t.Errorf("got %d %q flags %q; want 200 \"fault filter abort\" flags FI", code, body, h.Get(httpproxy.FlagsHeader))
 		}
 	})
-	t.Run("gRPC abort of a gRPC request", func(t *testing.T) {
-		// h2c with prior knowledge, as gRPC clients speak to a sidecar.
+	// grpcCall sends a unary gRPC request over h2c with prior knowledge,
+	// as gRPC clients speak to a sidecar, and returns its grpc-status.
+	grpcCall := func(t *testing.T, path string) string {
+		t.Helper()
 		protos := new(http.Protocols)
 		protos.SetUnencryptedHTTP2(true)
 		h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: protos}}
-		req, _ := http.NewRequest("POST", base+"/grpc-abort/shop.Shop/List", strings.NewReader("\x00\x00\x00\x00\x00"))
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader("\x00\x00\x00\x00\x00"))
 		req.Header.Set("Content-Type", "application/grpc")
 		req.Header.Set("Te", "trailers")
 		resp, err := h2.Do(req)
@@ -131,9 +137,33 @@ spec:
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		// A trailers-only response: the status is in the headers.
-		if resp.ProtoMajor != 2 || resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" || resp.Header.Get("Grpc-Message") != "fault filter abort" {
-			t.Errorf("HTTP/%d %d, grpc-status %q, grpc-message %q; want HTTP/2 200, 14 (UNAVAILABLE), \"fault filter abort\"",
-				resp.ProtoMajor, resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 || resp.Header.Get("Grpc-Message") != "fault filter abort" {
+			t.Errorf("HTTP/%d %d, grpc-message %q; want HTTP/2 200 and \"fault filter abort\"", resp.ProtoMajor, resp.StatusCode, resp.Header.Get("Grpc-Message"))
+		}
+		return resp.Header.Get("Grpc-Status")
+	}
+	t.Run("gRPC abort of a gRPC request", func(t *testing.T) {
+		if got := grpcCall(t, "/grpc-abort/shop.Shop/List"); got != "14" {
+			t.Errorf("grpc-status %q, want 14 (UNAVAILABLE)", got)
+		}
+	})
+	t.Run("HTTP abort of a gRPC request", func(t *testing.T) {
+		// gRPC's mapping of HTTP statuses: 418 is UNKNOWN (2).
+		if got := grpcCall(t, "/abort/shop.Shop/List"); got != "2" {
+			t.Errorf("grpc-status %q, want 2 (UNKNOWN, gRPC's status for HTTP 418)", got)
+		}
+	})
+	t.Run("delay, then abort", func(t *testing.T) {
+		before := hits.Load()
+		code, body, h, took := get(t, "/both")
+		if code != 503 || strings.TrimSpace(body) != "fault filter abort" || h.Get(httpproxy.FlagsHeader) != "DI,FI" {
+			t.Errorf("got %d %q flags %q; want 503 \"fault filter abort\" flags DI,FI", code, body, h.Get(httpproxy.FlagsHeader))
+		}
+		if took < 200*time.Millisecond {
+			t.Errorf("answered after %v; the delay is 200ms", took)
+		}
+		if hits.Load() != before {
+			t.Error("an aborted request reached the backend")
 		}
 	})
 	t.Run("delay", func(t *testing.T) {
@@ -174,12 +204,9 @@ spec:
 		}
 	})
 	t.Run("routes without a fault", func(t *testing.T) {
-		code, body, _, took := get(t, "/other")
-		if code != 200 || body != "backend ok" {
-			t.Errorf("got %d %q", code, body)
-		}
-		if took >= 400*time.Millisecond {
-			t.Logf("took %v (a slow machine?)", took)
+		code, body, h, _ := get(t, "/other")
+		if code != 200 || body != "backend ok" || h.Get(httpproxy.FlagsHeader) != "" {
+			t.Errorf("got %d %q flags %q; want the backend's 200 without flags", code, body, h.Get(httpproxy.FlagsHeader))
 		}
 	})
 }

@@ -22,11 +22,25 @@ const faultAbortMsg = "fault filter abort"
 // routed further, as Envoy's fault filter does ahead of its router: a
 // drawn delay holds the request back (the route timeout starts after
 // it), then a drawn abort answers it. It reports whether it answered the
-// request (aborted); *clusterName is then the cluster the request was
-// for, which its metrics and access log name. A client that goes away
-// during a delay ends the request without a response.
+// request (aborted). A request a fault hits is counted against the
+// cluster its route would pick (*clusterName), as a request denied by
+// policy is. A request cancelled during a delay (an HTTP/2 stream reset,
+// a connection closed or reaped) ends without a response; an HTTP/1.x
+// client that goes away during a delay is noticed only when the request
+// is forwarded after it, since nothing reads its connection meanwhile.
 func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *proxyconfig.Fault, clusterName *string) bool {
 	delayed := f.DelayPerMillion > 0 && rand.Uint32N(1_000_000) < f.DelayPerMillion
+	aborted := f.AbortPerMillion > 0 && rand.Uint32N(1_000_000) < f.AbortPerMillion
+	if !delayed && !aborted {
+		return false
+	}
+	rs.grpc = router.IsGRPC(r)
+	if a := rs.route.Action; a != nil {
+		if name, _ := router.PickCluster(a); rs.target.Snapshot != nil && rs.target.Snapshot.Clusters[name] != nil {
+			*clusterName, rs.cluster = name, rs.target.Snapshot.Clusters[name]
+			rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
+		}
+	}
 	if delayed {
 		rs.setResult("", accesslog.FlagDelayInjected)
 		t := time.NewTimer(f.Delay)
@@ -38,17 +52,8 @@ func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *
 			panic(http.ErrAbortHandler)
 		}
 	}
-	if f.AbortPerMillion == 0 || rand.Uint32N(1_000_000) >= f.AbortPerMillion {
+	if !aborted {
 		return false
-	}
-	rs.grpc = router.IsGRPC(r)
-	if a := rs.route.Action; a != nil {
-		// Counted against the cluster the route would have picked, as a
-		// request denied by policy is.
-		if name, _ := router.PickCluster(a); rs.target.Snapshot != nil && rs.target.Snapshot.Clusters[name] != nil {
-			*clusterName, rs.cluster = name, rs.target.Snapshot.Clusters[name]
-			rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
-		}
 	}
 	flags := accesslog.FlagFaultInjected
 	if delayed {
@@ -59,43 +64,34 @@ func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *
 	p.applyResponseHeaders(rs, h)
 	p.setPeerHeader(rs, h)
 	switch {
-	case f.AbortGRPC && rs.grpc:
+	case rs.grpc && f.AbortGRPC:
 		writeGRPCStatus(sw, f.AbortGRPCStatus, flags, faultAbortMsg)
+	case rs.grpc:
+		writeGRPCStatus(sw, int(grpcOfHTTP(f.AbortStatus)), flags, faultAbortMsg)
 	case f.AbortGRPC:
-		writeLocal(sw, r, rs.start, httpStatusOfGRPC(codes.Code(f.AbortGRPCStatus)), flags, faultAbortMsg)
+		// As Envoy: a gRPC status means nothing to an HTTP client, which
+		// gets 200 with the abort's body.
+		writeLocal(sw, r, rs.start, http.StatusOK, flags, faultAbortMsg)
 	default:
 		writeLocal(sw, r, rs.start, f.AbortStatus, flags, faultAbortMsg)
 	}
 	return true
 }
 
-// httpStatusOfGRPC is the HTTP status that stands for a gRPC status code
-// (the mapping google.rpc.Code documents), for a gRPC abort of a request
-// that is not gRPC.
-func httpStatusOfGRPC(c codes.Code) int {
-	switch c {
-	case codes.OK:
-		return http.StatusOK
-	case codes.Canceled:
-		return 499
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
-		return http.StatusBadRequest
-	case codes.DeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case codes.NotFound:
-		return http.StatusNotFound
-	case codes.AlreadyExists, codes.Aborted:
-		return http.StatusConflict
-	case codes.PermissionDenied:
-		return http.StatusForbidden
-	case codes.Unauthenticated:
-		return http.StatusUnauthorized
-	case codes.ResourceExhausted:
-		return http.StatusTooManyRequests
-	case codes.Unimplemented:
-		return http.StatusNotImplemented
-	case codes.Unavailable:
-		return http.StatusServiceUnavailable
+// grpcOfHTTP is the gRPC status of an HTTP status, as gRPC's
+// specification maps them (HTTP to gRPC Status Code Mapping).
+func grpcOfHTTP(status int) codes.Code {
+	switch status {
+	case http.StatusBadRequest:
+		return codes.Internal
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusNotFound:
+		return codes.Unimplemented
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return codes.Unavailable
 	}
-	return http.StatusInternalServerError
+	return codes.Unknown
 }

@@ -83,6 +83,33 @@ func TestRemoveHopByHopSmall(t *testing.T) {
 	}
 }
 
+// TestDropWaysAgree runs both ways of dropping the standard fields over
+// each of their names, with and without forwarding, and checks that they
+// leave the same header: the names live in a switch and in two lists.
+func TestDropWaysAgree(t *testing.T) {
+	names := append(append([]string{}, hopByHopFields[:]...), forwardingFields[:]...)
+	if len(names) != 13 {
+		t.Fatalf("%d names, want the 9 hop-by-hop and 4 forwarding fields", len(names))
+	}
+	for _, n := range names {
+		for _, fwd := range []bool{false, true} {
+			a := http.Header{n: {"v"}, "X-End-To-End": {"kept"}}
+			b := http.Header{n: {"v"}, "X-End-To-End": {"kept"}}
+			dropByWalk(a, fwd)
+			dropByName(b, fwd)
+			ka, kb := slices.Sorted(maps.Keys(a)), slices.Sorted(maps.Keys(b))
+			if !slices.Equal(ka, kb) {
+				t.Errorf("%s, forwarding %v: the walk left %v, the lookups %v", n, fwd, ka, kb)
+			}
+			_, present := a[n]
+			wantGone := isHopByHop(n) || fwd && isForwarding(n)
+			if present == wantGone || a["X-End-To-End"] == nil {
+				t.Errorf("%s, forwarding %v: left %v", n, fwd, ka)
+			}
+		}
+	}
+}
+
 // BenchmarkDropHopByHop compares the two ways removeHopByHop drops the
 // standard fields, at header sizes either side of onePassFields. Each
 // iteration first refills the header, the same cost for both.

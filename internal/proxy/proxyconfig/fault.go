@@ -23,9 +23,9 @@ type Fault struct {
 	Delay           time.Duration
 	DelayPerMillion uint32
 	// AbortPerMillion requests in a million are answered with
-	// AbortStatus (HTTP), or, when AbortGRPC is set, with gRPC status
-	// AbortGRPCStatus: a gRPC request gets it as a trailers-only response,
-	// any other request the HTTP status gRPC maps it to.
+	// AbortStatus (HTTP; a gRPC request gets the gRPC status gRPC maps it
+	// to), or, when AbortGRPC is set, with gRPC status AbortGRPCStatus (a
+	// trailers-only response; as in Envoy, any other request gets 200).
 	AbortPerMillion uint32
 	AbortStatus     int
 	AbortGRPC       bool

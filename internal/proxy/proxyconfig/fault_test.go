@@ -125,6 +125,12 @@ func TestListenerFault(t *testing.T) {
 		{"empty fault filter (Istio's)", hcm(faultFilter(&faultv3.HTTPFault{})), true, nil},
 		{"listener-wide abort", hcm(faultFilter(&faultv3.HTTPFault{Abort: abortHTTP(418, pct(100, typev3.FractionalPercent_HUNDRED))})), true,
 			&proxyconfig.Fault{AbortStatus: 418, AbortPerMillion: 1_000_000}},
+		// Disabled: only routes with their own config for it inject.
+		{"disabled fault filter", hcm(func() *hcmv3.HttpFilter {
+			f := faultFilter(&faultv3.HTTPFault{Abort: abortHTTP(418, pct(100, typev3.FractionalPercent_HUNDRED))})
+			f.Disabled = true
+			return f
+		}()), true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := proxyconfig.ParseListener(tc.l)

@@ -239,8 +239,10 @@ func parseHCM(h *hcmv3.HttpConnectionManager, unenforced *[]string) (*HTTPConnec
 			if err != nil {
 				return nil, fmt.Errorf("http_filters[%d] %q: %w", i, f.GetName(), err)
 			}
+			// A disabled filter runs only for routes with a config of
+			// their own for it, as in Envoy.
 			out.FaultFilter = true
-			if fault.Injects() {
+			if fault.Injects() && !f.GetDisabled() {
 				out.Fault = fault
 			}
 			continue
