@@ -93,11 +93,16 @@ type Server struct {
 	notifyCh chan struct{}
 	ready    chan struct{}
 
+	// update puts a snapshot in force for the proxies (the xDS server's
+	// Update; tests make it fail).
+	update func(*model.Snapshot) error
+
 	mu      sync.Mutex
 	snap    *model.Snapshot
 	set     *config.Set   // the resources snap was built from
 	changed chan struct{} // closed and replaced on every new snapshot
 	version uint64
+	served  uint64 // the newest snapshot version the proxies are served
 	// applyMu serialises writes into the config folder.
 	applyMu sync.Mutex
 }
@@ -150,6 +155,7 @@ func New(opts Options) (*Server, error) {
 		log:       log,
 		reg:       reg,
 		xds:       xds,
+		update:    xds.Update,
 		folder:    NewFolderSource(opts.ConfigDir, log),
 		instances: NewInstanceSource(),
 		xdsLn:     xdsLn,
@@ -214,6 +220,16 @@ func (s *Server) Snapshot() *model.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.snap
+}
+
+// Served returns the version of the newest snapshot the proxies are
+// served: its xDS update succeeded. It is behind Snapshot's version while
+// the model's newest version could not be put in force, and 0 before one
+// was.
+func (s *Server) Served() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.served
 }
 
 // Resources returns the resources the model in force was built from, as
@@ -368,14 +384,18 @@ func (s *Server) rebuild() {
 			}
 		}
 	}
-	if err := s.xds.Update(snap); err != nil {
+	err := s.update(snap)
+	if err != nil {
 		// A translation or consistency error keeps the previous snapshot
 		// in force for the proxies; the model is still published so the
-		// admin API shows what was read.
+		// admin API shows what was read, but Served stays behind it.
 		s.log.Error("xDS update failed; proxies keep their last config", "version", version, "err", err)
 	}
 	s.mu.Lock()
 	s.snap, s.set = snap, set
+	if err == nil {
+		s.served = version
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()

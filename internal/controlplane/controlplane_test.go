@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,4 +369,60 @@ func getText(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
 	}
 	return string(body)
+}
+
+// TestServedStaysBehindAFailedUpdate: a snapshot whose xDS update fails
+// is published (the admin API shows what was read) but not reported as
+// served, so that weft up does not start a sidecar for a model its
+// proxies are not given; the next successful update catches Served up.
+func TestServedStaysBehindAFailedUpdate(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ratings.yaml"), ratingsSE)
+	cp, err := New(Options{ConfigDir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fail atomic.Bool
+	update := cp.update
+	cp.update = func(s *model.Snapshot) error {
+		if fail.Load() {
+			return errors.New("injected failure")
+		}
+		return update(s)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-cp.Ready()
+	if v := cp.Snapshot().Version; cp.Served() != v {
+		t.Fatalf("after a good build Served() = %d, want the snapshot's %d", cp.Served(), v)
+	}
+	good := cp.Served()
+
+	wait := func() *model.Snapshot {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer wcancel()
+		snap, err := cp.WaitNewer(wctx, cp.Snapshot().Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	fail.Store(true)
+	writeFile(t, filepath.Join(dir, "dr.yaml"), ratingsDR)
+	snap := wait()
+	if cp.Served() != good || snap.Version <= good {
+		t.Errorf("after a failed update: snapshot %d, Served() = %d; want Served() to stay at %d", snap.Version, cp.Served(), good)
+	}
+	fail.Store(false)
+	cp.Rebuild()
+	snap = wait()
+	if cp.Served() != snap.Version {
+		t.Errorf("after a good update: Served() = %d, want %d", cp.Served(), snap.Version)
+	}
 }

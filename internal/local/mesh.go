@@ -374,17 +374,20 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 }
 
 // waitModel waits (at most a few seconds) until the model in force knows
-// the instance with its ports. Instances reach the model through the
-// control plane's debounced rebuild; a sidecar that connected before
-// would get a first config without them (its outbound listener on the
-// default port, where another sidecar may be) and reject it.
+// the instance with its ports and the proxies are served that model.
+// Instances reach the model through the control plane's debounced
+// rebuild; a sidecar that connected before would get a first config
+// without them (its outbound listener on the default port, where another
+// sidecar may be) and reject it. A model whose xDS update failed is not
+// served: its sidecar would get the config before it.
 func (m *mesh) waitModel(ctx context.Context, mi *model.Instance) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var v uint64
 	for {
 		if snap := m.cp.Snapshot(); snap != nil {
-			if got := snap.Instances[mi.ProxyKey()]; got != nil && got.OutboundPort == mi.OutboundPort && got.AdminPort == mi.AdminPort {
+			if got := snap.Instances[mi.ProxyKey()]; got != nil && got.OutboundPort == mi.OutboundPort && got.AdminPort == mi.AdminPort &&
+				m.cp.Served() >= snap.Version {
 				return
 			}
 			v = snap.Version
