@@ -59,7 +59,7 @@ func checkFault(rep *reporter, f string, fi *networking.HTTPFaultInjection) {
 
 // checkPercentage checks a percentage of requests.
 func checkPercentage(rep *reporter, f string, p *networking.Percent) {
-	if p != nil && (p.GetValue() < 0 || p.GetValue() > 100) {
+	if v := p.GetValue(); p != nil && !(v >= 0 && v <= 100) { // NaN too
 		rep.errorf(f, "percentage %v is not from 0 to 100", p.GetValue())
 	}
 }

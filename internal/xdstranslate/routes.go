@@ -226,12 +226,19 @@ func (c *routeCtx) routeAction(hr *networking.HTTPRoute, vs *model.VirtualServic
 	return a
 }
 
+// mirrorPolicy mirrors frac of a route's requests to cluster; as Istio's,
+// the copies' spans are not sampled (trace_sampled false), so a shadow
+// does not add to the request's trace.
 func mirrorPolicy(cluster string, frac *typev3.FractionalPercent) *route.RouteAction_RequestMirrorPolicy {
-	return &route.RouteAction_RequestMirrorPolicy{Cluster: cluster, RuntimeFraction: &core.RuntimeFractionalPercent{DefaultValue: frac}}
+	return &route.RouteAction_RequestMirrorPolicy{Cluster: cluster, RuntimeFraction: &core.RuntimeFractionalPercent{DefaultValue: frac},
+		TraceSampled: wrapperspb.Bool(false)}
 }
 
 // percent turns an Istio percentage (0-100, fractional) into millionths.
 func percent(v float64) *typev3.FractionalPercent {
+	// The validator keeps v in [0, 100]; clamped all the same, since a
+	// negative float converts to a huge uint32.
+	v = min(max(v, 0), 100)
 	return &typev3.FractionalPercent{Numerator: uint32(v * 10000), Denominator: typev3.FractionalPercent_MILLION}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -30,9 +31,12 @@ func TestMirroring(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unblock)
+	var bigCopies atomic.Int64
 	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/all/big" {
+			bigCopies.Add(1)
+		}
 		copies <- copyReq{r.Method, r.Host, r.URL.Path, string(b), r.Header.Get("X-User")}
 		if r.URL.Path == "/all/slow" {
 			<-release // answers only when the test says so
@@ -40,6 +44,7 @@ func TestMirroring(t *testing.T) {
 		io.WriteString(w, "mirror ok")
 	}))
 	t.Cleanup(mirror.Close)
+	t.Cleanup(unblock) // runs first: Close waits for the blocked handler
 	port := func(s *httptest.Server) string { _, p, _ := net.SplitHostPort(s.Listener.Addr().String()); return p }
 	snap := meshModel(t, "mirror.yaml", fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -168,10 +173,18 @@ spec:
 		if got := post(t, "/all/big", big); got != fmt.Sprintf("primary got %d bytes", len(big)) {
 			t.Errorf("client got %q", got)
 		}
-		// A small one after it is mirrored, and is the next copy.
-		post(t, "/all/small", "s")
-		if c := next(t); c.path != "/all/small" {
-			t.Errorf("mirror got %q first; the large body should not be mirrored", c.path)
+		// Two small ones after it are mirrored; by the second copy, a
+		// copy of the large one would have arrived too.
+		for _, p := range []string{"/all/small", "/all/small2"} {
+			post(t, p, "s")
+			for c := next(t); c.path != p; c = next(t) {
+				if c.path != "/all/big" {
+					t.Fatalf("mirror got %q, want %q", c.path, p)
+				}
+			}
+		}
+		if n := bigCopies.Load(); n != 0 {
+			t.Errorf("the mirror got %d copies of a body too large to keep", n)
 		}
 	})
 	t.Run("routes without a mirror", func(t *testing.T) {
@@ -179,6 +192,27 @@ spec:
 		post(t, "/all/marker", "m")
 		if c := next(t); c.path != "/all/marker" {
 			t.Errorf("mirror got %q; /other has no mirror", c.path)
+		}
+	})
+	t.Run("copies end their requests", func(t *testing.T) {
+		// Every copy has been answered: the mirror cluster's circuit
+		// breaker counts no request in flight.
+		const active = "outbound|80||shop-next.default.svc.cluster.local::rq_active::"
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var line string
+			for _, l := range strings.Split(adminGet(t, gw, "/clusters"), "\n") {
+				if strings.HasPrefix(l, active) {
+					line = l
+				}
+			}
+			if line == active+"0" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("mirror cluster: %q, want %s0", line, active)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 }

@@ -5,10 +5,11 @@ import (
 	"context"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
+	"strings"
 
 	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/tracing"
 )
 
 // mirrorDrainMax is how much of a mirror's answer is read (and dropped)
@@ -28,13 +29,15 @@ func drawMirrors(a *proxyconfig.RouteAction) []proxyconfig.Mirror {
 }
 
 // sendMirrors sends a copy of the upstream request out to each of ms's
-// clusters, once the request's own round trip is over, and drops their
-// answers: fire and forget, on goroutines of their own, bounded by the
-// route timeout. The copy carries the request's header (as forwarded) and
-// its whole body, which the request state kept (RetryBufferLimit at most);
-// a request whose body was larger or did not arrive whole is not
-// mirrored. Its authority gets "-shadow" appended to the host unless the
-// policy keeps it.
+// clusters, once the request's own exchange is over (a streamed response
+// too), and drops their answers: fire and forget, on goroutines of their
+// own, bounded by the route timeout. The copy carries the request's
+// header (as forwarded) and its whole body, which the request's attempts
+// kept as they read it (RetryBufferLimit at most): a body that was larger,
+// or that no attempt read to its end (the upstream answered early or could
+// not be reached), is not mirrored; a request without a body always is.
+// Its authority gets "-shadow" appended to the host unless the policy
+// keeps it.
 func (p *Proxy) sendMirrors(rs *reqState, out *http.Request, ms []proxyconfig.Mirror) {
 	var body []byte
 	if out.Body != nil && out.Body != http.NoBody {
@@ -65,7 +68,13 @@ func (p *Proxy) sendMirrors(rs *reqState, out *http.Request, ms []proxyconfig.Mi
 		if !m.KeepHost {
 			req.Host = shadowHost(req.Host)
 		}
+		if m.Unsampled {
+			tracing.Unsample(req.Header)
+		}
 		h2 := c.UseHTTP2(rs.h2Down, rs.grpc, false)
+		if _, ok := req.Header["User-Agent"]; !ok && h2 {
+			req.Header["User-Agent"] = []string{""} // no Go default User-Agent upstream
+		}
 		host, err := c.Pick(rs.target.OriginalDst, rs.hash, rs.hasHash)
 		if err != nil {
 			p.log.Debug("request not mirrored: no healthy endpoint", "cluster", m.Cluster)
@@ -95,10 +104,12 @@ func (p *Proxy) sendMirrors(rs *reqState, out *http.Request, ms []proxyconfig.Mi
 	}
 }
 
-// shadowHost appends "-shadow" to an authority's host, before its port.
+// shadowHost appends "-shadow" to an authority's host, before its port
+// when it has one ("[::1]:80" -> "[::1]-shadow:80"), as Envoy does.
 func shadowHost(authority string) string {
-	if h, port, err := net.SplitHostPort(authority); err == nil {
-		return net.JoinHostPort(h+"-shadow", port)
+	i := strings.LastIndexByte(authority, ':')
+	if i < 0 || strings.IndexByte(authority[i:], ']') >= 0 {
+		return authority + "-shadow"
 	}
-	return authority + "-shadow"
+	return authority[:i] + "-shadow" + authority[i:]
 }

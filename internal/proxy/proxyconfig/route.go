@@ -86,6 +86,9 @@ func parseVirtualHost(vh *routev3.VirtualHost, unenforced *[]string) (*VirtualHo
 	if vh.GetCors() != nil || len(vh.GetRateLimits()) > 0 || vh.GetHedgePolicy() != nil {
 		*unenforced = append(*unenforced, fmt.Sprintf("virtual host %q: cors, rate_limits or hedge_policy", vh.GetName()))
 	}
+	if len(vh.GetRequestMirrorPolicies()) > 0 {
+		*unenforced = append(*unenforced, fmt.Sprintf("virtual host %q: request_mirror_policies (only a route's apply)", vh.GetName()))
+	}
 	for i, r := range vh.GetRoutes() {
 		rt, err := parseRoute(r, unenforced)
 		if err != nil {
@@ -394,8 +397,17 @@ func parseRouteAction(a *routev3.RouteAction, m RouteMatch, routeName string, un
 			return nil, fmt.Errorf("request_mirror_policies[%d]: cluster is empty", i)
 		}
 		m := Mirror{Cluster: mp.GetCluster(), PerMillion: 1_000_000, KeepHost: mp.GetDisableShadowHostSuffixAppend()}
+		if ts := mp.GetTraceSampled(); ts != nil && !ts.GetValue() {
+			m.Unsampled = true
+		}
 		if rf := mp.GetRuntimeFraction(); rf != nil {
 			m.PerMillion = perMillion(rf.GetDefaultValue())
+			if rf.GetRuntimeKey() != "" {
+				*unenforced = append(*unenforced, fmt.Sprintf("route %q: request_mirror_policies[%d].runtime_fraction.runtime_key (its default_value applies)", routeName, i))
+			}
+		}
+		if len(mp.GetRequestHeadersMutations()) > 0 || mp.GetHostRewriteLiteral() != "" {
+			*unenforced = append(*unenforced, fmt.Sprintf("route %q: request_mirror_policies[%d].request_headers_mutations or host_rewrite_literal", routeName, i))
 		}
 		out.Mirrors = append(out.Mirrors, m)
 	}

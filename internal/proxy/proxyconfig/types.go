@@ -329,6 +329,9 @@ type Mirror struct {
 	// KeepHost sends copies with the request's authority unchanged;
 	// otherwise "-shadow" is appended to its host, as Envoy does.
 	KeepHost bool
+	// Unsampled sends copies with their trace context marked not
+	// sampled (trace_sampled false, as Istio sets it).
+	Unsampled bool
 }
 
 // RouteAction is a validated Envoy RouteAction.

@@ -11,6 +11,7 @@ package tracing
 import (
 	"math/rand/v2"
 	"net/http"
+	"strings"
 )
 
 // Header names in Go's canonical form, so lookups do not canonicalize.
@@ -97,6 +98,32 @@ var notSampled = []string{"0"}
 // this proxy decided not to sample it, so the proxies after it (to which
 // apps forward the header) keep that decision. It does not allocate.
 func MarkNotSampled(h http.Header) { h[hB3Sampled] = notSampled }
+
+// Unsample turns the trace context in h into one that is not sampled, in
+// every format it is written in (traceparent's flags, b3's sampling
+// state, x-b3-sampled), keeping its IDs: a request mirrored with
+// trace_sampled false keeps its trace but records no spans. h must be a
+// copy of its own.
+func Unsample(h http.Header) {
+	if v := h[hTraceparent]; len(v) > 0 && len(v[0]) == 55 {
+		h[hTraceparent] = []string{v[0][:53] + "00"}
+	}
+	if v := h[hB3]; len(v) > 0 {
+		// traceid-spanid[-sampled[-parentspanid]], or the lone decision.
+		parts := strings.Split(v[0], "-")
+		switch {
+		case len(parts) == 1:
+			h[hB3] = []string{"0"}
+		case len(parts) == 2:
+			h[hB3] = []string{v[0] + "-0"}
+		default:
+			parts[2] = "0"
+			h[hB3] = []string{strings.Join(parts, "-")}
+		}
+	}
+	delete(h, hB3Flags)
+	h[hB3Sampled] = notSampled
+}
 
 // inject writes the context of a sampled span whose caller was parent
 // (HasIDs false for a root span): traceparent, the x-b3-* headers, and
