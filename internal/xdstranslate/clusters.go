@@ -287,7 +287,9 @@ func applyOutlier(c *cluster.Cluster, od *networking.OutlierDetection) {
 	if od == nil {
 		return
 	}
-	out := &cluster.OutlierDetection{}
+	// Only the consecutive-error detectors Istio configures; Envoy's
+	// success-rate detection would otherwise be on by default.
+	out := &cluster.OutlierDetection{EnforcingSuccessRate: wrapperspb.UInt32(0)}
 	if v := od.GetConsecutive_5XxErrors(); v != nil {
 		out.Consecutive_5Xx = wrapperspb.UInt32(v.GetValue())
 		out.EnforcingConsecutive_5Xx = wrapperspb.UInt32(enforcing(v.GetValue()))

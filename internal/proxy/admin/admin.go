@@ -259,8 +259,16 @@ func clusterStatus(c *upstream.Cluster) ClusterStatus {
 		Hosts: []HostStatus{},
 	}
 	for _, h := range c.Hosts() {
+		health := h.Health.String()
+		if h.Host.Ejected() {
+			// Envoy's flag for a host outlier detection took out.
+			if health == "healthy" {
+				health = ""
+			}
+			health += "/failed_outlier_check"
+		}
 		cs.Hosts = append(cs.Hosts, HostStatus{
-			Address: h.Host.Addr, Health: h.Health.String(), Weight: h.Weight, Locality: h.Locality, Priority: h.Priority,
+			Address: h.Host.Addr, Health: health, Weight: h.Weight, Locality: h.Locality, Priority: h.Priority,
 			Active: h.Host.Active(), Total: h.Host.Total(), Failures: h.Host.Failures(),
 		})
 	}

@@ -10,6 +10,7 @@ import (
 
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/tracing"
+	"weft.dev/weft/internal/proxy/upstream"
 )
 
 // mirrorDrainMax is how much of a mirror's answer is read (and dropped)
@@ -90,6 +91,7 @@ func (p *Proxy) sendMirrors(rs *reqState, out *http.Request, ms []proxyconfig.Mi
 			defer cancel()
 			host.Start()
 			resp, err := c.Transport(h2).RoundTrip(req.WithContext(ctx))
+			c.Observe(host, upstream.ResultOf(resp, err, false))
 			failed := err != nil
 			if err == nil {
 				failed = resp.StatusCode >= 500

@@ -856,6 +856,9 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		if ptimer != nil {
 			ptimer.Stop()
 		}
+		// Outlier detection counts the host's answers and its failures,
+		// not a client that went away.
+		c.Observe(host, upstream.ResultOf(resp, err, rs.Err() != nil && rs.Cause() != errRouteTimeout))
 		if retrying {
 			c.EndRetry()
 		}

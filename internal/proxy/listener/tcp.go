@@ -120,10 +120,12 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 			e.Flags = accesslog.FlagOverflow
 		} else {
 			e.Flags = accesslog.FlagUpstreamConnectFailure
+			cl.Observe(host, upstream.ResultGateway) // a connect failure, for outlier detection
 		}
 		m.log.Debug("tcp proxy: connect failed", "cluster", cluster, "error", err)
 		return
 	}
+	cl.Observe(host, upstream.ResultOK)
 	if !tm.Inbound {
 		tm.PeerPrincipal = cl.PeerPrincipal(host.Addr)
 	}

@@ -184,9 +184,11 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	if err := parseClusterTLS(c, out); err != nil {
 		return fail("%v", err)
 	}
-	if c.GetOutlierDetection() != nil {
-		out.Unenforced = append(out.Unenforced, fmt.Sprintf("cluster %q: outlier_detection", c.GetName()))
+	od, err := parseOutlier(c, &out.Unenforced)
+	if err != nil {
+		return fail("%v", err)
 	}
+	out.Outlier = od
 	if len(c.GetHealthChecks()) > 0 {
 		out.Unenforced = append(out.Unenforced, fmt.Sprintf("cluster %q: health_checks", c.GetName()))
 	}

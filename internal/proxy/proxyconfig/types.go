@@ -620,6 +620,8 @@ type Cluster struct {
 	// TLSMatches are the transport_socket_matches, tried in order against
 	// each endpoint's TLSMeta (see Cluster.TLSFor).
 	TLSMatches []TLSMatch
+	// Outlier is the cluster's outlier detection; nil when it has none.
+	Outlier *Outlier
 	// Service is the service host name from the cluster's Weft metadata
 	// (filter_metadata["weft"].service), set on inbound clusters; the
 	// metrics' destination_service. Empty when absent.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
@@ -50,6 +51,7 @@ type Host struct {
 	active   atomic.Int64
 	total    atomic.Uint64
 	failures atomic.Uint64
+	outlier  outlierState
 }
 
 // Active returns the number of requests in flight to the host.
@@ -96,6 +98,7 @@ type state struct {
 	hosts  []HostStatus
 	byAddr map[string]*Host // hosts by address, for clusters of many hosts
 	picker picker
+	pool   []*Host // the hosts picker chooses from, once each
 }
 
 // manyHosts is the number of hosts above which a state indexes them by
@@ -141,6 +144,10 @@ type Cluster struct {
 
 	// Overflows counts requests rejected by a circuit breaker.
 	Overflows atomic.Uint64
+	// Ejections counts hosts ejected by outlier detection; outlierMu
+	// orders ejections (max_ejection_percent).
+	Ejections atomic.Uint64
+	outlierMu sync.Mutex
 }
 
 type transports struct {
@@ -242,6 +249,9 @@ func (c *Cluster) Pick(target string, hash uint64, hasHash bool) (*Host, error) 
 		return h.(*Host), nil
 	}
 	h := st.picker.pick(hash, hasHash)
+	if st.cfg.Outlier != nil {
+		h = c.inService(st, h, func() *Host { return st.picker.pick(rand.Uint64(), hasHash) })
+	}
 	if h == nil {
 		return nil, ErrNoHealthyUpstream
 	}
@@ -397,7 +407,17 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 	if len(seen) > manyHosts {
 		st.byAddr = seen
 	}
-	st.picker = newPicker(cfg, effectiveWeights(eps, func(addr string) *Host { return seen[addr] }))
+	ws := effectiveWeights(eps, func(addr string) *Host { return seen[addr] })
+	st.picker = newPicker(cfg, ws)
+	if cfg.Outlier != nil {
+		in := map[*Host]bool{}
+		for _, w := range ws {
+			if !in[w.h] {
+				in[w.h] = true
+				st.pool = append(st.pool, w.h)
+			}
+		}
+	}
 	c.st.Store(st)
 	if removed {
 		// Requests in flight keep their connections; only idle ones to

@@ -1,0 +1,156 @@
+package upstream
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"weft.dev/weft/internal/proxy/proxyconfig"
+)
+
+// outlierCluster is a cluster of n equal hosts whose outlier detection
+// ejects after two 5xx in a row.
+func outlierCluster(t *testing.T, lb proxyconfig.LBPolicy, n int, od proxyconfig.Outlier) *Cluster {
+	t.Helper()
+	cfg := cluster(lb)
+	cfg.Outlier = &od
+	ws := make([]uint32, n)
+	for i := range ws {
+		ws[i] = 1
+	}
+	return NewManager().Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": endpoints(ws...)})["c"]
+}
+
+var twoInARow = proxyconfig.Outlier{Consecutive5xx: 2, Enforcing5xx: 100, ConsecutiveGateway: 5, BaseEjection: time.Hour,
+	MaxEjection: 5 * time.Hour, Interval: time.Hour, MaxEjectionPercent: 100}
+
+func hostAt(c *Cluster, addr string) *Host { return c.st.Load().host(addr) }
+
+func TestOutlierEjection(t *testing.T) {
+	for _, lb := range []proxyconfig.LBPolicy{proxyconfig.LBRoundRobin, proxyconfig.LBLeastRequest, proxyconfig.LBRandom, proxyconfig.LBRingHash, proxyconfig.LBMaglev} {
+		t.Run(lb.String(), func(t *testing.T) {
+			c := outlierCluster(t, lb, 3, twoInARow)
+			bad := hostAt(c, "10.0.0.1:80")
+			c.Observe(bad, Result5xx)
+			c.Observe(bad, ResultOK) // a success in between: no run
+			c.Observe(bad, Result5xx)
+			if bad.Ejected() {
+				t.Fatal("ejected after 5xx, OK, 5xx")
+			}
+			c.Observe(bad, ResultGateway)
+			if !bad.Ejected() {
+				t.Fatal("not ejected after two 5xx in a row")
+			}
+			hashed := lb == proxyconfig.LBRingHash || lb == proxyconfig.LBMaglev
+			counts := pickCounts(t, c, 300, func(i int) (uint64, bool) { return uint64(i) * 0x9e3779b97f4a7c15, hashed })
+			if counts[bad.Addr] != 0 || counts["10.0.0.0:80"] == 0 || counts["10.0.0.2:80"] == 0 {
+				t.Errorf("picks with 10.0.0.1 ejected: %v", counts)
+			}
+			// The ejection ends: back in service.
+			bad.outlier.ejectedUntil.Store(time.Now().UnixNano() - 1)
+			if counts := pickCounts(t, c, 300, func(i int) (uint64, bool) { return uint64(i) * 0x9e3779b97f4a7c15, hashed }); counts[bad.Addr] == 0 {
+				t.Errorf("picks after the ejection ended: %v", counts)
+			}
+		})
+	}
+}
+
+func TestOutlierLimits(t *testing.T) {
+	t.Run("max ejection percent keeps all but one host", func(t *testing.T) {
+		od := twoInARow
+		od.MaxEjectionPercent = 10 // of 3 hosts: none, but one may always go
+		c := outlierCluster(t, proxyconfig.LBRoundRobin, 3, od)
+		for _, a := range []string{"10.0.0.0:80", "10.0.0.1:80"} {
+			c.Observe(hostAt(c, a), Result5xx)
+			c.Observe(hostAt(c, a), Result5xx)
+		}
+		if !hostAt(c, "10.0.0.0:80").Ejected() || hostAt(c, "10.0.0.1:80").Ejected() {
+			t.Errorf("ejected: first %v, second %v; want the first only", hostAt(c, "10.0.0.0:80").Ejected(), hostAt(c, "10.0.0.1:80").Ejected())
+		}
+	})
+	t.Run("panic threshold", func(t *testing.T) {
+		od := twoInARow
+		od.PanicPercent = 50
+		c := outlierCluster(t, proxyconfig.LBRoundRobin, 2, od)
+		for _, a := range []string{"10.0.0.0:80", "10.0.0.1:80"} {
+			c.Observe(hostAt(c, a), Result5xx)
+			c.Observe(hostAt(c, a), Result5xx)
+		}
+		// Both out, under 50 % in service: ejections are ignored.
+		if counts := pickCounts(t, c, 10, noHash); len(counts) != 2 {
+			t.Errorf("picks in panic: %v, want both hosts", counts)
+		}
+		od.PanicPercent = 0
+		c = outlierCluster(t, proxyconfig.LBRoundRobin, 1, od)
+		h := hostAt(c, "10.0.0.0:80")
+		c.Observe(h, Result5xx)
+		c.Observe(h, Result5xx)
+		if _, err := c.Pick("", 0, false); !errors.Is(err, ErrNoHealthyUpstream) {
+			t.Errorf("the only host ejected, no panic threshold: Pick error %v, want ErrNoHealthyUpstream", err)
+		}
+	})
+	t.Run("gateway errors", func(t *testing.T) {
+		od := twoInARow
+		od.Consecutive5xx, od.ConsecutiveGateway, od.EnforcingGateway = 0, 3, 100
+		c := outlierCluster(t, proxyconfig.LBRoundRobin, 3, od)
+		h := hostAt(c, "10.0.0.0:80")
+		c.Observe(h, ResultGateway)
+		c.Observe(h, ResultGateway)
+		c.Observe(h, Result5xx) // a 500 breaks a run of gateway errors
+		c.Observe(h, ResultGateway)
+		c.Observe(h, ResultGateway)
+		if h.Ejected() {
+			t.Fatal("ejected without three gateway errors in a row")
+		}
+		c.Observe(h, ResultGateway)
+		if !h.Ejected() {
+			t.Fatal("not ejected after three gateway errors in a row")
+		}
+	})
+	t.Run("ejections grow and decay", func(t *testing.T) {
+		od := twoInARow
+		od.BaseEjection, od.MaxEjection, od.Interval = time.Minute, 150*time.Second, time.Hour
+		c := outlierCluster(t, proxyconfig.LBRoundRobin, 3, od)
+		h := hostAt(c, "10.0.0.0:80")
+		eject := func() time.Duration {
+			h.outlier.ejectedUntil.Store(0) // the previous ejection is over
+			start := time.Now()
+			c.Observe(h, Result5xx)
+			c.Observe(h, Result5xx)
+			return time.Duration(h.outlier.ejectedUntil.Load() - start.UnixNano()).Round(time.Second)
+		}
+		for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 150 * time.Second} {
+			if got := eject(); got != want {
+				t.Errorf("ejection %d lasts %v, want %v", i+1, got, want)
+			}
+		}
+		// Two intervals in service since the last one ended: 3 - 2 + 1.
+		h.outlier.lastEnd.Store(time.Now().Add(-2*time.Hour - time.Minute).UnixNano())
+		if got := eject(); got != 2*time.Minute {
+			t.Errorf("after two intervals in service the ejection lasts %v, want 2m", got)
+		}
+	})
+}
+
+func TestResultOf(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		err       error
+		cancelled bool
+		want      Result
+	}{
+		{200, nil, false, ResultOK}, {404, nil, false, ResultOK}, {500, nil, false, Result5xx},
+		{503, nil, false, ResultGateway}, {504, nil, false, ResultGateway},
+		{0, errors.New("connect refused"), false, ResultGateway},
+		{0, errors.New("canceled"), true, ResultOK},
+	} {
+		var resp *http.Response
+		if tc.err == nil {
+			resp = &http.Response{StatusCode: tc.status}
+		}
+		if got := ResultOf(resp, tc.err, tc.cancelled); got != tc.want {
+			t.Errorf("ResultOf(%d, %v, %v) = %d, want %d", tc.status, tc.err, tc.cancelled, got, tc.want)
+		}
+	}
+}
