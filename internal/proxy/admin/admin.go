@@ -205,7 +205,9 @@ type ClusterStatus struct {
 type HostStatus struct {
 	// Address is host:port.
 	Address string `json:"address"`
-	// Health is "healthy", "unhealthy", "draining" or "degraded".
+	// Health is "healthy", "unhealthy", "draining" or "degraded", with
+	// "/failed_outlier_check" after it (for "healthy": alone) while outlier
+	// detection has the host ejected.
 	Health string `json:"health"`
 	// Weight is the endpoint's weight.
 	Weight uint32 `json:"weight"`
@@ -260,7 +262,7 @@ func clusterStatus(c *upstream.Cluster) ClusterStatus {
 	}
 	for _, h := range c.Hosts() {
 		health := h.Health.String()
-		if h.Host.Ejected() {
+		if c.Config().Outlier != nil && h.Host.Ejected() {
 			// Envoy's flag for a host outlier detection took out.
 			if health == "healthy" {
 				health = ""

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
@@ -250,7 +249,7 @@ func (c *Cluster) Pick(target string, hash uint64, hasHash bool) (*Host, error) 
 	}
 	h := st.picker.pick(hash, hasHash)
 	if st.cfg.Outlier != nil {
-		h = c.inService(st, h, func() *Host { return st.picker.pick(rand.Uint64(), hasHash) })
+		h = c.inService(st, h, hash, hasHash)
 	}
 	if h == nil {
 		return nil, ErrNoHealthyUpstream

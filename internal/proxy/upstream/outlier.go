@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -23,22 +24,65 @@ const (
 	// proxy's own (connect, reset, timeout), which Envoy counts as both a
 	// 5xx and a gateway error.
 	ResultGateway
+	// ResultNone says nothing about the host: the client went away, or
+	// the cluster's own circuit breaker refused the request.
+	ResultNone
 )
 
 // ResultOf classifies an attempt: its response, or the error it ended
-// with (a request the client cancelled says nothing about the host: OK).
+// with. A gRPC answer's status is its grpc-status header (a
+// trailers-only answer), mapped to the HTTP status gRPC gives it; a
+// grpc-status in trailers is not seen, as in Envoy.
 func ResultOf(resp *http.Response, err error, cancelled bool) Result {
+	if err != nil {
+		if cancelled || errors.Is(err, ErrOverflow) {
+			return ResultNone
+		}
+		return ResultGateway
+	}
+	status := resp.StatusCode
+	if v := resp.Header["Grpc-Status"]; len(v) > 0 {
+		if code, err := strconv.Atoi(v[0]); err == nil {
+			status = httpStatusOfGRPC(code)
+		}
+	}
 	switch {
-	case err != nil && cancelled && !errors.Is(err, ErrOverflow):
-		return ResultOK
-	case err != nil:
+	case status == 502 || status == 503 || status == 504:
 		return ResultGateway
-	case resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504:
-		return ResultGateway
-	case resp.StatusCode >= 500:
+	case status >= 500:
 		return Result5xx
 	}
 	return ResultOK
+}
+
+// httpStatusOfGRPC is the HTTP status a gRPC status code stands for (the
+// mapping google.rpc.Code documents).
+func httpStatusOfGRPC(code int) int {
+	switch code {
+	case 0:
+		return 200
+	case 1:
+		return 499
+	case 3, 9, 11:
+		return 400
+	case 4:
+		return 504
+	case 5:
+		return 404
+	case 6, 10:
+		return 409
+	case 7:
+		return 403
+	case 8:
+		return 429
+	case 12:
+		return 501
+	case 14:
+		return 503
+	case 16:
+		return 401
+	}
+	return 500
 }
 
 // outlierState is a host's outlier detection state. It persists across
@@ -69,9 +113,17 @@ func (c *Cluster) Observe(h *Host, r Result) {
 		return
 	}
 	o := &h.outlier
-	if r == ResultOK {
-		o.consec5xx.Store(0)
-		o.consecGateway.Store(0)
+	switch r {
+	case ResultNone:
+		return
+	case ResultOK:
+		// Loaded first: a run of successes does not write shared memory.
+		if o.consec5xx.Load() != 0 {
+			o.consec5xx.Store(0)
+		}
+		if o.consecGateway.Load() != 0 {
+			o.consecGateway.Store(0)
+		}
 		return
 	}
 	n5 := o.consec5xx.Add(1)
@@ -81,11 +133,21 @@ func (c *Cluster) Observe(h *Host, r Result) {
 	} else {
 		o.consecGateway.Store(0)
 	}
-	switch {
-	case od.Consecutive5xx > 0 && n5 >= od.Consecutive5xx && enforced(od.Enforcing5xx):
-		c.eject(h, od)
-	case od.ConsecutiveGateway > 0 && ng >= od.ConsecutiveGateway && enforced(od.EnforcingGateway):
-		c.eject(h, od)
+	// A detector that trips starts its count again whether or not the
+	// ejection is enforced, so an enforcing percentage applies once per
+	// run, as in Envoy.
+	if od.Consecutive5xx > 0 && n5 >= od.Consecutive5xx {
+		o.consec5xx.Store(0)
+		if enforced(od.Enforcing5xx) {
+			c.eject(h, od)
+			return
+		}
+	}
+	if od.ConsecutiveGateway > 0 && ng >= od.ConsecutiveGateway {
+		o.consecGateway.Store(0)
+		if enforced(od.EnforcingGateway) {
+			c.eject(h, od)
+		}
 	}
 }
 
@@ -123,7 +185,8 @@ func (c *Cluster) eject(h *Host, od *proxyconfig.Outlier) {
 		healthy := uint32(max(0, now-end) / int64(od.Interval))
 		n -= min(n, healthy)
 	}
-	n++
+	// The count stops growing once the ejection reaches the maximum.
+	n = min(n+1, uint32((od.MaxEjection+od.BaseEjection-1)/od.BaseEjection))
 	o.ejections.Store(n)
 	d := min(time.Duration(n)*od.BaseEjection, od.MaxEjection)
 	o.ejectedUntil.Store(now + int64(d))
@@ -131,11 +194,13 @@ func (c *Cluster) eject(h *Host, od *proxyconfig.Outlier) {
 	c.Ejections.Add(1)
 }
 
-// inService filters a pick through outlier detection: an ejected host is
-// replaced by another pick (a few tries, then the first host in service),
-// unless fewer than the panic threshold of the hosts are in service, when
-// ejections are ignored.
-func (c *Cluster) inService(st *state, h *Host, pick func() *Host) *Host {
+// inService filters a pick through outlier detection. An ejected host is
+// replaced by the balancer's pick for a derived hash (the same key always
+// derives the same ones, so a consistent-hash key moves to one host), a
+// few tries, then by a host in service chosen by the hash, or at random
+// without one. When fewer than the panic threshold of the hosts are in
+// service, ejections are ignored.
+func (c *Cluster) inService(st *state, h *Host, hash uint64, hasHash bool) *Host {
 	od := st.cfg.Outlier
 	if od == nil || h == nil {
 		return h
@@ -144,26 +209,33 @@ func (c *Cluster) inService(st *state, h *Host, pick func() *Host) *Host {
 	if !h.ejectedAt(now) {
 		return h
 	}
-	in := 0
-	var first *Host
+	var in []*Host
 	for _, p := range st.pool {
 		if !p.ejectedAt(now) {
-			in++
-			if first == nil {
-				first = p
-			}
+			in = append(in, p)
 		}
 	}
-	if float64(in)*100 < od.PanicPercent*float64(len(st.pool)) {
+	if float64(len(in))*100 < od.PanicPercent*float64(len(st.pool)) {
 		return h // panic: every host, ejected or not
 	}
-	if in == 0 {
+	if len(in) == 0 {
 		return nil
 	}
-	for range 3 {
-		if p := pick(); p != nil && !p.ejectedAt(now) {
+	if !hasHash {
+		hash = rand.Uint64()
+	}
+	for i := range uint64(3) {
+		if p := st.picker.pick(mix(hash, i+1), hasHash); p != nil && !p.ejectedAt(now) {
 			return p
 		}
 	}
-	return first
+	return in[hash%uint64(len(in))]
+}
+
+// mix derives the i-th alternative of a hash (splitmix64's finaliser).
+func mix(hash, i uint64) uint64 {
+	z := hash + i*0x9e3779b97f4a7c15
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
 }

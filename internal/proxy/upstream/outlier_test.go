@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -53,6 +54,68 @@ func TestOutlierEjection(t *testing.T) {
 				t.Errorf("picks after the ejection ended: %v", counts)
 			}
 		})
+	}
+}
+
+// TestOutlierRuns: a client that went away or a full circuit breaker
+// says nothing about the host and does not break a run of errors.
+func TestOutlierRuns(t *testing.T) {
+	c := outlierCluster(t, proxyconfig.LBRoundRobin, 3, twoInARow)
+	h := hostAt(c, "10.0.0.0:80")
+	c.Observe(h, Result5xx)
+	c.Observe(h, ResultNone)
+	c.Observe(h, Result5xx)
+	if !h.Ejected() {
+		t.Error("5xx, a cancelled request, 5xx: not ejected")
+	}
+}
+
+// TestOutlierHashAffinity: with the host of a consistent-hash key
+// ejected, the key goes to one other host, not to all of them, and keys
+// whose host is in service stay where they were.
+func TestOutlierHashAffinity(t *testing.T) {
+	for _, lb := range []proxyconfig.LBPolicy{proxyconfig.LBRingHash, proxyconfig.LBMaglev} {
+		t.Run(lb.String(), func(t *testing.T) {
+			c := outlierCluster(t, lb, 5, twoInARow)
+			before := map[uint64]string{}
+			for k := range uint64(200) {
+				h, _ := c.Pick("", k*0x9e3779b97f4a7c15, true)
+				before[k] = h.Addr
+			}
+			bad := hostAt(c, before[0])
+			c.Observe(bad, Result5xx)
+			c.Observe(bad, Result5xx)
+			for k, was := range before {
+				first, _ := c.Pick("", k*0x9e3779b97f4a7c15, true)
+				for range 20 {
+					if h, _ := c.Pick("", k*0x9e3779b97f4a7c15, true); h != first {
+						t.Fatalf("key %d went to %s and %s", k, first.Addr, h.Addr)
+					}
+				}
+				if first == bad || was != bad.Addr && first.Addr != was {
+					t.Errorf("key %d: %s before, %s with %s ejected", k, was, first.Addr, bad.Addr)
+				}
+			}
+		})
+	}
+}
+
+// TestOutlierFallbackSpread: with most hosts ejected, the requests the
+// balancer's picks cannot place are spread over the hosts in service.
+func TestOutlierFallbackSpread(t *testing.T) {
+	od := twoInARow
+	c := outlierCluster(t, proxyconfig.LBRandom, 10, od)
+	for i := range 6 {
+		h := hostAt(c, fmt.Sprintf("10.0.0.%d:80", i))
+		c.Observe(h, Result5xx)
+		c.Observe(h, Result5xx)
+	}
+	counts := pickCounts(t, c, 4000, noHash)
+	for i := 6; i < 10; i++ {
+		a := fmt.Sprintf("10.0.0.%d:80", i)
+		if n := counts[a]; n < 700 || n > 1300 {
+			t.Errorf("%s got %d of 4000 picks; want about a quarter: %v", a, n, counts)
+		}
 	}
 }
 
@@ -120,10 +183,13 @@ func TestOutlierLimits(t *testing.T) {
 			c.Observe(h, Result5xx)
 			return time.Duration(h.outlier.ejectedUntil.Load() - start.UnixNano()).Round(time.Second)
 		}
-		for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 150 * time.Second} {
+		for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 150 * time.Second, 150 * time.Second, 150 * time.Second} {
 			if got := eject(); got != want {
 				t.Errorf("ejection %d lasts %v, want %v", i+1, got, want)
 			}
+		}
+		if n := h.outlier.ejections.Load(); n != 3 {
+			t.Errorf("count of ejections %d after reaching the maximum, want 3 (ceil(150s/60s))", n)
 		}
 		// Two intervals in service since the last one ended: 3 - 2 + 1.
 		h.outlier.lastEnd.Store(time.Now().Add(-2*time.Hour - time.Minute).UnixNano())
@@ -143,11 +209,18 @@ func TestResultOf(t *testing.T) {
 		{200, nil, false, ResultOK}, {404, nil, false, ResultOK}, {500, nil, false, Result5xx},
 		{503, nil, false, ResultGateway}, {504, nil, false, ResultGateway},
 		{0, errors.New("connect refused"), false, ResultGateway},
-		{0, errors.New("canceled"), true, ResultOK},
+		{0, errors.New("canceled"), true, ResultNone},
+		{0, fmt.Errorf("dial: %w", ErrOverflow), false, ResultNone},
+		// gRPC: the grpc-status header of a trailers-only answer.
+		{-14, nil, false, ResultGateway}, {-13, nil, false, Result5xx}, {-5, nil, false, ResultOK}, {-0, nil, false, ResultOK},
 	} {
 		var resp *http.Response
 		if tc.err == nil {
-			resp = &http.Response{StatusCode: tc.status}
+			resp = &http.Response{StatusCode: tc.status, Header: http.Header{}}
+			if tc.status < 0 {
+				resp.StatusCode = 200
+				resp.Header.Set("Grpc-Status", fmt.Sprint(-tc.status))
+			}
 		}
 		if got := ResultOf(resp, tc.err, tc.cancelled); got != tc.want {
 			t.Errorf("ResultOf(%d, %v, %v) = %d, want %d", tc.status, tc.err, tc.cancelled, got, tc.want)
