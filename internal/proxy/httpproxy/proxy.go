@@ -858,7 +858,9 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		}
 		// Outlier detection counts the host's answers and its failures,
 		// not a client that went away.
-		c.Observe(host, upstream.ResultOf(resp, err, err != nil && rs.Err() != nil && rs.Cause() != errRouteTimeout))
+		if c.Config().Outlier != nil {
+			c.Observe(host, upstream.ResultOf(resp, err, err != nil && rs.Err() != nil && rs.Cause() != errRouteTimeout))
+		}
 		if retrying {
 			c.EndRetry()
 		}
