@@ -152,6 +152,7 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 		}
 		b.checkRoutes(rep, f+".route", r.Namespace, httpDests(h.GetRoute()))
 		checkFault(rep, f+".fault", h.GetFault())
+		checkCORS(rep, f+".corsPolicy", h.GetCorsPolicy())
 		checkPercentage(rep, f+".mirrorPercentage", h.GetMirrorPercentage())
 		if h.GetMirror() != nil && len(h.GetMirrors()) > 0 {
 			rep.errorf(f+".mirrors", "set mirror or mirrors, not both; list every destination under mirrors")

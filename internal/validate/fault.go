@@ -1,6 +1,8 @@
 package validate
 
 import (
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -72,4 +74,37 @@ func validGRPCStatus(s string) bool {
 	}
 	var c codes.Code
 	return c.UnmarshalJSON([]byte(strconv.Quote(strings.ToUpper(s)))) == nil
+}
+
+// checkCORS checks a route's CORS policy (field f): each allowed origin
+// is a match that is not empty, and a regex one compiles (RE2, as the
+// sidecar's matcher).
+func checkCORS(rep *reporter, f string, c *networking.CorsPolicy) {
+	if c == nil {
+		return
+	}
+	for i, o := range c.GetAllowOrigins() {
+		of := fmt.Sprintf("%s.allowOrigins[%d]", f, i)
+		switch m := o.GetMatchType().(type) {
+		case *networking.StringMatch_Exact:
+			if m.Exact == "" {
+				rep.errorf(of, "exact is empty; give the origin, such as \"https://shop.example.com\"")
+			}
+		case *networking.StringMatch_Prefix:
+			if m.Prefix == "" {
+				rep.errorf(of, "prefix is empty; give the start of the origins to allow")
+			}
+		case *networking.StringMatch_Regex:
+			if _, err := regexp.Compile(m.Regex); err != nil {
+				rep.errorf(of, "regex %q does not compile (RE2 syntax): %v", m.Regex, err)
+			} else if m.Regex == "" {
+				rep.errorf(of, "regex is empty")
+			}
+		default:
+			rep.errorf(of, "set exact, prefix or regex")
+		}
+	}
+	if d := c.GetMaxAge(); d != nil && d.AsDuration() < 0 {
+		rep.errorf(f+".maxAge", "maxAge %v is negative", d.AsDuration())
+	}
 }

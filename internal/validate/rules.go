@@ -54,8 +54,6 @@ func buildRules() []fieldRule {
 	rules := []fieldRule{
 		{kind: config.KindVirtualService, path: "spec.http[].delegate", severity: model.SeverityError,
 			message: "delegate is not supported by Weft yet; put the delegate VirtualService's routes in this one"},
-		{kind: config.KindVirtualService, path: "spec.http[].corsPolicy", severity: model.SeverityWarning,
-			message: "corsPolicy is not supported by Weft yet: the sidecars pass requests and responses on without CORS handling; answer CORS in the app, or remove it to silence this warning"},
 		{kind: config.KindVirtualService, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
 		{kind: config.KindDestinationRule, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
 		{kind: config.KindServiceEntry, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},

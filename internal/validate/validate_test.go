@@ -56,7 +56,7 @@ func TestAnalyze(t *testing.T) {
 				"testdata/fault.yaml:10: VirtualService default/ratings: spec.http[0].fault.delay.percentage: percentage 120 is not from 0 to 100",
 				`testdata/fault.yaml:13: VirtualService default/ratings: spec.http[1].fault.abort.grpcStatus: grpcStatus "BOGUS" is not a gRPC status; use a name such as UNAVAILABLE or a number from 0 to 16`,
 				"testdata/fault.yaml:18: VirtualService default/ratings: spec.http[2].mirrorPercentage: percentage 101 is not from 0 to 100",
-				"testdata/fault.yaml:19: VirtualService default/ratings: spec.http[2].corsPolicy: corsPolicy is not supported by Weft yet: the sidecars pass requests and responses on without CORS handling; answer CORS in the app, or remove it to silence this warning (warning)",
+				"testdata/fault.yaml:19: VirtualService default/ratings: spec.http[2].corsPolicy.allowOrigins[1]: regex \"(\" does not compile (RE2 syntax): error parsing regexp: missing closing ): `(`",
 			},
 		},
 		{

@@ -9,6 +9,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	cors "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -33,12 +34,15 @@ const (
 const DefaultOutboundPort = 15001
 
 var (
+	// Optional: gRPC's xDS clients (proxyless) do not implement CORS and
+	// skip it; they refuse a listener with a filter they must run.
+	corsFilter   = &hcm.HttpFilter{Name: CORSFilterName, IsOptional: true, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&cors.Cors{})}}
 	faultFilter  = &hcm.HttpFilter{Name: FaultFilterName, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&fault.HTTPFault{})}}
 	routerFilter = &hcm.HttpFilter{Name: RouterFilterName, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&router.Router{})}}
 )
 
 // rdsManager is an HTTP connection manager that takes its routes over
-// ADS; the fault filter precedes the router, which is last.
+// ADS; the CORS and fault filters precede the router, which is last.
 func rdsManager(statPrefix, routeName string) *hcm.HttpConnectionManager {
 	return &hcm.HttpConnectionManager{
 		StatPrefix: statPrefix,
@@ -47,7 +51,7 @@ func rdsManager(statPrefix, routeName string) *hcm.HttpConnectionManager {
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routeName,
 		}},
-		HttpFilters: []*hcm.HttpFilter{faultFilter, routerFilter},
+		HttpFilters: []*hcm.HttpFilter{corsFilter, faultFilter, routerFilter},
 	}
 }
 
@@ -58,7 +62,7 @@ func inlineManager(statPrefix string, rc *route.RouteConfiguration) *hcm.HttpCon
 		StatPrefix:     statPrefix,
 		CodecType:      hcm.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: rc},
-		HttpFilters:    []*hcm.HttpFilter{faultFilter, routerFilter},
+		HttpFilters:    []*hcm.HttpFilter{corsFilter, faultFilter, routerFilter},
 	}
 }
 

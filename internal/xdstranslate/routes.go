@@ -6,10 +6,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	previoushosts "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -21,6 +23,10 @@ import (
 
 	"weft.dev/weft/internal/model"
 )
+
+// CORSFilterName is the HTTP filter (and typed_per_filter_config key) of
+// CORS.
+const CORSFilterName = "envoy.filters.http.cors"
 
 // FaultFilterName is the HTTP filter (and typed_per_filter_config key) of
 // fault injection.
@@ -132,6 +138,14 @@ func (c *routeCtx) routeBody(hr *networking.HTTPRoute, vs *model.VirtualService)
 	}
 	if f := faultConfig(hr.GetFault()); f != nil {
 		r.TypedPerFilterConfig = map[string]*anypb.Any{FaultFilterName: mustAny(f)}
+	}
+	if cp := corsPolicy(hr.GetCorsPolicy()); cp != nil {
+		if r.TypedPerFilterConfig == nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		// Optional, as the filter is: gRPC's xDS clients skip it rather
+		// than refuse the route configuration.
+		r.TypedPerFilterConfig[CORSFilterName] = mustAny(&route.FilterConfig{Config: mustAny(cp), IsOptional: true})
 	}
 	return r
 }
@@ -505,6 +519,36 @@ func faultPercent(p *networking.Percent, legacy int32) *typev3.FractionalPercent
 		return &typev3.FractionalPercent{Numerator: uint32(legacy), Denominator: typev3.FractionalPercent_HUNDRED}
 	}
 	return nil
+}
+
+// corsPolicy is a route's CORS policy as Envoy's CORS filter takes it.
+func corsPolicy(c *networking.CorsPolicy) *corsv3.CorsPolicy {
+	if c == nil {
+		return nil
+	}
+	out := &corsv3.CorsPolicy{
+		AllowMethods:  strings.Join(c.GetAllowMethods(), ","),
+		AllowHeaders:  strings.Join(c.GetAllowHeaders(), ","),
+		ExposeHeaders: strings.Join(c.GetExposeHeaders(), ","),
+	}
+	for _, o := range c.GetAllowOrigins() {
+		if m := stringMatcher(o); m != nil {
+			out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, m)
+		}
+	}
+	for _, o := range c.GetAllowOrigin() { //nolint:staticcheck // deprecated field, still accepted
+		out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: o}})
+	}
+	if d := c.GetMaxAge(); d != nil {
+		out.MaxAge = strconv.FormatInt(int64(d.AsDuration()/time.Second), 10)
+	}
+	if v := c.GetAllowCredentials(); v != nil {
+		out.AllowCredentials = wrapperspb.Bool(v.GetValue())
+	}
+	if c.GetUnmatchedPreflights() == networking.CorsPolicy_IGNORE {
+		out.ForwardNotMatchingPreflights = wrapperspb.Bool(false)
+	}
+	return out
 }
 
 func faultConfig(f *networking.HTTPFaultInjection) *fault.HTTPFault {

@@ -187,6 +187,8 @@ type reqState struct {
 	// peer metadata header values: the request's (read on inbound
 	// clusters) and the response's (read on outbound ones); "" when none.
 	reqPeer, respPeer string
+	// cors is set for an allowed cross-origin request (cors.go).
+	cors *corsState
 
 	// trace is the request's tracing (tracing.go).
 	trace traceState
@@ -449,6 +451,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		return
 	}
 	rs.vh, rs.route = vh, route
+	if hcm := t.HTTP; route.CORS != nil && hcm != nil && hcm.CORSFilter && p.cors(sw, rs, r, route.CORS) {
+		return // a preflight, answered
+	}
 	if hcm := t.HTTP; hcm != nil && hcm.FaultFilter {
 		f := route.Fault
 		if f == nil {
@@ -647,6 +652,9 @@ func (p *Proxy) applyResponseHeaders(rs *reqState, h http.Header) {
 	}
 	if rs.target.Routes != nil && !rs.target.Routes.Config().ResponseHeaders.Empty() {
 		router.ApplyHeaders(h, &rs.target.Routes.Config().ResponseHeaders, nil)
+	}
+	if rs.cors != nil {
+		setCORS(h, rs.cors.policy, rs.cors.origin)
 	}
 }
 

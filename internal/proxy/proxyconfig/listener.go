@@ -234,6 +234,10 @@ func parseHCM(h *hcmv3.HttpConnectionManager, unenforced *[]string) (*HTTPConnec
 		if f.GetName() == routerFilter || f.GetTypedConfig().GetTypeUrl() == "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" {
 			continue
 		}
+		if f.GetTypedConfig().GetTypeUrl() == corsFilterTypeURL {
+			out.CORSFilter = true
+			continue
+		}
 		if isFault(f.GetTypedConfig()) {
 			fault, err := parseFault(f.GetTypedConfig(), fmt.Sprintf("http filter %q", f.GetName()), unenforced)
 			if err != nil {

@@ -113,8 +113,20 @@ func parseRoute(r *routev3.Route, unenforced *[]string) (*Route, error) {
 		return nil, fmt.Errorf("response headers: %w", err)
 	}
 	for name, cfg := range r.GetTypedPerFilterConfig() {
+		if inner, ok := filterConfig(cfg); ok {
+			if inner == nil {
+				continue // disabled for this route
+			}
+			cfg = inner // a FilterConfig wrapper (is_optional)
+		}
 		if isFault(cfg) {
 			if out.Fault, err = parseFault(cfg, fmt.Sprintf("route %q", r.GetName()), unenforced); err != nil {
+				return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
+			}
+			continue
+		}
+		if isCORSPolicy(cfg) {
+			if out.CORS, err = parseCORS(cfg, fmt.Sprintf("route %q", r.GetName()), unenforced); err != nil {
 				return nil, fmt.Errorf("typed_per_filter_config %q: %w", name, err)
 			}
 			continue

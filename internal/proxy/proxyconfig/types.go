@@ -139,6 +139,9 @@ type HTTPConnectionManager struct {
 	// for routes without theirs; nil when it injects nothing.
 	FaultFilter bool
 	Fault       *Fault
+	// CORSFilter is set when the HCM has a CORS filter: only then do
+	// routes' CORS policies apply.
+	CORSFilter bool
 }
 
 // TCPProxy is a validated tcp_proxy filter.
@@ -304,6 +307,8 @@ type Route struct {
 	// Fault is the route's own fault injection, which replaces the
 	// listener's; nil when the route has none.
 	Fault *Fault
+	// CORS is the route's CORS policy; nil when it has none.
+	CORS *CORS
 }
 
 // WeightedCluster is one cluster of a weighted split.

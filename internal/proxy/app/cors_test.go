@@ -1,0 +1,130 @@
+package app_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestCORS runs a gateway proxy whose config is Weft's translation of a
+// VirtualService with a corsPolicy in front of a real backend: a
+// preflight from an allowed origin is answered by the proxy with the
+// policy, one from another origin goes on to the backend, and responses
+// to an allowed origin's requests (only those) carry the CORS headers.
+func TestCORS(t *testing.T) {
+	var hits, preflights atomic.Int64
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.Method == http.MethodOptions {
+			preflights.Add(1)
+		}
+		w.Header().Set("X-Total", "3")
+		io.WriteString(w, "backend ok")
+	}))
+	t.Cleanup(backend.Close)
+	_, port, _ := net.SplitHostPort(backend.Listener.Addr().String())
+	snap := meshModel(t, "cors.yaml", fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: [shop.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: shop.default.svc.cluster.local}}]
+    corsPolicy:
+      allowOrigins: [{exact: "https://shop.example.com"}, {regex: "https://.*\\.partner\\.example"}]
+      allowMethods: [GET, POST]
+      allowHeaders: [X-Custom]
+      exposeHeaders: [X-Total]
+      maxAge: 86400s
+      allowCredentials: true
+`, port))
+	gw := startGateway(t, snap)
+	if logs := gw.Logs.String(); strings.Contains(logs, "not enforced") {
+		t.Errorf("the gateway lists config it does not enforce:\n%s", logs)
+	}
+	base := "http://" + gw.ListenerAddr(t, "0.0.0.0_8080")
+	client := &http.Client{Timeout: 10 * time.Second}
+	do := func(t *testing.T, method, origin string, preflight bool) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+"/items", nil)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if preflight {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "X-Custom")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+
+	t.Run("preflight from an allowed origin", func(t *testing.T) {
+		before := preflights.Load()
+		resp, _ := do(t, "OPTIONS", "https://app.partner.example", true)
+		want := map[string]string{
+			"Access-Control-Allow-Origin": "https://app.partner.example", "Access-Control-Allow-Methods": "GET,POST",
+			"Access-Control-Allow-Headers": "X-Custom", "Access-Control-Max-Age": "86400", "Access-Control-Allow-Credentials": "true",
+		}
+		for k, v := range want {
+			if got := resp.Header.Get(k); got != v {
+				t.Errorf("%s: %q, want %q", k, got, v)
+			}
+		}
+		if resp.StatusCode != 200 || preflights.Load() != before {
+			t.Errorf("status %d, backend saw %d preflights; want 200 from the proxy", resp.StatusCode, preflights.Load()-before)
+		}
+	})
+	t.Run("preflight from another origin goes on", func(t *testing.T) {
+		before := preflights.Load()
+		resp, body := do(t, "OPTIONS", "https://evil.example", true)
+		if body != "backend ok" || preflights.Load() != before+1 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("got %q, ACAO %q; want the backend's answer without CORS headers", body, resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+	})
+	t.Run("request from an allowed origin", func(t *testing.T) {
+		resp, body := do(t, "GET", "https://shop.example.com", false)
+		if body != "backend ok" || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example.com" ||
+			resp.Header.Get("Access-Control-Allow-Credentials") != "true" || resp.Header.Get("Access-Control-Expose-Headers") != "X-Total" {
+			t.Errorf("got %q with headers %v; want the backend's answer with the CORS headers", body, resp.Header)
+		}
+	})
+	for _, origin := range []string{"https://evil.example", ""} {
+		t.Run("request from origin "+origin, func(t *testing.T) {
+			resp, body := do(t, "GET", origin, false)
+			if body != "backend ok" || resp.Header.Get("Access-Control-Allow-Origin") != "" || resp.Header.Get("Access-Control-Expose-Headers") != "" {
+				t.Errorf("got %q with headers %v; want no CORS headers", body, resp.Header)
+			}
+		})
+	}
+}

@@ -1,0 +1,73 @@
+package httpproxy
+
+import (
+	"net/http"
+
+	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/router"
+)
+
+// corsState is an allowed cross-origin request's policy and origin, whose
+// response gets the CORS headers.
+type corsState struct {
+	policy *proxyconfig.CORS
+	origin string
+}
+
+// cors applies a route's CORS policy as Envoy's CORS filter does, before
+// the request is routed further. A request without an Origin goes on
+// untouched. A preflight (OPTIONS with Access-Control-Request-Method)
+// from an allowed origin is answered here, 200 with the policy's
+// Access-Control-* headers; from another origin it goes on to the
+// upstream unless the policy says to ignore it (then answered without
+// CORS headers). Any other request from an allowed origin goes on, and
+// its response gets Access-Control-Allow-Origin (and credentials and
+// exposed headers as configured). It reports whether it answered.
+func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyconfig.CORS) bool {
+	v := r.Header["Origin"]
+	if len(v) == 0 || v[0] == "" {
+		return false
+	}
+	origin := v[0]
+	allowed := false
+	for i := range c.AllowOrigins {
+		if router.MatchString(&c.AllowOrigins[i], origin) {
+			allowed = true
+			break
+		}
+	}
+	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+	switch {
+	case preflight && allowed:
+		h := sw.Header()
+		setCORS(h, c, origin)
+		if c.AllowMethods != "" {
+			h.Set("Access-Control-Allow-Methods", c.AllowMethods)
+		}
+		if c.AllowHeaders != "" {
+			h.Set("Access-Control-Allow-Headers", c.AllowHeaders)
+		}
+		if c.MaxAge != "" {
+			h.Set("Access-Control-Max-Age", c.MaxAge)
+		}
+		sw.WriteHeader(http.StatusOK)
+		return true
+	case preflight && !c.ForwardUnmatchedPreflights:
+		sw.WriteHeader(http.StatusOK)
+		return true
+	case allowed && !preflight:
+		rs.cors = &corsState{policy: c, origin: origin}
+	}
+	return false
+}
+
+// setCORS sets the headers every answer to an allowed origin carries.
+func setCORS(h http.Header, c *proxyconfig.CORS, origin string) {
+	h.Set("Access-Control-Allow-Origin", origin)
+	if c.AllowCredentials {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+	if c.ExposeHeaders != "" {
+		h.Set("Access-Control-Expose-Headers", c.ExposeHeaders)
+	}
+}
