@@ -42,7 +42,8 @@ var (
 )
 
 // rdsManager is an HTTP connection manager that takes its routes over
-// ADS; the CORS and fault filters precede the router, which is last.
+// ADS; the fault and CORS filters (Istio's order) precede the router,
+// which is last.
 func rdsManager(statPrefix, routeName string) *hcm.HttpConnectionManager {
 	return &hcm.HttpConnectionManager{
 		StatPrefix: statPrefix,
@@ -51,7 +52,7 @@ func rdsManager(statPrefix, routeName string) *hcm.HttpConnectionManager {
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routeName,
 		}},
-		HttpFilters: []*hcm.HttpFilter{corsFilter, faultFilter, routerFilter},
+		HttpFilters: []*hcm.HttpFilter{faultFilter, corsFilter, routerFilter},
 	}
 }
 
@@ -62,7 +63,7 @@ func inlineManager(statPrefix string, rc *route.RouteConfiguration) *hcm.HttpCon
 		StatPrefix:     statPrefix,
 		CodecType:      hcm.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: rc},
-		HttpFilters:    []*hcm.HttpFilter{corsFilter, faultFilter, routerFilter},
+		HttpFilters:    []*hcm.HttpFilter{faultFilter, corsFilter, routerFilter},
 	}
 }
 

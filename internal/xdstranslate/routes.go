@@ -536,10 +536,13 @@ func corsPolicy(c *networking.CorsPolicy) *corsv3.CorsPolicy {
 			out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, m)
 		}
 	}
-	for _, o := range c.GetAllowOrigin() { //nolint:staticcheck // deprecated field, still accepted
-		out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: o}})
+	if len(c.GetAllowOrigins()) == 0 {
+		// The deprecated list, which Istio reads only without the new one.
+		for _, o := range c.GetAllowOrigin() { //nolint:staticcheck // deprecated field, still accepted
+			out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: o}})
+		}
 	}
-	if d := c.GetMaxAge(); d != nil {
+	if d := c.GetMaxAge(); d != nil && d.AsDuration() >= 0 {
 		out.MaxAge = strconv.FormatInt(int64(d.AsDuration()/time.Second), 10)
 	}
 	if v := c.GetAllowCredentials(); v != nil {

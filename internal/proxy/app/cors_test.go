@@ -55,6 +55,13 @@ spec:
   hosts: ["*"]
   gateways: [gw]
   http:
+  - match: [{uri: {prefix: /open}}]
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+    corsPolicy:
+      allowOrigins: [{exact: "*"}]
+      allowMethods: ["*"]
+      allowHeaders: ["*"]
+      unmatchedPreflights: IGNORE
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
     corsPolicy:
       allowOrigins: [{exact: "https://shop.example.com"}, {regex: "https://.*\\.partner\\.example"}]
@@ -70,9 +77,13 @@ spec:
 	}
 	base := "http://" + gw.ListenerAddr(t, "0.0.0.0_8080")
 	client := &http.Client{Timeout: 10 * time.Second}
-	do := func(t *testing.T, method, origin string, preflight bool) (*http.Response, string) {
+	do := func(t *testing.T, method, origin string, preflight bool, path ...string) (*http.Response, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+"/items", nil)
+		target := base + "/items"
+		if len(path) > 0 {
+			target = base + path[0]
+		}
+		req, _ := http.NewRequest(method, target, nil)
 		if origin != "" {
 			req.Header.Set("Origin", origin)
 		}
@@ -103,6 +114,25 @@ spec:
 		}
 		if resp.StatusCode != 200 || preflights.Load() != before {
 			t.Errorf("status %d, backend saw %d preflights; want 200 from the proxy", resp.StatusCode, preflights.Load()-before)
+		}
+	})
+	t.Run("preflights are counted against the service", func(t *testing.T) {
+		found := false
+		for _, line := range strings.Split(adminGet(t, gw, "/stats/prometheus"), "\n") {
+			if strings.HasPrefix(line, "istio_requests_total{") && strings.Contains(line, `request_protocol="http"`) &&
+				strings.Contains(line, `destination_service="shop.default.svc.cluster.local"`) && strings.Contains(line, `response_code="200"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Error("no istio_requests_total with response_code 200 for the shop service after a preflight answered by the proxy")
+		}
+	})
+	t.Run("any origin, and what the preflight asks for", func(t *testing.T) {
+		resp, _ := do(t, "OPTIONS", "https://anyone.example", true, "/open")
+		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://anyone.example" ||
+			resp.Header.Get("Access-Control-Allow-Methods") != "POST" || resp.Header.Get("Access-Control-Allow-Headers") != "X-Custom" {
+			t.Errorf("status %d, headers %v; want the origin, POST and X-Custom granted", resp.StatusCode, resp.Header)
 		}
 	})
 	t.Run("preflight from another origin goes on", func(t *testing.T) {

@@ -23,7 +23,7 @@ type corsState struct {
 // CORS headers). Any other request from an allowed origin goes on, and
 // its response gets Access-Control-Allow-Origin (and credentials and
 // exposed headers as configured). It reports whether it answered.
-func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyconfig.CORS) bool {
+func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyconfig.CORS, clusterName *string) bool {
 	v := r.Header["Origin"]
 	if len(v) == 0 || v[0] == "" {
 		return false
@@ -31,7 +31,8 @@ func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyco
 	origin := v[0]
 	allowed := false
 	for i := range c.AllowOrigins {
-		if router.MatchString(&c.AllowOrigins[i], origin) {
+		// A matcher that matches "*" allows every origin, as in Envoy.
+		if m := &c.AllowOrigins[i]; router.MatchString(m, origin) || router.MatchString(m, "*") {
 			allowed = true
 			break
 		}
@@ -39,13 +40,22 @@ func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyco
 	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 	switch {
 	case preflight && allowed:
+		p.countAgainstRoute(rs, r, clusterName)
 		h := sw.Header()
 		setCORS(h, c, origin)
-		if c.AllowMethods != "" {
-			h.Set("Access-Control-Allow-Methods", c.AllowMethods)
+		// "*" grants what the preflight asks for, as Envoy answers it
+		// (with credentials a browser reads "*" literally).
+		if m := c.AllowMethods; m == "*" {
+			h.Set("Access-Control-Allow-Methods", r.Header.Get("Access-Control-Request-Method"))
+		} else if m != "" {
+			h.Set("Access-Control-Allow-Methods", m)
 		}
-		if c.AllowHeaders != "" {
-			h.Set("Access-Control-Allow-Headers", c.AllowHeaders)
+		if hs := c.AllowHeaders; hs == "*" {
+			if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
+				h.Set("Access-Control-Allow-Headers", asked)
+			}
+		} else if hs != "" {
+			h.Set("Access-Control-Allow-Headers", hs)
 		}
 		if c.MaxAge != "" {
 			h.Set("Access-Control-Max-Age", c.MaxAge)
@@ -53,6 +63,7 @@ func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyco
 		sw.WriteHeader(http.StatusOK)
 		return true
 	case preflight && !c.ForwardUnmatchedPreflights:
+		p.countAgainstRoute(rs, r, clusterName)
 		sw.WriteHeader(http.StatusOK)
 		return true
 	case allowed && !preflight:

@@ -34,13 +34,7 @@ func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *
 	if !delayed && !aborted {
 		return false
 	}
-	rs.grpc = router.IsGRPC(r)
-	if a := rs.route.Action; a != nil {
-		if name, _ := router.PickCluster(a); rs.target.Snapshot != nil && rs.target.Snapshot.Clusters[name] != nil {
-			*clusterName, rs.cluster = name, rs.target.Snapshot.Clusters[name]
-			rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
-		}
-	}
+	p.countAgainstRoute(rs, r, clusterName)
 	if delayed {
 		rs.setResult("", accesslog.FlagDelayInjected)
 		t := time.NewTimer(f.Delay)
@@ -76,6 +70,20 @@ func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *
 		writeLocal(sw, r, rs.start, f.AbortStatus, flags, faultAbortMsg)
 	}
 	return true
+}
+
+// countAgainstRoute makes a request the proxy answers itself before
+// routing it (a fault, a CORS preflight) count against the cluster its
+// route would pick (*clusterName), in metrics and logs, as a request
+// denied by policy does.
+func (p *Proxy) countAgainstRoute(rs *reqState, r *http.Request, clusterName *string) {
+	rs.grpc = router.IsGRPC(r)
+	if a := rs.route.Action; a != nil {
+		if name, _ := router.PickCluster(a); rs.target.Snapshot != nil && rs.target.Snapshot.Clusters[name] != nil {
+			*clusterName, rs.cluster = name, rs.target.Snapshot.Clusters[name]
+			rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
+		}
+	}
 }
 
 // grpcOfHTTP is the gRPC status of an HTTP status, as gRPC's

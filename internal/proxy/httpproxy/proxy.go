@@ -451,9 +451,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		return
 	}
 	rs.vh, rs.route = vh, route
-	if hcm := t.HTTP; route.CORS != nil && hcm != nil && hcm.CORSFilter && p.cors(sw, rs, r, route.CORS) {
-		return // a preflight, answered
-	}
+	// Istio's order: fault injection, then CORS (on routes that forward).
 	if hcm := t.HTTP; hcm != nil && hcm.FaultFilter {
 		f := route.Fault
 		if f == nil {
@@ -462,6 +460,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if f.Injects() && p.injectFault(sw, rs, r, f, &clusterName) {
 			return
 		}
+	}
+	if hcm := t.HTTP; route.CORS != nil && route.Action != nil && hcm != nil && hcm.CORSFilter && p.cors(sw, rs, r, route.CORS, &clusterName) {
+		return // a preflight, answered
 	}
 	switch {
 	case route.Direct != nil:

@@ -2,7 +2,6 @@ package proxyconfig
 
 import (
 	"fmt"
-	"strconv"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
@@ -22,7 +21,8 @@ const (
 // what it may do.
 type CORS struct {
 	// AllowOrigins are the allowed origins; none matching, the request
-	// gets no CORS headers.
+	// gets no CORS headers. One that matches "*" allows every origin, as
+	// in Envoy.
 	AllowOrigins []StringMatcher
 	// AllowMethods, AllowHeaders and ExposeHeaders are the
 	// Access-Control-* values as configured ("" to leave one out).
@@ -47,8 +47,14 @@ func filterConfig(a *anypb.Any) (*anypb.Any, bool) {
 		return nil, false
 	}
 	var fc routev3.FilterConfig
-	if err := a.UnmarshalTo(&fc); err != nil || fc.GetDisabled() {
+	if err := a.UnmarshalTo(&fc); err != nil {
+		return a, true // the caller lists what it cannot read
+	}
+	if fc.GetDisabled() {
 		return nil, true
+	}
+	if fc.GetConfig() == nil {
+		return a, true
 	}
 	return fc.GetConfig(), true
 }
@@ -63,11 +69,6 @@ func parseCORS(a *anypb.Any, where string, unenforced *[]string) (*CORS, error) 
 		MaxAge: p.GetMaxAge(), AllowCredentials: p.GetAllowCredentials().GetValue(), ForwardUnmatchedPreflights: true}
 	if v := p.GetForwardNotMatchingPreflights(); v != nil {
 		out.ForwardUnmatchedPreflights = v.GetValue()
-	}
-	if out.MaxAge != "" {
-		if n, err := strconv.ParseUint(out.MaxAge, 10, 64); err != nil || n > 1<<31 {
-			return nil, fmt.Errorf("cors: max_age %q is not a number of seconds", out.MaxAge)
-		}
 	}
 	for i, m := range p.GetAllowOriginStringMatch() {
 		sm, err := parseStringMatcher(m)

@@ -115,6 +115,9 @@ func parseRoute(r *routev3.Route, unenforced *[]string) (*Route, error) {
 	for name, cfg := range r.GetTypedPerFilterConfig() {
 		if inner, ok := filterConfig(cfg); ok {
 			if inner == nil {
+				if name == "envoy.filters.http.fault" {
+					out.Fault = &Fault{} // off for this route, whatever the listener's
+				}
 				continue // disabled for this route
 			}
 			cfg = inner // a FilterConfig wrapper (is_optional)
