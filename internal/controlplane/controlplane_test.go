@@ -403,25 +403,29 @@ func TestServedStaysBehindAFailedUpdate(t *testing.T) {
 	}
 	good := cp.Served()
 
-	wait := func() *model.Snapshot {
+	// wait waits for a snapshot newer than v, read before the change
+	// that makes it (the rebuild may be quicker than the caller).
+	wait := func(v uint64) *model.Snapshot {
 		t.Helper()
 		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer wcancel()
-		snap, err := cp.WaitNewer(wctx, cp.Snapshot().Version)
+		snap, err := cp.WaitNewer(wctx, v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return snap
 	}
 	fail.Store(true)
+	v := cp.Snapshot().Version
 	writeFile(t, filepath.Join(dir, "dr.yaml"), ratingsDR)
-	snap := wait()
+	snap := wait(v)
 	if cp.Served() != good || snap.Version <= good {
 		t.Errorf("after a failed update: snapshot %d, Served() = %d; want Served() to stay at %d", snap.Version, cp.Served(), good)
 	}
 	fail.Store(false)
+	v = snap.Version
 	cp.Rebuild()
-	snap = wait()
+	snap = wait(v)
 	if cp.Served() != snap.Version {
 		t.Errorf("after a good update: Served() = %d, want %d", cp.Served(), snap.Version)
 	}
