@@ -75,7 +75,10 @@ func TestProxylessGRPCInterop(t *testing.T) {
 				{Route: []*networking.HTTPRouteDestination{
 					{Destination: &networking.Destination{Host: host, Subset: "v1"}, Weight: 80},
 					{Destination: &networking.Destination{Host: host, Subset: "v2"}, Weight: 20},
-				}},
+				},
+					// gRPC's xDS client does not implement CORS: the
+					// route's optional policy must be skipped, not refused.
+					CorsPolicy: &networking.CorsPolicy{AllowOrigins: []*networking.StringMatch{{MatchType: &networking.StringMatch_Exact{Exact: "https://a.example"}}}}},
 			},
 		}}},
 	}
