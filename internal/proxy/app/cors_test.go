@@ -55,6 +55,13 @@ spec:
   hosts: ["*"]
   gateways: [gw]
   http:
+  - match: [{uri: {prefix: /strict}}]
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+    corsPolicy:
+      allowOrigins: [{exact: "https://shop.example.com"}]
+      allowMethods: [GET]
+      maxAge: 60s
+      unmatchedPreflights: IGNORE
   - match: [{uri: {prefix: /open}}]
     route: [{destination: {host: shop.default.svc.cluster.local}}]
     corsPolicy:
@@ -133,6 +140,15 @@ spec:
 		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://anyone.example" ||
 			resp.Header.Get("Access-Control-Allow-Methods") != "POST" || resp.Header.Get("Access-Control-Allow-Headers") != "X-Custom" {
 			t.Errorf("status %d, headers %v; want the origin, POST and X-Custom granted", resp.StatusCode, resp.Header)
+		}
+	})
+	t.Run("preflight from another origin, ignored", func(t *testing.T) {
+		before := preflights.Load()
+		resp, _ := do(t, "OPTIONS", "https://evil.example", true, "/strict")
+		if resp.StatusCode != 200 || preflights.Load() != before || resp.Header.Get("Access-Control-Allow-Origin") != "" ||
+			resp.Header.Get("Access-Control-Allow-Methods") != "GET" || resp.Header.Get("Access-Control-Max-Age") != "60" {
+			t.Errorf("status %d, headers %v, backend saw %d preflights; want the proxy's 200 with the policy but no origin",
+				resp.StatusCode, resp.Header, preflights.Load()-before)
 		}
 	})
 	t.Run("preflight from another origin goes on", func(t *testing.T) {

@@ -43,33 +43,44 @@ func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyco
 		p.countAgainstRoute(rs, r, clusterName)
 		h := sw.Header()
 		setCORS(h, c, origin)
-		// "*" grants what the preflight asks for, as Envoy answers it
-		// (with credentials a browser reads "*" literally).
-		if m := c.AllowMethods; m == "*" {
-			h.Set("Access-Control-Allow-Methods", r.Header.Get("Access-Control-Request-Method"))
-		} else if m != "" {
-			h.Set("Access-Control-Allow-Methods", m)
-		}
-		if hs := c.AllowHeaders; hs == "*" {
-			if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
-				h.Set("Access-Control-Allow-Headers", asked)
-			}
-		} else if hs != "" {
-			h.Set("Access-Control-Allow-Headers", hs)
-		}
-		if c.MaxAge != "" {
-			h.Set("Access-Control-Max-Age", c.MaxAge)
-		}
+		setPreflight(h, c, r)
 		sw.WriteHeader(http.StatusOK)
 		return true
 	case preflight && !c.ForwardUnmatchedPreflights:
+		// As Envoy: the policy's preflight headers, but no origin.
 		p.countAgainstRoute(rs, r, clusterName)
+		h := sw.Header()
+		if c.AllowCredentials {
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		setPreflight(h, c, r)
 		sw.WriteHeader(http.StatusOK)
 		return true
 	case allowed && !preflight:
 		rs.cors = &corsState{policy: c, origin: origin}
 	}
 	return false
+}
+
+// setPreflight sets a preflight answer's methods, headers and max age;
+// "*" grants what the preflight asks for, as Envoy answers it (with
+// credentials a browser reads "*" literally).
+func setPreflight(h http.Header, c *proxyconfig.CORS, r *http.Request) {
+	if m := c.AllowMethods; m == "*" {
+		h.Set("Access-Control-Allow-Methods", r.Header.Get("Access-Control-Request-Method"))
+	} else if m != "" {
+		h.Set("Access-Control-Allow-Methods", m)
+	}
+	if hs := c.AllowHeaders; hs == "*" {
+		if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
+			h.Set("Access-Control-Allow-Headers", asked)
+		}
+	} else if hs != "" {
+		h.Set("Access-Control-Allow-Headers", hs)
+	}
+	if c.MaxAge != "" {
+		h.Set("Access-Control-Max-Age", c.MaxAge)
+	}
 }
 
 // setCORS sets the headers every answer to an allowed origin carries.
