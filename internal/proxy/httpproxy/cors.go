@@ -19,8 +19,9 @@ type corsState struct {
 // untouched. A preflight (OPTIONS with Access-Control-Request-Method)
 // from an allowed origin is answered here, 200 with the policy's
 // Access-Control-* headers; from another origin it goes on to the
-// upstream unless the policy says to ignore it (then answered without
-// CORS headers). Any other request from an allowed origin goes on, and
+// upstream unless the policy says to ignore it (then answered with the
+// policy's preflight headers but no origin). Any other request from an
+// allowed origin goes on, and
 // its response gets Access-Control-Allow-Origin (and credentials and
 // exposed headers as configured). It reports whether it answered.
 func (p *Proxy) cors(sw *statusWriter, rs *reqState, r *http.Request, c *proxyconfig.CORS, clusterName *string) bool {
