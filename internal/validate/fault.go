@@ -3,12 +3,11 @@ package validate
 import (
 	"fmt"
 	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/model"
 )
 
 // checkFault checks a route's fault injection (field f) as the sidecar
@@ -48,7 +47,7 @@ func checkFault(rep *reporter, f string, fi *networking.HTTPFaultInjection) {
 				rep.errorf(f+".abort.httpStatus", "httpStatus %d is not an HTTP status from 200 to 599", e.HttpStatus)
 			}
 		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
-			if !validGRPCStatus(e.GrpcStatus) {
+			if _, ok := model.GRPCStatus(e.GrpcStatus); !ok {
 				rep.errorf(f+".abort.grpcStatus", "grpcStatus %q is not a gRPC status; use a name such as UNAVAILABLE or a number from 0 to 16", e.GrpcStatus)
 			}
 		case *networking.HTTPFaultInjection_Abort_Http2Error:
@@ -64,16 +63,6 @@ func checkPercentage(rep *reporter, f string, p *networking.Percent) {
 	if v := p.GetValue(); p != nil && !(v >= 0 && v <= 100) { // NaN too
 		rep.errorf(f, "percentage %v is not from 0 to 100", p.GetValue())
 	}
-}
-
-// validGRPCStatus reports whether s names a gRPC status code, by its
-// upper-case name or its number.
-func validGRPCStatus(s string) bool {
-	if n, err := strconv.Atoi(s); err == nil {
-		return n >= 0 && n <= 16
-	}
-	var c codes.Code
-	return c.UnmarshalJSON([]byte(strconv.Quote(strings.ToUpper(s)))) == nil
 }
 
 // checkCORS checks a route's CORS policy (field f): each allowed origin

@@ -499,15 +499,6 @@ func directResponse(d *networking.HTTPDirectResponse) *route.DirectResponseActio
 	return a
 }
 
-// grpcCodes maps gRPC status names (as Istio's abort.grpcStatus takes them)
-// to codes.
-var grpcCodes = map[string]uint32{
-	"OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
-	"ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
-	"ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
-	"DATA_LOSS": 15, "UNAUTHENTICATED": 16,
-}
-
 // faultPercent is the share of requests a fault applies to: its
 // percentage, else the deprecated integer percent. Neither set is none, as
 // Istio documents ("If left unspecified, no request will be delayed").
@@ -571,13 +562,10 @@ func faultConfig(f *networking.HTTPFaultInjection) *fault.HTTPFault {
 		case *networking.HTTPFaultInjection_Abort_HttpStatus:
 			ab.ErrorType = &fault.FaultAbort_HttpStatus{HttpStatus: uint32(e.HttpStatus)}
 		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
-			code, ok := grpcCodes[strings.ToUpper(e.GrpcStatus)]
-			if !ok {
-				if n, err := strconv.Atoi(e.GrpcStatus); err == nil {
-					code = uint32(n)
-				}
+			// The validator refuses a status that is not a gRPC one.
+			if code, ok := model.GRPCStatus(e.GrpcStatus); ok {
+				ab.ErrorType = &fault.FaultAbort_GrpcStatus{GrpcStatus: code}
 			}
-			ab.ErrorType = &fault.FaultAbort_GrpcStatus{GrpcStatus: code}
 		}
 		if ab.ErrorType != nil {
 			out.Abort = ab

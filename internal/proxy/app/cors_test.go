@@ -1,9 +1,7 @@
 package app_test
 
 import (
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -28,27 +26,7 @@ func TestCORS(t *testing.T) {
 		io.WriteString(w, "backend ok")
 	}))
 	t.Cleanup(backend.Close)
-	_, port, _ := net.SplitHostPort(backend.Listener.Addr().String())
-	snap := meshModel(t, "cors.yaml", fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop, namespace: default}
-spec:
-  hosts: [shop.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{name: http, number: 80, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
----
-apiVersion: networking.istio.io/v1
+	snap := meshModel(t, "cors.yaml", gatewayYAML+serviceEntryYAML("shop", serverPort(backend))+`apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: shop, namespace: default}
 spec:
@@ -77,7 +55,7 @@ spec:
       exposeHeaders: [X-Total]
       maxAge: 86400s
       allowCredentials: true
-`, port))
+`)
 	gw := startGateway(t, snap)
 	if logs := gw.Logs.String(); strings.Contains(logs, "not enforced") {
 		t.Errorf("the gateway lists config it does not enforce:\n%s", logs)

@@ -34,33 +34,13 @@ func TestGatewayPolicies(t *testing.T) {
 		io.WriteString(w, "shop ok")
 	}))
 	t.Cleanup(backend.Close)
-	_, backendPort, _ := net.SplitHostPort(backend.Listener.Addr().String())
 
-	yaml := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: shop-gateway, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop, namespace: default}
-spec:
-  hosts: [shop.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{name: http, number: 80, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
----
-apiVersion: networking.istio.io/v1
+	yaml := gatewayYAML + serviceEntryYAML("shop", serverPort(backend)) + fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: shop, namespace: default}
 spec:
   hosts: ["*"]
-  gateways: [shop-gateway]
+  gateways: [gw]
   http:
   - route: [{destination: {host: shop.default.svc.cluster.local, port: {number: 80}}}]
 ---
@@ -105,7 +85,7 @@ kind: AuthorizationPolicy
 metadata: {name: productpage-nothing, namespace: default}
 spec:
   selector: {matchLabels: {app: productpage}}
-`, backendPort, testIssuer, jwks)
+`, testIssuer, jwks)
 	snap := meshModel(t, "gateway.yaml", yaml)
 	gw := startGateway(t, snap)
 	addr := gw.ListenerAddr(t, "0.0.0.0_8080")

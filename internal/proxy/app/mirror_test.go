@@ -3,7 +3,6 @@ package app_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -45,37 +44,7 @@ func TestMirroring(t *testing.T) {
 	}))
 	t.Cleanup(mirror.Close)
 	t.Cleanup(unblock) // runs first: Close waits for the blocked handler
-	port := func(s *httptest.Server) string { _, p, _ := net.SplitHostPort(s.Listener.Addr().String()); return p }
-	snap := meshModel(t, "mirror.yaml", fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop, namespace: default}
-spec:
-  hosts: [shop.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{name: http, number: 80, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop-next, namespace: default}
-spec:
-  hosts: [shop-next.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{name: http, number: 80, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1, ports: {http: %s}}]
----
-apiVersion: networking.istio.io/v1
+	snap := meshModel(t, "mirror.yaml", gatewayYAML+serviceEntryYAML("shop", serverPort(primary))+serviceEntryYAML("shop-next", serverPort(mirror))+`apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: shop, namespace: default}
 spec:
@@ -90,7 +59,7 @@ spec:
     mirror: {host: shop-next.default.svc.cluster.local}
     mirrorPercentage: {value: 50}
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
-`, port(primary), port(mirror)))
+`)
 	gw := startGateway(t, snap)
 	if logs := gw.Logs.String(); strings.Contains(logs, "not enforced") {
 		t.Errorf("the gateway lists config it does not enforce:\n%s", logs)

@@ -1,9 +1,7 @@
 package app_test
 
 import (
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,29 +27,7 @@ func TestOutlierDetection(t *testing.T) {
 		http.Error(w, "overloaded", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(bad.Close)
-	port := func(s *httptest.Server) string { _, p, _ := net.SplitHostPort(s.Listener.Addr().String()); return p }
-	snap := meshModel(t, "outlier.yaml", fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 8080, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop, namespace: default}
-spec:
-  hosts: [shop.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{name: http, number: 80, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: %s}}
-  - {address: 127.0.0.1, ports: {http: %s}}
----
-apiVersion: networking.istio.io/v1
+	snap := meshModel(t, "outlier.yaml", gatewayYAML+serviceEntryYAML("shop", serverPort(good), serverPort(bad))+`apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: shop, namespace: default}
 spec:
@@ -69,7 +45,7 @@ spec:
   http:
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
     retries: {attempts: 0}
-`, port(good), port(bad)))
+`)
 	gw := startGateway(t, snap)
 	if logs := gw.Logs.String(); strings.Contains(logs, "not enforced") {
 		t.Errorf("the gateway lists config it does not enforce:\n%s", logs)
@@ -90,7 +66,7 @@ spec:
 	if codes[503] != 2 || codes[200] != 18 || badHits.Load() != 2 {
 		t.Errorf("statuses %v, bad backend hit %d times; want two 503s before the ejection, then 200s", codes, badHits.Load())
 	}
-	badAddr := "127.0.0.1:" + port(bad)
+	badAddr := "127.0.0.1:" + serverPort(bad)
 	want := "::" + badAddr + "::health_flags::/failed_outlier_check"
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(adminGet(t, gw, "/clusters"), want) {

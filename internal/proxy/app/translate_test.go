@@ -1,6 +1,9 @@
 package app_test
 
 import (
+	"fmt"
+	"net"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -89,4 +92,43 @@ func startGateway(t *testing.T, snap *model.Snapshot) *proxytest.Proxy {
 	cp.Set(t, gw.NodeID(), msgs...)
 	gw.WaitReady(t)
 	return gw
+}
+
+// gatewayYAML is a Gateway "gw" that serves HTTP on port 8080 of the
+// ingress gateway (startGateway) for any host.
+const gatewayYAML = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+`
+
+// serviceEntryYAML declares service <name>.default.svc.cluster.local,
+// HTTP on port 80, with an endpoint on 127.0.0.1 at each of ports.
+func serviceEntryYAML(name string, ports ...string) string {
+	var eps strings.Builder
+	for _, p := range ports {
+		fmt.Fprintf(&eps, "  - {address: 127.0.0.1, ports: {http: %s}}\n", p)
+	}
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s, namespace: default}
+spec:
+  hosts: [%[1]s.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+%[2]s---
+`, name, eps.String())
+}
+
+// serverPort is a test server's port.
+func serverPort(s *httptest.Server) string {
+	_, port, _ := net.SplitHostPort(s.Listener.Addr().String())
+	return port
 }

@@ -87,7 +87,8 @@ func (p *Proxy) countAgainstRoute(rs *reqState, r *http.Request, clusterName *st
 }
 
 // grpcOfHTTP is the gRPC status of an HTTP status, as gRPC's
-// specification maps them (HTTP to gRPC Status Code Mapping).
+// specification maps them (HTTP to gRPC Status Code Mapping): 404 is
+// UNIMPLEMENTED there, and anything unlisted UNKNOWN.
 func grpcOfHTTP(status int) codes.Code {
 	switch status {
 	case http.StatusBadRequest:

@@ -596,17 +596,13 @@ func grpcCode(r *http.Request, start time.Time, status int, flags string) int {
 			return int(codes.DeadlineExceeded)
 		}
 	}
-	switch {
-	case strings.Contains(flags, accesslog.FlagUpstreamTimeout):
+	if strings.Contains(flags, accesslog.FlagUpstreamTimeout) {
 		return int(codes.DeadlineExceeded)
-	case status == http.StatusForbidden:
-		return int(codes.PermissionDenied)
-	case status == http.StatusUnauthorized:
-		return int(codes.Unauthenticated)
-	case status == http.StatusNotFound:
-		return int(codes.Unimplemented) // gRPC's mapping of HTTP 404
-	case status == http.StatusBadRequest:
-		return int(codes.Internal)
+	}
+	// gRPC's mapping of the HTTP status, except that a local reply the
+	// mapping leaves UNKNOWN is UNAVAILABLE: the proxy could not serve it.
+	if c := grpcOfHTTP(status); c != codes.Unknown {
+		return int(c)
 	}
 	return int(codes.Unavailable)
 }

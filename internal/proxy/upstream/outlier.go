@@ -89,13 +89,11 @@ func httpStatusOfGRPC(code int) int {
 // endpoint updates, as the host does.
 type outlierState struct {
 	consec5xx, consecGateway atomic.Uint32
-	// ejectedUntil is when the current ejection ends (UnixNano); 0 or
-	// past when the host is in service.
+	// ejectedUntil is when the host's last ejection ends or ended
+	// (UnixNano); 0 when it was never ejected.
 	ejectedUntil atomic.Int64
-	// ejections counts the host's ejections in a row (see eject);
-	// lastEnd is when the last one ended.
+	// ejections counts the host's ejections in a row (see eject).
 	ejections atomic.Uint32
-	lastEnd   atomic.Int64
 }
 
 // Ejected reports whether outlier detection has taken the host out of
@@ -181,7 +179,7 @@ func (c *Cluster) eject(h *Host, od *proxyconfig.Outlier) {
 		return
 	}
 	n := o.ejections.Load()
-	if end := o.lastEnd.Load(); end > 0 && n > 0 {
+	if end := o.ejectedUntil.Load(); end > 0 && n > 0 {
 		healthy := uint32(max(0, now-end) / int64(od.Interval))
 		n -= min(n, healthy)
 	}
@@ -190,7 +188,6 @@ func (c *Cluster) eject(h *Host, od *proxyconfig.Outlier) {
 	o.ejections.Store(n)
 	d := min(time.Duration(n)*od.BaseEjection, od.MaxEjection)
 	o.ejectedUntil.Store(now + int64(d))
-	o.lastEnd.Store(now + int64(d))
 	c.Ejections.Add(1)
 }
 

@@ -176,15 +176,16 @@ func TestOutlierLimits(t *testing.T) {
 		od.BaseEjection, od.MaxEjection, od.Interval = time.Minute, 150*time.Second, time.Hour
 		c := outlierCluster(t, proxyconfig.LBRoundRobin, 3, od)
 		h := hostAt(c, "10.0.0.0:80")
-		eject := func() time.Duration {
-			h.outlier.ejectedUntil.Store(0) // the previous ejection is over
+		// eject ejects h again, its previous ejection having ended at ended.
+		eject := func(ended time.Time) time.Duration {
+			h.outlier.ejectedUntil.Store(ended.UnixNano())
 			start := time.Now()
 			c.Observe(h, Result5xx)
 			c.Observe(h, Result5xx)
 			return time.Duration(h.outlier.ejectedUntil.Load() - start.UnixNano()).Round(time.Second)
 		}
 		for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 150 * time.Second, 150 * time.Second, 150 * time.Second} {
-			if got := eject(); got != want {
+			if got := eject(time.Now()); got != want {
 				t.Errorf("ejection %d lasts %v, want %v", i+1, got, want)
 			}
 		}
@@ -192,8 +193,7 @@ func TestOutlierLimits(t *testing.T) {
 			t.Errorf("count of ejections %d after reaching the maximum, want 3 (ceil(150s/60s))", n)
 		}
 		// Two intervals in service since the last one ended: 3 - 2 + 1.
-		h.outlier.lastEnd.Store(time.Now().Add(-2*time.Hour - time.Minute).UnixNano())
-		if got := eject(); got != 2*time.Minute {
+		if got := eject(time.Now().Add(-2*time.Hour - time.Minute)); got != 2*time.Minute {
 			t.Errorf("after two intervals in service the ejection lasts %v, want 2m", got)
 		}
 	})
