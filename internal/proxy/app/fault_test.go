@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -41,6 +42,9 @@ spec:
     route: [{destination: {host: shop.default.svc.cluster.local}}]
   - match: [{uri: {prefix: /delay}}]
     fault: {delay: {fixedDelay: 0.4s, percentage: {value: 100}}}
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+  - match: [{uri: {prefix: /long}}]
+    fault: {delay: {fixedDelay: 30s, percentage: {value: 100}}}
     route: [{destination: {host: shop.default.svc.cluster.local}}]
   - match: [{uri: {prefix: /both}}]
     fault: {delay: {fixedDelay: 0.2s, percentage: {value: 100}}, abort: {httpStatus: 503, percentage: {value: 100}}}
@@ -179,6 +183,32 @@ spec:
 			if code, body, _, _ := get(t, "/unset"); code != 200 {
 				t.Fatalf("got %d %q; a fault without a percentage applies to no request", code, body)
 			}
+		}
+	})
+	t.Run("client gone during a delay", func(t *testing.T) {
+		// An HTTP/1.1 client that leaves while its request is held back
+		// ends it then: the request never reaches the backend, and it is
+		// counted with DI and DC within seconds, not when the 30 s delay
+		// would have ended.
+		before := hits.Load()
+		conn, err := net.Dial("tcp", gw.ListenerAddr(t, "0.0.0.0_8080"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(conn, "GET /long HTTP/1.1\r\nHost: shop\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		conn.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(adminGet(t, gw, "/stats/prometheus"), `response_flags="DI,DC"`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no request counted with DI,DC within 5s of the client leaving:\n%s", adminGet(t, gw, "/stats/prometheus"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if hits.Load() != before {
+			t.Error("the request of a client that left during the delay reached the backend")
 		}
 	})
 	t.Run("routes without a fault", func(t *testing.T) {

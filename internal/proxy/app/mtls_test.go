@@ -175,7 +175,13 @@ type meshPair struct {
 // mode and cluster builds the client's cluster to reviews.
 func startMeshPair(t *testing.T, leafTTL time.Duration, mode string, cluster func(*clusterv3.Cluster) *clusterv3.Cluster) *meshPair {
 	t.Helper()
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "reviews ok") }))
+	return startMeshPairApp(t, leafTTL, mode, cluster, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "reviews ok") })
+}
+
+// startMeshPairApp is startMeshPair with h as the reviews app.
+func startMeshPairApp(t *testing.T, leafTTL time.Duration, mode string, cluster func(*clusterv3.Cluster) *clusterv3.Cluster, h http.HandlerFunc) *meshPair {
+	t.Helper()
+	app := httptest.NewServer(h)
 	t.Cleanup(app.Close)
 	c := startCA(t, leafTTL)
 	cp := proxytest.StartControlPlane(t)

@@ -25,9 +25,9 @@ const faultAbortMsg = "fault filter abort"
 // request (aborted). A request a fault hits is counted against the
 // cluster its route would pick (*clusterName), as a request denied by
 // policy is. A request cancelled during a delay (an HTTP/2 stream reset,
-// a connection closed or reaped) ends without a response; an HTTP/1.x
-// client that goes away during a delay is noticed only when the request
-// is forwarded after it, since nothing reads its connection meanwhile.
+// an HTTP/1.x client gone, which the listener's watcher notices once the
+// request's body is read, a connection reaped) ends without a response
+// and is never forwarded.
 func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *proxyconfig.Fault, clusterName *string) bool {
 	delayed := f.DelayPerMillion > 0 && rand.Uint32N(1_000_000) < f.DelayPerMillion
 	aborted := f.AbortPerMillion > 0 && rand.Uint32N(1_000_000) < f.AbortPerMillion

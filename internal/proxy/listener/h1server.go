@@ -26,8 +26,9 @@ import (
 // served on one goroutine from its first request to its close: read a
 // request, run the handler on the same goroutine, write the response,
 // read the next. There is no background reader per request (a client that
-// goes away is noticed at the next write, or when the upstream's response
-// is relayed) and no deadline set per request: an idle reaper closes
+// goes away is noticed by a watcher started once a request has been
+// served for a while, h1watch.go, or else at the next write) and no
+// deadline set per request: an idle reaper closes
 // connections idle past the idle timeout. Connections that open with the
 // HTTP/2 preface go to the shared http.Server (h2c with prior knowledge).
 // Requests are parsed by package h1wire (net/http's rules, fewer
@@ -77,8 +78,10 @@ type h1Conn struct {
 	// the connection's reader is reused or pooled.
 	body io.ReadCloser
 	// ctx is the parent of the connection's requests' contexts; cancelled
-	// when the connection ends and when a shutdown gives up waiting.
-	ctx *connCtx
+	// when the connection ends, when a shutdown gives up waiting and when
+	// a watcher sees the client go (h1watch.go).
+	ctx   *connCtx
+	watch connWatch
 }
 
 // connCtx is an HTTP/1.x connection's context. Its requests' contexts
@@ -209,13 +212,15 @@ func (c *h1Conn) serve() {
 			w.expect = &continueReader{ReadCloser: req.Body, w: w}
 			req.Body = w.expect
 		}
+		c.armWatch(req)
 		ok := c.serveOne(w, req)
+		gone := c.unwatch()
 		if w.hijacked {
 			// The handler owns the connection, even if it then panicked.
 			hijacked = true
 			return
 		}
-		if !ok {
+		if !ok || gone {
 			return
 		}
 		if err := w.finish(); err != nil {
@@ -543,6 +548,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	c := w.c
+	c.unwatch() // before the handler reads the connection
 	c.forget()
 	c.m.untrackRaw(c.dc)
 	bw := c.bw

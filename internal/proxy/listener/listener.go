@@ -86,7 +86,11 @@ type Manager struct {
 	h1Mu    sync.Mutex
 	h1Conns map[*h1Conn]struct{}
 	reaper  *time.Timer
-	drain   atomic.Bool // keep-alives off: set by StopAccepting
+	// sweeping is set while the watch sweep (h1watch.go) is scheduled;
+	// sweepTimer is its timer, used by whoever set sweeping.
+	sweeping   atomic.Bool
+	sweepTimer *time.Timer
+	drain      atomic.Bool // keep-alives off: set by StopAccepting
 
 	passthrough sync.Map // cluster name -> *router.Table (transparent.go)
 	tlsConfigs  serverConfigs
