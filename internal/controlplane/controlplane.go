@@ -333,7 +333,14 @@ func (s *Server) Stats() *meshstats.Collector { return s.stats }
 
 // watch is the watcher: it debounces notifications and rebuilds.
 func (s *Server) watch(ctx context.Context) error {
-	s.rebuild() // the first build does not wait
+	// The first build does not wait for quiet, only for the folder to be
+	// watched, so that a change made right after it is not missed.
+	select {
+	case <-s.folder.Watching():
+	case <-ctx.Done():
+		return nil
+	}
+	s.rebuild()
 	close(s.ready)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()

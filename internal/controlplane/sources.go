@@ -30,15 +30,25 @@ type FolderSource struct {
 	// Dir is the folder; it is created if missing.
 	Dir string
 	log *slog.Logger
+	// watching is closed once Run watches the folder (or failed to).
+	watching     chan struct{}
+	watchingOnce sync.Once
 }
 
 // NewFolderSource returns a source watching dir.
 func NewFolderSource(dir string, log *slog.Logger) *FolderSource {
-	return &FolderSource{Dir: dir, log: log}
+	return &FolderSource{Dir: dir, log: log, watching: make(chan struct{})}
 }
+
+// Watching is closed once Run watches the folder, or gave up: a read of
+// the folder after it misses no change.
+func (s *FolderSource) Watching() <-chan struct{} { return s.watching }
+
+func (s *FolderSource) markWatching() { s.watchingOnce.Do(func() { close(s.watching) }) }
 
 // Run watches the folder and its subfolders.
 func (s *FolderSource) Run(ctx context.Context, notify func()) error {
+	defer s.markWatching()
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return fmt.Errorf("creating config folder: %w", err)
 	}
@@ -58,6 +68,7 @@ func (s *FolderSource) Run(ctx context.Context, notify func()) error {
 		})
 	}
 	add(s.Dir)
+	s.markWatching()
 	for {
 		select {
 		case <-ctx.Done():
