@@ -41,10 +41,13 @@ func (b *build) checkGateway(r *config.Resource, rep *reporter) func() {
 			}
 		}
 	}
+	// The snapshot's copy gets certificate paths made absolute.
+	gw = proto.Clone(gw).(*networking.Gateway)
+	checkGatewayServers(rep, r.File, gw.GetServers())
 	b.checkFields(r, rep)
 	return func() {
 		b.gateways[r.Namespace+"/"+r.Name] = r
-		b.snap.Gateways = append(b.snap.Gateways, &model.Gateway{Meta: r.Meta, Spec: proto.Clone(gw).(*networking.Gateway)})
+		b.snap.Gateways = append(b.snap.Gateways, &model.Gateway{Meta: r.Meta, Spec: gw})
 	}
 }
 

@@ -97,6 +97,13 @@ func OutboundRouteName(port uint32) string { return fmt.Sprintf("%d", port) }
 // GatewayRouteName names the route configuration of a gateway port: "http.8080".
 func GatewayRouteName(port uint32) string { return fmt.Sprintf("http.%d", port) }
 
+// GatewayHTTPSRouteName names the route configuration of one HTTPS server
+// of a gateway port, server being "namespace.gateway.index":
+// "https.8443.default.gw.0".
+func GatewayHTTPSRouteName(port uint32, server string) string {
+	return fmt.Sprintf("https.%d.%s", port, server)
+}
+
 // NodeID builds an Istio-style node ID:
 // "<type>~<ip>~<name>.<namespace>~<namespace>.svc.cluster.local".
 // type is "sidecar" for sidecars and "router" for gateways.

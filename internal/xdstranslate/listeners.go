@@ -3,7 +3,9 @@ package xdstranslate
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -12,8 +14,10 @@ import (
 	cors "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
@@ -409,33 +413,42 @@ func (t *Translator) buildProxyless(p *Proxy, svcs []*model.Service) ([]*listene
 }
 
 // buildGateway builds the listeners "0.0.0.0_<port>" and route
-// configurations "http.<port>" of a gateway proxy. The
+// configurations of a gateway proxy: one route configuration per HTTP
+// port ("http.<port>"), and for an HTTPS port one filter chain per server,
+// chosen by the TLS server name among the server's hosts, that terminates
+// TLS with the server's certificate (and verifies client certificates for
+// MUTUAL) and routes with the server's own route configuration
+// ("https.<port>.<namespace>.<gateway>.<server index>"), so a request is
+// routed only among the hosts of the server its connection reached. The
 // RequestAuthentications and AuthorizationPolicies that select the gateway
 // workload (by its namespace and labels, as for a sidecar) put their JWT
 // and RBAC filters before the fault filter and the router.
 func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.RouteConfiguration) {
-	type bound struct {
-		ref   string
-		hosts []string
-	}
-	byPort := map[uint32][]bound{}
+	byPort := map[uint32][]gatewayServer{}
 	for _, gw := range t.snap.Gateways {
 		if !model.LabelsMatch(gw.Spec.GetSelector(), p.Labels) {
 			continue
 		}
-		for _, srv := range gw.Spec.GetServers() {
+		for i, srv := range gw.Spec.GetServers() {
 			sp := srv.GetPort()
-			if !model.ProtocolFromPort(sp.GetProtocol(), "", sp.GetName()).IsHTTP() {
-				continue // HTTPS and TLS servers need the security work
+			s := gatewayServer{ref: gw.Namespace + "/" + gw.Name, name: fmt.Sprintf("%s.%s.%d", gw.Namespace, gw.Name, i)}
+			switch {
+			case strings.EqualFold(sp.GetProtocol(), "HTTPS"):
+				tls := srv.GetTls()
+				if tls.GetMode() != networking.ServerTLSSettings_SIMPLE && tls.GetMode() != networking.ServerTLSSettings_MUTUAL {
+					continue // refused by the validator
+				}
+				s.tls = tls
+			case !model.ProtocolFromPort(sp.GetProtocol(), "", sp.GetName()).IsHTTP():
+				continue // refused by the validator
 			}
-			var hosts []string
 			for _, h := range srv.GetHosts() {
 				if _, host, ok := cutNamespace(h); ok {
 					h = host
 				}
-				hosts = append(hosts, h)
+				s.hosts = append(s.hosts, h)
 			}
-			byPort[sp.GetNumber()] = append(byPort[sp.GetNumber()], bound{gw.Namespace + "/" + gw.Name, hosts})
+			byPort[sp.GetNumber()] = append(byPort[sp.GetNumber()], s)
 		}
 	}
 	ports := make([]uint32, 0, len(byPort))
@@ -447,65 +460,128 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 	var rcs []*route.RouteConfiguration
 	tel := t.telemetryFor(p)
 	sec := t.securityFor(p.Namespace, p.Labels)
-	for _, n := range ports {
-		rname := xdsmeta.GatewayRouteName(n)
-		rc := &route.RouteConfiguration{Name: rname, ValidateClusters: wrapperspb.Bool(false)}
-		vhosts := map[string]*route.VirtualHost{}
-		var order []string
-		done := map[string]bool{}
-		for _, b := range byPort[n] {
-			ctx := &routeCtx{snap: t.snap, proxy: p, port: n, gateway: b.ref}
-			for _, vs := range t.snap.VirtualServices {
-				if len(vs.Spec.GetGateways()) == 0 || !ctx.gatewaysApply(vs.Spec.GetGateways(), vs.Namespace) {
-					continue
-				}
-				for _, h := range vs.Spec.GetHosts() {
-					domain := ""
-					for _, sh := range b.hosts {
-						if hostMatches(sh, h) {
-							domain = h
-							break
-						}
-						if hostMatches(h, sh) {
-							domain = sh
-							break
-						}
-					}
-					key := vs.Namespace + "/" + vs.Name + "|" + domain
-					if domain == "" || done[key] {
-						continue
-					}
-					done[key] = true
-					vh := vhosts[domain]
-					if vh == nil {
-						vh = &route.VirtualHost{Name: fmt.Sprintf("%s:%d", domain, n), Domains: []string{domain}}
-						if domain != "*" {
-							vh.Domains = append(vh.Domains, fmt.Sprintf("%s:%d", domain, n))
-						}
-						vhosts[domain] = vh
-						order = append(order, domain)
-					}
-					vh.Routes = append(vh.Routes, ctx.httpRoutes(vs)...)
-				}
-			}
-		}
-		sort.Strings(order)
-		for _, d := range order {
-			rc.VirtualHosts = append(rc.VirtualHosts, vhosts[d])
-		}
-		rcs = append(rcs, rc)
+	manager := func(n uint32, rname string) *listener.Filter {
 		m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), rname)
 		// The gateway's own request authentication and authorization
 		// (policies selecting it, as a sidecar's inbound ones do) run
 		// before routing, on the gateway port.
 		m.HttpFilters = append(sec.httpFilters(n), m.HttpFilters...)
-		ls = append(ls, &listener.Listener{
-			Name:         fmt.Sprintf("0.0.0.0_%d", n),
-			Address:      socketAddress("127.0.0.1", n),
-			FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{hcmFilter(tel.apply(m))}}},
-		})
+		return hcmFilter(tel.apply(m))
+	}
+	for _, n := range ports {
+		l := &listener.Listener{Name: fmt.Sprintf("0.0.0.0_%d", n), Address: socketAddress("127.0.0.1", n)}
+		servers := byPort[n]
+		if servers[0].tls == nil {
+			// HTTP: the validator refuses HTTPS servers on the same port.
+			rname := xdsmeta.GatewayRouteName(n)
+			rcs = append(rcs, t.gatewayRoutes(p, rname, n, servers))
+			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{manager(n, rname)}}}
+			ls = append(ls, l)
+			continue
+		}
+		for _, s := range servers {
+			if s.tls == nil {
+				continue
+			}
+			rname := xdsmeta.GatewayHTTPSRouteName(n, s.name)
+			rcs = append(rcs, t.gatewayRoutes(p, rname, n, []gatewayServer{s}))
+			match := &listener.FilterChainMatch{TransportProtocol: "tls"}
+			if !slices.Contains(s.hosts, "*") {
+				match.ServerNames = s.hosts
+			}
+			l.FilterChains = append(l.FilterChains, &listener.FilterChain{
+				Name:             "https." + s.name,
+				FilterChainMatch: match,
+				Filters:          []*listener.Filter{manager(n, rname)},
+				TransportSocket:  gatewayTLS(s.tls),
+			})
+		}
+		l.ListenerFilters = []*listener.ListenerFilter{{Name: TLSInspectorName, ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}}}
+		ls = append(ls, l)
 	}
 	return ls, rcs
+}
+
+// gatewayServer is a Gateway server bound to a gateway proxy.
+type gatewayServer struct {
+	ref   string // the Gateway, "namespace/name"
+	name  string // "namespace.name.index", unique per server
+	hosts []string
+	tls   *networking.ServerTLSSettings // nil for HTTP
+}
+
+// gatewayRoutes builds the route configuration name of a gateway port
+// from the VirtualServices bound to servers (their gateway and a host in
+// common).
+func (t *Translator) gatewayRoutes(p *Proxy, name string, port uint32, servers []gatewayServer) *route.RouteConfiguration {
+	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	vhosts := map[string]*route.VirtualHost{}
+	var order []string
+	done := map[string]bool{}
+	for _, b := range servers {
+		ctx := &routeCtx{snap: t.snap, proxy: p, port: port, gateway: b.ref}
+		for _, vs := range t.snap.VirtualServices {
+			if len(vs.Spec.GetGateways()) == 0 || !ctx.gatewaysApply(vs.Spec.GetGateways(), vs.Namespace) {
+				continue
+			}
+			for _, h := range vs.Spec.GetHosts() {
+				domain := ""
+				for _, sh := range b.hosts {
+					if hostMatches(sh, h) {
+						domain = h
+						break
+					}
+					if hostMatches(h, sh) {
+						domain = sh
+						break
+					}
+				}
+				key := vs.Namespace + "/" + vs.Name + "|" + domain
+				if domain == "" || done[key] {
+					continue
+				}
+				done[key] = true
+				vh := vhosts[domain]
+				if vh == nil {
+					vh = &route.VirtualHost{Name: fmt.Sprintf("%s:%d", domain, port), Domains: []string{domain}}
+					if domain != "*" {
+						vh.Domains = append(vh.Domains, fmt.Sprintf("%s:%d", domain, port))
+					}
+					vhosts[domain] = vh
+					order = append(order, domain)
+				}
+				vh.Routes = append(vh.Routes, ctx.httpRoutes(vs)...)
+			}
+		}
+	}
+	sort.Strings(order)
+	for _, d := range order {
+		rc.VirtualHosts = append(rc.VirtualHosts, vhosts[d])
+	}
+	return rc
+}
+
+// gatewayTLS is the transport socket that terminates TLS for a Gateway
+// server: its certificate and key files, HTTP/2 and HTTP/1.1 offered by
+// ALPN, and for MUTUAL a client certificate required and verified with
+// its CA file.
+func gatewayTLS(s *networking.ServerTLSSettings) *core.TransportSocket {
+	file := func(name string) *core.DataSource {
+		return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: name}}
+	}
+	dn := &tlsv3.DownstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols:   []string{"h2", "http/1.1"},
+			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(s.GetServerCertificate()), PrivateKey: file(s.GetPrivateKey())}},
+		},
+	}
+	if s.GetMode() == networking.ServerTLSSettings_MUTUAL {
+		dn.RequireClientCertificate = wrapperspb.Bool(true)
+		dn.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{
+			ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: file(s.GetCaCertificates())},
+		}
+	}
+	return &core.TransportSocket{Name: tlsSocketName, ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(dn)}}
 }
 
 func cutNamespace(h string) (string, string, bool) {

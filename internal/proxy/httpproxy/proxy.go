@@ -131,6 +131,11 @@ type Target struct {
 	// certificate when the connection is mTLS, "" otherwise. Principals
 	// come from certificates only, never from headers.
 	DownstreamPrincipal string
+	// DownstreamHTTPS is set when the client's connection is TLS that this
+	// proxy terminated with a certificate of its config (a gateway's HTTPS
+	// server), not the mesh's mTLS: the request's X-Forwarded-Proto is
+	// then https.
+	DownstreamHTTPS bool
 }
 
 // errors carried as context causes.
@@ -701,7 +706,11 @@ func rewrite(rs *reqState, in, out *http.Request) {
 		h[peermeta.Header] = rs.p.peer
 	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		if rs.target.DownstreamHTTPS {
+			h["X-Forwarded-Proto"] = []string{"https"}
+		} else {
+			h["X-Forwarded-Proto"] = []string{"http"}
+		}
 	}
 }
 

@@ -117,6 +117,9 @@ type connInfo struct {
 	// transport is the transport protocol of a connection on a listener
 	// that matches on it ("tls", "raw_buffer"), "" elsewhere (mtls.go).
 	transport string
+	// sni is the server name of a TLS connection's ClientHello ("" for
+	// none or plaintext), which picked its chain (mtls.go).
+	sni string
 	// peer is the verified SPIFFE ID of an mTLS client, "" otherwise.
 	peer string
 }
@@ -401,7 +404,7 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var ch *dataplane.Chain
 	if info.transport != "" {
-		ch = matchTransport(l, port, info.transport)
+		ch = matchTransport(l, port, info.transport, info.sni)
 	} else {
 		ch = l.MatchChain(port, hostOf(authority))
 	}
@@ -415,7 +418,8 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("port %d of %s is a TCP service: use CONNECT", port, hostOf(authority)))
 		return
 	}
-	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP, DownstreamPrincipal: info.peer})
+	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP, DownstreamPrincipal: info.peer,
+		DownstreamHTTPS: info.transport == proxyconfig.TransportProtocolTLS && ch.Config.TLS != nil && ch.Config.TLS.CertFile != ""})
 }
 
 // serveConnect answers a CONNECT: 200, then an opaque tunnel for TCP

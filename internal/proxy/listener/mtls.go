@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,14 +82,15 @@ func (m *Manager) serveTransportConn(b *bound, c net.Conn, snap *dataplane.Snaps
 	start := time.Now()
 	br := bufio.NewReader(c)
 	transport := proxyconfig.TransportProtocolRaw
-	switch kind, _ := detect(c, br, l.Config.DetectTimeout); kind {
+	kind, sni := detect(c, br, l.Config.DetectTimeout)
+	switch kind {
 	case detectedClosed:
 		_ = c.Close()
 		return false
 	case detectedTLS:
 		transport = proxyconfig.TransportProtocolTLS
 	}
-	ch := matchTransport(l, port, transport)
+	ch := matchTransport(l, port, transport, sni)
 	if origDst != "" && ch == l.Default {
 		// A captured connection to a port the listener declares, in a
 		// transport it does not accept (plaintext under STRICT): the
@@ -129,30 +131,61 @@ func (m *Manager) serveTransportConn(b *bound, c net.Conn, snap *dataplane.Snaps
 		return false
 	}
 	m.untrackRaw(c)
-	m.serveHTTPConn(&downConn{Conn: conn, info: &connInfo{listener: b.name, port: port, transport: transport, peer: peer, origDst: origDst}})
+	m.serveHTTPConn(&downConn{Conn: conn, info: &connInfo{listener: b.name, port: port, transport: transport, sni: sni, peer: peer, origDst: origDst}})
 	return true
 }
 
-// matchTransport is MatchChain for one transport protocol: chains that
-// match another transport are skipped.
-func matchTransport(l *dataplane.Listener, port uint32, transport string) *dataplane.Chain {
+// matchTransport is MatchChain for one transport protocol and TLS server
+// name (sni, "" for none): chains that match another transport are
+// skipped, and of the others a chain whose server_names hold the name
+// wins (exact before the longest wildcard), then one without
+// server_names (a transport's own before one for any transport); chains
+// whose server_names do not hold it never match.
+func matchTransport(l *dataplane.Listener, port uint32, transport, sni string) *dataplane.Chain {
 	var best *dataplane.Chain
+	bestScore := -1
+	sni = strings.ToLower(strings.TrimSuffix(sni, "."))
 	for _, ch := range l.Chains {
 		m := &ch.Config.Match
 		if m.DestinationPort != 0 && m.DestinationPort != port {
 			continue
 		}
-		switch m.TransportProtocol {
-		case transport:
-			return ch
-		case "":
-			if best == nil {
-				best = ch
-			}
+		if m.TransportProtocol != transport && m.TransportProtocol != "" {
+			continue
+		}
+		score := serverNameScore(m.ServerNames, sni)
+		if score < 0 {
+			continue
+		}
+		if m.TransportProtocol == transport {
+			score++ // before a chain for any transport
+		}
+		if score > bestScore {
+			best, bestScore = ch, score
 		}
 	}
 	if best == nil && l.Default != nil && (l.Default.Config.Match.TransportProtocol == "" || l.Default.Config.Match.TransportProtocol == transport) {
 		best = l.Default
 	}
 	return best
+}
+
+// serverNameScore ranks how server names match a (lower-case) name: 0
+// when there are none, higher for an exact name than for any wildcard and
+// for a longer wildcard than a shorter one, -1 when none matches.
+func serverNameScore(names []string, name string) int {
+	if len(names) == 0 {
+		return 0
+	}
+	score := -1
+	for _, n := range names {
+		n = strings.ToLower(n)
+		switch {
+		case n == name:
+			return 1 << 20
+		case strings.HasPrefix(n, "*.") && len(name) > len(n)-1 && strings.HasSuffix(name, n[1:]):
+			score = max(score, 2*len(n))
+		}
+	}
+	return score
 }

@@ -152,7 +152,7 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 	var hcm *proxyconfig.HTTPConnectionManager
 	var ch *dataplane.Chain
 	if info.transport != "" {
-		ch = matchTransport(l, info.port, info.transport)
+		ch = matchTransport(l, info.port, info.transport, info.sni)
 	} else {
 		ch = l.MatchDeclared(info.port, hostOf(info.origDst))
 	}

@@ -61,11 +61,11 @@ func ClientConfig(t *proxyconfig.UpstreamTLS, id Identity, alpn []string) (*tls.
 	case t.CertSDS != "":
 		cfg.GetClientCertificate = id.GetClientCertificate
 	case t.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		fc, err := loadFileCert(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetClientCertificate = fc.GetClientCertificate
 	}
 	roots, err := rootsOf(&t.TLSCommon, id)
 	if err != nil {
@@ -117,11 +117,11 @@ func ServerConfig(t *proxyconfig.DownstreamTLS, id Identity) (*tls.Config, error
 	case t.CertSDS != "":
 		cfg.GetCertificate = id.GetCertificate
 	case t.CertFile != "":
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		fc, err := loadFileCert(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("server certificate: %w", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
+		cfg.GetCertificate = fc.GetCertificate
 	}
 	if t.CASDS == "" && t.CAFile == "" {
 		return cfg, nil // no client certificates asked for

@@ -1,0 +1,179 @@
+package app_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"weft.dev/weft/internal/testcerts"
+)
+
+// TestGatewayHTTPS runs a gateway proxy whose config is Weft's real
+// translation of a Gateway with two HTTPS servers on one port: SIMPLE for
+// shop.example.com (certificate paths relative to the Gateway's file) and
+// MUTUAL for *.secure.example.com. The TLS server name picks the server
+// and its certificate; MUTUAL refuses clients without a certificate from
+// its CA; a request is routed only among the hosts of the server its
+// connection reached; the backend sees X-Forwarded-Proto https; a
+// certificate renewed in place is served to new connections.
+func TestGatewayHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, dir)
+	ca.Issue(t, dir, "shop", testcerts.Leaf{DNSNames: []string{"shop.example.com"}})
+	secCert, secKey := ca.Issue(t, dir, "secure", testcerts.Leaf{DNSNames: []string{"*.secure.example.com"}})
+	clientCert, clientKey := ca.Issue(t, dir, "client", testcerts.Leaf{DNSNames: []string{"client.example.com"}, Client: true})
+	otherCA := testcerts.NewCA(t, t.TempDir())
+	strangerCert, strangerKey := otherCA.Issue(t, t.TempDir(), "stranger", testcerts.Leaf{DNSNames: []string{"stranger"}, Client: true})
+
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "backend host=%s proto=%s", r.Host, r.Header.Get("X-Forwarded-Proto"))
+	}))
+	t.Cleanup(backend.Close)
+	yaml := `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8443, name: https-shop, protocol: HTTPS}
+    hosts: [shop.example.com]
+    tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem}
+  - port: {number: 8443, name: https-secure, protocol: HTTPS}
+    hosts: ["*.secure.example.com"]
+    tls: {mode: MUTUAL, serverCertificate: ` + secCert + `, privateKey: ` + secKey + `, caCertificates: ` + ca.File + `}
+---
+` + serviceEntryYAML("shop", serverPort(backend)) + `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: [shop.example.com, api.secure.example.com]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: shop.default.svc.cluster.local}}]
+`
+	gw := startGateway(t, meshModel(t, filepath.Join(dir, "gateway.yaml"), yaml))
+	addr := gw.ListenerAddr(t, "0.0.0.0_8443")
+
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	// get sends GET https://host/ to the gateway with TLS server name sni.
+	get := func(sni, host string, h2 bool, certs ...tls.Certificate) (*http.Response, string, error) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext:       dial,
+			TLSClientConfig:   &tls.Config{RootCAs: ca.Pool, ServerName: sni, Certificates: certs},
+			ForceAttemptHTTP2: h2,
+		}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get("https://" + host + "/")
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, string(b), err
+	}
+	load := func(cert, key string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	t.Run("SIMPLE, HTTP/1.1 and HTTP/2", func(t *testing.T) {
+		for _, h2 := range []bool{false, true} {
+			resp, body, err := get("shop.example.com", "shop.example.com", h2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 200 || body != "backend host=shop.example.com proto=https" {
+				t.Errorf("h2=%v: %d %q", h2, resp.StatusCode, body)
+			}
+			if want := 1 + btoi(h2); resp.ProtoMajor != want {
+				t.Errorf("h2=%v: served over HTTP/%d", h2, resp.ProtoMajor)
+			}
+			if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) != 1 || n[0] != "shop.example.com" {
+				t.Errorf("the gateway presented a certificate for %v", n)
+			}
+		}
+	})
+	t.Run("MUTUAL", func(t *testing.T) {
+		if _, _, err := get("api.secure.example.com", "api.secure.example.com", false); err == nil {
+			t.Error("a client without a certificate was served")
+		}
+		if _, _, err := get("api.secure.example.com", "api.secure.example.com", false, load(strangerCert, strangerKey)); err == nil {
+			t.Error("a client with a certificate of another CA was served")
+		}
+		resp, body, err := get("api.secure.example.com", "api.secure.example.com", false, load(clientCert, clientKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || body != "backend host=api.secure.example.com proto=https" {
+			t.Errorf("%d %q", resp.StatusCode, body)
+		}
+		if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) != 1 || n[0] != "*.secure.example.com" {
+			t.Errorf("the gateway presented a certificate for %v", n)
+		}
+	})
+	t.Run("a server routes only its own hosts", func(t *testing.T) {
+		// TLS to the SIMPLE server, then a Host of the MUTUAL one: not
+		// routed, or MUTUAL would be bypassed.
+		resp, body, err := get("shop.example.com", "api.secure.example.com", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("a request for the MUTUAL server's host on the SIMPLE server's connection got %d %q; want 404", resp.StatusCode, body)
+		}
+	})
+	t.Run("unknown server name and plaintext are refused", func(t *testing.T) {
+		if _, _, err := get("other.example.com", "other.example.com", false); err == nil {
+			t.Error("a server name of no server was served")
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n")
+		if b, _ := io.ReadAll(c); len(b) != 0 {
+			t.Errorf("plaintext on the HTTPS port got %q", b)
+		}
+	})
+	t.Run("a certificate renewed in place", func(t *testing.T) {
+		// Issue a new certificate over the old files; new connections get
+		// it once the gateway's check (every second) has seen the change.
+		renewed := testcerts.Leaf{DNSNames: []string{"shop.example.com", "renewed.shop.example.com"}}
+		ca.Issue(t, dir, "shop", renewed)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, _, err := get("shop.example.com", "shop.example.com", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the gateway still presents the old certificate 10s after it was renewed")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
