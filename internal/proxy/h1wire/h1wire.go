@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -531,6 +532,9 @@ type body struct {
 	trailer *http.Header
 	err     error // sticky: EOF once complete
 	closed  bool
+	// done is set with err = EOF, after the last read of br: Complete
+	// reads it without waiting for a read in progress.
+	done atomic.Bool
 }
 
 func (b *body) start(br *bufio.Reader, f framing, trailer *http.Header) io.ReadCloser {
@@ -561,14 +565,14 @@ func (b *body) Read(p []byte) (int, error) {
 		n, err := b.br.Read(p)
 		b.remain -= int64(n)
 		if b.remain == 0 {
-			b.err = io.EOF
+			b.setErr(io.EOF)
 			return n, io.EOF
 		}
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
-			b.err = err
+			b.setErr(err)
 		}
 		return n, err
 	case bodyChunked:
@@ -579,15 +583,23 @@ func (b *body) Read(p []byte) (int, error) {
 			}
 		}
 		if err != nil {
-			b.err = err
+			b.setErr(err)
 		}
 		return n, err
 	default:
 		n, err := b.br.Read(p)
 		if err != nil {
-			b.err = err
+			b.setErr(err)
 		}
 		return n, err
+	}
+}
+
+// setErr makes err sticky; called with mu held.
+func (b *body) setErr(err error) {
+	b.err = err
+	if err == io.EOF {
+		b.done.Store(true)
 	}
 }
 
@@ -654,9 +666,6 @@ func (b *body) Close() error {
 	return nil
 }
 
-// Complete reports whether the body was read to its end.
-func (b *body) Complete() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err == io.EOF
-}
+// Complete reports whether the body was read to its end, without waiting
+// for a read in progress.
+func (b *body) Complete() bool { return b.done.Load() }

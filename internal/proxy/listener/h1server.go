@@ -28,7 +28,8 @@ import (
 // read the next. There is no background reader per request (a client that
 // goes away is noticed by a watcher started once a request has been
 // served for a while, h1watch.go, or else at the next write) and no
-// deadline set per request: an idle reaper closes
+// deadline set per request (but the one that stops such a watcher): an
+// idle reaper closes
 // connections idle past the idle timeout. Connections that open with the
 // HTTP/2 preface go to the shared http.Server (h2c with prior knowledge).
 // Requests are parsed by package h1wire (net/http's rules, fewer
@@ -220,10 +221,16 @@ func (c *h1Conn) serve() {
 			hijacked = true
 			return
 		}
-		if !ok || gone {
+		if !ok {
 			return
 		}
-		if err := w.finish(); err != nil {
+		if gone {
+			// The client closed its side (or all of it): the request was
+			// cancelled, but what the handler wrote is still sent, as
+			// net/http does, to a client that only half-closed.
+			w.keepAlive = false
+		}
+		if err := w.finish(); err != nil || gone {
 			return
 		}
 		if !w.keepAlive || !c.finishBody() {

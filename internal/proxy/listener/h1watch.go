@@ -27,7 +27,14 @@ import (
 // watch. When the handler returns, a watcher still reading is stopped
 // with a past read deadline and waited for, so only one goroutine reads
 // the connection at a time. Requests answered within watchAfter, nearly
-// all of them, pay two uncontended lock operations and an atomic load.
+// all of them, pay two uncontended lock operations and an atomic load;
+// the sweep itself walks the HTTP/1.x connections (under the lock that
+// registers new ones) every watchAfter while any request is served. End
+// of stream counts as the client gone, a half-close too, as under
+// net/http and Envoy's HTTP connection manager: the request is
+// cancelled, though what its handler still writes is sent before the
+// connection closes. A body's Complete never waits for a read in
+// progress, so a stalled upload holds up no sweep.
 
 // watchAfter is how long a request is served before its connection is
 // watched, and how often the sweep looks: a client that went away is
@@ -122,12 +129,8 @@ func (m *Manager) sweepSoon() {
 	if m.sweeping.Load() || !m.sweeping.CompareAndSwap(false, true) {
 		return
 	}
-	// Only the goroutine that set sweeping touches the timer until the
-	// sweep clears it.
-	if m.sweepTimer == nil {
-		m.sweepTimer = time.AfterFunc(watchAfter, m.sweep)
-		return
-	}
+	// Only the goroutine that set sweeping resets the timer (made stopped
+	// by New) until the sweep clears it.
 	m.sweepTimer.Reset(watchAfter)
 }
 

@@ -1,7 +1,9 @@
 package listener
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -19,7 +21,7 @@ type waitingHandler struct {
 }
 
 func newWaitingHandler(hold time.Duration) *waitingHandler {
-	return &waitingHandler{hold: hold, arrived: make(chan string, 4), ended: make(chan error, 4)}
+	return &waitingHandler{hold: hold, arrived: make(chan string, 16), ended: make(chan error, 16)}
 }
 
 func (h *waitingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -104,6 +106,14 @@ func TestH1WatchKeepsTheConnection(t *testing.T) {
 		}
 	}
 
+	// A body the handler never reads: not watched, and the sweep keeps
+	// looking until the response.
+	x.send("POST /unread HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+	if resp, body := x.read("POST"); resp.StatusCode != 200 || body != "done /unread" {
+		t.Fatalf("POST /unread = %d %q", resp.StatusCode, body)
+	}
+	recv(t, h.ended, time.Second, "handler end")
+
 	// Two requests in one write: the watcher finds the second while the
 	// first is served; both are answered in order.
 	x.send("GET /c HTTP/1.1\r\nHost: h\r\n\r\nPOST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz")
@@ -115,5 +125,66 @@ func TestH1WatchKeepsTheConnection(t *testing.T) {
 		if cause := recv(t, h.ended, time.Second, "handler end"); cause != nil {
 			t.Fatalf("pipelined %s was cancelled: %v", p, cause)
 		}
+	}
+}
+
+// TestH1StalledUploadBlocksNothing: while one client stalls in the
+// middle of its request body, which its handler is reading, the sweep
+// does not wait for that read: new connections are served and Shutdown
+// returns when its context ends.
+func TestH1StalledUploadBlocksNothing(t *testing.T) {
+	m, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		io.WriteString(w, "ok "+r.URL.Path)
+	})
+	slow := dialRaw(t, addr)
+	slow.send("POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nhello")
+	time.Sleep(4 * watchAfter) // sweeps run while the handler waits for the rest
+
+	fast := dialRaw(t, addr)
+	_ = fast.conn.SetDeadline(time.Now().Add(3 * time.Second))
+	fast.send("GET /fast HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, body := fast.read("GET"); resp.StatusCode != 200 || body != "ok /fast" {
+		t.Fatalf("GET on a new connection while another upload stalls = %d %q", resp.StatusCode, body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.Shutdown(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		slow.send("world")
+		t.Fatal("Shutdown did not return while an upload stalled")
+	}
+}
+
+// TestH1HalfClosedClientGetsFinishedResponse: a client that shuts down
+// its sending side after its request (as some command-line clients do)
+// cancels the request, as under net/http and Envoy, but what the handler
+// still wrote is sent to it, and the connection then closes.
+func TestH1HalfClosedClientGetsFinishedResponse(t *testing.T) {
+	h := newWaitingHandler(3 * watchAfter)
+	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.Context().Err() != nil {
+			io.WriteString(w, "finished after the cancel")
+		}
+	})
+	x := dialRaw(t, addr)
+	x.send("GET /half HTTP/1.1\r\nHost: h\r\n\r\n")
+	if err := x.conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if cause := recv(t, h.ended, 5*time.Second, "handler end"); cause != errClientGone {
+		t.Errorf("the request ended with cause %v; want %v", cause, errClientGone)
+	}
+	resp, body := x.read("GET")
+	if resp.StatusCode != 200 || body != "finished after the cancel" {
+		t.Errorf("got %d %q; want 200 with the handler's body", resp.StatusCode, body)
+	}
+	if !x.closed() {
+		t.Error("the connection stayed open after the response")
 	}
 }

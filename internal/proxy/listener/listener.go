@@ -87,7 +87,7 @@ type Manager struct {
 	h1Conns map[*h1Conn]struct{}
 	reaper  *time.Timer
 	// sweeping is set while the watch sweep (h1watch.go) is scheduled;
-	// sweepTimer is its timer, used by whoever set sweeping.
+	// sweepTimer is its timer, reset by whoever set sweeping.
 	sweeping   atomic.Bool
 	sweepTimer *time.Timer
 	drain      atomic.Bool // keep-alives off: set by StopAccepting
@@ -150,6 +150,8 @@ func New(opts Options) *Manager {
 	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}, h1Conns: map[*h1Conn]struct{}{},
 		peerFrame: peermeta.AppendFrame(nil, opts.Workload)}
 	m.conns = newChanListener()
+	m.sweepTimer = time.AfterFunc(time.Hour, m.sweep)
+	m.sweepTimer.Stop() // armed by sweepSoon (h1watch.go)
 	m.handler = http.HandlerFunc(m.serveHTTP)
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
