@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 )
 
@@ -23,16 +24,16 @@ func checkGatewayServers(rep *reporter, file string, servers []*networking.Serve
 	sniAt := map[string]string{} // "port|host" -> the server that has it
 	for i, s := range servers {
 		f := fmt.Sprintf("spec.servers[%d]", i)
-		proto := strings.ToUpper(s.GetPort().GetProtocol())
+		protocol := strings.ToUpper(s.GetPort().GetProtocol())
 		n := s.GetPort().GetNumber()
-		switch proto {
+		switch protocol {
 		case "HTTP":
-			switch t := s.GetTls(); {
-			case t == nil:
-			case t.GetHttpsRedirect():
-				rep.errorf(f+".tls.httpsRedirect", "httpsRedirect is not supported by Weft yet; remove it, or serve these hosts on an HTTPS server only")
-			default:
-				rep.errorf(f+".tls", "tls on an HTTP server is not used; remove it, or set port.protocol to HTTPS")
+			// On an HTTP server, tls may only ask for a redirect to https.
+			if t := s.GetTls(); t != nil {
+				only := &networking.ServerTLSSettings{HttpsRedirect: t.GetHttpsRedirect()}
+				if !proto.Equal(t, only) {
+					rep.errorf(f+".tls", "on an HTTP server tls only takes httpsRedirect; remove the other fields, or set port.protocol to HTTPS")
+				}
 			}
 		case "HTTPS":
 			checkServerTLS(rep, f+".tls", file, s.GetTls())
@@ -54,11 +55,11 @@ func checkGatewayServers(rep *reporter, file string, servers []*networking.Serve
 		if n == 0 {
 			continue
 		}
-		if p, seen := portProto[n]; seen && p != proto {
-			rep.errorf(f+".port", "port %d is %s on another server of this Gateway and %s here; a port serves one protocol", n, p, proto)
+		if p, seen := portProto[n]; seen && p != protocol {
+			rep.errorf(f+".port", "port %d is %s on another server of this Gateway and %s here; a port serves one protocol", n, p, protocol)
 			continue
 		}
-		portProto[n] = proto
+		portProto[n] = protocol
 	}
 }
 
@@ -102,7 +103,7 @@ func checkServerTLS(rep *reporter, f, file string, t *networking.ServerTLSSettin
 		return // the files are what it asks for
 	}
 	if t.GetHttpsRedirect() {
-		rep.errorf(f+".httpsRedirect", "httpsRedirect applies to HTTP servers, and Weft does not support it yet; remove it")
+		rep.errorf(f+".httpsRedirect", "httpsRedirect applies to HTTP servers (a redirect to https); remove it here")
 	}
 	cert, key := resolvePath(file, t.GetServerCertificate()), resolvePath(file, t.GetPrivateKey())
 	switch {

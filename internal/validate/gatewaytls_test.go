@@ -35,6 +35,7 @@ func TestGatewayTLSChecks(t *testing.T) {
     tls: {mode: MUTUAL, serverCertificate: `+cert+`, privateKey: `+key+`, caCertificates: ca.pem}
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*"]
+    tls: {httpsRedirect: true}
 `) + gw("files", `  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [a.example.com]
     tls: {mode: SIMPLE, serverCertificate: missing.pem, privateKey: shop-key.pem}
@@ -66,7 +67,7 @@ func TestGatewayTLSChecks(t *testing.T) {
     tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256], minProtocolVersion: TLSV1_3}
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*"]
-    tls: {httpsRedirect: true}
+    tls: {httpsRedirect: true, mode: SIMPLE}
 `) + gw("conflicts", `  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [a.example.com]
     tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem}
@@ -100,7 +101,7 @@ func TestGatewayTLSChecks(t *testing.T) {
 		"error modes spec.servers[3].tls.credentialName: credentialName is not supported by Weft yet",
 		"error modes spec.servers[4].tls.cipherSuites: cipherSuites is not supported by Weft yet",
 		"error modes spec.servers[4].tls.minProtocolVersion: minProtocolVersion is not supported by Weft yet",
-		"error modes spec.servers[5].tls.httpsRedirect: httpsRedirect is not supported by Weft yet",
+		"error modes spec.servers[5].tls: on an HTTP server tls only takes httpsRedirect",
 		`error conflicts spec.servers[1].hosts: host "A.example.com" is already served on HTTPS port 443 by spec.servers[0]`,
 		"error conflicts spec.servers[2].port: port 443 is HTTPS on another server of this Gateway and HTTP here",
 	} {

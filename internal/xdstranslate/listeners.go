@@ -441,6 +441,8 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 				s.tls = tls
 			case !model.ProtocolFromPort(sp.GetProtocol(), "", sp.GetName()).IsHTTP():
 				continue // refused by the validator
+			default:
+				s.redirect = srv.GetTls().GetHttpsRedirect()
 			}
 			for _, h := range srv.GetHosts() {
 				if _, host, ok := cutNamespace(h); ok {
@@ -508,17 +510,39 @@ type gatewayServer struct {
 	name  string // "namespace.name.index", unique per server
 	hosts []string
 	tls   *networking.ServerTLSSettings // nil for HTTP
+	// redirect: an HTTP server whose hosts answer with a redirect to
+	// https (tls.httpsRedirect).
+	redirect bool
 }
 
 // gatewayRoutes builds the route configuration name of a gateway port
 // from the VirtualServices bound to servers (their gateway and a host in
-// common).
+// common). The hosts of a server with httpsRedirect get virtual hosts
+// that require TLS (require_tls ALL: a redirect to https), with or
+// without routes.
 func (t *Translator) gatewayRoutes(p *Proxy, name string, port uint32, servers []gatewayServer) *route.RouteConfiguration {
 	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	vhosts := map[string]*route.VirtualHost{}
 	var order []string
+	vhost := func(domain string) *route.VirtualHost {
+		vh := vhosts[domain]
+		if vh == nil {
+			vh = &route.VirtualHost{Name: fmt.Sprintf("%s:%d", domain, port), Domains: []string{domain}}
+			if domain != "*" {
+				vh.Domains = append(vh.Domains, fmt.Sprintf("%s:%d", domain, port))
+			}
+			vhosts[domain] = vh
+			order = append(order, domain)
+		}
+		return vh
+	}
 	done := map[string]bool{}
 	for _, b := range servers {
+		if b.redirect {
+			for _, h := range b.hosts {
+				vhost(h).RequireTls = route.VirtualHost_ALL
+			}
+		}
 		ctx := &routeCtx{snap: t.snap, proxy: p, port: port, gateway: b.ref}
 		for _, vs := range t.snap.VirtualServices {
 			if len(vs.Spec.GetGateways()) == 0 || !ctx.gatewaysApply(vs.Spec.GetGateways(), vs.Namespace) {
@@ -541,14 +565,9 @@ func (t *Translator) gatewayRoutes(p *Proxy, name string, port uint32, servers [
 					continue
 				}
 				done[key] = true
-				vh := vhosts[domain]
-				if vh == nil {
-					vh = &route.VirtualHost{Name: fmt.Sprintf("%s:%d", domain, port), Domains: []string{domain}}
-					if domain != "*" {
-						vh.Domains = append(vh.Domains, fmt.Sprintf("%s:%d", domain, port))
-					}
-					vhosts[domain] = vh
-					order = append(order, domain)
+				vh := vhost(domain)
+				if b.redirect {
+					vh.RequireTls = route.VirtualHost_ALL
 				}
 				vh.Routes = append(vh.Routes, ctx.httpRoutes(vs)...)
 			}

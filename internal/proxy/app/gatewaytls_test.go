@@ -48,12 +48,17 @@ spec:
   - port: {number: 8443, name: https-secure, protocol: HTTPS}
     hosts: ["*.secure.example.com"]
     tls: {mode: MUTUAL, serverCertificate: ` + secCert + `, privateKey: ` + secKey + `, caCertificates: ` + ca.File + `}
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: [shop.example.com, "*.secure.example.com"]
+    tls: {httpsRedirect: true}
+  - port: {number: 8080, name: http-open, protocol: HTTP}
+    hosts: [open.example.com]
 ---
 ` + serviceEntryYAML("shop", serverPort(backend)) + `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: shop, namespace: default}
 spec:
-  hosts: [shop.example.com, api.secure.example.com]
+  hosts: [shop.example.com, api.secure.example.com, open.example.com]
   gateways: [gw]
   http:
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
@@ -147,6 +152,39 @@ spec:
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n")
 		if b, _ := io.ReadAll(c); len(b) != 0 {
 			t.Errorf("plaintext on the HTTPS port got %q", b)
+		}
+	})
+	t.Run("httpsRedirect", func(t *testing.T) {
+		// The HTTP port redirects its httpsRedirect server's hosts to
+		// https, path and query kept, routed or not; its other server's
+		// host is served.
+		plain := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		base := "http://" + gw.ListenerAddr(t, "0.0.0.0_8080")
+		for host, want := range map[string]string{
+			"shop.example.com":         "https://shop.example.com/a/b?c=d",
+			"other.secure.example.com": "https://other.secure.example.com/a/b?c=d",
+		} {
+			req, _ := http.NewRequest("GET", base+"/a/b?c=d", nil)
+			req.Host = host
+			resp, err := plain.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != want {
+				t.Errorf("Host %s: %d Location %q; want 301 %q", host, resp.StatusCode, resp.Header.Get("Location"), want)
+			}
+		}
+		req, _ := http.NewRequest("GET", base+"/", nil)
+		req.Host = "open.example.com"
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "backend host=open.example.com proto=http" {
+			t.Errorf("open.example.com over HTTP: %d %q", resp.StatusCode, b)
 		}
 	})
 	t.Run("a certificate renewed in place", func(t *testing.T) {

@@ -136,6 +136,10 @@ type Target struct {
 	// server), not the mesh's mTLS: the request's X-Forwarded-Proto is
 	// then https.
 	DownstreamHTTPS bool
+	// DownstreamTLS is set when the client's connection is TLS (mesh mTLS
+	// or a gateway's HTTPS server); a virtual host that requires TLS
+	// redirects the others.
+	DownstreamTLS bool
 }
 
 // errors carried as context causes.
@@ -448,6 +452,13 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	if vh == nil {
 		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute,
 			fmt.Sprintf("no virtual host for authority %q in route configuration %q", t.Authority, t.Routes.Config().Name))
+		return
+	}
+	if vh.Config.RequireTLS && !t.DownstreamTLS {
+		// Before any route, as Envoy: the same request over https.
+		h := sw.Header()
+		h.Set("Location", "https://"+t.Authority+r.URL.RequestURI())
+		sw.WriteHeader(http.StatusMovedPermanently)
 		return
 	}
 	if route == nil {

@@ -54,7 +54,7 @@ func ParseRouteConfig(rc *routev3.RouteConfiguration) (*RouteConfig, error) {
 }
 
 func parseVirtualHost(vh *routev3.VirtualHost, unenforced *[]string) (*VirtualHost, error) {
-	out := &VirtualHost{Name: vh.GetName()}
+	out := &VirtualHost{Name: vh.GetName(), RequireTLS: vh.GetRequireTls() != routev3.VirtualHost_NONE}
 	if len(vh.GetDomains()) == 0 {
 		return nil, errors.New("domains is empty")
 	}

@@ -190,6 +190,9 @@ type VirtualHost struct {
 	RequestHeaders HeaderOps
 	// ResponseHeaders are applied to responses of this host.
 	ResponseHeaders HeaderOps
+	// RequireTLS answers a request that did not come over TLS with a
+	// redirect to https (require_tls ALL or EXTERNAL_ONLY).
+	RequireTLS bool
 }
 
 // PathKind says how a route matches the path.
