@@ -177,6 +177,14 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 		b.checkRoutes(rep, fmt.Sprintf("spec.tcp[%d].route", i), r.Namespace, tcpDests(t.GetRoute()))
 	}
 	for i, t := range vs.GetTls() {
+		if len(t.GetMatch()) == 0 {
+			rep.errorf(fmt.Sprintf("spec.tls[%d].match", i), "a tls route needs a match with sniHosts: the TLS server names it routes")
+		}
+		for j, m := range t.GetMatch() {
+			if len(m.GetSniHosts()) == 0 {
+				rep.errorf(fmt.Sprintf("spec.tls[%d].match[%d].sniHosts", i, j), "sniHosts is required: the TLS server names this match routes")
+			}
+		}
 		b.checkRoutes(rep, fmt.Sprintf("spec.tls[%d].route", i), r.Namespace, tcpDests(t.GetRoute()))
 	}
 	b.checkFields(r, rep)

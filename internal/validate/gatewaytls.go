@@ -35,25 +35,28 @@ func checkGatewayServers(rep *reporter, file string, servers []*networking.Serve
 					rep.errorf(f+".tls", "on an HTTP server tls only takes httpsRedirect; remove the other fields, or set port.protocol to HTTPS")
 				}
 			}
-		case "HTTPS":
-			checkServerTLS(rep, f+".tls", file, s.GetTls())
+		case "HTTPS", "TLS":
+			checkServerTLS(rep, f+".tls", file, protocol, s.GetTls())
 			for _, h := range s.GetHosts() {
 				if _, host, ok := strings.Cut(h, "/"); ok {
 					h = host
 				}
 				k := fmt.Sprintf("%d|%s", n, strings.ToLower(h))
 				if at, dup := sniAt[k]; dup {
-					rep.errorf(f+".hosts", "host %q is already served on HTTPS port %d by %s: a TLS server name picks one server; keep it on one", h, n, at)
+					rep.errorf(f+".hosts", "host %q is already served on port %d by %s: a TLS server name picks one server; keep it on one", h, n, at)
 					continue
 				}
 				sniAt[k] = f
 			}
 		default:
-			rep.errorf(f+".port.protocol", "protocol %q is not supported on a gateway yet; use HTTP, or HTTPS to terminate TLS", s.GetPort().GetProtocol())
+			rep.errorf(f+".port.protocol", "protocol %q is not supported on a gateway yet; use HTTP, HTTPS to terminate TLS, or TLS to pass it through", s.GetPort().GetProtocol())
 			continue
 		}
 		if n == 0 {
 			continue
+		}
+		if protocol == "TLS" {
+			protocol = "HTTPS" // both are TLS on the wire: servers picked by server name
 		}
 		if p, seen := portProto[n]; seen && p != protocol {
 			rep.errorf(f+".port", "port %d is %s on another server of this Gateway and %s here; a port serves one protocol", n, p, protocol)
@@ -63,21 +66,27 @@ func checkGatewayServers(rep *reporter, file string, servers []*networking.Serve
 	}
 }
 
-// checkServerTLS checks an HTTPS server's tls: SIMPLE or MUTUAL, with a
-// certificate and key (and for MUTUAL a CA) that load and have not
-// expired.
-func checkServerTLS(rep *reporter, f, file string, t *networking.ServerTLSSettings) {
+// checkServerTLS checks the tls of an HTTPS or TLS server (protocol):
+// PASSTHROUGH, or on HTTPS SIMPLE or MUTUAL with a certificate and key
+// (and for MUTUAL a CA) that load and have not expired.
+func checkServerTLS(rep *reporter, f, file, protocol string, t *networking.ServerTLSSettings) {
 	if t == nil {
-		rep.errorf(f, "an HTTPS server needs tls: mode SIMPLE (or MUTUAL) with serverCertificate and privateKey")
+		rep.errorf(f, "an %s server needs tls: mode SIMPLE (or MUTUAL) with serverCertificate and privateKey to terminate TLS, or mode PASSTHROUGH to pass it through", protocol)
 		return
 	}
 	switch t.GetMode() {
-	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL:
 	case networking.ServerTLSSettings_PASSTHROUGH:
-		rep.errorf(f+".mode", "mode PASSTHROUGH (the default) is not supported on an HTTPS server: Weft's gateway terminates TLS; set mode SIMPLE or MUTUAL")
+		if t.GetServerCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != "" || t.GetCredentialName() != "" {
+			rep.warnf(f, "certificates are not used in mode PASSTHROUGH (the connection's TLS goes through to the destination); remove them, or set mode SIMPLE to terminate TLS")
+		}
 		return
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL:
+		if protocol == "TLS" {
+			rep.errorf(f+".mode", "terminating TLS on a TLS server (then forwarding TCP) is not supported by Weft yet; use protocol HTTPS for HTTP, or mode PASSTHROUGH")
+			return
+		}
 	default:
-		rep.errorf(f+".mode", "mode %s is not supported by Weft yet; use SIMPLE or MUTUAL", t.GetMode())
+		rep.errorf(f+".mode", "mode %s is not supported by Weft yet; use SIMPLE or MUTUAL to terminate TLS, or PASSTHROUGH", t.GetMode())
 		return
 	}
 	unsupported := []struct {

@@ -96,13 +96,13 @@ func TestGatewayTLSChecks(t *testing.T) {
 		"error files spec.servers[3].tls.caCertificates: " + filepath.Join(dir, "shop-key.pem") + " holds no PEM certificate",
 		"error files spec.servers[4].tls.privateKey: privateKey is required",
 		"error modes spec.servers[0].tls: an HTTPS server needs tls",
-		"error modes spec.servers[1].tls.mode: mode PASSTHROUGH (the default) is not supported on an HTTPS server",
+		"warning modes spec.servers[1].tls: certificates are not used in mode PASSTHROUGH",
 		"error modes spec.servers[2].tls.mode: mode ISTIO_MUTUAL is not supported by Weft yet",
 		"error modes spec.servers[3].tls.credentialName: credentialName is not supported by Weft yet",
 		"error modes spec.servers[4].tls.cipherSuites: cipherSuites is not supported by Weft yet",
 		"error modes spec.servers[4].tls.minProtocolVersion: minProtocolVersion is not supported by Weft yet",
 		"error modes spec.servers[5].tls: on an HTTP server tls only takes httpsRedirect",
-		`error conflicts spec.servers[1].hosts: host "A.example.com" is already served on HTTPS port 443 by spec.servers[0]`,
+		`error conflicts spec.servers[1].hosts: host "A.example.com" is already served on port 443 by spec.servers[0]`,
 		"error conflicts spec.servers[2].port: port 443 is HTTPS on another server of this Gateway and HTTP here",
 	} {
 		if !strings.Contains(all, want) {

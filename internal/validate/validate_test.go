@@ -99,7 +99,7 @@ func TestAnalyze(t *testing.T) {
 				"testdata/unsupported.yaml:24: DestinationRule default/ratings: spec.trafficPolicy.loadBalancer.consistentHash.httpCookie: httpCookie needs a name; set httpCookie.name to the cookie to hash on",
 				"testdata/unsupported.yaml:31: DestinationRule default/ratings: spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting: localityLbSetting is not supported by Weft yet; remove it (locality weights come from endpoints)",
 				"testdata/unsupported.yaml:44: Gateway default/tls-gateway: spec.servers[0].tls.credentialName: credentialName is not supported by Weft yet; Weft reads certificates from files; set serverCertificate and privateKey",
-				`testdata/unsupported.yaml:45: Gateway default/tls-gateway: spec.servers[1].port.protocol: protocol "TCP" is not supported on a gateway yet; use HTTP, or HTTPS to terminate TLS`,
+				`testdata/unsupported.yaml:45: Gateway default/tls-gateway: spec.servers[1].port.protocol: protocol "TCP" is not supported on a gateway yet; use HTTP, HTTPS to terminate TLS, or TLS to pass it through`,
 				"testdata/unsupported.yaml:56: ServiceEntry default/secure-api: spec.subjectAltNames: subjectAltNames is not supported by Weft yet; remove it (set TLS checks in a DestinationRule's trafficPolicy.tls)",
 			},
 		},

@@ -290,44 +290,82 @@ func (t *Translator) upstreamListeners(p *Proxy, sc *scope) []*listener.Listener
 	return ls
 }
 
-// tcpClusters picks the destinations of a TCP service port from the first
-// applicable tcp route of its VirtualService, or the default cluster.
+// tcpClusters picks the destinations of a TCP service port: from the
+// first applicable tls route of its VirtualService on a TLS or HTTPS
+// port (its sniHosts naming the service), then from the first applicable
+// tcp route, else the default cluster.
 func (t *Translator) tcpClusters(c *routeCtx, sp servicePort, def string) []weighted {
 	vs := t.meshVirtualService(sp.svc.Hostname)
+	if p := sp.port.Protocol; vs != nil && (p == model.ProtocolTLS || p == model.ProtocolHTTPS) {
+		aliases := model.HostAliases(sp.svc.Hostname, c.proxy.Namespace)
+		for _, tr := range vs.Spec.GetTls() {
+			applies := false
+			for _, m := range tr.GetMatch() {
+				if !c.sourceMatches(m.GetPort(), sp.port.Number, m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways(), vs.Namespace) {
+					continue
+				}
+				for _, sni := range m.GetSniHosts() {
+					if slices.ContainsFunc(aliases, func(a string) bool { return hostMatches(sni, a) }) {
+						applies = true
+					}
+				}
+			}
+			if out := tcpWeights(c, vs, tr.GetRoute()); applies && len(out) > 0 {
+				return out
+			}
+		}
+	}
 	for _, tr := range vsTCP(vs) {
 		applies := len(tr.GetMatch()) == 0
 		for _, m := range tr.GetMatch() {
-			if m.GetPort() != 0 && m.GetPort() != sp.port.Number {
-				continue
+			if c.sourceMatches(m.GetPort(), sp.port.Number, m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways(), vs.Namespace) {
+				applies = true
 			}
-			if len(m.GetSourceLabels()) > 0 && !model.LabelsMatch(m.GetSourceLabels(), c.proxy.Labels) {
-				continue
-			}
-			if m.GetSourceNamespace() != "" && m.GetSourceNamespace() != c.proxy.Namespace {
-				continue
-			}
-			applies = true
 		}
-		if !applies {
-			continue
-		}
-		var out []weighted
-		for _, d := range tr.GetRoute() {
-			if d.GetWeight() == 0 && len(tr.GetRoute()) > 1 {
-				continue
-			}
-			name, _, _ := c.clusterFor(d.GetDestination(), vs.Namespace)
-			w := uint32(d.GetWeight())
-			if w == 0 {
-				w = 100
-			}
-			out = append(out, weighted{name, w})
-		}
-		if len(out) > 0 {
+		if out := tcpWeights(c, vs, tr.GetRoute()); applies && len(out) > 0 {
 			return out
 		}
 	}
 	return []weighted{{def, 100}}
+}
+
+// sourceMatches applies the port, source and gateway conditions of a tcp
+// or tls route match to the proxy of c on port (gateways: only "mesh"
+// applies to sidecars, the proxy's own Gateway to a gateway).
+func (c *routeCtx) sourceMatches(matchPort, port uint32, labels map[string]string, namespace string, gateways []string, vsNamespace string) bool {
+	switch {
+	case matchPort != 0 && matchPort != port:
+		return false
+	case len(labels) > 0 && !model.LabelsMatch(labels, c.proxy.Labels):
+		return false
+	case namespace != "" && namespace != c.proxy.Namespace:
+		return false
+	case len(gateways) > 0:
+		if c.gateway == "" {
+			return slices.Contains(gateways, "mesh")
+		}
+		return c.gatewaysApply(gateways, vsNamespace)
+	}
+	return true
+}
+
+// tcpWeights is the weighted clusters of a tcp or tls route's
+// destinations (a weight of 0 leaves a destination out when there are
+// several).
+func tcpWeights(c *routeCtx, vs *model.VirtualService, routes []*networking.RouteDestination) []weighted {
+	var out []weighted
+	for _, d := range routes {
+		if d.GetWeight() == 0 && len(routes) > 1 {
+			continue
+		}
+		name, _, _ := c.clusterFor(d.GetDestination(), vs.Namespace)
+		w := uint32(d.GetWeight())
+		if w == 0 {
+			w = 100
+		}
+		out = append(out, weighted{name, w})
+	}
+	return out
 }
 
 // inboundListeners builds inbound|<port> listeners and their clusters.
@@ -432,13 +470,17 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 		for i, srv := range gw.Spec.GetServers() {
 			sp := srv.GetPort()
 			s := gatewayServer{ref: gw.Namespace + "/" + gw.Name, name: fmt.Sprintf("%s.%s.%d", gw.Namespace, gw.Name, i)}
-			switch {
-			case strings.EqualFold(sp.GetProtocol(), "HTTPS"):
-				tls := srv.GetTls()
-				if tls.GetMode() != networking.ServerTLSSettings_SIMPLE && tls.GetMode() != networking.ServerTLSSettings_MUTUAL {
+			https, tlsProto := strings.EqualFold(sp.GetProtocol(), "HTTPS"), strings.EqualFold(sp.GetProtocol(), "TLS")
+			switch mode := srv.GetTls().GetMode(); {
+			case (https || tlsProto) && srv.GetTls() != nil && mode == networking.ServerTLSSettings_PASSTHROUGH:
+				s.tls, s.passthrough = srv.GetTls(), true
+			case https:
+				if mode != networking.ServerTLSSettings_SIMPLE && mode != networking.ServerTLSSettings_MUTUAL {
 					continue // refused by the validator
 				}
-				s.tls = tls
+				s.tls = srv.GetTls()
+			case tlsProto:
+				continue // refused by the validator
 			case !model.ProtocolFromPort(sp.GetProtocol(), "", sp.GetName()).IsHTTP():
 				continue // refused by the validator
 			default:
@@ -481,8 +523,20 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 			ls = append(ls, l)
 			continue
 		}
+		taken := map[string]bool{} // server names of the port's chains
+		for _, s := range servers {
+			if s.tls != nil && !s.passthrough {
+				for _, h := range s.hosts {
+					taken[h] = true
+				}
+			}
+		}
 		for _, s := range servers {
 			if s.tls == nil {
+				continue
+			}
+			if s.passthrough {
+				l.FilterChains = append(l.FilterChains, t.passthroughChains(p, n, s, tel, taken)...)
 				continue
 			}
 			rname := xdsmeta.GatewayHTTPSRouteName(n, s.name)
@@ -498,10 +552,52 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 				TransportSocket:  gatewayTLS(s.tls),
 			})
 		}
+		if len(l.FilterChains) == 0 {
+			continue // PASSTHROUGH servers that no tls route uses
+		}
 		l.ListenerFilters = []*listener.ListenerFilter{{Name: TLSInspectorName, ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}}}
 		ls = append(ls, l)
 	}
 	return ls, rcs
+}
+
+// passthroughChains are the filter chains of a PASSTHROUGH server on
+// port: for each tls route of the VirtualServices bound to it, one chain
+// that matches the route's sniHosts the server accepts (and no chain of
+// the port has taken) and proxies the connection, still encrypted, to the
+// route's destinations.
+func (t *Translator) passthroughChains(p *Proxy, port uint32, s gatewayServer, tel *telemetryPolicy, taken map[string]bool) []*listener.FilterChain {
+	ctx := &routeCtx{snap: t.snap, proxy: p, port: port, gateway: s.ref}
+	var out []*listener.FilterChain
+	for _, vs := range t.snap.VirtualServices {
+		if len(vs.Spec.GetGateways()) == 0 || !ctx.gatewaysApply(vs.Spec.GetGateways(), vs.Namespace) {
+			continue
+		}
+		for _, tr := range vs.Spec.GetTls() {
+			var names []string
+			for _, m := range tr.GetMatch() {
+				if !ctx.sourceMatches(m.GetPort(), port, m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways(), vs.Namespace) {
+					continue
+				}
+				for _, sni := range m.GetSniHosts() {
+					if !taken[sni] && slices.ContainsFunc(s.hosts, func(h string) bool { return hostMatches(h, sni) }) {
+						taken[sni] = true
+						names = append(names, sni)
+					}
+				}
+			}
+			clusters := tcpWeights(ctx, vs, tr.GetRoute())
+			if len(names) == 0 || len(clusters) == 0 {
+				continue
+			}
+			out = append(out, &listener.FilterChain{
+				Name:             fmt.Sprintf("passthrough.%s.%s", s.name, names[0]),
+				FilterChainMatch: &listener.FilterChainMatch{TransportProtocol: "tls", ServerNames: names},
+				Filters:          []*listener.Filter{tcpProxy(clusters[0].name, clusters, tel)},
+			})
+		}
+	}
+	return out
 }
 
 // gatewayServer is a Gateway server bound to a gateway proxy.
@@ -513,6 +609,10 @@ type gatewayServer struct {
 	// redirect: an HTTP server whose hosts answer with a redirect to
 	// https (tls.httpsRedirect).
 	redirect bool
+	// passthrough: a TLS or HTTPS server in mode PASSTHROUGH, whose
+	// connections go, still encrypted, where the tls routes of the
+	// VirtualServices bound to it send their server names.
+	passthrough bool
 }
 
 // gatewayRoutes builds the route configuration name of a gateway port

@@ -32,6 +32,22 @@ func TestGatewayHTTPS(t *testing.T) {
 	otherCA := testcerts.NewCA(t, t.TempDir())
 	strangerCert, strangerKey := otherCA.Issue(t, t.TempDir(), "stranger", testcerts.Leaf{DNSNames: []string{"stranger"}, Client: true})
 
+	load := func(cert, key string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// The PASSTHROUGH destination: a TLS server with its own certificate,
+	// which the gateway never holds.
+	passCert, passKey := ca.Issue(t, dir, "pass", testcerts.Leaf{DNSNames: []string{"pass.example.com"}})
+	passBackend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "pass backend host=%s", r.Host)
+	}))
+	passBackend.TLS = &tls.Config{Certificates: []tls.Certificate{load(passCert, passKey)}}
+	passBackend.StartTLS()
+	t.Cleanup(passBackend.Close)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "backend host=%s proto=%s", r.Host, r.Header.Get("X-Forwarded-Proto"))
 	}))
@@ -48,6 +64,9 @@ spec:
   - port: {number: 8443, name: https-secure, protocol: HTTPS}
     hosts: ["*.secure.example.com"]
     tls: {mode: MUTUAL, serverCertificate: ` + secCert + `, privateKey: ` + secKey + `, caCertificates: ` + ca.File + `}
+  - port: {number: 8443, name: tls-pass, protocol: TLS}
+    hosts: [pass.example.com]
+    tls: {mode: PASSTHROUGH}
   - port: {number: 8080, name: http, protocol: HTTP}
     hosts: [shop.example.com, "*.secure.example.com"]
     tls: {httpsRedirect: true}
@@ -62,6 +81,27 @@ spec:
   gateways: [gw]
   http:
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pass, namespace: default}
+spec:
+  hosts: [pass.example.com]
+  location: MESH_EXTERNAL
+  ports: [{name: tls, number: 443, protocol: TLS}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {tls: ` + serverPort(passBackend) + `}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pass, namespace: default}
+spec:
+  hosts: [pass.example.com]
+  gateways: [gw]
+  tls:
+  - match: [{sniHosts: [pass.example.com], port: 8443}]
+    route: [{destination: {host: pass.example.com, port: {number: 443}}}]
 `
 	gw := startGateway(t, meshModel(t, filepath.Join(dir, "gateway.yaml"), yaml))
 	addr := gw.ListenerAddr(t, "0.0.0.0_8443")
@@ -84,13 +124,6 @@ spec:
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		return resp, string(b), err
-	}
-	load := func(cert, key string) tls.Certificate {
-		c, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
 	}
 
 	t.Run("SIMPLE, HTTP/1.1 and HTTP/2", func(t *testing.T) {
@@ -152,6 +185,20 @@ spec:
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n")
 		if b, _ := io.ReadAll(c); len(b) != 0 {
 			t.Errorf("plaintext on the HTTPS port got %q", b)
+		}
+	})
+	t.Run("PASSTHROUGH beside terminated servers", func(t *testing.T) {
+		// The same port: pass.example.com's TLS goes through to its
+		// backend, which presents its own certificate.
+		resp, body, err := get("pass.example.com", "pass.example.com", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || body != "pass backend host=pass.example.com" {
+			t.Errorf("%d %q", resp.StatusCode, body)
+		}
+		if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) != 1 || n[0] != "pass.example.com" {
+			t.Errorf("the client saw a certificate for %v; want the backend's own", n)
 		}
 	})
 	t.Run("httpsRedirect", func(t *testing.T) {
