@@ -41,13 +41,19 @@ func (b *build) checkGateway(r *config.Resource, rep *reporter) func() {
 			}
 		}
 	}
-	// The snapshot's copy gets certificate paths made absolute.
-	gw = proto.Clone(gw).(*networking.Gateway)
-	checkGatewayServers(rep, r.File, gw.GetServers())
+	checkGatewayServers(rep, gw.GetServers())
+	others := make([]*config.Resource, 0, len(b.gateways))
+	for _, o := range b.gateways {
+		others = append(others, o)
+	}
+	sort.Slice(others, func(i, j int) bool {
+		return others[i].Namespace+"/"+others[i].Name < others[j].Namespace+"/"+others[j].Name
+	})
+	checkGatewayConflicts(rep, gw, others)
 	b.checkFields(r, rep)
 	return func() {
 		b.gateways[r.Namespace+"/"+r.Name] = r
-		b.snap.Gateways = append(b.snap.Gateways, &model.Gateway{Meta: r.Meta, Spec: gw})
+		b.snap.Gateways = append(b.snap.Gateways, &model.Gateway{Meta: r.Meta, Spec: proto.Clone(gw).(*networking.Gateway)})
 	}
 }
 

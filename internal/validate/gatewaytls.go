@@ -7,19 +7,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/tlsnames"
 )
 
 // checkGatewayServers checks each server's protocol and TLS settings, and
 // that no port is both HTTP and HTTPS and no host is served twice on an
-// HTTPS port. Relative certificate paths are made absolute against the
-// directory of file (the Gateway's), in the servers given (the snapshot's
-// copy).
-func checkGatewayServers(rep *reporter, file string, servers []*networking.Server) {
+// HTTPS or TLS port.
+func checkGatewayServers(rep *reporter, servers []*networking.Server) {
 	portProto := map[uint32]string{}
 	sniAt := map[string]string{} // "port|host" -> the server that has it
 	for i, s := range servers {
@@ -36,7 +38,7 @@ func checkGatewayServers(rep *reporter, file string, servers []*networking.Serve
 				}
 			}
 		case "HTTPS", "TLS":
-			checkServerTLS(rep, f+".tls", file, protocol, s.GetTls())
+			checkServerTLS(rep, f+".tls", protocol, s.GetTls())
 			for _, h := range s.GetHosts() {
 				if _, host, ok := strings.Cut(h, "/"); ok {
 					h = host
@@ -69,7 +71,7 @@ func checkGatewayServers(rep *reporter, file string, servers []*networking.Serve
 // checkServerTLS checks the tls of an HTTPS or TLS server (protocol):
 // PASSTHROUGH, or on HTTPS SIMPLE or MUTUAL with a certificate and key
 // (and for MUTUAL a CA) that load and have not expired.
-func checkServerTLS(rep *reporter, f, file, protocol string, t *networking.ServerTLSSettings) {
+func checkServerTLS(rep *reporter, f, protocol string, t *networking.ServerTLSSettings) {
 	if t == nil {
 		rep.errorf(f, "an %s server needs tls: mode SIMPLE (or MUTUAL) with serverCertificate and privateKey to terminate TLS, or mode PASSTHROUGH to pass it through", protocol)
 		return
@@ -98,10 +100,7 @@ func checkServerTLS(rep *reporter, f, file, protocol string, t *networking.Serve
 		{len(t.GetSubjectAltNames()) > 0, "subjectAltNames", "remove it (client certificates are checked against caCertificates only)"},
 		{len(t.GetVerifyCertificateSpki()) > 0, "verifyCertificateSpki", "remove it"},
 		{len(t.GetVerifyCertificateHash()) > 0, "verifyCertificateHash", "remove it"},
-		{len(t.GetCipherSuites()) > 0, "cipherSuites", "remove it (Go's TLS 1.2 and 1.3 suites are used)"},
 		{t.GetCaCrl() != "", "caCrl", "remove it"},
-		{t.GetMinProtocolVersion() != networking.ServerTLSSettings_TLS_AUTO && t.GetMinProtocolVersion() != networking.ServerTLSSettings_TLSV1_2, "minProtocolVersion", "remove it (the minimum is TLS 1.2)"},
-		{t.GetMaxProtocolVersion() != networking.ServerTLSSettings_TLS_AUTO && t.GetMaxProtocolVersion() != networking.ServerTLSSettings_TLSV1_3, "maxProtocolVersion", "remove it (the maximum is TLS 1.3)"},
 	}
 	for _, u := range unsupported {
 		if u.set {
@@ -111,10 +110,25 @@ func checkServerTLS(rep *reporter, f, file, protocol string, t *networking.Serve
 	if unsupported[0].set {
 		return // the files are what it asks for
 	}
+	old := func(v networking.ServerTLSSettings_TLSProtocol) bool {
+		return v == networking.ServerTLSSettings_TLSV1_0 || v == networking.ServerTLSSettings_TLSV1_1
+	}
+	if old(t.GetMinProtocolVersion()) {
+		rep.errorf(f+".minProtocolVersion", "%s is below what Weft serves; use TLSV1_2 (the default) or TLSV1_3", t.GetMinProtocolVersion())
+	}
+	if old(t.GetMaxProtocolVersion()) {
+		rep.errorf(f+".maxProtocolVersion", "%s is below what Weft serves; use TLSV1_3 (the default) or TLSV1_2", t.GetMaxProtocolVersion())
+	}
+	if t.GetMinProtocolVersion() == networking.ServerTLSSettings_TLSV1_3 && t.GetMaxProtocolVersion() == networking.ServerTLSSettings_TLSV1_2 {
+		rep.errorf(f+".maxProtocolVersion", "maxProtocolVersion TLSV1_2 is below minProtocolVersion TLSV1_3")
+	}
+	if _, err := tlsnames.CipherSuites(t.GetCipherSuites()); err != nil {
+		rep.errorf(f+".cipherSuites", "%v", err)
+	}
 	if t.GetHttpsRedirect() {
 		rep.errorf(f+".httpsRedirect", "httpsRedirect applies to HTTP servers (a redirect to https); remove it here")
 	}
-	cert, key := resolvePath(file, t.GetServerCertificate()), resolvePath(file, t.GetPrivateKey())
+	cert, key := t.GetServerCertificate(), t.GetPrivateKey()
 	switch {
 	case cert == "" || key == "":
 		if cert == "" {
@@ -123,6 +137,7 @@ func checkServerTLS(rep *reporter, f, file, protocol string, t *networking.Serve
 		if key == "" {
 			rep.errorf(f+".privateKey", "privateKey is required: the path of the server's PEM private key")
 		}
+	case !absPath(rep, f+".serverCertificate", cert) || !absPath(rep, f+".privateKey", key):
 	default:
 		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
@@ -132,31 +147,30 @@ func checkServerTLS(rep *reporter, f, file, protocol string, t *networking.Serve
 		if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
 			rep.errorf(f+".serverCertificate", "the certificate in %s expired on %s; renew it", cert, leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
-		t.ServerCertificate, t.PrivateKey = cert, key
 	}
-	ca := resolvePath(file, t.GetCaCertificates())
+	ca := t.GetCaCertificates()
 	switch {
 	case t.GetMode() == networking.ServerTLSSettings_MUTUAL && ca == "":
 		rep.errorf(f+".caCertificates", "MUTUAL needs caCertificates: the path of the PEM CA certificates that client certificates must chain to")
 	case ca == "":
 	case t.GetMode() != networking.ServerTLSSettings_MUTUAL:
 		rep.warnf(f+".caCertificates", "caCertificates is not used in SIMPLE mode (clients are not asked for certificates); set mode MUTUAL or remove it")
+	case !absPath(rep, f+".caCertificates", ca):
 	default:
 		if err := checkCAFile(ca); err != nil {
 			rep.errorf(f+".caCertificates", "%v", err)
-			break
 		}
-		t.CaCertificates = ca
 	}
 }
 
-// resolvePath makes a relative path absolute against the directory of
-// file (the resource's); "" stays "".
-func resolvePath(file, p string) string {
-	if p == "" || filepath.IsAbs(p) || file == "" {
-		return p
+// absPath reports whether p is absolute, and says why not: the gateway
+// proxy reads the file, from wherever it runs.
+func absPath(rep *reporter, field, p string) bool {
+	if filepath.IsAbs(p) {
+		return true
 	}
-	return filepath.Join(filepath.Dir(file), p)
+	rep.errorf(field, "%q is not an absolute path; the gateway proxy reads the file, so give its full path", p)
+	return false
 }
 
 // checkCAFile reads PEM CA certificates.
@@ -184,4 +198,66 @@ func checkCAFile(name string) error {
 		return fmt.Errorf("%s holds no PEM certificate", name)
 	}
 	return nil
+}
+
+// checkGatewayConflicts refuses the servers of a Gateway that clash with
+// those of Gateways accepted before it whose selectors can pick the same
+// gateway proxy (no label with two different values): a port HTTP in one
+// and HTTPS or TLS in the other, or a host on HTTPS or TLS servers of the
+// same port in both. Each would leave one of the two servers unserved,
+// or served over the other's transport.
+func checkGatewayConflicts(rep *reporter, gw *networking.Gateway, others []*config.Resource) {
+	for _, o := range others {
+		og := o.Spec.(*networking.Gateway)
+		if !selectorsOverlap(gw.GetSelector(), og.GetSelector()) {
+			continue
+		}
+		for i, s := range gw.GetServers() {
+			f := fmt.Sprintf("spec.servers[%d]", i)
+			for _, os := range og.GetServers() {
+				if os.GetPort().GetNumber() != s.GetPort().GetNumber() {
+					continue
+				}
+				mine, theirs := tlsBased(s.GetPort().GetProtocol()), tlsBased(os.GetPort().GetProtocol())
+				if mine != theirs {
+					rep.errorf(f+".port", "port %d is %s here and %s in Gateway %s/%s, which selects the same gateway proxies; a port serves one protocol",
+						s.GetPort().GetNumber(), s.GetPort().GetProtocol(), os.GetPort().GetProtocol(), o.Namespace, o.Name)
+					break
+				}
+				if !mine {
+					continue
+				}
+				for _, h := range s.GetHosts() {
+					if slices.ContainsFunc(os.GetHosts(), func(oh string) bool { return strings.EqualFold(bareHost(oh), bareHost(h)) }) {
+						rep.errorf(f+".hosts", "host %q is already served on port %d by Gateway %s/%s, which selects the same gateway proxies: a TLS server name picks one server; keep it on one",
+							h, s.GetPort().GetNumber(), o.Namespace, o.Name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// tlsBased says whether a Gateway server protocol is TLS on the wire.
+func tlsBased(protocol string) bool {
+	return strings.EqualFold(protocol, "HTTPS") || strings.EqualFold(protocol, "TLS")
+}
+
+// bareHost drops a "namespace/" prefix.
+func bareHost(h string) string {
+	if _, host, ok := strings.Cut(h, "/"); ok {
+		return host
+	}
+	return h
+}
+
+// selectorsOverlap says whether one proxy's labels can match both
+// selectors: no label is asked for with two values.
+func selectorsOverlap(a, b map[string]string) bool {
+	for k, v := range a {
+		if w, ok := b[k]; ok && w != v {
+			return false
+		}
+	}
+	return true
 }

@@ -7,18 +7,16 @@ import (
 	"testing"
 	"time"
 
-	networking "istio.io/api/networking/v1alpha3"
-
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/testcerts"
 )
 
 // TestGatewayTLSChecks: HTTPS servers are accepted with certificate files
-// that load (relative paths resolved against the Gateway's file, the
-// snapshot getting absolute ones), and refused, each finding naming its
-// field, for missing or broken files, an expired certificate, MUTUAL
-// without a CA, modes and fields Weft does not support, a host served
-// twice on one HTTPS port and a port that is both HTTP and HTTPS.
+// that load, and refused, each finding naming its field, for relative,
+// missing or broken files, an expired certificate, MUTUAL without a CA,
+// modes, versions, cipher suites and fields Weft does not support, a host
+// served twice on one HTTPS port and a port that is both HTTP and HTTPS,
+// in one Gateway or across Gateways that select the same proxies.
 func TestGatewayTLSChecks(t *testing.T) {
 	dir := t.TempDir()
 	ca := testcerts.NewCA(t, dir)
@@ -29,33 +27,36 @@ func TestGatewayTLSChecks(t *testing.T) {
 	}
 	yaml := gw("good", `  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [shop.example.com]
-    tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem, minProtocolVersion: TLSV1_2}
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`, privateKey: `+key+`, minProtocolVersion: TLSV1_3, cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384]}
   - port: {number: 443, name: https-2, protocol: HTTPS}
     hosts: ["*.example.com"]
-    tls: {mode: MUTUAL, serverCertificate: `+cert+`, privateKey: `+key+`, caCertificates: ca.pem}
+    tls: {mode: MUTUAL, serverCertificate: `+cert+`, privateKey: `+key+`, caCertificates: `+ca.File+`}
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*"]
     tls: {httpsRedirect: true}
 `) + gw("files", `  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [a.example.com]
-    tls: {mode: SIMPLE, serverCertificate: missing.pem, privateKey: shop-key.pem}
+    tls: {mode: SIMPLE, serverCertificate: `+filepath.Join(dir, "missing.pem")+`, privateKey: `+key+`}
   - port: {number: 443, name: https-2, protocol: HTTPS}
     hosts: [b.example.com]
     tls: {mode: SIMPLE, serverCertificate: `+old+`, privateKey: `+oldKey+`}
   - port: {number: 443, name: https-3, protocol: HTTPS}
     hosts: [c.example.com]
-    tls: {mode: MUTUAL, serverCertificate: shop.pem, privateKey: shop-key.pem}
+    tls: {mode: MUTUAL, serverCertificate: `+cert+`, privateKey: `+key+`}
   - port: {number: 443, name: https-4, protocol: HTTPS}
     hosts: [d.example.com]
-    tls: {mode: MUTUAL, serverCertificate: shop.pem, privateKey: shop-key.pem, caCertificates: shop-key.pem}
+    tls: {mode: MUTUAL, serverCertificate: `+cert+`, privateKey: `+key+`, caCertificates: `+key+`}
   - port: {number: 443, name: https-5, protocol: HTTPS}
     hosts: [e.example.com]
-    tls: {mode: SIMPLE, serverCertificate: shop.pem}
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`}
+  - port: {number: 443, name: https-6, protocol: HTTPS}
+    hosts: [f.example.com]
+    tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem}
 `) + gw("modes", `  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [a.example.com]
   - port: {number: 443, name: https-2, protocol: HTTPS}
     hosts: [b.example.com]
-    tls: {serverCertificate: shop.pem, privateKey: shop-key.pem}
+    tls: {serverCertificate: `+cert+`, privateKey: `+key+`}
   - port: {number: 443, name: https-3, protocol: HTTPS}
     hosts: [c.example.com]
     tls: {mode: ISTIO_MUTUAL}
@@ -64,19 +65,29 @@ func TestGatewayTLSChecks(t *testing.T) {
     tls: {mode: SIMPLE, credentialName: d-cert}
   - port: {number: 443, name: https-5, protocol: HTTPS}
     hosts: [e.example.com]
-    tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256], minProtocolVersion: TLSV1_3}
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`, privateKey: `+key+`, cipherSuites: ["[ECDHE-ECDSA-AES128-GCM-SHA256|DES-CBC3-SHA]"], minProtocolVersion: TLSV1_1}
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*"]
     tls: {httpsRedirect: true, mode: SIMPLE}
 `) + gw("conflicts", `  - port: {number: 443, name: https, protocol: HTTPS}
     hosts: [a.example.com]
-    tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem}
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`, privateKey: `+key+`}
   - port: {number: 443, name: https-2, protocol: HTTPS}
     hosts: [b.example.com, A.example.com]
-    tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem}
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`, privateKey: `+key+`}
   - port: {number: 443, name: http, protocol: HTTP}
     hosts: [c.example.com]
-`)
+`) + gw("zz-across", `  - port: {number: 443, name: http, protocol: HTTP}
+    hosts: [x.example.com]
+  - port: {number: 80, name: https, protocol: HTTPS}
+    hosts: [y.example.com]
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`, privateKey: `+key+`}
+  - port: {number: 443, name: https-2, protocol: HTTPS}
+    hosts: [shop.example.com]
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`, privateKey: `+key+`}
+`) + strings.Replace(gw("zz-elsewhere", `  - port: {number: 443, name: http, protocol: HTTP}
+    hosts: [x.example.com]
+`), "istio: ingressgateway", "istio: eastwestgateway", 1)
 	set, findings := config.Parse(filepath.Join(dir, "gateways.yaml"), []byte(yaml))
 	if len(findings) > 0 {
 		t.Fatalf("parse: %v", findings)
@@ -99,30 +110,28 @@ func TestGatewayTLSChecks(t *testing.T) {
 		"warning modes spec.servers[1].tls: certificates are not used in mode PASSTHROUGH",
 		"error modes spec.servers[2].tls.mode: mode ISTIO_MUTUAL is not supported by Weft yet",
 		"error modes spec.servers[3].tls.credentialName: credentialName is not supported by Weft yet",
-		"error modes spec.servers[4].tls.cipherSuites: cipherSuites is not supported by Weft yet",
-		"error modes spec.servers[4].tls.minProtocolVersion: minProtocolVersion is not supported by Weft yet",
+		`error modes spec.servers[4].tls.cipherSuites: cipher suite "DES-CBC3-SHA" is not one Weft supports (AES128-GCM-SHA256, `,
+		"error modes spec.servers[4].tls.minProtocolVersion: TLSV1_1 is below what Weft serves",
 		"error modes spec.servers[5].tls: on an HTTP server tls only takes httpsRedirect",
 		`error conflicts spec.servers[1].hosts: host "A.example.com" is already served on port 443 by spec.servers[0]`,
+		"error files spec.servers[5].tls.serverCertificate: \"shop.pem\" is not an absolute path",
+		"error zz-across spec.servers[0].port: port 443 is HTTP here and HTTPS in Gateway default/good, which selects the same gateway proxies",
+		"error zz-across spec.servers[1].port: port 80 is HTTPS here and HTTP in Gateway default/good",
+		`error zz-across spec.servers[2].hosts: host "shop.example.com" is already served on port 443 by Gateway default/good`,
 		"error conflicts spec.servers[2].port: port 443 is HTTPS on another server of this Gateway and HTTP here",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("findings lack %q:\n%s", want, all)
 		}
 	}
-	if strings.Contains(all, " good ") {
+	if strings.Contains(all, " good ") || strings.Contains(all, " zz-elsewhere ") {
 		t.Errorf("findings about a good Gateway:\n%s", all)
 	}
-	if len(snap.Gateways) != 1 || snap.Gateways[0].Name != "good" {
-		t.Fatalf("Gateways in force: %v; want good only", snap.Gateways)
+	var inForce []string
+	for _, g := range snap.Gateways {
+		inForce = append(inForce, g.Name)
 	}
-	tls := snap.Gateways[0].Spec.GetServers()[0].GetTls()
-	if tls.GetServerCertificate() != cert || tls.GetPrivateKey() != key {
-		t.Errorf("the snapshot's paths: %q %q; want %q %q", tls.GetServerCertificate(), tls.GetPrivateKey(), cert, key)
-	}
-	if got := snap.Gateways[0].Spec.GetServers()[1].GetTls().GetCaCertificates(); got != ca.File {
-		t.Errorf("caCertificates in the snapshot: %q; want %q", got, ca.File)
-	}
-	if set.Resources[0].Spec.(*networking.Gateway).GetServers()[0].GetTls().GetServerCertificate() != "shop.pem" {
-		t.Error("the parsed resource was changed")
+	if strings.Join(inForce, ",") != "good,zz-elsewhere" {
+		t.Fatalf("Gateways in force: %v; want good and zz-elsewhere", inForce)
 	}
 }

@@ -516,29 +516,48 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 		l := &listener.Listener{Name: fmt.Sprintf("0.0.0.0_%d", n), Address: socketAddress("127.0.0.1", n)}
 		servers := byPort[n]
 		if servers[0].tls == nil {
-			// HTTP: the validator refuses HTTPS servers on the same port.
+			// HTTP. The validator refuses HTTPS and TLS servers on the same
+			// port; were there any, they are left out, not served in
+			// plaintext.
 			rname := xdsmeta.GatewayRouteName(n)
-			rcs = append(rcs, t.gatewayRoutes(p, rname, n, servers))
+			var plain []gatewayServer
+			for _, s := range servers {
+				if s.tls == nil {
+					plain = append(plain, s)
+				}
+			}
+			rcs = append(rcs, t.gatewayRoutes(p, rname, n, plain))
 			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{manager(n, rname)}}}
 			ls = append(ls, l)
 			continue
 		}
-		taken := map[string]bool{} // server names of the port's chains
+		// Server names of the port's chains. The validator refuses a host
+		// on two servers of a port; were there one, the first server
+		// keeps it.
+		taken := map[string]bool{}
+		var terminated []gatewayServer
 		for _, s := range servers {
-			if s.tls != nil && !s.passthrough {
-				for _, h := range s.hosts {
+			if s.tls == nil || s.passthrough {
+				continue
+			}
+			var own []string
+			for _, h := range s.hosts {
+				if !taken[h] {
 					taken[h] = true
+					own = append(own, h)
 				}
+			}
+			if len(own) > 0 {
+				s.hosts = own
+				terminated = append(terminated, s)
 			}
 		}
 		for _, s := range servers {
-			if s.tls == nil {
-				continue
-			}
 			if s.passthrough {
 				l.FilterChains = append(l.FilterChains, t.passthroughChains(p, n, s, tel, taken)...)
-				continue
 			}
+		}
+		for _, s := range terminated {
 			rname := xdsmeta.GatewayHTTPSRouteName(n, s.name)
 			rcs = append(rcs, t.gatewayRoutes(p, rname, n, []gatewayServer{s}))
 			match := &listener.FilterChainMatch{TransportProtocol: "tls"}
@@ -683,7 +702,7 @@ func (t *Translator) gatewayRoutes(p *Proxy, name string, port uint32, servers [
 // gatewayTLS is the transport socket that terminates TLS for a Gateway
 // server: its certificate and key files, HTTP/2 and HTTP/1.1 offered by
 // ALPN, and for MUTUAL a client certificate required and verified with
-// its CA file.
+// its CA file; the server's TLS versions and cipher suites as tls_params.
 func gatewayTLS(s *networking.ServerTLSSettings) *core.TransportSocket {
 	file := func(name string) *core.DataSource {
 		return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: name}}
@@ -693,6 +712,17 @@ func gatewayTLS(s *networking.ServerTLSSettings) *core.TransportSocket {
 			AlpnProtocols:   []string{"h2", "http/1.1"},
 			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(s.GetServerCertificate()), PrivateKey: file(s.GetPrivateKey())}},
 		},
+	}
+	version := map[networking.ServerTLSSettings_TLSProtocol]tlsv3.TlsParameters_TlsProtocol{
+		networking.ServerTLSSettings_TLSV1_2: tlsv3.TlsParameters_TLSv1_2,
+		networking.ServerTLSSettings_TLSV1_3: tlsv3.TlsParameters_TLSv1_3,
+	}
+	if len(s.GetCipherSuites()) > 0 || s.GetMinProtocolVersion() != 0 || s.GetMaxProtocolVersion() != 0 {
+		dn.CommonTlsContext.TlsParams = &tlsv3.TlsParameters{
+			TlsMinimumProtocolVersion: version[s.GetMinProtocolVersion()], // TLS_AUTO when unset
+			TlsMaximumProtocolVersion: version[s.GetMaxProtocolVersion()],
+			CipherSuites:              s.GetCipherSuites(),
+		}
 	}
 	if s.GetMode() == networking.ServerTLSSettings_MUTUAL {
 		dn.RequireClientCertificate = wrapperspb.Bool(true)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,8 +18,8 @@ import (
 
 // TestGatewayHTTPS runs a gateway proxy whose config is Weft's real
 // translation of a Gateway with two HTTPS servers on one port: SIMPLE for
-// shop.example.com (certificate paths relative to the Gateway's file) and
-// MUTUAL for *.secure.example.com. The TLS server name picks the server
+// shop.example.com and MUTUAL for *.secure.example.com, and a TLS server
+// in mode PASSTHROUGH beside them. The TLS server name picks the server
 // and its certificate; MUTUAL refuses clients without a certificate from
 // its CA; a request is routed only among the hosts of the server its
 // connection reached; the backend sees X-Forwarded-Proto https; a
@@ -26,7 +27,7 @@ import (
 func TestGatewayHTTPS(t *testing.T) {
 	dir := t.TempDir()
 	ca := testcerts.NewCA(t, dir)
-	ca.Issue(t, dir, "shop", testcerts.Leaf{DNSNames: []string{"shop.example.com"}})
+	shopCert, shopKey := ca.Issue(t, dir, "shop", testcerts.Leaf{DNSNames: []string{"shop.example.com"}})
 	secCert, secKey := ca.Issue(t, dir, "secure", testcerts.Leaf{DNSNames: []string{"*.secure.example.com"}})
 	clientCert, clientKey := ca.Issue(t, dir, "client", testcerts.Leaf{DNSNames: []string{"client.example.com"}, Client: true})
 	otherCA := testcerts.NewCA(t, t.TempDir())
@@ -60,10 +61,10 @@ spec:
   servers:
   - port: {number: 8443, name: https-shop, protocol: HTTPS}
     hosts: [shop.example.com]
-    tls: {mode: SIMPLE, serverCertificate: shop.pem, privateKey: shop-key.pem}
+    tls: {mode: SIMPLE, serverCertificate: ` + shopCert + `, privateKey: ` + shopKey + `, cipherSuites: [ECDHE-ECDSA-AES256-GCM-SHA384]}
   - port: {number: 8443, name: https-secure, protocol: HTTPS}
     hosts: ["*.secure.example.com"]
-    tls: {mode: MUTUAL, serverCertificate: ` + secCert + `, privateKey: ` + secKey + `, caCertificates: ` + ca.File + `}
+    tls: {mode: MUTUAL, serverCertificate: ` + secCert + `, privateKey: ` + secKey + `, caCertificates: ` + ca.File + `, minProtocolVersion: TLSV1_3}
   - port: {number: 8443, name: tls-pass, protocol: TLS}
     hosts: [pass.example.com]
     tls: {mode: PASSTHROUGH}
@@ -162,14 +163,14 @@ spec:
 		}
 	})
 	t.Run("a server routes only its own hosts", func(t *testing.T) {
-		// TLS to the SIMPLE server, then a Host of the MUTUAL one: not
-		// routed, or MUTUAL would be bypassed.
+		// TLS to the SIMPLE server, then a Host of the MUTUAL one: 421
+		// Misdirected Request, or MUTUAL would be bypassed.
 		resp, body, err := get("shop.example.com", "api.secure.example.com", false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("a request for the MUTUAL server's host on the SIMPLE server's connection got %d %q; want 404", resp.StatusCode, body)
+		if resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Errorf("a request for the MUTUAL server's host on the SIMPLE server's connection got %d %q; want 421", resp.StatusCode, body)
 		}
 	})
 	t.Run("unknown server name and plaintext are refused", func(t *testing.T) {
@@ -185,6 +186,31 @@ spec:
 		io.WriteString(c, "GET / HTTP/1.1\r\nHost: shop.example.com\r\n\r\n")
 		if b, _ := io.ReadAll(c); len(b) != 0 {
 			t.Errorf("plaintext on the HTTPS port got %q", b)
+		}
+	})
+	t.Run("TLS versions and cipher suites", func(t *testing.T) {
+		handshake := func(sni string, cfg *tls.Config) error {
+			cfg.RootCAs, cfg.ServerName = ca.Pool, sni
+			c, err := tls.Dial("tcp", addr, cfg)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}
+		client := load(clientCert, clientKey)
+		if err := handshake("api.secure.example.com", &tls.Config{Certificates: []tls.Certificate{client}, MaxVersion: tls.VersionTLS12}); err == nil {
+			t.Error("TLS 1.2 was served where minProtocolVersion is TLSV1_3")
+		}
+		if err := handshake("api.secure.example.com", &tls.Config{Certificates: []tls.Certificate{client}}); err != nil {
+			t.Errorf("TLS 1.3 to a TLSV1_3 server: %v", err)
+		}
+		aes128 := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+		if err := handshake("shop.example.com", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: aes128}); err == nil {
+			t.Error("a TLS 1.2 suite outside the server's cipherSuites was served")
+		}
+		aes256 := []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}
+		if err := handshake("shop.example.com", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: aes256}); err != nil {
+			t.Errorf("TLS 1.2 with the server's cipher suite: %v", err)
 		}
 	})
 	t.Run("PASSTHROUGH beside terminated servers", func(t *testing.T) {
@@ -252,6 +278,33 @@ spec:
 				t.Fatal("the gateway still presents the old certificate 10s after it was renewed")
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	t.Run("MUTUAL's CA renewed in place", func(t *testing.T) {
+		// A new CA written over caCertificates: clients with its
+		// certificates are served once the gateway has seen the change.
+		newCA := testcerts.NewCA(t, t.TempDir())
+		nc, nk := newCA.Issue(t, t.TempDir(), "client2", testcerts.Leaf{DNSNames: []string{"client2.example.com"}, Client: true})
+		pemBytes, err := os.ReadFile(newCA.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(ca.File, pemBytes, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, _, err := get("api.secure.example.com", "api.secure.example.com", false, load(nc, nk))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a client of the renewed CA is still refused 10s later: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if _, _, err := get("api.secure.example.com", "api.secure.example.com", false, load(clientCert, clientKey)); err == nil {
+			t.Error("a client of the replaced CA is still served")
 		}
 	})
 }

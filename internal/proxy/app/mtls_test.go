@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -412,5 +413,58 @@ func TestMTLSHTTP2(t *testing.T) {
 	mustGet200(t, m.client.HTTPClient(t), "http://reviews:9080/")
 	if !promLine(t, m.server, "istio_requests_total", `source_principal="`+productpageID+`"`, `connection_security_policy="mutual_tls"`) {
 		t.Errorf("server metrics lack the mTLS request")
+	}
+}
+
+// meshClient is an HTTP client with a workload certificate for id signed
+// by c's CA, as a mesh peer (a gateway, another sidecar) has.
+func meshClient(t *testing.T, c *testCA, id string) *http.Client {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(id)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := spiffeid.Parse(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := c.a.Sign(ca.Caller{ID: sid, Instance: "test-client"}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{PrivateKey: key}
+	for rest := iss.ChainPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		cert.Certificate = append(cert.Certificate, b.Bytes)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Timeout: 5 * time.Second, Transport: tr}
+}
+
+// TestForwardedProtoFromMeshPeers: a request that a mesh peer sends over
+// mTLS to a sidecar's inbound keeps its X-Forwarded-Proto (a gateway that
+// terminated HTTPS says https), as Istio's sidecars keep it.
+func TestForwardedProtoFromMeshPeers(t *testing.T) {
+	m := startMeshPairApp(t, time.Hour, "STRICT", func(c *clusterv3.Cluster) *clusterv3.Cluster { return withAutoMTLS(c, reviewsID) },
+		func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Header.Get("X-Forwarded-Proto")) })
+	req, _ := http.NewRequest("GET", "https://"+m.inbound+"/", nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err := meshClient(t, m.ca, productpageID).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "https" {
+		t.Errorf("the app got %d X-Forwarded-Proto %q from a mesh peer's request; want https", resp.StatusCode, b)
 	}
 }

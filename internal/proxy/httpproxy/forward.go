@@ -54,8 +54,19 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 	}
 	te := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
 	// Forwarding headers from the client are not passed on either: the
-	// mesh sets its own (rewrite).
+	// mesh sets its own (rewrite). But a request that a mesh peer (a
+	// gateway or a client's sidecar, verified by mTLS) sends to this
+	// sidecar's inbound keeps the scheme that peer recorded, as Istio's
+	// sidecars keep it: an app behind a gateway that terminated HTTPS
+	// sees https.
+	var xfp []string
+	if rs.inbound && rs.target.DownstreamPrincipal != "" {
+		xfp = h["X-Forwarded-Proto"]
+	}
 	removeHopByHop(h, true)
+	if xfp != nil {
+		h["X-Forwarded-Proto"] = xfp
+	}
 	if te {
 		h["Te"] = []string{"trailers"}
 	}

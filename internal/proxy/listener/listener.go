@@ -118,8 +118,10 @@ type connInfo struct {
 	// that matches on it ("tls", "raw_buffer"), "" elsewhere (mtls.go).
 	transport string
 	// sni is the server name of a TLS connection's ClientHello ("" for
-	// none or plaintext), which picked its chain (mtls.go).
-	sni string
+	// none or plaintext), which picked its chain (mtls.go); tlsID is that
+	// chain's TLS settings (DownstreamTLS.ID) when this proxy terminated
+	// the connection's TLS.
+	sni, tlsID string
 	// peer is the verified SPIFFE ID of an mTLS client, "" otherwise.
 	peer string
 }
@@ -418,6 +420,8 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case ch.Config.HTTP == nil:
 		m.opts.Proxy.LocalReply(w, r, authority, http.StatusNotFound, accesslog.FlagNoRoute,
 			fmt.Sprintf("port %d of %s is a TCP service: use CONNECT", port, hostOf(authority)))
+		return
+	case m.misdirected(w, r, l, port, ch, info, authority):
 		return
 	}
 	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP, DownstreamPrincipal: info.peer,

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxyconfig"
@@ -36,10 +39,7 @@ type serverConfigs struct {
 }
 
 func (s *serverConfigs) get(t *proxyconfig.DownstreamTLS, id mtls.Identity) (*tls.Config, error) {
-	k := t.Key()
-	if t.RequireClientCert {
-		k += "|require"
-	}
+	k := t.ID
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cfg := s.byID[k]; cfg != nil {
@@ -80,9 +80,8 @@ func (m *Manager) serveTransport(b *bound, c net.Conn, snap *dataplane.Snapshot,
 // on; c is tracked by the caller until then.
 func (m *Manager) serveTransportConn(b *bound, c net.Conn, snap *dataplane.Snapshot, l *dataplane.Listener, port uint32, origDst string) bool {
 	start := time.Now()
-	br := bufio.NewReader(c)
 	transport := proxyconfig.TransportProtocolRaw
-	kind, sni := detect(c, br, l.Config.DetectTimeout)
+	kind, sni, br := detect(c, bufio.NewReader(c), l.Config.DetectTimeout)
 	switch kind {
 	case detectedClosed:
 		_ = c.Close()
@@ -131,7 +130,11 @@ func (m *Manager) serveTransportConn(b *bound, c net.Conn, snap *dataplane.Snaps
 		return false
 	}
 	m.untrackRaw(c)
-	m.serveHTTPConn(&downConn{Conn: conn, info: &connInfo{listener: b.name, port: port, transport: transport, sni: sni, peer: peer, origDst: origDst}})
+	info := &connInfo{listener: b.name, port: port, transport: transport, sni: sni, peer: peer, origDst: origDst}
+	if ch.Config.TLS != nil {
+		info.tlsID = ch.Config.TLS.ID
+	}
+	m.serveHTTPConn(&downConn{Conn: conn, info: info})
 	return true
 }
 
@@ -188,4 +191,47 @@ func serverNameScore(names []string, name string) int {
 		}
 	}
 	return score
+}
+
+// misdirected checks a request on a connection whose TLS this proxy
+// terminated against the chain that the current config picks for it (ch,
+// from the connection's server name): a chain whose TLS settings are no
+// longer those of the handshake (the config changed since), or a request
+// whose Host another chain's server names claim (a client that reached a
+// server with one name and asks for a host served under another, which
+// would get around that server's client certificate check), is answered
+// 421 Misdirected Request, and an HTTP/1.x connection then closes: the
+// client connects again with the right name. It reports whether it
+// answered.
+func (m *Manager) misdirected(w http.ResponseWriter, r *http.Request, l *dataplane.Listener, port uint32, ch *dataplane.Chain, info *connInfo, authority string) bool {
+	if info.tlsID == "" || ch == nil {
+		return false
+	}
+	msg := ""
+	switch host := hostOf(authority); {
+	case ch.Config.TLS == nil || ch.Config.TLS.ID != info.tlsID:
+		msg = "the TLS settings of this server changed since the connection was made; connect again"
+	case namedChains(l):
+		if hc := matchTransport(l, port, info.transport, host); hc != nil && hc != ch && len(hc.Config.Match.ServerNames) > 0 {
+			msg = fmt.Sprintf("%s is served under another TLS server name on this port; connect with server name %s", host, host)
+		}
+	}
+	if msg == "" {
+		return false
+	}
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	m.opts.Proxy.LocalReply(w, r, authority, http.StatusMisdirectedRequest, accesslog.FlagNoRoute, msg)
+	return true
+}
+
+// namedChains says whether any chain of l matches TLS server names.
+func namedChains(l *dataplane.Listener) bool {
+	for _, ch := range l.Chains {
+		if len(ch.Config.Match.ServerNames) > 0 {
+			return true
+		}
+	}
+	return false
 }

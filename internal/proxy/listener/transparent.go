@@ -105,9 +105,8 @@ func (m *Manager) serveCapturedConn(b *bound, c net.Conn, snap *dataplane.Snapsh
 		}
 		return toHTTP(c)
 	}
-	br := bufio.NewReader(c)
+	kind, sni, br := detect(c, bufio.NewReader(c), l.Config.DetectTimeout)
 	bc := &bufConn{Conn: c, r: br}
-	kind, sni := detect(c, br, l.Config.DetectTimeout)
 	switch kind {
 	case detectedClosed:
 		_ = c.Close()
@@ -153,6 +152,9 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 	var ch *dataplane.Chain
 	if info.transport != "" {
 		ch = matchTransport(l, info.port, info.transport, info.sni)
+		if m.misdirected(w, r, l, info.port, ch, info, authority) {
+			return
+		}
 	} else {
 		ch = l.MatchDeclared(info.port, hostOf(info.origDst))
 	}
@@ -214,26 +216,37 @@ const (
 	detectedSilent // nothing within the timeout: a server-first protocol
 )
 
-// detect peeks at a captured connection's first bytes. The first byte must
-// come within timeout; the rest of an HTTP request line or TLS record
-// within detectLineTimeout. For TLS it returns the ClientHello's SNI when
-// the first record holds it.
-func detect(c net.Conn, br *bufio.Reader, timeout time.Duration) (detected, string) {
+// detect peeks at a connection's first bytes, read through br. The first
+// byte must come within timeout; the rest of an HTTP request line or TLS
+// record within detectLineTimeout. For TLS it returns the ClientHello's
+// SNI when the first record holds it. It returns the reader to read the
+// connection through from then on: br, or for a ClientHello larger than
+// br's buffer a larger reader over it.
+func detect(c net.Conn, br *bufio.Reader, timeout time.Duration) (detected, string, *bufio.Reader) {
 	_ = c.SetReadDeadline(time.Now().Add(timeout))
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	first, err := br.Peek(1)
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return detectedSilent, ""
+		return detectedSilent, "", br
 	case err != nil:
-		return detectedClosed, ""
+		return detectedClosed, "", br
 	}
 	_ = c.SetReadDeadline(time.Now().Add(detectLineTimeout))
 	if first[0] == 0x16 { // TLS handshake record
-		return detectedTLS, peekSNI(br)
+		sni, r := peekSNI(br)
+		return detectedTLS, sni, r
 	}
-	if first[0] < 'A' || first[0] > 'Z' {
-		return detectedOther, ""
+	kind := detectHTTP(br)
+	return kind, "", br
+}
+
+// detectHTTP tells an HTTP/1.x request line (or the h2c preface) from
+// other bytes that start with an upper-case letter.
+func detectHTTP(br *bufio.Reader) detected {
+	first, _ := br.Peek(1)
+	if len(first) == 0 || first[0] < 'A' || first[0] > 'Z' {
+		return detectedOther
 	}
 	// Read up to the end of the request line: "METHOD SP target SP
 	// HTTP/1.x" or the h2c preface's "PRI * HTTP/2.0".
@@ -241,9 +254,9 @@ func detect(c net.Conn, br *bufio.Reader, timeout time.Duration) (detected, stri
 		b, err := br.Peek(n)
 		if err != nil {
 			if len(b) > 0 && looksLikeMethod(b) {
-				return detectedHTTP, ""
+				return detectedHTTP
 			}
-			return detectedOther, ""
+			return detectedOther
 		}
 		if b[n-1] != '\n' {
 			continue
@@ -251,11 +264,11 @@ func detect(c net.Conn, br *bufio.Reader, timeout time.Duration) (detected, stri
 		line := bytes.TrimRight(b, "\r\n")
 		if bytes.HasSuffix(line, []byte(" HTTP/1.1")) || bytes.HasSuffix(line, []byte(" HTTP/1.0")) ||
 			bytes.Equal(line, []byte("PRI * HTTP/2.0")) {
-			return detectedHTTP, ""
+			return detectedHTTP
 		}
-		return detectedOther, ""
+		return detectedOther
 	}
-	return detectedOther, ""
+	return detectedOther
 }
 
 // looksLikeMethod reports whether b starts with an upper-case token and a
@@ -272,22 +285,28 @@ func looksLikeMethod(b []byte) bool {
 	return false
 }
 
+// maxTLSRecord is the largest TLS record payload (2^14 plus the expansion
+// TLS allows).
+const maxTLSRecord = 1<<14 + 2048
+
 // peekSNI returns the server name of the TLS ClientHello in the first
-// record, or "" when it has none or is malformed.
-func peekSNI(br *bufio.Reader) string {
+// record, or "" when it has none or is malformed, and the reader to go
+// on with: br, or a larger one over it when the record does not fit
+// br's buffer (large hellos: post-quantum key shares, many extensions).
+func peekSNI(br *bufio.Reader) (string, *bufio.Reader) {
 	hdr, err := br.Peek(5)
 	if err != nil {
-		return ""
+		return "", br
 	}
-	n := int(hdr[3])<<8 | int(hdr[4])
+	n := min(int(hdr[3])<<8|int(hdr[4]), maxTLSRecord)
 	if n > br.Size()-5 {
-		n = br.Size() - 5
+		br = bufio.NewReaderSize(br, 5+n)
 	}
 	rec, err := br.Peek(5 + n)
 	if err != nil {
-		return ""
+		return "", br
 	}
-	return parseClientHelloSNI(rec[5:])
+	return parseClientHelloSNI(rec[5:]), br
 }
 
 // parseClientHelloSNI extracts the host name of the server_name extension

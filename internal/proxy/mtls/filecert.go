@@ -2,6 +2,8 @@ package mtls
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -72,4 +74,56 @@ func (f *fileCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 
 func (f *fileCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return f.current(), nil
+}
+
+// fileRoots is a pool of CA certificates read from a PEM file (a
+// gateway's caCertificates, a DestinationRule's), read again when the
+// file changes, as fileCert is; a change that does not load keeps the
+// pool in use.
+type fileRoots struct {
+	name string
+
+	mu      sync.Mutex
+	pool    *x509.CertPool
+	stamp   fileStamp
+	checked time.Time
+}
+
+func readRoots(name string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("trusted CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("trusted CA %s: no PEM certificates", name)
+	}
+	return pool, nil
+}
+
+// loadFileRoots reads the file; an error when it does not load.
+func loadFileRoots(name string) (*fileRoots, error) {
+	f := &fileRoots{name: name, stamp: stampOf(name)}
+	pool, err := readRoots(name)
+	if err != nil {
+		return nil, err
+	}
+	f.pool, f.checked = pool, time.Now()
+	return f, nil
+}
+
+// current returns the pool, read again first when the file changed since
+// the last check (at most once per fileCertCheck).
+func (f *fileRoots) current() *x509.CertPool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now := time.Now(); now.Sub(f.checked) >= fileCertCheck {
+		f.checked = now
+		if st := stampOf(f.name); st != f.stamp {
+			if pool, err := readRoots(f.name); err == nil {
+				f.pool, f.stamp = pool, st
+			}
+		}
+	}
+	return f.pool
 }

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 
 	"weft.dev/weft/internal/proxy/proxyconfig"
@@ -50,12 +49,17 @@ func ClientConfig(t *proxyconfig.UpstreamTLS, id Identity, alpn []string) (*tls.
 	}
 	cfg := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		MaxVersion:         t.MaxVersion,
+		CipherSuites:       t.CipherSuites,
 		ServerName:         t.SNI,
 		NextProtos:         t.ALPN,
 		InsecureSkipVerify: true, // verified in VerifyConnection, below
 	}
 	if alpn != nil {
 		cfg.NextProtos = alpn
+	}
+	if t.MinVersion != 0 {
+		cfg.MinVersion = t.MinVersion
 	}
 	switch {
 	case t.CertSDS != "":
@@ -74,7 +78,7 @@ func ClientConfig(t *proxyconfig.UpstreamTLS, id Identity, alpn []string) (*tls.
 	common := &t.TLSCommon
 	sni := t.SNI
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		pool := roots
+		pool := roots()
 		if common.CASDS != "" {
 			pool = id.TrustBundle()
 			if pool == nil {
@@ -112,7 +116,10 @@ func ServerConfig(t *proxyconfig.DownstreamTLS, id Identity) (*tls.Config, error
 	if t.UsesSDS() && id == nil {
 		return nil, ErrNoIdentity
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: t.ALPN}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: t.MaxVersion, CipherSuites: t.CipherSuites, NextProtos: t.ALPN}
+	if t.MinVersion != 0 {
+		cfg.MinVersion = t.MinVersion
+	}
 	switch {
 	case t.CertSDS != "":
 		cfg.GetCertificate = id.GetCertificate
@@ -139,7 +146,7 @@ func ServerConfig(t *proxyconfig.DownstreamTLS, id Identity) (*tls.Config, error
 		if len(cs.PeerCertificates) == 0 {
 			return nil // only reached when the certificate is optional
 		}
-		pool := roots
+		pool := roots()
 		if common.CASDS != "" {
 			pool = id.TrustBundle()
 			if pool == nil {
@@ -179,24 +186,21 @@ func lenientALPN(cfg *tls.Config) {
 	}
 }
 
-func rootsOf(t *proxyconfig.TLSCommon, _ Identity) (*x509.CertPool, error) {
+func rootsOf(t *proxyconfig.TLSCommon, _ Identity) (func() *x509.CertPool, error) {
 	if t.CAFile == "" {
 		if t.CASDS == "" {
 			// No validation context: system roots (TLS origination to
 			// services outside the mesh without caCertificates).
-			return x509.SystemCertPool()
+			pool, err := x509.SystemCertPool()
+			return func() *x509.CertPool { return pool }, err
 		}
-		return nil, nil
+		return func() *x509.CertPool { return nil }, nil
 	}
-	data, err := os.ReadFile(t.CAFile)
+	fr, err := loadFileRoots(t.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("trusted CA: %w", err)
+		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("trusted CA %s: no PEM certificates", t.CAFile)
-	}
-	return pool, nil
+	return fr.current, nil
 }
 
 // verifyChain verifies the peer's chain against roots for the usage and

@@ -1,6 +1,7 @@
 package proxyconfig
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"weft.dev/weft/internal/tlsnames"
 )
 
 // TLS transport sockets: the subset of Envoy's
@@ -74,6 +77,11 @@ type TLSCommon struct {
 	// ALPN are the application protocols offered (client) or accepted
 	// (server), in preference order; empty means none are negotiated.
 	ALPN []string
+	// MinVersion and MaxVersion bound the TLS versions (crypto/tls
+	// values; 0: TLS 1.2 and 1.3); CipherSuites are the TLS 1.2 suites
+	// allowed (nil: crypto/tls's), from tls_params.
+	MinVersion, MaxVersion uint16
+	CipherSuites           []uint16
 }
 
 // UsesSDS reports whether the context needs the proxy's identity.
@@ -83,7 +91,8 @@ func (t *TLSCommon) UsesSDS() bool { return t.CertSDS != "" || t.CASDS != "" }
 // pools across config updates.
 func (t *TLSCommon) Key() string {
 	return strings.Join([]string{t.CertSDS, t.CertFile, t.KeyFile, t.CASDS, t.CAFile,
-		strings.Join(t.URISANs, ","), strings.Join(t.DNSSANs, ","), strings.Join(t.ALPN, ",")}, "|")
+		strings.Join(t.URISANs, ","), strings.Join(t.DNSSANs, ","), strings.Join(t.ALPN, ","),
+		fmt.Sprint(t.MinVersion, t.MaxVersion, t.CipherSuites)}, "|")
 }
 
 // UpstreamTLS is a validated UpstreamTlsContext: how the proxy originates
@@ -104,6 +113,9 @@ type DownstreamTLS struct {
 	// RequireClientCert makes the handshake fail without a client
 	// certificate that verifies (mutual TLS).
 	RequireClientCert bool
+	// ID sums up the settings (Key and RequireClientCert), made once:
+	// equal IDs terminate TLS alike.
+	ID string
 }
 
 // TLSMatch is one of a cluster's transport_socket_matches.
@@ -226,6 +238,10 @@ func parseDownstreamSocket(ts *corev3.TransportSocket) (*DownstreamTLS, error) {
 	if out.RequireClientCert && out.CASDS == "" && out.CAFile == "" {
 		return nil, errors.New("require_client_certificate needs a validation context to verify client certificates with")
 	}
+	out.ID = out.Key()
+	if out.RequireClientCert {
+		out.ID += "|require"
+	}
 	return out, nil
 }
 
@@ -249,6 +265,9 @@ func fileOf(ds *corev3.DataSource, what string) (string, error) {
 
 func parseCommonTLS(ct *tlsv3.CommonTlsContext, out *TLSCommon) error {
 	out.ALPN = append([]string(nil), ct.GetAlpnProtocols()...)
+	if err := parseTLSParams(ct.GetTlsParams(), out); err != nil {
+		return fmt.Errorf("tls_params: %w", err)
+	}
 	certs := ct.GetTlsCertificates()
 	sds := ct.GetTlsCertificateSdsSecretConfigs()
 	switch {
@@ -346,4 +365,42 @@ func exactString(m *matcherv3.StringMatcher) (string, error) {
 		return "", errors.New("only exact, case-sensitive matches are supported")
 	}
 	return e.Exact, nil
+}
+
+// parseTLSParams reads the TLS versions and TLS 1.2 cipher suites; other
+// parameters are refused.
+func parseTLSParams(tp *tlsv3.TlsParameters, out *TLSCommon) error {
+	if tp == nil {
+		return nil
+	}
+	version := func(v tlsv3.TlsParameters_TlsProtocol, field string) (uint16, error) {
+		switch v {
+		case tlsv3.TlsParameters_TLS_AUTO:
+			return 0, nil
+		case tlsv3.TlsParameters_TLSv1_2:
+			return tls.VersionTLS12, nil
+		case tlsv3.TlsParameters_TLSv1_3:
+			return tls.VersionTLS13, nil
+		}
+		return 0, fmt.Errorf("%s %v is not supported; use TLSv1_2 or TLSv1_3", field, v)
+	}
+	var err error
+	if out.MinVersion, err = version(tp.GetTlsMinimumProtocolVersion(), "tls_minimum_protocol_version"); err != nil {
+		return err
+	}
+	if out.MaxVersion, err = version(tp.GetTlsMaximumProtocolVersion(), "tls_maximum_protocol_version"); err != nil {
+		return err
+	}
+	if out.MinVersion != 0 && out.MaxVersion != 0 && out.MinVersion > out.MaxVersion {
+		return errors.New("tls_minimum_protocol_version is above tls_maximum_protocol_version")
+	}
+	if len(tp.GetCipherSuites()) > 0 {
+		if out.CipherSuites, err = tlsnames.CipherSuites(tp.GetCipherSuites()); err != nil {
+			return fmt.Errorf("cipher_suites: %w", err)
+		}
+	}
+	if len(tp.GetEcdhCurves()) > 0 || len(tp.GetSignatureAlgorithms()) > 0 || tp.GetCompliancePolicies() != nil {
+		return errors.New("only the protocol versions and cipher_suites are supported")
+	}
+	return nil
 }
