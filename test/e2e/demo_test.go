@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"sync"
@@ -10,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"weft.dev/weft/internal/testcerts"
 )
 
 var reviewsVersion = regexp.MustCompile(`reviews-v[123]`)
@@ -271,6 +278,80 @@ spec:
 			}
 			return fmt.Errorf("no mirrored request in reviews-v3's access log:\n%s", grepLines(out, "reviews-v3"))
 		})
+	})
+
+	t.Run("HTTPS at the gateway", func(t *testing.T) {
+		// The README's demo: an HTTPS server beside the HTTP one, with a
+		// certificate from files, then a bad path refused.
+		dir := t.TempDir()
+		ca := testcerts.NewCA(t, dir)
+		cert, key := ca.Issue(t, dir, "bookinfo", testcerts.Leaf{DNSNames: []string{"bookinfo.example.com"}})
+		https := freePort(t)
+		gateway := func(certFile string) string {
+			return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: %d, name: http, protocol: HTTP}
+    hosts: ["*"]
+  - port: {number: %d, name: https, protocol: HTTPS}
+    hosts: [bookinfo.example.com]
+    tls: {mode: SIMPLE, serverCertificate: %s, privateKey: %s}
+`, ingress, https, certFile, key)
+		}
+		if out, err := m.weft(gateway(cert), "apply", "-f", "-"); err != nil {
+			t.Fatalf("weft apply: %v\n%s", err, out)
+		}
+		t.Cleanup(func() {
+			plain := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: bookinfo-gateway, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: %d, name: http, protocol: HTTP}
+    hosts: ["*"]
+`, ingress)
+			if out, err := m.weft(plain, "apply", "-f", "-"); err != nil {
+				t.Errorf("restoring the gateway: %v\n%s", err, out)
+			}
+		})
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", https))
+			},
+		}}
+		defer client.CloseIdleConnections()
+		secure := fmt.Sprintf("https://bookinfo.example.com:%d/productpage", https)
+		getSecure := func() error {
+			resp, err := client.Get(secure)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || !reviewsVersion.MatchString(string(b)) {
+				return fmt.Errorf("status %d: %.200s", resp.StatusCode, b)
+			}
+			return nil
+		}
+		waitFor(t, 30*time.Second, "the product page over HTTPS", getSecure)
+
+		out, err := m.weft(gateway("bookinfo.pem"), "apply", "-f", "-")
+		if err == nil {
+			t.Fatalf("weft apply of a relative certificate path succeeded:\n%s", out)
+		}
+		for _, want := range []string{"rejected", "Gateway default/bookinfo-gateway", "spec.servers[1].tls.serverCertificate", "not an absolute path"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("weft apply output lacks %q:\n%s", want, out)
+			}
+		}
+		if err := getSecure(); err != nil {
+			t.Errorf("after a refused change the HTTPS server should still serve: %v", err)
+		}
 	})
 
 	t.Run("a bad change is refused and changes nothing", func(t *testing.T) {
