@@ -49,7 +49,7 @@ func (b *build) checkGateway(r *config.Resource, rep *reporter) func() {
 	sort.Slice(others, func(i, j int) bool {
 		return others[i].Namespace+"/"+others[i].Name < others[j].Namespace+"/"+others[j].Name
 	})
-	checkGatewayConflicts(rep, gw, others)
+	checkGatewayConflicts(rep, r.Namespace, r.Name, gw, others)
 	b.checkFields(r, rep)
 	return func() {
 		b.gateways[r.Namespace+"/"+r.Name] = r

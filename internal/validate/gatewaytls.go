@@ -200,17 +200,25 @@ func checkCAFile(name string) error {
 	return nil
 }
 
-// checkGatewayConflicts refuses the servers of a Gateway that clash with
-// those of Gateways accepted before it whose selectors can pick the same
-// gateway proxy (no label with two different values): a port HTTP in one
-// and HTTPS or TLS in the other, or a host on HTTPS or TLS servers of the
-// same port in both. Each would leave one of the two servers unserved,
-// or served over the other's transport.
-func checkGatewayConflicts(rep *reporter, gw *networking.Gateway, others []*config.Resource) {
+// checkGatewayConflicts warns of the servers of a Gateway (ns/name) that
+// clash with those of other Gateways in force whose selectors can pick
+// the same gateway proxy: a port HTTP in one and HTTPS or TLS in the
+// other, or a host on HTTPS or TLS servers of the same port in both. The
+// translator serves the Gateway that sorts first by namespace and name
+// and leaves the other's clashing servers out (never serving a TLS
+// server's hosts in plaintext); the warning says which. A warning, not an
+// error: a newcomer must not take a running Gateway's other servers out
+// of force, nor be refused whole for one server.
+func checkGatewayConflicts(rep *reporter, ns, name string, gw *networking.Gateway, others []*config.Resource) {
 	for _, o := range others {
 		og := o.Spec.(*networking.Gateway)
 		if !selectorsOverlap(gw.GetSelector(), og.GetSelector()) {
 			continue
+		}
+		first := ns+"/"+name < o.Namespace+"/"+o.Name
+		outcome := fmt.Sprintf("this server is left out while Gateway %s/%s keeps it (the first by namespace and name is served)", o.Namespace, o.Name)
+		if first {
+			outcome = fmt.Sprintf("Gateway %s/%s's server is left out (the first by namespace and name, this one, is served)", o.Namespace, o.Name)
 		}
 		for i, s := range gw.GetServers() {
 			f := fmt.Sprintf("spec.servers[%d]", i)
@@ -220,8 +228,8 @@ func checkGatewayConflicts(rep *reporter, gw *networking.Gateway, others []*conf
 				}
 				mine, theirs := tlsBased(s.GetPort().GetProtocol()), tlsBased(os.GetPort().GetProtocol())
 				if mine != theirs {
-					rep.errorf(f+".port", "port %d is %s here and %s in Gateway %s/%s, which selects the same gateway proxies; a port serves one protocol",
-						s.GetPort().GetNumber(), s.GetPort().GetProtocol(), os.GetPort().GetProtocol(), o.Namespace, o.Name)
+					rep.warnf(f+".port", "port %d is %s here and %s in Gateway %s/%s, which selects the same gateway proxies, and a port serves one protocol: %s; move one to another port",
+						s.GetPort().GetNumber(), s.GetPort().GetProtocol(), os.GetPort().GetProtocol(), o.Namespace, o.Name, outcome)
 					break
 				}
 				if !mine {
@@ -229,8 +237,8 @@ func checkGatewayConflicts(rep *reporter, gw *networking.Gateway, others []*conf
 				}
 				for _, h := range s.GetHosts() {
 					if slices.ContainsFunc(os.GetHosts(), func(oh string) bool { return strings.EqualFold(bareHost(oh), bareHost(h)) }) {
-						rep.errorf(f+".hosts", "host %q is already served on port %d by Gateway %s/%s, which selects the same gateway proxies: a TLS server name picks one server; keep it on one",
-							h, s.GetPort().GetNumber(), o.Namespace, o.Name)
+						rep.warnf(f+".hosts", "host %q is also served on port %d by Gateway %s/%s, which selects the same gateway proxies, and a TLS server name picks one server: %s; keep the host on one",
+							h, s.GetPort().GetNumber(), o.Namespace, o.Name, outcome)
 					}
 				}
 			}
@@ -251,13 +259,21 @@ func bareHost(h string) string {
 	return h
 }
 
-// selectorsOverlap says whether one proxy's labels can match both
-// selectors: no label is asked for with two values.
+// selectorsOverlap says whether two selectors pick the same gateway
+// proxies, as far as labels tell: one selects every proxy, or they ask
+// for a label with the same value and for none with two values.
 func selectorsOverlap(a, b map[string]string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	shared := false
 	for k, v := range a {
-		if w, ok := b[k]; ok && w != v {
-			return false
+		if w, ok := b[k]; ok {
+			if w != v {
+				return false
+			}
+			shared = true
 		}
 	}
-	return true
+	return shared
 }

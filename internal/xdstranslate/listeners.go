@@ -609,9 +609,13 @@ func (t *Translator) passthroughChains(p *Proxy, port uint32, s gatewayServer, t
 			if len(names) == 0 || len(clusters) == 0 {
 				continue
 			}
+			match := &listener.FilterChainMatch{TransportProtocol: "tls", ServerNames: names}
+			if slices.Contains(names, "*") {
+				match.ServerNames = nil // any server name
+			}
 			out = append(out, &listener.FilterChain{
 				Name:             fmt.Sprintf("passthrough.%s.%s", s.name, names[0]),
-				FilterChainMatch: &listener.FilterChainMatch{TransportProtocol: "tls", ServerNames: names},
+				FilterChainMatch: match,
 				Filters:          []*listener.Filter{tcpProxy(clusters[0].name, clusters, tel)},
 			})
 		}
@@ -659,7 +663,7 @@ func (t *Translator) gatewayRoutes(p *Proxy, name string, port uint32, servers [
 	for _, b := range servers {
 		if b.redirect {
 			for _, h := range b.hosts {
-				vhost(h).RequireTls = route.VirtualHost_ALL
+				vhost(h)
 			}
 		}
 		ctx := &routeCtx{snap: t.snap, proxy: p, port: port, gateway: b.ref}
@@ -685,18 +689,47 @@ func (t *Translator) gatewayRoutes(p *Proxy, name string, port uint32, servers [
 				}
 				done[key] = true
 				vh := vhost(domain)
-				if b.redirect {
-					vh.RequireTls = route.VirtualHost_ALL
-				}
 				vh.Routes = append(vh.Routes, ctx.httpRoutes(vs)...)
 			}
 		}
 	}
 	sort.Strings(order)
 	for _, d := range order {
+		// The server whose host names the domain most closely decides
+		// whether it redirects to https.
+		if owner := ownerOf(servers, d); owner != nil && owner.redirect {
+			vhosts[d].RequireTls = route.VirtualHost_ALL
+		}
 		rc.VirtualHosts = append(rc.VirtualHosts, vhosts[d])
 	}
 	return rc
+}
+
+// ownerOf is the server whose hosts match domain most specifically (an
+// exact name, then the longest wildcard); nil when none does.
+func ownerOf(servers []gatewayServer, domain string) *gatewayServer {
+	var owner *gatewayServer
+	best := -1
+	for i := range servers {
+		for _, h := range servers[i].hosts {
+			if h != domain && !hostMatches(h, domain) {
+				continue
+			}
+			if n := hostSpecificity(h); n > best {
+				owner, best = &servers[i], n
+			}
+		}
+	}
+	return owner
+}
+
+// hostSpecificity ranks host patterns: an exact name above any wildcard,
+// a longer wildcard above a shorter one, "*" last.
+func hostSpecificity(h string) int {
+	if !strings.HasPrefix(h, "*") {
+		return 1 << 20
+	}
+	return len(h)
 }
 
 // gatewayTLS is the transport socket that terminates TLS for a Gateway

@@ -1,6 +1,7 @@
 package xdstranslate
 
 import (
+	"slices"
 	"testing"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -67,4 +68,62 @@ func tcpCluster(t *testing.T, fc *listener.FilterChain) string {
 		}
 	}
 	return ""
+}
+
+// TestGatewayPortClash: when two Gateways for the same proxy put HTTP and
+// HTTPS servers on one port (the validator warns), the first by
+// namespace and name decides the port, and the other's servers are left
+// out: never an HTTPS server's hosts served in plaintext.
+func TestGatewayPortClash(t *testing.T) {
+	https := &networking.Server{Port: &networking.Port{Number: 443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{"secure.example.com"},
+		Tls: &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, ServerCertificate: "/c.pem", PrivateKey: "/k.pem"}}
+	plain := &networking.Server{Port: &networking.Port{Number: 443, Name: "http", Protocol: "HTTP"}, Hosts: []string{"other.example.com"}}
+	for _, tc := range []struct {
+		name       string
+		first      *networking.Server
+		second     *networking.Server
+		wantTLS    bool
+		wantRoutes string // the route configuration of port 443
+	}{
+		{"HTTPS first", https, plain, true, "https.443.default.a.0"},
+		{"HTTP first", plain, https, false, "http.443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSnapshot()
+			sel := map[string]string{"istio": "ingressgateway"}
+			s.Gateways = []*model.Gateway{
+				{Meta: model.Meta{Kind: "Gateway", Namespace: "default", Name: "a"}, Spec: &networking.Gateway{Selector: sel, Servers: []*networking.Server{tc.first}}},
+				{Meta: model.Meta{Kind: "Gateway", Namespace: "default", Name: "b"}, Spec: &networking.Gateway{Selector: sel, Servers: []*networking.Server{tc.second}}},
+			}
+			s.VirtualServices = []*model.VirtualService{vs("both", "default", &networking.VirtualService{
+				Hosts: []string{"secure.example.com", "other.example.com"}, Gateways: []string{"a", "b"},
+				Http: []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{dest("ratings", "", 0)}}},
+			})}
+			res, err := Translate(s, gatewayProxy())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var routes []string
+			for _, rc := range res.Routes {
+				routes = append(routes, rc.GetName())
+				if rc.GetName() == "http.443" {
+					for _, vh := range rc.GetVirtualHosts() {
+						if slices.Contains(vh.GetDomains(), "secure.example.com") {
+							t.Errorf("the HTTPS server's host is routed on the plaintext port: %v", vh.GetDomains())
+						}
+					}
+				}
+			}
+			if !slices.Contains(routes, tc.wantRoutes) || len(routes) != 1 {
+				t.Errorf("route configurations %v; want only %s", routes, tc.wantRoutes)
+			}
+			for _, l := range res.Listeners {
+				for _, fc := range l.GetFilterChains() {
+					if (fc.GetTransportSocket() != nil) != tc.wantTLS {
+						t.Errorf("chain %q terminates TLS: %v; want %v", fc.GetName(), fc.GetTransportSocket() != nil, tc.wantTLS)
+					}
+				}
+			}
+		})
+	}
 }

@@ -10,9 +10,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/testcerts"
 )
 
@@ -72,13 +74,13 @@ spec:
     hosts: [shop.example.com, "*.secure.example.com"]
     tls: {httpsRedirect: true}
   - port: {number: 8080, name: http-open, protocol: HTTP}
-    hosts: [open.example.com]
+    hosts: [open.example.com, plain.secure.example.com]
 ---
 ` + serviceEntryYAML("shop", serverPort(backend)) + `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: shop, namespace: default}
 spec:
-  hosts: [shop.example.com, api.secure.example.com, open.example.com]
+  hosts: [shop.example.com, api.secure.example.com, open.example.com, plain.secure.example.com]
   gateways: [gw]
   http:
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
@@ -248,16 +250,20 @@ spec:
 				t.Errorf("Host %s: %d Location %q; want 301 %q", host, resp.StatusCode, resp.Header.Get("Location"), want)
 			}
 		}
-		req, _ := http.NewRequest("GET", base+"/", nil)
-		req.Host = "open.example.com"
-		resp, err := plain.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != "backend host=open.example.com proto=http" {
-			t.Errorf("open.example.com over HTTP: %d %q", resp.StatusCode, b)
+		// Hosts of the other server are served, also one that the
+		// redirecting server's wildcard covers but this server names.
+		for _, host := range []string{"open.example.com", "plain.secure.example.com"} {
+			req, _ := http.NewRequest("GET", base+"/", nil)
+			req.Host = host
+			resp, err := plain.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(b) != "backend host="+host+" proto=http" {
+				t.Errorf("%s over HTTP: %d %q", host, resp.StatusCode, b)
+			}
 		}
 	})
 	t.Run("a certificate renewed in place", func(t *testing.T) {
@@ -314,4 +320,82 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestGatewayTLSChangeEndsConnections: when a server's TLS settings
+// change, a request on a connection made under the old ones gets 421 and
+// the connection ends (HTTP/2: GOAWAY), so the client's next request
+// opens a connection under the new settings and is served.
+func TestGatewayTLSChangeEndsConnections(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, dir)
+	cert, key := ca.Issue(t, dir, "shop", testcerts.Leaf{DNSNames: []string{"shop.example.com"}})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(backend.Close)
+	config := func(extra string) *model.Snapshot {
+		return meshModel(t, "gw.yaml", `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8443, name: https, protocol: HTTPS}
+    hosts: [shop.example.com]
+    tls: {mode: SIMPLE, serverCertificate: `+cert+`, privateKey: `+key+extra+`}
+---
+`+serviceEntryYAML("shop", serverPort(backend))+`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: [shop.example.com]
+  gateways: [gw]
+  http:
+  - route: [{destination: {host: shop.default.svc.cluster.local}}]
+`)
+	}
+	gw, push := startGatewayCP(t, config(""))
+	addr := gw.ListenerAddr(t, "0.0.0.0_8443")
+	var dials atomic.Int32
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: ca.Pool, ServerName: "shop.example.com"},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			dials.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	defer client.CloseIdleConnections()
+	get := func() int {
+		resp, err := client.Get("https://shop.example.com/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("served over HTTP/%d; want HTTP/2", resp.ProtoMajor)
+		}
+		return resp.StatusCode
+	}
+	if code := get(); code != 200 {
+		t.Fatalf("before the change: %d", code)
+	}
+	push(config(", minProtocolVersion: TLSV1_2"))
+	// The gateway applies the change: the kept connection's next request
+	// gets 421, once.
+	deadline := time.Now().Add(10 * time.Second)
+	for get() == 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("the change never reached the kept connection")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range 5 {
+		if code := get(); code != 200 {
+			t.Fatalf("request %d after the 421: %d; want 200 on a new connection", i, code)
+		}
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("%d connections made; want 2 (one before the change, one after)", n)
+	}
 }

@@ -66,6 +66,26 @@ func meshModel(t testing.TB, file, yaml string, insts ...*model.Instance) *model
 // listeners on free ports, and waits until it is ready.
 func startGateway(t *testing.T, snap *model.Snapshot) *proxytest.Proxy {
 	t.Helper()
+	gw, _ := startGatewayCP(t, snap)
+	return gw
+}
+
+// startGatewayCP is startGateway, also returning a function that pushes
+// the translation of another snapshot to the gateway.
+func startGatewayCP(t *testing.T, snap *model.Snapshot) (*proxytest.Proxy, func(*model.Snapshot)) {
+	t.Helper()
+	cp := proxytest.StartControlPlane(t)
+	gw := proxytest.StartProxy(t, cp, "ingressgateway", proxytest.ProxyOptions{Type: xdsmeta.ProxyTypeGateway})
+	cp.Set(t, gw.NodeID(), gatewayConfig(t, snap)...)
+	gw.WaitReady(t)
+	return gw, func(s *model.Snapshot) { cp.Set(t, gw.NodeID(), gatewayConfig(t, s)...) }
+}
+
+// gatewayConfig is Weft's translation of snap for the ingress gateway,
+// with its listeners on port 0 (a Gateway's port may be taken on this
+// machine: bind any).
+func gatewayConfig(t *testing.T, snap *model.Snapshot) []proto.Message {
+	t.Helper()
 	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: "gw", Type: xdstranslate.Gateway, Namespace: "default",
 		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}})
 	if err != nil {
@@ -73,7 +93,6 @@ func startGateway(t *testing.T, snap *model.Snapshot) *proxytest.Proxy {
 	}
 	var msgs []proto.Message
 	for _, l := range res.Listeners {
-		// The Gateway's port may be taken on this machine: bind any.
 		l = proto.Clone(l).(*listenerv3.Listener)
 		l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
 		msgs = append(msgs, l)
@@ -87,11 +106,7 @@ func startGateway(t *testing.T, snap *model.Snapshot) *proxytest.Proxy {
 	for _, e := range res.Endpoints {
 		msgs = append(msgs, e)
 	}
-	cp := proxytest.StartControlPlane(t)
-	gw := proxytest.StartProxy(t, cp, "ingressgateway", proxytest.ProxyOptions{Type: xdsmeta.ProxyTypeGateway})
-	cp.Set(t, gw.NodeID(), msgs...)
-	gw.WaitReady(t)
-	return gw
+	return msgs
 }
 
 // gatewayYAML is a Gateway "gw" that serves HTTP on port 8080 of the

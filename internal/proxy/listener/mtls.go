@@ -200,8 +200,8 @@ func serverNameScore(names []string, name string) int {
 // whose Host another chain's server names claim (a client that reached a
 // server with one name and asks for a host served under another, which
 // would get around that server's client certificate check), is answered
-// 421 Misdirected Request, and an HTTP/1.x connection then closes: the
-// client connects again with the right name. It reports whether it
+// 421 Misdirected Request and the connection ends (HTTP/2: GOAWAY): the
+// client connects again, with the right name. It reports whether it
 // answered.
 func (m *Manager) misdirected(w http.ResponseWriter, r *http.Request, l *dataplane.Listener, port uint32, ch *dataplane.Chain, info *connInfo, authority string) bool {
 	if info.tlsID == "" || ch == nil {
@@ -219,9 +219,10 @@ func (m *Manager) misdirected(w http.ResponseWriter, r *http.Request, l *datapla
 	if msg == "" {
 		return false
 	}
-	if r.ProtoMajor == 1 {
-		w.Header().Set("Connection", "close")
-	}
+	// The connection ends after this answer: an HTTP/1.x one closes, and
+	// net/http's HTTP/2 server takes Connection: close for a graceful
+	// GOAWAY, so the client's next request opens a new connection.
+	w.Header().Set("Connection", "close")
 	m.opts.Proxy.LocalReply(w, r, authority, http.StatusMisdirectedRequest, accesslog.FlagNoRoute, msg)
 	return true
 }

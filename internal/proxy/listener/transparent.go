@@ -168,7 +168,9 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 			routes = pt
 		}
 	}
-	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst, HTTP: hcm, DownstreamPrincipal: info.peer})
+	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst, HTTP: hcm, DownstreamPrincipal: info.peer,
+		DownstreamTLS:   info.tlsID != "",
+		DownstreamHTTPS: info.tlsID != "" && ch != nil && ch.Config.TLS != nil && ch.Config.TLS.CertFile != ""})
 }
 
 // declaresPort reports whether a chain of l (the default chain aside)

@@ -54,7 +54,10 @@ func ParseRouteConfig(rc *routev3.RouteConfiguration) (*RouteConfig, error) {
 }
 
 func parseVirtualHost(vh *routev3.VirtualHost, unenforced *[]string) (*VirtualHost, error) {
-	out := &VirtualHost{Name: vh.GetName(), RequireTLS: vh.GetRequireTls() != routev3.VirtualHost_NONE}
+	out := &VirtualHost{Name: vh.GetName(), RequireTLS: vh.GetRequireTls() == routev3.VirtualHost_ALL}
+	if vh.GetRequireTls() == routev3.VirtualHost_EXTERNAL_ONLY {
+		*unenforced = append(*unenforced, fmt.Sprintf("virtual host %q: require_tls EXTERNAL_ONLY (only ALL redirects)", vh.GetName()))
+	}
 	if len(vh.GetDomains()) == 0 {
 		return nil, errors.New("domains is empty")
 	}

@@ -367,8 +367,7 @@ func exactString(m *matcherv3.StringMatcher) (string, error) {
 	return e.Exact, nil
 }
 
-// parseTLSParams reads the TLS versions and TLS 1.2 cipher suites; other
-// parameters are refused.
+// parseTLSParams reads the TLS versions and TLS 1.2 cipher suites.
 func parseTLSParams(tp *tlsv3.TlsParameters, out *TLSCommon) error {
 	if tp == nil {
 		return nil
@@ -399,8 +398,8 @@ func parseTLSParams(tp *tlsv3.TlsParameters, out *TLSCommon) error {
 			return fmt.Errorf("cipher_suites: %w", err)
 		}
 	}
-	if len(tp.GetEcdhCurves()) > 0 || len(tp.GetSignatureAlgorithms()) > 0 || tp.GetCompliancePolicies() != nil {
-		return errors.New("only the protocol versions and cipher_suites are supported")
-	}
+	// ecdh_curves, signature_algorithms and compliance policies only
+	// narrow what crypto/tls offers by default; they are accepted and
+	// crypto/tls's defaults kept (control planes set them mesh-wide).
 	return nil
 }
