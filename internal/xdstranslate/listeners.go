@@ -640,9 +640,10 @@ type gatewayServer struct {
 
 // gatewayRoutes builds the route configuration name of a gateway port
 // from the VirtualServices bound to servers (their gateway and a host in
-// common). The hosts of a server with httpsRedirect get virtual hosts
-// that require TLS (require_tls ALL: a redirect to https), with or
-// without routes.
+// common). The hosts of a server with httpsRedirect get virtual hosts,
+// with or without routes; a virtual host requires TLS (require_tls ALL:
+// a redirect to https) when the server that names its domain most
+// closely asks for the redirect.
 func (t *Translator) gatewayRoutes(p *Proxy, name string, port uint32, servers []gatewayServer) *route.RouteConfiguration {
 	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	vhosts := map[string]*route.VirtualHost{}
