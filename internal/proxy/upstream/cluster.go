@@ -31,6 +31,12 @@ var (
 	ErrOverflow = errors.New("circuit breaker overflow")
 )
 
+// ErrPending marks a request that ended (cancelled, timed out) while it
+// waited for one of the cluster's connections to come free
+// (max_connections reached): no host had a part in it, so outlier
+// detection does not count it. It is wrapped with the cause.
+var ErrPending = errors.New("while waiting for a free connection of the cluster")
+
 // DialError is a failure to connect to an endpoint (UF).
 type DialError struct {
 	// Addr is the endpoint dialled.

@@ -191,7 +191,7 @@ func (t *h1Transport) get(ctx context.Context, addr string, fresh bool) (*h1Conn
 		case <-wait:
 			wait = nil
 		case <-ctx.Done():
-			return nil, false, cancelsig.Cause(ctx)
+			return nil, false, fmt.Errorf("%w %w", cancelsig.Cause(ctx), ErrPending)
 		}
 	}
 }

@@ -24,8 +24,9 @@ const (
 	// proxy's own (connect, reset, timeout), which Envoy counts as both a
 	// 5xx and a gateway error.
 	ResultGateway
-	// ResultNone says nothing about the host: the client went away, or
-	// the cluster's own circuit breaker refused the request.
+	// ResultNone says nothing about the host: the client went away, the
+	// cluster's own circuit breaker refused the request, or it ended
+	// while waiting for a free connection.
 	ResultNone
 )
 
@@ -35,7 +36,7 @@ const (
 // grpc-status in trailers is not seen, as in Envoy.
 func ResultOf(resp *http.Response, err error, cancelled bool) Result {
 	if err != nil {
-		if cancelled || errors.Is(err, ErrOverflow) {
+		if cancelled || errors.Is(err, ErrOverflow) || errors.Is(err, ErrPending) {
 			return ResultNone
 		}
 		return ResultGateway

@@ -211,6 +211,7 @@ func TestResultOf(t *testing.T) {
 		{0, errors.New("connect refused"), false, ResultGateway},
 		{0, errors.New("canceled"), true, ResultNone},
 		{0, fmt.Errorf("dial: %w", ErrOverflow), false, ResultNone},
+		{0, fmt.Errorf("%w %w", errors.New("per-try timeout"), ErrPending), false, ResultNone},
 		// gRPC: the grpc-status header of a trailers-only answer.
 		{-14, nil, false, ResultGateway}, {-13, nil, false, Result5xx}, {-5, nil, false, ResultOK}, {-0, nil, false, ResultOK},
 	} {
