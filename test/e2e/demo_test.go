@@ -179,12 +179,8 @@ spec:
     route: [{destination: {host: ratings}}]
   - route: [{destination: {host: ratings}}]
 `
-		if out, err := m.weft(fault, "apply", "-f", "-"); err != nil {
-			t.Fatalf("weft apply: %v\n%s", err, out)
-		}
-		t.Cleanup(func() {
-			// The demo's own ratings routes back.
-			restore := `apiVersion: networking.istio.io/v1
+		// The demo's own ratings routes come back after.
+		m.apply(t, fault, `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: ratings, namespace: default}
 spec:
@@ -193,11 +189,7 @@ spec:
   - route: [{destination: {host: ratings}}]
     timeout: 2s
     retries: {attempts: 3, perTryTimeout: 0.5s, retryOn: "gateway-error,connect-failure,reset"}
-`
-			if out, err := m.weft(restore, "apply", "-f", "-"); err != nil {
-				t.Errorf("restoring ratings' routes: %v\n%s", err, out)
-			}
-		})
+`)
 		waitFor(t, 10*time.Second, "jason's ratings to fail with the injected abort", func() error {
 			code, body, err := get(page, "end-user", "jason")
 			if err != nil {
@@ -249,14 +241,7 @@ spec:
   - route: [{destination: {host: reviews, subset: v1}}]
     mirror: {host: reviews, subset: v3}
 `
-		if out, err := m.weft(mirror, "apply", "-f", "-"); err != nil {
-			t.Fatalf("weft apply: %v\n%s", err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := m.weft(reviews5050, "apply", "-f", "-"); err != nil {
-				t.Errorf("restoring reviews' routes: %v\n%s", err, out)
-			}
-		})
+		m.apply(t, mirror, reviews5050)
 		waitFor(t, 15*time.Second, "reviews-v3's sidecar to log mirrored copies", func() error {
 			// Only v1 answers the page; v3 gets the copies, with the
 			// shadow host.
@@ -301,11 +286,7 @@ spec:
     tls: {mode: SIMPLE, serverCertificate: %s, privateKey: %s}
 `, ingress, https, certFile, key)
 		}
-		if out, err := m.weft(gateway(cert), "apply", "-f", "-"); err != nil {
-			t.Fatalf("weft apply: %v\n%s", err, out)
-		}
-		t.Cleanup(func() {
-			plain := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+		m.apply(t, gateway(cert), fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: bookinfo-gateway, namespace: default}
 spec:
@@ -313,11 +294,7 @@ spec:
   servers:
   - port: {number: %d, name: http, protocol: HTTP}
     hosts: ["*"]
-`, ingress)
-			if out, err := m.weft(plain, "apply", "-f", "-"); err != nil {
-				t.Errorf("restoring the gateway: %v\n%s", err, out)
-			}
-		})
+`, ingress))
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: ca.Pool},
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -386,9 +363,7 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {http: 1}}]
 `
-		if out, err := m.weft(dead, "apply", "-f", "-"); err != nil {
-			t.Fatalf("weft apply: %v\n%s", err, out)
-		}
+		m.apply(t, dead, "")
 		var outbound string
 		for _, in := range m.status(t).Instances {
 			if in.Instance == "productpage-v1-0" {

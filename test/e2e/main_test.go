@@ -209,6 +209,22 @@ func (m *meshRun) stop() error {
 }
 
 // weft runs the CLI against this mesh.
+// apply applies yaml with weft apply, failing the test if it is refused;
+// restore, when set, is applied the same way when the test ends.
+func (m *meshRun) apply(t *testing.T, yaml, restore string) {
+	t.Helper()
+	if out, err := m.weft(yaml, "apply", "-f", "-"); err != nil {
+		t.Fatalf("weft apply: %v\n%s", err, out)
+	}
+	if restore != "" {
+		t.Cleanup(func() {
+			if out, err := m.weft(restore, "apply", "-f", "-"); err != nil {
+				t.Errorf("weft apply of the config to restore: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
 func (m *meshRun) weft(stdin string, args ...string) (string, error) {
 	args = append([]string{"--admin", m.admin, "--state-dir", m.stateDir}, args...)
 	cmd := exec.Command(filepath.Join(binDir, "weft"), args...)

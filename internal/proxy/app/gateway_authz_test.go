@@ -35,14 +35,7 @@ func TestGatewayPolicies(t *testing.T) {
 	}))
 	t.Cleanup(backend.Close)
 
-	yaml := gatewayYAML + serviceEntryYAML("shop", serverPort(backend)) + fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: shop, namespace: default}
-spec:
-  hosts: ["*"]
-  gateways: [gw]
-  http:
-  - route: [{destination: {host: shop.default.svc.cluster.local, port: {number: 80}}}]
+	yaml := gatewayYAML + serviceEntryYAML("shop", serverPort(backend)) + fmt.Sprintf(shopVirtualService+`  - route: [{destination: {host: shop.default.svc.cluster.local, port: {number: 80}}}]
 ---
 apiVersion: security.istio.io/v1
 kind: RequestAuthentication

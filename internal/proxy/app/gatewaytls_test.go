@@ -129,20 +129,27 @@ spec:
 		return resp, string(b), err
 	}
 
+	// served checks an answer of 200 with body, on a connection whose
+	// server presented a certificate for certName alone.
+	served := func(t *testing.T, resp *http.Response, body string, err error, want, certName string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 || body != want {
+			t.Errorf("%d %q; want 200 %q", resp.StatusCode, body, want)
+		}
+		if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) != 1 || n[0] != certName {
+			t.Errorf("the client saw a certificate for %v; want one for %s", n, certName)
+		}
+	}
+
 	t.Run("SIMPLE, HTTP/1.1 and HTTP/2", func(t *testing.T) {
 		for _, h2 := range []bool{false, true} {
 			resp, body, err := get("shop.example.com", "shop.example.com", h2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != 200 || body != "backend host=shop.example.com proto=https" {
-				t.Errorf("h2=%v: %d %q", h2, resp.StatusCode, body)
-			}
+			served(t, resp, body, err, "backend host=shop.example.com proto=https", "shop.example.com")
 			if want := 1 + btoi(h2); resp.ProtoMajor != want {
 				t.Errorf("h2=%v: served over HTTP/%d", h2, resp.ProtoMajor)
-			}
-			if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) != 1 || n[0] != "shop.example.com" {
-				t.Errorf("the gateway presented a certificate for %v", n)
 			}
 		}
 	})
@@ -154,15 +161,7 @@ spec:
 			t.Error("a client with a certificate of another CA was served")
 		}
 		resp, body, err := get("api.secure.example.com", "api.secure.example.com", false, load(clientCert, clientKey))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != 200 || body != "backend host=api.secure.example.com proto=https" {
-			t.Errorf("%d %q", resp.StatusCode, body)
-		}
-		if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) != 1 || n[0] != "*.secure.example.com" {
-			t.Errorf("the gateway presented a certificate for %v", n)
-		}
+		served(t, resp, body, err, "backend host=api.secure.example.com proto=https", "*.secure.example.com")
 	})
 	t.Run("a server routes only its own hosts", func(t *testing.T) {
 		// TLS to the SIMPLE server, then a Host of the MUTUAL one: 421
@@ -219,15 +218,7 @@ spec:
 		// The same port: pass.example.com's TLS goes through to its
 		// backend, which presents its own certificate.
 		resp, body, err := get("pass.example.com", "pass.example.com", false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != 200 || body != "pass backend host=pass.example.com" {
-			t.Errorf("%d %q", resp.StatusCode, body)
-		}
-		if n := resp.TLS.PeerCertificates[0].DNSNames; len(n) != 1 || n[0] != "pass.example.com" {
-			t.Errorf("the client saw a certificate for %v; want the backend's own", n)
-		}
+		served(t, resp, body, err, "pass backend host=pass.example.com", "pass.example.com") // the backend's own
 	})
 	t.Run("httpsRedirect", func(t *testing.T) {
 		// The HTTP port redirects its httpsRedirect server's hosts to

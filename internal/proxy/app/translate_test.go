@@ -81,6 +81,28 @@ func startGatewayCP(t *testing.T, snap *model.Snapshot) (*proxytest.Proxy, func(
 	return gw, func(s *model.Snapshot) { cp.Set(t, gw.NodeID(), gatewayConfig(t, s)...) }
 }
 
+// startEnforcingGateway is startGateway for config the gateway must apply
+// whole: a field it lists as not enforced fails the test.
+func startEnforcingGateway(t *testing.T, snap *model.Snapshot) *proxytest.Proxy {
+	t.Helper()
+	gw := startGateway(t, snap)
+	if logs := gw.Logs.String(); strings.Contains(logs, "not enforced") {
+		t.Errorf("the gateway lists config it does not enforce:\n%s", logs)
+	}
+	return gw
+}
+
+// shopVirtualService is the head of a VirtualService "shop" bound to the
+// Gateway "gw" (gatewayYAML) for any host; its http routes follow.
+const shopVirtualService = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+`
+
 // gatewayConfig is Weft's translation of snap for the ingress gateway,
 // with its listeners on port 0 (a Gateway's port may be taken on this
 // machine: bind any).

@@ -41,6 +41,8 @@ type Listener struct {
 	Chains []*Chain
 	// Default is the default filter chain, or nil.
 	Default *Chain
+	// Named is set when a chain matches TLS server names.
+	Named bool
 }
 
 // Chain is a compiled filter chain.
@@ -104,6 +106,7 @@ func (c *Compiler) Compile(res *xdsclient.Resources, clusters map[string]*upstre
 		cl := &Listener{Config: l, Default: chain(l.DefaultChain)}
 		for _, fc := range l.FilterChains {
 			cl.Chains = append(cl.Chains, chain(fc))
+			cl.Named = cl.Named || len(fc.Match.ServerNames) > 0
 		}
 		s.Listeners[name] = cl
 	}
@@ -173,20 +176,30 @@ func (l *Listener) matchPort(port uint32, host string, exact bool) *Chain {
 				}
 			}
 		}
-		for _, n := range m.ServerNames {
-			n = strings.ToLower(n)
-			switch {
-			case n == host:
-				score = max(score, 500)
-			case strings.HasPrefix(n, "*.") && len(host) > len(n)-1 && strings.HasSuffix(host, n[1:]):
-				score = max(score, 100+len(n))
-			}
-		}
+		score = max(score, ServerNameScore(m.ServerNames, host))
 		if score > bestScore {
 			best, bestScore = ch, score
 		}
 	}
 	return best
+}
+
+// ServerNameScore ranks how a chain's server names match host (lower
+// case, without a trailing dot): 500 for an exact name, 100 plus its
+// length for a wildcard ("*.example.com": the longer, the closer), -1
+// when none does.
+func ServerNameScore(names []string, host string) int {
+	score := -1
+	for _, n := range names {
+		n = strings.ToLower(n)
+		switch {
+		case n == host:
+			return 500
+		case strings.HasPrefix(n, "*.") && len(host) > len(n)-1 && strings.HasSuffix(host, n[1:]):
+			score = max(score, 100+len(n))
+		}
+	}
+	return score
 }
 
 // Holder holds the current snapshot.

@@ -425,8 +425,7 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP, DownstreamPrincipal: info.peer,
-		DownstreamTLS:   info.transport == proxyconfig.TransportProtocolTLS && ch.Config.TLS != nil,
-		DownstreamHTTPS: info.transport == proxyconfig.TransportProtocolTLS && ch.Config.TLS != nil && ch.Config.TLS.CertFile != ""})
+		DownstreamTLS: info.tlsID != "", DownstreamHTTPS: terminatedHTTPS(info, ch)})
 }
 
 // serveConnect answers a CONNECT: 200, then an opaque tunnel for TCP

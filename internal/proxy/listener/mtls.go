@@ -156,9 +156,11 @@ func matchTransport(l *dataplane.Listener, port uint32, transport, sni string) *
 		if m.TransportProtocol != transport && m.TransportProtocol != "" {
 			continue
 		}
-		score := serverNameScore(m.ServerNames, sni)
-		if score < 0 {
-			continue
+		score := 0
+		if len(m.ServerNames) > 0 {
+			if score = dataplane.ServerNameScore(m.ServerNames, sni); score < 0 {
+				continue
+			}
 		}
 		if m.TransportProtocol == transport {
 			score++ // before a chain for any transport
@@ -171,26 +173,6 @@ func matchTransport(l *dataplane.Listener, port uint32, transport, sni string) *
 		best = l.Default
 	}
 	return best
-}
-
-// serverNameScore ranks how server names match a (lower-case) name: 0
-// when there are none, higher for an exact name than for any wildcard and
-// for a longer wildcard than a shorter one, -1 when none matches.
-func serverNameScore(names []string, name string) int {
-	if len(names) == 0 {
-		return 0
-	}
-	score := -1
-	for _, n := range names {
-		n = strings.ToLower(n)
-		switch {
-		case n == name:
-			return 1 << 20
-		case strings.HasPrefix(n, "*.") && len(name) > len(n)-1 && strings.HasSuffix(name, n[1:]):
-			score = max(score, 2*len(n))
-		}
-	}
-	return score
 }
 
 // misdirected checks a request on a connection whose TLS this proxy
@@ -211,7 +193,7 @@ func (m *Manager) misdirected(w http.ResponseWriter, r *http.Request, l *datapla
 	switch host := hostOf(authority); {
 	case ch.Config.TLS == nil || ch.Config.TLS.ID != info.tlsID:
 		msg = "the TLS settings of this server changed since the connection was made; connect again"
-	case namedChains(l):
+	case l.Named:
 		if hc := matchTransport(l, port, info.transport, host); hc != nil && hc != ch && len(hc.Config.Match.ServerNames) > 0 {
 			msg = fmt.Sprintf("%s is served under another TLS server name on this port; connect with server name %s", host, host)
 		}
@@ -227,12 +209,9 @@ func (m *Manager) misdirected(w http.ResponseWriter, r *http.Request, l *datapla
 	return true
 }
 
-// namedChains says whether any chain of l matches TLS server names.
-func namedChains(l *dataplane.Listener) bool {
-	for _, ch := range l.Chains {
-		if len(ch.Config.Match.ServerNames) > 0 {
-			return true
-		}
-	}
-	return false
+// terminatedHTTPS says whether this proxy terminated the connection's TLS
+// with a certificate of its config (a gateway's HTTPS server), not the
+// mesh's: its requests are https to the app.
+func terminatedHTTPS(info *connInfo, ch *dataplane.Chain) bool {
+	return info.tlsID != "" && ch != nil && ch.Config.TLS != nil && ch.Config.TLS.CertFile != ""
 }

@@ -169,8 +169,7 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 		}
 	}
 	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst, HTTP: hcm, DownstreamPrincipal: info.peer,
-		DownstreamTLS:   info.tlsID != "",
-		DownstreamHTTPS: info.tlsID != "" && ch != nil && ch.Config.TLS != nil && ch.Config.TLS.CertFile != ""})
+		DownstreamTLS: info.tlsID != "", DownstreamHTTPS: terminatedHTTPS(info, ch)})
 }
 
 // declaresPort reports whether a chain of l (the default chain aside)

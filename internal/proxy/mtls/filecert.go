@@ -5,25 +5,29 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
 
-// fileCertCheck is how often a certificate read from files is checked
-// for a change of its files.
-const fileCertCheck = time.Second
+// fileCheck is how often a value read from files is checked for a change
+// of its files.
+const fileCheck = time.Second
 
-// fileCert is a certificate and key read from PEM files (a gateway's
-// HTTPS server, a DestinationRule's client certificate), read again when
-// either file changes, so certificates renewed in place are served
-// without a config change. A change that does not load (a certificate
-// written before its key) keeps the certificate served until both load.
-type fileCert struct {
-	certFile, keyFile string
+// fromFiles is a value read from files: a certificate and key (a
+// gateway's HTTPS server, a DestinationRule's client certificate) or a
+// pool of CA certificates (caCertificates). It is read again when one of
+// its files changes (checked at most once per fileCheck, when the value
+// is asked for), so files renewed in place are served without a config
+// change. A change that does not load (a certificate written before its
+// key) keeps the value in use until it does.
+type fromFiles[T any] struct {
+	files []string
+	load  func() (T, error)
 
 	mu      sync.Mutex
-	cert    *tls.Certificate
-	stamp   [2]fileStamp
+	v       T
+	stamps  []fileStamp
 	checked time.Time
 }
 
@@ -32,98 +36,62 @@ type fileStamp struct {
 	size int64
 }
 
-func stampOf(name string) fileStamp {
-	fi, err := os.Stat(name)
-	if err != nil {
-		return fileStamp{}
+func stampsOf(names []string) []fileStamp {
+	out := make([]fileStamp, len(names))
+	for i, n := range names {
+		if fi, err := os.Stat(n); err == nil {
+			out[i] = fileStamp{fi.ModTime(), fi.Size()}
+		}
 	}
-	return fileStamp{fi.ModTime(), fi.Size()}
+	return out
 }
 
-// loadFileCert reads the pair; an error when it does not load.
-func loadFileCert(certFile, keyFile string) (*fileCert, error) {
-	f := &fileCert{certFile: certFile, keyFile: keyFile}
-	f.stamp = [2]fileStamp{stampOf(certFile), stampOf(keyFile)}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+// readFiles loads the value; an error when it does not load.
+func readFiles[T any](load func() (T, error), files ...string) (*fromFiles[T], error) {
+	f := &fromFiles[T]{files: files, load: load, stamps: stampsOf(files)}
+	v, err := load()
 	if err != nil {
 		return nil, err
 	}
-	f.cert, f.checked = &cert, time.Now()
+	f.v, f.checked = v, time.Now()
 	return f, nil
 }
 
-// current returns the certificate, read again first when a file changed
-// since the last check (at most once per fileCertCheck).
-func (f *fileCert) current() *tls.Certificate {
+// current returns the value, read again first when a file changed since
+// the last check.
+func (f *fromFiles[T]) current() T {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if now := time.Now(); now.Sub(f.checked) >= fileCertCheck {
+	if now := time.Now(); now.Sub(f.checked) >= fileCheck {
 		f.checked = now
-		if st := [2]fileStamp{stampOf(f.certFile), stampOf(f.keyFile)}; st != f.stamp {
-			if cert, err := tls.LoadX509KeyPair(f.certFile, f.keyFile); err == nil {
-				f.cert, f.stamp = &cert, st
+		if st := stampsOf(f.files); !slices.Equal(st, f.stamps) {
+			if v, err := f.load(); err == nil {
+				f.v, f.stamps = v, st
 			}
 		}
 	}
-	return f.cert
+	return f.v
 }
 
-func (f *fileCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return f.current(), nil
+// loadFileCert reads a PEM certificate chain and its key.
+func loadFileCert(certFile, keyFile string) (*fromFiles[*tls.Certificate], error) {
+	return readFiles(func() (*tls.Certificate, error) {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		return &cert, err
+	}, certFile, keyFile)
 }
 
-func (f *fileCert) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	return f.current(), nil
-}
-
-// fileRoots is a pool of CA certificates read from a PEM file (a
-// gateway's caCertificates, a DestinationRule's), read again when the
-// file changes, as fileCert is; a change that does not load keeps the
-// pool in use.
-type fileRoots struct {
-	name string
-
-	mu      sync.Mutex
-	pool    *x509.CertPool
-	stamp   fileStamp
-	checked time.Time
-}
-
-func readRoots(name string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, fmt.Errorf("trusted CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, fmt.Errorf("trusted CA %s: no PEM certificates", name)
-	}
-	return pool, nil
-}
-
-// loadFileRoots reads the file; an error when it does not load.
-func loadFileRoots(name string) (*fileRoots, error) {
-	f := &fileRoots{name: name, stamp: stampOf(name)}
-	pool, err := readRoots(name)
-	if err != nil {
-		return nil, err
-	}
-	f.pool, f.checked = pool, time.Now()
-	return f, nil
-}
-
-// current returns the pool, read again first when the file changed since
-// the last check (at most once per fileCertCheck).
-func (f *fileRoots) current() *x509.CertPool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if now := time.Now(); now.Sub(f.checked) >= fileCertCheck {
-		f.checked = now
-		if st := stampOf(f.name); st != f.stamp {
-			if pool, err := readRoots(f.name); err == nil {
-				f.pool, f.stamp = pool, st
-			}
+// loadFileRoots reads a PEM file of CA certificates.
+func loadFileRoots(name string) (*fromFiles[*x509.CertPool], error) {
+	return readFiles(func() (*x509.CertPool, error) {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("trusted CA: %w", err)
 		}
-	}
-	return f.pool
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("trusted CA %s: no PEM certificates", name)
+		}
+		return pool, nil
+	}, name)
 }

@@ -69,7 +69,7 @@ func ClientConfig(t *proxyconfig.UpstreamTLS, id Identity, alpn []string) (*tls.
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
-		cfg.GetClientCertificate = fc.GetClientCertificate
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return fc.current(), nil }
 	}
 	roots, err := rootsOf(&t.TLSCommon, id)
 	if err != nil {
@@ -128,7 +128,7 @@ func ServerConfig(t *proxyconfig.DownstreamTLS, id Identity) (*tls.Config, error
 		if err != nil {
 			return nil, fmt.Errorf("server certificate: %w", err)
 		}
-		cfg.GetCertificate = fc.GetCertificate
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return fc.current(), nil }
 	}
 	if t.CASDS == "" && t.CAFile == "" {
 		return cfg, nil // no client certificates asked for
