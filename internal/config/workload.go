@@ -34,6 +34,12 @@ type Workload struct {
 	// ServiceAccount is the identity of the instances. Default: empty,
 	// meaning the namespace's "default" account (decided by the runtime).
 	ServiceAccount string `yaml:"serviceAccount"`
+	// Locality is where the instances run, "region/zone/subzone" (zone
+	// and subzone optional), as a WorkloadEntry's locality: their
+	// endpoints carry it, and their sidecars balance locality-aware
+	// services (a DestinationRule with outlierDetection or
+	// localityLbSetting.distribute) from it. Default: none.
+	Locality string `yaml:"locality"`
 	// Ports the service exposes.
 	Ports []WorkloadPort `yaml:"ports"`
 	// Replicas is how many instances to run. Default: 1. Zero is allowed
@@ -133,6 +139,7 @@ type rawWorkload struct {
 	Service        string             `yaml:"service"`
 	Labels         map[string]string  `yaml:"labels"`
 	ServiceAccount string             `yaml:"serviceAccount"`
+	Locality       string             `yaml:"locality"`
 	Ports          []WorkloadPort     `yaml:"ports"`
 	Replicas       *int               `yaml:"replicas"`
 	Command        []string           `yaml:"command"`
@@ -159,6 +166,7 @@ func decodeWorkload(spec *yaml.Node, r *Resource) (*Workload, []fieldError) {
 		Service:        raw.Service,
 		Labels:         raw.Labels,
 		ServiceAccount: raw.ServiceAccount,
+		Locality:       raw.Locality,
 		Ports:          raw.Ports,
 		Replicas:       1,
 		Command:        raw.Command,

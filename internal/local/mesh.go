@@ -228,6 +228,7 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		Service:        spec.Service,
 		Labels:         map[string]string{},
 		ServiceAccount: spec.ServiceAccount,
+		Locality:       spec.Locality,
 		Address:        "127.0.0.1",
 	}
 	for k, v := range spec.Labels {
@@ -467,6 +468,9 @@ func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
 	}
 	ident := m.identityArgs(mi)
 	args = append(args, ident...)
+	if mi.Locality != "" {
+		args = append(args, "--locality", mi.Locality)
+	}
 	// A sidecar with an identity gets its config over mTLS on the CA's
 	// port; without one, over the plaintext xDS port.
 	xdsAddr := m.cp.XDSAddr()

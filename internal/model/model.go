@@ -203,6 +203,9 @@ type Instance struct {
 	Labels map[string]string
 	// ServiceAccount of the workload.
 	ServiceAccount string
+	// Locality is where the instance runs, "region/zone/subzone", possibly
+	// empty.
+	Locality string
 	// Address is the IP all the instance's listeners bind (127.0.0.1).
 	Address string
 	// Ports are the instance's service ports with their runtime ports.

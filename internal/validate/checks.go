@@ -86,6 +86,7 @@ func (b *build) checkDestinationRule(r *config.Resource, rep *reporter) func() {
 		seen[s.GetName()] = true
 		names = append(names, s.GetName())
 	}
+	checkLocalityLbs(rep, dr)
 	b.checkFields(r, rep)
 	return func() {
 		b.drByHost[host] = r

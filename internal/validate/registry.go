@@ -81,6 +81,7 @@ func (b *build) checkWorkload(r *config.Resource, rep *reporter) func() {
 	if w.Replicas < 0 {
 		rep.errorf("spec.replicas", "replicas is %d; use 0 or more", w.Replicas)
 	}
+	checkLocality(rep, "spec.locality", w.Locality)
 	names := map[string]bool{}
 	numbers := map[uint32]bool{}
 	var ports []model.Port
@@ -164,6 +165,7 @@ func (b *build) checkWorkload(r *config.Resource, rep *reporter) func() {
 			}
 			ep := instanceEndpoint(inst, ports)
 			ep.Sidecar = w.Sidecar
+			ep.Locality = w.Locality
 			if !w.Sidecar {
 				for _, ip := range inst.Ports {
 					ep.Ports[ip.Name] = ip.AppPort

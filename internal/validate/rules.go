@@ -93,8 +93,6 @@ func buildRules() []fieldRule {
 					c, _ := v.Message().Interface().(*networking.LoadBalancerSettings_ConsistentHashLB_HTTPCookie)
 					return c.GetName() == ""
 				}},
-			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.localityLbSetting", severity: model.SeverityError,
-				message: "localityLbSetting is not supported by Weft yet; remove it (locality weights come from endpoints)"},
 		)
 	}
 	return rules

@@ -97,7 +97,7 @@ func TestAnalyze(t *testing.T) {
 				"testdata/unsupported.yaml:9: VirtualService default/reviews: spec.http[0].delegate: delegate is not supported by Weft yet; put the delegate VirtualService's routes in this one",
 				"testdata/unsupported.yaml:19: DestinationRule default/ratings: spec.trafficPolicy.tunnel: tunnel is not supported by Weft yet; remove it",
 				"testdata/unsupported.yaml:24: DestinationRule default/ratings: spec.trafficPolicy.loadBalancer.consistentHash.httpCookie: httpCookie needs a name; set httpCookie.name to the cookie to hash on",
-				"testdata/unsupported.yaml:31: DestinationRule default/ratings: spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting: localityLbSetting is not supported by Weft yet; remove it (locality weights come from endpoints)",
+				"testdata/unsupported.yaml:32: DestinationRule default/ratings: spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting.failoverPriority: failoverPriority is not supported by Weft yet; remove it (failover by region, zone and subzone applies with outlierDetection)",
 				"testdata/unsupported.yaml:44: Gateway default/tls-gateway: spec.servers[0].tls.credentialName: credentialName is not supported by Weft yet; Weft reads certificates from files; set serverCertificate and privateKey",
 				`testdata/unsupported.yaml:45: Gateway default/tls-gateway: spec.servers[1].port.protocol: protocol "TCP" is not supported on a gateway yet; use HTTP, HTTPS to terminate TLS, or TLS to pass it through`,
 				"testdata/unsupported.yaml:56: ServiceEntry default/secure-api: spec.subjectAltNames: subjectAltNames is not supported by Weft yet; remove it (set TLS checks in a DestinationRule's trafficPolicy.tls)",
@@ -120,6 +120,19 @@ func TestAnalyze(t *testing.T) {
 				"testdata/workload.yaml:13: Workload default/details: spec.ports[1].number: port 0 is out of range; use 1-65535",
 				"testdata/workload.yaml:14: Workload default/details: spec.command[1]: ${PORT_ADMIN} names no port of this Workload; use ${PORT_<NAME>} with one of its port names, upper-cased",
 				`testdata/workload.yaml:24: Workload default/reviews-v3: spec.ports[0]: port 9080 is "http" (HTTP) in Workload default/reviews-v1 (testdata/mesh.yaml:2); give it the same name and protocol in every Workload of service reviews`,
+			},
+		},
+		{
+			name: "locality balancing", file: "locality.yaml", wantRC: 1,
+			want: []string{
+				`testdata/locality.yaml:6: Workload default/edge: spec.locality: locality "us-east//rack1": every part must be a non-empty name without '*' or spaces; write region/zone/subzone`,
+				"testdata/locality.yaml:15: DestinationRule default/reviews-locality: spec.host: no service has host edge.default.svc.cluster.local, so this rule applies to nothing; declare the service with a Workload or ServiceEntry, or fix the name (warning)",
+				"testdata/locality.yaml:22: DestinationRule default/reviews-locality: spec.trafficPolicy.loadBalancer.localityLbSetting: set only one of distribute, failover and failoverPriority",
+				`testdata/locality.yaml:24: DestinationRule default/reviews-locality: spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].from: locality "*/zone1": "*" may only be the last part ("us-east/*", not "*/zone1")`,
+				"testdata/locality.yaml:25: DestinationRule default/reviews-locality: spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: the weights add up to 90; they must add up to 100",
+				"testdata/locality.yaml:29: DestinationRule default/reviews-locality: spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]: from and to are both \"us-east\"; failover goes to another region",
+				`testdata/locality.yaml:31: DestinationRule default/reviews-locality: spec.trafficPolicy.loadBalancer.localityLbSetting.failover[1].to: "us-west/zone1" is not a region: failover goes from region to region, without zones or "*"`,
+				"testdata/locality.yaml:42: DestinationRule default/ratings: spec.trafficPolicy.loadBalancer.localityLbSetting.failover: failover has no effect without outlierDetection, which tells the sidecars that a locality's endpoints are failing; add outlierDetection to this traffic policy (warning)",
 			},
 		},
 		{

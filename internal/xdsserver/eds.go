@@ -44,6 +44,10 @@ type edsState struct {
 	version uint64
 	// hashes are the content hashes of the resources in the cache.
 	hashes map[string]uint64
+	// localities are the proxy localities whose variants of the
+	// locality-aware assignments the cache holds: those of the model's
+	// instances and of the proxies connected (xdstranslate's locality.go).
+	localities map[string]bool
 }
 
 // edsVersionsKept bounds Server.edsBuiltAt.
@@ -54,6 +58,12 @@ const edsVersionsKept = 64
 // removed. Callers hold pushMu.
 func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) error {
 	eps := t.Shared().Endpoints
+	if t.LocalityAware() {
+		eps = slices.Clone(eps)
+		for _, loc := range slices.Sorted(maps.Keys(s.endpoints.localities)) {
+			eps = append(eps, t.LocalizedEndpoints(loc)...)
+		}
+	}
 	hashes := make(map[string]uint64, len(eps))
 	set := map[string][]byte{}
 	upd := map[string]types.Resource{}
@@ -233,4 +243,43 @@ func (n *nodeState) filterAllowed(names []string) []string {
 		return out
 	}
 	return names
+}
+
+// refreshLocalities sets the proxy localities whose endpoint variants
+// the cache holds: the model's instances' and the connected proxies'.
+// Callers hold pushMu.
+func (s *Server) refreshLocalities(t *xdstranslate.Translator) {
+	locs := map[string]bool{}
+	if t.LocalityAware() {
+		for _, inst := range t.Snapshot().Instances {
+			if l := xdstranslate.CanonicalLocality(inst.Locality); l != "" {
+				locs[l] = true
+			}
+		}
+		s.mu.Lock()
+		for _, n := range s.nodes {
+			if l := n.proxy.WithSnapshot(t.Snapshot()).Locality; l != "" {
+				locs[l] = true
+			}
+		}
+		s.mu.Unlock()
+	}
+	s.endpoints.localities = locs
+}
+
+// addLocality puts the endpoint variants of a proxy locality the cache
+// does not hold yet into it, before the proxy's clusters name them.
+// Callers hold pushMu.
+func (s *Server) addLocality(loc string) error {
+	t := s.translator
+	if loc == "" || !t.LocalityAware() || s.endpoints.localities[loc] {
+		return nil
+	}
+	locs := maps.Clone(s.endpoints.localities)
+	if locs == nil {
+		locs = map[string]bool{}
+	}
+	locs[loc] = true
+	s.endpoints.localities = locs
+	return s.updateEndpoints(t, s.builtAt)
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -212,4 +214,86 @@ func TestEDSResubscribe(t *testing.T) {
 	request(ratingsCLA)             // drops reviews: nothing to send
 	request(ratingsCLA, reviewsCLA) // reviews again
 	expect(reviewsCLA)
+}
+
+// TestEDSLocality: a proxy with a locality, connecting after the last
+// Update, gets a cluster naming its locality's variant of a
+// locality-aware assignment, and that variant over EDS, with the nearest
+// endpoints at priority 0; the variant follows endpoint changes.
+func TestEDSLocality(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	snap := func(port uint32) *model.Snapshot {
+		s := twoServices(port, false)
+		r := s.Services["ratings.default.svc.cluster.local"]
+		r.Endpoints = []*model.Endpoint{
+			{Address: "127.0.0.1", Ports: map[string]uint32{"http": port}, Locality: "us-west/c"},
+			{Address: "127.0.0.2", Ports: map[string]uint32{"http": port}, Locality: "us-east/a"},
+		}
+		s.DestinationRules = []*model.DestinationRule{{Meta: model.Meta{Kind: "DestinationRule", Namespace: "default", Name: "ratings"},
+			Spec: &networking.DestinationRule{Host: "ratings.default.svc.cluster.local", TrafficPolicy: &networking.TrafficPolicy{
+				OutlierDetection: &networking.OutlierDetection{}}}}}
+		return s
+	}
+	s := New(ctx, Options{Logger: testLogger(t)})
+	if err := s.Update(snap(20002)); err != nil {
+		t.Fatal(err)
+	}
+	stream := edsStream(ctx, t, startServer(t, s))
+	node := sidecarNode()
+	node.Locality = &core.Locality{Region: "us-east", Zone: "a"}
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ratingsCLA + "~us-east/a"
+	var edsName string
+	for _, a := range resp.GetResources() {
+		c := &cluster.Cluster{}
+		if err := a.UnmarshalTo(c); err != nil {
+			t.Fatal(err)
+		}
+		if c.GetName() == ratingsCLA {
+			edsName = c.GetEdsClusterConfig().GetServiceName()
+		}
+	}
+	if edsName != want {
+		t.Fatalf("ratings' EDS service name %q; want %q", edsName, want)
+	}
+	first := func(port uint32) {
+		t.Helper()
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := claNames(t, resp); !slices.Equal(got, []string{want}) {
+			t.Fatalf("EDS sent %v; want %s", got, want)
+		}
+		cla := &endpoint.ClusterLoadAssignment{}
+		if err := resp.GetResources()[0].UnmarshalTo(cla); err != nil {
+			t.Fatal(err)
+		}
+		p0 := cla.GetEndpoints()[0]
+		addr := p0.GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+		if p0.GetPriority() != 0 || p0.GetLocality().GetRegion() != "us-east" || addr.GetAddress() != "127.0.0.2" || addr.GetPortValue() != port {
+			t.Fatalf("first locality: priority %d, %v, %s:%d; want priority 0, us-east, 127.0.0.2:%d", p0.GetPriority(), p0.GetLocality(), addr.GetAddress(), addr.GetPortValue(), port)
+		}
+		if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{want}, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.ClusterType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{want}}); err != nil {
+		t.Fatal(err)
+	}
+	first(20002)
+	if err := s.Update(snap(20003)); err != nil {
+		t.Fatal(err)
+	}
+	first(20003)
 }

@@ -243,6 +243,7 @@ func (s *Server) Update(snap *model.Snapshot) error {
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	t := xdstranslate.New(snap)
+	s.refreshLocalities(t)
 	// Endpoints first: a proxy that gets new clusters then finds their
 	// endpoints when it subscribes to them.
 	if err := s.updateEndpoints(t, start); err != nil {
@@ -700,6 +701,9 @@ func (s *Server) nodeFor(streamID int64, node *core.Node) *nodeState {
 	s.nodes[id] = n
 	s.metrics.connected.Set(float64(len(s.nodes)))
 	s.mu.Unlock()
+	if err := s.addLocality(n.proxy.WithSnapshot(s.translator.Snapshot()).Locality); err != nil {
+		s.log.Error("no endpoints for the new proxy's locality", "proxy", id, "err", err)
+	}
 	if err := s.publish(n, s.translator, s.builtAt, s.share); err != nil {
 		s.log.Error("no resources for new proxy", "proxy", id, "err", err)
 	}

@@ -54,6 +54,11 @@ type Proxy struct {
 	// Capture is set for a sidecar whose traffic iptables redirects to it
 	// (metadata xdsmeta.MetaInterceptionMode = "REDIRECT").
 	Capture bool
+	// Locality is where the proxy runs, "region/zone/subzone" in canonical
+	// form (LocalityString): the node's locality, or its local-mode
+	// instance's. Empty: unknown, and locality-aware clusters are served
+	// as they are shared.
+	Locality string
 	// CertProvider is, for a proxyless gRPC client, the certificate
 	// provider instance of its bootstrap that holds its workload
 	// certificate and the mesh's trust bundle (metadata
@@ -68,6 +73,9 @@ type Proxy struct {
 // default namespace; no node is ever refused. snap may be nil.
 func ProxyFromNode(node *core.Node, snap *model.Snapshot) *Proxy {
 	p := &Proxy{ID: node.GetId(), Type: Proxyless}
+	if l := node.GetLocality(); l != nil {
+		p.Locality = LocalityString(l.GetRegion(), l.GetZone(), l.GetSubZone())
+	}
 	if info, ok := xdsmeta.ParseNodeID(node.GetId()); ok {
 		p.Name, p.Namespace, p.IP = info.Name, info.Namespace, info.IP
 	}
@@ -113,6 +121,9 @@ func ProxyFromNode(node *core.Node, snap *model.Snapshot) *Proxy {
 			if len(p.Labels) == 0 && len(inst.Labels) > 0 {
 				p.Labels = inst.Labels
 			}
+			if p.Locality == "" {
+				p.Locality = CanonicalLocality(inst.Locality)
+			}
 		}
 	}
 	return p
@@ -125,6 +136,9 @@ func (p *Proxy) WithSnapshot(snap *model.Snapshot) *Proxy {
 	q.Instance = nil
 	if snap != nil && p.Name != "" {
 		q.Instance = snap.Instances[p.Name+"."+p.Namespace]
+		if q.Locality == "" && q.Instance != nil {
+			q.Locality = CanonicalLocality(q.Instance.Locality)
+		}
 	}
 	return &q
 }

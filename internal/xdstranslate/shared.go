@@ -31,6 +31,9 @@ type Shared struct {
 	clusterHash  []uint64
 	endpointHost []string
 	endpointHash []uint64
+	// localityPolicies holds, by assignment name, the clusters whose
+	// endpoints depend on the client's locality (locality.go).
+	localityPolicies map[string]*localityPolicy
 }
 
 // BuildShared computes the outbound clusters and endpoints of snap.
@@ -42,12 +45,14 @@ func BuildShared(snap *model.Snapshot) *Shared {
 		for _, port := range svc.Ports {
 			c := buildCluster(svc, port, nil, dr, snap.TrustDomain)
 			sh.addCluster(svc, c, port, nil)
+			sh.addLocalityPolicy(c, resolvePolicy(dr, nil, port.Number))
 			for _, ss := range subsets {
 				if ss.GetName() == "" {
 					continue
 				}
 				c := buildCluster(svc, port, ss, dr, snap.TrustDomain)
 				sh.addCluster(svc, c, port, ss.GetLabels())
+				sh.addLocalityPolicy(c, resolvePolicy(dr, ss, port.Number))
 			}
 		}
 	}
@@ -88,6 +93,26 @@ func (sh *Shared) addCluster(svc *model.Service, c *cluster.Cluster, port model.
 	sh.Endpoints = append(sh.Endpoints, cla)
 	sh.endpointHost = append(sh.endpointHost, svc.Hostname)
 	sh.endpointHash = append(sh.endpointHash, hashMessage(cla))
+}
+
+// addLocalityPolicy records c's locality balancing, if it has one.
+func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy) {
+	if c.GetType() != cluster.Cluster_EDS {
+		return
+	}
+	if lp := localityPolicyFor(p); lp != nil {
+		if sh.localityPolicies == nil {
+			sh.localityPolicies = map[string]*localityPolicy{}
+		}
+		sh.localityPolicies[c.GetEdsClusterConfig().GetServiceName()] = lp
+	}
+}
+
+// hashString is a content hash of a string.
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
 }
 
 // buildLoadAssignment groups a service's endpoints (those matching the

@@ -44,6 +44,9 @@ type Translator struct {
 
 	mu    sync.Mutex
 	cache map[string]*entry
+	// localities caches the locality-aware clusters' endpoints by proxy
+	// locality.
+	localities localizedSet
 }
 
 // entry is what proxies with the same cache key share.
@@ -64,6 +67,11 @@ type entry struct {
 	clustersHash  uint64
 	endpoints     []*endpoint.ClusterLoadAssignment
 	endpointsHash uint64
+
+	// local holds the clusters and endpoints of proxies with a locality,
+	// by locality, where locality-aware clusters make them differ.
+	localMu sync.Mutex
+	local   map[string]localizedView
 
 	err error
 }
@@ -137,12 +145,13 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 	}
 	t.mu.Unlock()
 	e.once.Do(func() { t.fill(e, p, sc) })
+	lv := t.localize(p, e)
 
 	res := &Resources{
 		Routes:    e.routes,
-		Clusters:  e.clusters,
-		Endpoints: e.endpoints,
-		Hashes:    Hashes{Routes: e.routeHash, Clusters: e.clustersHash, Endpoints: e.endpointsHash, Listeners: e.listenerHash},
+		Clusters:  lv.clusters,
+		Endpoints: lv.endpoints,
+		Hashes:    Hashes{Routes: e.routeHash, Clusters: lv.clustersHash, Endpoints: lv.endpointsHash, Listeners: e.listenerHash},
 	}
 	errs := []error{e.err}
 	tel := t.telemetryFor(p)
@@ -187,15 +196,15 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		res.Listeners = append(append(append(inL, upL...), capL...), out)
 		res.Hashes.Listeners = combine(lh)
 		if len(upL) > 0 {
-			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: tel.withOTLP(e.clusters), Endpoints: e.endpoints}))
+			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: tel.withOTLP(lv.clusters), Endpoints: lv.endpoints}))
 		}
 		if len(inC) > 0 {
 			ch := make([]uint64, 0, len(inC)+1)
 			for _, c := range inC {
 				ch = append(ch, hashMessage(c))
 			}
-			ch = append(ch, e.clustersHash)
-			res.Clusters = append(inC, e.clusters...) // "inbound|..." sorts before "outbound|..."
+			ch = append(ch, lv.clustersHash)
+			res.Clusters = append(inC, lv.clusters...) // "inbound|..." sorts before "outbound|..."
 			res.Hashes.Clusters = combine(ch)
 			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: tel.withOTLP(inC)}))
 		}

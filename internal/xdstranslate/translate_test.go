@@ -406,6 +406,7 @@ func TestDeterministic(t *testing.T) {
 func TestProxyFromNode(t *testing.T) {
 	snap := testSnapshot()
 	labels, _ := structpb.NewStruct(map[string]any{"app": "productpage", "version": "v1"})
+	snap.Instances["zoned-0.default"] = &model.Instance{Name: "zoned-0", Namespace: "default", Locality: "us-east/b/"}
 	tests := []struct {
 		name string
 		node *core.Node
@@ -442,6 +443,16 @@ func TestProxyFromNode(t *testing.T) {
 				xdsmeta.MetaNamespace: structpb.NewStringValue("istio-system"),
 			}},
 		}, want: &Proxy{ID: "gw", Type: Gateway, Namespace: "istio-system"}},
+		{name: "locality from the node", node: &core.Node{
+			Id:       "client-2",
+			Locality: &core.Locality{Region: "us-east", Zone: "a"},
+		}, want: &Proxy{ID: "client-2", Type: Proxyless, Namespace: "default", Locality: "us-east/a"}},
+		{name: "locality from the instance", node: &core.Node{
+			Id: xdsmeta.NodeID("sidecar", "127.0.0.1", "zoned-0", "default"),
+		}, want: &Proxy{
+			ID: "sidecar~127.0.0.1~zoned-0.default~default.svc.cluster.local", Type: Proxyless, Namespace: "default",
+			Name: "zoned-0", IP: "127.0.0.1", Locality: "us-east/b", Instance: snap.Instances["zoned-0.default"],
+		}},
 		{name: "proxyless gRPC with Istio metadata", node: &core.Node{
 			Id:       "client-1",
 			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{xdsmeta.MetaNamespace: structpb.NewStringValue("grpc")}},

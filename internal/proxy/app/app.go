@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -71,6 +72,9 @@ type Config struct {
 	Labels map[string]string
 	// ServiceAccount is the workload's service account.
 	ServiceAccount string
+	// Locality is where the proxy runs, "region/zone/subzone"; sent as
+	// the xDS node's locality.
+	Locality string
 	// AdminAddr is the admin API address (default 127.0.0.1:15000; port 0
 	// picks a free port).
 	AdminAddr string
@@ -160,6 +164,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.Workload, "workload", "", "workload name (default --name)")
 	labels := fs.String("labels", "", "workload labels: k=v,k=v")
 	fs.StringVar(&cfg.ServiceAccount, "service-account", "", "workload service account")
+	fs.StringVar(&cfg.Locality, "locality", "", `where the proxy runs, "region/zone/subzone" (zone and subzone optional): sent to the control plane, which orders the endpoints of locality-aware services by their nearness to it (default "": the control plane's record of the instance, if any)`)
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:15000", "admin API address (port 0 picks a free port)")
 	fs.StringVar(&cfg.AppMetricsURL, "app-metrics-url", "", "the app's Prometheus metrics URL, merged into the stats address's pages (default \"\": none)")
 	fs.StringVar(&cfg.StatsAddr, "stats-addr", "", `address serving /stats/prometheus, /metrics and the health checks /ready and /healthz/ready, e.g. 127.0.0.1:15090 (default "": off)`)
@@ -186,6 +191,12 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if l := cfg.Locality; l != "" {
+		parts := strings.Split(l, "/")
+		if len(parts) > 3 || slices.Contains(parts, "") || strings.ContainsAny(l, "* \t") {
+			return cfg, fmt.Errorf("--locality %q: want region/zone/subzone (zone and subzone optional), each a non-empty name", l)
+		}
 	}
 	if cfg.Type != xdsmeta.ProxyTypeSidecar && cfg.Type != xdsmeta.ProxyTypeGateway {
 		return cfg, fmt.Errorf("--type %q: want sidecar or gateway", cfg.Type)
@@ -445,7 +456,12 @@ func (p *Proxy) node() (*corev3.Node, error) {
 	if p.cfg.InterceptionMode != "" {
 		md.Fields[xdsmeta.MetaInterceptionMode] = structpb.NewStringValue(p.cfg.InterceptionMode)
 	}
-	return &corev3.Node{Id: p.cfg.NodeID, Cluster: p.cfg.Workload + "." + p.cfg.Namespace, Metadata: md, UserAgentName: "weft-proxy"}, nil
+	n := &corev3.Node{Id: p.cfg.NodeID, Cluster: p.cfg.Workload + "." + p.cfg.Namespace, Metadata: md, UserAgentName: "weft-proxy"}
+	if p.cfg.Locality != "" {
+		parts := append(strings.SplitN(p.cfg.Locality, "/", 3), "", "")
+		n.Locality = &corev3.Locality{Region: parts[0], Zone: parts[1], SubZone: parts[2]}
+	}
+	return n, nil
 }
 
 // AdminAddr returns the admin API's bound address.

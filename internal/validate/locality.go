@@ -1,0 +1,136 @@
+package validate
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// checkLocality checks a workload's locality, "region/zone/subzone" with
+// the zone and subzone optional.
+func checkLocality(rep *reporter, f, loc string) {
+	if loc == "" {
+		return
+	}
+	parts := strings.Split(loc, "/")
+	if len(parts) > 3 {
+		rep.errorf(f, "locality %q has %d parts; write region/zone/subzone (zone and subzone optional)", loc, len(parts))
+		return
+	}
+	for _, p := range parts {
+		if p == "" || strings.ContainsAny(p, "* \t") {
+			rep.errorf(f, "locality %q: every part must be a non-empty name without '*' or spaces; write region/zone/subzone", loc)
+			return
+		}
+	}
+}
+
+// checkLocalityPattern checks a locality of a distribute rule: parts
+// separated by '/', where "*" may stand for the last part given and
+// everything below it.
+func checkLocalityPattern(rep *reporter, f, pattern string) bool {
+	parts := strings.Split(pattern, "/")
+	if pattern == "" || len(parts) > 3 {
+		rep.errorf(f, "locality %q: write region/zone/subzone, where \"*\" may replace the last part given (\"us-east/*\")", pattern)
+		return false
+	}
+	for i, p := range parts {
+		switch {
+		case p == "":
+			rep.errorf(f, "locality %q has an empty part; write region/zone/subzone", pattern)
+			return false
+		case p == "*" && i != len(parts)-1:
+			rep.errorf(f, "locality %q: \"*\" may only be the last part (\"us-east/*\", not \"*/zone1\")", pattern)
+			return false
+		case p != "*" && strings.ContainsAny(p, "* \t"):
+			rep.errorf(f, "locality %q: a part is a name or \"*\", not %q", pattern, p)
+			return false
+		}
+	}
+	return true
+}
+
+// checkLocalityLb checks a traffic policy's loadBalancer.localityLbSetting.
+// od is the outlier detection in force at the same place, which failover
+// needs.
+func checkLocalityLb(rep *reporter, f string, s *networking.LocalityLoadBalancerSetting, hasOutlier bool) {
+	if s == nil {
+		return
+	}
+	n := 0
+	for _, set := range []bool{len(s.GetDistribute()) > 0, len(s.GetFailover()) > 0, len(s.GetFailoverPriority()) > 0} {
+		if set {
+			n++
+		}
+	}
+	if n > 1 {
+		rep.errorf(f, "set only one of distribute, failover and failoverPriority")
+	}
+	if len(s.GetFailoverPriority()) > 0 {
+		rep.errorf(f+".failoverPriority", "failoverPriority is not supported by Weft yet; remove it (failover by region, zone and subzone applies with outlierDetection)")
+	}
+	if s.GetEnabled() != nil && !s.GetEnabled().GetValue() {
+		return
+	}
+	for i, d := range s.GetDistribute() {
+		df := fmt.Sprintf("%s.distribute[%d]", f, i)
+		if d.GetFrom() == "" {
+			rep.errorf(df+".from", "from is required: the locality of the clients this rule applies to (\"us-east/zone1/*\")")
+		} else {
+			checkLocalityPattern(rep, df+".from", d.GetFrom())
+		}
+		if len(d.GetTo()) == 0 {
+			rep.errorf(df+".to", "to is required: the localities that get these clients' traffic, with their percentages")
+			continue
+		}
+		var sum uint32
+		for _, to := range slices.Sorted(maps.Keys(d.GetTo())) {
+			checkLocalityPattern(rep, fmt.Sprintf("%s.to[%s]", df, to), to)
+			sum += d.GetTo()[to]
+		}
+		if sum != 100 {
+			rep.errorf(df+".to", "the weights add up to %d; they must add up to 100", sum)
+		}
+	}
+	for i, fo := range s.GetFailover() {
+		ff := fmt.Sprintf("%s.failover[%d]", f, i)
+		for _, side := range []struct{ name, v string }{{"from", fo.GetFrom()}, {"to", fo.GetTo()}} {
+			switch {
+			case side.v == "":
+				rep.errorf(ff+"."+side.name, "%s is required: a region", side.name)
+			case strings.ContainsAny(side.v, "/* \t"):
+				rep.errorf(ff+"."+side.name, "%q is not a region: failover goes from region to region, without zones or \"*\"", side.v)
+			}
+		}
+		if fo.GetFrom() != "" && fo.GetFrom() == fo.GetTo() {
+			rep.errorf(ff, "from and to are both %q; failover goes to another region", fo.GetFrom())
+		}
+	}
+	if len(s.GetFailover()) > 0 && !hasOutlier {
+		rep.warnf(f+".failover", "failover has no effect without outlierDetection, which tells the sidecars that a locality's endpoints are failing; add outlierDetection to this traffic policy")
+	}
+}
+
+// checkLocalityLbs checks every localityLbSetting of a DestinationRule,
+// each against the outlier detection in force where it applies.
+func checkLocalityLbs(rep *reporter, dr *networking.DestinationRule) {
+	check := func(f string, tp *networking.TrafficPolicy, inherited bool) {
+		if tp == nil {
+			return
+		}
+		od := inherited || tp.GetOutlierDetection() != nil
+		checkLocalityLb(rep, f+".loadBalancer.localityLbSetting", tp.GetLoadBalancer().GetLocalityLbSetting(), od)
+		for i, pl := range tp.GetPortLevelSettings() {
+			checkLocalityLb(rep, fmt.Sprintf("%s.portLevelSettings[%d].loadBalancer.localityLbSetting", f, i),
+				pl.GetLoadBalancer().GetLocalityLbSetting(), od || pl.GetOutlierDetection() != nil)
+		}
+	}
+	top := dr.GetTrafficPolicy()
+	check("spec.trafficPolicy", top, false)
+	for i, ss := range dr.GetSubsets() {
+		check(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.GetTrafficPolicy(), top.GetOutlierDetection() != nil)
+	}
+}

@@ -1,0 +1,355 @@
+package xdstranslate
+
+import (
+	"math"
+	"sort"
+	"strings"
+	"sync"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// Locality load balancing.
+//
+// A cluster whose DestinationRule has outlier detection (or a
+// localityLbSetting.distribute) balances by the client's locality, as in
+// Istio: its endpoints depend on where the proxy runs. The shared
+// ClusterLoadAssignment stays as it is, for proxies with no locality; a
+// proxy with one gets, for such a cluster, a cluster whose EDS service name
+// is the shared name plus "~" and the locality, and that variant of the
+// assignment, built once per locality and translator:
+//
+//   - failover (the default): each locality's priority says how near it is
+//     to the proxy: 0 the same region, zone and subzone, then the same zone,
+//     then the same region, then a region that localityLbSetting.failover
+//     names as the proxy region's failover, then the rest; empty levels are
+//     dropped so the priorities count from 0 without gaps. Proxies move to
+//     the next priority as outlier detection ejects the hosts of one.
+//   - distribute: the first rule whose from matches the proxy's locality
+//     gives each locality its weight: the share of its most specific to
+//     entry, split among that entry's localities by their endpoint count.
+//     Localities no entry names get no traffic.
+//
+// localityLbSetting.enabled: false turns both off for a cluster.
+
+// localityPolicy is what a cluster's locality balancing needs from its
+// DestinationRule.
+type localityPolicy struct {
+	failover   []*networking.LocalityLoadBalancerSetting_Failover
+	distribute []*networking.LocalityLoadBalancerSetting_Distribute
+}
+
+// localityPolicyFor returns the locality balancing of a resolved policy,
+// or nil when the cluster's endpoints do not depend on the client.
+func localityPolicyFor(p policy) *localityPolicy {
+	s := p.lb.GetLocalityLbSetting()
+	if s != nil && s.GetEnabled() != nil && !s.GetEnabled().GetValue() {
+		return nil
+	}
+	if len(s.GetDistribute()) > 0 {
+		return &localityPolicy{distribute: s.GetDistribute()}
+	}
+	if p.od == nil {
+		return nil // without outlier detection nothing would ever fail over
+	}
+	return &localityPolicy{failover: s.GetFailover()}
+}
+
+// locality is a parsed "region/zone/subzone".
+type locality struct{ region, zone, subzone string }
+
+func parseLocalityString(s string) locality {
+	parts := strings.SplitN(s, "/", 3)
+	var l locality
+	l.region = parts[0]
+	if len(parts) > 1 {
+		l.zone = parts[1]
+	}
+	if len(parts) > 2 {
+		l.subzone = parts[2]
+	}
+	return l
+}
+
+func localityOf(l *core.Locality) locality {
+	return locality{l.GetRegion(), l.GetZone(), l.GetSubZone()}
+}
+
+// LocalityString is the canonical form of a locality: "region/zone/subzone"
+// without trailing empty parts ("" when the region is empty).
+func LocalityString(region, zone, subzone string) string {
+	if region == "" {
+		return ""
+	}
+	s := region + "/" + zone + "/" + subzone
+	return strings.TrimRight(s, "/")
+}
+
+// CanonicalLocality rewrites "region/zone/subzone" in canonical form.
+func CanonicalLocality(s string) string {
+	l := parseLocalityString(s)
+	return LocalityString(l.region, l.zone, l.subzone)
+}
+
+// localityMatches reports whether pattern, a locality whose parts may be
+// "*" (everything below it too: "region/*" is every zone of the region),
+// matches l.
+func localityMatches(pattern string, l locality) bool {
+	have := []string{l.region, l.zone, l.subzone}
+	for i, p := range strings.SplitN(pattern, "/", 3) {
+		if p == "*" {
+			return true
+		}
+		if p != have[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// specificity ranks a distribute pattern: the number of parts before a
+// wildcard.
+func specificity(pattern string) int {
+	n := 0
+	for _, p := range strings.SplitN(pattern, "/", 3) {
+		if p == "*" {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// LocalityEDSName is the EDS service name of a cluster's variant for a
+// proxy locality (canonical form).
+func LocalityEDSName(name, loc string) string { return name + "~" + loc }
+
+// localize returns the variant of cla for a proxy at loc, named
+// LocalityEDSName(cla's name, locName).
+func (lp *localityPolicy) localize(cla *endpoint.ClusterLoadAssignment, locName string) *endpoint.ClusterLoadAssignment {
+	out := proto.Clone(cla).(*endpoint.ClusterLoadAssignment)
+	out.ClusterName = LocalityEDSName(cla.GetClusterName(), locName)
+	proxy := parseLocalityString(locName)
+	if len(lp.distribute) > 0 {
+		lp.distributeWeights(out, proxy)
+		return out
+	}
+	lp.prioritize(out, proxy)
+	return out
+}
+
+// prioritize sets each locality's priority by its nearness to the proxy.
+func (lp *localityPolicy) prioritize(cla *endpoint.ClusterLoadAssignment, proxy locality) {
+	failoverTo := map[string]bool{}
+	for _, f := range lp.failover {
+		if f.GetFrom() == proxy.region {
+			failoverTo[f.GetTo()] = true
+		}
+	}
+	levels := make([]int, len(cla.Endpoints))
+	used := map[int]bool{}
+	for i, le := range cla.Endpoints {
+		l := localityOf(le.GetLocality())
+		switch {
+		case l.region == proxy.region && l.zone == proxy.zone && l.subzone == proxy.subzone:
+			levels[i] = 0
+		case l.region == proxy.region && l.zone == proxy.zone:
+			levels[i] = 1
+		case l.region == proxy.region:
+			levels[i] = 2
+		case failoverTo[l.region]:
+			levels[i] = 3
+		default:
+			levels[i] = 4
+		}
+		used[levels[i]] = true
+	}
+	// Priorities count from 0 without gaps (Envoy and gRPC require it).
+	rank := map[int]uint32{}
+	var n uint32
+	for lvl := 0; lvl <= 4; lvl++ {
+		if used[lvl] {
+			rank[lvl] = n
+			n++
+		}
+	}
+	for i, le := range cla.Endpoints {
+		le.Priority = rank[levels[i]]
+	}
+	sort.SliceStable(cla.Endpoints, func(a, b int) bool { return cla.Endpoints[a].Priority < cla.Endpoints[b].Priority })
+}
+
+// distributeWeights applies the first distribute rule whose from matches
+// the proxy. With none, or when no locality of the cluster is named by
+// the rule, the assignment is left as it is.
+func (lp *localityPolicy) distributeWeights(cla *endpoint.ClusterLoadAssignment, proxy locality) {
+	var rule *networking.LocalityLoadBalancerSetting_Distribute
+	for _, d := range lp.distribute {
+		if localityMatches(d.GetFrom(), proxy) {
+			rule = d
+			break
+		}
+	}
+	if rule == nil {
+		return
+	}
+	// Each locality goes to its most specific to entry (the first in
+	// sorted order among equals).
+	targets := make([]string, 0, len(rule.GetTo()))
+	for k := range rule.GetTo() {
+		targets = append(targets, k)
+	}
+	sort.Strings(targets)
+	owner := make([]string, len(cla.Endpoints))
+	hosts := map[string]int{}
+	for i, le := range cla.Endpoints {
+		l := localityOf(le.GetLocality())
+		best := -1
+		for _, t := range targets {
+			if localityMatches(t, l) && specificity(t) > best {
+				owner[i], best = t, specificity(t)
+			}
+		}
+		if best >= 0 {
+			hosts[owner[i]] += len(le.GetLbEndpoints())
+		}
+	}
+	var kept []*endpoint.LocalityLbEndpoints
+	for i, le := range cla.Endpoints {
+		t := owner[i]
+		if t == "" || rule.GetTo()[t] == 0 || hosts[t] == 0 {
+			continue
+		}
+		// Percent times 1000, split by endpoint count.
+		w := math.Round(float64(rule.GetTo()[t]) * 1000 * float64(len(le.GetLbEndpoints())) / float64(hosts[t]))
+		le.LoadBalancingWeight = wrapperspb.UInt32(uint32(max(w, 1)))
+		le.Priority = 0
+		kept = append(kept, le)
+	}
+	if len(kept) > 0 {
+		cla.Endpoints = kept
+	}
+}
+
+// localized is one proxy locality's view of the locality-aware clusters:
+// their assignments' variants by the shared assignment's name.
+type localized struct {
+	loc   string
+	byCLA map[string]*endpoint.ClusterLoadAssignment
+	list  []*endpoint.ClusterLoadAssignment
+	hash  uint64
+}
+
+// localizedSet caches a Translator's variants by proxy locality.
+type localizedSet struct {
+	mu sync.Mutex
+	m  map[string]*localized
+}
+
+// LocalityAware reports whether any cluster of the snapshot balances by
+// the client's locality.
+func (t *Translator) LocalityAware() bool { return len(t.shared.localityPolicies) > 0 }
+
+// LocalizedEndpoints returns the assignments of the locality-aware
+// clusters as a proxy at loc (canonical form) sees them, named
+// LocalityEDSName(shared name, loc); nil when loc is empty or no cluster
+// is locality-aware.
+func (t *Translator) LocalizedEndpoints(loc string) []*endpoint.ClusterLoadAssignment {
+	if lz := t.localizedFor(loc); lz != nil {
+		return lz.list
+	}
+	return nil
+}
+
+func (t *Translator) localizedFor(loc string) *localized {
+	if loc == "" || len(t.shared.localityPolicies) == 0 {
+		return nil
+	}
+	t.localities.mu.Lock()
+	defer t.localities.mu.Unlock()
+	if lz := t.localities.m[loc]; lz != nil {
+		return lz
+	}
+	lz := &localized{loc: loc, byCLA: map[string]*endpoint.ClusterLoadAssignment{}}
+	var hs []uint64
+	for _, cla := range t.shared.Endpoints {
+		lp := t.shared.localityPolicies[cla.GetClusterName()]
+		if lp == nil {
+			continue
+		}
+		v := lp.localize(cla, loc)
+		lz.byCLA[cla.GetClusterName()] = v
+		lz.list = append(lz.list, v)
+		hs = append(hs, hashMessage(v))
+	}
+	lz.hash = combine(hs)
+	if t.localities.m == nil {
+		t.localities.m = map[string]*localized{}
+	}
+	t.localities.m[loc] = lz
+	return lz
+}
+
+// localizedView is an entry's clusters and endpoints for one proxy
+// locality.
+type localizedView struct {
+	clusters      []*cluster.Cluster
+	clustersHash  uint64
+	endpoints     []*endpoint.ClusterLoadAssignment
+	endpointsHash uint64
+}
+
+// localize returns e's clusters and endpoints as a proxy at p's locality
+// gets them: each locality-aware cluster points at its variant. Proxies
+// without a locality, and snapshots without locality-aware clusters, get
+// e's own.
+func (t *Translator) localize(p *Proxy, e *entry) localizedView {
+	own := localizedView{e.clusters, e.clustersHash, e.endpoints, e.endpointsHash}
+	lz := t.localizedFor(p.Locality)
+	if lz == nil {
+		return own
+	}
+	e.localMu.Lock()
+	defer e.localMu.Unlock()
+	if v, ok := e.local[p.Locality]; ok {
+		return v
+	}
+	v := own
+	changed := false
+	for i, c := range e.clusters {
+		if lz.byCLA[c.GetEdsClusterConfig().GetServiceName()] == nil {
+			continue
+		}
+		if !changed {
+			v.clusters = append([]*cluster.Cluster(nil), e.clusters...)
+			changed = true
+		}
+		cc := proto.Clone(c).(*cluster.Cluster)
+		cc.EdsClusterConfig.ServiceName = LocalityEDSName(cc.EdsClusterConfig.ServiceName, p.Locality)
+		v.clusters[i] = cc
+	}
+	if changed {
+		v.endpoints = make([]*endpoint.ClusterLoadAssignment, len(e.endpoints))
+		for i, cla := range e.endpoints {
+			if lv := lz.byCLA[cla.GetClusterName()]; lv != nil {
+				v.endpoints[i] = lv
+			} else {
+				v.endpoints[i] = cla
+			}
+		}
+		lh := hashString(p.Locality)
+		v.clustersHash = combine([]uint64{e.clustersHash, lh})
+		v.endpointsHash = combine([]uint64{e.endpointsHash, lz.hash})
+	}
+	if e.local == nil {
+		e.local = map[string]localizedView{}
+	}
+	e.local[p.Locality] = v
+	return v
+}
