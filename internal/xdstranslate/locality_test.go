@@ -97,7 +97,7 @@ func TestLocalityFailoverPriorities(t *testing.T) {
 		want: []string{"eu/d:0:10000", "us-east/a/1:0:40000", "us-east/a/2:0:40000", "us-east/b:0:10000"},
 	}, {
 		name: "disabled", loc: "us-east/a/1", wantName: base,
-		lb: &networking.LoadBalancerSettings{LocalityLbSetting: &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(false)}},
+		lb:   &networking.LoadBalancerSettings{LocalityLbSetting: &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(false)}},
 		want: []string{":0:1", "eu/d:0:1", "us-east/a/1:0:1", "us-east/a/2:0:1", "us-east/b:0:1", "us-west/c:0:1"},
 	}, {
 		name: "proxy without locality", loc: "", wantName: base,
