@@ -142,3 +142,81 @@ func TestProxylessGRPCInterop(t *testing.T) {
 		})
 	}
 }
+
+// TestProxylessGRPCLocalityFailover: grpc-go's xDS client at us-east/a,
+// with endpoints of a locality-aware service in its zone and in another
+// region, calls only the one in its zone; when that server stops, its
+// priority fails and the client's calls go to the other region.
+func TestProxylessGRPCLocalityFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(near, &versionServer{version: "near"})
+	go func() { _ = near.Serve(lis) }()
+	t.Cleanup(near.Stop)
+	pNear, pFar := uint32(lis.Addr().(*net.TCPAddr).Port), startVersionServer(t, "far")
+	host := "reviews.default.svc.cluster.local"
+	snap := &model.Snapshot{
+		Services: map[string]*model.Service{host: {
+			Hostname: host, Namespace: "default",
+			Ports: []model.Port{{Name: "grpc", Number: 9080, Protocol: model.ProtocolGRPC}},
+			Endpoints: []*model.Endpoint{
+				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pFar}, Locality: "eu-west/b"},
+				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pNear}, Locality: "us-east/a"},
+			},
+		}},
+		DestinationRules: []*model.DestinationRule{{Meta: model.Meta{Kind: "DestinationRule", Namespace: "default", Name: "reviews"}, Spec: &networking.DestinationRule{
+			Host: host, TrafficPolicy: &networking.TrafficPolicy{OutlierDetection: &networking.OutlierDetection{}},
+		}}},
+	}
+	s := New(ctx, Options{Logger: testLogger(t)})
+	if err := s.Update(snap); err != nil {
+		t.Fatal(err)
+	}
+	bootstrap := fmt.Sprintf(`{
+		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+		"node": {"id": "grpc-client-2", "metadata": {"NAMESPACE": "default"}, "locality": {"region": "us-east", "zone": "a"}}
+	}`, startServer(t, s))
+	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///"+host+":9080", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := testgrpc.NewTestServiceClient(conn)
+	call := func() (string, error) {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		defer ccancel()
+		resp, err := client.UnaryCall(cctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		return resp.GetServerId(), err
+	}
+	for i := range 50 {
+		if v, err := call(); err != nil || v != "near" {
+			t.Fatalf("call %d: %q, %v; want the server in the client's zone", i, v, err)
+		}
+	}
+	near.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, err := call()
+		if err == nil && v == "far" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the near server stopped: %q, %v; want calls to fail over to the far one", v, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range 20 {
+		if v, err := call(); err != nil || v != "far" {
+			t.Fatalf("call %d after failover: %q, %v; want far", i, v, err)
+		}
+	}
+}
