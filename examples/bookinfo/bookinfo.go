@@ -73,6 +73,10 @@ func run(ctx context.Context, app string, args []string, stdout, stderr io.Write
 	}
 	port := envOr("PORT", "9080")
 	listen := fs.String("listen", "127.0.0.1:"+port, "address to listen on (default from $PORT)")
+	fail := new(bool)
+	if app != "traffic" {
+		fail = fs.Bool("fail", false, "answer every request with 503 Service Unavailable (to watch outlier detection and locality failover)")
+	}
 	var (
 		detailsURL, reviewsURL, ratingsURL *string
 		version                            *string
@@ -143,6 +147,11 @@ func run(ctx context.Context, app string, args []string, stdout, stderr io.Write
 		h = reviewsApp{version: *version, ratings: strings.TrimSuffix(*ratingsURL, "/"), client: client}.routes()
 	case "ratings":
 		h = ratingsRoutes()
+	}
+	if *fail {
+		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, app+" is failing on purpose (--fail)", http.StatusServiceUnavailable)
+		})
 	}
 	if err := serve(ctx, app, *listen, h, log, e.onListen); err != nil {
 		fmt.Fprintf(stderr, "weft demo-app %s: %v\n", app, err)

@@ -487,3 +487,20 @@ func TestTraffic(t *testing.T) {
 		}
 	}
 }
+
+// TestFail: with --fail an app answers every request with 503.
+func TestFail(t *testing.T) {
+	ctx := testContext(t)
+	addr := startApp(ctx, t, "reviews", []string{"--fail"}, nil, map[string]string{}, &syncBuffer{})
+	for _, path := range []string{"/reviews/0", "/healthz"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "reviews is failing on purpose") {
+			t.Errorf("GET %s = %d %q; want 503 saying reviews fails on purpose", path, resp.StatusCode, body)
+		}
+	}
+}
