@@ -101,7 +101,7 @@ spec:
     timeout: 0.2s
     retries: {attempts: 0}
 `)
-	gw := startGateway(t, snap) // its route timeout's max_stream_duration is listed as not enforced
+	gw := startEnforcingGateway(t, snap)
 	base := "http://" + gw.ListenerAddr(t, "0.0.0.0_8080")
 	slow := make(chan int, 1)
 	go func() {

@@ -27,7 +27,8 @@ const faultAbortMsg = "fault filter abort"
 // policy is. A request cancelled during a delay (an HTTP/2 stream reset,
 // an HTTP/1.x client gone, which the listener's watcher notices once the
 // request's body is read, a connection reaped) ends without a response
-// and is never forwarded.
+// and is never forwarded; one whose stream bound (max_stream_duration)
+// runs out during a delay is answered as at any other point.
 func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *proxyconfig.Fault, clusterName *string) bool {
 	delayed := f.DelayPerMillion > 0 && rand.Uint32N(1_000_000) < f.DelayPerMillion
 	aborted := f.AbortPerMillion > 0 && rand.Uint32N(1_000_000) < f.AbortPerMillion
@@ -42,6 +43,11 @@ func (p *Proxy) injectFault(sw *statusWriter, rs *reqState, r *http.Request, f *
 		case <-t.C:
 		case <-rs.Done():
 			t.Stop()
+			if rs.Cause() == errStreamDuration {
+				// The stream's bound ran out during the delay.
+				p.durationReply(sw, rs)
+				return true
+			}
 			rs.setResult("", accesslog.FlagDownstreamTermination)
 			panic(http.ErrAbortHandler)
 		}

@@ -146,6 +146,9 @@ type Target struct {
 var (
 	errRouteTimeout  = errors.New("route timeout")
 	errPerTryTimeout = errors.New("per-try timeout")
+	// errStreamDuration: the route's max_stream_duration (or the
+	// grpc-timeout it lets bound the stream) ran out.
+	errStreamDuration = errors.New("max stream duration")
 )
 
 // reqState is the per-request state of a forwarded request. It is also
@@ -186,10 +189,13 @@ type reqState struct {
 	// timerDone (guarded by tmu) and rtDone (by mu) sit with the other
 	// flags, which keeps the state in one size class smaller
 	// (TestRequestStateSize).
-	timerDone bool // the route timer started, or was stopped before it did
+	timerDone bool // the request body was read (startTimer ran), or the timer was stopped first
 	rtDone    bool // the round trip returned: 1xx responses are no longer relayed
 	mirrored  bool // the request is mirrored: its body is kept (sendMirrors)
-	// The route timer, armed once (startTimer) unless stopped first.
+	// The route timer, armed once (startTimer) unless stopped first; on
+	// a route with a stream bound (max_stream_duration), armed when the
+	// request is routed (armStream) and moved earlier by the route
+	// timeout when that ends first.
 	tmu   sync.Mutex
 	timer *routeTimer
 
@@ -223,6 +229,9 @@ func (rs *reqState) setResult(host, flags string) {
 }
 
 func addFlag(flags, f string) string {
+	if f == "" {
+		return flags
+	}
 	if flags == "" {
 		return f
 	}
@@ -292,9 +301,12 @@ func (rs *reqState) Cancelled() {
 	rs.Cancel(rs.parent.Err(), cancelsig.Cause(rs.parent))
 }
 
-// startTimer arms the route timeout once.
+// startTimer runs once the request body has been read: it arms the
+// route timeout, unless a grpc-timeout bounds the stream instead, and
+// then only when the timeout ends before the stream's bound (armStream).
 func (rs *reqState) startTimer() {
-	if rs.action == nil || rs.action.Timeout <= 0 {
+	a := rs.action
+	if a == nil || a.Timeout <= 0 && !a.StreamTimeouts {
 		return
 	}
 	rs.tmu.Lock()
@@ -303,7 +315,122 @@ func (rs *reqState) startTimer() {
 		return
 	}
 	rs.timerDone = true
-	rs.timer = armRouteTimer(rs, rs.action.Timeout)
+	rt := rs.timer
+	switch {
+	case a.Timeout <= 0 || rt != nil && rt.grpcTimeout:
+	case rt == nil:
+		rs.timer = armRouteTimer(rs, a.Timeout)
+	case time.Since(rs.start)+a.Timeout < rt.streamBound && rt.t.Stop():
+		// Not fired (a fired one is cancelling the request already).
+		rt.stream.Store(false)
+		rt.t.Reset(a.Timeout)
+	}
+}
+
+// armStream arms the timer of a route with a stream bound when the
+// request is routed, counted from its start: the route's
+// max_stream_duration, or with grpc_timeout_header_max, a gRPC request's
+// grpc-timeout, capped and offset (which then replaces the route
+// timeout). A request with neither gets no timer here.
+func (rs *reqState) armStream(r *http.Request, a *proxyconfig.RouteAction) {
+	d, fromHeader := a.MaxStreamDuration, false
+	if a.GRPCTimeoutHeader && router.IsGRPC(r) {
+		if v, ok := r.Header["Grpc-Timeout"]; ok && len(v) > 0 {
+			if h, ok := grpcTimeout(v[0]); ok {
+				d, fromHeader = h, true
+				if a.GRPCTimeoutHeaderMax > 0 && d > a.GRPCTimeoutHeaderMax {
+					d = a.GRPCTimeoutHeaderMax
+				}
+				if d > 0 && a.GRPCTimeoutHeaderOffset > 0 {
+					d = max(d-a.GRPCTimeoutHeaderOffset, 0) // 0: at once
+				}
+			}
+		}
+	}
+	if d <= 0 && !fromHeader {
+		return
+	}
+	rs.tmu.Lock()
+	defer rs.tmu.Unlock()
+	if rs.timerDone {
+		return // ended already
+	}
+	rt := armTimer(rs, max(d-time.Since(rs.start), 0), true)
+	rt.streamBound, rt.grpcTimeout = d, fromHeader
+	rs.timer = rt
+}
+
+// streamBound is the request's stream bound and whether its body had
+// been read; 0 when it has none.
+func (rs *reqState) streamBound() (time.Duration, bool) {
+	rs.tmu.Lock()
+	defer rs.tmu.Unlock()
+	if rs.timer == nil {
+		return 0, rs.timerDone
+	}
+	return rs.timer.streamBound, rs.timerDone
+}
+
+// setGRPCTimeout tells the upstream of a gRPC request with a stream bound
+// what the bound is, as Envoy does: its grpc-timeout becomes the bound
+// (not less the time already spent, so that it does not vary with the
+// proxy's own delay). Unlike Envoy, a shorter grpc-timeout of the client's
+// (on a route whose bound is max_stream_duration) is kept: the upstream
+// is not told it has longer than its caller waits.
+func (rs *reqState) setGRPCTimeout(h http.Header) {
+	rs.tmu.Lock()
+	rt := rs.timer
+	ok := rt != nil && (rt.streamBound > 0 || rt.grpcTimeout)
+	var d time.Duration
+	if ok {
+		d = rt.streamBound
+	}
+	rs.tmu.Unlock()
+	if !ok {
+		return
+	}
+	if v := h["Grpc-Timeout"]; len(v) > 0 {
+		if c, valid := grpcTimeout(v[0]); valid && c <= d {
+			return
+		}
+	}
+	h["Grpc-Timeout"] = []string{formatGRPCTimeout(d)}
+}
+
+// formatGRPCTimeout writes d as a grpc-timeout value: whole milliseconds
+// (rounded up) while they fit the header's 8 digits, else seconds,
+// minutes or hours.
+func formatGRPCTimeout(d time.Duration) string {
+	const maxValue = 1e8 - 1
+	for _, u := range []struct {
+		unit time.Duration
+		c    string
+	}{{time.Millisecond, "m"}, {time.Second, "S"}, {time.Minute, "M"}, {time.Hour, "H"}} {
+		n := (d + u.unit - 1) / u.unit
+		if n <= maxValue || u.c == "H" {
+			return strconv.FormatInt(int64(min(n, maxValue)), 10) + u.c
+		}
+	}
+	return ""
+}
+
+// upgraded ends the route timeout of a request whose protocol was
+// switched (101): an upgraded connection lives as long as both sides
+// keep it, and its stream bound, if any.
+func (rs *reqState) upgraded() {
+	rs.tmu.Lock()
+	rt := rs.timer
+	if rt == nil || rt.streamBound == 0 {
+		rs.tmu.Unlock()
+		rs.stopTimer()
+		return
+	}
+	rs.timerDone = true
+	if !rt.stream.Load() && rt.t.Stop() {
+		rt.stream.Store(true)
+		rt.t.Reset(max(rt.streamBound-time.Since(rs.start), 0))
+	}
+	rs.tmu.Unlock()
 }
 
 func (rs *reqState) stopTimer() {
@@ -318,30 +445,48 @@ func (rs *reqState) stopTimer() {
 
 // routeTimer is a route timeout's timer, reused by later requests once
 // stopped before it fired: a request's timer and its callback would
-// otherwise be two allocations per request.
+// otherwise be two allocations per request. A request with a stream
+// bound has one timer for both bounds, set to the one that ends first.
 type routeTimer struct {
 	t  *time.Timer
 	rs atomic.Pointer[reqState]
+	// stream is set while the timer is set to the stream bound: firing
+	// then cancels the request with errStreamDuration.
+	stream atomic.Bool
+	// streamBound is the request's stream bound, from its start; 0 when
+	// none. grpcTimeout: it came from the request's grpc-timeout.
+	// Written when the timer is armed, read under the request's tmu.
+	streamBound time.Duration
+	grpcTimeout bool
 }
 
 var routeTimers sync.Pool
 
-func armRouteTimer(rs *reqState, d time.Duration) *routeTimer {
+func armRouteTimer(rs *reqState, d time.Duration) *routeTimer { return armTimer(rs, d, false) }
+
+func armTimer(rs *reqState, d time.Duration, stream bool) *routeTimer {
 	rt, _ := routeTimers.Get().(*routeTimer)
 	if rt == nil {
 		rt = &routeTimer{}
 		rt.rs.Store(rs)
+		rt.stream.Store(stream)
 		rt.t = time.AfterFunc(d, rt.fire)
 		return rt
 	}
 	rt.rs.Store(rs)
+	rt.stream.Store(stream)
+	rt.streamBound, rt.grpcTimeout = 0, false
 	rt.t.Reset(d)
 	return rt
 }
 
 func (rt *routeTimer) fire() {
 	if rs := rt.rs.Load(); rs != nil {
-		rs.Cancel(nil, errRouteTimeout)
+		cause := errRouteTimeout
+		if rt.stream.Load() {
+			cause = errStreamDuration
+		}
+		rs.Cancel(nil, cause)
 	}
 }
 
@@ -394,8 +539,11 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if v != nil && sw.code != 0 {
 			// The response was cut while streaming.
 			flag := p.abortFlag(r.Context())
-			if rs.Cause() == errRouteTimeout {
+			switch rs.Cause() {
+			case errRouteTimeout:
 				flag = accesslog.FlagUpstreamTimeout
+			case errStreamDuration:
+				flag = "" // none, as Envoy's reset at max_stream_duration
 			}
 			rs.setResult("", flag)
 		}
@@ -467,6 +615,11 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		return
 	}
 	rs.vh, rs.route = vh, route
+	if route.Action != nil && route.Action.StreamTimeouts {
+		// The stream's bound counts from its start, fault delays
+		// included.
+		rs.armStream(r, route.Action)
+	}
 	// Istio's order: fault injection, then CORS (on routes that forward).
 	if hcm := t.HTTP; hcm != nil && hcm.FaultFilter {
 		f := route.Fault
@@ -524,7 +677,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	dropH2CUpgrade(r.Header)
 	rs.upgrade = r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
 
-	if a.Timeout > 0 {
+	if a.Timeout > 0 || a.StreamTimeouts {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			rs.startTimer()
 		} else {
@@ -713,6 +866,9 @@ func rewrite(rs *reqState, in, out *http.Request) {
 		router.ApplyHeaders(h, &rc.RequestHeaders, &authority)
 	}
 	out.Host = authority
+	if a.StreamTimeouts && rs.grpc {
+		rs.setGRPCTimeout(h)
+	}
 	if !rs.inbound && rs.p.peer != nil {
 		h[peermeta.Header] = rs.p.peer
 	}
@@ -743,8 +899,7 @@ func modifyResponse(rs *reqState, resp *http.Response) {
 		resp.Header.Set(FlagsHeader, flags)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		// An upgraded connection lives as long as both sides keep it.
-		rs.stopTimer()
+		rs.upgraded()
 	}
 }
 
@@ -760,6 +915,10 @@ func (e *flagError) Error() string { return e.msg }
 // errorReply answers a request whose forwarding failed before a response
 // started.
 func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
+	if rs.Cause() == errStreamDuration {
+		p.durationReply(w, rs)
+		return
+	}
 	var fe *flagError
 	if !errors.As(err, &fe) {
 		fe = classify(rs, nil, err)
@@ -775,6 +934,41 @@ func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
 	p.applyResponseHeaders(rs, w.Header())
 	p.setPeerHeader(rs, w.Header())
 	writeLocal(w, rs.down, rs.start, fe.status, flags, fe.msg)
+}
+
+// durationReply answers a request whose stream bound ran out before its
+// response started, as Envoy does: 504 once the request body was read,
+// 408 while it was still coming, with no response flag; a gRPC request
+// gets DEADLINE_EXCEEDED.
+func (p *Proxy) durationReply(w http.ResponseWriter, rs *reqState) {
+	status, msg := durationTimeout(rs)
+	rs.mu.Lock()
+	flags := rs.flags
+	rs.mu.Unlock()
+	h := w.Header()
+	if rs.route != nil {
+		p.applyResponseHeaders(rs, h)
+	}
+	p.setPeerHeader(rs, h)
+	if router.IsGRPC(rs.down) {
+		writeGRPCStatus(w, int(codes.DeadlineExceeded), flags, msg)
+		return
+	}
+	writeLocal(w, rs.down, rs.start, status, flags, msg)
+}
+
+// durationTimeout is the status and message of a request whose stream
+// bound ran out.
+func durationTimeout(rs *reqState) (int, string) {
+	d, bodyRead := rs.streamBound()
+	if b := rs.body.ReadCloser; b == nil || b == http.NoBody || rs.down.ContentLength == 0 {
+		bodyRead = true // none to read (startTimer may not have run yet)
+	}
+	status := http.StatusRequestTimeout
+	if bodyRead {
+		status = http.StatusGatewayTimeout
+	}
+	return status, fmt.Sprintf("downstream duration timeout: the stream outlasted its bound of %s (max_stream_duration or grpc-timeout)", d)
 }
 
 // classify maps an attempt's error to a response flag. actx is the

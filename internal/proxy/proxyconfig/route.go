@@ -432,10 +432,41 @@ func parseRouteAction(a *routev3.RouteAction, m RouteMatch, routeName string, un
 	if a.GetHedgePolicy() != nil || len(a.GetRateLimits()) > 0 || a.GetCors() != nil {
 		*unenforced = append(*unenforced, fmt.Sprintf("route %q: hedge_policy, rate_limits or cors", routeName))
 	}
-	if a.GetMaxStreamDuration() != nil {
-		*unenforced = append(*unenforced, fmt.Sprintf("route %q: max_stream_duration", routeName))
+	if msd := a.GetMaxStreamDuration(); msd != nil {
+		if err := parseMaxStreamDuration(msd, out); err != nil {
+			return nil, fmt.Errorf("max_stream_duration: %w", err)
+		}
 	}
 	return out, nil
+}
+
+// parseMaxStreamDuration reads a route's max_stream_duration. Envoy falls
+// back to the HTTP connection manager's
+// common_http_protocol_options.max_stream_duration when the route sets
+// none; the sidecar reads no HCM-level one, so that is no bound.
+func parseMaxStreamDuration(m *routev3.RouteAction_MaxStreamDuration, out *RouteAction) error {
+	for _, f := range []struct {
+		name string
+		d    *durationpb.Duration
+		to   *time.Duration
+	}{
+		{"max_stream_duration", m.GetMaxStreamDuration(), &out.MaxStreamDuration},
+		{"grpc_timeout_header_max", m.GetGrpcTimeoutHeaderMax(), &out.GRPCTimeoutHeaderMax},
+		{"grpc_timeout_header_offset", m.GetGrpcTimeoutHeaderOffset(), &out.GRPCTimeoutHeaderOffset},
+	} {
+		if f.d == nil {
+			continue
+		}
+		if err := f.d.CheckValid(); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		if *f.to = f.d.AsDuration(); *f.to < 0 {
+			return fmt.Errorf("%s %s is negative", f.name, *f.to)
+		}
+	}
+	out.GRPCTimeoutHeader = m.GetGrpcTimeoutHeaderMax() != nil
+	out.StreamTimeouts = out.MaxStreamDuration > 0 || out.GRPCTimeoutHeader
+	return nil
 }
 
 // envoySubstitution converts Envoy's \N back-references to Go's ${N} and

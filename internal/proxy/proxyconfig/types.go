@@ -371,6 +371,25 @@ type RouteAction struct {
 	HashPolicies []HashPolicy
 	// IdleTimeout resets a stream idle this long; 0 means none.
 	IdleTimeout time.Duration
+	// MaxStreamDuration bounds the whole stream, counted from when the
+	// request started (max_stream_duration.max_stream_duration): a stream
+	// still running then is answered 504 (408 while its request body is
+	// still coming) or, once its response started, reset. 0 means none.
+	// Timeout still applies beside it.
+	MaxStreamDuration time.Duration
+	// GRPCTimeoutHeader is set when max_stream_duration has a
+	// grpc_timeout_header_max: a gRPC request's grpc-timeout header, capped
+	// at GRPCTimeoutHeaderMax (0: no cap), less GRPCTimeoutHeaderOffset
+	// (down to 0), then bounds that stream instead of both
+	// MaxStreamDuration and Timeout. Without the field the header is
+	// passed on but not enforced.
+	GRPCTimeoutHeader       bool
+	GRPCTimeoutHeaderMax    time.Duration
+	GRPCTimeoutHeaderOffset time.Duration
+	// StreamTimeouts is set when MaxStreamDuration > 0 or
+	// GRPCTimeoutHeader: the one check a request on a route without them
+	// pays.
+	StreamTimeouts bool
 }
 
 // RegexRewrite is a compiled regex path rewrite.
