@@ -201,7 +201,15 @@ func (c *routeCtx) routeAction(hr *networking.HTTPRoute, vs *model.VirtualServic
 	if t := hr.GetTimeout(); t != nil {
 		d := t.AsDuration()
 		a.Timeout = durationpb.New(d)
-		a.MaxStreamDuration = &route.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(d), GrpcTimeoutHeaderMax: durationpb.New(d)}
+		// A client's grpc-timeout, capped at the route's, bounds a gRPC
+		// request (what Istio asks of its sidecars with max_grpc_timeout),
+		// while other requests time out as before (504, flag UT). gRPC's
+		// own xDS client takes its deadline from max_stream_duration.
+		msd := &route.RouteAction_MaxStreamDuration{GrpcTimeoutHeaderMax: durationpb.New(d)}
+		if c.proxy != nil && c.proxy.Type == Proxyless {
+			msd.MaxStreamDuration = durationpb.New(d)
+		}
+		a.MaxStreamDuration = msd
 	}
 	a.RetryPolicy = retryPolicy(hr.GetRetries(), hr.GetRetries() != nil)
 	if rw := hr.GetRewrite(); rw != nil {
