@@ -547,7 +547,7 @@ func (m *mesh) status() MeshStatus {
 		st.Problems = append(st.Problems, m.problems[key])
 	}
 	add := func(in *instance, service string) {
-		is := InstanceStatus{Service: service, Namespace: in.model.Namespace, Instance: in.model.Name, Workload: in.model.Workload, Version: in.model.Labels["version"]}
+		is := InstanceStatus{Service: service, Namespace: in.model.Namespace, Instance: in.model.Name, Workload: in.model.Workload, Version: in.model.Labels["version"], Locality: in.model.Locality}
 		if in.model.AdminPort != 0 {
 			is.Sidecar = fmt.Sprintf("127.0.0.1:%d", in.model.AdminPort)
 		}

@@ -40,6 +40,8 @@ type InstanceStatus struct {
 	Workload string `json:"workload"`
 	// Version label, if any.
 	Version string `json:"version"`
+	// Locality of the workload ("region/zone/subzone"), if it has one.
+	Locality string `json:"locality,omitempty"`
 	// Address the sidecar accepts traffic for the app on (its inbound
 	// listener), or the gateway's listen address.
 	Address string `json:"address"`
@@ -72,7 +74,7 @@ type InstanceStatus struct {
 // PrintStatus writes the status table.
 func PrintStatus(w io.Writer, st MeshStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tVERSION\tADDRESS\tSIDECAR\tREADY\tRESTARTS")
+	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tVERSION\tLOCALITY\tADDRESS\tSIDECAR\tREADY\tRESTARTS")
 	for _, in := range st.Instances {
 		ready := "no"
 		if in.Ready {
@@ -85,7 +87,11 @@ func PrintStatus(w io.Writer, st MeshStatus) {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.Service, in.Instance, version, in.Address, in.Sidecar, ready, in.Restarts)
+		locality := in.Locality
+		if locality == "" {
+			locality = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.Service, in.Instance, version, locality, in.Address, in.Sidecar, ready, in.Restarts)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
