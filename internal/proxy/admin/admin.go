@@ -197,8 +197,24 @@ type ClusterStatus struct {
 	ActiveConnections int64 `json:"cx_active"`
 	// Overflows counts circuit-breaker rejections.
 	Overflows uint64 `json:"upstream_rq_pending_overflow"`
+	// PriorityLoads are the shares of requests each priority level takes
+	// now (none for ORIGINAL_DST clusters).
+	PriorityLoads []PriorityLoad `json:"priority_loads,omitempty"`
 	// Hosts are the endpoints.
 	Hosts []HostStatus `json:"hosts"`
+}
+
+// PriorityLoad is one priority level's share of a cluster's requests.
+type PriorityLoad struct {
+	// Priority is the level (0 is the highest).
+	Priority uint32 `json:"priority"`
+	// Healthy is the percentage of requests that go to its available
+	// hosts, Degraded to its degraded ones.
+	Healthy  uint32 `json:"healthy_load"`
+	Degraded uint32 `json:"degraded_load"`
+	// Panic says the level sends its requests to all of its hosts,
+	// ejected or unhealthy ones too.
+	Panic bool `json:"panic"`
 }
 
 // HostStatus is one endpoint in /clusters?format=json.
@@ -244,6 +260,10 @@ func clusters(w http.ResponseWriter, r *http.Request, s *dataplane.Snapshot) {
 	for _, c := range list {
 		fmt.Fprintf(&b, "%s::lb_policy::%s\n%s::rq_active::%d\n%s::cx_active::%d\n%s::overflow::%d\n",
 			c.Name, c.LBPolicy, c.Name, c.ActiveRequests, c.Name, c.ActiveConnections, c.Name, c.Overflows)
+		for _, l := range c.PriorityLoads {
+			p := fmt.Sprintf("%s::priority::%d::", c.Name, l.Priority)
+			fmt.Fprintf(&b, "%shealthy_load::%d\n%sdegraded_load::%d\n%spanic::%v\n", p, l.Healthy, p, l.Degraded, p, l.Panic)
+		}
 		for _, h := range c.Hosts {
 			p := c.Name + "::" + h.Address + "::"
 			fmt.Fprintf(&b, "%shealth_flags::%s\n%sweight::%d\n%slocality::%s\n%spriority::%d\n%srq_active::%d\n%srq_total::%d\n%srq_error::%d\n",
@@ -259,6 +279,9 @@ func clusterStatus(c *upstream.Cluster) ClusterStatus {
 		Name: c.Name(), LBPolicy: c.Config().LB.String(),
 		ActiveRequests: c.ActiveRequests(), ActiveConnections: c.ActiveConnections(), Overflows: c.Overflows.Load(),
 		Hosts: []HostStatus{},
+	}
+	for _, l := range c.PriorityLoads() {
+		cs.PriorityLoads = append(cs.PriorityLoads, PriorityLoad{Priority: l.Priority, Healthy: l.Healthy, Degraded: l.Degraded, Panic: l.Panic})
 	}
 	for _, h := range c.Hosts() {
 		health := h.Health.String()

@@ -200,7 +200,13 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 
 // ParseEndpoints validates a ClusterLoadAssignment.
 func ParseEndpoints(cla *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
-	out := &Endpoints{ClusterName: cla.GetClusterName()}
+	out := &Endpoints{ClusterName: cla.GetClusterName(), OverprovisioningFactor: 140}
+	if f := cla.GetPolicy().GetOverprovisioningFactor(); f != nil {
+		if f.GetValue() == 0 {
+			return nil, fmt.Errorf("policy.overprovisioning_factor must be > 0")
+		}
+		out.OverprovisioningFactor = f.GetValue()
+	}
 	for i, l := range cla.GetEndpoints() {
 		loc := Locality{Priority: l.GetPriority()}
 		if lw := l.GetLoadBalancingWeight(); lw != nil {

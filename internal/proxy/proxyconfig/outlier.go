@@ -27,9 +27,12 @@ type Outlier struct {
 	// MaxEjectionPercent bounds the share of the cluster's hosts that are
 	// ejected at once (one host may always be).
 	MaxEjectionPercent uint32
-	// PanicPercent: when fewer than this share of the hosts are in
-	// service, load balancing ignores ejections (Envoy's healthy panic
-	// threshold, Istio's minHealthPercent; default 50).
+	// PanicPercent is Envoy's healthy panic threshold (Istio's
+	// minHealthPercent; default 50): when the priority levels' healths
+	// add up to less than 100 %, a level with fewer than this share of
+	// its hosts available (not ejected, EDS healthy or degraded) balances
+	// over all of its hosts, ignoring health and ejections; 0 turns
+	// panic off. A cluster without outlier detection never panics.
 	PanicPercent float64
 }
 

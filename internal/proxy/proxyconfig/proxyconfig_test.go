@@ -8,6 +8,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -144,6 +145,12 @@ func TestValidationErrors(t *testing.T) {
 			_, err := proxyconfig.ParseCluster(c)
 			return err
 		}, `table_size 1000 must be a prime`},
+		{"overprovisioning factor 0", func() error {
+			cla := proxytest.CLA("c", "10.0.0.1:80")
+			cla.Policy = &endpointv3.ClusterLoadAssignment_Policy{OverprovisioningFactor: wrapperspb.UInt32(0)}
+			_, err := proxyconfig.ParseEndpoints(cla)
+			return err
+		}, `policy.overprovisioning_factor must be > 0`},
 		{"static cluster without endpoints", func() error {
 			_, err := proxyconfig.ParseCluster(&clusterv3.Cluster{Name: "s", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}, ConnectTimeout: durationpb.New(time.Second)})
 			return err
@@ -179,5 +186,33 @@ func TestUnenforcedFieldsAreListed(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got.Unenforced); diff != "" {
 		t.Errorf("Unenforced (-want +got):\n%s", diff)
+	}
+}
+
+// TestParseEndpointsPriorities: localities keep their priorities, and
+// the overprovisioning factor is the policy's, 140 (Envoy's 1.4) when
+// unset.
+func TestParseEndpointsPriorities(t *testing.T) {
+	cla := proxytest.CLA("c", "10.0.0.1:80")
+	cla.Endpoints = append(cla.Endpoints, proxytest.CLA("c", "10.0.0.2:80").Endpoints...)
+	cla.Endpoints[1].Priority = 1
+	for _, tc := range []struct {
+		name   string
+		policy *endpointv3.ClusterLoadAssignment_Policy
+		want   uint32
+	}{
+		{"default", nil, 140},
+		{"set", &endpointv3.ClusterLoadAssignment_Policy{OverprovisioningFactor: wrapperspb.UInt32(100)}, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cla.Policy = tc.policy
+			eps, err := proxyconfig.ParseEndpoints(cla)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if eps.OverprovisioningFactor != tc.want || eps.Localities[0].Priority != 0 || eps.Localities[1].Priority != 1 {
+				t.Errorf("overprovisioning factor %d, priorities %d and %d; want %d, 0 and 1", eps.OverprovisioningFactor, eps.Localities[0].Priority, eps.Localities[1].Priority, tc.want)
+			}
+		})
 	}
 }

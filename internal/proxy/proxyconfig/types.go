@@ -693,6 +693,11 @@ type Endpoints struct {
 	ClusterName string
 	// Localities are the groups of endpoints.
 	Localities []Locality
+	// OverprovisioningFactor is policy.overprovisioning_factor in percent:
+	// a priority level whose share of available endpoints times this is
+	// 100 % or more takes all the load it is offered. Default 140 (Envoy's
+	// 1.4); 0 in a hand-built value means the default.
+	OverprovisioningFactor uint32
 }
 
 // Locality is one group of endpoints with a weight and a priority.

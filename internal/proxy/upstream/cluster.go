@@ -14,7 +14,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,8 +101,17 @@ type state struct {
 	cfg    *proxyconfig.Cluster
 	hosts  []HostStatus
 	byAddr map[string]*Host // hosts by address, for clusters of many hosts
+	// picker alone chooses every host when the cluster has no outlier
+	// detection and one set of hosts takes all requests (one priority
+	// level, the common case), or no host at all; lv is nil then.
+	// Otherwise picker is nil and lv chooses a level for each request.
 	picker picker
-	pool   []*Host // the hosts picker chooses from, once each
+	lv     *levels
+	// pool is every host of the cluster once (outlier detection only:
+	// max_ejection_percent).
+	pool []*Host
+	// overprov is the overprovisioning factor in percent.
+	overprov uint32
 }
 
 // manyHosts is the number of hosts above which a state indexes them by
@@ -253,9 +261,15 @@ func (c *Cluster) Pick(target string, hash uint64, hasHash bool) (*Host, error) 
 		h, _ := c.origDst.LoadOrStore(target, &Host{Addr: target})
 		return h.(*Host), nil
 	}
-	h := st.picker.pick(hash, hasHash)
-	if st.cfg.Outlier != nil {
-		h = c.inService(st, h, hash, hasHash)
+	var h *Host
+	if st.picker != nil {
+		h = st.picker.pick(hash, hasHash)
+	} else {
+		var now int64
+		if st.cfg.Outlier != nil {
+			now = nowNano()
+		}
+		h = c.pickLevel(st, hash, hasHash, now)
 	}
 	if h == nil {
 		return nil, ErrNoHealthyUpstream
@@ -412,18 +426,34 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 	if len(seen) > manyHosts {
 		st.byAddr = seen
 	}
-	ws := effectiveWeights(eps, func(addr string) *Host { return seen[addr] })
-	st.picker = newPicker(cfg, ws)
+	st.overprov = defaultOverprovisioning
+	if eps != nil && eps.OverprovisioningFactor > 0 {
+		st.overprov = eps.OverprovisioningFactor
+	}
+	host := func(addr string) *Host { return seen[addr] }
 	if cfg.Outlier != nil {
-		in := map[*Host]bool{}
-		for _, w := range ws {
-			if !in[w.h] {
-				in[w.h] = true
-				st.pool = append(st.pool, w.h)
-			}
+		st.pool = make([]*Host, 0, len(seen))
+		for _, h := range seen {
+			st.pool = append(st.pool, h)
 		}
 	}
+	// The loads are computed and the state published under outlierMu,
+	// so that an ejection made meanwhile is counted by this state's
+	// loads or recomputes them.
+	c.outlierMu.Lock()
+	prios := priorities(st.hosts)
+	ld := computeLoads(st.hosts, prios, st.overprov, cfg.Outlier, nowNano())
+	switch {
+	case len(prios) == 0:
+		st.picker = emptyPicker{}
+	case cfg.Outlier == nil && ld.sole >= 0:
+		st.picker = newPicker(cfg, weighLocalities(localitiesAt(eps, prios[ld.sole]), availability(ld.soleDegraded), host))
+	default:
+		st.lv = newLevels(cfg, eps, prios, host)
+		st.lv.loads.Store(ld)
+	}
 	c.st.Store(st)
+	c.outlierMu.Unlock()
 	if removed {
 		// Requests in flight keep their connections; only idle ones to
 		// hosts that are gone (and, harmlessly, others) are closed.
@@ -431,35 +461,87 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 	}
 }
 
-// effectiveWeights selects the highest priority with a usable host and
-// weighs each host by its weight and, when localities carry weights, by its
-// locality's share.
-func effectiveWeights(eps *proxyconfig.Endpoints, host func(addr string) *Host) []weighted {
-	if eps == nil {
-		return nil
-	}
-	usable := func(h proxyconfig.Health) bool {
-		return h == proxyconfig.HealthHealthy || h == proxyconfig.HealthUnknown
-	}
-	for _, accept := range []func(proxyconfig.Health) bool{usable, func(h proxyconfig.Health) bool { return h == proxyconfig.HealthDegraded }} {
-		prios := map[uint32][]proxyconfig.Locality{}
-		for _, l := range eps.Localities {
-			prios[l.Priority] = append(prios[l.Priority], l)
+// newLevels makes the balancers of each priority level.
+func newLevels(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, prios []uint32, host func(addr string) *Host) *levels {
+	od := cfg.Outlier
+	lv := &levels{sets: make([]prioSet, len(prios))}
+	for i, p := range prios {
+		locs := localitiesAt(eps, p)
+		set := prioSet{priority: p}
+		for _, degraded := range []bool{false, true} {
+			ws := weighLocalities(locs, availability(degraded), host)
+			if len(ws) == 0 {
+				continue
+			}
+			pk := newPicker(cfg, ws)
+			var pool []*Host
+			if od != nil {
+				pool = distinct(ws)
+			}
+			if degraded {
+				set.degraded, set.degradedPool = pk, pool
+			} else {
+				set.healthy, set.healthyPool = pk, pool
+			}
 		}
-		keys := make([]uint32, 0, len(prios))
-		for p := range prios {
-			keys = append(keys, p)
+		if od != nil && od.PanicPercent > 0 {
+			// In panic the level's requests go to all of its hosts.
+			set.all = set.healthy
+			if !allUsable(locs) {
+				set.all = newPicker(cfg, weighLocalities(locs, func(proxyconfig.Health) bool { return true }, host))
+			}
 		}
-		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-		for _, p := range keys {
-			if out := weighLocalities(prios[p], accept, host); len(out) > 0 {
-				return out
+		lv.sets[i] = set
+	}
+	return lv
+}
+
+// distinct returns the hosts of ws, once each.
+func distinct(ws []weighted) []*Host {
+	in := make(map[*Host]bool, len(ws))
+	out := make([]*Host, 0, len(ws))
+	for _, w := range ws {
+		if !in[w.h] {
+			in[w.h] = true
+			out = append(out, w.h)
+		}
+	}
+	return out
+}
+
+// availability accepts the hosts EDS calls available (HEALTHY or
+// UNKNOWN), or the degraded ones.
+func availability(degraded bool) func(proxyconfig.Health) bool {
+	if degraded {
+		return func(h proxyconfig.Health) bool { return h == proxyconfig.HealthDegraded }
+	}
+	return usable
+}
+
+// localitiesAt returns the localities of priority p.
+func localitiesAt(eps *proxyconfig.Endpoints, p uint32) []proxyconfig.Locality {
+	var out []proxyconfig.Locality
+	for _, l := range eps.Localities {
+		if l.Priority == p {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func allUsable(locs []proxyconfig.Locality) bool {
+	for _, l := range locs {
+		for _, e := range l.Endpoints {
+			if !usable(e.Health) {
+				return false
 			}
 		}
 	}
-	return nil
+	return true
 }
 
+// weighLocalities weighs each accepted host of one priority level by its
+// weight and, when localities carry weights, by its locality's share.
 func weighLocalities(locs []proxyconfig.Locality, accept func(proxyconfig.Health) bool, host func(addr string) *Host) []weighted {
 	localityWeighted := false
 	var locTotal float64

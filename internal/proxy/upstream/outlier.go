@@ -156,9 +156,12 @@ func enforced(percent uint32) bool {
 
 // eject takes h out of load balancing, unless it is out already or the
 // cluster has max_ejection_percent of its hosts out (one host may always
-// be). The n-th ejection in a row lasts n base ejection times, at most
-// the maximum; the count drops by one for each interval the host stayed
-// in service since its last ejection ended.
+// be; the hosts of all priority levels count, as in Envoy). The n-th
+// ejection in a row lasts n base ejection times, at most the maximum;
+// the count drops by one for each interval the host stayed in service
+// since its last ejection ended. The priority levels' loads are
+// recomputed, as they are when the first ejection they count ends
+// (Cluster.refreshLoads).
 func (c *Cluster) eject(h *Host, od *proxyconfig.Outlier) {
 	c.outlierMu.Lock()
 	defer c.outlierMu.Unlock()
@@ -169,7 +172,8 @@ func (c *Cluster) eject(h *Host, od *proxyconfig.Outlier) {
 	if h.ejectedAt(now) {
 		return
 	}
-	pool := c.st.Load().pool
+	st := c.st.Load()
+	pool := st.pool
 	out := 0
 	for _, p := range pool {
 		if p.ejectedAt(now) {
@@ -190,44 +194,49 @@ func (c *Cluster) eject(h *Host, od *proxyconfig.Outlier) {
 	d := min(time.Duration(n)*od.BaseEjection, od.MaxEjection)
 	o.ejectedUntil.Store(now + int64(d))
 	c.Ejections.Add(1)
+	if st.lv != nil {
+		st.lv.loads.Store(st.computeLoads(now))
+	}
 }
 
-// inService filters a pick through outlier detection. An ejected host is
-// replaced by the balancer's pick for a derived hash (the same key always
+// inService filters a pick of pk through outlier detection. An ejected
+// host is replaced by pk's pick for a derived hash (the same key always
 // derives the same ones, so a consistent-hash key moves to one host), a
-// few tries, then by a host in service chosen by the hash, or at random
-// without one. When fewer than the panic threshold of the hosts are in
-// service, ejections are ignored.
-func (c *Cluster) inService(st *state, h *Host, hash uint64, hasHash bool) *Host {
-	od := st.cfg.Outlier
-	if od == nil || h == nil {
+// few tries, then by a host of pool (the hosts pk chooses from) in
+// service, chosen by the hash, or at random without one; nil when none
+// is. Panic, where ejections are ignored, is the priority level's, decided
+// by its loads (see lbLoads).
+func inService(pk picker, pool []*Host, h *Host, hash uint64, hasHash bool, now int64) *Host {
+	if h == nil || !h.ejectedAt(now) {
 		return h
-	}
-	now := time.Now().UnixNano()
-	if !h.ejectedAt(now) {
-		return h
-	}
-	var in []*Host
-	for _, p := range st.pool {
-		if !p.ejectedAt(now) {
-			in = append(in, p)
-		}
-	}
-	if float64(len(in))*100 < od.PanicPercent*float64(len(st.pool)) {
-		return h // panic: every host, ejected or not
-	}
-	if len(in) == 0 {
-		return nil
 	}
 	if !hasHash {
 		hash = rand.Uint64()
 	}
 	for i := range uint64(3) {
-		if p := st.picker.pick(mix(hash, i+1), hasHash); p != nil && !p.ejectedAt(now) {
+		if p := pk.pick(mix(hash, i+1), hasHash); p != nil && !p.ejectedAt(now) {
 			return p
 		}
 	}
-	return in[hash%uint64(len(in))]
+	in := 0
+	for _, p := range pool {
+		if !p.ejectedAt(now) {
+			in++
+		}
+	}
+	if in == 0 {
+		return nil
+	}
+	k := hash % uint64(in)
+	for _, p := range pool {
+		if !p.ejectedAt(now) {
+			if k == 0 {
+				return p
+			}
+			k--
+		}
+	}
+	return nil // not reached
 }
 
 // mix derives the i-th alternative of a hash (splitmix64's finaliser).
