@@ -8,6 +8,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -265,6 +267,47 @@ spec:
 		})
 	})
 
+	t.Run("locality failover", func(t *testing.T) {
+		// The README's demo: reviews by locality from productpage's
+		// zone (us-east/zone-a, with reviews-v1), then v1 failing.
+		traffic, workloads := demoDoc(t, "traffic.yaml", "DestinationRule", "reviews"), demoDoc(t, "workloads.yaml", "Workload", "reviews-v1")
+		local := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 2m, maxEjectionPercent: 100}
+`
+		m.apply(t, local, reviews5050+"---\n"+traffic)
+		waitFor(t, 15*time.Second, "reviews from productpage's zone only", func() error {
+			counts, err := split(page, 20)
+			if err != nil || counts["reviews-v1"] != 20 {
+				return fmt.Errorf("the page came from %v (%v), want reviews-v1 only", counts, err)
+			}
+			return nil
+		})
+		failing := strings.Replace(workloads, `"--version", "v1"`, `"--version", "v1", "--fail"`, 1)
+		if failing == workloads {
+			t.Fatalf("reviews-v1's Workload has no --version v1 to add --fail to:\n%s", workloads)
+		}
+		m.apply(t, failing, workloads)
+		waitFor(t, 60*time.Second, "reviews from the other us-east zone", func() error {
+			counts, err := split(page, 20)
+			if err != nil || counts["reviews-v2"] != 20 {
+				return fmt.Errorf("the page came from %v (%v), want reviews-v2 only", counts, err)
+			}
+			return nil
+		})
+	})
+
 	t.Run("HTTPS at the gateway", func(t *testing.T) {
 		// The README's demo: an HTTPS server beside the HTTP one, with a
 		// certificate from files, then a bad path refused.
@@ -474,4 +517,21 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return b.String()
+}
+
+// demoDoc returns the YAML document of the demo's config file that
+// declares kind/name.
+func demoDoc(t *testing.T, file, kind, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "demo", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		if strings.Contains(doc, "kind: "+kind+"\n") && strings.Contains(doc, "name: "+name+",") {
+			return doc + "\n"
+		}
+	}
+	t.Fatalf("%s has no %s %s", file, kind, name)
+	return ""
 }

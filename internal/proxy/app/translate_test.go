@@ -108,8 +108,14 @@ spec:
 // machine: bind any).
 func gatewayConfig(t *testing.T, snap *model.Snapshot) []proto.Message {
 	t.Helper()
+	return gatewayConfigAt(t, snap, "")
+}
+
+// gatewayConfigAt is gatewayConfig for a gateway at a locality.
+func gatewayConfigAt(t *testing.T, snap *model.Snapshot, locality string) []proto.Message {
+	t.Helper()
 	res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: "gw", Type: xdstranslate.Gateway, Namespace: "default",
-		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}})
+		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}, Locality: locality})
 	if err != nil {
 		t.Fatal(err)
 	}
