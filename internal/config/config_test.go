@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -284,5 +285,32 @@ func TestUpstreamEnvName(t *testing.T) {
 				t.Errorf("UpstreamEnvName(%q, %d) = %q, want %q", tc.service, tc.port, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDurations: durations are read as Istio's documentation writes them
+// ("5m", "1h30m", "250ms") and in protobuf's JSON form ("30s", "0.5s");
+// anything else is an error on its field.
+func TestDurations(t *testing.T) {
+	doc := func(d string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    outlierDetection:\n      baseEjectionTime: " + d + "\n"
+	}
+	for in, want := range map[string]time.Duration{
+		"5m": 5 * time.Minute, "1h30m": 90 * time.Minute, "250ms": 250 * time.Millisecond, "1m30s": 90 * time.Second,
+		"30s": 30 * time.Second, "0.5s": 500 * time.Millisecond, `"15m"`: 15 * time.Minute,
+	} {
+		set, fs := Parse("f.yaml", []byte(doc(in)))
+		if len(fs) > 0 {
+			t.Errorf("%s: %v", in, findingStrings(fs))
+			continue
+		}
+		got := set.Get(KindDestinationRule, "default", "r").Spec.(*networking.DestinationRule).GetTrafficPolicy().GetOutlierDetection().GetBaseEjectionTime().AsDuration()
+		if got != want {
+			t.Errorf("%s read as %v; want %v", in, got, want)
+		}
+	}
+	_, fs := Parse("f.yaml", []byte(doc("5 minutes")))
+	if got := findingStrings(fs); len(got) != 1 || !strings.Contains(got[0], `f.yaml:8: DestinationRule default/r: spec.trafficPolicy.outlierDetection.baseEjectionTime: `) || !strings.Contains(got[0], `"5m"`) {
+		t.Errorf("a bad duration: %v; want one error on its field suggesting a form", got)
 	}
 }

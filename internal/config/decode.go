@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -83,6 +84,12 @@ func describe(n *yaml.Node) string {
 func (c *converter) message(n *yaml.Node, md protoreflect.MessageDescriptor, path string) {
 	if n = c.node(n, path); n == nil {
 		return
+	}
+	if md.FullName() == "google.protobuf.Duration" && n.Kind == yaml.ScalarNode {
+		if d, ok := goDuration(n.Value); ok {
+			writeString(&c.buf, d)
+			return
+		}
 	}
 	if strings.HasPrefix(string(md.FullName()), "google.protobuf.") {
 		c.generic(n, path) // well-known types have their own JSON forms
@@ -245,6 +252,27 @@ func (c *converter) number(n *yaml.Node) {
 	writeString(&c.buf, n.Value)
 }
 
+var protoSecondsRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?s$`)
+
+// goDuration rewrites a duration written as Go and Istio's documentation
+// write them ("5m", "1h30m", "250ms") in protobuf's JSON form, seconds
+// with an "s" suffix ("300s"). Other values are left to protojson, which
+// reads "30s" and "0.5s" itself and reports what it cannot read.
+func goDuration(v string) (string, bool) {
+	if protoSecondsRE.MatchString(v) {
+		return "", false
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return "", false
+	}
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	return fmt.Sprintf("%s%d.%09ds", sign, d/time.Second, d%time.Second), true
+}
+
 // generic writes any YAML value as JSON by its YAML type, for the
 // well-known types (Duration, Struct, wrappers) whose JSON forms protojson
 // checks itself.
@@ -320,7 +348,7 @@ func (c *converter) locate(err error) fieldError {
 		msg = strings.TrimSpace(msg[i+1:])
 	}
 	if strings.Contains(msg, "google.protobuf.Duration") {
-		msg += ": write durations in seconds with an s suffix, as Istio does (\"0.5s\", \"30s\")"
+		msg += ": write a duration such as \"30s\", \"0.5s\", \"250ms\" or \"5m\""
 	}
 	out.msg = msg
 	return out
