@@ -82,6 +82,10 @@ func (h *Handle) WaitReady(ctx context.Context) error {
 // exited; the error is non-nil only if ctx ended first.
 func (h *Handle) Stop(ctx context.Context) error {
 	h.stopOnce.Do(func() { close(h.stopCh) })
+	// A stopped process is finished for good: the supervisor forgets it,
+	// so that its name can be started again (an instance whose Workload
+	// changed is stopped, then started anew under the same name).
+	defer h.s.forget(h)
 	select {
 	case <-h.done:
 		return nil

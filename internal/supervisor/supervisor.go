@@ -440,6 +440,21 @@ func CheckCommand(spec Process) error {
 	return nil
 }
 
+// forget drops a finished process from the supervisor's lists, unless
+// its name already belongs to another one. Once StopAll has begun,
+// stopped processes stay listed (as stopped): nothing starts again.
+func (s *Supervisor) forget(h *Handle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	if s.procs[h.spec.Name] == h {
+		delete(s.procs, h.spec.Name)
+	}
+	s.order = slices.DeleteFunc(s.order, func(x *Handle) bool { return x == h })
+}
+
 // Status returns a snapshot of every process, sorted by name.
 func (s *Supervisor) Status() []ProcessStatus {
 	s.mu.Lock()

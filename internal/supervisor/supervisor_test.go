@@ -674,3 +674,33 @@ func TestStopOne(t *testing.T) {
 		t.Errorf("stopped event exit = %q, want signal: terminated", ev.Exit)
 	}
 }
+
+// TestStartAgainAfterStop: a stopped process's name can be started
+// again (weft up restarts an instance whose Workload changed under its
+// name); a running one's cannot.
+func TestStartAgainAfterStop(t *testing.T) {
+	ctx := testContext(t)
+	var out syncBuffer
+	s := newSupervisor(t, &out, nil)
+	spec := Process{Name: "sleeper", Command: self(), Env: helperEnvs("sleep")}
+	h, err := s.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Start(ctx, spec); err == nil || !strings.Contains(err.Error(), "already supervised") {
+		t.Fatalf("a second start of a running process: %v; want already supervised", err)
+	}
+	if err := h.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := s.Start(ctx, spec)
+	if err != nil {
+		t.Fatalf("start after stop: %v", err)
+	}
+	if st := s.Status(); len(st) != 1 || st[0].Name != "sleeper" || st[0].State == StateStopped {
+		t.Errorf("status %+v; want the new sleeper alone", st)
+	}
+	if err := h2.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -299,6 +299,19 @@ spec:
 			t.Fatalf("reviews-v1's Workload has no --version v1 to add --fail to:\n%s", workloads)
 		}
 		m.apply(t, failing, workloads)
+		// reviews-v1 runs again, with its new command, and fails.
+		waitFor(t, 60*time.Second, "reviews-v1-0 to run again, failing", func() error {
+			st, err := m.statusErr()
+			if err != nil {
+				return err
+			}
+			for _, in := range st.Instances {
+				if in.Instance == "reviews-v1-0" && in.Ready {
+					return nil
+				}
+			}
+			return fmt.Errorf("reviews-v1-0 is not ready: %+v %v", st.Instances, st.Problems)
+		})
 		waitFor(t, 60*time.Second, "reviews from the other us-east zone", func() error {
 			counts, err := split(page, 20)
 			if err != nil || counts["reviews-v2"] != 20 {
