@@ -16,6 +16,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/xdsmeta"
 )
 
 // twoServices is a mesh of reviews and ratings, in namespace default;
@@ -296,4 +297,64 @@ func TestEDSLocality(t *testing.T) {
 		t.Fatal(err)
 	}
 	first(20003)
+}
+
+// TestEDSLocalityScoped: proxies limited by the same Sidecar, one with a
+// locality and one without, each get the endpoints their clusters name:
+// the proxy at us-east/a its variant of the locality-aware reviews
+// assignment, the other the shared one, whichever connects first.
+func TestEDSLocalityScoped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	snap := twoServices(20002, false)
+	snap.Sidecars = []*model.Sidecar{{Meta: model.Meta{Kind: "Sidecar", Namespace: "default", Name: "default"}, Spec: &networking.Sidecar{
+		Egress: []*networking.IstioEgressListener{{Hosts: []string{"./*"}}},
+	}}}
+	// details, in another namespace, is out of the proxies' scope.
+	snap.Services["details.other.svc.cluster.local"] = &model.Service{
+		Hostname: "details.other.svc.cluster.local", Namespace: "other",
+		Ports:     []model.Port{{Name: "http", Number: 9080, Protocol: model.ProtocolHTTP}},
+		Endpoints: []*model.Endpoint{{Address: "127.0.0.3", Ports: map[string]uint32{"http": 20003}}},
+	}
+	// reviews is locality-aware; ratings, whose assignment sorts first,
+	// is not.
+	snap.Services["reviews.default.svc.cluster.local"].Endpoints[0].Locality = "us-east/a"
+	snap.DestinationRules = []*model.DestinationRule{{Meta: model.Meta{Kind: "DestinationRule", Namespace: "default", Name: "reviews"},
+		Spec: &networking.DestinationRule{Host: "reviews.default.svc.cluster.local", TrafficPolicy: &networking.TrafficPolicy{
+			OutlierDetection: &networking.OutlierDetection{}}}}}
+	s := New(ctx, Options{Logger: testLogger(t)})
+	if err := s.Update(snap); err != nil {
+		t.Fatal(err)
+	}
+	addr := startServer(t, s)
+	plain := sidecarNode()
+	zoned := sidecarNode()
+	zoned.Id = xdsmeta.NodeID("sidecar", "127.0.0.2", "details-0", "default")
+	zoned.Locality = &core.Locality{Region: "us-east", Zone: "a"}
+	for _, tc := range []struct {
+		node *core.Node
+		want string
+	}{
+		{plain, reviewsCLA},
+		{zoned, reviewsCLA + "~us-east/a"},
+	} {
+		stream := edsStream(ctx, t, addr)
+		if err := stream.Send(&discovery.DiscoveryRequest{Node: tc.node, TypeUrl: resource.EndpointType, ResourceNames: []string{tc.want}}); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan []string, 1)
+		go func() {
+			if r, err := stream.Recv(); err == nil {
+				got <- claNames(t, r)
+			}
+		}()
+		select {
+		case names := <-got:
+			if !slices.Equal(names, []string{tc.want}) {
+				t.Errorf("%s got %v, want %s", tc.node.GetId(), names, tc.want)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("%s got nothing for its subscription to %s", tc.node.GetId(), tc.want)
+		}
+	}
 }

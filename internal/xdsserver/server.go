@@ -316,29 +316,33 @@ type resourceShare struct {
 	mu sync.Mutex
 	m  map[shareKey]sharedResources
 	// allowed holds the name sets of scoped endpoint lists, by the list's
-	// first element (proxies with the same scope share one list).
+	// content hash (proxies with the same scope and locality share one
+	// set). Not by the list's first element: lists of one scope differ by
+	// locality (a locality-aware cluster's variant is named for it) and
+	// share their first element when its cluster is not locality-aware.
 	allowed map[allowedKey]map[string]struct{}
 }
 
 type allowedKey struct {
-	first *endpoint.ClusterLoadAssignment
-	n     int
+	hash uint64
+	n    int
 }
 
 func newResourceShare() *resourceShare {
 	return &resourceShare{m: map[shareKey]sharedResources{}, allowed: map[allowedKey]map[string]struct{}{}}
 }
 
-// allowedSet returns the names of eps as a set, or nil when eps is every
-// endpoint of t (a proxy not limited by a Sidecar).
-func (r *resourceShare) allowedSet(t *xdstranslate.Translator, eps []*endpoint.ClusterLoadAssignment) map[string]struct{} {
+// allowedSet returns the names of eps, whose content hash is hash, as a
+// set, or nil when eps is every endpoint of t (a proxy not limited by a
+// Sidecar).
+func (r *resourceShare) allowedSet(t *xdstranslate.Translator, eps []*endpoint.ClusterLoadAssignment, hash uint64) map[string]struct{} {
 	all := t.Shared().Endpoints
 	if len(eps) == len(all) && (len(eps) == 0 || eps[0] == all[0]) {
 		return nil
 	}
 	var k allowedKey
 	if len(eps) > 0 {
-		k = allowedKey{eps[0], len(eps)}
+		k = allowedKey{hash, len(eps)}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -469,7 +473,7 @@ func (s *Server) prepare(n *nodeState, t *xdstranslate.Translator, builtAt time.
 	})
 	// Endpoints are served from s.eds; res.Endpoints only limits which of
 	// them the node may subscribe to.
-	allowed := share.allowedSet(t, res.Endpoints)
+	allowed := share.allowedSet(t, res.Endpoints, res.Hashes.Endpoints)
 	if merr != nil {
 		s.metrics.translationErrors.Inc()
 		s.log.Error("xDS resources failed to encode; proxy keeps its last good config", "proxy", n.id, "err", merr)
