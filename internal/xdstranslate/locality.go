@@ -322,17 +322,20 @@ func (t *Translator) localize(p *Proxy, e *entry) localizedView {
 	}
 	v := own
 	changed := false
+	var hs []uint64
 	for i, c := range e.clusters {
 		if lz.byCLA[c.GetEdsClusterConfig().GetServiceName()] == nil {
 			continue
 		}
 		if !changed {
 			v.clusters = append([]*cluster.Cluster(nil), e.clusters...)
+			hs = append([]uint64(nil), e.clusterHashes...)
 			changed = true
 		}
 		cc := proto.Clone(c).(*cluster.Cluster)
 		cc.EdsClusterConfig.ServiceName = LocalityEDSName(cc.EdsClusterConfig.ServiceName, p.Locality)
 		v.clusters[i] = cc
+		hs[i] = hashMessage(cc)
 	}
 	if changed {
 		v.endpoints = make([]*endpoint.ClusterLoadAssignment, len(e.endpoints))
@@ -343,8 +346,10 @@ func (t *Translator) localize(p *Proxy, e *entry) localizedView {
 				v.endpoints[i] = cla
 			}
 		}
-		lh := hashString(p.Locality)
-		v.clustersHash = combine([]uint64{e.clustersHash, lh})
+		// Which clusters point at a variant can change while the clusters
+		// themselves do not (localityLbSetting is not in them): the hash
+		// covers each cluster as the proxy gets it.
+		v.clustersHash = combine(hs)
 		v.endpointsHash = combine([]uint64{e.endpointsHash, lz.hash})
 	}
 	if e.local == nil {

@@ -6,6 +6,7 @@ import (
 
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
@@ -156,5 +157,35 @@ func TestLocalitySharedAcrossProxies(t *testing.T) {
 				t.Fatalf("shared assignment %s was changed: priority %d", cla.GetClusterName(), le.GetPriority())
 			}
 		}
+	}
+}
+
+// TestLocalityClustersHash: turning one cluster's locality balancing off
+// (localityLbSetting.enabled: false) changes nothing in the cluster but
+// its EDS service name, while another cluster stays locality-aware: the
+// clusters' hash, the version the xDS server sends them under, changes
+// with them.
+func TestLocalityClustersHash(t *testing.T) {
+	snap := func(enabled bool) *model.Snapshot {
+		s := localitySnapshot(&networking.LoadBalancerSettings{LocalityLbSetting: &networking.LocalityLoadBalancerSetting{Enabled: wrapperspb.Bool(enabled)}})
+		s.DestinationRules = append(s.DestinationRules, dr("ratings", "default", &networking.DestinationRule{Host: "ratings", TrafficPolicy: &networking.TrafficPolicy{
+			OutlierDetection: &networking.OutlierDetection{Consecutive_5XxErrors: wrapperspb.UInt32(3)}}}))
+		return s
+	}
+	p := sidecarProxy()
+	p.Locality = "us-east/a/1"
+	on, err := Translate(snap(true), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := Translate(snap(false), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmp.Equal(on.Clusters, off.Clusters, protocmp.Transform()) {
+		t.Fatal("the clusters are the same with the zoned cluster's locality balancing on and off")
+	}
+	if on.Hashes.Clusters == off.Hashes.Clusters {
+		t.Errorf("clusters differ (zoned's EDS service name) but their hash %x is the same", on.Hashes.Clusters)
 	}
 }

@@ -108,13 +108,6 @@ func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy) {
 	}
 }
 
-// hashString is a content hash of a string.
-func hashString(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return h.Sum64()
-}
-
 // buildLoadAssignment groups a service's endpoints (those matching the
 // subset labels) by locality. Every locality gets a weight of at least 1,
 // which gRPC's xDS client requires.
