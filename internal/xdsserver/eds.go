@@ -172,7 +172,7 @@ func (s *Server) scopeEDS(n *nodeState, req *discovery.DiscoveryRequest) {
 		req.ResourceNames = slices.Sorted(maps.Keys(n.allowed))
 		wildcard = false
 	default:
-		req.ResourceNames = n.filterAllowed(names)
+		req.ResourceNames = outOfScope(n.filterAllowed(names))
 	}
 	// A request the server will drop as stale does not change the
 	// subscription.
@@ -203,6 +203,9 @@ func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryReques
 		sub = append(slices.DeleteFunc(slices.Clone(sub), func(s string) bool { return s == "*" }), slices.Sorted(maps.Keys(n.allowed))...)
 	}
 	req.ResourceNamesSubscribe = n.filterAllowed(sub)
+	if len(sub) > 0 && !star {
+		req.ResourceNamesSubscribe = outOfScope(req.ResourceNamesSubscribe)
+	}
 	if len(req.ResourceNamesSubscribe) > 0 {
 		n.edsExplicit = true
 	}
@@ -222,6 +225,21 @@ func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryReques
 		delete(set, name)
 	}
 	n.edsSub = slices.Sorted(maps.Keys(set))
+}
+
+// noEndpoints names no ClusterLoadAssignment: a subscription to it alone
+// is to nothing.
+const noEndpoints = "weft.invalid/out-of-scope"
+
+// outOfScope keeps an explicit subscription explicit when scoping left
+// none of its names: an empty list would read as a wildcard (on a
+// stream's first request) and send every endpoint of the mesh to a proxy
+// a Sidecar limits.
+func outOfScope(names []string) []string {
+	if len(names) == 0 {
+		return []string{noEndpoints}
+	}
+	return names
 }
 
 // filterAllowed returns the names n may subscribe to, names itself if

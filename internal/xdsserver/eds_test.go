@@ -358,3 +358,62 @@ func TestEDSLocalityScoped(t *testing.T) {
 		}
 	}
 }
+
+// TestEDSScopedFirstRequestOutOfScope: a proxy a Sidecar limits whose
+// first EDS request names only endpoints outside its scope gets nothing,
+// not every endpoint of the mesh (an empty subscription reads as a
+// wildcard), over state-of-the-world and delta streams alike.
+func TestEDSScopedFirstRequestOutOfScope(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := New(ctx, Options{Logger: testLogger(t)})
+	if err := s.Update(twoServices(20002, true)); err != nil {
+		t.Fatal(err)
+	}
+	addr := startServer(t, s)
+	stream := edsStream(ctx, t, addr)
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType, ResourceNames: []string{ratingsCLA}}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []string, 1)
+	go func() {
+		if r, err := stream.Recv(); err == nil {
+			got <- claNames(t, r)
+		}
+	}()
+	select {
+	case names := <-got:
+		if len(names) > 0 {
+			t.Fatalf("state of the world: an out-of-scope subscription got %v; want nothing", names)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	delta, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := sidecarNode()
+	node.Id = xdsmeta.NodeID("sidecar", "127.0.0.1", "productpage-1", "default")
+	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ratingsCLA}}); err != nil {
+		t.Fatal(err)
+	}
+	dgot := make(chan int, 1)
+	go func() {
+		if r, err := delta.Recv(); err == nil {
+			dgot <- len(r.GetResources())
+		}
+	}()
+	select {
+	case n := <-dgot:
+		if n > 0 {
+			t.Fatalf("delta: an out-of-scope subscription got %d resources; want nothing", n)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+}
