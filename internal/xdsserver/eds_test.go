@@ -74,6 +74,24 @@ func claNames(t *testing.T, resp *discovery.DiscoveryResponse) []string {
 	return out
 }
 
+// recvWithin returns a stream's next response, or nil when none comes
+// within d (the receive goes on until the stream ends).
+func recvWithin[R any](stream interface{ Recv() (R, error) }, d time.Duration) (R, bool) {
+	got := make(chan R, 1)
+	go func() {
+		if r, err := stream.Recv(); err == nil {
+			got <- r
+		}
+	}()
+	select {
+	case r := <-got:
+		return r, true
+	case <-time.After(d):
+		var zero R
+		return zero, false
+	}
+}
+
 // TestEDSSendsOnlyChanged: an endpoint change sends the changed
 // ClusterLoadAssignment alone, and the EDS status follows it.
 func TestEDSSendsOnlyChanged(t *testing.T) {
@@ -158,16 +176,8 @@ func TestEDSScoped(t *testing.T) {
 	if err := s.Update(twoServices(20003, true)); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan *discovery.DiscoveryResponse, 1)
-	go func() {
-		if r, err := stream.Recv(); err == nil {
-			got <- r
-		}
-	}()
-	select {
-	case r := <-got:
+	if r, ok := recvWithin(stream, 200*time.Millisecond); ok {
 		t.Fatalf("scoped proxy got %v after an out-of-scope change", claNames(t, r))
-	case <-time.After(200 * time.Millisecond):
 	}
 	id := sidecarNode().GetId()
 	waitFor(ctx, t, "EDS SYNCED", func() bool { return statusOf(s, id, "EDS").State == StateSynced })
@@ -342,19 +352,12 @@ func TestEDSLocalityScoped(t *testing.T) {
 		if err := stream.Send(&discovery.DiscoveryRequest{Node: tc.node, TypeUrl: resource.EndpointType, ResourceNames: []string{tc.want}}); err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan []string, 1)
-		go func() {
-			if r, err := stream.Recv(); err == nil {
-				got <- claNames(t, r)
-			}
-		}()
-		select {
-		case names := <-got:
-			if !slices.Equal(names, []string{tc.want}) {
-				t.Errorf("%s got %v, want %s", tc.node.GetId(), names, tc.want)
-			}
-		case <-time.After(2 * time.Second):
+		r, ok := recvWithin(stream, 2*time.Second)
+		switch {
+		case !ok:
 			t.Errorf("%s got nothing for its subscription to %s", tc.node.GetId(), tc.want)
+		case !slices.Equal(claNames(t, r), []string{tc.want}):
+			t.Errorf("%s got %v, want %s", tc.node.GetId(), claNames(t, r), tc.want)
 		}
 	}
 }
@@ -375,18 +378,8 @@ func TestEDSScopedFirstRequestOutOfScope(t *testing.T) {
 	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType, ResourceNames: []string{ratingsCLA}}); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan []string, 1)
-	go func() {
-		if r, err := stream.Recv(); err == nil {
-			got <- claNames(t, r)
-		}
-	}()
-	select {
-	case names := <-got:
-		if len(names) > 0 {
-			t.Fatalf("state of the world: an out-of-scope subscription got %v; want nothing", names)
-		}
-	case <-time.After(300 * time.Millisecond):
+	if r, ok := recvWithin(stream, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
+		t.Fatalf("state of the world: an out-of-scope subscription got %v; want nothing", claNames(t, r))
 	}
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -403,17 +396,7 @@ func TestEDSScopedFirstRequestOutOfScope(t *testing.T) {
 	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ratingsCLA}}); err != nil {
 		t.Fatal(err)
 	}
-	dgot := make(chan int, 1)
-	go func() {
-		if r, err := delta.Recv(); err == nil {
-			dgot <- len(r.GetResources())
-		}
-	}()
-	select {
-	case n := <-dgot:
-		if n > 0 {
-			t.Fatalf("delta: an out-of-scope subscription got %d resources; want nothing", n)
-		}
-	case <-time.After(300 * time.Millisecond):
+	if r, ok := recvWithin(delta, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
+		t.Fatalf("delta: an out-of-scope subscription got %d resources; want nothing", len(r.GetResources()))
 	}
 }
