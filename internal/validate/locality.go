@@ -3,6 +3,7 @@ package validate
 import (
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -69,8 +70,22 @@ func checkLocalityLb(rep *reporter, f string, s *networking.LocalityLoadBalancer
 	if n > 1 {
 		rep.errorf(f, "set only one of distribute, failover and failoverPriority")
 	}
-	if len(s.GetFailoverPriority()) > 0 {
-		rep.errorf(f+".failoverPriority", "failoverPriority is not supported by Weft yet; remove it (failover by region, zone and subzone applies with outlierDetection)")
+	seen := map[string]bool{}
+	for i, l := range s.GetFailoverPriority() {
+		lf := fmt.Sprintf("%s.failoverPriority[%d]", f, i)
+		key, value, hasValue := strings.Cut(l, "=")
+		switch {
+		case !validLabelKey(key):
+			rep.errorf(lf, "%q is not a label key (or key=value); write a label such as topology.istio.io/network or version", l)
+		case hasValue && !validLabelValue(value):
+			rep.errorf(lf, "%q: %q is not a label value", l, value)
+		case seen[key]:
+			rep.errorf(lf, "label %s is listed twice; list each label once, most important first", key)
+		}
+		seen[key] = true
+	}
+	if len(s.GetFailoverPriority()) > 0 && !hasOutlier {
+		rep.warnf(f+".failoverPriority", "failoverPriority has no effect without outlierDetection, which tells the sidecars that endpoints are failing; add outlierDetection to this traffic policy")
 	}
 	if s.GetEnabled() != nil && !s.GetEnabled().GetValue() {
 		return
@@ -134,3 +149,21 @@ func checkLocalityLbs(rep *reporter, dr *networking.DestinationRule) {
 		check(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.GetTrafficPolicy(), top.GetOutlierDetection() != nil)
 	}
 }
+
+var (
+	labelNameRE   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelPrefixRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+)
+
+// validLabelKey reports whether k is a Kubernetes label key: a name,
+// optionally under a DNS prefix ("topology.istio.io/network").
+func validLabelKey(k string) bool {
+	prefix, name, ok := strings.Cut(k, "/")
+	if !ok {
+		return labelNameRE.MatchString(k)
+	}
+	return labelPrefixRE.MatchString(prefix) && labelNameRE.MatchString(name)
+}
+
+// validLabelValue reports whether v is a Kubernetes label value.
+func validLabelValue(v string) bool { return v == "" || labelNameRE.MatchString(v) }

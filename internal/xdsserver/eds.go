@@ -44,9 +44,10 @@ type edsState struct {
 	version uint64
 	// hashes are the content hashes of the resources in the cache.
 	hashes map[string]uint64
-	// localities are the proxy localities whose variants of the
-	// locality-aware assignments the cache holds: those of the model's
-	// instances and of the proxies connected (xdstranslate's locality.go).
+	// localities are the variant keys (xdstranslate's VariantKey: a
+	// proxy's locality and the labels failoverPriority compares) whose
+	// variants of the locality-aware assignments the cache holds: those
+	// of the model's instances and of the proxies connected.
 	localities map[string]bool
 }
 
@@ -270,14 +271,15 @@ func (s *Server) refreshLocalities(t *xdstranslate.Translator) {
 	locs := map[string]bool{}
 	if t.LocalityAware() {
 		for _, inst := range t.Snapshot().Instances {
-			if l := xdstranslate.CanonicalLocality(inst.Locality); l != "" {
-				locs[l] = true
+			p := &xdstranslate.Proxy{Locality: xdstranslate.CanonicalLocality(inst.Locality), Labels: inst.Labels}
+			if k := t.VariantKey(p); k != "" {
+				locs[k] = true
 			}
 		}
 		s.mu.Lock()
 		for _, n := range s.nodes {
-			if l := n.proxy.WithSnapshot(t.Snapshot()).Locality; l != "" {
-				locs[l] = true
+			if k := t.VariantKey(n.proxy.WithSnapshot(t.Snapshot())); k != "" {
+				locs[k] = true
 			}
 		}
 		s.mu.Unlock()
@@ -285,12 +287,13 @@ func (s *Server) refreshLocalities(t *xdstranslate.Translator) {
 	s.endpoints.localities = locs
 }
 
-// addLocality puts the endpoint variants of a proxy locality the cache
-// does not hold yet into it, before the proxy's clusters name them.
-// Callers hold pushMu.
-func (s *Server) addLocality(loc string) error {
+// addLocality puts the endpoint variants of a proxy the cache does not
+// hold yet into it, before the proxy's clusters name them. Callers hold
+// pushMu.
+func (s *Server) addLocality(p *xdstranslate.Proxy) error {
 	t := s.translator
-	if loc == "" || !t.LocalityAware() || s.endpoints.localities[loc] {
+	loc := t.VariantKey(p)
+	if loc == "" || s.endpoints.localities[loc] {
 		return nil
 	}
 	locs := maps.Clone(s.endpoints.localities)

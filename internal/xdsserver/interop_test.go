@@ -143,11 +143,25 @@ func TestProxylessGRPCInterop(t *testing.T) {
 	}
 }
 
-// TestProxylessGRPCLocalityFailover: grpc-go's xDS client at us-east/a,
-// with endpoints of a locality-aware service in its zone and in another
-// region, calls only the one in its zone; when that server stops, its
-// priority fails and the client's calls go to the other region.
+// TestProxylessGRPCLocalityFailover: grpc-go's xDS client, with endpoints
+// of a locality-aware service near it and far from it, calls only the
+// near one; when that server stops, its priority fails and the client's
+// calls go to the far one. Near is the client's zone (us-east/a) by
+// default, or, with failoverPriority, the endpoints whose labels match
+// the client's (node metadata LABELS).
 func TestProxylessGRPCLocalityFailover(t *testing.T) {
+	t.Run("by locality", func(t *testing.T) {
+		proxylessFailover(t, nil, nil, `"locality": {"region": "us-east", "zone": "a"}`)
+	})
+	t.Run("by failoverPriority", func(t *testing.T) {
+		proxylessFailover(t, []string{"rack"}, map[string]string{"rack": "r1"}, `"locality": {"region": "eu-west", "zone": "b"}, "metadata": {"NAMESPACE": "default", "LABELS": {"rack": "r1"}}`)
+	})
+}
+
+// proxylessFailover runs TestProxylessGRPCLocalityFailover with a
+// failoverPriority (nil: none), the near endpoint's labels, and the
+// bootstrap node's fields besides its ID.
+func proxylessFailover(t *testing.T, failoverPriority []string, nearLabels map[string]string, node string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -165,12 +179,15 @@ func TestProxylessGRPCLocalityFailover(t *testing.T) {
 			Hostname: host, Namespace: "default",
 			Ports: []model.Port{{Name: "grpc", Number: 9080, Protocol: model.ProtocolGRPC}},
 			Endpoints: []*model.Endpoint{
-				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pFar}, Locality: "eu-west/b"},
-				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pNear}, Locality: "us-east/a"},
+				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pFar}, Locality: "eu-west/b", Labels: map[string]string{"rack": "r2"}},
+				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pNear}, Locality: "us-east/a", Labels: nearLabels},
 			},
 		}},
 		DestinationRules: []*model.DestinationRule{{Meta: model.Meta{Kind: "DestinationRule", Namespace: "default", Name: "reviews"}, Spec: &networking.DestinationRule{
-			Host: host, TrafficPolicy: &networking.TrafficPolicy{OutlierDetection: &networking.OutlierDetection{}},
+			Host: host, TrafficPolicy: &networking.TrafficPolicy{
+				OutlierDetection: &networking.OutlierDetection{},
+				LoadBalancer:     &networking.LoadBalancerSettings{LocalityLbSetting: &networking.LocalityLoadBalancerSetting{FailoverPriority: failoverPriority}},
+			},
 		}}},
 	}
 	s := New(ctx, Options{Logger: testLogger(t)})
@@ -179,8 +196,8 @@ func TestProxylessGRPCLocalityFailover(t *testing.T) {
 	}
 	bootstrap := fmt.Sprintf(`{
 		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": "grpc-client-2", "metadata": {"NAMESPACE": "default"}, "locality": {"region": "us-east", "zone": "a"}}
-	}`, startServer(t, s))
+		"node": {"id": "grpc-client-2", %s}
+	}`, startServer(t, s), node)
 	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatal(err)

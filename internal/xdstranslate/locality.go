@@ -2,6 +2,7 @@ package xdstranslate
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,13 +37,32 @@ import (
 //     entry, split among that entry's localities by their endpoint count.
 //     Localities no entry names get no traffic.
 //
-// localityLbSetting.enabled: false turns both off for a cluster.
+//   - failoverPriority: each endpoint's priority is how many of the listed
+//     labels, in order, it shares with the proxy (or has the value a
+//     "key=value" entry gives): all of them first. The locality's labels
+//     (topology.kubernetes.io/region and zone, topology.istio.io/subzone)
+//     compare its parts, topology.istio.io/network the endpoint's network.
+//     The proxy labels listed are part of the variant's name (VariantKey).
+//
+// localityLbSetting.enabled: false turns them off for a cluster.
 
 // localityPolicy is what a cluster's locality balancing needs from its
 // DestinationRule.
 type localityPolicy struct {
 	failover   []*networking.LocalityLoadBalancerSetting_Failover
 	distribute []*networking.LocalityLoadBalancerSetting_Distribute
+	// byLabels is failoverPriority: labels ("key" or "key=value") whose
+	// matches, in order, rank the endpoints instead of their localities.
+	byLabels []string
+	// endpoints are the labels and network of the assignment's
+	// endpoints, by locality entry and endpoint (failoverPriority only).
+	endpoints [][]endpointInfo
+}
+
+// endpointInfo is what failoverPriority compares of an endpoint.
+type endpointInfo struct {
+	labels  map[string]string
+	network string
 }
 
 // localityPolicyFor returns the locality balancing of a resolved policy,
@@ -58,7 +78,138 @@ func localityPolicyFor(p policy) *localityPolicy {
 	if p.od == nil {
 		return nil // without outlier detection nothing would ever fail over
 	}
-	return &localityPolicy{failover: s.GetFailover()}
+	return &localityPolicy{failover: s.GetFailover(), byLabels: s.GetFailoverPriority()}
+}
+
+// Labels with a meaning of their own in failoverPriority: the parts of
+// the locality, and the network.
+const (
+	labelRegion  = "topology.kubernetes.io/region"
+	labelZone    = "topology.kubernetes.io/zone"
+	labelSubzone = "topology.istio.io/subzone"
+	labelNetwork = "topology.istio.io/network"
+)
+
+// proxyLabelKeys are the proxy labels the failoverPriority lists of ps
+// compare (keys given without a value; the locality's own are in the
+// locality).
+func proxyLabelKeys(ps map[string]*localityPolicy) []string {
+	var keys []string
+	for _, lp := range ps {
+		for _, l := range lp.byLabels {
+			switch {
+			case strings.Contains(l, "="), l == labelRegion, l == labelZone, l == labelSubzone:
+			case !slices.Contains(keys, l):
+				keys = append(keys, l)
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// variantKey names what a proxy's variants depend on: its locality, then
+// ";key=value" for each label of keys it has.
+func variantKey(loc string, labels map[string]string, keys []string) string {
+	var b strings.Builder
+	b.WriteString(loc)
+	for _, k := range keys {
+		if v, ok := labels[k]; ok {
+			b.WriteString(";" + k + "=" + v)
+		}
+	}
+	return b.String()
+}
+
+// parseVariantKey undoes variantKey.
+func parseVariantKey(key string) (string, map[string]string) {
+	loc, rest, _ := strings.Cut(key, ";")
+	labels := map[string]string{}
+	for _, kv := range strings.Split(rest, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			labels[k] = v
+		}
+	}
+	return loc, labels
+}
+
+// labelValue is an endpoint's or a proxy's value of a failoverPriority
+// label: the locality's parts and the network for the labels that name
+// them, else the label's own.
+func labelValue(key string, loc locality, labels map[string]string, network string) (string, bool) {
+	switch key {
+	case labelRegion:
+		return loc.region, loc.region != ""
+	case labelZone:
+		return loc.zone, loc.zone != ""
+	case labelSubzone:
+		return loc.subzone, loc.subzone != ""
+	case labelNetwork:
+		if network != "" {
+			return network, true
+		}
+	}
+	v, ok := labels[key]
+	return v, ok
+}
+
+// prioritizeByLabels ranks each endpoint by how many of failoverPriority's
+// labels, in order, it matches (the proxy's value, or the one given as
+// "key=value"): all of them is priority 0, none the last. Endpoints of one
+// locality at different priorities get an entry each.
+func (lp *localityPolicy) prioritizeByLabels(cla *endpoint.ClusterLoadAssignment, proxy locality, proxyLabels map[string]string) {
+	n := len(lp.byLabels)
+	type group struct {
+		le    *endpoint.LocalityLbEndpoints
+		level int
+	}
+	var groups []group
+	used := map[int]bool{}
+	for gi, le := range cla.Endpoints {
+		loc := localityOf(le.GetLocality())
+		byLevel := map[int]*endpoint.LocalityLbEndpoints{}
+		for ei, lbe := range le.GetLbEndpoints() {
+			info := lp.endpoints[gi][ei]
+			m := 0
+			for _, l := range lp.byLabels {
+				key, want, given := strings.Cut(l, "=")
+				if !given {
+					var ok bool
+					if want, ok = labelValue(key, proxy, proxyLabels, proxyLabels[labelNetwork]); !ok {
+						break
+					}
+				}
+				if got, ok := labelValue(key, loc, info.labels, info.network); !ok || got != want {
+					break
+				}
+				m++
+			}
+			level := n - m
+			g := byLevel[level]
+			if g == nil {
+				g = &endpoint.LocalityLbEndpoints{Locality: le.GetLocality()}
+				byLevel[level] = g
+				groups = append(groups, group{g, level})
+				used[level] = true
+			}
+			g.LbEndpoints = append(g.LbEndpoints, lbe)
+			g.LoadBalancingWeight = wrapperspb.UInt32(g.GetLoadBalancingWeight().GetValue() + max(lbe.GetLoadBalancingWeight().GetValue(), 1))
+		}
+	}
+	rank := map[int]uint32{}
+	var next uint32
+	for lvl := 0; lvl <= n; lvl++ {
+		if used[lvl] {
+			rank[lvl] = next
+			next++
+		}
+	}
+	cla.Endpoints = cla.Endpoints[:0]
+	for _, g := range groups {
+		g.le.Priority = rank[g.level]
+		cla.Endpoints = append(cla.Endpoints, g.le)
+	}
+	sort.SliceStable(cla.Endpoints, func(a, b int) bool { return cla.Endpoints[a].Priority < cla.Endpoints[b].Priority })
 }
 
 // locality is a parsed "region/zone/subzone".
@@ -127,20 +278,27 @@ func specificity(pattern string) int {
 }
 
 // LocalityEDSName is the EDS service name of a cluster's variant for a
-// proxy locality (canonical form).
+// variant key (a proxy's locality in canonical form, and the labels
+// failoverPriority compares).
 func LocalityEDSName(name, loc string) string { return name + "~" + loc }
 
-// localize returns the variant of cla for a proxy at loc, named
-// LocalityEDSName(cla's name, locName).
-func (lp *localityPolicy) localize(cla *endpoint.ClusterLoadAssignment, locName string) *endpoint.ClusterLoadAssignment {
+// localize returns the variant of cla for the proxies of a variant key
+// (variantKey), named LocalityEDSName(cla's name, key).
+func (lp *localityPolicy) localize(cla *endpoint.ClusterLoadAssignment, key string) *endpoint.ClusterLoadAssignment {
 	out := proto.Clone(cla).(*endpoint.ClusterLoadAssignment)
-	out.ClusterName = LocalityEDSName(cla.GetClusterName(), locName)
+	out.ClusterName = LocalityEDSName(cla.GetClusterName(), key)
+	locName, labels := parseVariantKey(key)
 	proxy := parseLocalityString(locName)
-	if len(lp.distribute) > 0 {
-		lp.distributeWeights(out, proxy)
-		return out
+	switch {
+	case len(lp.distribute) > 0:
+		if locName != "" {
+			lp.distributeWeights(out, proxy)
+		}
+	case len(lp.byLabels) > 0:
+		lp.prioritizeByLabels(out, proxy, labels)
+	case locName != "":
+		lp.prioritize(out, proxy)
 	}
-	lp.prioritize(out, proxy)
 	return out
 }
 
@@ -257,9 +415,9 @@ type localizedSet struct {
 func (t *Translator) LocalityAware() bool { return len(t.shared.localityPolicies) > 0 }
 
 // LocalizedEndpoints returns the assignments of the locality-aware
-// clusters as a proxy at loc (canonical form) sees them, named
-// LocalityEDSName(shared name, loc); nil when loc is empty or no cluster
-// is locality-aware.
+// clusters as the proxies of a variant key (VariantKey) see them, named
+// LocalityEDSName(shared name, key); nil when the key is empty or no
+// cluster is locality-aware.
 func (t *Translator) LocalizedEndpoints(loc string) []*endpoint.ClusterLoadAssignment {
 	if lz := t.localizedFor(loc); lz != nil {
 		return lz.list
@@ -296,8 +454,17 @@ func (t *Translator) localizedFor(loc string) *localized {
 	return lz
 }
 
+// VariantKey is what p's locality-aware endpoints depend on: its locality
+// and the labels that failoverPriority compares; "" when nothing does.
+func (t *Translator) VariantKey(p *Proxy) string {
+	if len(t.shared.localityPolicies) == 0 {
+		return ""
+	}
+	return variantKey(p.Locality, p.Labels, t.shared.proxyLabelKeys)
+}
+
 // localizedView is an entry's clusters and endpoints for one proxy
-// locality.
+// variant key.
 type localizedView struct {
 	clusters      []*cluster.Cluster
 	clustersHash  uint64
@@ -311,13 +478,14 @@ type localizedView struct {
 // e's own.
 func (t *Translator) localize(p *Proxy, e *entry) localizedView {
 	own := localizedView{e.clusters, e.clustersHash, e.endpoints, e.endpointsHash}
-	lz := t.localizedFor(p.Locality)
+	key := t.VariantKey(p)
+	lz := t.localizedFor(key)
 	if lz == nil {
 		return own
 	}
 	e.localMu.Lock()
 	defer e.localMu.Unlock()
-	if v, ok := e.local[p.Locality]; ok {
+	if v, ok := e.local[key]; ok {
 		return v
 	}
 	v := own
@@ -333,7 +501,7 @@ func (t *Translator) localize(p *Proxy, e *entry) localizedView {
 			changed = true
 		}
 		cc := proto.Clone(c).(*cluster.Cluster)
-		cc.EdsClusterConfig.ServiceName = LocalityEDSName(cc.EdsClusterConfig.ServiceName, p.Locality)
+		cc.EdsClusterConfig.ServiceName = LocalityEDSName(cc.EdsClusterConfig.ServiceName, key)
 		v.clusters[i] = cc
 		hs[i] = hashMessage(cc)
 	}
@@ -355,6 +523,6 @@ func (t *Translator) localize(p *Proxy, e *entry) localizedView {
 	if e.local == nil {
 		e.local = map[string]localizedView{}
 	}
-	e.local[p.Locality] = v
+	e.local[key] = v
 	return v
 }

@@ -189,3 +189,72 @@ func TestLocalityClustersHash(t *testing.T) {
 		t.Errorf("clusters differ (zoned's EDS service name) but their hash %x is the same", on.Hashes.Clusters)
 	}
 }
+
+// TestFailoverPriority: failoverPriority ranks endpoints by how many of
+// its labels, in order, they share with the proxy (or have the value
+// given): all of them first; endpoints of one locality may land at
+// different priorities; proxies with other label values get their own
+// variant.
+func TestFailoverPriority(t *testing.T) {
+	s := testSnapshot()
+	h := "ranked.default.svc.cluster.local"
+	ep := func(addr, loc, network string, labels map[string]string) *model.Endpoint {
+		return &model.Endpoint{Address: addr, Locality: loc, Network: network, Labels: labels}
+	}
+	s.Services[h] = &model.Service{Hostname: h, Namespace: "default", Ports: []model.Port{{Name: "http", Number: 80, Protocol: model.ProtocolHTTP}}, Endpoints: []*model.Endpoint{
+		ep("10.0.1.1", "us-east/a", "net1", map[string]string{"version": "v1"}), // network and version
+		ep("10.0.1.2", "us-east/a", "net1", map[string]string{"version": "v2"}), // network only
+		ep("10.0.1.3", "us-east/a", "net2", map[string]string{"version": "v1"}), // version only: no match (order)
+		ep("10.0.1.4", "eu/b", "net1", map[string]string{"version": "v1"}),      // network and version
+	}}
+	s.DestinationRules = append(s.DestinationRules, dr("ranked", "default", &networking.DestinationRule{Host: h, TrafficPolicy: &networking.TrafficPolicy{
+		LoadBalancer: &networking.LoadBalancerSettings{LocalityLbSetting: &networking.LocalityLoadBalancerSetting{
+			FailoverPriority: []string{"topology.istio.io/network", "version"}}},
+		OutlierDetection: &networking.OutlierDetection{Consecutive_5XxErrors: wrapperspb.UInt32(3)},
+	}}))
+	view := func(labels map[string]string) (string, []string) {
+		t.Helper()
+		p := sidecarProxy()
+		p.Locality, p.Labels = "us-east/a", labels
+		res, err := Translate(s, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var svc string
+		for _, c := range res.Clusters {
+			if c.GetName() == "outbound|80||"+h {
+				svc = c.GetEdsClusterConfig().GetServiceName()
+			}
+		}
+		for _, e := range res.Endpoints {
+			if e.GetClusterName() != svc {
+				continue
+			}
+			var got []string
+			for _, le := range e.GetEndpoints() {
+				for _, lb := range le.GetLbEndpoints() {
+					got = append(got, fmt.Sprintf("%s:%d", lb.GetEndpoint().GetAddress().GetSocketAddress().GetAddress(), le.GetPriority()))
+				}
+			}
+			return svc, got
+		}
+		t.Fatalf("no assignment named %q", svc)
+		return "", nil
+	}
+	name, got := view(map[string]string{"topology.istio.io/network": "net1", "version": "v1", "app": "web"})
+	if want := "outbound|80||" + h + "~us-east/a;topology.istio.io/network=net1;version=v1"; name != want {
+		t.Errorf("EDS service name %q; want %q", name, want)
+	}
+	if want := []string{"10.0.1.4:0", "10.0.1.1:0", "10.0.1.2:1", "10.0.1.3:2"}; !cmp.Equal(got, want) {
+		t.Errorf("priorities for net1/v1: %v; want %v", got, want)
+	}
+	// Another version: only the network matches anywhere.
+	if _, got := view(map[string]string{"topology.istio.io/network": "net1", "version": "v2"}); !cmp.Equal(got, []string{"10.0.1.2:0", "10.0.1.4:1", "10.0.1.1:1", "10.0.1.3:2"}) {
+		t.Errorf("priorities for net1/v2: %v", got)
+	}
+	// "key=value" compares the endpoint with the value, whatever the proxy.
+	s.DestinationRules[len(s.DestinationRules)-1].Spec.TrafficPolicy.LoadBalancer.LocalityLbSetting.FailoverPriority = []string{"topology.kubernetes.io/region=eu"}
+	if _, got := view(nil); !cmp.Equal(got, []string{"10.0.1.4:0", "10.0.1.1:1", "10.0.1.2:1", "10.0.1.3:1"}) {
+		t.Errorf("priorities with region=eu: %v", got)
+	}
+}

@@ -34,6 +34,11 @@ type Shared struct {
 	// localityPolicies holds, by assignment name, the clusters whose
 	// endpoints depend on the client's locality (locality.go).
 	localityPolicies map[string]*localityPolicy
+	// proxyLabelKeys are the proxy labels failoverPriority compares.
+	proxyLabelKeys []string
+	// endpointInfos are the labels and networks of the endpoints of the
+	// last assignment built, for addLocalityPolicy.
+	endpointInfos [][]endpointInfo
 }
 
 // BuildShared computes the outbound clusters and endpoints of snap.
@@ -56,6 +61,8 @@ func BuildShared(snap *model.Snapshot) *Shared {
 			}
 		}
 	}
+	sh.proxyLabelKeys = proxyLabelKeys(sh.localityPolicies)
+	sh.endpointInfos = nil
 	// Names sort like Istio's: by the full name string.
 	idx := make([]int, len(sh.Clusters))
 	for i := range idx {
@@ -89,7 +96,8 @@ func (sh *Shared) addCluster(svc *model.Service, c *cluster.Cluster, port model.
 	if c.GetType() != cluster.Cluster_EDS {
 		return
 	}
-	cla := buildLoadAssignment(c.Name, svc, port, subsetLabels)
+	cla, infos := buildLoadAssignment(c.Name, svc, port, subsetLabels)
+	sh.endpointInfos = infos
 	sh.Endpoints = append(sh.Endpoints, cla)
 	sh.endpointHost = append(sh.endpointHost, svc.Hostname)
 	sh.endpointHash = append(sh.endpointHash, hashMessage(cla))
@@ -101,6 +109,9 @@ func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy) {
 		return
 	}
 	if lp := localityPolicyFor(p); lp != nil {
+		if len(lp.byLabels) > 0 {
+			lp.endpoints = sh.endpointInfos
+		}
 		if sh.localityPolicies == nil {
 			sh.localityPolicies = map[string]*localityPolicy{}
 		}
@@ -110,10 +121,12 @@ func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy) {
 
 // buildLoadAssignment groups a service's endpoints (those matching the
 // subset labels) by locality. Every locality gets a weight of at least 1,
-// which gRPC's xDS client requires.
-func buildLoadAssignment(name string, svc *model.Service, port model.Port, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
+// which gRPC's xDS client requires. It also returns each endpoint's labels
+// and network, by locality entry and endpoint.
+func buildLoadAssignment(name string, svc *model.Service, port model.Port, subsetLabels map[string]string) (*endpoint.ClusterLoadAssignment, [][]endpointInfo) {
 	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
 	byLocality := map[string]*endpoint.LocalityLbEndpoints{}
+	infos := map[string][]endpointInfo{}
 	var order []string
 	for _, ep := range svc.Endpoints {
 		if !model.LabelsMatch(subsetLabels, ep.Labels) {
@@ -138,14 +151,17 @@ func buildLoadAssignment(name string, svc *model.Service, port model.Port, subse
 			le.Metadata = tlsModeMetadata() // auto mTLS (mtls.go)
 		}
 		loc.LbEndpoints = append(loc.LbEndpoints, le)
+		infos[ep.Locality] = append(infos[ep.Locality], endpointInfo{labels: ep.Labels, network: ep.Network})
 		total := loc.GetLoadBalancingWeight().GetValue() + w
 		loc.LoadBalancingWeight = wrapperspb.UInt32(total)
 	}
 	sort.Strings(order)
+	out := make([][]endpointInfo, 0, len(order))
 	for _, l := range order {
 		cla.Endpoints = append(cla.Endpoints, byLocality[l])
+		out = append(out, infos[l])
 	}
-	return cla
+	return cla, out
 }
 
 func parseLocality(s string) *core.Locality {
