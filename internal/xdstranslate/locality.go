@@ -455,12 +455,18 @@ func (t *Translator) localizedFor(loc string) *localized {
 }
 
 // VariantKey is what p's locality-aware endpoints depend on: its locality
-// and the labels that failoverPriority compares; "" when nothing does.
+// and the labels that failoverPriority compares; "" when nothing does. A
+// failoverPriority applies to proxies with neither (";"): a "key=value"
+// entry ranks endpoints whatever the proxy.
 func (t *Translator) VariantKey(p *Proxy) string {
 	if len(t.shared.localityPolicies) == 0 {
 		return ""
 	}
-	return variantKey(p.Locality, p.Labels, t.shared.proxyLabelKeys)
+	k := variantKey(p.Locality, p.Labels, t.shared.proxyLabelKeys)
+	if k == "" && t.shared.byLabels {
+		k = ";"
+	}
+	return k
 }
 
 // localizedView is an entry's clusters and endpoints for one proxy

@@ -257,4 +257,10 @@ func TestFailoverPriority(t *testing.T) {
 	if _, got := view(nil); !cmp.Equal(got, []string{"10.0.1.4:0", "10.0.1.1:1", "10.0.1.2:1", "10.0.1.3:1"}) {
 		t.Errorf("priorities with region=eu: %v", got)
 	}
+	// So for a proxy with no locality and no labels.
+	p := sidecarProxy()
+	tr := New(s)
+	if k := tr.VariantKey(p); k != ";" || len(tr.LocalizedEndpoints(k)) != 1 || tr.LocalizedEndpoints(k)[0].GetEndpoints()[0].GetPriority() != 0 || len(tr.LocalizedEndpoints(k)[0].GetEndpoints()) != 2 {
+		t.Errorf("a proxy without locality or labels: key %q, variants %v; want region=eu first", k, tr.LocalizedEndpoints(k))
+	}
 }

@@ -34,8 +34,10 @@ type Shared struct {
 	// localityPolicies holds, by assignment name, the clusters whose
 	// endpoints depend on the client's locality (locality.go).
 	localityPolicies map[string]*localityPolicy
-	// proxyLabelKeys are the proxy labels failoverPriority compares.
+	// proxyLabelKeys are the proxy labels failoverPriority compares;
+	// byLabels is set when some cluster has a failoverPriority.
 	proxyLabelKeys []string
+	byLabels       bool
 	// endpointInfos are the labels and networks of the endpoints of the
 	// last assignment built, for addLocalityPolicy.
 	endpointInfos [][]endpointInfo
@@ -111,6 +113,7 @@ func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy) {
 	if lp := localityPolicyFor(p); lp != nil {
 		if len(lp.byLabels) > 0 {
 			lp.endpoints = sh.endpointInfos
+			sh.byLabels = true
 		}
 		if sh.localityPolicies == nil {
 			sh.localityPolicies = map[string]*localityPolicy{}
