@@ -319,6 +319,28 @@ spec:
 			}
 			return nil
 		})
+		// productpage's sidecar says why: reviews-v1 failed its outlier
+		// check, and its priority level takes no requests.
+		var v1 string
+		for _, in := range m.status(t).Instances {
+			if in.Instance == "reviews-v1-0" {
+				v1 = in.Address
+			}
+		}
+		if v1 == "" {
+			t.Fatal("weft status has no reviews-v1-0")
+		}
+		out, err := m.weft("", "proxy-config", "endpoints", "productpage-v1-0", "--cluster", "outbound|9080||reviews")
+		if err != nil {
+			t.Fatalf("weft proxy-config endpoints: %v\n%s", err, out)
+		}
+		if row := grepLines(out, v1); !strings.Contains(row, "FAILED") || !strings.Contains(row, "us-east/zone-a") {
+			t.Errorf("reviews-v1 (%s) is not shown ejected in productpage's sidecar:\n%s", v1, out)
+		}
+		out, err = m.weft("", "proxy-config", "clusters", "productpage-v1-0", "--cluster", "outbound|9080||reviews")
+		if err != nil || !strings.Contains(out, "p0 0%, p1 100%") {
+			t.Errorf("weft proxy-config clusters: %v; want priority 0 at 0%% and 1 at 100%%:\n%s", err, out)
+		}
 	})
 
 	t.Run("HTTPS at the gateway", func(t *testing.T) {
