@@ -122,7 +122,7 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 		gwKeys = []string{"mesh"}
 	}
 	if len(vs.GetHosts()) == 0 {
-		rep.errorf("spec.hosts", "hosts is required; list the hosts this VirtualService routes")
+		rep.errorf("spec.hosts", "hosts is required; list the hosts this VirtualService routes (only a VirtualService that another one delegates to has none)")
 	}
 	var claims []string
 	for i, h := range vs.GetHosts() {
@@ -146,40 +146,22 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 		}
 	}
 	catchAll := -1
+	var merged []*networking.HTTPRoute
 	for i, h := range vs.GetHttp() {
 		f := fmt.Sprintf("spec.http[%d]", i)
-		n := 0
-		for _, set := range []bool{len(h.GetRoute()) > 0, h.GetRedirect() != nil, h.GetDirectResponse() != nil, h.GetDelegate() != nil} {
-			if set {
-				n++
-			}
-		}
-		switch {
-		case n == 0:
-			rep.errorf(f, "the route has no action; add route, redirect or directResponse")
-		case n > 1 && h.GetDelegate() == nil:
-			rep.errorf(f, "set only one of route, redirect and directResponse")
-		}
-		b.checkRoutes(rep, f+".route", r.Namespace, httpDests(h.GetRoute()))
-		checkFault(rep, f+".fault", h.GetFault())
-		checkCORS(rep, f+".corsPolicy", h.GetCorsPolicy())
-		checkPercentage(rep, f+".mirrorPercentage", h.GetMirrorPercentage())
-		if h.GetMirror() != nil && len(h.GetMirrors()) > 0 {
-			rep.errorf(f+".mirrors", "set mirror or mirrors, not both; list every destination under mirrors")
-		}
-		if m := h.GetMirror(); m != nil {
-			b.checkDestination(rep, f+".mirror", r.Namespace, m)
-		}
-		for j, m := range h.GetMirrors() {
-			b.checkDestination(rep, fmt.Sprintf("%s.mirrors[%d].destination", f, j), r.Namespace, m.GetDestination())
-			checkPercentage(rep, fmt.Sprintf("%s.mirrors[%d].percentage", f, j), m.GetPercentage())
+		b.checkHTTPRoute(rep, f, r.Namespace, h)
+		if d := h.GetDelegate(); d != nil {
+			merged = append(merged, b.delegateRoutes(rep, f, r.Namespace, h)...)
+		} else {
+			merged = append(merged, h)
 		}
 		if catchAll >= 0 {
 			rep.warnf(f, "this route can never match: http[%d] above it matches every request; move it above http[%d] or remove it", catchAll, catchAll)
-		} else if matchesAll(h.GetMatch()) {
+		} else if matchesAll(h.GetMatch()) && h.GetDelegate() == nil {
 			catchAll = i
 		}
 	}
+	vs.Http = merged
 	for i, t := range vs.GetTcp() {
 		b.checkRoutes(rep, fmt.Sprintf("spec.tcp[%d].route", i), r.Namespace, tcpDests(t.GetRoute()))
 	}

@@ -52,8 +52,6 @@ var fieldRules = append(buildRules(), telemetryRules()...)
 func buildRules() []fieldRule {
 	const exportTo = "exportTo is ignored: in Weft every resource is visible to every namespace; remove it to silence this warning"
 	rules := []fieldRule{
-		{kind: config.KindVirtualService, path: "spec.http[].delegate", severity: model.SeverityError,
-			message: "delegate is not supported by Weft yet; put the delegate VirtualService's routes in this one"},
 		{kind: config.KindVirtualService, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
 		{kind: config.KindDestinationRule, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
 		{kind: config.KindServiceEntry, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},

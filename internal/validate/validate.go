@@ -129,6 +129,9 @@ type build struct {
 	drByHost        map[string]*config.Resource
 	subsets         map[string][]string // host -> subset names of its DestinationRule
 	vsClaims        map[string]*config.Resource
+	// delegates are the VirtualServices without hosts in force, by
+	// "namespace/name" (delegate.go).
+	delegates map[string]*delegate
 	sidecarDefault  map[string]*config.Resource // namespace -> Sidecar without selector
 	// telemetryDefault: namespace -> Telemetry without selector (made on first use).
 	telemetryDefault map[string]*config.Resource
@@ -174,7 +177,9 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 	b.finishRegistry()
 	b.stage(b.checkGateway, config.KindGateway)
 	b.stage(b.checkDestinationRule, config.KindDestinationRule)
-	b.stage(b.checkVirtualService, config.KindVirtualService)
+	b.stageIf(b.isDelegate, b.checkDelegateVirtualService, config.KindVirtualService)
+	b.stageIf(func(r *config.Resource) bool { return !b.isDelegate(r) }, b.checkVirtualService, config.KindVirtualService)
+	b.warnUnusedDelegates()
 	b.stage(b.checkSidecar, config.KindSidecar)
 	b.stage(b.checkTelemetry, config.KindTelemetry)
 	b.stage(b.checkPeerAuthentication, config.KindPeerAuthentication)
@@ -191,8 +196,14 @@ type checkFunc func(r *config.Resource, rep *reporter) (apply func())
 
 // stage checks the resources of the given kinds in the order read.
 func (b *build) stage(check checkFunc, kinds ...string) {
+	b.stageIf(nil, check, kinds...)
+}
+
+// stageIf is stage for the resources of the kinds that pick (nil: all)
+// selects.
+func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds ...string) {
 	for _, r := range b.set.Resources {
-		if !contains(kinds, r.Kind) {
+		if !contains(kinds, r.Kind) || pick != nil && !pick(r) {
 			continue
 		}
 		if !r.Invalid {

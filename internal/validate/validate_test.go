@@ -94,7 +94,7 @@ func TestAnalyze(t *testing.T) {
 			name: "unsupported fields", file: "unsupported.yaml", wantRC: 1,
 			want: []string{
 				"testdata/unsupported.yaml:7: VirtualService default/reviews: spec.exportTo: exportTo is ignored: in Weft every resource is visible to every namespace; remove it to silence this warning (warning)",
-				"testdata/unsupported.yaml:9: VirtualService default/reviews: spec.http[0].delegate: delegate is not supported by Weft yet; put the delegate VirtualService's routes in this one",
+				"testdata/unsupported.yaml:9: VirtualService default/reviews: spec.http[0].delegate: VirtualService default/reviews-delegate is not a delegate in force: create it without hosts, or fix its errors",
 				"testdata/unsupported.yaml:19: DestinationRule default/ratings: spec.trafficPolicy.tunnel: tunnel is not supported by Weft yet; remove it",
 				"testdata/unsupported.yaml:24: DestinationRule default/ratings: spec.trafficPolicy.loadBalancer.consistentHash.httpCookie: httpCookie needs a name; set httpCookie.name to the cookie to hash on",
 				"testdata/unsupported.yaml:32: DestinationRule default/ratings: spec.subsets[0].trafficPolicy.loadBalancer.localityLbSetting.failoverPriority: failoverPriority has no effect without outlierDetection, which tells the sidecars that endpoints are failing; add outlierDetection to this traffic policy (warning)",

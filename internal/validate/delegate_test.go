@@ -1,0 +1,147 @@
+package validate
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/model"
+)
+
+const delegateYAML = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop, namespace: team}
+spec:
+  hosts: [cart.team.svc.cluster.local, items.team.svc.cluster.local, front.web.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front, namespace: web}
+spec:
+  hosts: [front]
+  http:
+  - name: shop
+    match: [{uri: {prefix: /shop}, headers: {x-team: {exact: a}}}]
+    delegate: {name: shop, namespace: team}
+    timeout: 3s
+  - route: [{destination: {host: front}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: team}
+spec:
+  http:
+  - name: cart
+    match: [{uri: {exact: /shop/cart}}]
+    route: [{destination: {host: cart}}]
+    timeout: 1s
+  - name: elsewhere
+    match: [{uri: {prefix: /other}}]
+    route: [{destination: {host: cart}}]
+  - route: [{destination: {host: items}}]
+`
+
+// TestDelegate: a root route's delegate routes take its place, each
+// match narrowed within the root's and filled from it, unset policies
+// taken from the root route, hosts resolved in the delegate's
+// namespace; a delegate route outside the root's match is left out
+// with a warning.
+func TestDelegate(t *testing.T) {
+	snap := NewBuilder().Build(parse(t, "d.yaml", delegateYAML), nil)
+	got := findingTexts(Findings(snap))
+	if len(got) != 1 || !strings.Contains(got[0], "VirtualService web/front: spec.http[0].delegate: route http[1] of delegate team/shop matches nothing this route matches, so it is left out") {
+		t.Errorf("findings: %v; want the one about http[1] of team/shop", got)
+	}
+	if len(snap.VirtualServices) != 1 {
+		t.Fatalf("%d VirtualServices in the model; want the root alone", len(snap.VirtualServices))
+	}
+	exact := func(s string) *networking.StringMatch { return &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: s}} }
+	prefix := func(s string) *networking.StringMatch { return &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: s}} }
+	dest := func(h string) []*networking.HTTPRouteDestination {
+		return []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: h}}}
+	}
+	team := map[string]*networking.StringMatch{"x-team": exact("a")}
+	want := []*networking.HTTPRoute{
+		{Name: "shop-cart", Match: []*networking.HTTPMatchRequest{{Uri: exact("/shop/cart"), Headers: team}}, Route: dest("cart.team.svc.cluster.local"), Timeout: durationpb.New(1e9)},
+		{Name: "shop", Match: []*networking.HTTPMatchRequest{{Uri: prefix("/shop"), Headers: team}}, Route: dest("items.team.svc.cluster.local"), Timeout: durationpb.New(3e9)},
+		{Route: dest("front.web.svc.cluster.local")},
+	}
+	if diff := cmp.Diff(want, snap.VirtualServices[0].Spec.GetHttp(), protocmp.Transform()); diff != "" {
+		t.Errorf("merged routes (-want +got):\n%s", diff)
+	}
+}
+
+func TestDelegateErrors(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"missing", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front.example.com]
+  http: [{delegate: {name: nosuch}}]
+`, "spec.http[0].delegate: VirtualService default/nosuch is not a delegate in force"},
+		{"delegate and route", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: d}
+spec:
+  http: [{route: [{destination: {host: front.example.com}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front.example.com]
+  http: [{delegate: {name: d}, route: [{destination: {host: front.example.com}}]}]
+`, "spec.http[0].delegate: a route that delegates has no route, redirect or directResponse of its own"},
+		{"two levels", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: d}
+spec:
+  http: [{delegate: {name: e}}]
+`, "VirtualService default/d: spec.http[0].delegate: a delegate VirtualService cannot delegate further"},
+		{"unused", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: d}
+spec:
+  http: [{route: [{destination: {host: front.example.com}}]}]
+`, "VirtualService default/d: spec.hosts: no VirtualService delegates to it and it has no hosts, so it routes nothing"},
+		{"tcp", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: d}
+spec:
+  tcp: [{route: [{destination: {host: front.example.com}}]}]
+`, "a VirtualService without hosts is a delegate, which holds http routes only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			se := `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: front}
+spec:
+  hosts: [front.example.com]
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: DNS
+---
+`
+			fs := findingTexts(Findings(NewBuilder().Build(parse(t, "d.yaml", se+tc.yaml), nil)))
+			if !strings.Contains(strings.Join(fs, "\n"), tc.want) {
+				t.Errorf("findings:\n%s\nwant one containing %q", strings.Join(fs, "\n"), tc.want)
+			}
+		})
+	}
+}
+
+func findingTexts(fs []model.Finding) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.String()
+	}
+	return out
+}
