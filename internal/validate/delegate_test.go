@@ -63,8 +63,12 @@ func TestDelegate(t *testing.T) {
 	if len(snap.VirtualServices) != 1 {
 		t.Fatalf("%d VirtualServices in the model; want the root alone", len(snap.VirtualServices))
 	}
-	exact := func(s string) *networking.StringMatch { return &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: s}} }
-	prefix := func(s string) *networking.StringMatch { return &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: s}} }
+	exact := func(s string) *networking.StringMatch {
+		return &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: s}}
+	}
+	prefix := func(s string) *networking.StringMatch {
+		return &networking.StringMatch{MatchType: &networking.StringMatch_Prefix{Prefix: s}}
+	}
 	dest := func(h string) []*networking.HTTPRouteDestination {
 		return []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: h}}}
 	}

@@ -131,8 +131,8 @@ type build struct {
 	vsClaims        map[string]*config.Resource
 	// delegates are the VirtualServices without hosts in force, by
 	// "namespace/name" (delegate.go).
-	delegates map[string]*delegate
-	sidecarDefault  map[string]*config.Resource // namespace -> Sidecar without selector
+	delegates      map[string]*delegate
+	sidecarDefault map[string]*config.Resource // namespace -> Sidecar without selector
 	// telemetryDefault: namespace -> Telemetry without selector (made on first use).
 	telemetryDefault map[string]*config.Resource
 	// peerAuthDefault: namespace -> PeerAuthentication without selector.
