@@ -267,6 +267,51 @@ spec:
 		})
 	})
 
+	t.Run("delegate", func(t *testing.T) {
+		// The README's demo: jason's requests handed to the testers'
+		// VirtualService, which cannot be deleted while it is used.
+		delegating := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    delegate: {name: reviews-testers}
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-testers, namespace: default}
+spec:
+  http:
+  - match: [{uri: {prefix: /reviews/}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+`
+		m.apply(t, delegating, "")
+		t.Cleanup(func() {
+			if out, err := m.weft(reviews5050, "apply", "-f", "-"); err != nil {
+				t.Errorf("weft apply: %v\n%s", err, out)
+			}
+			if out, err := m.weft("", "delete", "virtualservice", "reviews-testers"); err != nil {
+				t.Errorf("weft delete: %v\n%s", err, out)
+			}
+		})
+		waitFor(t, 15*time.Second, "jason's reviews from the testers' routes", func() error {
+			counts, err := split(page, 10, "end-user", "jason")
+			if err != nil || counts["reviews-v2"] != 10 {
+				return fmt.Errorf("jason got %v (%v), want reviews-v2 only", counts, err)
+			}
+			return nil
+		})
+		if counts, err := split(page, 10); err != nil || counts["reviews-v1"] != 10 {
+			t.Errorf("others got %v (%v), want reviews-v1 only", counts, err)
+		}
+		if out, err := m.weft("", "delete", "virtualservice", "reviews-testers"); err == nil || !strings.Contains(out, "is not a delegate in force") {
+			t.Errorf("deleting a delegate in use: %v\n%s; want it refused", err, out)
+		}
+	})
+
 	t.Run("locality failover", func(t *testing.T) {
 		// The README's demo: reviews by locality from productpage's
 		// zone (us-east/zone-a, with reviews-v1), then v1 failing.
