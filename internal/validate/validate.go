@@ -211,8 +211,8 @@ func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds
 			apply := check(r, rep)
 			b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
 			if !rep.hasErrors() {
+				b.inForce[keyOf(r.Meta)] = r // apply may replace it
 				apply()
-				b.inForce[keyOf(r.Meta)] = r
 				continue
 			}
 		}
@@ -235,8 +235,8 @@ func (b *build) tryLastGood(r *config.Resource, check checkFunc) {
 	if rep.hasErrors() {
 		return
 	}
-	apply()
 	b.inForce[k] = lg
+	apply()
 	b.servingLastGood[r.Meta] = true
 }
 
