@@ -234,3 +234,33 @@ spec:
 		})
 	}
 }
+
+// TestRootLosesHostsLastGood: a VirtualService whose broken new version
+// has no hosts (so reads as a delegate) keeps its last good version, with
+// hosts, in force, as its status says.
+func TestRootLosesHostsLastGood(t *testing.T) {
+	const se = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [front.example.com, cart.example.com]
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+`
+	b := NewBuilder()
+	b.Build(parse(t, "c.yaml", se+"  hosts: [front.example.com]\n  http: [{route: [{destination: {host: cart.example.com}}]}]\n"), nil)
+	s := b.Build(parse(t, "c.yaml", se+"  http: [{route: [{destination: {host: cart.example.com, subset: nosuch}}]}]\n"), nil)
+	if len(s.VirtualServices) != 1 || s.VirtualServices[0].Spec.GetHosts()[0] != "front.example.com" {
+		t.Errorf("VirtualServices in force: %v; want the last good front", s.VirtualServices)
+	}
+	for _, st := range s.Status {
+		if st.Kind == "VirtualService" && (st.State != model.StateInvalid || !st.ServingLastGood) {
+			t.Errorf("status %s, serving last good %v; want Invalid, true", st.State, st.ServingLastGood)
+		}
+	}
+}
