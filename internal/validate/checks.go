@@ -147,10 +147,12 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 	}
 	catchAll := -1
 	var merged []*networking.HTTPRoute
+	delegates := false
 	for i, h := range vs.GetHttp() {
 		f := fmt.Sprintf("spec.http[%d]", i)
 		b.checkHTTPRoute(rep, f, r.Namespace, h)
 		if d := h.GetDelegate(); d != nil {
+			delegates = true
 			merged = append(merged, b.delegateRoutes(rep, f, r.Namespace, h)...)
 		} else {
 			merged = append(merged, h)
@@ -184,6 +186,15 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 			}
 		}
 		b.snap.VirtualServices = append(b.snap.VirtualServices, &model.VirtualService{Meta: r.Meta, Spec: vs})
+		if delegates {
+			// A root's last good version is its merged routes, as in the
+			// snapshot the one-shot Build starts from: a version that
+			// names its delegates would fail again with them when one is
+			// deleted or stops being a delegate, and nothing would route
+			// the root's hosts. (While the root is broken, its delegates'
+			// later changes do not reach it.)
+			b.inForce[keyOf(r.Meta)] = &config.Resource{Meta: r.Meta, Spec: vs}
+		}
 	}
 }
 

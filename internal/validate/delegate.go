@@ -73,6 +73,19 @@ func (b *build) isDelegate(r *config.Resource) bool {
 	return ok && len(vs.GetHosts()) == 0
 }
 
+// rootsLastGood puts in force the last good version, with hosts, of a
+// VirtualService whose new version has none and failed as a delegate
+// (the delegate stage leaves it to this one).
+func (b *build) rootsLastGood() {
+	for _, r := range b.set.Resources {
+		if r.Kind == config.KindVirtualService && !r.Invalid && b.isDelegate(r) {
+			if lg := b.lastGood[keyOf(r.Meta)]; lg != nil && !b.isDelegate(lg) {
+				b.tryLastGood(r, nil, b.checkVirtualService)
+			}
+		}
+	}
+}
+
 // checkDelegateVirtualService checks a VirtualService without hosts; it
 // is kept for the roots that name it.
 func (b *build) checkDelegateVirtualService(r *config.Resource, rep *reporter) func() {

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -148,4 +149,118 @@ func findingTexts(fs []model.Finding) []string {
 		out[i] = f.String()
 	}
 	return out
+}
+
+// TestDelegateLastGood: a root whose delegate goes missing, or stops
+// being a delegate, keeps serving its last good routes (the merged ones),
+// as the one-shot Build from the previous snapshot does; a delegate whose
+// new version is broken keeps serving its last good routes in the root.
+func TestDelegateLastGood(t *testing.T) {
+	const base = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [front.example.com, cart.example.com]
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front.example.com]
+  http:
+  - match: [{uri: {prefix: /shop}}]
+    delegate: {name: shop}
+  - route: [{destination: {host: front.example.com}}]
+`
+	delegate := func(spec string) string {
+		return base + `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop}
+spec:
+` + spec
+	}
+	good := delegate("  http: [{route: [{destination: {host: cart.example.com}}]}]\n")
+	front := model.Meta{Kind: "VirtualService", Namespace: "default", Name: "front"}
+	routes := func(s *model.Snapshot) []string {
+		var out []string
+		for _, vs := range s.VirtualServices {
+			if vs.Name != front.Name {
+				continue
+			}
+			for _, h := range vs.Spec.GetHttp() {
+				out = append(out, fmt.Sprint(h.GetMatch())+" -> "+h.GetRoute()[0].GetDestination().GetHost())
+			}
+		}
+		return out
+	}
+	statusOf := func(s *model.Snapshot) (model.State, bool) {
+		for _, st := range s.Status {
+			if st.Kind == front.Kind && st.Name == front.Name {
+				return st.State, st.ServingLastGood
+			}
+		}
+		return "", false
+	}
+	want := routes(NewBuilder().Build(parse(t, "c.yaml", good), nil))
+	if len(want) != 2 {
+		t.Fatalf("routes in force: %v; want the delegate's and the root's own", want)
+	}
+	for _, tc := range []struct {
+		name, next string
+		wantState  model.State
+		wantLG     bool
+	}{
+		{"delegate deleted", base, model.StateInvalid, true},
+		{"delegate gets hosts", delegate("  hosts: [cart.example.com]\n  http: [{route: [{destination: {host: cart.example.com}}]}]\n"), model.StateInvalid, true},
+		{"delegate broken", delegate("  http: [{route: [{destination: {host: cart.example.com, subset: nosuch}}]}]\n"), model.StateValid, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBuilder()
+			first := b.Build(parse(t, "c.yaml", good), nil)
+			// The one-shot Build from the previous snapshot agrees on the
+			// routes; it has no delegate to keep (the snapshot holds merged
+			// roots), so there the root serves its last good version.
+			for i, s := range []*model.Snapshot{b.Build(parse(t, "c.yaml", tc.next), nil), Build(parse(t, "c.yaml", tc.next), nil, first)} {
+				if diff := cmp.Diff(want, routes(s)); diff != "" {
+					t.Errorf("build %d: routes of %s in force (-want +got):\n%s", i, front.Name, diff)
+				}
+				if st, lg := statusOf(s); i == 0 && (st != tc.wantState || lg != tc.wantLG) {
+					t.Errorf("status %s, serving last good %v; want %s, %v", st, lg, tc.wantState, tc.wantLG)
+				}
+			}
+		})
+	}
+}
+
+// TestRootLosesHostsLastGood: a VirtualService whose broken new version
+// has no hosts (so reads as a delegate) keeps its last good version, with
+// hosts, in force, as its status says.
+func TestRootLosesHostsLastGood(t *testing.T) {
+	const se = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: shop}
+spec:
+  hosts: [front.example.com, cart.example.com]
+  ports: [{name: http, number: 80, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+`
+	b := NewBuilder()
+	b.Build(parse(t, "c.yaml", se+"  hosts: [front.example.com]\n  http: [{route: [{destination: {host: cart.example.com}}]}]\n"), nil)
+	s := b.Build(parse(t, "c.yaml", se+"  http: [{route: [{destination: {host: cart.example.com, subset: nosuch}}]}]\n"), nil)
+	if len(s.VirtualServices) != 1 || s.VirtualServices[0].Spec.GetHosts()[0] != "front.example.com" {
+		t.Errorf("VirtualServices in force: %v; want the last good front", s.VirtualServices)
+	}
+	for _, st := range s.Status {
+		if st.Kind == "VirtualService" && (st.State != model.StateInvalid || !st.ServingLastGood) {
+			t.Errorf("status %s, serving last good %v; want Invalid, true", st.State, st.ServingLastGood)
+		}
+	}
 }

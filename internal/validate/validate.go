@@ -179,6 +179,7 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 	b.stage(b.checkDestinationRule, config.KindDestinationRule)
 	b.stageIf(b.isDelegate, b.checkDelegateVirtualService, config.KindVirtualService)
 	b.stageIf(func(r *config.Resource) bool { return !b.isDelegate(r) }, b.checkVirtualService, config.KindVirtualService)
+	b.rootsLastGood()
 	b.warnUnusedDelegates()
 	b.stage(b.checkSidecar, config.KindSidecar)
 	b.stage(b.checkTelemetry, config.KindTelemetry)
@@ -211,12 +212,12 @@ func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds
 			apply := check(r, rep)
 			b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
 			if !rep.hasErrors() {
+				b.inForce[keyOf(r.Meta)] = r // apply may replace it
 				apply()
-				b.inForce[keyOf(r.Meta)] = r
 				continue
 			}
 		}
-		b.tryLastGood(r, check)
+		b.tryLastGood(r, pick, check)
 	}
 }
 
@@ -224,10 +225,12 @@ func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds
 // r is the holder of its key (not a duplicate), and that version passes
 // every check of this build. Its findings are not reported: they are
 // about a version no longer in any file.
-func (b *build) tryLastGood(r *config.Resource, check checkFunc) {
+// A last good version that pick (nil: any) does not select belongs to
+// another stage.
+func (b *build) tryLastGood(r *config.Resource, pick func(*config.Resource) bool, check checkFunc) {
 	k := keyOf(r.Meta)
 	lg := b.lastGood[k]
-	if lg == nil || b.set.Get(k.kind, k.namespace, k.name) != r || b.inForce[k] != nil {
+	if lg == nil || b.set.Get(k.kind, k.namespace, k.name) != r || b.inForce[k] != nil || pick != nil && !pick(lg) {
 		return
 	}
 	rep := &reporter{r: lg}
@@ -235,8 +238,8 @@ func (b *build) tryLastGood(r *config.Resource, check checkFunc) {
 	if rep.hasErrors() {
 		return
 	}
-	apply()
 	b.inForce[k] = lg
+	apply()
 	b.servingLastGood[r.Meta] = true
 }
 

@@ -2,6 +2,7 @@ package xdstranslate
 
 import (
 	"math"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -109,16 +110,29 @@ func proxyLabelKeys(ps map[string]*localityPolicy) []string {
 }
 
 // variantKey names what a proxy's variants depend on: its locality, then
-// ";key=value" for each label of keys it has.
+// ";key=value" for each label of keys it has. The parts are escaped
+// (keyEscaper): a proxy's locality and label values come from its node,
+// unchecked, and a ";" or "=" in one would read as another label.
 func variantKey(loc string, labels map[string]string, keys []string) string {
 	var b strings.Builder
-	b.WriteString(loc)
+	b.WriteString(keyEscaper.Replace(loc))
 	for _, k := range keys {
 		if v, ok := labels[k]; ok {
-			b.WriteString(";" + k + "=" + v)
+			b.WriteString(";" + keyEscaper.Replace(k) + "=" + keyEscaper.Replace(v))
 		}
 	}
 	return b.String()
+}
+
+// keyEscaper escapes the separators of a variant key (and "%") as URLs do.
+var keyEscaper = strings.NewReplacer("%", "%25", ";", "%3B", "=", "%3D")
+
+// keyUnescape undoes keyEscaper.
+func keyUnescape(s string) string {
+	if u, err := url.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
 }
 
 // parseVariantKey undoes variantKey.
@@ -127,10 +141,10 @@ func parseVariantKey(key string) (string, map[string]string) {
 	labels := map[string]string{}
 	for _, kv := range strings.Split(rest, ";") {
 		if k, v, ok := strings.Cut(kv, "="); ok {
-			labels[k] = v
+			labels[keyUnescape(k)] = keyUnescape(v)
 		}
 	}
-	return loc, labels
+	return keyUnescape(loc), labels
 }
 
 // labelValue is an endpoint's or a proxy's value of a failoverPriority

@@ -264,3 +264,42 @@ func TestFailoverPriority(t *testing.T) {
 		t.Errorf("a proxy without locality or labels: key %q, variants %v; want region=eu first", k, tr.LocalizedEndpoints(k))
 	}
 }
+
+// TestVariantKeyEscapes: a proxy label value (or locality) holding the
+// characters that separate a variant key's parts still ranks endpoints by
+// its own value.
+func TestVariantKeyEscapes(t *testing.T) {
+	s := testSnapshot()
+	h := "odd.default.svc.cluster.local"
+	s.Services[h] = &model.Service{Hostname: h, Namespace: "default", Ports: []model.Port{{Name: "http", Number: 80, Protocol: model.ProtocolHTTP}}, Endpoints: []*model.Endpoint{
+		{Address: "10.0.2.1", Labels: map[string]string{"track": "a"}},
+		{Address: "10.0.2.2", Labels: map[string]string{"track": "a;b=c%3B"}},
+	}}
+	s.DestinationRules = append(s.DestinationRules, dr("odd", "default", &networking.DestinationRule{Host: h, TrafficPolicy: &networking.TrafficPolicy{
+		LoadBalancer:     &networking.LoadBalancerSettings{LocalityLbSetting: &networking.LocalityLoadBalancerSetting{FailoverPriority: []string{"track"}}},
+		OutlierDetection: &networking.OutlierDetection{Consecutive_5XxErrors: wrapperspb.UInt32(3)},
+	}}))
+	tr := New(s)
+	for _, tc := range []struct{ name, loc, track, first string }{
+		{"separators in the value", "us-east/a", "a;b=c%3B", "10.0.2.2"},
+		{"plain value", "us-east/a", "a", "10.0.2.1"},
+		{"separator in the locality", "us;track=a", "a;b=c%3B", "10.0.2.2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := sidecarProxy()
+			p.Locality, p.Labels = tc.loc, map[string]string{"track": tc.track}
+			k := tr.VariantKey(p)
+			for _, cla := range tr.LocalizedEndpoints(k) {
+				if cla.GetClusterName() != LocalityEDSName("outbound|80||"+h, k) {
+					continue
+				}
+				le := cla.GetEndpoints()[0]
+				if got := le.GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress(); le.GetPriority() != 0 || got != tc.first {
+					t.Errorf("key %q: first %s at priority %d; want %s at 0", k, got, le.GetPriority(), tc.first)
+				}
+				return
+			}
+			t.Errorf("key %q: no variant of %s", k, h)
+		})
+	}
+}
