@@ -151,12 +151,8 @@ func findingTexts(fs []model.Finding) []string {
 	return out
 }
 
-// TestDelegateLastGood: a root whose delegate goes missing, or stops
-// being a delegate, keeps serving its last good routes (the merged ones),
-// as the one-shot Build from the previous snapshot does; a delegate whose
-// new version is broken keeps serving its last good routes in the root.
-func TestDelegateLastGood(t *testing.T) {
-	const base = `apiVersion: networking.istio.io/v1
+// shopEntryYAML declares front.example.com and cart.example.com.
+const shopEntryYAML = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: shop}
 spec:
@@ -164,7 +160,14 @@ spec:
   ports: [{name: http, number: 80, protocol: HTTP}]
   resolution: DNS
 ---
-apiVersion: networking.istio.io/v1
+`
+
+// TestDelegateLastGood: a root whose delegate goes missing, or stops
+// being a delegate, keeps serving its last good routes (the merged ones),
+// as the one-shot Build from the previous snapshot does; a delegate whose
+// new version is broken keeps serving its last good routes in the root.
+func TestDelegateLastGood(t *testing.T) {
+	const base = shopEntryYAML + `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: front}
 spec:
@@ -239,15 +242,7 @@ spec:
 // has no hosts (so reads as a delegate) keeps its last good version, with
 // hosts, in force, as its status says.
 func TestRootLosesHostsLastGood(t *testing.T) {
-	const se = `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop}
-spec:
-  hosts: [front.example.com, cart.example.com]
-  ports: [{name: http, number: 80, protocol: HTTP}]
-  resolution: DNS
----
-apiVersion: networking.istio.io/v1
+	const se = shopEntryYAML + `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: front}
 spec:
