@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -151,15 +152,20 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 	for i, h := range vs.GetHttp() {
 		f := fmt.Sprintf("spec.http[%d]", i)
 		b.checkHTTPRoute(rep, f, r.Namespace, h)
+		all := false
 		if d := h.GetDelegate(); d != nil {
 			delegates = true
-			merged = append(merged, b.delegateRoutes(rep, f, r.Namespace, h)...)
+			routes := b.delegateRoutes(rep, f, r.Namespace, h)
+			merged = append(merged, routes...)
+			// A delegate route left with no match catches everything.
+			all = slices.ContainsFunc(routes, func(m *networking.HTTPRoute) bool { return matchesAll(m.GetMatch()) })
 		} else {
 			merged = append(merged, h)
+			all = matchesAll(h.GetMatch())
 		}
 		if catchAll >= 0 {
 			rep.warnf(f, "this route can never match: http[%d] above it matches every request; move it above http[%d] or remove it", catchAll, catchAll)
-		} else if matchesAll(h.GetMatch()) && h.GetDelegate() == nil {
+		} else if all {
 			catchAll = i
 		}
 	}

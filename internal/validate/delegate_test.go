@@ -118,6 +118,21 @@ metadata: {name: d}
 spec:
   http: [{route: [{destination: {host: front.example.com}}]}]
 `, "VirtualService default/d: spec.hosts: no VirtualService delegates to it and it has no hosts, so it routes nothing"},
+		{"catch-all delegate", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: d}
+spec:
+  http: [{route: [{destination: {host: front.example.com}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front}
+spec:
+  hosts: [front.example.com]
+  http:
+  - delegate: {name: d}
+  - route: [{destination: {host: front.example.com}}]
+`, "VirtualService default/front: spec.http[1]: this route can never match: http[0] above it matches every request"},
 		{"tcp", `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: d}
