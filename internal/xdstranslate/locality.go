@@ -294,7 +294,7 @@ func specificity(pattern string) int {
 // LocalityEDSName is the EDS service name of a cluster's variant for a
 // variant key (a proxy's locality in canonical form, and the labels
 // failoverPriority compares).
-func LocalityEDSName(name, loc string) string { return name + "~" + loc }
+func LocalityEDSName(name, key string) string { return name + "~" + key }
 
 // localize returns the variant of cla for the proxies of a variant key
 // (variantKey), named LocalityEDSName(cla's name, key).
@@ -412,7 +412,7 @@ func (lp *localityPolicy) distributeWeights(cla *endpoint.ClusterLoadAssignment,
 // localized is one proxy locality's view of the locality-aware clusters:
 // their assignments' variants by the shared assignment's name.
 type localized struct {
-	loc   string
+	key   string
 	byCLA map[string]*endpoint.ClusterLoadAssignment
 	list  []*endpoint.ClusterLoadAssignment
 	hash  uint64
@@ -432,30 +432,30 @@ func (t *Translator) LocalityAware() bool { return len(t.shared.localityPolicies
 // clusters as the proxies of a variant key (VariantKey) see them, named
 // LocalityEDSName(shared name, key); nil when the key is empty or no
 // cluster is locality-aware.
-func (t *Translator) LocalizedEndpoints(loc string) []*endpoint.ClusterLoadAssignment {
-	if lz := t.localizedFor(loc); lz != nil {
+func (t *Translator) LocalizedEndpoints(key string) []*endpoint.ClusterLoadAssignment {
+	if lz := t.localizedFor(key); lz != nil {
 		return lz.list
 	}
 	return nil
 }
 
-func (t *Translator) localizedFor(loc string) *localized {
-	if loc == "" || len(t.shared.localityPolicies) == 0 {
+func (t *Translator) localizedFor(key string) *localized {
+	if key == "" || len(t.shared.localityPolicies) == 0 {
 		return nil
 	}
 	t.localities.mu.Lock()
 	defer t.localities.mu.Unlock()
-	if lz := t.localities.m[loc]; lz != nil {
+	if lz := t.localities.m[key]; lz != nil {
 		return lz
 	}
-	lz := &localized{loc: loc, byCLA: map[string]*endpoint.ClusterLoadAssignment{}}
+	lz := &localized{key: key, byCLA: map[string]*endpoint.ClusterLoadAssignment{}}
 	var hs []uint64
 	for _, cla := range t.shared.Endpoints {
 		lp := t.shared.localityPolicies[cla.GetClusterName()]
 		if lp == nil {
 			continue
 		}
-		v := lp.localize(cla, loc)
+		v := lp.localize(cla, key)
 		lz.byCLA[cla.GetClusterName()] = v
 		lz.list = append(lz.list, v)
 		hs = append(hs, hashMessage(v))
@@ -464,7 +464,7 @@ func (t *Translator) localizedFor(loc string) *localized {
 	if t.localities.m == nil {
 		t.localities.m = map[string]*localized{}
 	}
-	t.localities.m[loc] = lz
+	t.localities.m[key] = lz
 	return lz
 }
 
