@@ -409,7 +409,7 @@ func (lp *localityPolicy) distributeWeights(cla *endpoint.ClusterLoadAssignment,
 	}
 }
 
-// localized is one proxy locality's view of the locality-aware clusters:
+// localized is one variant key's view of the locality-aware clusters:
 // their assignments' variants by the shared assignment's name.
 type localized struct {
 	key   string
