@@ -17,7 +17,7 @@ import (
 )
 
 func newProxyConfigCmd(g *globals) *cobra.Command {
-	var output, cluster string
+	var output, cluster, namespace string
 	cmd := &cobra.Command{
 		Use:   "proxy-config clusters|endpoints INSTANCE",
 		Short: "Show what one sidecar's load balancer sees now: clusters and their priority loads, endpoints and their health",
@@ -46,7 +46,7 @@ running instance.`,
 			if err := g.client().do("GET", "/api/v1/status", nil, &st); err != nil {
 				return err
 			}
-			in, err := findInstance(st.Instances, target)
+			in, err := findInstance(st.Instances, target, namespace)
 			if err != nil {
 				return err
 			}
@@ -66,22 +66,28 @@ running instance.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace of INSTANCE (default: any, if the name is unique)")
 	cmd.Flags().StringVar(&cluster, "cluster", "", "only clusters whose name contains this (\"reviews\", \"outbound|9080|v1|\")")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
 	return cmd
 }
 
-// findInstance picks the instance a proxy-config target names: an
-// instance, or a workload or service that has one.
-func findInstance(ins []local.InstanceStatus, target string) (local.InstanceStatus, error) {
-	var found []local.InstanceStatus
+// findInstance picks the instance a proxy-config target names, in
+// namespace ns ("": any): an instance, or a workload or service that has
+// one.
+func findInstance(ins []local.InstanceStatus, target, ns string) (local.InstanceStatus, error) {
+	var exact, found []local.InstanceStatus
 	for _, in := range ins {
-		if in.Instance == target {
-			return in, nil
-		}
-		if in.Workload == target || in.Service == target {
+		switch {
+		case ns != "" && in.Namespace != ns:
+		case in.Instance == target:
+			exact = append(exact, in)
+		case in.Workload == target || in.Service == target:
 			found = append(found, in)
 		}
+	}
+	if len(exact) > 0 {
+		found = exact
 	}
 	switch len(found) {
 	case 1:
@@ -91,7 +97,10 @@ func findInstance(ins []local.InstanceStatus, target string) (local.InstanceStat
 	}
 	names := make([]string, len(found))
 	for i, in := range found {
-		names[i] = in.Instance
+		names[i] = in.Namespace + "/" + in.Instance
+	}
+	if len(exact) > 0 {
+		return local.InstanceStatus{}, fmt.Errorf("there is an instance %q in more than one namespace (%s); pass --namespace", target, strings.Join(names, ", "))
 	}
 	return local.InstanceStatus{}, fmt.Errorf("%q has %d instances (%s); name one", target, len(found), strings.Join(names, ", "))
 }

@@ -36,8 +36,9 @@ func TestProxyConfig(t *testing.T) {
 	mesh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(local.MeshStatus{Instances: []local.InstanceStatus{
 			{Service: "productpage", Instance: "productpage-v1-0", Workload: "productpage-v1", Sidecar: strings.TrimPrefix(sidecar.URL, "http://")},
-			{Service: "reviews", Instance: "reviews-v1-0", Workload: "reviews-v1"},
-			{Service: "reviews", Instance: "reviews-v2-0", Workload: "reviews-v2"},
+			{Service: "reviews", Namespace: "default", Instance: "reviews-v1-0", Workload: "reviews-v1"},
+			{Service: "reviews", Namespace: "default", Instance: "reviews-v2-0", Workload: "reviews-v2"},
+			{Service: "reviews", Namespace: "staging", Instance: "reviews-v1-0", Workload: "reviews-v1", Sidecar: "127.0.0.1:1"},
 		}})
 	}))
 	t.Cleanup(mesh.Close)
@@ -74,9 +75,11 @@ func TestProxyConfig(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"proxy-config", "endpoints", "reviews"}, `"reviews" has 2 instances (reviews-v1-0, reviews-v2-0); name one`},
+		{[]string{"proxy-config", "endpoints", "reviews", "-n", "default"}, `"reviews" has 2 instances (default/reviews-v1-0, default/reviews-v2-0); name one`},
+		{[]string{"proxy-config", "endpoints", "reviews-v1-0"}, `there is an instance "reviews-v1-0" in more than one namespace (default/reviews-v1-0, staging/reviews-v1-0); pass --namespace`},
+		{[]string{"proxy-config", "endpoints", "reviews-v1-0", "-n", "staging"}, "cannot reach reviews-v1-0's sidecar admin at 127.0.0.1:1"},
 		{[]string{"proxy-config", "endpoints", "nosuch"}, `no running instance, workload or service "nosuch"; see weft status`},
-		{[]string{"proxy-config", "endpoints", "reviews-v1-0"}, "reviews-v1-0 has no sidecar"},
+		{[]string{"proxy-config", "endpoints", "reviews-v1-0", "-n", "default"}, "reviews-v1-0 has no sidecar"},
 		{[]string{"proxy-config", "routes", "reviews-v1-0"}, `"routes": say clusters or endpoints`},
 	} {
 		if _, err := run(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
