@@ -129,6 +129,10 @@ type Service struct {
 	// Endpoints serve the service, sorted by address then port. Endpoints
 	// with a sidecar point at the sidecar's inbound listener.
 	Endpoints []*Endpoint
+	// SubjectAltNames are identities (SPIFFE IDs, DNS names) its
+	// endpoints' certificates may carry under mesh mTLS, besides those of
+	// its sidecars' service accounts (a ServiceEntry's subjectAltNames).
+	SubjectAltNames []string
 	// Source names the resource that declared the service, for errors and
 	// the registry view ("ServiceEntry default/ratings", "Workload default/reviews-v1").
 	Source string

@@ -204,6 +204,11 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 	if len(se.GetHosts()) == 0 {
 		rep.errorf("spec.hosts", "hosts is required; list the hostnames this ServiceEntry declares")
 	}
+	for i, san := range se.GetSubjectAltNames() {
+		if san == "" || strings.ContainsAny(san, " \t") {
+			rep.errorf(fmt.Sprintf("spec.subjectAltNames[%d]", i), "%q is not an identity; write a SPIFFE ID (spiffe://cluster.local/ns/NS/sa/SA) or a DNS name the endpoints' certificates carry", san)
+		}
+	}
 	var hosts []string
 	for i, h := range se.GetHosts() {
 		f := fmt.Sprintf("spec.hosts[%d]", i)
@@ -305,8 +310,9 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 				Addresses:    append([]string(nil), se.GetAddresses()...),
 				Ports:        append([]model.Port(nil), ports...),
 				Resolution:   res,
-				MeshExternal: se.GetLocation() == networking.ServiceEntry_MESH_EXTERNAL,
-				Source:       r.Key(),
+				MeshExternal:    se.GetLocation() == networking.ServiceEntry_MESH_EXTERNAL,
+				Source:          r.Key(),
+				SubjectAltNames: append([]string(nil), se.GetSubjectAltNames()...),
 			}
 			for _, ep := range eps {
 				c := *ep

@@ -57,8 +57,6 @@ func buildRules() []fieldRule {
 		{kind: config.KindServiceEntry, path: "spec.exportTo", severity: model.SeverityWarning, message: exportTo},
 		{kind: config.KindDestinationRule, path: "spec.workloadSelector", severity: model.SeverityError,
 			message: "workloadSelector on a DestinationRule is not supported by Weft yet; remove it so the rule applies to every client"},
-		{kind: config.KindServiceEntry, path: "spec.subjectAltNames", severity: model.SeverityError,
-			message: "subjectAltNames is not supported by Weft yet; remove it (set TLS checks in a DestinationRule's trafficPolicy.tls)"},
 		{kind: config.KindSidecar, path: "spec.ingress", severity: model.SeverityError,
 			message: "ingress is not supported by Weft yet; Weft builds inbound listeners from the Workload's ports, remove it"},
 		{kind: config.KindSidecar, path: "spec.egress[].bind", severity: model.SeverityError,

@@ -3,6 +3,7 @@ package xdstranslate
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -88,8 +89,10 @@ func sdsConfig(name string) *tlsv3.SdsSecretConfig {
 	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: adsConfigSource()}
 }
 
-// meshPrincipals are the SPIFFE IDs of the service accounts behind a
-// service's endpoints that have a sidecar, sorted.
+// meshPrincipals are the identities a service's endpoints may present
+// under mesh mTLS, sorted: the SPIFFE IDs of the service accounts behind
+// its endpoints that have a sidecar, and its ServiceEntry's
+// subjectAltNames.
 func meshPrincipals(svc *model.Service, trustDomain string) []string {
 	if trustDomain == "" {
 		trustDomain = defaultTrustDom
@@ -113,6 +116,12 @@ func meshPrincipals(svc *model.Service, trustDomain string) []string {
 			out = append(out, id)
 		}
 	}
+	for _, san := range svc.SubjectAltNames {
+		if !seen[san] {
+			seen[san] = true
+			out = append(out, san)
+		}
+	}
 	sort.Strings(out)
 	return out
 }
@@ -130,8 +139,14 @@ func hasSidecarEndpoint(svc *model.Service) bool {
 func meshTLSSocket(sni string, sans []string) *core.TransportSocket {
 	vc := &tlsv3.CertificateValidationContext{}
 	for _, s := range sans {
+		// A SPIFFE ID (or other URI) is a URI SAN; anything else a DNS
+		// name (a ServiceEntry's subjectAltNames may hold either).
+		typ := tlsv3.SubjectAltNameMatcher_DNS
+		if strings.Contains(s, "://") {
+			typ = tlsv3.SubjectAltNameMatcher_URI
+		}
 		vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
-			SanType: tlsv3.SubjectAltNameMatcher_URI,
+			SanType: typ,
 			Matcher: exactMatcher(s),
 		})
 	}
@@ -350,10 +365,9 @@ func providerTLSSocket(mesh *core.TransportSocket, provider string) *core.Transp
 	vc := &tlsv3.CertificateValidationContext{
 		CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: provider, CertificateName: SDSRoot},
 	}
+	// gRPC matches these against SANs of every type (URI and DNS alike).
 	for _, m := range up.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames() {
-		if m.GetSanType() == tlsv3.SubjectAltNameMatcher_URI {
-			vc.MatchSubjectAltNames = append(vc.MatchSubjectAltNames, m.GetMatcher())
-		}
+		vc.MatchSubjectAltNames = append(vc.MatchSubjectAltNames, m.GetMatcher())
 	}
 	out := &tlsv3.UpstreamTlsContext{
 		Sni: up.GetSni(),

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/google/go-cmp/cmp"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
@@ -136,5 +137,57 @@ func TestPeerAuthPrecedence(t *testing.T) {
 				t.Errorf("port 9091: %v, want %v", got, tc.want9091)
 			}
 		})
+	}
+}
+
+// TestServiceEntrySubjectAltNames: a ServiceEntry's subjectAltNames are
+// identities its endpoints may present under mesh mTLS: with ISTIO_MUTUAL
+// a sidecar accepts them (SPIFFE IDs as URI SANs, other names as DNS
+// SANs), and so does a proxyless gRPC client.
+func TestServiceEntrySubjectAltNames(t *testing.T) {
+	s := testSnapshot()
+	h := "vm.example.com"
+	s.Services[h] = &model.Service{Hostname: h, Namespace: "default", Ports: []model.Port{{Name: "http", Number: 80, Protocol: model.ProtocolHTTP}},
+		Endpoints:       []*model.Endpoint{{Address: "10.0.0.9"}},
+		SubjectAltNames: []string{"spiffe://cluster.local/ns/vms/sa/billing", "billing.vms.example.com"}}
+	s.DestinationRules = append(s.DestinationRules, dr("vm", "default", &networking.DestinationRule{Host: h, TrafficPolicy: &networking.TrafficPolicy{
+		Tls: &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_ISTIO_MUTUAL}}}))
+	sans := func(p *Proxy) (typed []string, plain []string) {
+		t.Helper()
+		res, err := Translate(s, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range res.Clusters {
+			if c.GetName() != "outbound|80||"+h {
+				continue
+			}
+			up := &tlsv3.UpstreamTlsContext{}
+			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil {
+				t.Fatal(err)
+			}
+			vc := up.GetCommonTlsContext().GetCombinedValidationContext().GetDefaultValidationContext()
+			if vc == nil {
+				vc = up.GetCommonTlsContext().GetValidationContext()
+			}
+			for _, m := range vc.GetMatchTypedSubjectAltNames() {
+				typed = append(typed, m.GetSanType().String()+" "+m.GetMatcher().GetExact())
+			}
+			for _, m := range vc.GetMatchSubjectAltNames() {
+				plain = append(plain, m.GetExact())
+			}
+			return typed, plain
+		}
+		t.Fatalf("no cluster outbound|80||%s", h)
+		return nil, nil
+	}
+	typed, _ := sans(sidecarProxy())
+	if want := []string{"DNS billing.vms.example.com", "URI spiffe://cluster.local/ns/vms/sa/billing"}; !cmp.Equal(typed, want) {
+		t.Errorf("sidecar SAN matchers %v; want %v", typed, want)
+	}
+	p := proxylessProxy("default")
+	p.CertProvider = "mesh"
+	if _, plain := sans(p); !cmp.Equal(plain, []string{"billing.vms.example.com", "spiffe://cluster.local/ns/vms/sa/billing"}) {
+		t.Errorf("proxyless SAN matchers %v; want both names", plain)
 	}
 }
