@@ -305,11 +305,11 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 		for _, h := range hosts {
 			b.hostOwner[h] = r
 			svc := &model.Service{
-				Hostname:     h,
-				Namespace:    r.Namespace,
-				Addresses:    append([]string(nil), se.GetAddresses()...),
-				Ports:        append([]model.Port(nil), ports...),
-				Resolution:   res,
+				Hostname:        h,
+				Namespace:       r.Namespace,
+				Addresses:       append([]string(nil), se.GetAddresses()...),
+				Ports:           append([]model.Port(nil), ports...),
+				Resolution:      res,
 				MeshExternal:    se.GetLocation() == networking.ServiceEntry_MESH_EXTERNAL,
 				Source:          r.Key(),
 				SubjectAltNames: append([]string(nil), se.GetSubjectAltNames()...),
