@@ -42,6 +42,7 @@ import (
 	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/spiffeid"
 	"weft.dev/weft/internal/xdsmeta"
+	"weft.dev/weft/internal/xdstranslate"
 )
 
 // testCA is a real Weft CA serving CSRs on loopback.
@@ -466,5 +467,60 @@ func TestForwardedProtoFromMeshPeers(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(b) != "https" {
 		t.Errorf("the app got %d X-Forwarded-Proto %q from a mesh peer's request; want https", resp.StatusCode, b)
+	}
+}
+
+// TestMTLSServiceEntrySubjectAltNames: a ServiceEntry's subjectAltNames,
+// translated by the control plane into an ISTIO_MUTUAL cluster, decide
+// which server identities the client sidecar accepts in a real handshake.
+func TestMTLSServiceEntrySubjectAltNames(t *testing.T) {
+	for _, tc := range []struct {
+		sans string
+		want int
+	}{
+		{`["spiffe://cluster.local/ns/vms/sa/other", "` + reviewsID + `"]`, http.StatusOK},
+		{`["spiffe://cluster.local/ns/vms/sa/other", "reviews.example.com"]`, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.sans, func(t *testing.T) {
+			snap := meshModel(t, "se.yaml", `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{name: http, number: 9080, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+  subjectAltNames: `+tc.sans+`
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews.default.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+`)
+			res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{Type: xdstranslate.Sidecar, Namespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var socket *corev3.TransportSocket
+			for _, c := range res.Clusters {
+				if c.GetName() == "outbound|9080||reviews.default.svc.cluster.local" {
+					socket = c.GetTransportSocket()
+				}
+			}
+			if socket == nil {
+				t.Fatal("the translated cluster has no transport socket")
+			}
+			m := startMeshPair(t, time.Hour, "STRICT", func(c *clusterv3.Cluster) *clusterv3.Cluster {
+				c.TransportSocket = socket
+				return c
+			})
+			code, _, err := mtlsGet(t, m.client.HTTPClient(t), "http://reviews:9080/")
+			if err != nil || code != tc.want {
+				t.Fatalf("GET = %d %v; want %d", code, err, tc.want)
+			}
+		})
 	}
 }
