@@ -84,6 +84,14 @@ func TestDelegate(t *testing.T) {
 	}
 }
 
+// delegateD is a delegate VirtualService "d" with one route.
+const delegateD = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: d}
+spec:
+  http: [{route: [{destination: {host: front.example.com}}]}]
+`
+
 func TestDelegateErrors(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"missing", `apiVersion: networking.istio.io/v1
@@ -93,12 +101,7 @@ spec:
   hosts: [front.example.com]
   http: [{delegate: {name: nosuch}}]
 `, "spec.http[0].delegate: VirtualService default/nosuch is not a delegate in force"},
-		{"delegate and route", `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: d}
-spec:
-  http: [{route: [{destination: {host: front.example.com}}]}]
----
+		{"delegate and route", delegateD + `---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: front}
@@ -112,18 +115,8 @@ metadata: {name: d}
 spec:
   http: [{delegate: {name: e}}]
 `, "VirtualService default/d: spec.http[0].delegate: a delegate VirtualService cannot delegate further"},
-		{"unused", `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: d}
-spec:
-  http: [{route: [{destination: {host: front.example.com}}]}]
-`, "VirtualService default/d: spec.hosts: no VirtualService delegates to it and it has no hosts, so it routes nothing"},
-		{"catch-all delegate", `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: d}
-spec:
-  http: [{route: [{destination: {host: front.example.com}}]}]
----
+		{"unused", delegateD, "VirtualService default/d: spec.hosts: no VirtualService delegates to it and it has no hosts, so it routes nothing"},
+		{"catch-all delegate", delegateD + `---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: front}
