@@ -166,7 +166,7 @@ func printEndpoints(w io.Writer, list []admin.ClusterStatus) {
 			if ejected {
 				check = "FAILED"
 			}
-			loc := strings.TrimRight(h.Locality, "/")
+			loc := h.Locality
 			if loc == "" {
 				loc = "-"
 			}

@@ -26,8 +26,8 @@ func TestProxyConfig(t *testing.T) {
 			{Name: "outbound|9080||reviews.default.svc.cluster.local", LBPolicy: "ROUND_ROBIN", ActiveConnections: 1,
 				PriorityLoads: []admin.PriorityLoad{{Priority: 0}, {Priority: 1, Healthy: 100}},
 				Hosts: []admin.HostStatus{
-					{Address: "127.0.0.1:1001", Health: "/failed_outlier_check", Locality: "us-east/zone-a/", Priority: 0, Weight: 1, Total: 3, Failures: 1},
-					{Address: "127.0.0.1:1002", Health: "healthy", Locality: "us-east/zone-b/", Priority: 1, Weight: 1, Total: 9},
+					{Address: "127.0.0.1:1001", Health: "/failed_outlier_check", Locality: "us-east/zone-a", Priority: 0, Weight: 1, Total: 3, Failures: 1},
+					{Address: "127.0.0.1:1002", Health: "healthy", Locality: "us-east/zone-b", Priority: 1, Weight: 1, Total: 9},
 				}},
 			{Name: "outbound|9080||ratings.default.svc.cluster.local", LBPolicy: "LEAST_REQUEST", Hosts: []admin.HostStatus{}},
 		}})

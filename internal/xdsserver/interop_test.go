@@ -41,6 +41,17 @@ func startVersionServer(t *testing.T, version string) uint32 {
 	return uint32(lis.Addr().(*net.TCPAddr).Port)
 }
 
+// reviewsGRPC is the registry of a gRPC service
+// reviews.default.svc.cluster.local on port 9080 with the endpoints eps.
+func reviewsGRPC(eps ...*model.Endpoint) map[string]*model.Service {
+	h := "reviews.default.svc.cluster.local"
+	return map[string]*model.Service{h: {
+		Hostname: h, Namespace: "default",
+		Ports:     []model.Port{{Name: "grpc", Number: 9080, Protocol: model.ProtocolGRPC}},
+		Endpoints: eps,
+	}}
+}
+
 // TestProxylessGRPCInterop points grpc-go's own xDS client at the server:
 // an 80/20 split across subsets and a header match, dialed by FQDN and by
 // short name.
@@ -50,14 +61,10 @@ func TestProxylessGRPCInterop(t *testing.T) {
 	p1, p2 := startVersionServer(t, "v1"), startVersionServer(t, "v2")
 	host := "reviews.default.svc.cluster.local"
 	snap := &model.Snapshot{
-		Services: map[string]*model.Service{host: {
-			Hostname: host, Namespace: "default",
-			Ports: []model.Port{{Name: "grpc", Number: 9080, Protocol: model.ProtocolGRPC}},
-			Endpoints: []*model.Endpoint{
-				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": p1}, Labels: map[string]string{"app": "reviews", "version": "v1"}},
-				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": p2}, Labels: map[string]string{"app": "reviews", "version": "v2"}},
-			},
-		}},
+		Services: reviewsGRPC(
+			&model.Endpoint{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": p1}, Labels: map[string]string{"app": "reviews", "version": "v1"}},
+			&model.Endpoint{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": p2}, Labels: map[string]string{"app": "reviews", "version": "v2"}},
+		),
 		DestinationRules: []*model.DestinationRule{{Meta: model.Meta{Kind: "DestinationRule", Namespace: "default", Name: "reviews"}, Spec: &networking.DestinationRule{
 			Host: host,
 			Subsets: []*networking.Subset{
@@ -175,14 +182,10 @@ func proxylessFailover(t *testing.T, failoverPriority []string, nearLabels map[s
 	pNear, pFar := uint32(lis.Addr().(*net.TCPAddr).Port), startVersionServer(t, "far")
 	host := "reviews.default.svc.cluster.local"
 	snap := &model.Snapshot{
-		Services: map[string]*model.Service{host: {
-			Hostname: host, Namespace: "default",
-			Ports: []model.Port{{Name: "grpc", Number: 9080, Protocol: model.ProtocolGRPC}},
-			Endpoints: []*model.Endpoint{
-				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pFar}, Locality: "eu-west/b", Labels: map[string]string{"rack": "r2"}},
-				{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pNear}, Locality: "us-east/a", Labels: nearLabels},
-			},
-		}},
+		Services: reviewsGRPC(
+			&model.Endpoint{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pFar}, Locality: "eu-west/b", Labels: map[string]string{"rack": "r2"}},
+			&model.Endpoint{Address: "127.0.0.1", Ports: map[string]uint32{"grpc": pNear}, Locality: "us-east/a", Labels: nearLabels},
+		),
 		DestinationRules: []*model.DestinationRule{{Meta: model.Meta{Kind: "DestinationRule", Namespace: "default", Name: "reviews"}, Spec: &networking.DestinationRule{
 			Host: host, TrafficPolicy: &networking.TrafficPolicy{
 				OutlierDetection: &networking.OutlierDetection{},

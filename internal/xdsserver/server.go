@@ -705,7 +705,7 @@ func (s *Server) nodeFor(streamID int64, node *core.Node) *nodeState {
 	s.nodes[id] = n
 	s.metrics.connected.Set(float64(len(s.nodes)))
 	s.mu.Unlock()
-	if err := s.addLocality(n.proxy.WithSnapshot(s.translator.Snapshot())); err != nil {
+	if err := s.addLocality(n.proxy); err != nil {
 		s.log.Error("no endpoints for the new proxy's locality", "proxy", id, "err", err)
 	}
 	if err := s.publish(n, s.translator, s.builtAt, s.share); err != nil {

@@ -3,7 +3,6 @@ package xdstranslate
 import (
 	"hash/fnv"
 	"sort"
-	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -38,9 +37,6 @@ type Shared struct {
 	// byLabels is set when some cluster has a failoverPriority.
 	proxyLabelKeys []string
 	byLabels       bool
-	// endpointInfos are the labels and networks of the endpoints of the
-	// last assignment built, for addLocalityPolicy.
-	endpointInfos [][]endpointInfo
 }
 
 // BuildShared computes the outbound clusters and endpoints of snap.
@@ -51,20 +47,19 @@ func BuildShared(snap *model.Snapshot) *Shared {
 		subsets := drSubsetsOf(dr)
 		for _, port := range svc.Ports {
 			c := buildCluster(svc, port, nil, dr, snap.TrustDomain)
-			sh.addCluster(svc, c, port, nil)
-			sh.addLocalityPolicy(c, resolvePolicy(dr, nil, port.Number))
+			infos := sh.addCluster(svc, c, port, nil)
+			sh.addLocalityPolicy(c, resolvePolicy(dr, nil, port.Number), infos)
 			for _, ss := range subsets {
 				if ss.GetName() == "" {
 					continue
 				}
 				c := buildCluster(svc, port, ss, dr, snap.TrustDomain)
-				sh.addCluster(svc, c, port, ss.GetLabels())
-				sh.addLocalityPolicy(c, resolvePolicy(dr, ss, port.Number))
+				infos := sh.addCluster(svc, c, port, ss.GetLabels())
+				sh.addLocalityPolicy(c, resolvePolicy(dr, ss, port.Number), infos)
 			}
 		}
 	}
 	sh.proxyLabelKeys = proxyLabelKeys(sh.localityPolicies)
-	sh.endpointInfos = nil
 	// Names sort like Istio's: by the full name string.
 	idx := make([]int, len(sh.Clusters))
 	for i := range idx {
@@ -91,28 +86,31 @@ func permute[T any](s []T, idx []int) []T {
 	return out
 }
 
-func (sh *Shared) addCluster(svc *model.Service, c *cluster.Cluster, port model.Port, subsetLabels map[string]string) {
+// addCluster adds c and, for an EDS cluster, its endpoints; it returns
+// their labels and networks (buildLoadAssignment) for addLocalityPolicy.
+func (sh *Shared) addCluster(svc *model.Service, c *cluster.Cluster, port model.Port, subsetLabels map[string]string) [][]endpointInfo {
 	sh.Clusters = append(sh.Clusters, c)
 	sh.clusterHost = append(sh.clusterHost, svc.Hostname)
 	sh.clusterHash = append(sh.clusterHash, hashMessage(c))
 	if c.GetType() != cluster.Cluster_EDS {
-		return
+		return nil
 	}
 	cla, infos := buildLoadAssignment(c.Name, svc, port, subsetLabels)
-	sh.endpointInfos = infos
 	sh.Endpoints = append(sh.Endpoints, cla)
 	sh.endpointHost = append(sh.endpointHost, svc.Hostname)
 	sh.endpointHash = append(sh.endpointHash, hashMessage(cla))
+	return infos
 }
 
-// addLocalityPolicy records c's locality balancing, if it has one.
-func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy) {
+// addLocalityPolicy records c's locality balancing, if it has one; infos
+// are its endpoints' labels and networks, which failoverPriority ranks.
+func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy, infos [][]endpointInfo) {
 	if c.GetType() != cluster.Cluster_EDS {
 		return
 	}
 	if lp := localityPolicyFor(p); lp != nil {
 		if len(lp.byLabels) > 0 {
-			lp.endpoints = sh.endpointInfos
+			lp.endpoints = infos
 			sh.byLabels = true
 		}
 		if sh.localityPolicies == nil {
@@ -168,18 +166,8 @@ func buildLoadAssignment(name string, svc *model.Service, port model.Port, subse
 }
 
 func parseLocality(s string) *core.Locality {
-	if s == "" {
-		return &core.Locality{}
-	}
-	parts := strings.SplitN(s, "/", 3)
-	l := &core.Locality{Region: parts[0]}
-	if len(parts) > 1 {
-		l.Zone = parts[1]
-	}
-	if len(parts) > 2 {
-		l.SubZone = parts[2]
-	}
-	return l
+	l := parseLocalityString(s)
+	return &core.Locality{Region: l.region, Zone: l.zone, SubZone: l.subzone}
 }
 
 func inboundClusterName(port uint32) string { return xdsmeta.InboundClusterName(port) }

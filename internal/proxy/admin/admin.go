@@ -227,7 +227,7 @@ type HostStatus struct {
 	Health string `json:"health"`
 	// Weight is the endpoint's weight.
 	Weight uint32 `json:"weight"`
-	// Locality is region/zone/subzone.
+	// Locality is region/zone/subzone, without trailing empty parts.
 	Locality string `json:"locality,omitempty"`
 	// Priority is the locality's priority.
 	Priority uint32 `json:"priority"`

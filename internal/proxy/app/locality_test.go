@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -39,20 +38,10 @@ func TestLocalityFailover(t *testing.T) {
 		return b
 	}
 	near, region, far := start("near"), start("region"), start("far")
-	entry := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: shop, namespace: default}
-spec:
-  hosts: [shop.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  ports: [{name: http, number: 80, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 127.0.0.1, ports: {http: %s}, locality: us-east/zone-a}
-  - {address: 127.0.0.1, ports: {http: %s}, locality: us-east/zone-b}
-  - {address: 127.0.0.1, ports: {http: %s}, locality: eu-west/zone-c}
----
-`, serverPort(near.srv), serverPort(region.srv), serverPort(far.srv))
+	entry := serviceEntryWith("shop",
+		"ports: {http: "+serverPort(near.srv)+"}, locality: us-east/zone-a",
+		"ports: {http: "+serverPort(region.srv)+"}, locality: us-east/zone-b",
+		"ports: {http: "+serverPort(far.srv)+"}, locality: eu-west/zone-c")
 	snap := meshModel(t, "locality.yaml", gatewayYAML+entry+`apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: shop, namespace: default}

@@ -153,9 +153,19 @@ spec:
 // serviceEntryYAML declares service <name>.default.svc.cluster.local,
 // HTTP on port 80, with an endpoint on 127.0.0.1 at each of ports.
 func serviceEntryYAML(name string, ports ...string) string {
+	eps := make([]string, len(ports))
+	for i, p := range ports {
+		eps[i] = "ports: {http: " + p + "}"
+	}
+	return serviceEntryWith(name, eps...)
+}
+
+// serviceEntryWith is serviceEntryYAML with each endpoint's fields
+// besides its address given whole ("ports: {http: 8080}, locality: a/b").
+func serviceEntryWith(name string, endpoints ...string) string {
 	var eps strings.Builder
-	for _, p := range ports {
-		fmt.Fprintf(&eps, "  - {address: 127.0.0.1, ports: {http: %s}}\n", p)
+	for _, e := range endpoints {
+		fmt.Fprintf(&eps, "  - {address: 127.0.0.1, %s}\n", e)
 	}
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry

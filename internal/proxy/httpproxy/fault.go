@@ -93,9 +93,9 @@ func (p *Proxy) countAgainstRoute(rs *reqState, r *http.Request, clusterName *st
 }
 
 // grpcOfHTTP is the gRPC status of an HTTP status, as gRPC's
-// specification maps them ("HTTP to gRPC Status Code Mapping"): 404 maps
-// to the code gRPC calls Unimplemented, and a status it does not list to
-// Unknown.
+// specification maps them ("HTTP to gRPC Status Code Mapping"): 404 is
+// gRPC's "no such method" code (12), and a status the table does not
+// list is code 2.
 func grpcOfHTTP(status int) codes.Code {
 	switch status {
 	case http.StatusBadRequest:

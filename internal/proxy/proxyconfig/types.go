@@ -702,7 +702,8 @@ type Endpoints struct {
 
 // Locality is one group of endpoints with a weight and a priority.
 type Locality struct {
-	// Name is "region/zone/subzone", for display.
+	// Name is "region/zone/subzone" without trailing empty parts, for
+	// display.
 	Name string
 	// Weight is the locality's load_balancing_weight; 0 when unset.
 	Weight uint32
