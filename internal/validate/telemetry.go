@@ -9,6 +9,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/logfilter"
 	"weft.dev/weft/internal/model"
 )
 
@@ -39,8 +40,6 @@ func telemetryRules() []fieldRule {
 		{kind: config.KindTelemetry, path: "spec.accessLogging[].match", severity: model.SeverityError,
 			message: "access log match modes other than CLIENT_AND_SERVER are not supported by Weft yet; remove match",
 			when:    notBoth},
-		{kind: config.KindTelemetry, path: "spec.accessLogging[].filter", severity: model.SeverityError,
-			message: "access log filters are not supported by Weft yet; remove filter (every request is logged)"},
 	}
 }
 
@@ -93,6 +92,11 @@ func (b *build) checkTelemetry(r *config.Resource, rep *reporter) func() {
 		for j, p := range a.GetProviders() {
 			if p.GetName() != model.AccessLogProviderName {
 				rep.errorf(fmt.Sprintf("spec.accessLogging[%d].providers[%d].name", i, j), "unknown access log provider %q; Weft's mesh has one, %q (JSON lines on the proxy's stdout)", p.GetName(), model.AccessLogProviderName)
+			}
+		}
+		if f := a.GetFilter(); f != nil {
+			if _, err := logfilter.Compile(f.GetExpression()); err != nil {
+				rep.errorf(fmt.Sprintf("spec.accessLogging[%d].filter.expression", i), "%v", err)
 			}
 		}
 	}

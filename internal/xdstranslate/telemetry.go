@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
+	"weft.dev/weft/internal/logfilter"
 	"weft.dev/weft/internal/model"
 )
 
@@ -48,6 +49,9 @@ type telemetryPolicy struct {
 	serviceName string
 	// accessLog turns the stdout access log on.
 	accessLog bool
+	// logFilter selects the requests logged (nil: every one): the
+	// translation of the most specific Telemetry's access log filter.
+	logFilter *accesslog.AccessLogFilter
 	// endpoint is the collector's host:port.
 	endpoint string
 }
@@ -105,6 +109,10 @@ func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
 		}
 		if al := tm.Spec.GetAccessLogging(); len(al) > 0 {
 			pol.accessLog = !al[0].GetDisabled().GetValue()
+			if f := al[0].GetFilter(); f != nil {
+				// Validation refused expressions that do not compile.
+				pol.logFilter, _ = logfilter.Compile(f.GetExpression())
+			}
 		}
 	}
 	if !pol.tracing && !pol.accessLog {
@@ -161,6 +169,7 @@ func (pol *telemetryPolicy) accessLogs() []*accesslog.AccessLog {
 	}
 	return []*accesslog.AccessLog{{
 		Name:       StdoutAccessLogName,
+		Filter:     pol.logFilter,
 		ConfigType: &accesslog.AccessLog_TypedConfig{TypedConfig: mustAny(&stream.StdoutAccessLog{})},
 	}}
 }

@@ -6,15 +6,18 @@ import (
 	"strings"
 	"testing"
 
+	accesslog "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	telemetry "istio.io/api/telemetry/v1alpha1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 
+	"weft.dev/weft/internal/logfilter"
 	"weft.dev/weft/internal/model"
 )
 
@@ -206,5 +209,76 @@ func TestTelemetrySharing(t *testing.T) {
 	}
 	if ra.Hashes.Listeners == rb.Hashes.Listeners {
 		t.Errorf("different workloads share listeners whose tracing names the workload")
+	}
+}
+
+// TestTelemetryAccessLogFilter: the most specific Telemetry that sets an
+// access log filter decides it; one that turns logging on without a
+// filter keeps the filter above it. The filter reaches the access_log of
+// every HTTP connection manager and tcp_proxy.
+func TestTelemetryAccessLogFilter(t *testing.T) {
+	const meshWide, productpageOnly = `response.code >= 400`, `request.duration > duration('1s')`
+	snap := testSnapshot()
+	addUpstreams(snap)
+	logs := func(expr string) []*telemetry.AccessLogging {
+		a := &telemetry.AccessLogging{}
+		if expr != "" {
+			a.Filter = &telemetry.AccessLogging_Filter{Expression: expr}
+		}
+		return []*telemetry.AccessLogging{a}
+	}
+	snap.Telemetries = []*model.Telemetry{
+		tele("default", "logs-on", &telemetry.Telemetry{AccessLogging: logs("")}),
+		tele("default", "productpage", &telemetry.Telemetry{
+			Selector:      &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "productpage"}},
+			AccessLogging: logs(productpageOnly),
+		}),
+		tele(snap.MeshTelemetry.Root(), "mesh", &telemetry.Telemetry{AccessLogging: logs(meshWide)}),
+	}
+	reviews := sidecarProxy().WithSnapshot(snap)
+	reviews.Labels = map[string]string{"app": "reviews"}
+	for _, c := range []struct {
+		proxy *Proxy
+		want  string
+	}{{productpage(snap), productpageOnly}, {reviews, meshWide}} {
+		want, err := logfilter.Compile(c.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Translate(snap, c.proxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range res.Listeners {
+			for _, fc := range l.GetFilterChains() {
+				for _, f := range fc.GetFilters() {
+					var al []*accesslog.AccessLog
+					switch f.GetName() {
+					case HTTPConnectionManagerName:
+						m := &hcm.HttpConnectionManager{}
+						if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
+							t.Fatal(err)
+						}
+						al = m.GetAccessLog()
+					case TCPProxyName:
+						tp := &tcpproxy.TcpProxy{}
+						if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+							t.Fatal(err)
+						}
+						al = tp.GetAccessLog()
+					default:
+						continue
+					}
+					n++
+					if len(al) != 1 || !proto.Equal(al[0].GetFilter(), want) {
+						t.Errorf("%s: listener %q chain %q: access log %v, want the filter of %q", c.proxy.Labels["app"], l.GetName(), fc.GetName(), al, c.want)
+					}
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: no access log", c.proxy.Labels["app"])
+		}
 	}
 }

@@ -529,6 +529,55 @@ spec:
 		}
 	})
 
+	t.Run("access log filter", func(t *testing.T) {
+		// The README's demo: a Telemetry that logs failures and slow
+		// requests only; a bad expression is refused at its field.
+		quiet := `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: errors-only, namespace: default}
+spec:
+  accessLogging:
+  - providers: [{name: envoy}]
+    filter:
+      expression: response.code >= 400 || request.duration > duration('1s')
+`
+		m.apply(t, quiet, "")
+		t.Cleanup(func() {
+			if out, err := m.weft("", "delete", "telemetry", "errors-only"); err != nil {
+				t.Errorf("weft delete: %v\n%s", err, out)
+			}
+		})
+		base := fmt.Sprintf("http://127.0.0.1:%d", ingress)
+		try := 0
+		waitFor(t, 20*time.Second, "the 404 alone in the access log", func() error {
+			try++
+			ok, missing := fmt.Sprintf("/productpage?quiet=%d", try), fmt.Sprintf("/no-such-page-%d", try)
+			if code, _, err := get(base + ok); err != nil || code != 200 {
+				return fmt.Errorf("GET %s: %d %v", ok, code, err)
+			}
+			if code, _, err := get(base + missing); err != nil || code != 404 {
+				return fmt.Errorf("GET %s: %d %v", missing, code, err)
+			}
+			time.Sleep(time.Second) // the sidecars write their logs off the request path
+			out, err := m.weft("", "logs", "--since", "1m")
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			if !strings.Contains(out, missing+" 404 NR") {
+				return fmt.Errorf("the 404 is not logged yet")
+			}
+			if strings.Contains(out, ok+" ") {
+				return fmt.Errorf("the 200 was logged:\n%s", grepLines(out, ok))
+			}
+			return nil
+		})
+		bad := strings.Replace(quiet, "|| request.duration > duration('1s')", "&& connection.mtls", 1)
+		out, err := m.weft(bad, "apply", "-f", "-")
+		if err == nil || !strings.Contains(out, "spec.accessLogging[0].filter.expression: `connection.mtls`: not a condition on an attribute Weft can filter access logs on") {
+			t.Errorf("weft apply of an untranslatable filter: %v\n%s; want it refused at its field", err, out)
+		}
+	})
+
 	t.Run("a killed workload is restarted", func(t *testing.T) {
 		var pid int
 		for _, in := range m.status(t).Instances {

@@ -2,7 +2,10 @@ package httpproxy
 
 import (
 	"net/http"
+	"strconv"
 	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/peermeta"
@@ -46,17 +49,37 @@ func (p *Proxy) recordIstio(rs *reqState, sw *statusWriter, clusterName string, 
 	if rs.grpc || rs.cluster == nil {
 		// A local reply to a gRPC request carries grpc-status in headers;
 		// rs.grpc is set only once a cluster is picked.
-		h := sw.Header()
-		if v := h["Grpc-Status"]; len(v) > 0 {
-			r.GRPCStatus = v[0]
-		} else if v := h[grpcStatusTrailer]; len(v) > 0 {
-			r.GRPCStatus = v[0]
-		}
+		r.GRPCStatus = responseGRPCStatus(sw)
 		if r.GRPCStatus != "" {
 			r.GRPC = true
 		}
 	}
 	p.metrics.RecordHTTP(&r)
+}
+
+// responseGRPCStatus is the grpc-status the response sent, in its
+// headers or as a trailer; "" for none.
+func responseGRPCStatus(sw *statusWriter) string {
+	h := sw.Header()
+	if v := h["Grpc-Status"]; len(v) > 0 {
+		return v[0]
+	} else if v := h[grpcStatusTrailer]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// grpcStatusOf is the response's gRPC status as Envoy's access log
+// filters take it: grpc-status when sent, else mapped from the HTTP
+// status (2, UNKNOWN, for one the mapping does not list or none).
+func grpcStatusOf(sw *statusWriter, code int) int {
+	if s := responseGRPCStatus(sw); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			return n
+		}
+		return int(codes.Unknown)
+	}
+	return int(grpcOfHTTP(code))
 }
 
 func serviceOf(clusterName string, rs *reqState) string {

@@ -183,14 +183,15 @@ func requestAttrs(rs *reqState, r *http.Request, cfg *proxyconfig.Tracing) []att
 }
 
 // accessLogFor is where a request on t is logged: the --access-log
-// logger when set (it overrides the config), else the listener's
-// access_log sinks (the first), else nowhere.
-func (p *Proxy) accessLogFor(t *Target) *accesslog.Logger {
+// logger when set (it overrides the config, filter included), else the
+// listener's access_log sinks (the first) with its filter (nil: every
+// request), else nowhere.
+func (p *Proxy) accessLogFor(t *Target) (*accesslog.Logger, *proxyconfig.LogFilter) {
 	if p.access != nil {
-		return p.access
+		return p.access, nil
 	}
 	if p.accessFiles == nil || t.HTTP == nil || len(t.HTTP.AccessLogs) == 0 {
-		return nil
+		return nil, nil
 	}
-	return p.accessFiles.Get(t.HTTP.AccessLogs[0].Path)
+	return p.accessFiles.Get(t.HTTP.AccessLogs[0].Path), t.HTTP.AccessLogs[0].Filter
 }

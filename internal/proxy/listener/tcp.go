@@ -75,7 +75,7 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 		}
 		tm.Flags = e.Flags
 		m.opts.Metrics.TCPClosed(&tm)
-		m.finishTCP(&e, &tm, m.tcpAccessLog(sinks))
+		m.finishTCP(&e, &tm, m.tcpAccessLog(sinks, &e))
 	}()
 	if mtls.ProtocolOf(c) == xdsmeta.PeerExchangeALPN {
 		peer, err := m.exchangePeer(c)
@@ -168,14 +168,18 @@ func (m *Manager) tcpToCluster(c net.Conn, snap *dataplane.Snapshot, cluster str
 	host.Done(upErr)
 }
 
-// tcpAccessLog is where a connection is logged: the --access-log logger
+// tcpAccessLog is where connection e is logged: the --access-log logger
 // when set (it overrides the config), else the chain's first access_log
-// sink, else nowhere (nil).
-func (m *Manager) tcpAccessLog(sinks []proxyconfig.AccessLog) *accesslog.Logger {
+// sink when its filter passes e, else nowhere (nil). A filter sees a
+// connection as a request without headers or response code.
+func (m *Manager) tcpAccessLog(sinks []proxyconfig.AccessLog, e *accesslog.Entry) *accesslog.Logger {
 	if m.opts.AccessLog != nil {
 		return m.opts.AccessLog
 	}
 	if m.opts.AccessLogs == nil || len(sinks) == 0 {
+		return nil
+	}
+	if f := sinks[0].Filter; f != nil && !router.Logged(f, &router.LogInput{Duration: e.Duration, Flags: e.Flags, GRPCStatus: router.GRPCUnknown}) {
 		return nil
 	}
 	return m.opts.AccessLogs.Get(sinks[0].Path)

@@ -3,7 +3,9 @@ package proxyconfig
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
@@ -44,6 +46,58 @@ type AccessLog struct {
 	// Path is where the JSON lines go: "/dev/stdout", "/dev/stderr" or a
 	// file (appended to).
 	Path string
+	// Filter selects the requests logged; nil logs every one.
+	Filter *LogFilter
+}
+
+// LogFilterKind is the test of a LogFilter.
+type LogFilterKind int
+
+// Envoy's access log filters that Weft evaluates.
+const (
+	// LogAnd passes when every one of Filters does.
+	LogAnd LogFilterKind = iota
+	// LogOr passes when one of Filters does.
+	LogOr
+	// LogStatus compares the response code (0 when none was sent).
+	LogStatus
+	// LogDuration compares the request's duration in milliseconds.
+	LogDuration
+	// LogHeader matches a request header.
+	LogHeader
+	// LogResponseFlags passes when the request has one of Flags, or any
+	// response flag when Flags is empty.
+	LogResponseFlags
+	// LogGRPCStatus passes when the gRPC status is one of GRPCStatuses
+	// (or is not, with Exclude).
+	LogGRPCStatus
+)
+
+// Comparison operators of status and duration filters.
+const (
+	CompareEQ = iota
+	CompareGE
+	CompareLE
+)
+
+// LogFilter is a validated Envoy AccessLogFilter.
+type LogFilter struct {
+	Kind LogFilterKind
+	// Filters are the operands of LogAnd and LogOr.
+	Filters []LogFilter
+	// Op (CompareEQ, CompareGE, CompareLE) and Value compare LogStatus
+	// and LogDuration (milliseconds).
+	Op    int
+	Value int64
+	// Header is LogHeader's matcher; HeaderKey its canonical header key
+	// (or pseudo-header).
+	Header    HeaderMatcher
+	HeaderKey string
+	// Flags are LogResponseFlags' flags ("UH", "UF", ...).
+	Flags []string
+	// GRPCStatuses and Exclude configure LogGRPCStatus.
+	GRPCStatuses []int
+	Exclude      bool
 }
 
 // Access log paths of the stream loggers.
@@ -132,8 +186,13 @@ func parseTracing(t *hcmv3.HttpConnectionManager_Tracing, unenforced *[]string) 
 func parseAccessLogs(logs []*accesslogv3.AccessLog, unenforced *[]string) ([]AccessLog, error) {
 	var out []AccessLog
 	for i, l := range logs {
+		var filter *LogFilter
 		if l.GetFilter() != nil {
-			*unenforced = append(*unenforced, fmt.Sprintf("access log %q filter", l.GetName()))
+			f, err := ParseLogFilter(l.GetFilter(), l.GetName(), unenforced)
+			if err != nil {
+				return nil, fmt.Errorf("access_log[%d] %q filter: %w", i, l.GetName(), err)
+			}
+			filter = &f
 		}
 		tc := l.GetTypedConfig()
 		switch tc.GetTypeUrl() {
@@ -145,9 +204,9 @@ func parseAccessLogs(logs []*accesslogv3.AccessLog, unenforced *[]string) ([]Acc
 			if m.GetLogFormat() != nil {
 				*unenforced = append(*unenforced, fmt.Sprintf("access log %q log_format (Weft writes its JSON lines)", l.GetName()))
 			}
-			out = append(out, AccessLog{Path: AccessLogStdout})
+			out = append(out, AccessLog{Path: AccessLogStdout, Filter: filter})
 		case typeStderrLog:
-			out = append(out, AccessLog{Path: AccessLogStderr})
+			out = append(out, AccessLog{Path: AccessLogStderr, Filter: filter})
 		case typeFileLog:
 			m := &filev3.FileAccessLog{}
 			if err := tc.UnmarshalTo(m); err != nil {
@@ -159,10 +218,78 @@ func parseAccessLogs(logs []*accesslogv3.AccessLog, unenforced *[]string) ([]Acc
 			if m.GetAccessLogFormat() != nil || m.GetFormat() != "" || m.GetJsonFormat() != nil || m.GetLogFormat() != nil {
 				*unenforced = append(*unenforced, fmt.Sprintf("access log %q format (Weft writes its JSON lines)", l.GetName()))
 			}
-			out = append(out, AccessLog{Path: m.GetPath()})
+			out = append(out, AccessLog{Path: m.GetPath(), Filter: filter})
 		default:
 			*unenforced = append(*unenforced, fmt.Sprintf("access log %q (%s)", l.GetName(), tc.GetTypeUrl()))
 		}
 	}
 	return out, nil
+}
+
+// ParseLogFilter validates an access log filter. Filters Weft does not
+// evaluate (runtime, traceable, health check, metadata, log type,
+// extensions) are noted as not enforced and pass every request.
+func ParseLogFilter(f *accesslogv3.AccessLogFilter, logName string, unenforced *[]string) (LogFilter, error) {
+	comparison := func(kind LogFilterKind, c *accesslogv3.ComparisonFilter) (LogFilter, error) {
+		out := LogFilter{Kind: kind, Value: int64(c.GetValue().GetDefaultValue())}
+		switch c.GetOp() {
+		case accesslogv3.ComparisonFilter_EQ:
+			out.Op = CompareEQ
+		case accesslogv3.ComparisonFilter_GE:
+			out.Op = CompareGE
+		case accesslogv3.ComparisonFilter_LE:
+			out.Op = CompareLE
+		default:
+			return out, fmt.Errorf("unknown comparison %v", c.GetOp())
+		}
+		if c.GetValue() == nil {
+			return out, errors.New("comparison needs a value")
+		}
+		return out, nil
+	}
+	operands := func(kind LogFilterKind, fs []*accesslogv3.AccessLogFilter) (LogFilter, error) {
+		if len(fs) < 2 {
+			return LogFilter{}, errors.New("and_filter and or_filter need two filters or more")
+		}
+		out := LogFilter{Kind: kind, Filters: make([]LogFilter, len(fs))}
+		for i, sub := range fs {
+			var err error
+			if out.Filters[i], err = ParseLogFilter(sub, logName, unenforced); err != nil {
+				return out, fmt.Errorf("filters[%d]: %w", i, err)
+			}
+		}
+		return out, nil
+	}
+	switch s := f.GetFilterSpecifier().(type) {
+	case *accesslogv3.AccessLogFilter_StatusCodeFilter:
+		return comparison(LogStatus, s.StatusCodeFilter.GetComparison())
+	case *accesslogv3.AccessLogFilter_DurationFilter:
+		return comparison(LogDuration, s.DurationFilter.GetComparison())
+	case *accesslogv3.AccessLogFilter_AndFilter:
+		return operands(LogAnd, s.AndFilter.GetFilters())
+	case *accesslogv3.AccessLogFilter_OrFilter:
+		return operands(LogOr, s.OrFilter.GetFilters())
+	case *accesslogv3.AccessLogFilter_HeaderFilter:
+		m, err := parseHeaderMatcher(s.HeaderFilter.GetHeader())
+		if err != nil {
+			return LogFilter{}, fmt.Errorf("header_filter: %w", err)
+		}
+		key := m.Name
+		if !strings.HasPrefix(key, ":") {
+			key = http.CanonicalHeaderKey(key)
+		}
+		return LogFilter{Kind: LogHeader, Header: m, HeaderKey: key}, nil
+	case *accesslogv3.AccessLogFilter_ResponseFlagFilter:
+		return LogFilter{Kind: LogResponseFlags, Flags: s.ResponseFlagFilter.GetFlags()}, nil
+	case *accesslogv3.AccessLogFilter_GrpcStatusFilter:
+		out := LogFilter{Kind: LogGRPCStatus, Exclude: s.GrpcStatusFilter.GetExclude()}
+		for _, st := range s.GrpcStatusFilter.GetStatuses() {
+			out.GRPCStatuses = append(out.GRPCStatuses, int(st))
+		}
+		return out, nil
+	case nil:
+		return LogFilter{}, errors.New("the filter is empty")
+	}
+	*unenforced = append(*unenforced, fmt.Sprintf("access log %q filter %T", logName, f.GetFilterSpecifier()))
+	return LogFilter{Kind: LogAnd}, nil // no operands: passes
 }

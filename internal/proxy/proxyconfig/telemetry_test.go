@@ -6,6 +6,7 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
@@ -14,6 +15,7 @@ import (
 	tracingtype "github.com/envoyproxy/go-control-plane/envoy/type/tracing/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -133,6 +135,60 @@ func TestParseTCPProxyAccessLog(t *testing.T) {
 			}
 			if tc.unenforced != "" && !strings.Contains(strings.Join(notes, "\n"), tc.unenforced) {
 				t.Errorf("unenforced notes %q lack %q", notes, tc.unenforced)
+			}
+		})
+	}
+}
+
+// TestParseLogFilter: the filters Weft evaluates become LogFilters;
+// malformed ones are errors; others are noted as not enforced and pass.
+func TestParseLogFilter(t *testing.T) {
+	status := func(op accesslogv3.ComparisonFilter_Op, v uint32) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+			Comparison: &accesslogv3.ComparisonFilter{Op: op, Value: &corev3.RuntimeUInt32{DefaultValue: v, RuntimeKey: "k"}}}}}
+	}
+	or := func(fs ...*accesslogv3.AccessLogFilter) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{Filters: fs}}}
+	}
+	tests := []struct {
+		name       string
+		f          *accesslogv3.AccessLogFilter
+		want       LogFilter
+		err        string
+		unenforced string
+	}{
+		{name: "or of statuses", f: or(status(accesslogv3.ComparisonFilter_LE, 199), status(accesslogv3.ComparisonFilter_GE, 400)),
+			want: LogFilter{Kind: LogOr, Filters: []LogFilter{{Kind: LogStatus, Op: CompareLE, Value: 199}, {Kind: LogStatus, Op: CompareGE, Value: 400}}}},
+		{name: "header", f: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{
+			Header: &routev3.HeaderMatcher{Name: "X-Debug", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}}}},
+			want: LogFilter{Kind: LogHeader, Header: HeaderMatcher{Name: "x-debug", Match: StringMatcher{Kind: MatchPresent}, Present: true}, HeaderKey: "X-Debug"}},
+		{name: "grpc status", f: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_GrpcStatusFilter{GrpcStatusFilter: &accesslogv3.GrpcStatusFilter{
+			Statuses: []accesslogv3.GrpcStatusFilter_Status{accesslogv3.GrpcStatusFilter_OK}, Exclude: true}}},
+			want: LogFilter{Kind: LogGRPCStatus, GRPCStatuses: []int{0}, Exclude: true}},
+		{name: "or of one", f: or(status(accesslogv3.ComparisonFilter_GE, 400)), err: "two filters or more"},
+		{name: "empty", f: &accesslogv3.AccessLogFilter{}, err: "the filter is empty"},
+		{name: "runtime filter noted", f: or(status(accesslogv3.ComparisonFilter_GE, 500), &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_RuntimeFilter{RuntimeFilter: &accesslogv3.RuntimeFilter{RuntimeKey: "r"}}}),
+			want:       LogFilter{Kind: LogOr, Filters: []LogFilter{{Kind: LogStatus, Op: CompareGE, Value: 500}, {Kind: LogAnd}}},
+			unenforced: "RuntimeFilter"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var notes []string
+			got, err := ParseLogFilter(tc.f, "log", &notes)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got, cmpopts.IgnoreUnexported(StringMatcher{})); diff != "" {
+				t.Errorf("filter (-want +got):\n%s", diff)
+			}
+			if joined := strings.Join(notes, "\n"); tc.unenforced == "" && joined != "" || !strings.Contains(joined, tc.unenforced) {
+				t.Errorf("unenforced notes %q, want %q", notes, tc.unenforced)
 			}
 		})
 	}
