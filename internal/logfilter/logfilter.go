@@ -521,14 +521,12 @@ func numeric(op string, n int64, mk func(*accesslogv3.ComparisonFilter) *accessl
 
 // always and never are a status code filter that every request passes
 // (>= 0) and one none passes (an impossible status code).
-func always() *accesslogv3.AccessLogFilter {
-	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-		Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_GE, Value: &corev3.RuntimeUInt32{DefaultValue: 0, RuntimeKey: runtimeKey}}}}}
-}
+func always() *accesslogv3.AccessLogFilter { return statusAtLeast(0) }
+func never() *accesslogv3.AccessLogFilter  { return statusAtLeast(1000) }
 
-func never() *accesslogv3.AccessLogFilter {
+func statusAtLeast(code uint32) *accesslogv3.AccessLogFilter {
 	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-		Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_GE, Value: &corev3.RuntimeUInt32{DefaultValue: 1000, RuntimeKey: runtimeKey}}}}}
+		Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_GE, Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: runtimeKey}}}}}
 }
 
 // join is the and/or of parts; Envoy's and_filter and or_filter need two

@@ -29,30 +29,17 @@ import (
 func httpLogsToFile(t testing.TB, msgs []proto.Message, path string) int {
 	t.Helper()
 	n := 0
-	for _, m := range msgs {
-		l, ok := m.(*listenerv3.Listener)
-		if !ok {
-			continue
+	rewriteFilters(msgs, func() *hcmv3.HttpConnectionManager { return &hcmv3.HttpConnectionManager{} }, func(l *listenerv3.Listener, h *hcmv3.HttpConnectionManager) {
+		if len(h.GetAccessLog()) != 1 || h.GetAccessLog()[0].GetName() != xdstranslate.StdoutAccessLogName {
+			t.Fatalf("listener %s: access logs %v, want the translation's %s", l.GetName(), h.GetAccessLog(), xdstranslate.StdoutAccessLogName)
 		}
-		for _, fc := range l.GetFilterChains() {
-			for _, f := range fc.GetFilters() {
-				h := &hcmv3.HttpConnectionManager{}
-				if f.GetTypedConfig().UnmarshalTo(h) != nil {
-					continue
-				}
-				if len(h.GetAccessLog()) != 1 || h.GetAccessLog()[0].GetName() != xdstranslate.StdoutAccessLogName {
-					t.Fatalf("listener %s: access logs %v, want the translation's %s", l.GetName(), h.GetAccessLog(), xdstranslate.StdoutAccessLogName)
-				}
-				filter := h.GetAccessLog()[0].GetFilter()
-				if filter != nil {
-					n++
-				}
-				h.AccessLog = fileLog(path)
-				h.AccessLog[0].Filter = filter
-				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: proxytest.MustAny(h)}
-			}
+		filter := h.GetAccessLog()[0].GetFilter()
+		if filter != nil {
+			n++
 		}
-	}
+		h.AccessLog = fileLog(path)
+		h.AccessLog[0].Filter = filter
+	})
 	return n
 }
 

@@ -32,32 +32,41 @@ func fileLog(path string) []*accesslogv3.AccessLog {
 	}}}
 }
 
+// rewriteFilters calls fn with every network filter of type M (an HTTP
+// connection manager, a tcp_proxy) in the listeners among msgs, and puts
+// back what fn made of it.
+func rewriteFilters[M proto.Message](msgs []proto.Message, newM func() M, fn func(l *listenerv3.Listener, m M)) {
+	for _, msg := range msgs {
+		l, ok := msg.(*listenerv3.Listener)
+		if !ok {
+			continue
+		}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				m := newM()
+				if f.GetTypedConfig().UnmarshalTo(m) != nil {
+					continue
+				}
+				fn(l, m)
+				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: proxytest.MustAny(m)}
+			}
+		}
+	}
+}
+
 // tcpLogsToFile points the access log of every tcp_proxy in the listeners
 // at path, and fails unless each had exactly one (the control plane's
 // stdout logger: proof that the Telemetry config reached the tcp_proxy).
 func tcpLogsToFile(t testing.TB, msgs []proto.Message, path string) {
 	t.Helper()
 	n := 0
-	for _, m := range msgs {
-		l, ok := m.(*listenerv3.Listener)
-		if !ok {
-			continue
+	rewriteFilters(msgs, func() *tcpproxyv3.TcpProxy { return &tcpproxyv3.TcpProxy{} }, func(l *listenerv3.Listener, tp *tcpproxyv3.TcpProxy) {
+		if len(tp.GetAccessLog()) != 1 || tp.GetAccessLog()[0].GetName() != xdstranslate.StdoutAccessLogName {
+			t.Fatalf("listener %s: tcp_proxy access logs %v, want the translation's %s", l.GetName(), tp.GetAccessLog(), xdstranslate.StdoutAccessLogName)
 		}
-		for _, fc := range l.GetFilterChains() {
-			for _, f := range fc.GetFilters() {
-				tp := &tcpproxyv3.TcpProxy{}
-				if f.GetTypedConfig().UnmarshalTo(tp) != nil {
-					continue
-				}
-				if len(tp.GetAccessLog()) != 1 || tp.GetAccessLog()[0].GetName() != xdstranslate.StdoutAccessLogName {
-					t.Fatalf("listener %s: tcp_proxy access logs %v, want the translation's %s", l.GetName(), tp.GetAccessLog(), xdstranslate.StdoutAccessLogName)
-				}
-				tp.AccessLog = fileLog(path)
-				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: proxytest.MustAny(tp)}
-				n++
-			}
-		}
-	}
+		tp.AccessLog = fileLog(path)
+		n++
+	})
 	if n == 0 {
 		t.Fatal("no tcp_proxy in the translated listeners")
 	}

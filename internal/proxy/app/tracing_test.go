@@ -13,12 +13,10 @@ import (
 	"testing"
 	"time"
 
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -82,26 +80,13 @@ func traced(t *testing.T, res []proto.Message, service, collectorAddr, logPath s
 		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "weft-otlp"}}},
 		ServiceName: service,
 	})
-	for _, m := range res {
-		l, ok := m.(*listenerv3.Listener)
-		if !ok {
-			continue
+	rewriteFilters(res, func() *hcmv3.HttpConnectionManager { return &hcmv3.HttpConnectionManager{} }, func(_ *listenerv3.Listener, h *hcmv3.HttpConnectionManager) {
+		h.Tracing = &hcmv3.HttpConnectionManager_Tracing{
+			RandomSampling: &typev3.Percent{Value: 100},
+			Provider:       &tracev3.Tracing_Http{Name: "envoy.tracers.opentelemetry", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: otel}},
 		}
-		for _, fc := range l.GetFilterChains() {
-			for _, f := range fc.GetFilters() {
-				h := &hcmv3.HttpConnectionManager{}
-				if f.GetTypedConfig().UnmarshalTo(h) != nil {
-					continue
-				}
-				h.Tracing = &hcmv3.HttpConnectionManager_Tracing{
-					RandomSampling: &typev3.Percent{Value: 100},
-					Provider:       &tracev3.Tracing_Http{Name: "envoy.tracers.opentelemetry", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: otel}},
-				}
-				h.AccessLog = []*accesslogv3.AccessLog{{Name: "envoy.access_loggers.file", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: proxytest.MustAny(&filev3.FileAccessLog{Path: logPath})}}}
-				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: proxytest.MustAny(h)}
-			}
-		}
-	}
+		h.AccessLog = fileLog(logPath)
+	})
 	return append(res, proxytest.HTTP2(proxytest.StaticCluster("weft-otlp", collectorAddr)))
 }
 
