@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -197,9 +198,13 @@ func (t *translator) comparison(e celast.Expr, op string, l, r celast.Expr, neg 
 		if !ok {
 			return nil, t.unsupported(e, "response.code is compared with an integer")
 		}
-		return numeric(op, n, func(c *accesslogv3.ComparisonFilter) *accesslogv3.AccessLogFilter {
-			return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: c}}}
-		}, 0, 999)
+		f, err := numeric(op, n, statusCmp, 0, 999)
+		if err == nil && holds(0, op, n) {
+			// Without a response (a TCP connection, a client gone) CEL
+			// has no response.code, Envoy's status_code_filter sees 0.
+			f = join(true, []*accesslogv3.AccessLogFilter{responded(), f})
+		}
+		return f, err
 	case "request.duration":
 		d, ok := durationLiteral(lit)
 		if !ok {
@@ -223,13 +228,18 @@ func (t *translator) comparison(e celast.Expr, op string, l, r celast.Expr, neg 
 				in = append(in, accesslogv3.GrpcStatusFilter_Status(s))
 			}
 		}
-		switch len(in) {
-		case 0:
+		if len(in) == 0 {
 			return never(), nil
-		case 17:
-			return always(), nil
 		}
-		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_GrpcStatusFilter{GrpcStatusFilter: &accesslogv3.GrpcStatusFilter{Statuses: in}}}, nil
+		if len(in) == 17 {
+			return responded(), nil
+		}
+		f := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_GrpcStatusFilter{GrpcStatusFilter: &accesslogv3.GrpcStatusFilter{Statuses: in}}}
+		if slices.Contains(in, accesslogv3.GrpcStatusFilter_UNKNOWN) {
+			// Envoy takes UNKNOWN without a response; CEL has no status.
+			f = join(true, []*accesslogv3.AccessLogFilter{responded(), f})
+		}
+		return f, nil
 	case "response.flags":
 		n, ok := intLiteral(lit)
 		if !ok || n != 0 || (op != operators.NotEquals && op != operators.Greater) {
@@ -260,6 +270,9 @@ func (t *translator) headerCompare(e celast.Expr, header, op string, lit celast.
 	}
 	invert := (op == operators.NotEquals) != neg
 	m := &routev3.HeaderMatcher{Name: header, InvertMatch: invert}
+	if t.isURLPath(e) && strings.Contains(s, "?") { // request.url_path has no '?'
+		return hasPath(!invert), nil
+	}
 	if t.isURLPath(e) {
 		m.HeaderMatchSpecifier = regexMatch(regexp.QuoteMeta(s) + `(\?.*)?`)
 	} else {
@@ -283,6 +296,18 @@ func (t *translator) stringTest(e, target celast.Expr, fn, s string, neg bool) (
 	if name, _ := attribute(target); name == "request.url_path" {
 		urlPath = true
 	}
+	if urlPath && strings.Contains(s, "?") && fn != "matches" { // request.url_path has no '?'
+		return hasPath(!neg), nil
+	}
+	if s == "" && fn != "matches" {
+		// Envoy's prefix, suffix and contains need one character or more;
+		// every value starts with, ends with and contains "" (a missing
+		// one is an error either way).
+		if neg {
+			return never(), nil
+		}
+		return headerFilter(&routev3.HeaderMatcher{Name: header, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}}), nil
+	}
 	m := &routev3.HeaderMatcher{Name: header, InvertMatch: neg}
 	var sm *matcherv3.StringMatcher
 	switch {
@@ -297,15 +322,16 @@ func (t *translator) stringTest(e, target celast.Expr, fn, s string, neg bool) (
 		}
 		// CEL's matches finds the pattern anywhere; Envoy's regex matches
 		// the whole value.
-		m.HeaderMatchSpecifier = regexMatch(`(?s:.*?)(?:` + s + `)(?s:.*)`)
+		re := `(?s:.*?)(?:` + s + `)(?s:.*)`
+		if _, err := regexp.Compile(`^(?:` + re + `)$`); err != nil { // \Q without \E
+			return nil, t.unsupported(e, "the regular expression does not end where it should (a \\Q without \\E?)")
+		}
+		m.HeaderMatchSpecifier = regexMatch(re)
 		return headerFilter(m), nil
 	case urlPath && fn == "endsWith":
 		m.HeaderMatchSpecifier = regexMatch(`[^?]*` + regexp.QuoteMeta(s) + `(\?.*)?`)
 		return headerFilter(m), nil
 	case urlPath && fn == "contains":
-		if strings.Contains(s, "?") {
-			return never(), nil
-		}
 		m.HeaderMatchSpecifier = regexMatch(`[^?]*` + regexp.QuoteMeta(s) + `[^?]*(\?.*)?`)
 		return headerFilter(m), nil
 	case fn == "endsWith":
@@ -476,6 +502,7 @@ func numeric(op string, n int64, mk func(*accesslogv3.ComparisonFilter) *accessl
 	cmp := func(o accesslogv3.ComparisonFilter_Op, v int64) *accesslogv3.AccessLogFilter {
 		return mk(&accesslogv3.ComparisonFilter{Op: o, Value: &corev3.RuntimeUInt32{DefaultValue: uint32(v), RuntimeKey: runtimeKey}})
 	}
+	n = max(lo-1, min(n, hi+1)) // n+1, n-1 below must not overflow
 	switch op {
 	case operators.Greater:
 		op, n = operators.GreaterEquals, n+1
@@ -525,8 +552,19 @@ func always() *accesslogv3.AccessLogFilter { return statusAtLeast(0) }
 func never() *accesslogv3.AccessLogFilter  { return statusAtLeast(1000) }
 
 func statusAtLeast(code uint32) *accesslogv3.AccessLogFilter {
-	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-		Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_GE, Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: runtimeKey}}}}}
+	return statusCmp(&accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_GE, Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: runtimeKey}})
+}
+
+func statusCmp(c *accesslogv3.ComparisonFilter) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: c}}}
+}
+
+// responded passes the requests that had a response (status >= 1).
+func responded() *accesslogv3.AccessLogFilter { return statusAtLeast(1) }
+
+// hasPath passes every HTTP request (those with a request.url_path).
+func hasPath(invert bool) *accesslogv3.AccessLogFilter {
+	return headerFilter(&routev3.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}, InvertMatch: invert})
 }
 
 // join is the and/or of parts; Envoy's and_filter and or_filter need two

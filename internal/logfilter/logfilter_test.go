@@ -24,6 +24,9 @@ type request struct {
 	duration             time.Duration
 	flags                string
 	grpc                 int
+	// noResponse: no response was sent (a TCP connection, a client that
+	// went away): CEL has no response.code or response.grpc_status.
+	noResponse bool
 }
 
 var requests = []request{
@@ -34,6 +37,11 @@ var requests = []request{
 	{method: "GET", target: "/static/app.js", host: "productpage", headers: map[string]string{}, code: 304, duration: 1000 * time.Millisecond, grpc: 2},
 	{method: "POST", target: "/api/v1/orders", host: "orders", headers: map[string]string{"end-user": "jason", "user-agent": "kube-probe/1.30"}, code: 400, duration: 1001 * time.Millisecond, grpc: 3},
 	{method: "DELETE", target: "/api/v1/orders/7", host: "orders", headers: map[string]string{"x-debug": ""}, code: 500, duration: 2 * time.Second, flags: "UT", grpc: 13},
+	// review additions
+	{method: "GET", target: "/slow", host: "reviews", headers: map[string]string{}, code: 200, duration: time.Second + 500*time.Microsecond, grpc: 2},
+	{method: "GET", target: "/fast", host: "reviews", headers: map[string]string{}, code: 200, duration: 999*time.Millisecond + 500*time.Microsecond, grpc: 2},
+	{method: "GET", target: "/tiny", host: "reviews", headers: map[string]string{}, code: 200, duration: 1700 * time.Microsecond, grpc: 2},
+	{method: "GET", target: "/gone", host: "reviews", headers: map[string]string{}, code: 0, duration: 5 * time.Millisecond, flags: "DC", grpc: 2, noResponse: true},
 }
 
 // expressions Istio's users write, and harder ones: each must log exactly
@@ -80,6 +88,30 @@ var expressions = []string{
 	`response.flags != 0`,
 	`(response.code >= 500 || request.duration > duration('1s')) && request.method != 'DELETE'`,
 	`!(response.code >= 500 || request.headers['end-user'] == 'anna')`,
+	// review additions
+	`request.duration > duration('1s')`,
+	`request.duration <= duration('999ms')`,
+	`request.duration == duration('1s')`,
+	`request.duration != duration('1s')`,
+	`request.duration > duration('1500us')`,
+	`request.url_path == '/api/v1/orders?debug=1'`,
+	`request.url_path.startsWith('/api/v1/orders?')`,
+	`request.url_path.endsWith('?debug=1')`,
+	`!request.url_path.contains('?')`,
+	`response.code > 9223372036854775807`,
+	`response.code < -9223372036854775808`,
+	`response.code < 400`,
+	`response.code != 200`,
+	`!(response.code >= 400)`,
+	`response.grpc_status == 2`,
+	`response.code >= 400u`,
+	`request.headers['x-debug'].startsWith('')`,
+	`!request.useragent.contains('')`,
+	`request.url_path.startsWith('')`,
+	`request.url_path != '/api/v1/orders?debug=1'`,
+	`!request.url_path.endsWith('?debug=1')`,
+	`response.grpc_status != 0 && response.code != 200`,
+	`!(response.grpc_status == 2)`,
 }
 
 func TestTranslationAgreesWithCEL(t *testing.T) {
@@ -134,10 +166,12 @@ func (r request) attributes() map[string]any {
 	if r.flags != "" {
 		flags = 1
 	}
-	return map[string]any{
-		"request":  req,
-		"response": map[string]any{"code": r.code, "grpc_status": r.grpc, "flags": flags},
+	resp := map[string]any{"code": r.code, "grpc_status": r.grpc, "flags": flags}
+	if r.noResponse {
+		delete(resp, "code")
+		delete(resp, "grpc_status")
 	}
+	return map[string]any{"request": req, "response": resp}
 }
 
 func (r request) input() *router.LogInput {

@@ -1,0 +1,84 @@
+package logfilter_test
+
+import (
+	"strings"
+	"testing"
+
+	"weft.dev/weft/internal/logfilter"
+	"weft.dev/weft/internal/proxy/proxyconfig"
+)
+
+// TestReviewEnvoyValid: what Compile accepts, Envoy accepts (PGV) and the
+// sidecar parses.
+func TestReviewEnvoyValid(t *testing.T) {
+	for _, expr := range []string{
+		`request.headers['x'].startsWith('')`,
+		`request.path.endsWith('')`,
+		`request.useragent.contains('')`,
+		`request.headers['bad header'] == 'a'`,
+		`request.headers['x\n'] == 'a'`,
+		`has(request.headers.x)`,
+		`request.path.matches('\\Qv1')`,
+		`request.path.matches('a\\')`,
+		`request.path.matches('(?P<n>a)')`,
+		`request.path.matches('\\C')`,
+		`request.path.matches('a{1001}')`,
+		`request.url_path == '` + strings.Repeat("/abcdefgh", 20) + `'`,
+	} {
+		f, err := logfilter.Compile(expr)
+		if err != nil {
+			t.Logf("%s: refused: %v", expr, err)
+			continue
+		}
+		if err := f.ValidateAll(); err != nil {
+			t.Errorf("%s: Envoy refuses the translation: %v", expr, err)
+		}
+		var un []string
+		if _, err := proxyconfig.ParseLogFilter(f, "x", &un); err != nil {
+			t.Errorf("%s: the sidecar refuses the translation: %v", expr, err)
+		}
+	}
+}
+
+func TestReviewNoPanic(t *testing.T) {
+	for _, expr := range []string{
+		strings.Repeat("!", 500) + "(response.code >= 400)",
+		strings.Repeat("(", 200) + "response.code >= 400" + strings.Repeat(")", 200),
+		strings.TrimSuffix(strings.Repeat("response.code == 1 || ", 2000), " || "),
+		`response.code == 18446744073709551615u`,
+		`response.code == 9223372036854775808`,
+		`request.duration > duration('1000000000h')`,
+		`request.duration > duration('-1s')`,
+		`has(request.headers)`,
+		`has(request.headers.x.y)`,
+		`request.headers.x.y == 'a'`,
+		`request.headers[1] == 'a'`,
+		`'' in request.headers`,
+		`request.headers[''] == 'a'`,
+		`response.flags != 0u`,
+		`!(response.flags == 0)`,
+		`response.flags >= 1`,
+		`request.method in ['GET', 'POST']`,
+		`response.code in [500, 503]`,
+		`false`,
+		`!true`,
+		`response.code >= 400 && false`,
+		`request.duration > duration('1s') || request.duration > duration(1)`,
+		`request.size > 100`,
+		`request.total_size > 100`,
+		`request.time > timestamp('2024-01-01T00:00:00Z')`,
+		`connection.mtls == true`,
+		`source.address == '1.2.3.4'`,
+		`request.path.matches('v[0-9]+') == true`,
+		`request.headers.x.startsWith('a', 'b')`,
+		`startsWith(request.path, 'a')`,
+		`response.code == 200.0`,
+		`request.method == "GET" && request.method == b"GET"`,
+	} {
+		_, err := logfilter.Compile(expr)
+		if len(expr) > 80 {
+			expr = expr[:80] + "..."
+		}
+		t.Logf("%s => %v", expr, err)
+	}
+}
