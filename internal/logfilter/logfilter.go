@@ -271,7 +271,10 @@ func (t *translator) headerCompare(e celast.Expr, header, op string, lit celast.
 	invert := (op == operators.NotEquals) != neg
 	m := &routev3.HeaderMatcher{Name: header, InvertMatch: invert}
 	if t.isURLPath(e) && strings.Contains(s, "?") { // request.url_path has no '?'
-		return hasPath(!invert), nil
+		if invert {
+			return hasPath(), nil
+		}
+		return never(), nil
 	}
 	if t.isURLPath(e) {
 		m.HeaderMatchSpecifier = regexMatch(regexp.QuoteMeta(s) + `(\?.*)?`)
@@ -297,7 +300,10 @@ func (t *translator) stringTest(e, target celast.Expr, fn, s string, neg bool) (
 		urlPath = true
 	}
 	if urlPath && strings.Contains(s, "?") && fn != "matches" { // request.url_path has no '?'
-		return hasPath(!neg), nil
+		if neg {
+			return hasPath(), nil
+		}
+		return never(), nil
 	}
 	if s == "" && fn != "matches" {
 		// Envoy's prefix, suffix and contains need one character or more;
@@ -562,9 +568,10 @@ func statusCmp(c *accesslogv3.ComparisonFilter) *accesslogv3.AccessLogFilter {
 // responded passes the requests that had a response (status >= 1).
 func responded() *accesslogv3.AccessLogFilter { return statusAtLeast(1) }
 
-// hasPath passes every HTTP request (those with a request.url_path).
-func hasPath(invert bool) *accesslogv3.AccessLogFilter {
-	return headerFilter(&routev3.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}, InvertMatch: invert})
+// hasPath passes every HTTP request (those with a request.url_path),
+// no TCP connection.
+func hasPath() *accesslogv3.AccessLogFilter {
+	return headerFilter(&routev3.HeaderMatcher{Name: ":path", HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}})
 }
 
 // join is the and/or of parts; Envoy's and_filter and or_filter need two

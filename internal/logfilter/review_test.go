@@ -3,9 +3,11 @@ package logfilter_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"weft.dev/weft/internal/logfilter"
 	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/router"
 )
 
 // TestReviewEnvoyValid: what Compile accepts, Envoy accepts (PGV) and the
@@ -80,5 +82,37 @@ func TestReviewNoPanic(t *testing.T) {
 			expr = expr[:80] + "..."
 		}
 		t.Logf("%s => %v", expr, err)
+	}
+}
+
+// TestReviewTCP: a TCP connection (no request, no response) is logged
+// only where CEL, which has no response.code, request.url_path or
+// headers for it, says so.
+func TestReviewTCP(t *testing.T) {
+	for expr, want := range map[string]bool{
+		`response.code < 400`:                  false,
+		`response.code != 200`:                 false,
+		`response.grpc_status == 2`:            false,
+		`request.url_path == '/a?b'`:           false,
+		`request.url_path != '/a?b'`:           false,
+		`!request.url_path.contains('?')`:      false,
+		`request.headers['x'].startsWith('')`:  false,
+		`!request.headers['x'].startsWith('')`: false,
+		`request.duration >= duration('0s')`:   true,
+		`!has(request.headers.x)`:              true,
+	} {
+		f, err := logfilter.Compile(expr)
+		if err != nil {
+			t.Errorf("%s: %v", expr, err)
+			continue
+		}
+		var un []string
+		lf, err := proxyconfig.ParseLogFilter(f, "x", &un)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := router.Logged(&lf, &router.LogInput{Duration: time.Second, GRPCStatus: router.GRPCUnknown}); got != want {
+			t.Errorf("%s: a TCP connection is logged: %v, want %v", expr, got, want)
+		}
 	}
 }
