@@ -30,6 +30,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"golang.org/x/net/http/httpguts"
 )
 
 // attributes lists the attributes Compile translates, for errors.
@@ -151,7 +152,7 @@ func (t *translator) filter(e celast.Expr, neg bool) (*accesslogv3.AccessLogFilt
 	case operators.In:
 		name, ok := t.headerName(args[1], args[0])
 		if !ok {
-			return nil, t.unsupported(e, "`in` is translated for 'name' in request.headers only")
+			return nil, t.unsupported(e, "`in` is translated for 'name' in request.headers only; compare with each value of a list and join them with ||")
 		}
 		return headerFilter(&routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}, InvertMatch: neg}), nil
 	case "startsWith", "endsWith", "contains", "matches":
@@ -184,6 +185,9 @@ func (t *translator) comparison(e celast.Expr, op string, l, r celast.Expr, neg 
 		if h, hok := t.headerIndex(attr); hok {
 			return t.headerCompare(e, h, op, lit, neg)
 		}
+		if indexesHeaders(attr) {
+			return nil, t.unsupported(attr, badHeaderName)
+		}
 		return nil, t.unsupported(e, "compares no request or response attribute")
 	}
 	if h, ok := headerAttrs[name]; ok {
@@ -210,11 +214,24 @@ func (t *translator) comparison(e celast.Expr, op string, l, r celast.Expr, neg 
 		if !ok {
 			return nil, t.unsupported(e, "request.duration is compared with duration('...'), e.g. duration('1s')")
 		}
-		if d < 0 {
-			return nil, t.unsupported(e, "a duration is not negative")
+		if d < 0 || d%time.Millisecond != 0 {
+			return nil, t.unsupported(e, "Envoy compares durations in whole milliseconds; use a whole, positive number of them, e.g. duration('250ms')")
 		}
-		// Envoy's duration filter compares whole milliseconds.
-		return numeric(op, d.Milliseconds(), func(c *accesslogv3.ComparisonFilter) *accesslogv3.AccessLogFilter {
+		// Envoy's duration filter compares the duration cut down to whole
+		// milliseconds, ms: d > X holds for ms >= X (only a request that
+		// lasts exactly X, to the nanosecond, is taken as longer) and
+		// d <= X for ms <= X-1; >= and < are exact; == and != are not
+		// expressible.
+		x := d.Milliseconds()
+		switch op {
+		case operators.Equals, operators.NotEquals:
+			return nil, t.unsupported(e, "Envoy compares durations in whole milliseconds, so a duration is compared with <, <=, > or >=")
+		case operators.Greater:
+			op = operators.GreaterEquals
+		case operators.LessEquals:
+			op = operators.Less
+		}
+		return numeric(op, x, func(c *accesslogv3.ComparisonFilter) *accesslogv3.AccessLogFilter {
 			return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_DurationFilter{DurationFilter: &accesslogv3.DurationFilter{Comparison: c}}}
 		}, 0, math.MaxUint32)
 	case "response.grpc_status":
@@ -243,7 +260,7 @@ func (t *translator) comparison(e celast.Expr, op string, l, r celast.Expr, neg 
 	case "response.flags":
 		n, ok := intLiteral(lit)
 		if !ok || n != 0 || (op != operators.NotEquals && op != operators.Greater) {
-			return nil, t.unsupported(e, "response.flags is translated as response.flags != 0 (any response flag), not negated")
+			return nil, t.unsupported(e, "response.flags is translated in response.flags != 0 (any response flag) alone, and not negated")
 		}
 		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{}}}, nil
 	}
@@ -277,7 +294,11 @@ func (t *translator) headerCompare(e celast.Expr, header, op string, lit celast.
 		return never(), nil
 	}
 	if t.isURLPath(e) {
-		m.HeaderMatchSpecifier = regexMatch(regexp.QuoteMeta(s) + `(\?.*)?`)
+		// The path is s, or s and a query: no regex, which a stock
+		// Envoy bounds in size.
+		exact := &routev3.HeaderMatcher{Name: header, InvertMatch: invert, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}}}
+		query := &routev3.HeaderMatcher{Name: header, InvertMatch: invert, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: s + "?"}}}}
+		return join(invert, []*accesslogv3.AccessLogFilter{headerFilter(exact), headerFilter(query)}), nil
 	} else {
 		m.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}}
 	}
@@ -293,6 +314,9 @@ func (t *translator) stringTest(e, target celast.Expr, fn, s string, neg bool) (
 		header = h
 	}
 	if header == "" {
+		if indexesHeaders(target) {
+			return nil, t.unsupported(target, badHeaderName)
+		}
 		return nil, t.unsupported(e, fn+" is translated on request attributes and headers")
 	}
 	urlPath := false
@@ -373,11 +397,32 @@ func (t *translator) headerIndex(e celast.Expr) (string, bool) {
 		if s.IsTestOnly() {
 			return "", false
 		}
-		if name, ok := attribute(s.Operand()); ok && name == "request.headers" {
+		if name, ok := attribute(s.Operand()); ok && name == "request.headers" && httpguts.ValidHeaderFieldName(s.FieldName()) {
 			return strings.ToLower(s.FieldName()), true
 		}
 	}
 	return "", false
+}
+
+const badHeaderName = "a header name is a string literal of the characters HTTP allows in one, e.g. request.headers['x-user']"
+
+// indexesHeaders reports whether e is request.headers[...] or
+// request.headers.name, whatever the name.
+func indexesHeaders(e celast.Expr) bool {
+	var m celast.Expr
+	switch e.Kind() {
+	case celast.CallKind:
+		if c := e.AsCall(); c.FunctionName() == operators.Index && len(c.Args()) == 2 {
+			m = c.Args()[0]
+		}
+	case celast.SelectKind:
+		m = e.AsSelect().Operand()
+	}
+	if m == nil {
+		return false
+	}
+	name, ok := attribute(m)
+	return ok && name == "request.headers"
 }
 
 // headerName recognises request.headers with a string literal key.
@@ -387,7 +432,7 @@ func (t *translator) headerName(m, key celast.Expr) (string, bool) {
 		return "", false
 	}
 	k, ok := stringLiteral(key)
-	if !ok || k == "" {
+	if !ok || !httpguts.ValidHeaderFieldName(k) {
 		return "", false
 	}
 	return strings.ToLower(k), true

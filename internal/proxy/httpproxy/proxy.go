@@ -559,17 +559,20 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 			p.recordIstio(rs, sw, clusterName, code, flags, cb.n, start)
 		}
 		p.endSpan(rs, r, start, clusterName, code, flags, host, cb.n, sw.n)
-		if al, filter := p.accessLogFor(t); al != nil && (filter == nil || router.Logged(filter, &router.LogInput{
-			Request: &router.Request{HTTP: r, Authority: t.Authority}, Code: code, Duration: time.Since(start), Flags: flags,
-			GRPCStatus: grpcStatusOf(sw, code),
-		})) {
-			e := &accesslog.Entry{
-				Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
-				Code: code, Flags: flags, BytesReceived: cb.n, BytesSent: sw.n, Duration: time.Since(start),
-				UpstreamHost: host, UpstreamCluster: clusterName, RequestID: rid, TraceID: rs.traceID(),
+		if al, filter := p.accessLogFor(t); al != nil {
+			d := time.Since(start)
+			if filter == nil || router.Logged(filter, &router.LogInput{
+				Request: &router.Request{HTTP: r, Authority: t.Authority}, Code: code, Duration: d, Flags: flags,
+				GRPCStatus: grpcStatusOf(sw, code),
+			}) {
+				e := &accesslog.Entry{
+					Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
+					Code: code, Flags: flags, BytesReceived: cb.n, BytesSent: sw.n, Duration: d,
+					UpstreamHost: host, UpstreamCluster: clusterName, RequestID: rid, TraceID: rs.traceID(),
+				}
+				p.accessEnds(e, rs, clusterName)
+				al.Log(e)
 			}
-			p.accessEnds(e, rs, clusterName)
-			al.Log(e)
 		}
 		if p.tap.Active() {
 			p.tapHTTP(rs, sw, clusterName, code, flags, host, rid, cb.n, start)

@@ -10,9 +10,9 @@ import (
 	"weft.dev/weft/internal/proxy/router"
 )
 
-// TestReviewEnvoyValid: what Compile accepts, Envoy accepts (PGV) and the
-// sidecar parses.
-func TestReviewEnvoyValid(t *testing.T) {
+// TestTranslationsAreValid: what Compile accepts, Envoy accepts (its
+// proto validation) and the sidecar parses.
+func TestTranslationsAreValid(t *testing.T) {
 	for _, expr := range []string{
 		`request.headers['x'].startsWith('')`,
 		`request.path.endsWith('')`,
@@ -42,7 +42,10 @@ func TestReviewEnvoyValid(t *testing.T) {
 	}
 }
 
-func TestReviewNoPanic(t *testing.T) {
+// TestOddExpressions: expressions at the edges (deep nesting, huge
+// literals, other attributes and types) are translated or refused, never
+// a panic.
+func TestOddExpressions(t *testing.T) {
 	for _, expr := range []string{
 		strings.Repeat("!", 500) + "(response.code >= 400)",
 		strings.Repeat("(", 200) + "response.code >= 400" + strings.Repeat(")", 200),
@@ -85,10 +88,10 @@ func TestReviewNoPanic(t *testing.T) {
 	}
 }
 
-// TestReviewTCP: a TCP connection (no request, no response) is logged
+// TestTCPConnections: a TCP connection (no request, no response) is logged
 // only where CEL, which has no response.code, request.url_path or
 // headers for it, says so.
-func TestReviewTCP(t *testing.T) {
+func TestTCPConnections(t *testing.T) {
 	for expr, want := range map[string]bool{
 		`response.code < 400`:                  false,
 		`response.code != 200`:                 false,
