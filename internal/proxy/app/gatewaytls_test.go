@@ -83,6 +83,9 @@ spec:
   hosts: [shop.example.com, api.secure.example.com, open.example.com, plain.secure.example.com]
   gateways: [gw]
   http:
+  - match: [{scheme: {exact: https}, uri: {prefix: /scheme}}]
+    route: [{destination: {host: shop.default.svc.cluster.local}}]
+    headers: {response: {set: {x-scheme: matched-https}}}
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -151,6 +154,33 @@ spec:
 			if want := 1 + btoi(h2); resp.ProtoMajor != want {
 				t.Errorf("h2=%v: served over HTTP/%d", h2, resp.ProtoMajor)
 			}
+		}
+	})
+	t.Run("scheme match", func(t *testing.T) {
+		// A route matching scheme https takes requests over the HTTPS
+		// server, not those over plaintext HTTP.
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext:     dial,
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "shop.example.com"},
+		}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get("https://shop.example.com/scheme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Scheme"); got != "matched-https" {
+			t.Errorf("https://shop.example.com/scheme: x-scheme %q, want the https route's", got)
+		}
+		req, _ := http.NewRequest("GET", "http://"+gw.ListenerAddr(t, "0.0.0.0_8080")+"/scheme", nil)
+		req.Host = "open.example.com"
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Scheme"); resp.StatusCode != 200 || got != "" {
+			t.Errorf("http://open.example.com/scheme: %d, x-scheme %q; want 200 from the catch-all route", resp.StatusCode, got)
 		}
 	})
 	t.Run("MUTUAL", func(t *testing.T) {

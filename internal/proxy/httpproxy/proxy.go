@@ -562,7 +562,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if al, filter := p.accessLogFor(t); al != nil {
 			d := time.Since(start)
 			if filter == nil || router.Logged(filter, &router.LogInput{
-				Request: &router.Request{HTTP: r, Authority: t.Authority}, Code: code, Duration: d, Flags: flags,
+				Request: &router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS}, Code: code, Duration: d, Flags: flags,
 				GRPCStatus: grpcStatusOf(sw, code),
 			}) {
 				e := &accesslog.Entry{
@@ -587,7 +587,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		// the metrics and access log of any other request on this
 		// listener are: route it, without forwarding.
 		if t.Routes != nil {
-			if _, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority}); route != nil && route.Action != nil {
+			if _, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS}); route != nil && route.Action != nil {
 				if name, _ := router.PickCluster(route.Action); t.Snapshot.Clusters[name] != nil {
 					clusterName, rs.cluster = name, t.Snapshot.Clusters[name]
 					rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
@@ -602,7 +602,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute, "no route configuration for this listener yet")
 		return
 	}
-	vh, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority})
+	vh, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS})
 	if vh == nil {
 		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute,
 			fmt.Sprintf("no virtual host for authority %q in route configuration %q", t.Authority, t.Routes.Config().Name))

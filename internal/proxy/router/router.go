@@ -132,6 +132,9 @@ type Request struct {
 	// Authority is the authority used for virtual host selection and the
 	// :authority pseudo-header (the CONNECT target inside a tunnel).
 	Authority string
+	// TLS is set when the request came over TLS (mesh mTLS or a gateway's
+	// HTTPS server): its :scheme is then https, as Envoy gives it.
+	TLS bool
 }
 
 // Match returns the virtual host and the first matching route. Either is
@@ -246,6 +249,9 @@ func headerValue(key string, req Request) (string, bool) {
 	case ":path":
 		return req.HTTP.URL.RequestURI(), true
 	case ":scheme":
+		if req.TLS {
+			return "https", true
+		}
 		return "http", true
 	}
 	vs, ok := req.HTTP.Header[key]
