@@ -150,9 +150,24 @@ func (t *translator) filter(e celast.Expr, neg bool) (*accesslogv3.AccessLogFilt
 	case operators.Equals, operators.NotEquals, operators.Less, operators.LessEquals, operators.Greater, operators.GreaterEquals:
 		return t.comparison(e, fn, args[0], args[1], neg)
 	case operators.In:
+		if args[1].Kind() == celast.ListKind { // x in [a, b]: x == a || x == b
+			elems := args[1].AsList().Elements()
+			if len(elems) == 0 {
+				return nil, t.unsupported(e, "the list is empty")
+			}
+			parts := make([]*accesslogv3.AccessLogFilter, 0, len(elems))
+			for _, el := range elems {
+				f, err := t.comparison(e, operators.Equals, args[0], el, neg)
+				if err != nil {
+					return nil, err
+				}
+				parts = append(parts, f)
+			}
+			return join(neg, parts), nil
+		}
 		name, ok := t.headerName(args[1], args[0])
 		if !ok {
-			return nil, t.unsupported(e, "`in` is translated for 'name' in request.headers only; compare with each value of a list and join them with ||")
+			return nil, t.unsupported(e, "`in` is translated for a list of literals and for 'name' in request.headers")
 		}
 		return headerFilter(&routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}, InvertMatch: neg}), nil
 	case "startsWith", "endsWith", "contains", "matches":

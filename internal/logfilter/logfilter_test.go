@@ -87,6 +87,10 @@ var expressions = []string{
 	`response.grpc_status != 0`,
 	`response.grpc_status >= 13`,
 	`response.flags != 0`,
+	`request.method in ['GET', 'DELETE']`,
+	`!(request.method in ['GET', 'DELETE'])`,
+	`response.code in [404, 503] || request.headers['end-user'] in ['anna']`,
+	`!(response.code in [200, 304])`,
 	`(response.code >= 500 || request.duration > duration('1s')) && request.method != 'DELETE'`,
 	`!(response.code >= 500 || request.headers['end-user'] == 'anna')`,
 	// review additions
