@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"weft.dev/weft/internal/config"
@@ -18,9 +17,6 @@ import (
 // ignored: the sidecars always record Istio's standard metrics, and a
 // Telemetry exported from an Istio cluster often carries them.
 func telemetryRules() []fieldRule {
-	notBoth := func(v protoreflect.Value) bool {
-		return telemetry.WorkloadMode(v.Message().Interface().(interface{ GetMode() telemetry.WorkloadMode }).GetMode()) != telemetry.WorkloadMode_CLIENT_AND_SERVER
-	}
 	return []fieldRule{
 		{kind: config.KindTelemetry, path: "spec.targetRef", severity: model.SeverityError,
 			message: "targetRef is not supported by Weft yet; select workloads with selector.matchLabels instead"},
@@ -28,18 +24,12 @@ func telemetryRules() []fieldRule {
 			message: "targetRefs is not supported by Weft yet; select workloads with selector.matchLabels instead"},
 		{kind: config.KindTelemetry, path: "spec.metrics", severity: model.SeverityWarning,
 			message: "metrics overrides are ignored: Weft's sidecars always record Istio's standard metrics with the standard labels; remove it to silence this warning"},
-		{kind: config.KindTelemetry, path: "spec.tracing[].match", severity: model.SeverityError,
-			message: "tracing match modes other than CLIENT_AND_SERVER are not supported by Weft yet; remove match (Weft traces both sides)",
-			when:    notBoth},
 		{kind: config.KindTelemetry, path: "spec.tracing[].useRequestIdForTraceSampling", severity: model.SeverityWarning,
 			message: "useRequestIdForTraceSampling is ignored: Weft samples on the trace context alone; remove it to silence this warning"},
 		{kind: config.KindTelemetry, path: "spec.tracing[].enableIstioTags", severity: model.SeverityWarning,
 			message: "enableIstioTags is ignored: Weft's spans always carry its standard attributes; remove it to silence this warning"},
 		{kind: config.KindTelemetry, path: "spec.tracing[].disableContextPropagation", severity: model.SeverityError,
 			message: "disableContextPropagation is not supported by Weft yet; remove it"},
-		{kind: config.KindTelemetry, path: "spec.accessLogging[].match", severity: model.SeverityError,
-			message: "access log match modes other than CLIENT_AND_SERVER are not supported by Weft yet; remove match",
-			when:    notBoth},
 	}
 }
 

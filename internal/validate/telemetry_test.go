@@ -13,7 +13,7 @@ import (
 
 // TestAnalyzeTelemetry checks every Telemetry finding: providers other
 // than the mesh's, sampling out of range, incomplete or unsupported
-// custom tags, targetRefs, match modes, filters, ignored metrics, more
+// custom tags, targetRefs, filters, ignored metrics, more
 // than one entry, a second selector-less Telemetry in a namespace,
 // unknown fields and apiVersions.
 func TestAnalyzeTelemetry(t *testing.T) {
@@ -29,7 +29,6 @@ func TestAnalyzeTelemetry(t *testing.T) {
 		"testdata/telemetry.yaml:45: Telemetry default/reviews: spec.accessLogging[0].filter.expression: `connection.mtls`: not a condition on an attribute Weft can filter access logs on; those are response.code, request.duration, response.grpc_status, response.flags, request.headers['name'], request.method, request.path, request.url_path, request.host, request.scheme, request.id, request.useragent and request.referer",
 		`testdata/telemetry.yaml:46: Telemetry default/reviews: spec.metrics: metrics overrides are ignored: Weft's sidecars always record Istio's standard metrics with the standard labels; remove it to silence this warning (warning)`,
 		`testdata/telemetry.yaml:55: Telemetry default/by-ref: spec.targetRefs: targetRefs is not supported by Weft yet; select workloads with selector.matchLabels instead`,
-		`testdata/telemetry.yaml:60: Telemetry default/by-ref: spec.tracing[0].match: tracing match modes other than CLIENT_AND_SERVER are not supported by Weft yet; remove match (Weft traces both sides)`,
 		`testdata/telemetry.yaml:79: Telemetry default/ns-b: spec.unknownThing: unknown field "unknownThing"`,
 		`testdata/telemetry.yaml:81: Telemetry default/bad-version: apiVersion: apiVersion "telemetry.istio.io/v2" is not one Weft reads for Telemetry; use telemetry.istio.io/v1, telemetry.istio.io/v1alpha1`,
 	}

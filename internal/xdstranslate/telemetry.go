@@ -54,6 +54,11 @@ type telemetryPolicy struct {
 	logFilter *accesslog.AccessLogFilter
 	// endpoint is the collector's host:port.
 	endpoint string
+	// tracingMode and logMode are the sides whose listeners trace and
+	// log (a Telemetry entry's match.mode): the client's (outbound
+	// listeners, and all of a gateway's), the server's (inbound) or both
+	// (the zero value).
+	tracingMode, logMode telemetry.WorkloadMode
 }
 
 // telemetryFor resolves the Telemetry that applies to p, as Istio does:
@@ -97,6 +102,7 @@ func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
 			continue
 		}
 		if tr := tm.Spec.GetTracing(); len(tr) > 0 {
+			pol.tracingMode = tr[0].GetMatch().GetMode()
 			if s := tr[0].GetRandomSamplingPercentage(); s != nil {
 				pol.sampling = s.GetValue()
 			}
@@ -109,6 +115,7 @@ func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
 		}
 		if al := tm.Spec.GetAccessLogging(); len(al) > 0 {
 			pol.accessLog = !al[0].GetDisabled().GetValue()
+			pol.logMode = al[0].GetMatch().GetMode()
 			if f := al[0].GetFilter(); f != nil {
 				// Validation refused expressions that do not compile.
 				pol.logFilter, _ = logfilter.Compile(f.GetExpression())
@@ -126,6 +133,29 @@ func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
 		pol.serviceName = p.ID
 	}
 	return pol
+}
+
+// side is pol for the listeners of one side of p's traffic: the server's
+// (inbound) or the client's (outbound, and every listener of a gateway,
+// as Istio takes a gateway). A match mode that leaves that side out turns
+// its tracing or access log off there; nil when nothing is left on.
+func (pol *telemetryPolicy) side(server bool) *telemetryPolicy {
+	if pol == nil {
+		return nil
+	}
+	covers := func(m telemetry.WorkloadMode) bool {
+		return m == telemetry.WorkloadMode_CLIENT_AND_SERVER || (m == telemetry.WorkloadMode_SERVER) == server
+	}
+	tracing, accessLog := pol.tracing && covers(pol.tracingMode), pol.accessLog && covers(pol.logMode)
+	switch {
+	case tracing == pol.tracing && accessLog == pol.accessLog:
+		return pol
+	case !tracing && !accessLog:
+		return nil
+	}
+	q := *pol
+	q.tracing, q.accessLog = tracing, accessLog
+	return &q
 }
 
 // apply sets the tracing and access_log fields of an HTTP connection

@@ -282,3 +282,83 @@ func TestTelemetryAccessLogFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestTelemetryMatchModes: a Telemetry entry's match mode limits it to
+// one side: here spans on the client side (outbound listeners, the
+// outbound passthrough) and the access log on the server side (inbound
+// listeners, the inbound passthrough) of a capturing sidecar; a gateway
+// is a client.
+func TestTelemetryMatchModes(t *testing.T) {
+	snap := testSnapshot()
+	addUpstreams(snap)
+	withCollector(snap)
+	snap.Telemetries = []*model.Telemetry{tele("default", "sides", &telemetry.Telemetry{
+		Tracing:       []*telemetry.Tracing{{Match: &telemetry.Tracing_TracingSelector{Mode: telemetry.WorkloadMode_CLIENT}}},
+		AccessLogging: []*telemetry.AccessLogging{{Match: &telemetry.AccessLogging_LogSelector{Mode: telemetry.WorkloadMode_SERVER}}},
+	})}
+	p := productpage(snap)
+	p.Capture = true
+	res, err := Translate(snap, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sides := map[bool]int{}
+	for _, l := range res.Listeners {
+		server := strings.HasPrefix(l.GetName(), "inbound|") || l.GetName() == "virtualInbound"
+		chains := l.GetFilterChains()
+		if l.GetDefaultFilterChain() != nil {
+			chains = append(chains, l.GetDefaultFilterChain())
+		}
+		for _, fc := range chains {
+			for _, f := range fc.GetFilters() {
+				traced, logged := false, false
+				switch f.GetName() {
+				case HTTPConnectionManagerName:
+					m := &hcm.HttpConnectionManager{}
+					if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
+						t.Fatal(err)
+					}
+					traced, logged = m.GetTracing() != nil, len(m.GetAccessLog()) > 0
+				case TCPProxyName:
+					tp := &tcpproxy.TcpProxy{}
+					if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+						t.Fatal(err)
+					}
+					traced, logged = !server, len(tp.GetAccessLog()) > 0 // tcp_proxy has no tracing
+				default:
+					continue
+				}
+				sides[server]++
+				if traced != !server || logged != server {
+					t.Errorf("listener %q chain %q (server side %v): traced %v, logged %v", l.GetName(), fc.GetName(), server, traced, logged)
+				}
+			}
+		}
+	}
+	if sides[true] == 0 || sides[false] == 0 {
+		t.Errorf("filters by side %v, want both sides", sides)
+	}
+	if c := res.Clusters[len(res.Clusters)-1]; c.GetName() != OTLPClusterName {
+		t.Errorf("last cluster = %q, want the collector's: the client side traces", c.GetName())
+	}
+
+	gw := goldenCases()[len(goldenCases())-1]
+	gw.mutate(snap)
+	res, err = Translate(snap, gw.proxy(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range res.Listeners {
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				m := &hcm.HttpConnectionManager{}
+				if f.GetName() != HTTPConnectionManagerName || f.GetTypedConfig().UnmarshalTo(m) != nil {
+					continue
+				}
+				if m.GetTracing() == nil || len(m.GetAccessLog()) > 0 {
+					t.Errorf("gateway listener %q: traced %v, %d access logs; want traced (client side) and not logged (server side)", l.GetName(), m.GetTracing() != nil, len(m.GetAccessLog()))
+				}
+			}
+		}
+	}
+}

@@ -168,13 +168,13 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		}
 		var passC *cluster.Cluster
 		if p.Capture {
-			out, passC = captureOutbound(out, tel)
+			out, passC = captureOutbound(out, tel.side(false))
 		}
-		inL, inC := inboundResources(p.Instance, tel, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
+		inL, inC := inboundResources(p.Instance, tel.side(true), t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc)
 		var capL []*listener.Listener
 		if p.Capture {
-			if l := captureInbound(p.Instance, inL, tel); l != nil {
+			if l := captureInbound(p.Instance, inL, tel.side(true)); l != nil {
 				capL = append(capL, l)
 			}
 		}
