@@ -86,6 +86,8 @@ spec:
   - match: [{scheme: {exact: https}, uri: {prefix: /scheme}}]
     route: [{destination: {host: shop.default.svc.cluster.local}}]
     headers: {response: {set: {x-scheme: matched-https}}}
+  - match: [{uri: {prefix: /moved}}]
+    redirect: {uri: /new}
   - route: [{destination: {host: shop.default.svc.cluster.local}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -181,6 +183,23 @@ spec:
 		resp.Body.Close()
 		if got := resp.Header.Get("X-Scheme"); resp.StatusCode != 200 || got != "" {
 			t.Errorf("http://open.example.com/scheme: %d, x-scheme %q; want 200 from the catch-all route", resp.StatusCode, got)
+		}
+	})
+	t.Run("redirect keeps the scheme", func(t *testing.T) {
+		// review-2: Envoy's redirect without scheme_redirect keeps the
+		// request's :scheme, so over the HTTPS server it stays https.
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext:     dial,
+			TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "shop.example.com"},
+		}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get("https://shop.example.com/moved")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Location"); got != "https://shop.example.com/new" {
+			t.Errorf("https://shop.example.com/moved: %d Location %q, want https://shop.example.com/new", resp.StatusCode, got)
 		}
 	})
 	t.Run("MUTUAL", func(t *testing.T) {

@@ -657,7 +657,12 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		if path == "" {
 			path = "/"
 		}
-		loc := router.RedirectLocation(&route.Match, route.Redirect, "http", t.Authority, path, r.URL.RawQuery)
+		// Without a scheme redirect, Envoy keeps the request's :scheme.
+		scheme := "http"
+		if t.DownstreamTLS {
+			scheme = "https"
+		}
+		loc := router.RedirectLocation(&route.Match, route.Redirect, scheme, t.Authority, path, r.URL.RawQuery)
 		h := sw.Header()
 		p.applyResponseHeaders(rs, h)
 		h.Set("Location", loc)
