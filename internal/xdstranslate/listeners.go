@@ -171,7 +171,7 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 
 	var routes []*route.RouteConfiguration
 	var chains []*listener.FilterChain
-	tel := t.telemetryFor(p).side(false)
+	tel := t.telemetryFor(p, false)
 	for _, n := range ports {
 		name := xdsmeta.OutboundRouteName(n)
 		rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
@@ -258,7 +258,7 @@ func (t *Translator) upstreamListeners(p *Proxy, sc *scope) []*listener.Listener
 		return nil
 	}
 	var ls []*listener.Listener
-	tel := t.telemetryFor(p).side(false)
+	tel := t.telemetryFor(p, false)
 	for _, u := range p.Instance.Upstreams {
 		svc := t.snap.Services[u.Host]
 		if svc == nil || u.LocalPort == 0 || svc.Resolution == model.ResolutionNone || !sc.allows(svc.Hostname, svc.Namespace) {
@@ -502,7 +502,7 @@ func (t *Translator) buildGateway(p *Proxy) ([]*listener.Listener, []*route.Rout
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
 	var ls []*listener.Listener
 	var rcs []*route.RouteConfiguration
-	tel := t.telemetryFor(p).side(false)
+	tel := t.telemetryFor(p, false)
 	sec := t.securityFor(p.Namespace, p.Labels)
 	manager := func(n uint32, rname string) *listener.Filter {
 		m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", n), rname)

@@ -54,21 +54,21 @@ type telemetryPolicy struct {
 	logFilter *accesslog.AccessLogFilter
 	// endpoint is the collector's host:port.
 	endpoint string
-	// tracingMode and logMode are the sides whose listeners trace and
-	// log (a Telemetry entry's match.mode): the client's (outbound
-	// listeners, and all of a gateway's), the server's (inbound) or both
-	// (the zero value).
-	tracingMode, logMode telemetry.WorkloadMode
 }
 
-// telemetryFor resolves the Telemetry that applies to p, as Istio does:
+// telemetryFor resolves the Telemetry that applies to one side of p's
+// traffic, as Istio does: the server's (inbound listeners) or the
+// client's (outbound listeners, and every listener of a gateway). An
+// entry whose match.mode leaves that side out is skipped, so a more
+// specific Telemetry limited to one mode leaves the other side as the
+// less specific levels set it. Otherwise, as Istio does:
 // the mesh defaults, overridden field by field by the selector-less
 // Telemetry of the root namespace, then the selector-less one of p's
 // namespace, then the first (by name) in p's namespace whose selector
 // matches p's labels. Custom tags, when a level sets any, replace the
 // ones above it. It returns nil when nothing is on. Proxyless clients
 // get nothing: gRPC's xDS client does not read these fields.
-func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
+func (t *Translator) telemetryFor(p *Proxy, server bool) *telemetryPolicy {
 	if p.Type == Proxyless {
 		return nil
 	}
@@ -101,8 +101,7 @@ func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
 		if tm == nil {
 			continue
 		}
-		if tr := tm.Spec.GetTracing(); len(tr) > 0 {
-			pol.tracingMode = tr[0].GetMatch().GetMode()
+		if tr := tm.Spec.GetTracing(); len(tr) > 0 && covers(tr[0].GetMatch().GetMode(), server) {
 			if s := tr[0].GetRandomSamplingPercentage(); s != nil {
 				pol.sampling = s.GetValue()
 			}
@@ -113,9 +112,8 @@ func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
 				pol.tags = tr[0].GetCustomTags()
 			}
 		}
-		if al := tm.Spec.GetAccessLogging(); len(al) > 0 {
+		if al := tm.Spec.GetAccessLogging(); len(al) > 0 && covers(al[0].GetMatch().GetMode(), server) {
 			pol.accessLog = !al[0].GetDisabled().GetValue()
-			pol.logMode = al[0].GetMatch().GetMode()
 			if f := al[0].GetFilter(); f != nil {
 				// Validation refused expressions that do not compile.
 				pol.logFilter, _ = logfilter.Compile(f.GetExpression())
@@ -135,27 +133,23 @@ func (t *Translator) telemetryFor(p *Proxy) *telemetryPolicy {
 	return pol
 }
 
-// side is pol for the listeners of one side of p's traffic: the server's
-// (inbound) or the client's (outbound, and every listener of a gateway,
-// as Istio takes a gateway). A match mode that leaves that side out turns
-// its tracing or access log off there; nil when nothing is left on.
-func (pol *telemetryPolicy) side(server bool) *telemetryPolicy {
-	if pol == nil {
-		return nil
-	}
-	covers := func(m telemetry.WorkloadMode) bool {
-		return m == telemetry.WorkloadMode_CLIENT_AND_SERVER || (m == telemetry.WorkloadMode_SERVER) == server
-	}
-	tracing, accessLog := pol.tracing && covers(pol.tracingMode), pol.accessLog && covers(pol.logMode)
-	switch {
-	case tracing == pol.tracing && accessLog == pol.accessLog:
+// covers reports whether a Telemetry entry with match mode m applies to
+// the server side (server) or the client side.
+func covers(m telemetry.WorkloadMode, server bool) bool {
+	return m == telemetry.WorkloadMode_CLIENT_AND_SERVER || (m == telemetry.WorkloadMode_SERVER) == server
+}
+
+// collectorFor is a policy of p's that traces, for the collector's
+// cluster, or nil when no listener of p traces (a gateway has the client
+// side only).
+func (t *Translator) collectorFor(p *Proxy) *telemetryPolicy {
+	if pol := t.telemetryFor(p, false); pol != nil && pol.tracing {
 		return pol
-	case !tracing && !accessLog:
-		return nil
 	}
-	q := *pol
-	q.tracing, q.accessLog = tracing, accessLog
-	return &q
+	if p.Type == Sidecar {
+		return t.telemetryFor(p, true)
+	}
+	return nil
 }
 
 // apply sets the tracing and access_log fields of an HTTP connection

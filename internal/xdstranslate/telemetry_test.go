@@ -293,7 +293,10 @@ func TestTelemetryMatchModes(t *testing.T) {
 	addUpstreams(snap)
 	withCollector(snap)
 	snap.Telemetries = []*model.Telemetry{tele("default", "sides", &telemetry.Telemetry{
-		Tracing:       []*telemetry.Tracing{{Match: &telemetry.Tracing_TracingSelector{Mode: telemetry.WorkloadMode_CLIENT}}},
+		// review-2: as in Istio, the mesh default (a collector: spans on
+		// both sides) holds where no entry's mode reaches, so the server
+		// side's spans are turned off explicitly.
+		Tracing:       []*telemetry.Tracing{{Match: &telemetry.Tracing_TracingSelector{Mode: telemetry.WorkloadMode_SERVER}, DisableSpanReporting: wrapperspb.Bool(true)}},
 		AccessLogging: []*telemetry.AccessLogging{{Match: &telemetry.AccessLogging_LogSelector{Mode: telemetry.WorkloadMode_SERVER}}},
 	})}
 	p := productpage(snap)
@@ -360,5 +363,112 @@ func TestTelemetryMatchModes(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// sideTelemetry reports, per side of res's listeners (true: server),
+// whether any HTTP connection manager traces, its sampling, and whether
+// any filter logs.
+func sideTelemetry(t *testing.T, res *Resources) (traced, logged map[bool]bool, sampling map[bool]float64) {
+	t.Helper()
+	traced, logged, sampling = map[bool]bool{}, map[bool]bool{}, map[bool]float64{}
+	for _, l := range res.Listeners {
+		server := strings.HasPrefix(l.GetName(), "inbound|") || l.GetName() == "virtualInbound"
+		chains := l.GetFilterChains()
+		if l.GetDefaultFilterChain() != nil {
+			chains = append(chains, l.GetDefaultFilterChain())
+		}
+		for _, fc := range chains {
+			for _, f := range fc.GetFilters() {
+				switch f.GetName() {
+				case HTTPConnectionManagerName:
+					m := &hcm.HttpConnectionManager{}
+					if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
+						t.Fatal(err)
+					}
+					if m.GetTracing() != nil {
+						traced[server] = true
+						sampling[server] = m.GetTracing().GetRandomSampling().GetValue()
+					}
+					logged[server] = logged[server] || len(m.GetAccessLog()) > 0
+				case TCPProxyName:
+					tp := &tcpproxy.TcpProxy{}
+					if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+						t.Fatal(err)
+					}
+					logged[server] = logged[server] || len(tp.GetAccessLog()) > 0
+				}
+			}
+		}
+	}
+	return traced, logged, sampling
+}
+
+// review-2: as in Istio (pilot/pkg/model/telemetry.go, Tracing and
+// mergeLogs), a more specific Telemetry whose entry is limited to one
+// mode overrides that mode only: the other side keeps what the less
+// specific levels set.
+func TestTelemetryModeOverridesOneSide(t *testing.T) {
+	snap := testSnapshot()
+	withCollector(snap)
+	snap.Telemetries = []*model.Telemetry{
+		tele(snap.MeshTelemetry.Root(), "mesh", &telemetry.Telemetry{
+			Tracing:       []*telemetry.Tracing{{RandomSamplingPercentage: wrapperspb.Double(10)}},
+			AccessLogging: []*telemetry.AccessLogging{{}},
+		}),
+		tele("default", "server-side", &telemetry.Telemetry{
+			Selector:      &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "productpage"}},
+			Tracing:       []*telemetry.Tracing{{Match: &telemetry.Tracing_TracingSelector{Mode: telemetry.WorkloadMode_SERVER}, RandomSamplingPercentage: wrapperspb.Double(100)}},
+			AccessLogging: []*telemetry.AccessLogging{{Match: &telemetry.AccessLogging_LogSelector{Mode: telemetry.WorkloadMode_SERVER}, Disabled: wrapperspb.Bool(true)}},
+		}),
+	}
+	res, err := Translate(snap, productpage(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	traced, logged, sampling := sideTelemetry(t, res)
+	if !traced[false] || sampling[false] != 10 {
+		t.Errorf("client side: traced %v, sampling %v; want traced at 10%% (the root's, which the SERVER entry leaves alone)", traced[false], sampling[false])
+	}
+	if !traced[true] || sampling[true] != 100 {
+		t.Errorf("server side: traced %v, sampling %v; want traced at 100%%", traced[true], sampling[true])
+	}
+	if !logged[false] || logged[true] {
+		t.Errorf("logged by side %v; want the client side only (the SERVER entry disables the server's)", logged)
+	}
+}
+
+// review-2: spans turned off on the client side only: a sidecar's
+// inbound still traces (the mesh default) and needs the collector; a
+// gateway, a client, traces nowhere and needs none.
+func TestTelemetryClientTracingOff(t *testing.T) {
+	snap := testSnapshot()
+	withCollector(snap)
+	snap.Telemetries = []*model.Telemetry{tele(snap.MeshTelemetry.Root(), "mesh", &telemetry.Telemetry{
+		Tracing: []*telemetry.Tracing{{Match: &telemetry.Tracing_TracingSelector{Mode: telemetry.WorkloadMode_CLIENT}, DisableSpanReporting: wrapperspb.Bool(true)}},
+	})}
+	hasCollector := func(res *Resources) bool {
+		for _, c := range res.Clusters {
+			if c.GetName() == OTLPClusterName {
+				return true
+			}
+		}
+		return false
+	}
+	res, err := Translate(snap, productpage(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if traced, _, _ := sideTelemetry(t, res); traced[false] || !traced[true] || !hasCollector(res) {
+		t.Errorf("sidecar: traced by side %v, collector %v; want the server side only, with the collector", traced, hasCollector(res))
+	}
+	gw := goldenCases()[len(goldenCases())-1]
+	gw.mutate(snap)
+	res, err = Translate(snap, gw.proxy(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if traced, _, _ := sideTelemetry(t, res); traced[false] || traced[true] || hasCollector(res) {
+		t.Errorf("gateway: traced by side %v, collector %v; want neither", traced, hasCollector(res))
 	}
 }

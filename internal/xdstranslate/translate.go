@@ -154,7 +154,8 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		Hashes:    Hashes{Routes: e.routeHash, Clusters: lv.clustersHash, Endpoints: lv.endpointsHash, Listeners: e.listenerHash},
 	}
 	errs := []error{e.err}
-	tel := t.telemetryFor(p)
+	// col traces when any listener of p does: it adds the collector.
+	col := t.collectorFor(p)
 	switch p.Type {
 	case Sidecar:
 		port := uint32(DefaultOutboundPort)
@@ -168,13 +169,13 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		}
 		var passC *cluster.Cluster
 		if p.Capture {
-			out, passC = captureOutbound(out, tel.side(false))
+			out, passC = captureOutbound(out, t.telemetryFor(p, false))
 		}
-		inL, inC := inboundResources(p.Instance, tel.side(true), t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
+		inL, inC := inboundResources(p.Instance, t.telemetryFor(p, true), t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc)
 		var capL []*listener.Listener
 		if p.Capture {
-			if l := captureInbound(p.Instance, inL, tel.side(true)); l != nil {
+			if l := captureInbound(p.Instance, inL, t.telemetryFor(p, true)); l != nil {
 				capL = append(capL, l)
 			}
 		}
@@ -196,7 +197,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		res.Listeners = append(append(append(inL, upL...), capL...), out)
 		res.Hashes.Listeners = combine(lh)
 		if len(upL) > 0 {
-			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: tel.withOTLP(lv.clusters), Endpoints: lv.endpoints}))
+			errs = append(errs, Check(&Resources{Listeners: upL, Clusters: col.withOTLP(lv.clusters), Endpoints: lv.endpoints}))
 		}
 		if len(inC) > 0 {
 			ch := make([]uint64, 0, len(inC)+1)
@@ -206,17 +207,17 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			ch = append(ch, lv.clustersHash)
 			res.Clusters = append(inC, lv.clusters...) // "inbound|..." sorts before "outbound|..."
 			res.Hashes.Clusters = combine(ch)
-			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: tel.withOTLP(inC)}))
+			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: col.withOTLP(inC)}))
 		}
 		if passC != nil {
 			// "PassthroughCluster" sorts before "inbound|" and "outbound|".
 			res.Clusters = append([]*cluster.Cluster{passC}, res.Clusters...)
 			res.Hashes.Clusters = combine([]uint64{hashMessage(passC), res.Hashes.Clusters})
 		}
-		res.Clusters, res.Hashes.Clusters = tel.addOTLP(res.Clusters, res.Hashes.Clusters)
+		res.Clusters, res.Hashes.Clusters = col.addOTLP(res.Clusters, res.Hashes.Clusters)
 	case Gateway:
 		res.Listeners = e.listeners
-		res.Clusters, res.Hashes.Clusters = tel.addOTLP(res.Clusters, res.Hashes.Clusters)
+		res.Clusters, res.Hashes.Clusters = col.addOTLP(res.Clusters, res.Hashes.Clusters)
 	default:
 		res.Listeners = e.listeners
 	}
@@ -283,7 +284,7 @@ func (t *Translator) fill(e *entry, p *Proxy, sc *scope) {
 		rh = append(rh, hashMessage(r))
 	}
 	e.listenerHash, e.routeHash = combine(lh), combine(rh)
-	check.Routes, check.Clusters, check.Endpoints = e.routes, t.telemetryFor(p).withOTLP(e.clusters), e.endpoints
+	check.Routes, check.Clusters, check.Endpoints = e.routes, t.collectorFor(p).withOTLP(e.clusters), e.endpoints
 	if err := Check(check); err != nil {
 		e.err = fmt.Errorf("proxy %s (namespace %s): %w", p.ID, p.Namespace, err)
 	}
