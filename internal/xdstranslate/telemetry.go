@@ -123,14 +123,20 @@ func (t *Translator) telemetryFor(p *Proxy, server bool) *telemetryPolicy {
 	if !pol.tracing && !pol.accessLog {
 		return nil
 	}
-	pol.serviceName = p.Workload
-	if pol.serviceName == "" {
-		pol.serviceName = p.Name
-	}
-	if pol.serviceName == "" {
-		pol.serviceName = p.ID
-	}
+	pol.serviceName = tracingServiceName(p)
 	return pol
+}
+
+// tracingServiceName names p in its spans: its workload, else its name,
+// else its node ID. The translation cache key includes it.
+func tracingServiceName(p *Proxy) string {
+	switch {
+	case p.Workload != "":
+		return p.Workload
+	case p.Name != "":
+		return p.Name
+	}
+	return p.ID
 }
 
 // covers reports whether a Telemetry entry with match mode m applies to

@@ -9,6 +9,7 @@ import (
 	accesslog "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	trace "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/google/go-cmp/cmp"
@@ -470,5 +471,44 @@ func TestTelemetryClientTracingOff(t *testing.T) {
 	}
 	if traced, _, _ := sideTelemetry(t, res); traced[false] || traced[true] || hasCollector(res) {
 		t.Errorf("gateway: traced by side %v, collector %v; want neither", traced, hasCollector(res))
+	}
+}
+
+// TestTelemetrySharingWithoutWorkload: proxies without a workload are
+// named in their spans by their own names, so their outbound listeners,
+// which the translation caches, are not shared.
+func TestTelemetrySharingWithoutWorkload(t *testing.T) {
+	snap := testSnapshot()
+	withCollector(snap)
+	tr := New(snap)
+	for _, name := range []string{"productpage-v1-0", "productpage-v1-1"} {
+		p := sidecarProxy().WithSnapshot(snap)
+		p.Name, p.ID = name, p.ID+name
+		res, err := tr.Translate(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range res.Listeners {
+			for _, fc := range l.GetFilterChains() {
+				for _, f := range fc.GetFilters() {
+					m := &hcm.HttpConnectionManager{}
+					if f.GetName() != HTTPConnectionManagerName || f.GetTypedConfig().UnmarshalTo(m) != nil {
+						continue
+					}
+					otel := &trace.OpenTelemetryConfig{}
+					if err := m.GetTracing().GetProvider().GetTypedConfig().UnmarshalTo(otel); err != nil {
+						t.Fatal(err)
+					}
+					n++
+					if otel.GetServiceName() != name {
+						t.Errorf("proxy %s: listener %q traces as %q", name, l.GetName(), otel.GetServiceName())
+					}
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatalf("proxy %s: no traced HTTP connection manager", name)
+		}
 	}
 }

@@ -120,7 +120,9 @@ func cacheKey(p *Proxy, sc *scope) string {
 	b.WriteByte(0)
 	b.WriteString(sc.cacheKey())
 	b.WriteByte(0)
-	b.WriteString(p.Workload) // names the proxy in its tracing config
+	if p.Type != Proxyless { // proxyless clients get no tracing config
+		b.WriteString(tracingServiceName(p)) // names the proxy in its tracing config
+	}
 	b.WriteByte(0)
 	b.WriteString(p.CertProvider)
 	return b.String()
