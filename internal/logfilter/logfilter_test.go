@@ -93,7 +93,7 @@ var expressions = []string{
 	`!(response.code in [200, 304])`,
 	`(response.code >= 500 || request.duration > duration('1s')) && request.method != 'DELETE'`,
 	`!(response.code >= 500 || request.headers['end-user'] == 'anna')`,
-	// review-2: lists
+	// lists
 	`!(request.headers['end-user'] in ['anna', 'jason'])`,
 	`request.referer in ['https://shop/']`,
 	`!(request.useragent in ['curl/8.0'])`,
@@ -110,7 +110,7 @@ var expressions = []string{
 	`request.host in ['orders', 'reviews'] && !(request.method in ['GET'])`,
 	`!(response.flags in [0])`,
 	`response.code in [404, 404]`,
-	// review additions
+	// edges: query strings, empty literals, TCP-like requests
 	`request.url_path == '/api/v1/orders?debug=1'`,
 	`request.url_path.startsWith('/api/v1/orders?')`,
 	`request.url_path.endsWith('?debug=1')`,

@@ -136,34 +136,17 @@ func TestTelemetryEveryHCM(t *testing.T) {
 		t.Fatal(err)
 	}
 	hcms, tcps := 0, 0
-	for _, l := range res.Listeners {
-		chains := l.GetFilterChains()
-		if l.GetDefaultFilterChain() != nil {
-			chains = append(chains, l.GetDefaultFilterChain())
-		}
-		for _, fc := range chains {
-			for _, f := range fc.GetFilters() {
-				switch f.GetName() {
-				case HTTPConnectionManagerName:
-					m := &hcm.HttpConnectionManager{}
-					if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
-						t.Fatal(err)
-					}
-					hcms++
-					if tracingCluster(m) != OTLPClusterName || len(m.GetAccessLog()) != 1 {
-						t.Errorf("listener %q chain %q: tracing cluster %q, %d access logs; want %q and 1", l.GetName(), fc.GetName(), tracingCluster(m), len(m.GetAccessLog()), OTLPClusterName)
-					}
-				case TCPProxyName:
-					tp := &tcpproxy.TcpProxy{}
-					if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
-						t.Fatal(err)
-					}
-					tcps++
-					if len(tp.GetAccessLog()) != 1 || tp.GetAccessLog()[0].GetName() != StdoutAccessLogName {
-						t.Errorf("listener %q chain %q: tcp_proxy access logs %v, want %s", l.GetName(), fc.GetName(), tp.GetAccessLog(), StdoutAccessLogName)
-					}
-				}
+	for _, f := range telemetryFilters(t, res.Listeners) {
+		if f.hcm != nil {
+			hcms++
+			if tracingCluster(f.hcm) != OTLPClusterName || len(f.accessLog) != 1 {
+				t.Errorf("listener %q chain %q: tracing cluster %q, %d access logs; want %q and 1", f.listener, f.chain, tracingCluster(f.hcm), len(f.accessLog), OTLPClusterName)
 			}
+			continue
+		}
+		tcps++
+		if len(f.accessLog) != 1 || f.accessLog[0].GetName() != StdoutAccessLogName {
+			t.Errorf("listener %q chain %q: tcp_proxy access logs %v, want %s", f.listener, f.chain, f.accessLog, StdoutAccessLogName)
 		}
 	}
 	if hcms < 4 {
@@ -251,31 +234,10 @@ func TestTelemetryAccessLogFilter(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 0
-		for _, l := range res.Listeners {
-			for _, fc := range l.GetFilterChains() {
-				for _, f := range fc.GetFilters() {
-					var al []*accesslog.AccessLog
-					switch f.GetName() {
-					case HTTPConnectionManagerName:
-						m := &hcm.HttpConnectionManager{}
-						if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
-							t.Fatal(err)
-						}
-						al = m.GetAccessLog()
-					case TCPProxyName:
-						tp := &tcpproxy.TcpProxy{}
-						if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
-							t.Fatal(err)
-						}
-						al = tp.GetAccessLog()
-					default:
-						continue
-					}
-					n++
-					if len(al) != 1 || !proto.Equal(al[0].GetFilter(), want) {
-						t.Errorf("%s: listener %q chain %q: access log %v, want the filter of %q", c.proxy.Labels["app"], l.GetName(), fc.GetName(), al, c.want)
-					}
-				}
+		for _, f := range telemetryFilters(t, res.Listeners) {
+			n++
+			if len(f.accessLog) != 1 || !proto.Equal(f.accessLog[0].GetFilter(), want) {
+				t.Errorf("%s: listener %q chain %q: access log %v, want the filter of %q", c.proxy.Labels["app"], f.listener, f.chain, f.accessLog, c.want)
 			}
 		}
 		if n == 0 {
@@ -294,7 +256,7 @@ func TestTelemetryMatchModes(t *testing.T) {
 	addUpstreams(snap)
 	withCollector(snap)
 	snap.Telemetries = []*model.Telemetry{tele("default", "sides", &telemetry.Telemetry{
-		// review-2: as in Istio, the mesh default (a collector: spans on
+		// As in Istio, the mesh default (a collector: spans on
 		// both sides) holds where no entry's mode reaches, so the server
 		// side's spans are turned off explicitly.
 		Tracing:       []*telemetry.Tracing{{Match: &telemetry.Tracing_TracingSelector{Mode: telemetry.WorkloadMode_SERVER}, DisableSpanReporting: wrapperspb.Bool(true)}},
@@ -307,36 +269,14 @@ func TestTelemetryMatchModes(t *testing.T) {
 		t.Fatal(err)
 	}
 	sides := map[bool]int{}
-	for _, l := range res.Listeners {
-		server := strings.HasPrefix(l.GetName(), "inbound|") || l.GetName() == "virtualInbound"
-		chains := l.GetFilterChains()
-		if l.GetDefaultFilterChain() != nil {
-			chains = append(chains, l.GetDefaultFilterChain())
+	for _, f := range telemetryFilters(t, res.Listeners) {
+		traced := !f.server // a tcp_proxy has no tracing
+		if f.hcm != nil {
+			traced = f.hcm.GetTracing() != nil
 		}
-		for _, fc := range chains {
-			for _, f := range fc.GetFilters() {
-				traced, logged := false, false
-				switch f.GetName() {
-				case HTTPConnectionManagerName:
-					m := &hcm.HttpConnectionManager{}
-					if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
-						t.Fatal(err)
-					}
-					traced, logged = m.GetTracing() != nil, len(m.GetAccessLog()) > 0
-				case TCPProxyName:
-					tp := &tcpproxy.TcpProxy{}
-					if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
-						t.Fatal(err)
-					}
-					traced, logged = !server, len(tp.GetAccessLog()) > 0 // tcp_proxy has no tracing
-				default:
-					continue
-				}
-				sides[server]++
-				if traced != !server || logged != server {
-					t.Errorf("listener %q chain %q (server side %v): traced %v, logged %v", l.GetName(), fc.GetName(), server, traced, logged)
-				}
-			}
+		sides[f.server]++
+		if logged := len(f.accessLog) > 0; traced != !f.server || logged != f.server {
+			t.Errorf("listener %q chain %q (server side %v): traced %v, logged %v", f.listener, f.chain, f.server, traced, logged)
 		}
 	}
 	if sides[true] == 0 || sides[false] == 0 {
@@ -352,17 +292,9 @@ func TestTelemetryMatchModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range res.Listeners {
-		for _, fc := range l.GetFilterChains() {
-			for _, f := range fc.GetFilters() {
-				m := &hcm.HttpConnectionManager{}
-				if f.GetName() != HTTPConnectionManagerName || f.GetTypedConfig().UnmarshalTo(m) != nil {
-					continue
-				}
-				if m.GetTracing() == nil || len(m.GetAccessLog()) > 0 {
-					t.Errorf("gateway listener %q: traced %v, %d access logs; want traced (client side) and not logged (server side)", l.GetName(), m.GetTracing() != nil, len(m.GetAccessLog()))
-				}
-			}
+	for _, f := range telemetryFilters(t, res.Listeners) {
+		if f.hcm != nil && (f.hcm.GetTracing() == nil || len(f.accessLog) > 0) {
+			t.Errorf("gateway listener %q: traced %v, %d access logs; want traced (client side) and not logged (server side)", f.listener, f.hcm.GetTracing() != nil, len(f.accessLog))
 		}
 	}
 }
@@ -373,42 +305,19 @@ func TestTelemetryMatchModes(t *testing.T) {
 func sideTelemetry(t *testing.T, res *Resources) (traced, logged map[bool]bool, sampling map[bool]float64) {
 	t.Helper()
 	traced, logged, sampling = map[bool]bool{}, map[bool]bool{}, map[bool]float64{}
-	for _, l := range res.Listeners {
-		server := strings.HasPrefix(l.GetName(), "inbound|") || l.GetName() == "virtualInbound"
-		chains := l.GetFilterChains()
-		if l.GetDefaultFilterChain() != nil {
-			chains = append(chains, l.GetDefaultFilterChain())
+	for _, f := range telemetryFilters(t, res.Listeners) {
+		if f.hcm != nil && f.hcm.GetTracing() != nil {
+			traced[f.server] = true
+			sampling[f.server] = f.hcm.GetTracing().GetRandomSampling().GetValue()
 		}
-		for _, fc := range chains {
-			for _, f := range fc.GetFilters() {
-				switch f.GetName() {
-				case HTTPConnectionManagerName:
-					m := &hcm.HttpConnectionManager{}
-					if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
-						t.Fatal(err)
-					}
-					if m.GetTracing() != nil {
-						traced[server] = true
-						sampling[server] = m.GetTracing().GetRandomSampling().GetValue()
-					}
-					logged[server] = logged[server] || len(m.GetAccessLog()) > 0
-				case TCPProxyName:
-					tp := &tcpproxy.TcpProxy{}
-					if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
-						t.Fatal(err)
-					}
-					logged[server] = logged[server] || len(tp.GetAccessLog()) > 0
-				}
-			}
-		}
+		logged[f.server] = logged[f.server] || len(f.accessLog) > 0
 	}
 	return traced, logged, sampling
 }
 
-// review-2: as in Istio (pilot/pkg/model/telemetry.go, Tracing and
-// mergeLogs), a more specific Telemetry whose entry is limited to one
-// mode overrides that mode only: the other side keeps what the less
-// specific levels set.
+// TestTelemetryModeOverridesOneSide: as in Istio, a more specific
+// Telemetry whose entry is limited to one mode overrides that mode only:
+// the other side keeps what the less specific levels set.
 func TestTelemetryModeOverridesOneSide(t *testing.T) {
 	snap := testSnapshot()
 	withCollector(snap)
@@ -439,7 +348,7 @@ func TestTelemetryModeOverridesOneSide(t *testing.T) {
 	}
 }
 
-// review-2: spans turned off on the client side only: a sidecar's
+// TestTelemetryClientTracingOff: spans turned off on the client side only: a sidecar's
 // inbound still traces (the mesh default) and needs the collector; a
 // gateway, a client, traces nowhere and needs none.
 func TestTelemetryClientTracingOff(t *testing.T) {
@@ -489,26 +398,67 @@ func TestTelemetrySharingWithoutWorkload(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 0
-		for _, l := range res.Listeners {
-			for _, fc := range l.GetFilterChains() {
-				for _, f := range fc.GetFilters() {
-					m := &hcm.HttpConnectionManager{}
-					if f.GetName() != HTTPConnectionManagerName || f.GetTypedConfig().UnmarshalTo(m) != nil {
-						continue
-					}
-					otel := &trace.OpenTelemetryConfig{}
-					if err := m.GetTracing().GetProvider().GetTypedConfig().UnmarshalTo(otel); err != nil {
-						t.Fatal(err)
-					}
-					n++
-					if otel.GetServiceName() != name {
-						t.Errorf("proxy %s: listener %q traces as %q", name, l.GetName(), otel.GetServiceName())
-					}
-				}
+		for _, f := range telemetryFilters(t, res.Listeners) {
+			if f.hcm == nil {
+				continue
+			}
+			otel := &trace.OpenTelemetryConfig{}
+			if err := f.hcm.GetTracing().GetProvider().GetTypedConfig().UnmarshalTo(otel); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if otel.GetServiceName() != name {
+				t.Errorf("proxy %s: listener %q traces as %q", name, f.listener, otel.GetServiceName())
 			}
 		}
 		if n == 0 {
 			t.Fatalf("proxy %s: no traced HTTP connection manager", name)
 		}
 	}
+}
+
+// telemetryFilter is one HTTP connection manager or tcp_proxy of a
+// translation: where it is, and its access logs.
+type telemetryFilter struct {
+	listener, chain string
+	// server is set on the server side: an inbound listener.
+	server    bool
+	hcm       *hcm.HttpConnectionManager // nil for a tcp_proxy
+	accessLog []*accesslog.AccessLog
+}
+
+// telemetryFilters decodes every HTTP connection manager and tcp_proxy
+// of ls, default filter chains included.
+func telemetryFilters(t *testing.T, ls []*listener.Listener) []telemetryFilter {
+	t.Helper()
+	var out []telemetryFilter
+	for _, l := range ls {
+		chains := l.GetFilterChains()
+		if l.GetDefaultFilterChain() != nil {
+			chains = append(chains, l.GetDefaultFilterChain())
+		}
+		for _, fc := range chains {
+			for _, f := range fc.GetFilters() {
+				tf := telemetryFilter{listener: l.GetName(), chain: fc.GetName(), server: strings.HasPrefix(l.GetName(), "inbound|") || l.GetName() == "virtualInbound"}
+				switch f.GetName() {
+				case HTTPConnectionManagerName:
+					tf.hcm = &hcm.HttpConnectionManager{}
+					if err := f.GetTypedConfig().UnmarshalTo(tf.hcm); err != nil {
+						t.Fatal(err)
+					}
+					tf.accessLog = tf.hcm.GetAccessLog()
+				case TCPProxyName:
+					tp := &tcpproxy.TcpProxy{}
+					if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+						t.Fatal(err)
+					}
+					tf.accessLog = tp.GetAccessLog()
+				default:
+					continue
+				}
+				out = append(out, tf)
+			}
+		}
+	}
+	return out
 }

@@ -186,7 +186,7 @@ spec:
 		}
 	})
 	t.Run("redirect keeps the scheme", func(t *testing.T) {
-		// review-2: Envoy's redirect without scheme_redirect keeps the
+		// Envoy's redirect without scheme_redirect keeps the
 		// request's :scheme, so over the HTTPS server it stays https.
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			DialContext:     dial,
