@@ -142,6 +142,11 @@ type Target struct {
 	DownstreamTLS bool
 }
 
+// routeRequest is r as routes and access log filters match it.
+func (t *Target) routeRequest(r *http.Request) router.Request {
+	return router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS}
+}
+
 // errors carried as context causes.
 var (
 	errRouteTimeout  = errors.New("route timeout")
@@ -560,9 +565,9 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		}
 		p.endSpan(rs, r, start, clusterName, code, flags, host, cb.n, sw.n)
 		if al, filter := p.accessLogFor(t); al != nil {
-			d := time.Since(start)
+			d, req := time.Since(start), t.routeRequest(r)
 			if filter == nil || router.Logged(filter, &router.LogInput{
-				Request: &router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS}, Code: code, Duration: d, Flags: flags,
+				Request: &req, Code: code, Duration: d, Flags: flags,
 				GRPCStatus: grpcStatusOf(sw, code),
 			}) {
 				e := &accesslog.Entry{
@@ -587,7 +592,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		// the metrics and access log of any other request on this
 		// listener are: route it, without forwarding.
 		if t.Routes != nil {
-			if _, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS}); route != nil && route.Action != nil {
+			if _, route := t.Routes.Match(t.routeRequest(r)); route != nil && route.Action != nil {
 				if name, _ := router.PickCluster(route.Action); t.Snapshot.Clusters[name] != nil {
 					clusterName, rs.cluster = name, t.Snapshot.Clusters[name]
 					rs.inbound = strings.HasPrefix(name, xdsmeta.ClusterInboundPrefix)
@@ -602,7 +607,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute, "no route configuration for this listener yet")
 		return
 	}
-	vh, route := t.Routes.Match(router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS})
+	vh, route := t.Routes.Match(t.routeRequest(r))
 	if vh == nil {
 		p.localReply(sw, rs, http.StatusNotFound, accesslog.FlagNoRoute,
 			fmt.Sprintf("no virtual host for authority %q in route configuration %q", t.Authority, t.Routes.Config().Name))
