@@ -87,7 +87,7 @@ func compile(expr string) (*accesslogv3.AccessLogFilter, error) {
 	if iss.Err() != nil {
 		return nil, fmt.Errorf("not a CEL expression: %s", strings.TrimSpace(iss.Err().Error()))
 	}
-	t := &translator{src: expr, info: ast.NativeRep().SourceInfo()}
+	t := &translator{info: ast.NativeRep().SourceInfo()}
 	root := ast.NativeRep().Expr()
 	if root.Kind() == celast.LiteralKind && root.AsLiteral() == types.True {
 		return nil, errors.New("the expression is always true; remove filter to log every request")
@@ -95,8 +95,8 @@ func compile(expr string) (*accesslogv3.AccessLogFilter, error) {
 	return t.filter(root, false)
 }
 
+// translator holds what errors quote the expression from.
 type translator struct {
-	src  string
 	info *celast.SourceInfo
 }
 
