@@ -253,12 +253,11 @@ func (t *Translator) outboundTCPProxy(p *Proxy, sp servicePort, tel *telemetryPo
 // Sidecar scope, or passes traffic through (resolution NONE) is left out:
 // validation reports the first two and the last; a scoped-out service is
 // as unreachable here as through HTTP_PROXY.
-func (t *Translator) upstreamListeners(p *Proxy, sc *scope) []*listener.Listener {
+func (t *Translator) upstreamListeners(p *Proxy, sc *scope, tel *telemetryPolicy) []*listener.Listener {
 	if p.Instance == nil {
 		return nil
 	}
 	var ls []*listener.Listener
-	tel := t.telemetryFor(p, false)
 	for _, u := range p.Instance.Upstreams {
 		svc := t.snap.Services[u.Host]
 		if svc == nil || u.LocalPort == 0 || svc.Resolution == model.ResolutionNone || !sc.allows(svc.Hostname, svc.Namespace) {

@@ -145,15 +145,15 @@ func covers(m telemetry.WorkloadMode, server bool) bool {
 	return m == telemetry.WorkloadMode_CLIENT_AND_SERVER || (m == telemetry.WorkloadMode_SERVER) == server
 }
 
-// collectorFor is a policy of p's that traces, for the collector's
-// cluster, or nil when no listener of p traces (a gateway has the client
-// side only).
-func (t *Translator) collectorFor(p *Proxy) *telemetryPolicy {
-	if pol := t.telemetryFor(p, false); pol != nil && pol.tracing {
-		return pol
-	}
-	if p.Type == Sidecar {
-		return t.telemetryFor(p, true)
+// collector is whichever of p's two side policies traces, for the
+// collector's cluster, or nil when no listener of p traces (a gateway
+// has the client side only).
+func collector(p *Proxy, client, server *telemetryPolicy) *telemetryPolicy {
+	switch {
+	case client != nil && client.tracing:
+		return client
+	case p.Type == Sidecar && server != nil && server.tracing:
+		return server
 	}
 	return nil
 }

@@ -156,8 +156,10 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		Hashes:    Hashes{Routes: e.routeHash, Clusters: lv.clustersHash, Endpoints: lv.endpointsHash, Listeners: e.listenerHash},
 	}
 	errs := []error{e.err}
-	// col traces when any listener of p does: it adds the collector.
-	col := t.collectorFor(p)
+	// Each side's telemetry, resolved once; col traces when a listener of
+	// p does, and adds the collector's cluster.
+	client, server := t.telemetryFor(p, false), t.telemetryFor(p, true)
+	col := collector(p, client, server)
 	switch p.Type {
 	case Sidecar:
 		port := uint32(DefaultOutboundPort)
@@ -171,13 +173,13 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 		}
 		var passC *cluster.Cluster
 		if p.Capture {
-			out, passC = captureOutbound(out, t.telemetryFor(p, false))
+			out, passC = captureOutbound(out, client)
 		}
-		inL, inC := inboundResources(p.Instance, t.telemetryFor(p, true), t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
-		upL := t.upstreamListeners(p, sc)
+		inL, inC := inboundResources(p.Instance, server, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
+		upL := t.upstreamListeners(p, sc, client)
 		var capL []*listener.Listener
 		if p.Capture {
-			if l := captureInbound(p.Instance, inL, t.telemetryFor(p, true)); l != nil {
+			if l := captureInbound(p.Instance, inL, server); l != nil {
 				capL = append(capL, l)
 			}
 		}
@@ -286,7 +288,7 @@ func (t *Translator) fill(e *entry, p *Proxy, sc *scope) {
 		rh = append(rh, hashMessage(r))
 	}
 	e.listenerHash, e.routeHash = combine(lh), combine(rh)
-	check.Routes, check.Clusters, check.Endpoints = e.routes, t.collectorFor(p).withOTLP(e.clusters), e.endpoints
+	check.Routes, check.Clusters, check.Endpoints = e.routes, collector(p, t.telemetryFor(p, false), t.telemetryFor(p, true)).withOTLP(e.clusters), e.endpoints
 	if err := Check(check); err != nil {
 		e.err = fmt.Errorf("proxy %s (namespace %s): %w", p.ID, p.Namespace, err)
 	}

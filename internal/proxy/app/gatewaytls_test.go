@@ -158,15 +158,16 @@ spec:
 			}
 		}
 	})
+	// shop is a client of the SIMPLE server that does not follow redirects.
+	shop := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext:     dial,
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "shop.example.com"},
+	}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	defer shop.CloseIdleConnections()
 	t.Run("scheme match", func(t *testing.T) {
 		// A route matching scheme https takes requests over the HTTPS
 		// server, not those over plaintext HTTP.
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			DialContext:     dial,
-			TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "shop.example.com"},
-		}}
-		defer c.CloseIdleConnections()
-		resp, err := c.Get("https://shop.example.com/scheme")
+		resp, err := shop.Get("https://shop.example.com/scheme")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,12 +189,7 @@ spec:
 	t.Run("redirect keeps the scheme", func(t *testing.T) {
 		// Envoy's redirect without scheme_redirect keeps the
 		// request's :scheme, so over the HTTPS server it stays https.
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			DialContext:     dial,
-			TLSClientConfig: &tls.Config{RootCAs: ca.Pool, ServerName: "shop.example.com"},
-		}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		defer c.CloseIdleConnections()
-		resp, err := c.Get("https://shop.example.com/moved")
+		resp, err := shop.Get("https://shop.example.com/moved")
 		if err != nil {
 			t.Fatal(err)
 		}
