@@ -170,7 +170,7 @@ func (s *Server) scopeEDS(n *nodeState, req *discovery.DiscoveryRequest) {
 	case wildcard && n.allowed == nil:
 		// Every endpoint is n's to see; the cache answers the wildcard.
 	case wildcard:
-		req.ResourceNames = slices.Sorted(maps.Keys(n.allowed))
+		req.ResourceNames = outOfScope(slices.Sorted(maps.Keys(n.allowed)))
 		wildcard = false
 	default:
 		req.ResourceNames = outOfScope(n.filterAllowed(names))
@@ -197,6 +197,7 @@ func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryReques
 	sub := req.GetResourceNamesSubscribe()
 	first := req.GetResponseNonce() == "" && !n.edsExplicit && !n.edsWildcard
 	star := slices.Contains(sub, "*") || (first && len(sub) == 0)
+	requested := star || len(sub) > 0
 	if star && n.allowed == nil {
 		n.edsWildcard = true
 	}
@@ -204,7 +205,7 @@ func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryReques
 		sub = append(slices.DeleteFunc(slices.Clone(sub), func(s string) bool { return s == "*" }), slices.Sorted(maps.Keys(n.allowed))...)
 	}
 	req.ResourceNamesSubscribe = n.filterAllowed(sub)
-	if len(sub) > 0 && !star {
+	if requested && n.allowed != nil {
 		req.ResourceNamesSubscribe = outOfScope(req.ResourceNamesSubscribe)
 	}
 	if len(req.ResourceNamesSubscribe) > 0 {
@@ -232,10 +233,10 @@ func (s *Server) scopeDeltaEDS(n *nodeState, req *discovery.DeltaDiscoveryReques
 // is to nothing.
 const noEndpoints = "weft.invalid/out-of-scope"
 
-// outOfScope keeps an explicit subscription explicit when scoping left
-// none of its names: an empty list would read as a wildcard (on a
-// stream's first request) and send every endpoint of the mesh to a proxy
-// a Sidecar limits.
+// outOfScope keeps the subscription of a proxy a Sidecar limits explicit
+// when scoping left none of its names (an explicit list, or a wildcard
+// its scope turned into one): an empty list would read as a wildcard (on
+// a stream's first request) and send every endpoint of the mesh.
 func outOfScope(names []string) []string {
 	if len(names) == 0 {
 		return []string{noEndpoints}

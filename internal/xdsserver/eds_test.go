@@ -400,3 +400,44 @@ func TestEDSScopedFirstRequestOutOfScope(t *testing.T) {
 		t.Fatalf("delta: an out-of-scope subscription got %d resources; want nothing", len(r.GetResources()))
 	}
 }
+
+// TestEDSScopedToNothingWildcard: a proxy whose Sidecar allows no service
+// of the mesh asks for every endpoint (a wildcard, as a first request
+// without names is): it gets none, over state-of-the-world and delta
+// streams alike.
+func TestEDSScopedToNothingWildcard(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := New(ctx, Options{Logger: testLogger(t)})
+	snap := twoServices(20002, true)
+	snap.Sidecars[0].Spec.Egress[0].Hosts = []string{"./nothing.example.com"}
+	if err := s.Update(snap); err != nil {
+		t.Fatal(err)
+	}
+	addr := startServer(t, s)
+	stream := edsStream(ctx, t, addr)
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType}); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := recvWithin(stream, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
+		t.Fatalf("state of the world: a wildcard from a proxy scoped to nothing got %v; want nothing", claNames(t, r))
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	delta, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := sidecarNode()
+	node.Id = xdsmeta.NodeID("sidecar", "127.0.0.1", "productpage-1", "default")
+	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.EndpointType}); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := recvWithin(delta, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
+		t.Fatalf("delta: a wildcard from a proxy scoped to nothing got %d resources; want nothing", len(r.GetResources()))
+	}
+}

@@ -142,6 +142,14 @@ type Target struct {
 	DownstreamTLS bool
 }
 
+// logged reports whether an access log filter passes the finished
+// request. It is apart from Serve so that the request it builds for the
+// filter, which escapes, is allocated only when there is a filter.
+func (p *Proxy) logged(f *proxyconfig.LogFilter, t *Target, r *http.Request, sw *statusWriter, code int, d time.Duration, flags string) bool {
+	req := t.routeRequest(r)
+	return router.Logged(f, &router.LogInput{Request: &req, Code: code, Duration: d, Flags: flags, GRPCStatus: grpcStatusOf(sw, code)})
+}
+
 // routeRequest is r as routes and access log filters match it.
 func (t *Target) routeRequest(r *http.Request) router.Request {
 	return router.Request{HTTP: r, Authority: t.Authority, TLS: t.DownstreamTLS}
@@ -565,11 +573,8 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		}
 		p.endSpan(rs, r, start, clusterName, code, flags, host, cb.n, sw.n)
 		if al, filter := p.accessLogFor(t); al != nil {
-			d, req := time.Since(start), t.routeRequest(r)
-			if filter == nil || router.Logged(filter, &router.LogInput{
-				Request: &req, Code: code, Duration: d, Flags: flags,
-				GRPCStatus: grpcStatusOf(sw, code),
-			}) {
+			d := time.Since(start)
+			if filter == nil || p.logged(filter, t, r, sw, code, d, flags) {
 				e := &accesslog.Entry{
 					Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
 					Code: code, Flags: flags, BytesReceived: cb.n, BytesSent: sw.n, Duration: d,
