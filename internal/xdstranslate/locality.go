@@ -22,10 +22,11 @@ import (
 // A cluster whose DestinationRule has outlier detection (or a
 // localityLbSetting.distribute) balances by the client's locality, as in
 // Istio: its endpoints depend on where the proxy runs. The shared
-// ClusterLoadAssignment stays as it is, for proxies with no locality; a
-// proxy with one gets, for such a cluster, a cluster whose EDS service name
-// is the shared name plus "~" and the locality, and that variant of the
-// assignment, built once per locality and translator:
+// ClusterLoadAssignment stays as it is, for proxies without a variant key
+// (no locality, and no cluster compares labels); a proxy with one gets,
+// for such a cluster, a cluster whose EDS service name is the shared name
+// plus "~" and the variant key, and that variant of the assignment, built
+// once per key and translator:
 //
 //   - failover (the default): each locality's priority says how near it is
 //     to the proxy: 0 the same region, zone and subzone, then the same zone,

@@ -17,7 +17,7 @@ import (
 // add up to less than 100 they are scaled up so the loads still do.
 // Degraded endpoints (EDS DEGRADED) take what the available ones of every
 // level leave, level by level, in the same way. Below 100 % in all, a
-// level whose available share is under the panic threshold is in panic:
+// level whose available and degraded share is under the panic threshold is in panic:
 // its requests go to all of its hosts, whatever their health; when every
 // level is in panic, the load follows the levels' numbers of hosts.
 
