@@ -122,9 +122,6 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 		mesh = true
 		gwKeys = []string{"mesh"}
 	}
-	if len(vs.GetHosts()) == 0 {
-		rep.errorf("spec.hosts", "hosts is required; list the hosts this VirtualService routes (only a VirtualService that another one delegates to has none)")
-	}
 	var claims []string
 	for i, h := range vs.GetHosts() {
 		f := fmt.Sprintf("spec.hosts[%d]", i)

@@ -32,31 +32,30 @@ func checkLocality(rep *reporter, f, loc string) {
 // checkLocalityPattern checks a locality of a distribute rule: parts
 // separated by '/', where "*" may stand for the last part given and
 // everything below it.
-func checkLocalityPattern(rep *reporter, f, pattern string) bool {
+func checkLocalityPattern(rep *reporter, f, pattern string) {
 	parts := strings.Split(pattern, "/")
 	if pattern == "" || len(parts) > 3 {
 		rep.errorf(f, "locality %q: write region/zone/subzone, where \"*\" may replace the last part given (\"us-east/*\")", pattern)
-		return false
+		return
 	}
 	for i, p := range parts {
 		switch {
 		case p == "":
 			rep.errorf(f, "locality %q has an empty part; write region/zone/subzone", pattern)
-			return false
+			return
 		case p == "*" && i != len(parts)-1:
 			rep.errorf(f, "locality %q: \"*\" may only be the last part (\"us-east/*\", not \"*/zone1\")", pattern)
-			return false
+			return
 		case p != "*" && strings.ContainsAny(p, "* \t"):
 			rep.errorf(f, "locality %q: a part is a name or \"*\", not %q", pattern, p)
-			return false
+			return
 		}
 	}
-	return true
 }
 
 // checkLocalityLb checks a traffic policy's loadBalancer.localityLbSetting.
-// od is the outlier detection in force at the same place, which failover
-// needs.
+// hasOutlier says whether outlier detection, which failover needs, is in
+// force at the same place.
 func checkLocalityLb(rep *reporter, f string, s *networking.LocalityLoadBalancerSetting, hasOutlier bool) {
 	if s == nil {
 		return

@@ -20,7 +20,7 @@ type fieldRule struct {
 	// kind is the resource kind.
 	kind string
 	// path is the field's JSON path from the resource root; "[]" stands
-	// for every element of a list ("spec.http[].delegate").
+	// for every element of a list ("spec.subsets[].trafficPolicy").
 	path string
 	// severity: an error keeps the resource out of the mesh.
 	severity model.Severity

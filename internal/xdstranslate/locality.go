@@ -413,7 +413,6 @@ func (lp *localityPolicy) distributeWeights(cla *endpoint.ClusterLoadAssignment,
 // localized is one variant key's view of the locality-aware clusters:
 // their assignments' variants by the shared assignment's name.
 type localized struct {
-	key   string
 	byCLA map[string]*endpoint.ClusterLoadAssignment
 	list  []*endpoint.ClusterLoadAssignment
 	hash  uint64
@@ -449,7 +448,7 @@ func (t *Translator) localizedFor(key string) *localized {
 	if lz := t.localities.m[key]; lz != nil {
 		return lz
 	}
-	lz := &localized{key: key, byCLA: map[string]*endpoint.ClusterLoadAssignment{}}
+	lz := &localized{byCLA: map[string]*endpoint.ClusterLoadAssignment{}}
 	var hs []uint64
 	for _, cla := range t.shared.Endpoints {
 		lp := t.shared.localityPolicies[cla.GetClusterName()]

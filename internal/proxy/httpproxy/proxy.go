@@ -332,7 +332,7 @@ func (rs *reqState) startTimer() {
 	switch {
 	case a.Timeout <= 0 || rt != nil && rt.grpcTimeout:
 	case rt == nil:
-		rs.timer = armRouteTimer(rs, a.Timeout)
+		rs.timer = armTimer(rs, a.Timeout, false)
 	case time.Since(rs.start)+a.Timeout < rt.streamBound && rt.t.Stop():
 		// Not fired (a fired one is cancelling the request already).
 		rt.stream.Store(false)
@@ -474,8 +474,6 @@ type routeTimer struct {
 }
 
 var routeTimers sync.Pool
-
-func armRouteTimer(rs *reqState, d time.Duration) *routeTimer { return armTimer(rs, d, false) }
 
 func armTimer(rs *reqState, d time.Duration, stream bool) *routeTimer {
 	rt, _ := routeTimers.Get().(*routeTimer)

@@ -201,7 +201,7 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 
 // ParseEndpoints validates a ClusterLoadAssignment.
 func ParseEndpoints(cla *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
-	out := &Endpoints{ClusterName: cla.GetClusterName(), OverprovisioningFactor: 140}
+	out := &Endpoints{ClusterName: cla.GetClusterName(), OverprovisioningFactor: DefaultOverprovisioningFactor}
 	if f := cla.GetPolicy().GetOverprovisioningFactor(); f != nil {
 		if f.GetValue() == 0 {
 			return nil, fmt.Errorf("policy.overprovisioning_factor must be > 0")

@@ -695,10 +695,15 @@ type Endpoints struct {
 	Localities []Locality
 	// OverprovisioningFactor is policy.overprovisioning_factor in percent:
 	// a priority level whose share of available endpoints times this is
-	// 100 % or more takes all the load it is offered. Default 140 (Envoy's
-	// 1.4); 0 in a hand-built value means the default.
+	// 100 % or more takes all the load it is offered. Default
+	// DefaultOverprovisioningFactor; 0 in a hand-built value means it.
 	OverprovisioningFactor uint32
 }
+
+// DefaultOverprovisioningFactor is Envoy's overprovisioning factor, 1.4,
+// in percent: what an assignment without policy.overprovisioning_factor
+// has.
+const DefaultOverprovisioningFactor = 140
 
 // Locality is one group of endpoints with a weight and a priority.
 type Locality struct {

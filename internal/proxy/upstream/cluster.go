@@ -426,7 +426,7 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 	if len(seen) > manyHosts {
 		st.byAddr = seen
 	}
-	st.overprov = defaultOverprovisioning
+	st.overprov = proxyconfig.DefaultOverprovisioningFactor
 	if eps != nil && eps.OverprovisioningFactor > 0 {
 		st.overprov = eps.OverprovisioningFactor
 	}

@@ -21,10 +21,6 @@ import (
 // its requests go to all of its hosts, whatever their health; when every
 // level is in panic, the load follows the levels' numbers of hosts.
 
-// defaultOverprovisioning is Envoy's overprovisioning factor in percent
-// (ClusterLoadAssignment.policy.overprovisioning_factor).
-const defaultOverprovisioning = 140
-
 // levels is the per-priority state of a cluster that has more than one
 // level taking requests, or outlier detection (whose ejections move
 // load between levels).
