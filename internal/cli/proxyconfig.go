@@ -144,11 +144,7 @@ func printClusters(w io.Writer, list []admin.ClusterStatus) {
 			}
 			loads = append(loads, s)
 		}
-		pl := strings.Join(loads, ", ")
-		if pl == "" {
-			pl = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", c.Name, c.LBPolicy, len(c.Hosts), c.ActiveRequests, c.ActiveConnections, c.Overflows, pl)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", c.Name, c.LBPolicy, len(c.Hosts), c.ActiveRequests, c.ActiveConnections, c.Overflows, dash(strings.Join(loads, ", ")))
 	}
 	tw.Flush()
 }
@@ -166,11 +162,7 @@ func printEndpoints(w io.Writer, list []admin.ClusterStatus) {
 			if ejected {
 				check = "FAILED"
 			}
-			loc := h.Locality
-			if loc == "" {
-				loc = "-"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", h.Address, strings.ToUpper(health), check, loc, h.Priority, h.Weight, h.Active, h.Total, h.Failures, c.Name)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", h.Address, strings.ToUpper(health), check, dash(h.Locality), h.Priority, h.Weight, h.Active, h.Total, h.Failures, c.Name)
 		}
 	}
 	tw.Flush()

@@ -83,15 +83,7 @@ func PrintStatus(w io.Writer, st MeshStatus) {
 		if !in.Ready && in.State != "" {
 			ready = "no (" + in.State + ")"
 		}
-		version := in.Version
-		if version == "" {
-			version = "-"
-		}
-		locality := in.Locality
-		if locality == "" {
-			locality = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.Service, in.Instance, version, locality, in.Address, in.Sidecar, ready, in.Restarts)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.Service, in.Instance, orDash(in.Version), orDash(in.Locality), in.Address, in.Sidecar, ready, in.Restarts)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

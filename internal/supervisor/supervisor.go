@@ -388,8 +388,7 @@ func (s *Supervisor) Start(ctx context.Context, spec Process) (*Handle, error) {
 	if err != nil {
 		h.flush()
 		s.mu.Lock()
-		delete(s.procs, spec.Name)
-		s.order = slices.DeleteFunc(s.order, func(x *Handle) bool { return x == h })
+		s.drop(h)
 		s.mu.Unlock()
 		h.update(func(st *ProcessStatus) { st.State = StateExited; st.LastExit = err.Error() })
 		close(h.done) // a concurrent StopAll may be waiting for it
@@ -446,9 +445,14 @@ func CheckCommand(spec Process) error {
 func (s *Supervisor) forget(h *Handle) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return
+	if !s.closing {
+		s.drop(h)
 	}
+}
+
+// drop removes h from the supervisor's lists, unless its name already
+// belongs to another process. s.mu is held.
+func (s *Supervisor) drop(h *Handle) {
 	if s.procs[h.spec.Name] == h {
 		delete(s.procs, h.spec.Name)
 	}

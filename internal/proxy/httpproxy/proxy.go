@@ -666,11 +666,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 			path = "/"
 		}
 		// Without a scheme redirect, Envoy keeps the request's :scheme.
-		scheme := "http"
-		if t.DownstreamTLS {
-			scheme = "https"
-		}
-		loc := router.RedirectLocation(&route.Match, route.Redirect, scheme, t.Authority, path, r.URL.RawQuery)
+		loc := router.RedirectLocation(&route.Match, route.Redirect, t.routeRequest(r).Scheme(), t.Authority, path, r.URL.RawQuery)
 		h := sw.Header()
 		p.applyResponseHeaders(rs, h)
 		h.Set("Location", loc)

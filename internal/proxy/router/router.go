@@ -137,6 +137,14 @@ type Request struct {
 	TLS bool
 }
 
+// Scheme is the request's :scheme: https over TLS, else http.
+func (r Request) Scheme() string {
+	if r.TLS {
+		return "https"
+	}
+	return "http"
+}
+
 // Match returns the virtual host and the first matching route. Either is
 // nil when nothing matches.
 func (t *Table) Match(req Request) (*VirtualHost, *proxyconfig.Route) {
@@ -249,10 +257,7 @@ func headerValue(key string, req Request) (string, bool) {
 	case ":path":
 		return req.HTTP.URL.RequestURI(), true
 	case ":scheme":
-		if req.TLS {
-			return "https", true
-		}
-		return "http", true
+		return req.Scheme(), true
 	}
 	vs, ok := req.HTTP.Header[key]
 	if !ok {
