@@ -362,10 +362,7 @@ func applyTLS(c *cluster.Cluster, tls *networking.ClientTLSSettings) {
 	if ca := tls.GetCaCertificates(); ca != "" {
 		vc := &tlsv3.CertificateValidationContext{TrustedCa: &core.DataSource{Specifier: &core.DataSource_Filename{Filename: ca}}}
 		for _, san := range tls.GetSubjectAltNames() {
-			vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
-				SanType: tlsv3.SubjectAltNameMatcher_DNS,
-				Matcher: exactMatcher(san),
-			})
+			vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, sanMatcher(san))
 		}
 		common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
 	}

@@ -135,20 +135,22 @@ func hasSidecarEndpoint(svc *model.Service) bool {
 	return false
 }
 
+// sanMatcher matches a subject alternative name a DestinationRule or
+// ServiceEntry lists: a SPIFFE ID (or other URI) as a URI SAN, anything
+// else as a DNS name.
+func sanMatcher(san string) *tlsv3.SubjectAltNameMatcher {
+	typ := tlsv3.SubjectAltNameMatcher_DNS
+	if strings.Contains(san, "://") {
+		typ = tlsv3.SubjectAltNameMatcher_URI
+	}
+	return &tlsv3.SubjectAltNameMatcher{SanType: typ, Matcher: exactMatcher(san)}
+}
+
 // meshTLSSocket is the mesh mTLS transport socket of a cluster.
 func meshTLSSocket(sni string, sans []string) *core.TransportSocket {
 	vc := &tlsv3.CertificateValidationContext{}
 	for _, s := range sans {
-		// A SPIFFE ID (or other URI) is a URI SAN; anything else a DNS
-		// name (a ServiceEntry's subjectAltNames may hold either).
-		typ := tlsv3.SubjectAltNameMatcher_DNS
-		if strings.Contains(s, "://") {
-			typ = tlsv3.SubjectAltNameMatcher_URI
-		}
-		vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
-			SanType: typ,
-			Matcher: exactMatcher(s),
-		})
+		vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, sanMatcher(s))
 	}
 	up := &tlsv3.UpstreamTlsContext{
 		Sni: sni,

@@ -190,4 +190,11 @@ func TestServiceEntrySubjectAltNames(t *testing.T) {
 	if _, plain := sans(p); !cmp.Equal(plain, []string{"billing.vms.example.com", "spiffe://cluster.local/ns/vms/sa/billing"}) {
 		t.Errorf("proxyless SAN matchers %v; want both names", plain)
 	}
+	// A DestinationRule's SIMPLE TLS types its subjectAltNames alike.
+	s.DestinationRules[len(s.DestinationRules)-1].Spec.TrafficPolicy.Tls = &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_SIMPLE,
+		CaCertificates: "/etc/certs/ca.pem", SubjectAltNames: []string{"spiffe://example.org/billing", "billing.example.org"}}
+	typed, _ = sans(sidecarProxy())
+	if want := []string{"URI spiffe://example.org/billing", "DNS billing.example.org"}; !cmp.Equal(typed, want) {
+		t.Errorf("SIMPLE SAN matchers %v; want %v", typed, want)
+	}
 }
