@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/xdsmeta"
 )
 
 // checkLocality checks a workload's locality, "region/zone/subzone" with
@@ -16,16 +18,8 @@ func checkLocality(rep *reporter, f, loc string) {
 	if loc == "" {
 		return
 	}
-	parts := strings.Split(loc, "/")
-	if len(parts) > 3 {
-		rep.errorf(f, "locality %q has %d parts; write region/zone/subzone (zone and subzone optional)", loc, len(parts))
-		return
-	}
-	for _, p := range parts {
-		if p == "" || strings.ContainsAny(p, "* \t") {
-			rep.errorf(f, "locality %q: every part must be a non-empty name without '*' or spaces; write region/zone/subzone", loc)
-			return
-		}
+	if err := xdsmeta.CheckLocality(loc); err != nil {
+		rep.errorf(f, "%v", err)
 	}
 }
 

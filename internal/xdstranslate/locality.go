@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/xdsmeta"
 )
 
 // Locality load balancing.
@@ -231,15 +233,8 @@ func (lp *localityPolicy) prioritizeByLabels(cla *endpoint.ClusterLoadAssignment
 type locality struct{ region, zone, subzone string }
 
 func parseLocalityString(s string) locality {
-	parts := strings.SplitN(s, "/", 3)
 	var l locality
-	l.region = parts[0]
-	if len(parts) > 1 {
-		l.zone = parts[1]
-	}
-	if len(parts) > 2 {
-		l.subzone = parts[2]
-	}
+	l.region, l.zone, l.subzone = xdsmeta.ParseLocality(s)
 	return l
 }
 
@@ -253,8 +248,7 @@ func LocalityString(region, zone, subzone string) string {
 	if region == "" {
 		return ""
 	}
-	s := region + "/" + zone + "/" + subzone
-	return strings.TrimRight(s, "/")
+	return xdsmeta.FormatLocality(region, zone, subzone)
 }
 
 // CanonicalLocality rewrites "region/zone/subzone" in canonical form.

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -193,9 +192,8 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 		return cfg, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if l := cfg.Locality; l != "" {
-		parts := strings.Split(l, "/")
-		if len(parts) > 3 || slices.Contains(parts, "") || strings.ContainsAny(l, "* \t") {
-			return cfg, fmt.Errorf("--locality %q: want region/zone/subzone (zone and subzone optional), each a non-empty name", l)
+		if err := xdsmeta.CheckLocality(l); err != nil {
+			return cfg, fmt.Errorf("--locality: %w", err)
 		}
 	}
 	if cfg.Type != xdsmeta.ProxyTypeSidecar && cfg.Type != xdsmeta.ProxyTypeGateway {
@@ -458,8 +456,8 @@ func (p *Proxy) node() (*corev3.Node, error) {
 	}
 	n := &corev3.Node{Id: p.cfg.NodeID, Cluster: p.cfg.Workload + "." + p.cfg.Namespace, Metadata: md, UserAgentName: "weft-proxy"}
 	if p.cfg.Locality != "" {
-		parts := append(strings.SplitN(p.cfg.Locality, "/", 3), "", "")
-		n.Locality = &corev3.Locality{Region: parts[0], Zone: parts[1], SubZone: parts[2]}
+		region, zone, subzone := xdsmeta.ParseLocality(p.cfg.Locality)
+		n.Locality = &corev3.Locality{Region: region, Zone: zone, SubZone: subzone}
 	}
 	return n, nil
 }

@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -217,7 +216,7 @@ func ParseEndpoints(cla *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
 			loc.Weight = lw.GetValue()
 		}
 		if lo := l.GetLocality(); lo != nil {
-			loc.Name = strings.TrimRight(lo.GetRegion()+"/"+lo.GetZone()+"/"+lo.GetSubZone(), "/")
+			loc.Name = xdsmeta.FormatLocality(lo.GetRegion(), lo.GetZone(), lo.GetSubZone())
 		}
 		for j, le := range l.GetLbEndpoints() {
 			ep := le.GetEndpoint()
