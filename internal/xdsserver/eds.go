@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -65,10 +66,27 @@ func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) 
 			eps = append(eps, t.LocalizedEndpoints(loc)...)
 		}
 	}
+	return s.putEndpoints(eps, true, builtAt)
+}
+
+// putEndpoints puts eps into s.eds, replacing (and so sending) those whose
+// encoding changed. whole says eps is every assignment there is: the
+// others are removed; else eps are added to what the cache holds.
+// Callers hold pushMu.
+func (s *Server) putEndpoints(eps []*endpoint.ClusterLoadAssignment, whole bool, builtAt time.Time) error {
 	hashes := make(map[string]uint64, len(eps))
+	names := make(map[string]string, len(eps))
+	if !whole {
+		hashes = maps.Clone(s.endpoints.hashes)
+		if hashes == nil {
+			hashes = map[string]uint64{}
+		}
+		if old := s.names.Load(); old != nil {
+			names = maps.Clone(*old)
+		}
+	}
 	set := map[string][]byte{}
 	upd := map[string]types.Resource{}
-	names := make(map[string]string, len(eps))
 	for _, cla := range eps {
 		name := cla.GetClusterName()
 		names[name] = name
@@ -88,7 +106,7 @@ func (s *Server) updateEndpoints(t *xdstranslate.Translator, builtAt time.Time) 
 	}
 	var del []string
 	for name := range s.endpoints.hashes {
-		if _, ok := hashes[name]; !ok {
+		if _, ok := hashes[name]; !ok && whole {
 			del = append(del, name)
 		}
 	}
@@ -303,5 +321,5 @@ func (s *Server) addLocality(p *xdstranslate.Proxy) error {
 	}
 	locs[loc] = true
 	s.endpoints.localities = locs
-	return s.updateEndpoints(t, s.builtAt)
+	return s.putEndpoints(t.LocalizedEndpoints(loc), false, s.builtAt)
 }
