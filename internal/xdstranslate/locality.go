@@ -503,23 +503,16 @@ func (t *Translator) localize(p *Proxy, e *entry) localizedView {
 		return v
 	}
 	v := own
-	changed := false
-	var hs []uint64
-	for i, c := range e.clusters {
+	clusters, hs, changed := rewriteClusters(e.clusters, e.clusterHashes, func(c *cluster.Cluster) *cluster.Cluster {
 		if lz.byCLA[c.GetEdsClusterConfig().GetServiceName()] == nil {
-			continue
-		}
-		if !changed {
-			v.clusters = append([]*cluster.Cluster(nil), e.clusters...)
-			hs = append([]uint64(nil), e.clusterHashes...)
-			changed = true
+			return nil
 		}
 		cc := proto.Clone(c).(*cluster.Cluster)
 		cc.EdsClusterConfig.ServiceName = LocalityEDSName(cc.EdsClusterConfig.ServiceName, key)
-		v.clusters[i] = cc
-		hs[i] = hashMessage(cc)
-	}
+		return cc
+	})
 	if changed {
+		v.clusters = clusters
 		v.endpoints = make([]*endpoint.ClusterLoadAssignment, len(e.endpoints))
 		for i, cla := range e.endpoints {
 			if lv := lz.byCLA[cla.GetClusterName()]; lv != nil {

@@ -287,10 +287,30 @@ func applyInboundMTLS(l *listener.Listener, mode peerAuthMode, http bool) {
 // talk plaintext (served by PERMISSIVE sidecars, refused by STRICT ones).
 // Clusters without mesh mTLS are shared as they are.
 func withoutMeshTLS(cs []*cluster.Cluster, hashes []uint64) ([]*cluster.Cluster, []uint64, uint64) {
+	out, outH, _ := rewriteClusters(cs, hashes, func(c *cluster.Cluster) *cluster.Cluster {
+		if len(c.TransportSocketMatches) == 0 && !usesMeshSDS(c.TransportSocket) {
+			return nil
+		}
+		cc := proto.Clone(c).(*cluster.Cluster)
+		cc.TransportSocketMatches = nil
+		if usesMeshSDS(cc.TransportSocket) {
+			cc.TransportSocket = nil
+		}
+		return cc
+	})
+	return out, outH, combine(outH)
+}
+
+// rewriteClusters applies edit to each of cs: edit returns the cluster to
+// use instead (a clone it changed), or nil to keep it. It returns the
+// clusters and their hashes, cs and hashes themselves (shared) when edit
+// kept every one, and whether any changed.
+func rewriteClusters(cs []*cluster.Cluster, hashes []uint64, edit func(*cluster.Cluster) *cluster.Cluster) ([]*cluster.Cluster, []uint64, bool) {
 	var out []*cluster.Cluster
 	var outH []uint64
 	for i, c := range cs {
-		if len(c.TransportSocketMatches) == 0 && !usesMeshSDS(c.TransportSocket) {
+		cc := edit(c)
+		if cc == nil {
 			if out != nil {
 				out, outH = append(out, c), append(outH, hashes[i])
 			}
@@ -299,17 +319,12 @@ func withoutMeshTLS(cs []*cluster.Cluster, hashes []uint64) ([]*cluster.Cluster,
 		if out == nil {
 			out, outH = append([]*cluster.Cluster(nil), cs[:i]...), append([]uint64(nil), hashes[:i]...)
 		}
-		cc := proto.Clone(c).(*cluster.Cluster)
-		cc.TransportSocketMatches = nil
-		if usesMeshSDS(cc.TransportSocket) {
-			cc.TransportSocket = nil
-		}
 		out, outH = append(out, cc), append(outH, hashMessage(cc))
 	}
 	if out == nil {
-		return cs, hashes, combine(hashes)
+		return cs, hashes, false
 	}
-	return out, outH, combine(outH)
+	return out, outH, true
 }
 
 // withProviderTLS returns the clusters of a proxyless gRPC client whose
@@ -325,9 +340,7 @@ func withoutMeshTLS(cs []*cluster.Cluster, hashes []uint64) ([]*cluster.Cluster,
 // without a sidecar gets mTLS to all of them. Other clusters are shared
 // as they are.
 func withProviderTLS(cs []*cluster.Cluster, hashes []uint64, provider string) ([]*cluster.Cluster, []uint64, uint64) {
-	var out []*cluster.Cluster
-	var outH []uint64
-	for i, c := range cs {
+	out, outH, _ := rewriteClusters(cs, hashes, func(c *cluster.Cluster) *cluster.Cluster {
 		mesh := c.GetTransportSocket()
 		if !usesMeshSDS(mesh) {
 			mesh = nil
@@ -338,24 +351,15 @@ func withProviderTLS(cs []*cluster.Cluster, hashes []uint64, provider string) ([
 			}
 		}
 		if mesh == nil && len(c.GetTransportSocketMatches()) == 0 {
-			if out != nil {
-				out, outH = append(out, c), append(outH, hashes[i])
-			}
-			continue
-		}
-		if out == nil {
-			out, outH = append([]*cluster.Cluster(nil), cs[:i]...), append([]uint64(nil), hashes[:i]...)
+			return nil
 		}
 		cc := proto.Clone(c).(*cluster.Cluster)
 		cc.TransportSocketMatches, cc.TransportSocket = nil, nil
 		if mesh != nil {
 			cc.TransportSocket = providerTLSSocket(mesh, provider)
 		}
-		out, outH = append(out, cc), append(outH, hashMessage(cc))
-	}
-	if out == nil {
-		return cs, hashes, combine(hashes)
-	}
+		return cc
+	})
 	return out, outH, combine(outH)
 }
 
