@@ -181,7 +181,6 @@ func (lp *localityPolicy) prioritizeByLabels(cla *endpoint.ClusterLoadAssignment
 		level int
 	}
 	var groups []group
-	used := map[int]bool{}
 	for gi, le := range cla.Endpoints {
 		loc := localityOf(le.GetLocality())
 		byLevel := map[int]*endpoint.LocalityLbEndpoints{}
@@ -207,24 +206,28 @@ func (lp *localityPolicy) prioritizeByLabels(cla *endpoint.ClusterLoadAssignment
 				g = &endpoint.LocalityLbEndpoints{Locality: le.GetLocality()}
 				byLevel[level] = g
 				groups = append(groups, group{g, level})
-				used[level] = true
 			}
 			g.LbEndpoints = append(g.LbEndpoints, lbe)
 			g.LoadBalancingWeight = wrapperspb.UInt32(g.GetLoadBalancingWeight().GetValue() + max(lbe.GetLoadBalancingWeight().GetValue(), 1))
 		}
 	}
-	rank := map[int]uint32{}
-	var next uint32
-	for lvl := 0; lvl <= n; lvl++ {
-		if used[lvl] {
-			rank[lvl] = next
-			next++
-		}
-	}
 	cla.Endpoints = cla.Endpoints[:0]
-	for _, g := range groups {
-		g.le.Priority = rank[g.level]
+	levels := make([]int, len(groups))
+	for i, g := range groups {
 		cla.Endpoints = append(cla.Endpoints, g.le)
+		levels[i] = g.level
+	}
+	setPriorities(cla, levels)
+}
+
+// setPriorities gives each group of cla its level as a priority, with the
+// levels in use closed up to count from 0 without gaps (Envoy and gRPC
+// require it), and orders the groups by priority.
+func setPriorities(cla *endpoint.ClusterLoadAssignment, levels []int) {
+	used := slices.Compact(slices.Sorted(slices.Values(levels)))
+	for i, le := range cla.Endpoints {
+		p, _ := slices.BinarySearch(used, levels[i])
+		le.Priority = uint32(p)
 	}
 	sort.SliceStable(cla.Endpoints, func(a, b int) bool { return cla.Endpoints[a].Priority < cla.Endpoints[b].Priority })
 }
@@ -320,7 +323,6 @@ func (lp *localityPolicy) prioritize(cla *endpoint.ClusterLoadAssignment, proxy 
 		}
 	}
 	levels := make([]int, len(cla.Endpoints))
-	used := map[int]bool{}
 	for i, le := range cla.Endpoints {
 		l := localityOf(le.GetLocality())
 		switch {
@@ -335,21 +337,8 @@ func (lp *localityPolicy) prioritize(cla *endpoint.ClusterLoadAssignment, proxy 
 		default:
 			levels[i] = 4
 		}
-		used[levels[i]] = true
 	}
-	// Priorities count from 0 without gaps (Envoy and gRPC require it).
-	rank := map[int]uint32{}
-	var n uint32
-	for lvl := 0; lvl <= 4; lvl++ {
-		if used[lvl] {
-			rank[lvl] = n
-			n++
-		}
-	}
-	for i, le := range cla.Endpoints {
-		le.Priority = rank[levels[i]]
-	}
-	sort.SliceStable(cla.Endpoints, func(a, b int) bool { return cla.Endpoints[a].Priority < cla.Endpoints[b].Priority })
+	setPriorities(cla, levels)
 }
 
 // distributeWeights applies the first distribute rule whose from matches
