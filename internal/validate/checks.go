@@ -87,7 +87,13 @@ func (b *build) checkDestinationRule(r *config.Resource, rep *reporter) func() {
 		seen[s.GetName()] = true
 		names = append(names, s.GetName())
 	}
-	checkLocalityLbs(rep, dr)
+	var ports []uint32 // the service's, when it is known
+	if svc := b.lookup(host); svc != nil {
+		for _, p := range svc.Ports {
+			ports = append(ports, p.Number)
+		}
+	}
+	checkLocalityLbs(rep, dr, ports)
 	b.checkFields(r, rep)
 	return func() {
 		b.drByHost[host] = r

@@ -9,6 +9,7 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 
+	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/xdsmeta"
 )
 
@@ -48,9 +49,7 @@ func checkLocalityPattern(rep *reporter, f, pattern string) {
 }
 
 // checkLocalityLb checks a traffic policy's loadBalancer.localityLbSetting.
-// hasOutlier says whether outlier detection, which failover needs, is in
-// force at the same place.
-func checkLocalityLb(rep *reporter, f string, s *networking.LocalityLoadBalancerSetting, hasOutlier bool) {
+func checkLocalityLb(rep *reporter, f string, s *networking.LocalityLoadBalancerSetting) {
 	if s == nil {
 		return
 	}
@@ -76,9 +75,6 @@ func checkLocalityLb(rep *reporter, f string, s *networking.LocalityLoadBalancer
 			rep.errorf(lf, "label %s is listed twice; list each label once, most important first", key)
 		}
 		seen[key] = true
-	}
-	if len(s.GetFailoverPriority()) > 0 && !hasOutlier {
-		rep.warnf(f+".failoverPriority", "failoverPriority has no effect without outlierDetection, which tells the sidecars that endpoints are failing; add outlierDetection to this traffic policy")
 	}
 	if s.GetEnabled() != nil && !s.GetEnabled().GetValue() {
 		return
@@ -117,29 +113,60 @@ func checkLocalityLb(rep *reporter, f string, s *networking.LocalityLoadBalancer
 			rep.errorf(ff, "from and to are both %q; failover goes to another region", fo.GetFrom())
 		}
 	}
-	if len(s.GetFailover()) > 0 && !hasOutlier {
-		rep.warnf(f+".failover", "failover has no effect without outlierDetection, which tells the sidecars that a locality's endpoints are failing; add outlierDetection to this traffic policy")
-	}
 }
 
 // checkLocalityLbs checks every localityLbSetting of a DestinationRule,
-// each against the outlier detection in force where it applies.
-func checkLocalityLbs(rep *reporter, dr *networking.DestinationRule) {
-	check := func(f string, tp *networking.TrafficPolicy, inherited bool) {
-		if tp == nil {
-			return
+// and warns where failover or failoverPriority ends up in a cluster's
+// policy (resolved by subset and port, as the translation resolves it)
+// without the outlier detection that would move traffic. ports are the
+// service's; nil when it is not known, and then the ports the rule names
+// and any other are tried.
+func checkLocalityLbs(rep *reporter, dr *networking.DestinationRule, ports []uint32) {
+	at := map[*networking.LocalityLoadBalancerSetting]string{}
+	guess := ports == nil
+	if guess {
+		ports = []uint32{0} // 0: a port no portLevelSettings names
+	}
+	visit := func(f string, tp *networking.TrafficPolicy) {
+		check := func(f string, lb *networking.LoadBalancerSettings) {
+			if s := lb.GetLocalityLbSetting(); s != nil {
+				at[s] = f + ".loadBalancer.localityLbSetting"
+				checkLocalityLb(rep, at[s], s)
+			}
 		}
-		od := inherited || tp.GetOutlierDetection() != nil
-		checkLocalityLb(rep, f+".loadBalancer.localityLbSetting", tp.GetLoadBalancer().GetLocalityLbSetting(), od)
+		check(f, tp.GetLoadBalancer())
 		for i, pl := range tp.GetPortLevelSettings() {
-			checkLocalityLb(rep, fmt.Sprintf("%s.portLevelSettings[%d].loadBalancer.localityLbSetting", f, i),
-				pl.GetLoadBalancer().GetLocalityLbSetting(), od || pl.GetOutlierDetection() != nil)
+			check(fmt.Sprintf("%s.portLevelSettings[%d]", f, i), pl.GetLoadBalancer())
+			if guess {
+				ports = append(ports, pl.GetPort().GetNumber())
+			}
 		}
 	}
-	top := dr.GetTrafficPolicy()
-	check("spec.trafficPolicy", top, false)
+	visit("spec.trafficPolicy", dr.GetTrafficPolicy())
 	for i, ss := range dr.GetSubsets() {
-		check(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.GetTrafficPolicy(), top.GetOutlierDetection() != nil)
+		visit(fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), ss.GetTrafficPolicy())
+	}
+	warned := map[string]bool{}
+	warn := func(f, msg string) {
+		if !warned[f] {
+			warned[f] = true
+			rep.warnf(f, "%s", msg)
+		}
+	}
+	for _, ss := range append([]*networking.Subset{nil}, dr.GetSubsets()...) {
+		for _, port := range ports {
+			p := model.ResolveTrafficPolicy(dr, ss, port)
+			s := p.LoadBalancer.GetLocalityLbSetting()
+			if s == nil || p.OutlierDetection != nil {
+				continue
+			}
+			if len(s.GetFailoverPriority()) > 0 {
+				warn(at[s]+".failoverPriority", "failoverPriority has no effect without outlierDetection, which tells the sidecars that endpoints are failing; add outlierDetection to this traffic policy")
+			}
+			if len(s.GetFailover()) > 0 && (s.GetEnabled() == nil || s.GetEnabled().GetValue()) {
+				warn(at[s]+".failover", "failover has no effect without outlierDetection, which tells the sidecars that a locality's endpoints are failing; add outlierDetection to this traffic policy")
+			}
+		}
 	}
 }
 

@@ -48,60 +48,15 @@ func mustAny(m proto.Message) *anypb.Any {
 	return a
 }
 
-// policy is a traffic policy resolved for one cluster: DestinationRule,
-// then its port-level settings, then the subset's, then the subset's
-// port-level settings, each field overriding the one before.
-type policy struct {
-	lb   *networking.LoadBalancerSettings
-	pool *networking.ConnectionPoolSettings
-	od   *networking.OutlierDetection
-	tls  *networking.ClientTLSSettings
-}
-
-func (p *policy) apply(tp *networking.TrafficPolicy, port uint32) {
-	if tp == nil {
-		return
-	}
-	if tp.LoadBalancer != nil {
-		p.lb = tp.LoadBalancer
-	}
-	if tp.ConnectionPool != nil {
-		p.pool = tp.ConnectionPool
-	}
-	if tp.OutlierDetection != nil {
-		p.od = tp.OutlierDetection
-	}
-	if tp.Tls != nil {
-		p.tls = tp.Tls
-	}
-	for _, pl := range tp.PortLevelSettings {
-		if pl.GetPort().GetNumber() != port {
-			continue
-		}
-		if pl.LoadBalancer != nil {
-			p.lb = pl.LoadBalancer
-		}
-		if pl.ConnectionPool != nil {
-			p.pool = pl.ConnectionPool
-		}
-		if pl.OutlierDetection != nil {
-			p.od = pl.OutlierDetection
-		}
-		if pl.Tls != nil {
-			p.tls = pl.Tls
-		}
-	}
-}
+// policy is a traffic policy resolved for one cluster (model's).
+type policy = model.TrafficPolicy
 
 func resolvePolicy(dr *model.DestinationRule, subset *networking.Subset, port uint32) policy {
-	var p policy
+	var spec *networking.DestinationRule
 	if dr != nil {
-		p.apply(dr.Spec.GetTrafficPolicy(), port)
+		spec = dr.Spec
 	}
-	if subset != nil {
-		p.apply(subset.GetTrafficPolicy(), port)
-	}
-	return p
+	return model.ResolveTrafficPolicy(spec, subset, port)
 }
 
 // destinationRuleFor returns the DestinationRule for a host: an exact host
@@ -153,12 +108,12 @@ func buildCluster(svc *model.Service, port model.Port, subset *networking.Subset
 	}
 	p := resolvePolicy(dr, subset, port.Number)
 	if svc.Resolution != model.ResolutionNone {
-		applyLB(c, p.lb)
+		applyLB(c, p.LoadBalancer)
 	}
-	common := applyPool(c, p.pool)
-	applyOutlier(c, p.od)
-	applyTLS(c, p.tls)
-	applyMeshTLS(c, svc, port, subset.GetName(), p.tls, trustDomain)
+	common := applyPool(c, p.ConnectionPool)
+	applyOutlier(c, p.OutlierDetection)
+	applyTLS(c, p.TLS)
+	applyMeshTLS(c, svc, port, subset.GetName(), p.TLS, trustDomain)
 	if !port.Protocol.IsHTTP() {
 		offerPeerExchange(c)
 	}
@@ -167,7 +122,7 @@ func buildCluster(svc *model.Service, port model.Port, subset *networking.Subset
 		opts := &httpopts.HttpProtocolOptions{CommonHttpProtocolOptions: common}
 		if port.Protocol.IsHTTP2() {
 			h2 := &core.Http2ProtocolOptions{}
-			if n := p.pool.GetHttp().GetMaxConcurrentStreams(); n > 0 {
+			if n := p.ConnectionPool.GetHttp().GetMaxConcurrentStreams(); n > 0 {
 				h2.MaxConcurrentStreams = wrapperspb.UInt32(uint32(n))
 			}
 			opts.UpstreamProtocolOptions = &httpopts.HttpProtocolOptions_ExplicitHttpConfig_{

@@ -72,14 +72,14 @@ type endpointInfo struct {
 // localityPolicyFor returns the locality balancing of a resolved policy,
 // or nil when the cluster's endpoints do not depend on the client.
 func localityPolicyFor(p policy) *localityPolicy {
-	s := p.lb.GetLocalityLbSetting()
+	s := p.LoadBalancer.GetLocalityLbSetting()
 	if s != nil && s.GetEnabled() != nil && !s.GetEnabled().GetValue() {
 		return nil
 	}
 	if len(s.GetDistribute()) > 0 {
 		return &localityPolicy{distribute: s.GetDistribute()}
 	}
-	if p.od == nil {
+	if p.OutlierDetection == nil {
 		return nil // without outlier detection nothing would ever fail over
 	}
 	return &localityPolicy{failover: s.GetFailover(), byLabels: s.GetFailoverPriority()}

@@ -277,7 +277,7 @@ func (c *routeCtx) hashPolicy(host, subset string, port uint32) []*route.RouteAc
 			ss = s
 		}
 	}
-	ch := resolvePolicy(dr, ss, port).lb.GetConsistentHash()
+	ch := resolvePolicy(dr, ss, port).LoadBalancer.GetConsistentHash()
 	if ch == nil {
 		return nil
 	}
