@@ -46,16 +46,12 @@ func BuildShared(snap *model.Snapshot) *Shared {
 		dr := destinationRuleFor(snap, svc.Hostname)
 		subsets := drSubsetsOf(dr)
 		for _, port := range svc.Ports {
-			c := buildCluster(svc, port, nil, dr, snap.TrustDomain)
-			infos := sh.addCluster(svc, c, port, nil)
-			sh.addLocalityPolicy(c, resolvePolicy(dr, nil, port.Number), infos)
+			sh.addCluster(svc, buildCluster(svc, port, nil, dr, snap.TrustDomain), port, nil, resolvePolicy(dr, nil, port.Number))
 			for _, ss := range subsets {
 				if ss.GetName() == "" {
 					continue
 				}
-				c := buildCluster(svc, port, ss, dr, snap.TrustDomain)
-				infos := sh.addCluster(svc, c, port, ss.GetLabels())
-				sh.addLocalityPolicy(c, resolvePolicy(dr, ss, port.Number), infos)
+				sh.addCluster(svc, buildCluster(svc, port, ss, dr, snap.TrustDomain), port, ss.GetLabels(), resolvePolicy(dr, ss, port.Number))
 			}
 		}
 	}
@@ -86,48 +82,47 @@ func permute[T any](s []T, idx []int) []T {
 	return out
 }
 
-// addCluster adds c and, for an EDS cluster, its endpoints; it returns
-// their labels and networks (buildLoadAssignment) for addLocalityPolicy.
-func (sh *Shared) addCluster(svc *model.Service, c *cluster.Cluster, port model.Port, subsetLabels map[string]string) [][]endpointInfo {
+// addCluster adds c and, for an EDS cluster, its endpoints and the
+// locality balancing of its policy p, if it has one.
+func (sh *Shared) addCluster(svc *model.Service, c *cluster.Cluster, port model.Port, subsetLabels map[string]string, p policy) {
 	sh.Clusters = append(sh.Clusters, c)
 	sh.clusterHost = append(sh.clusterHost, svc.Hostname)
 	sh.clusterHash = append(sh.clusterHash, hashMessage(c))
 	if c.GetType() != cluster.Cluster_EDS {
-		return nil
+		return
 	}
-	cla, infos := buildLoadAssignment(c.Name, svc, port, subsetLabels)
+	lp := localityPolicyFor(p)
+	// failoverPriority ranks endpoints by their labels and network: only
+	// then are they gathered.
+	byLabels := lp != nil && len(lp.byLabels) > 0
+	cla, infos := buildLoadAssignment(c.Name, svc, port, subsetLabels, byLabels)
 	sh.Endpoints = append(sh.Endpoints, cla)
 	sh.endpointHost = append(sh.endpointHost, svc.Hostname)
 	sh.endpointHash = append(sh.endpointHash, hashMessage(cla))
-	return infos
-}
-
-// addLocalityPolicy records c's locality balancing, if it has one; infos
-// are its endpoints' labels and networks, which failoverPriority ranks.
-func (sh *Shared) addLocalityPolicy(c *cluster.Cluster, p policy, infos [][]endpointInfo) {
-	if c.GetType() != cluster.Cluster_EDS {
+	if lp == nil {
 		return
 	}
-	if lp := localityPolicyFor(p); lp != nil {
-		if len(lp.byLabels) > 0 {
-			lp.endpoints = infos
-			sh.byLabels = true
-		}
-		if sh.localityPolicies == nil {
-			sh.localityPolicies = map[string]*localityPolicy{}
-		}
-		sh.localityPolicies[c.GetEdsClusterConfig().GetServiceName()] = lp
+	if byLabels {
+		lp.endpoints = infos
+		sh.byLabels = true
 	}
+	if sh.localityPolicies == nil {
+		sh.localityPolicies = map[string]*localityPolicy{}
+	}
+	sh.localityPolicies[c.GetEdsClusterConfig().GetServiceName()] = lp
 }
 
 // buildLoadAssignment groups a service's endpoints (those matching the
 // subset labels) by locality. Every locality gets a weight of at least 1,
-// which gRPC's xDS client requires. It also returns each endpoint's labels
-// and network, by locality entry and endpoint.
-func buildLoadAssignment(name string, svc *model.Service, port model.Port, subsetLabels map[string]string) (*endpoint.ClusterLoadAssignment, [][]endpointInfo) {
+// which gRPC's xDS client requires. With withInfos it also returns each
+// endpoint's labels and network, by locality entry and endpoint.
+func buildLoadAssignment(name string, svc *model.Service, port model.Port, subsetLabels map[string]string, withInfos bool) (*endpoint.ClusterLoadAssignment, [][]endpointInfo) {
 	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
 	byLocality := map[string]*endpoint.LocalityLbEndpoints{}
-	infos := map[string][]endpointInfo{}
+	var infos map[string][]endpointInfo
+	if withInfos {
+		infos = map[string][]endpointInfo{}
+	}
 	var order []string
 	for _, ep := range svc.Endpoints {
 		if !model.LabelsMatch(subsetLabels, ep.Labels) {
@@ -152,15 +147,19 @@ func buildLoadAssignment(name string, svc *model.Service, port model.Port, subse
 			le.Metadata = tlsModeMetadata() // auto mTLS (mtls.go)
 		}
 		loc.LbEndpoints = append(loc.LbEndpoints, le)
-		infos[ep.Locality] = append(infos[ep.Locality], endpointInfo{labels: ep.Labels, network: ep.Network})
+		if withInfos {
+			infos[ep.Locality] = append(infos[ep.Locality], endpointInfo{labels: ep.Labels, network: ep.Network})
+		}
 		total := loc.GetLoadBalancingWeight().GetValue() + w
 		loc.LoadBalancingWeight = wrapperspb.UInt32(total)
 	}
 	sort.Strings(order)
-	out := make([][]endpointInfo, 0, len(order))
+	var out [][]endpointInfo
 	for _, l := range order {
 		cla.Endpoints = append(cla.Endpoints, byLocality[l])
-		out = append(out, infos[l])
+		if withInfos {
+			out = append(out, infos[l])
+		}
 	}
 	return cla, out
 }
