@@ -319,7 +319,7 @@ func (rs *reqState) Cancelled() {
 // then only when the timeout ends before the stream's bound (armStream).
 func (rs *reqState) startTimer() {
 	a := rs.action
-	if a == nil || a.Timeout <= 0 && !a.StreamTimeouts {
+	if a == nil || a.Timeout <= 0 && !a.StreamTimeouts() {
 		return
 	}
 	rs.tmu.Lock()
@@ -629,7 +629,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		return
 	}
 	rs.vh, rs.route = vh, route
-	if route.Action != nil && route.Action.StreamTimeouts {
+	if route.Action != nil && route.Action.StreamTimeouts() {
 		// The stream's bound counts from its start, fault delays
 		// included.
 		rs.armStream(r, route.Action)
@@ -692,7 +692,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 	dropH2CUpgrade(r.Header)
 	rs.upgrade = r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
 
-	if a.Timeout > 0 || a.StreamTimeouts {
+	if a.Timeout > 0 || a.StreamTimeouts() {
 		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 			rs.startTimer()
 		} else {
@@ -881,7 +881,7 @@ func rewrite(rs *reqState, in, out *http.Request) {
 		router.ApplyHeaders(h, &rc.RequestHeaders, &authority)
 	}
 	out.Host = authority
-	if a.StreamTimeouts && rs.grpc {
+	if a.StreamTimeouts() && rs.grpc {
 		rs.setGRPCTimeout(h)
 	}
 	if !rs.inbound && rs.p.peer != nil {

@@ -465,7 +465,6 @@ func parseMaxStreamDuration(m *routev3.RouteAction_MaxStreamDuration, out *Route
 		}
 	}
 	out.GRPCTimeoutHeader = m.GetGrpcTimeoutHeaderMax() != nil
-	out.StreamTimeouts = out.MaxStreamDuration > 0 || out.GRPCTimeoutHeader
 	return nil
 }
 

@@ -21,16 +21,17 @@ func TestParseMaxStreamDuration(t *testing.T) {
 		name    string
 		msd     *routev3.RouteAction_MaxStreamDuration
 		want    proxyconfig.RouteAction // the stream fields only
+		bounds  bool                    // StreamTimeouts
 		wantErr string
 	}{
 		{name: "none"},
 		{name: "empty", msd: &routev3.RouteAction_MaxStreamDuration{}},
 		{name: "as Weft translates a VirtualService timeout",
 			msd:  &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: d(3 * time.Second), GrpcTimeoutHeaderMax: d(3 * time.Second)},
-			want: proxyconfig.RouteAction{MaxStreamDuration: 3 * time.Second, GRPCTimeoutHeader: true, GRPCTimeoutHeaderMax: 3 * time.Second, StreamTimeouts: true}},
+			want: proxyconfig.RouteAction{MaxStreamDuration: 3 * time.Second, GRPCTimeoutHeader: true, GRPCTimeoutHeaderMax: 3 * time.Second}, bounds: true},
 		{name: "header max 0: the header uncapped",
 			msd:  &routev3.RouteAction_MaxStreamDuration{GrpcTimeoutHeaderMax: d(0), GrpcTimeoutHeaderOffset: d(time.Second)},
-			want: proxyconfig.RouteAction{GRPCTimeoutHeader: true, GRPCTimeoutHeaderOffset: time.Second, StreamTimeouts: true}},
+			want: proxyconfig.RouteAction{GRPCTimeoutHeader: true, GRPCTimeoutHeaderOffset: time.Second}, bounds: true},
 		{name: "zero: no bound", msd: &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: d(0)}},
 		{name: "negative", msd: &routev3.RouteAction_MaxStreamDuration{GrpcTimeoutHeaderOffset: d(-time.Second)},
 			wantErr: `max_stream_duration: grpc_timeout_header_offset -1s is negative`},
@@ -56,9 +57,12 @@ func TestParseMaxStreamDuration(t *testing.T) {
 			}
 			a := got.VirtualHosts[0].Routes[0].Action
 			gotStream := proxyconfig.RouteAction{MaxStreamDuration: a.MaxStreamDuration, GRPCTimeoutHeader: a.GRPCTimeoutHeader,
-				GRPCTimeoutHeaderMax: a.GRPCTimeoutHeaderMax, GRPCTimeoutHeaderOffset: a.GRPCTimeoutHeaderOffset, StreamTimeouts: a.StreamTimeouts}
+				GRPCTimeoutHeaderMax: a.GRPCTimeoutHeaderMax, GRPCTimeoutHeaderOffset: a.GRPCTimeoutHeaderOffset}
 			if diff := cmp.Diff(tc.want, gotStream); diff != "" {
 				t.Errorf("stream fields (-want +got):\n%s", diff)
+			}
+			if a.StreamTimeouts() != tc.bounds {
+				t.Errorf("StreamTimeouts() = %v, want %v", a.StreamTimeouts(), tc.bounds)
 			}
 			if len(got.Unenforced) != 0 {
 				t.Errorf("Unenforced = %q, want none", got.Unenforced)

@@ -386,10 +386,13 @@ type RouteAction struct {
 	GRPCTimeoutHeader       bool
 	GRPCTimeoutHeaderMax    time.Duration
 	GRPCTimeoutHeaderOffset time.Duration
-	// StreamTimeouts is set when MaxStreamDuration > 0 or
-	// GRPCTimeoutHeader: the one check a request on a route without them
-	// pays.
-	StreamTimeouts bool
+}
+
+// StreamTimeouts reports whether the route bounds streams
+// (MaxStreamDuration or GRPCTimeoutHeader): the check a request on a route
+// without them pays.
+func (a *RouteAction) StreamTimeouts() bool {
+	return a.MaxStreamDuration > 0 || a.GRPCTimeoutHeader
 }
 
 // RegexRewrite is a compiled regex path rewrite.
