@@ -29,6 +29,7 @@ import (
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/proxymetrics"
+	"weft.dev/weft/internal/proxy/readwait"
 	"weft.dev/weft/internal/proxy/tap"
 	"weft.dev/weft/internal/xdsmeta"
 )
@@ -304,7 +305,7 @@ func (m *Manager) accept(b *bound) {
 			continue
 		}
 		delay = 0
-		m.dispatch(b, c)
+		m.dispatch(b, readwait.Wrap(c))
 	}
 }
 

@@ -2,10 +2,10 @@ package listener
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,13 +19,10 @@ const ip6tSOOriginalDst = 80
 // IPv6). For a connection that was not redirected it returns the local
 // address, or an error when conntrack does not track it.
 func originalDst(c net.Conn) (netip.AddrPort, error) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	tc, ok := c.(syscall.Conn)
+	la, _ := c.LocalAddr().(*net.TCPAddr)
+	if !ok || la == nil {
 		return netip.AddrPort{}, fmt.Errorf("%T is not a TCP connection", c)
-	}
-	la, _ := tc.LocalAddr().(*net.TCPAddr)
-	if la == nil {
-		return netip.AddrPort{}, errors.New("no local address")
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {

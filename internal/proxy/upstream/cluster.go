@@ -20,6 +20,7 @@ import (
 
 	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/readwait"
 )
 
 // Errors that map to Envoy response flags.
@@ -608,7 +609,7 @@ func (p *plainDial) raw(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &DialError{Addr: addr, Err: err}
 	}
-	return conn, nil
+	return readwait.Wrap(conn), nil
 }
 
 // h1 is the HTTP/1.1 pool's dialer: over the limit it returns

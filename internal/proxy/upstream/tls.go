@@ -13,6 +13,7 @@ import (
 
 	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/proxy/readwait"
 )
 
 // TLS origination. A cluster's endpoints are reached in plaintext or over
@@ -210,7 +211,7 @@ func (c *Cluster) buildTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, ke
 		}
 		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 		defer cancel()
-		tc := tls.Client(raw, cfg)
+		tc := tls.Client(readwait.Wrap(raw), cfg)
 		if err := tc.HandshakeContext(hctx); err != nil {
 			_ = raw.Close()
 			return nil, &DialError{Addr: addr, Err: fmt.Errorf("TLS handshake: %w", err)}

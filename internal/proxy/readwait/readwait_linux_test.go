@@ -1,0 +1,292 @@
+package readwait
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pair returns a loopback TCP connection's two ends: the accepted one
+// wrapped, and the dialled one as it is.
+func pair(t *testing.T) (*Conn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Close() })
+	w, ok := Wrap(server).(*Conn)
+	if !ok {
+		t.Fatalf("Wrap gave %T; want *Conn (layout %+v)", Wrap(server), layout)
+	}
+	if err := w.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return w, client.(*net.TCPConn)
+}
+
+// waitSocket polls the kernel's view of c's socket until ok says yes:
+// what a test needs to have arrived before it reads.
+func waitSocket(t *testing.T, c *Conn, what string, ok func(fd int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var yes bool
+		if err := c.rc.Control(func(fd uintptr) { yes = ok(int(fd)) }); err != nil {
+			t.Fatal(err)
+		}
+		if yes {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not arrive", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func queued(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return err == nil && n > 0
+}
+
+func finReceived(fd int) bool {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	return err == nil && info.State == unix.BPF_TCP_CLOSE_WAIT
+}
+
+// In a request-response exchange every read finds its request: none
+// finds nothing first, as net's reads do.
+func TestNoReadFindsNothing(t *testing.T) {
+	server, client := pair(t)
+	const rounds = 200
+	req, resp := make([]byte, 100), make([]byte, 100)
+	done := make(chan error, 1)
+	go func() {
+		for range rounds {
+			if _, err := io.ReadFull(server, req); err != nil {
+				done <- err
+				return
+			}
+			if _, err := server.Write(req); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := range rounds {
+		if _, err := client.Write(bytes.Repeat([]byte{byte(i)}, len(req))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, resp); err != nil {
+			t.Fatal(err)
+		}
+		if resp[0] != byte(i) {
+			t.Fatalf("round %d: response of round %d", i, resp[0])
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The first read of a connection may find nothing (the Conn knows
+	// nothing of the socket yet); a wake for bytes a read already took
+	// may cost one more now and then.
+	if server.recvs > rounds+rounds/10 {
+		t.Errorf("%d read system calls for %d requests; want about one each", server.recvs, rounds)
+	}
+	t.Logf("%d read system calls for %d requests", server.recvs, rounds)
+}
+
+// The last bytes and the end of the stream taken by one read: the next
+// Read reports the end at once instead of waiting for an edge that will
+// not come.
+func TestEndOfStreamBehindData(t *testing.T) {
+	server, client := pair(t)
+	b := make([]byte, 64)
+	// Two exchanges first, so that the readiness their bytes raised is
+	// taken by a wait: what is left for the last Read is only what the
+	// kernel says of the socket.
+	for _, msg := range []string{"one", "two"} {
+		if _, err := client.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		waitSocket(t, server, msg, queued)
+		if n, err := server.Read(b); err != nil || string(b[:n]) != msg {
+			t.Fatalf("Read = %q, %v; want %q", b[:n], err, msg)
+		}
+	}
+	if _, err := client.Write([]byte("last words")); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	waitSocket(t, server, "the end of stream", finReceived)
+	n, err := server.Read(b)
+	if err != nil || string(b[:n]) != "last words" {
+		t.Fatalf("Read = %q, %v; want the data", b[:n], err)
+	}
+	if n, err := server.Read(b); n != 0 || err != io.EOF {
+		t.Fatalf("Read after the data = %d, %v; want 0, EOF", n, err)
+	}
+}
+
+// Bytes that arrive between two Reads, while nobody waits, are found by
+// the second: the readiness edge they raised is kept for its wait.
+func TestBytesBetweenReads(t *testing.T) {
+	server, client := pair(t)
+	b := make([]byte, 64)
+	for _, msg := range []string{"one", "two", "three"} {
+		if _, err := client.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		waitSocket(t, server, msg, queued)
+		n, err := server.Read(b)
+		if err != nil || string(b[:n]) != msg {
+			t.Fatalf("Read = %q, %v; want %q", b[:n], err, msg)
+		}
+	}
+}
+
+func TestDeadlineCloseAndReset(t *testing.T) {
+	t.Run("deadline", func(t *testing.T) {
+		server, client := pair(t)
+		b := make([]byte, 64)
+		if err := server.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := server.Read(b)
+		var ne net.Error
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("Read past the deadline: %v; want a timeout", err)
+		}
+		if err := server.SetReadDeadline(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.Write([]byte("late")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := server.Read(b); err != nil || string(b[:n]) != "late" {
+			t.Fatalf("Read after the deadline was lifted = %q, %v", b[:n], err)
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		server, _ := pair(t)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := server.Read(make([]byte, 64))
+			errc <- err
+		}()
+		if err := server.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read of a closed connection: %v; want net.ErrClosed", err)
+		}
+	})
+	t.Run("reset", func(t *testing.T) {
+		server, client := pair(t)
+		b := make([]byte, 64)
+		if _, err := client.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := server.Read(b); n != 1 || err != nil {
+			t.Fatalf("Read = %d, %v", n, err)
+		}
+		_ = client.SetLinger(0)
+		_ = client.Close()
+		if _, err := server.Read(b); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("Read after the peer reset: %v; want ECONNRESET", err)
+		}
+	})
+}
+
+// More than a read takes: the reads that follow a full one read at once,
+// and every byte arrives in order.
+func TestLargeTransfer(t *testing.T) {
+	server, client := pair(t)
+	want := make([]byte, 4<<20)
+	_, _ = rand.Read(want)
+	go func() {
+		_, _ = client.Write(want)
+		_ = client.CloseWrite()
+	}()
+	var got bytes.Buffer
+	b := make([]byte, 4096)
+	for {
+		n, err := server.Read(b)
+		got.Write(b[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("got %d bytes, not the %d sent", got.Len(), len(want))
+	}
+}
+
+// WriteTo reads the socket itself, which forgets the readiness: a Read
+// after it reads first, and finds what WriteTo left.
+func TestWriteToThenRead(t *testing.T) {
+	server, client := pair(t)
+	b := make([]byte, 64)
+	if _, err := client.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Read(b); err != nil { // drains the socket
+		t.Fatal(err)
+	}
+	const size = 100 << 10
+	if _, err := client.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	waitSocket(t, server, "the bytes", func(fd int) bool {
+		n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		return err == nil && n == size
+	})
+	n, err := server.WriteTo(failingWriter{})
+	if n == 0 || n >= size || !errors.Is(err, errFull) {
+		t.Fatalf("WriteTo = %d, %v; want part of the bytes and errFull", n, err)
+	}
+	if n, err := server.Read(b); n == 0 || err != nil {
+		t.Fatalf("Read after WriteTo = %d, %v; want the bytes it left", n, err)
+	}
+}
+
+var errFull = errors.New("full")
+
+// failingWriter takes one write, then fails.
+type failingWriter struct{}
+
+func (failingWriter) Write(p []byte) (int, error) { return len(p), errFull }
+
+func TestWrapLeavesOthers(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if got := Wrap(a); got != a {
+		t.Fatalf("Wrap(pipe) = %T; want the pipe", got)
+	}
+}
