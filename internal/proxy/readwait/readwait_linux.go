@@ -20,7 +20,15 @@ import (
 //go:linkname runtime_pollWait internal/poll.runtime_pollWait
 func runtime_pollWait(ctx uintptr, mode int) int
 
-// The runtime's answers to runtime_pollWait (runtime/netpoll.go).
+// runtime_pollReset reports, as runtime_pollWait does, a descriptor
+// being closed or past its deadline, and else forgets its readiness for
+// mode: what net does before each read.
+//
+//go:linkname runtime_pollReset internal/poll.runtime_pollReset
+func runtime_pollReset(ctx uintptr, mode int) int
+
+// The runtime's answers to runtime_pollWait and runtime_pollReset
+// (runtime/netpoll.go).
 const (
 	pollNoError        = 0
 	pollErrClosing     = 1
@@ -166,23 +174,28 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 // wait with pollErrClosing instead.
 func (c *Conn) readFD(fd uintptr) {
 	for {
+		// A read checks the deadline and closing first, as net's do; one
+		// that must wait does so first.
+		check := runtime_pollReset
 		if !c.pending {
-			switch c.wait() {
-			case pollNoError, pollErrNotPollable:
-			case pollErrClosing:
-				c.err = c.opError(net.ErrClosed)
-				return
-			case pollErrTimeout:
-				c.err = c.opError(os.ErrDeadlineExceeded)
-				return
-			}
+			check = runtime_pollWait
+		}
+		switch c.poll(check) {
+		case pollNoError, pollErrNotPollable:
+		case pollErrClosing:
+			c.err = c.opError(net.ErrClosed)
+			return
+		case pollErrTimeout:
+			c.err = c.opError(os.ErrDeadlineExceeded)
+			return
 		}
 		n, inq, errno := c.recv(fd)
 		switch {
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
-			// The wake was for bytes an earlier read took.
+			// Nothing yet (a wake can be for bytes an earlier read
+			// took): wait.
 			c.pending = false
 			continue
 		case errno != 0:
@@ -199,13 +212,14 @@ func (c *Conn) readFD(fd uintptr) {
 	}
 }
 
-// wait waits on the connection's poll descriptor.
-func (c *Conn) wait() int {
+// poll calls f (runtime_pollWait or runtime_pollReset) with the
+// connection's poll descriptor.
+func (c *Conn) poll(f func(ctx uintptr, mode int) int) int {
 	ctx := *(*uintptr)(unsafe.Add(netFD(c.TCPConn), layout.ctx))
 	if ctx == 0 {
 		return pollErrNotPollable
 	}
-	return runtime_pollWait(ctx, 'r')
+	return f(ctx, 'r')
 }
 
 // recv reads into c.p with recvmsg and returns the bytes read and what

@@ -189,6 +189,30 @@ func TestDeadlineCloseAndReset(t *testing.T) {
 			t.Fatalf("Read after the deadline was lifted = %q, %v", b[:n], err)
 		}
 	})
+	t.Run("deadline_before_bytes", func(t *testing.T) {
+		// As net's reads: a deadline that passed fails the read even
+		// when bytes wait, whether the Conn would read or wait first.
+		server, client := pair(t)
+		b := make([]byte, 64)
+		for i, msg := range []string{"first", "second"} {
+			if _, err := client.Write([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			waitSocket(t, server, msg, queued)
+			if err := server.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := server.Read(b); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read %d past the deadline: %v; want a timeout", i, err)
+			}
+			if err := server.SetReadDeadline(time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := server.Read(b); err != nil || string(b[:n]) != msg {
+				t.Fatalf("Read = %q, %v; want %q", b[:n], err, msg)
+			}
+		}
+	})
 	t.Run("close", func(t *testing.T) {
 		server, _ := pair(t)
 		errc := make(chan error, 1)
