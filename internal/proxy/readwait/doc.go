@@ -8,8 +8,15 @@
 // 1.8 reads that fail (measured; docs/performance.md). A Conn reads with
 // recvmsg and the socket option TCP_INQ, which makes the kernel say with
 // each read how many bytes are left in the socket, and counts an end of
-// stream already received as one. When nothing is left, the next Read
-// waits for the poller before it reads.
+// stream already received as one. When nothing is left, and the
+// connection was written to since (a request sent upstream, a response
+// sent downstream), the next Read waits for the poller before it reads.
+// The write is what rules out an error (a reset) that came with the last
+// bytes read: TCP_INQ does not count one, the readiness edge it raised
+// was taken by that read, and the kernel reports it only to the next read
+// or write. A write that succeeded after the read shows that none was
+// there; one that comes later raises its own edge. A Read that follows a
+// read reads first, as net's do.
 //
 // The wait must not lose a readiness edge that came after the last read.
 // net's own reads reset the descriptor's readiness before reading (they

@@ -3,10 +3,13 @@
 package readwait
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -35,6 +38,10 @@ const (
 	pollErrTimeout     = 2
 	pollErrNotPollable = 3
 )
+
+// errNotPollable is the error of a read whose descriptor the poller
+// refuses, as net's.
+var errNotPollable = errors.New("not pollable")
 
 // layout locates a net.TCPConn's runtime poll descriptor: the *netFD at
 // fd in the TCPConn, and in the netFD its poll.FD's descriptor number
@@ -100,18 +107,22 @@ func netFD(c *net.TCPConn) unsafe.Pointer {
 const cmsgSpace = syscall.SizeofCmsghdr + 8
 
 // Conn is a TCP connection whose reads wait for readiness instead of
-// reading when the last read left nothing in the socket. Its other
-// methods are the TCPConn's. Reads are not safe for concurrent use (no
-// reader of a stream reads it concurrently).
+// reading when they can tell that the socket holds nothing. Its other
+// methods are the TCPConn's.
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	mu sync.Mutex // serialises Reads, as net's read lock does
+
+	// Under mu:
 	// pending says the socket may hold bytes or an end of stream: read
 	// before waiting. True until a read says otherwise.
 	pending bool
-	read    func(uintptr) // c.readFD, made once
-	recvs   int           // read system calls made, for tests
-
+	// mark is writes after the last successful read: a Write numbered
+	// above it began after that read.
+	mark  uint64
+	read  func(uintptr) // c.readFD, made once
+	recvs int           // read system calls made, for tests
 	// One Read's arguments and results, for readFD.
 	p    []byte
 	n    int
@@ -119,6 +130,10 @@ type Conn struct {
 	msg  syscall.Msghdr
 	iov  syscall.Iovec
 	cmsg [cmsgSpace]byte
+
+	// writes numbers Writes as they begin; wrote is the highest number
+	// of one that succeeded.
+	writes, wrote atomic.Uint64
 }
 
 // Wrap returns c as a *Conn when it is a TCP connection that can be read
@@ -135,6 +150,7 @@ func Wrap(c net.Conn) net.Conn {
 	usable := false
 	if err := rc.Control(func(fd uintptr) {
 		usable = *(*int)(unsafe.Add(netFD(tc), layout.sysfd)) == int(fd) &&
+			*(*uintptr)(unsafe.Add(netFD(tc), layout.ctx)) != 0 &&
 			unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_INQ, 1) == nil
 	}); err != nil || !usable {
 		return c
@@ -148,9 +164,8 @@ func Wrap(c net.Conn) net.Conn {
 // *net.OpError around net.ErrClosed, os.ErrDeadlineExceeded or the system
 // call's error, or io.EOF.
 func (c *Conn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.p, c.n, c.err = p, 0, nil
 	if err := c.rc.Control(c.read); err != nil {
 		c.p = nil
@@ -161,42 +176,80 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write writes b, numbering the write so that a Read can tell that it
+// began after the last read (see readFD).
+func (c *Conn) Write(b []byte) (int, error) {
+	n := c.writes.Add(1)
+	k, err := c.TCPConn.Write(b)
+	if err == nil {
+		for {
+			w := c.wrote.Load()
+			if w >= n || c.wrote.CompareAndSwap(w, n) {
+				break
+			}
+		}
+	}
+	return k, err
+}
+
 // WriteTo copies the connection to w with the TCPConn's own reads
 // (splice where w allows). Those reset the readiness a wait relies on, so
 // a Read after it reads first.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	c.mu.Lock()
 	c.pending = true
+	c.mu.Unlock()
 	return c.TCPConn.WriteTo(w)
 }
 
 // readFD runs under Control, which keeps the descriptor (and with it the
 // poll descriptor) from being released while it waits: a Close wakes the
 // wait with pollErrClosing instead.
+//
+// A Read waits before it reads only when nothing can be in the socket
+// without a readiness edge still to come. The last read's TCP_INQ said
+// that it left no bytes and no end of stream. But an error (a reset)
+// that came with the last bytes, under the edge that read took, is not
+// counted there, and the kernel reports it only to the next read. A
+// write that began after the last read and succeeded rules that out: a
+// write fails once the socket holds an error, and an error after it
+// raises an edge of its own. So a Read after a request or response was
+// written waits first, and a Read after a read reads first, as net's do.
+// After a read that finds nothing, a wait is always safe: nothing that
+// arrived before it was missed, and what arrives later raises an edge.
 func (c *Conn) readFD(fd uintptr) {
+	if len(c.p) == 0 {
+		return
+	}
+	wait := !c.pending && c.wrote.Load() > c.mark
 	for {
 		// A read checks the deadline and closing first, as net's do; one
-		// that must wait does so first.
+		// that waits does so first.
 		check := runtime_pollReset
-		if !c.pending {
+		if wait {
 			check = runtime_pollWait
 		}
 		switch c.poll(check) {
-		case pollNoError, pollErrNotPollable:
+		case pollNoError:
 		case pollErrClosing:
 			c.err = c.opError(net.ErrClosed)
 			return
 		case pollErrTimeout:
 			c.err = c.opError(os.ErrDeadlineExceeded)
 			return
+		default:
+			c.err = c.opError(errNotPollable)
+			return
 		}
 		n, inq, errno := c.recv(fd)
 		switch {
 		case errno == syscall.EINTR:
+			wait = false
 			continue
 		case errno == syscall.EAGAIN:
 			// Nothing yet (a wake can be for bytes an earlier read
 			// took): wait.
-			c.pending = false
+			wait = true
 			continue
 		case errno != 0:
 			c.pending = true
@@ -206,6 +259,7 @@ func (c *Conn) readFD(fd uintptr) {
 			c.err = io.EOF
 		default:
 			c.pending = inq != 0
+			c.mark = c.writes.Load()
 			c.n = n
 		}
 		return
@@ -213,13 +267,9 @@ func (c *Conn) readFD(fd uintptr) {
 }
 
 // poll calls f (runtime_pollWait or runtime_pollReset) with the
-// connection's poll descriptor.
+// connection's poll descriptor, which Wrap saw set.
 func (c *Conn) poll(f func(ctx uintptr, mode int) int) int {
-	ctx := *(*uintptr)(unsafe.Add(netFD(c.TCPConn), layout.ctx))
-	if ctx == 0 {
-		return pollErrNotPollable
-	}
-	return f(ctx, 'r')
+	return f(*(*uintptr)(unsafe.Add(netFD(c.TCPConn), layout.ctx)), 'r')
 }
 
 // recv reads into c.p with recvmsg and returns the bytes read and what

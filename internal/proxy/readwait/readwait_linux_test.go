@@ -73,6 +73,26 @@ func finReceived(fd int) bool {
 	return err == nil && info.State == unix.BPF_TCP_CLOSE_WAIT
 }
 
+// exchange sends msg from the client, reads it at the server and
+// answers it, so that the server's next Read may wait first.
+func exchange(t *testing.T, server *Conn, client *net.TCPConn, msg string) {
+	t.Helper()
+	if _, err := client.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	waitSocket(t, server, msg, queued)
+	b := make([]byte, 64)
+	if n, err := server.Read(b); err != nil || string(b[:n]) != msg {
+		t.Fatalf("Read = %q, %v; want %q", b[:n], err, msg)
+	}
+	if _, err := server.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, b[:2]); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // In a request-response exchange every read finds its request: none
 // finds nothing first, as net's reads do.
 func TestNoReadFindsNothing(t *testing.T) {
@@ -121,19 +141,11 @@ func TestNoReadFindsNothing(t *testing.T) {
 // not come.
 func TestEndOfStreamBehindData(t *testing.T) {
 	server, client := pair(t)
-	b := make([]byte, 64)
 	// Two exchanges first, so that the readiness their bytes raised is
 	// taken by a wait: what is left for the last Read is only what the
 	// kernel says of the socket.
-	for _, msg := range []string{"one", "two"} {
-		if _, err := client.Write([]byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		waitSocket(t, server, msg, queued)
-		if n, err := server.Read(b); err != nil || string(b[:n]) != msg {
-			t.Fatalf("Read = %q, %v; want %q", b[:n], err, msg)
-		}
-	}
+	exchange(t, server, client, "one")
+	exchange(t, server, client, "two")
 	if _, err := client.Write([]byte("last words")); err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +153,69 @@ func TestEndOfStreamBehindData(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSocket(t, server, "the end of stream", finReceived)
+	b := make([]byte, 64)
 	n, err := server.Read(b)
 	if err != nil || string(b[:n]) != "last words" {
 		t.Fatalf("Read = %q, %v; want the data", b[:n], err)
 	}
+	if _, err := server.Write([]byte("ok")); err != nil { // a half-closed peer still reads
+		t.Fatal(err)
+	}
 	if n, err := server.Read(b); n != 0 || err != io.EOF {
 		t.Fatalf("Read after the data = %d, %v; want 0, EOF", n, err)
+	}
+}
+
+// A reset that came with the last bytes is reported by the next Read at
+// once, as net's reads report it, though the server wrote after its last
+// read (which lets a Read wait first): the kernel counts no reset in
+// TCP_INQ, and the edge the bytes and the reset raised was taken by the
+// read of the bytes.
+func TestResetBehindData(t *testing.T) {
+	server, client := pair(t)
+	exchange(t, server, client, "one")
+	if _, err := client.Write([]byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetLinger(0)
+	_ = client.Close()
+	waitSocket(t, server, "the reset", func(fd int) bool {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		return err == nil && info.State == unix.BPF_TCP_CLOSE
+	})
+	b := make([]byte, 64)
+	if n, err := server.Read(b); err != nil || string(b[:n]) != "last" {
+		t.Fatalf("Read = %q, %v; want the bytes", b[:n], err)
+	}
+	if _, err := server.Read(b); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Read after the bytes: %v; want ECONNRESET", err)
+	}
+}
+
+// The same with the server already waiting when the bytes and the reset
+// come, in whatever order the poller and the scheduler see them.
+func TestResetWhileWaiting(t *testing.T) {
+	for i := range 50 {
+		server, client := pair(t)
+		exchange(t, server, client, "one")
+		errc := make(chan error, 1)
+		go func() {
+			b := make([]byte, 64)
+			for {
+				if _, err := server.Read(b); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+		if _, err := client.Write([]byte("last")); err != nil {
+			t.Fatal(err)
+		}
+		_ = client.SetLinger(0)
+		_ = client.Close()
+		if err := <-errc; !errors.Is(err, syscall.ECONNRESET) && err != io.EOF {
+			t.Fatalf("try %d: the reader ended with %v; want ECONNRESET", i, err)
+		}
 	}
 }
 
@@ -154,16 +223,8 @@ func TestEndOfStreamBehindData(t *testing.T) {
 // the second: the readiness edge they raised is kept for its wait.
 func TestBytesBetweenReads(t *testing.T) {
 	server, client := pair(t)
-	b := make([]byte, 64)
 	for _, msg := range []string{"one", "two", "three"} {
-		if _, err := client.Write([]byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		waitSocket(t, server, msg, queued)
-		n, err := server.Read(b)
-		if err != nil || string(b[:n]) != msg {
-			t.Fatalf("Read = %q, %v; want %q", b[:n], err, msg)
-		}
+		exchange(t, server, client, msg)
 	}
 }
 
@@ -210,6 +271,9 @@ func TestDeadlineCloseAndReset(t *testing.T) {
 			}
 			if n, err := server.Read(b); err != nil || string(b[:n]) != msg {
 				t.Fatalf("Read = %q, %v; want %q", b[:n], err, msg)
+			}
+			if _, err := server.Write([]byte("ok")); err != nil { // the next Read may wait first
+				t.Fatal(err)
 			}
 		}
 	})
@@ -280,6 +344,9 @@ func TestWriteToThenRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := server.Read(b); err != nil { // drains the socket
+		t.Fatal(err)
+	}
+	if _, err := server.Write([]byte("ok")); err != nil { // a Read may wait first
 		t.Fatal(err)
 	}
 	const size = 100 << 10
