@@ -29,7 +29,10 @@
 // Go release), or the kernel refuses TCP_INQ, Wrap returns the connection
 // as it is, to be read as net reads it.
 //
-// A Conn's reads must all be its own: a read of the underlying TCPConn
-// resets the readiness that a Conn's wait relies on (WriteTo, which reads
-// the TCPConn, is followed by a read, not a wait).
+// A read of the socket that is not the Conn's resets the readiness that a
+// wait relies on: after one through the Conn's WriteTo or its RawConn's
+// Read, the Conn reads first; the underlying TCPConn must not be read
+// directly. Writes that do not go through the Conn's Write (its promoted
+// ReadFrom: splice, sendfile) are not counted, which costs a Read that
+// follows only the wait it could have skipped.
 package readwait

@@ -134,6 +134,10 @@ type Conn struct {
 	// writes numbers Writes as they begin; wrote is the highest number
 	// of one that succeeded.
 	writes, wrote atomic.Uint64
+	// foreign is set when something read the socket past the Conn (its
+	// WriteTo, a RawConn's Read): that reset the readiness, so the next
+	// Read reads first.
+	foreign atomic.Bool
 }
 
 // Wrap returns c as a *Conn when it is a TCP connection that can be read
@@ -196,10 +200,30 @@ func (c *Conn) Write(b []byte) (int, error) {
 // (splice where w allows). Those reset the readiness a wait relies on, so
 // a Read after it reads first.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	c.mu.Lock()
-	c.pending = true
-	c.mu.Unlock()
+	c.foreign.Store(true)
 	return c.TCPConn.WriteTo(w)
+}
+
+// SyscallConn returns the socket's RawConn. Its Read (net's sendfile
+// attempt when a Conn is copied through an io.LimitedReader, the upstream
+// pool's liveness peek) resets the readiness a wait relies on, so a Read
+// after it reads first.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.TCPConn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return rawConn{rc, c}, nil
+}
+
+type rawConn struct {
+	syscall.RawConn
+	c *Conn
+}
+
+func (r rawConn) Read(f func(uintptr) bool) error {
+	r.c.foreign.Store(true)
+	return r.RawConn.Read(f)
 }
 
 // readFD runs under Control, which keeps the descriptor (and with it the
@@ -220,6 +244,9 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 func (c *Conn) readFD(fd uintptr) {
 	if len(c.p) == 0 {
 		return
+	}
+	if c.foreign.Load() && c.foreign.Swap(false) {
+		c.pending = true
 	}
 	wait := !c.pending && c.wrote.Load() > c.mark
 	for {
