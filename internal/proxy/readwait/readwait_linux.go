@@ -185,7 +185,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(b []byte) (int, error) {
 	n := c.writes.Add(1)
 	k, err := c.TCPConn.Write(b)
-	if err == nil {
+	if err == nil && len(b) > 0 { // an empty write proves nothing of the socket
 		for {
 			w := c.wrote.Load()
 			if w >= n || c.wrote.CompareAndSwap(w, n) {
@@ -234,7 +234,8 @@ func (r rawConn) Read(f func(uintptr) bool) error {
 // without a readiness edge still to come. The last read's TCP_INQ said
 // that it left no bytes and no end of stream. But an error (a reset)
 // that came with the last bytes, under the edge that read took, is not
-// counted there, and the kernel reports it only to the next read. A
+// counted there, and the kernel reports it only to the next read or
+// write. A
 // write that began after the last read and succeeded rules that out: a
 // write fails once the socket holds an error, and an error after it
 // raises an edge of its own. So a Read after a request or response was
