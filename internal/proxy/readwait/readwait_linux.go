@@ -235,10 +235,9 @@ func (r rawConn) Read(f func(uintptr) bool) error {
 // that it left no bytes and no end of stream. But an error (a reset)
 // that came with the last bytes, under the edge that read took, is not
 // counted there, and the kernel reports it only to the next read or
-// write. A
-// write that began after the last read and succeeded rules that out: a
-// write fails once the socket holds an error, and an error after it
-// raises an edge of its own. So a Read after a request or response was
+// write. A write that began after the last read and succeeded rules that
+// out: a write fails once the socket holds an error, and an error after
+// it raises an edge of its own. So a Read after a request or response was
 // written waits first, and a Read after a read reads first, as net's do.
 // After a read that finds nothing, a wait is always safe: nothing that
 // arrived before it was missed, and what arrives later raises an edge.
