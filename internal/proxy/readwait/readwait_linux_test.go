@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"syscall"
@@ -399,5 +401,97 @@ func TestWrapLeavesOthers(t *testing.T) {
 	defer b.Close()
 	if got := Wrap(a); got != a {
 		t.Fatalf("Wrap(pipe) = %T; want the pipe", got)
+	}
+}
+
+// Random exchanges, each ended by an end of stream, a reset or a
+// half-close: the server reads every byte the client sent and then the
+// end, never waiting for an edge that does not come (each read has the
+// pair's deadline). The client's last write and its end go back to back,
+// so they often arrive under one edge, and with answers the server has
+// written since its last read, so its Read may wait first.
+func TestRandomExchanges(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(11, uint64(time.Now().UnixNano())))
+	for i := range 200 {
+		server, client := pair(t)
+		var (
+			msgs    = 1 + rng.IntN(4)
+			sizes   = make([]int, msgs)
+			acks    = rng.IntN(2) == 0 // the server answers each message
+			end     = rng.IntN(3)      // 0: close, 1: reset, 2: half-close
+			bufSize = []int{7, 512, 64 << 10}[rng.IntN(3)]
+		)
+		for j := range sizes {
+			sizes[j] = 1 + rng.IntN(100<<10)
+		}
+		desc := fmt.Sprintf("try %d: sizes %v, acks %v, end %d, buffer %d", i, sizes, acks, end, bufSize)
+		go func() {
+			ack := make([]byte, 1)
+			for j, n := range sizes {
+				if _, err := client.Write(bytes.Repeat([]byte{byte(j + 1)}, n)); err != nil {
+					return
+				}
+				if acks && j < msgs-1 {
+					if _, err := io.ReadFull(client, ack); err != nil {
+						return
+					}
+				}
+			}
+			switch end {
+			case 0:
+				_ = client.Close()
+			case 1:
+				_ = client.SetLinger(0)
+				_ = client.Close()
+			case 2:
+				_ = client.CloseWrite()
+			}
+		}()
+		b := make([]byte, bufSize)
+		var err error
+	read:
+		for j, n := range sizes {
+			for n > 0 {
+				var k int
+				k, err = server.Read(b[:min(len(b), n)])
+				for _, c := range b[:k] {
+					if c != byte(j+1) {
+						t.Fatalf("%s: message %d: byte %d, not %d", desc, j, c, j+1)
+					}
+				}
+				n -= k
+				if err != nil {
+					break read
+				}
+			}
+			// The answer to the last message is never read: the client
+			// ends instead, and the server's next Read may wait first.
+			if acks {
+				if _, err = server.Write([]byte{1}); err != nil {
+					break read
+				}
+			}
+		}
+		if err == nil {
+			_, err = server.Read(b)
+		}
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			t.Fatalf("%s: the server waited until its deadline: %v", desc, err)
+		case err == io.EOF:
+			if end == 1 {
+				// A reset may come after the end of the data the
+				// server read in full; either way the read ended.
+				t.Logf("%s: EOF for a reset", desc)
+			}
+		case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+			// A close that leaves the unread answer behind resets too.
+			if end == 2 || end == 0 && !acks {
+				t.Fatalf("%s: %v; want the end of stream", desc, err)
+			}
+		default:
+			t.Fatalf("%s: the server's last read: %v", desc, err)
+		}
 	}
 }
