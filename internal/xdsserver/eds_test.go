@@ -373,32 +373,7 @@ func TestEDSScopedFirstRequestOutOfScope(t *testing.T) {
 	if err := s.Update(twoServices(20002, true)); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServer(t, s)
-	stream := edsStream(ctx, t, addr)
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType, ResourceNames: []string{ratingsCLA}}); err != nil {
-		t.Fatal(err)
-	}
-	if r, ok := recvWithin(stream, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
-		t.Fatalf("state of the world: an out-of-scope subscription got %v; want nothing", claNames(t, r))
-	}
-
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	delta, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := sidecarNode()
-	node.Id = xdsmeta.NodeID("sidecar", "127.0.0.1", "productpage-1", "default")
-	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.EndpointType, ResourceNamesSubscribe: []string{ratingsCLA}}); err != nil {
-		t.Fatal(err)
-	}
-	if r, ok := recvWithin(delta, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
-		t.Fatalf("delta: an out-of-scope subscription got %d resources; want nothing", len(r.GetResources()))
-	}
+	wantNoEndpoints(ctx, t, startServer(t, s), []string{ratingsCLA}, "an out-of-scope subscription")
 }
 
 // TestEDSScopedToNothingWildcard: a proxy whose Sidecar allows no service
@@ -414,13 +389,20 @@ func TestEDSScopedToNothingWildcard(t *testing.T) {
 	if err := s.Update(snap); err != nil {
 		t.Fatal(err)
 	}
-	addr := startServer(t, s)
+	wantNoEndpoints(ctx, t, startServer(t, s), nil, "a wildcard from a proxy scoped to nothing")
+}
+
+// wantNoEndpoints sends a sidecar's first EDS request for names (none: a
+// wildcard) over a state-of-the-world and a delta stream, and fails when
+// either answers with endpoints.
+func wantNoEndpoints(ctx context.Context, t *testing.T, addr string, names []string, what string) {
+	t.Helper()
 	stream := edsStream(ctx, t, addr)
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType}); err != nil {
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: sidecarNode(), TypeUrl: resource.EndpointType, ResourceNames: names}); err != nil {
 		t.Fatal(err)
 	}
 	if r, ok := recvWithin(stream, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
-		t.Fatalf("state of the world: a wildcard from a proxy scoped to nothing got %v; want nothing", claNames(t, r))
+		t.Fatalf("state of the world: %s got %v; want nothing", what, claNames(t, r))
 	}
 
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -434,10 +416,10 @@ func TestEDSScopedToNothingWildcard(t *testing.T) {
 	}
 	node := sidecarNode()
 	node.Id = xdsmeta.NodeID("sidecar", "127.0.0.1", "productpage-1", "default")
-	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.EndpointType}); err != nil {
+	if err := delta.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.EndpointType, ResourceNamesSubscribe: names}); err != nil {
 		t.Fatal(err)
 	}
 	if r, ok := recvWithin(delta, 300*time.Millisecond); ok && len(r.GetResources()) > 0 {
-		t.Fatalf("delta: a wildcard from a proxy scoped to nothing got %d resources; want nothing", len(r.GetResources()))
+		t.Fatalf("delta: %s got %d resources; want nothing", what, len(r.GetResources()))
 	}
 }

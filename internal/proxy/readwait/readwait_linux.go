@@ -33,10 +33,10 @@ func runtime_pollReset(ctx uintptr, mode int) int
 // The runtime's answers to runtime_pollWait and runtime_pollReset
 // (runtime/netpoll.go).
 const (
-	pollNoError        = 0
-	pollErrClosing     = 1
-	pollErrTimeout     = 2
-	pollErrNotPollable = 3
+	pollNoError    = 0
+	pollErrClosing = 1
+	pollErrTimeout = 2
+	// 3, pollErrNotPollable: the poller refused the descriptor.
 )
 
 // errNotPollable is the error of a read whose descriptor the poller
@@ -264,7 +264,7 @@ func (c *Conn) readFD(fd uintptr) {
 		case pollErrTimeout:
 			c.err = c.opError(os.ErrDeadlineExceeded)
 			return
-		default:
+		default: // not pollable
 			c.err = c.opError(errNotPollable)
 			return
 		}

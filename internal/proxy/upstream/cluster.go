@@ -605,7 +605,14 @@ type plainDial struct {
 }
 
 func (p *plainDial) raw(ctx context.Context, addr string) (net.Conn, error) {
-	conn, err := p.d.DialContext(ctx, "tcp", addr)
+	return dialTCP(ctx, &p.d, addr)
+}
+
+// dialTCP dials an endpoint for every pool, plaintext or TLS: a failure is
+// a DialError, and the connection is read without the reads that find
+// nothing (package readwait).
+func dialTCP(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, &DialError{Addr: addr, Err: err}
 	}

@@ -13,7 +13,6 @@ import (
 
 	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxyconfig"
-	"weft.dev/weft/internal/proxy/readwait"
 )
 
 // TLS origination. A cluster's endpoints are reached in plaintext or over
@@ -205,13 +204,13 @@ func (c *Cluster) buildTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, ke
 	}
 	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
 	handshake := func(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
-		raw, err := dialer.DialContext(ctx, "tcp", addr)
+		raw, err := dialTCP(ctx, dialer, addr)
 		if err != nil {
-			return nil, &DialError{Addr: addr, Err: err}
+			return nil, err
 		}
 		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 		defer cancel()
-		tc := tls.Client(readwait.Wrap(raw), cfg)
+		tc := tls.Client(raw, cfg)
 		if err := tc.HandshakeContext(hctx); err != nil {
 			_ = raw.Close()
 			return nil, &DialError{Addr: addr, Err: fmt.Errorf("TLS handshake: %w", err)}
