@@ -108,6 +108,13 @@ func TestSmoke(t *testing.T) {
 			if cpu, ok := r["cpu_s_per_1k"].(float64); !ok || cpu < 0 {
 				t.Errorf("%s: cpu_s_per_1k %v", key, r["cpu_s_per_1k"])
 			}
+			for _, px := range r["proxies"].([]any) {
+				px := px.(map[string]any)
+				total, _ := px["cpu_s"].(float64)
+				if sys, ok := px["cpu_sys_s"].(float64); !ok || sys < 0 || sys > total {
+					t.Errorf("%s: proxy %v: cpu_sys_s %v, want 0..cpu_s (%v)", key, px["name"], px["cpu_sys_s"], total)
+				}
+			}
 		}
 	}
 	// The harness refuses to start unless the server sidecar counted the

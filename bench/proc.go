@@ -109,8 +109,8 @@ func tree(pid int) []int {
 }
 
 type stat struct {
-	ppid  int
-	ticks uint64 // utime + stime
+	ppid      int
+	user, sys uint64 // utime, stime
 }
 
 func readStat(pid int) (stat, error) {
@@ -131,19 +131,26 @@ func readStat(pid int) (stat, error) {
 	ppid, _ := strconv.Atoi(f[1])
 	ut, _ := strconv.ParseUint(f[11], 10, 64)
 	stt, _ := strconv.ParseUint(f[12], 10, 64)
-	return stat{ppid: ppid, ticks: ut + stt}, nil
+	return stat{ppid: ppid, user: ut, sys: stt}, nil
 }
 
-// cpuSeconds is the CPU time (user + system) used so far by pid and its
-// descendants that are alive.
-func cpuSeconds(pid int) float64 {
-	var t uint64
+// cpuTime is CPU time in seconds: in all, and the part of it in the
+// kernel (system time).
+type cpuTime struct{ total, sys float64 }
+
+func (a cpuTime) sub(b cpuTime) cpuTime { return cpuTime{a.total - b.total, a.sys - b.sys} }
+
+// cpuSeconds is the CPU time used so far by pid and its descendants that
+// are alive.
+func cpuSeconds(pid int) cpuTime {
+	var user, sys uint64
 	for _, p := range tree(pid) {
 		if st, err := readStat(p); err == nil {
-			t += st.ticks
+			user += st.user
+			sys += st.sys
 		}
 	}
-	return float64(t) / clockTicks
+	return cpuTime{total: float64(user+sys) / clockTicks, sys: float64(sys) / clockTicks}
 }
 
 // peakRSSMB is the peak resident set (VmHWM) of pid and its descendants,
@@ -171,24 +178,24 @@ func peakRSSMB(pid int) float64 {
 // window.
 type cpuMeter struct {
 	mu     sync.Mutex
-	before map[string]float64
+	before map[string]cpuTime
 }
 
 func (m *cpuMeter) start(procs []*proc) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.before = map[string]float64{}
+	m.before = map[string]cpuTime{}
 	for _, p := range procs {
 		m.before[p.name] = cpuSeconds(p.cmd.Process.Pid)
 	}
 }
 
-func (m *cpuMeter) stop(procs []*proc) map[string]float64 {
+func (m *cpuMeter) stop(procs []*proc) map[string]cpuTime {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := map[string]float64{}
+	out := map[string]cpuTime{}
 	for _, p := range procs {
-		out[p.name] = cpuSeconds(p.cmd.Process.Pid) - m.before[p.name]
+		out[p.name] = cpuSeconds(p.cmd.Process.Pid).sub(m.before[p.name])
 	}
 	return out
 }

@@ -57,6 +57,9 @@ type Result struct {
 type Proxy struct {
 	Name       string  `json:"name"`
 	CPUSeconds float64 `json:"cpu_s"`
+	// SysSeconds is the part of CPUSeconds spent in the kernel (system
+	// time: the proxy's syscalls and the network stack's work in them).
+	SysSeconds float64 `json:"cpu_sys_s"`
 	CPUPer1k   float64 `json:"cpu_s_per_1k"`
 	ReqPerCPUS float64 `json:"req_per_cpu_s"`
 	RSSMB      float64 `json:"rss_mb"`
@@ -73,6 +76,7 @@ type Round struct {
 	Requests int                `json:"requests"`
 	Errors   int                `json:"errors"`
 	CPU      map[string]float64 `json:"cpu_s"`
+	CPUSys   map[string]float64 `json:"cpu_sys_s"`
 }
 
 func newReport(o *Options) *Report {
@@ -99,10 +103,14 @@ func (r *Report) find(sc, name string) *Result {
 	return x
 }
 
-func (r *Report) add(sc string, p *path, round int, res loadResult, cpu map[string]float64) {
+func (r *Report) add(sc string, p *path, round int, res loadResult, cpu map[string]cpuTime) {
 	x := r.find(sc, p.name)
+	total, sys := map[string]float64{}, map[string]float64{}
+	for name, t := range cpu {
+		total[name], sys[name] = t.total, t.sys
+	}
 	x.Rounds = append(x.Rounds, &Round{Round: round, P50: res.P50, P90: res.P90, P99: res.P99, P999: res.P999,
-		RPS: res.RPS, Requests: res.Requests, Errors: res.Errors, CPU: cpu})
+		RPS: res.RPS, Requests: res.Requests, Errors: res.Errors, CPU: total, CPUSys: sys})
 	for _, pr := range p.procs {
 		var px *Proxy
 		for _, y := range x.Proxies {
@@ -114,7 +122,8 @@ func (r *Report) add(sc string, p *path, round int, res loadResult, cpu map[stri
 			px = &Proxy{Name: pr.name}
 			x.Proxies = append(x.Proxies, px)
 		}
-		px.CPUSeconds += cpu[pr.name]
+		px.CPUSeconds += cpu[pr.name].total
+		px.SysSeconds += cpu[pr.name].sys
 	}
 }
 
@@ -200,7 +209,7 @@ func (r *Report) finish() {
 		}
 		var cpu, rps, rss float64
 		for _, p := range x.Proxies {
-			p.CPUSeconds = round3(p.CPUSeconds)
+			p.CPUSeconds, p.SysSeconds = round3(p.CPUSeconds), round3(p.SysSeconds)
 			p.CPUPer1k = round3(p.CPUSeconds / float64(reqs) * 1000)
 			if p.CPUSeconds > 0 {
 				p.ReqPerCPUS = math.Round(float64(reqs) / p.CPUSeconds)
@@ -259,16 +268,19 @@ func (r *Report) Table(w io.Writer) {
 		}[sc])
 		var notes []string
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "path\tp50\tp90\tp99\tp99.9\t+p50\t+p90\t+p99\t+p99.9\trps\terrors\tCPU-s/1k per proxy\treq/CPU-s per proxy\tpeak RSS MB\t")
+		fmt.Fprintln(tw, "path\tp50\tp90\tp99\tp99.9\t+p50\t+p90\t+p99\t+p99.9\trps\terrors\tCPU-s/1k per proxy\tkernel %\treq/CPU-s per proxy\tpeak RSS MB\t")
 		for _, x := range rows {
 			if !x.Available {
-				fmt.Fprintf(tw, "%s%s\n", x.Name, strings.Repeat("\tn/a", 13)+"\t")
+				fmt.Fprintf(tw, "%s%s\n", x.Name, strings.Repeat("\tn/a", 14)+"\t")
 				notes = append(notes, x.Name+": "+x.Note)
 				continue
 			}
-			var cpu, rps, rss []string
+			var cpu, sys, rps, rss []string
 			for _, p := range x.Proxies {
 				cpu = append(cpu, fmt.Sprintf("%.3f", p.CPUPer1k))
+				if p.CPUSeconds > 0 {
+					sys = append(sys, fmt.Sprintf("%.0f", 100*p.SysSeconds/p.CPUSeconds))
+				}
 				rps = append(rps, fmt.Sprintf("%.0f", p.ReqPerCPUS))
 				rss = append(rss, fmt.Sprintf("%.1f", p.RSSMB))
 			}
@@ -278,10 +290,10 @@ func (r *Report) Table(w io.Writer) {
 				}
 				return strings.Join(s, " / ")
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", x.Name,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", x.Name,
 				f(x.P50, 3), f(x.P90, 3), f(x.P99, 3), f(x.P999, 3),
 				f(x.AddedP50, 3), f(x.AddedP90, 3), f(x.AddedP99, 3), f(x.AddedP999, 3),
-				f(x.RPS, 0), x.Errors, j(cpu), j(rps), j(rss))
+				f(x.RPS, 0), x.Errors, j(cpu), j(sys), j(rps), j(rss))
 		}
 		tw.Flush()
 		for _, n := range notes {
