@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -30,6 +31,44 @@ func TestFormatGRPCTimeout(t *testing.T) {
 		}
 		if back, ok := grpcTimeout(got); !ok || back < tc.d {
 			t.Errorf("grpcTimeout(%q) = %v, %v; want at least %v", got, back, ok, tc.d)
+		}
+	}
+}
+
+// A client's grpc-timeout is read as gRPC's wire format has it; anything
+// else is no timeout at all, and a huge one never wraps round to a short
+// (or negative) bound.
+func TestParseGRPCTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want time.Duration
+		ok   bool
+	}{
+		{"100m", 100 * time.Millisecond, true},
+		{"5S", 5 * time.Second, true},
+		{"2M", 2 * time.Minute, true},
+		{"1H", time.Hour, true},
+		{"250u", 250 * time.Microsecond, true},
+		{"7n", 7, true},
+		{"0m", 0, true},
+		{"99999999m", 99999999 * time.Millisecond, true},
+		{"99999999H", math.MaxInt64, true}, // past a Duration: saturates
+		{"3000000H", math.MaxInt64, true},  // just past it
+		{"2562047H", 2562047 * time.Hour, true},
+		{"123456789m", 0, false}, // 9 digits
+		{"m", 0, false},
+		{"", 0, false},
+		{"10", 0, false},  // no unit
+		{"10s", 0, false}, // units are case-sensitive
+		{"-5S", 0, false},
+		{"+5S", 0, false},
+		{" 5S", 0, false},
+		{"5 S", 0, false},
+		{"1.5S", 0, false},
+	} {
+		got, ok := grpcTimeout(tc.v)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("grpcTimeout(%q) = %v, %v; want %v, %v", tc.v, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -791,18 +792,41 @@ func grpcCode(r *http.Request, start time.Time, status int, flags string) int {
 	return int(codes.Unavailable)
 }
 
-// grpcTimeout parses a grpc-timeout header ("100m", "5S").
+// grpcTimeout parses a grpc-timeout header ("100m", "5S"): at most 8
+// digits and a unit, as gRPC's wire format has it. Hours past what a
+// Duration holds (99999999H is about 11,000 years) saturate instead of
+// wrapping round to a short or negative timeout.
 func grpcTimeout(v string) (time.Duration, bool) {
-	if len(v) < 2 {
+	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
-	if err != nil || n < 0 {
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
 		return 0, false
 	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
-	if unit == 0 {
-		return 0, false
+	var n int64
+	for i := 0; i < len(v)-1; i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if n > int64(math.MaxInt64/unit) {
+		return math.MaxInt64, true
 	}
 	return time.Duration(n) * unit, true
 }
@@ -942,13 +966,7 @@ func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
 		rs.setResult("", fe.flag)
 		return
 	}
-	rs.mu.Lock()
-	rs.flags = addFlag(rs.flags, fe.flag)
-	flags := rs.flags
-	rs.mu.Unlock()
-	p.applyResponseHeaders(rs, w.Header())
-	p.setPeerHeader(rs, w.Header())
-	writeLocal(w, rs.down, rs.start, fe.status, flags, fe.msg)
+	p.replyFailure(w, rs, fe.flag, fe.status, fe.msg, false)
 }
 
 // durationReply answers a request whose stream bound ran out before its
@@ -957,15 +975,22 @@ func (p *Proxy) errorReply(w http.ResponseWriter, rs *reqState, err error) {
 // gets DEADLINE_EXCEEDED.
 func (p *Proxy) durationReply(w http.ResponseWriter, rs *reqState) {
 	status, msg := durationTimeout(rs)
+	p.replyFailure(w, rs, "", status, msg, true)
+}
+
+// replyFailure adds flag (if any) to the request's flags and answers it
+// locally with status and msg, with the route's response headers and the
+// peer metadata header; a gRPC request gets the gRPC status of the
+// status, or DEADLINE_EXCEEDED when deadline is set.
+func (p *Proxy) replyFailure(w http.ResponseWriter, rs *reqState, flag string, status int, msg string, deadline bool) {
 	rs.mu.Lock()
+	rs.flags = addFlag(rs.flags, flag)
 	flags := rs.flags
 	rs.mu.Unlock()
 	h := w.Header()
-	if rs.route != nil {
-		p.applyResponseHeaders(rs, h)
-	}
+	p.applyResponseHeaders(rs, h)
 	p.setPeerHeader(rs, h)
-	if router.IsGRPC(rs.down) {
+	if deadline && router.IsGRPC(rs.down) {
 		writeGRPCStatus(w, int(codes.DeadlineExceeded), flags, msg)
 		return
 	}
