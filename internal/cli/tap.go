@@ -28,9 +28,11 @@ status, latency, response flags, request and trace IDs. The control plane opens
 every matching sidecar's tap and merges them; nothing is restarted and nothing
 needs SSH. Bodies are never captured and credential-like header values are
 redacted. A sidecar that cannot keep up drops events (and says how many) rather
-than slowing requests. Ctrl-C stops it.
+than slowing requests. Ctrl-C stops it. The target is a service, workload or
+instance name, anywhere in the mesh, or NAME.NAMESPACE for one namespace's.
 
   weft tap reviews
+  weft tap reviews.default
   weft tap productpage-v1 --path-prefix /api --method GET --max 20 -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -2,8 +2,8 @@ package controlplane
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -104,7 +104,7 @@ func AuthzCheck(snap *model.Snapshot, q map[string][]string) (*AuthzCheckRespons
 		}
 		resp.FromPrincipal, resp.FromNamespace = id.String(), id.Namespace
 	default:
-		src := findInstances(snap, from, false)
+		src := findInstances(maps.Values(snap.Instances), from, false)
 		if len(src) == 0 {
 			return nil, http.StatusNotFound, fmt.Errorf("from %q: no workload, service or instance of that name (give a SPIFFE ID, or none for a caller without a sidecar)", from)
 		}
@@ -119,7 +119,7 @@ func AuthzCheck(snap *model.Snapshot, q map[string][]string) (*AuthzCheckRespons
 		resp.FromPrincipal, resp.FromNamespace = id.String(), src[0].Namespace
 	}
 	req.Principal = resp.FromPrincipal
-	dst := findInstances(snap, to, true)
+	dst := findInstances(maps.Values(snap.Instances), to, true)
 	if len(dst) == 0 {
 		return nil, http.StatusNotFound, fmt.Errorf("to %q: no service of that name with workloads in this mesh", to)
 	}
@@ -142,30 +142,4 @@ func AuthzCheck(snap *model.Snapshot, q map[string][]string) (*AuthzCheckRespons
 		resp.Results = append(resp.Results, res)
 	}
 	return resp, http.StatusOK, nil
-}
-
-// findInstances finds instances by workload, service or instance name,
-// "name" or "name.namespace"; service only when services is set.
-func findInstances(snap *model.Snapshot, name string, services bool) []*model.Instance {
-	ns := ""
-	if n, rest, ok := strings.Cut(name, "."); ok {
-		name, ns = n, strings.TrimSuffix(rest, ".svc.cluster.local")
-		ns, _, _ = strings.Cut(ns, ".")
-	}
-	var out []*model.Instance
-	for _, inst := range snap.Instances {
-		if ns != "" && inst.Namespace != ns {
-			continue
-		}
-		if inst.Service == name || (!services && (inst.Workload == name || inst.Name == name)) {
-			out = append(out, inst)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Namespace != out[j].Namespace {
-			return out[i].Namespace < out[j].Namespace
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out
 }

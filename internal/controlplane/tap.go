@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,15 +73,12 @@ func (t *tapShutdown) stop() {
 	}
 }
 
-// tapTargets are the instances with a sidecar admin port whose service,
-// workload, name or "name.namespace" is target.
+// tapTargets are the instances with a sidecar admin port that target
+// names (findInstances).
 func tapTargets(instances []*model.Instance, target string) []*model.Instance {
 	var out []*model.Instance
-	for _, in := range instances {
-		if in.AdminPort == 0 {
-			continue
-		}
-		if in.Service == target || in.Workload == target || in.Name == target || in.ProxyKey() == target {
+	for _, in := range findInstances(slices.Values(instances), target, false) {
+		if in.AdminPort != 0 {
 			out = append(out, in)
 		}
 	}

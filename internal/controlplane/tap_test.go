@@ -26,15 +26,20 @@ func TestTapTargets(t *testing.T) {
 		{Name: "reviews-v2-0", Namespace: "default", Workload: "reviews-v2", Service: "reviews", AdminPort: 2},
 		{Name: "ratings-v1-0", Namespace: "default", Workload: "ratings-v1", Service: "ratings", AdminPort: 3},
 		{Name: "nosidecar-0", Namespace: "default", Workload: "nosidecar", Service: "reviews"},
+		{Name: "reviews-v1-0", Namespace: "staging", Workload: "reviews-v1", Service: "reviews", AdminPort: 4},
 	}
 	tests := []struct {
 		target string
 		want   []string
 	}{
-		{"reviews", []string{"reviews-v1-0", "reviews-v2-0"}},
-		{"reviews-v2", []string{"reviews-v2-0"}},
-		{"ratings-v1-0", []string{"ratings-v1-0"}},
-		{"ratings-v1-0.default", []string{"ratings-v1-0"}},
+		{"reviews", []string{"default/reviews-v1-0", "default/reviews-v2-0", "staging/reviews-v1-0"}},
+		{"reviews.default", []string{"default/reviews-v1-0", "default/reviews-v2-0"}},
+		{"reviews.staging.svc.cluster.local", []string{"staging/reviews-v1-0"}},
+		{"reviews-v2", []string{"default/reviews-v2-0"}},
+		{"reviews-v1.staging", []string{"staging/reviews-v1-0"}},
+		{"ratings-v1-0", []string{"default/ratings-v1-0"}},
+		{"ratings-v1-0.default", []string{"default/ratings-v1-0"}},
+		{"ratings-v1-0.staging", nil},
 		{"nosidecar", nil},
 		{"nosuch", nil},
 	}
@@ -42,7 +47,7 @@ func TestTapTargets(t *testing.T) {
 		t.Run(tc.target, func(t *testing.T) {
 			var got []string
 			for _, in := range tapTargets(ins, tc.target) {
-				got = append(got, in.Name)
+				got = append(got, in.Namespace+"/"+in.Name)
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got)\n%s", diff)
