@@ -465,10 +465,10 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 // newLevels makes the balancers of each priority level.
 func newLevels(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, prios []uint32, host func(addr string) *Host) *levels {
 	od := cfg.Outlier
-	lv := &levels{sets: make([]prioSet, len(prios))}
+	lv := &levels{prios: prios, sets: make([]prioSet, len(prios))}
 	for i, p := range prios {
 		locs := localitiesAt(eps, p)
-		set := prioSet{priority: p}
+		var set prioSet
 		for _, degraded := range []bool{false, true} {
 			ws := weighLocalities(locs, availability(degraded), host)
 			if len(ws) == 0 {

@@ -25,9 +25,10 @@ import (
 // level taking requests, or outlier detection (whose ejections move
 // load between levels).
 type levels struct {
-	// sets are the levels, highest priority (0) first; levels without
-	// endpoints are left out.
-	sets []prioSet
+	// prios are the levels' priorities and sets their balancers, highest
+	// priority (0) first; levels without endpoints are left out.
+	prios []uint32
+	sets  []prioSet
 	// loads are the current loads; see Cluster.refreshLoads and eject
 	// for when they are recomputed.
 	loads atomic.Pointer[lbLoads]
@@ -35,7 +36,6 @@ type levels struct {
 
 // prioSet is one priority level's balancers.
 type prioSet struct {
-	priority uint32
 	// healthy picks among the level's endpoints that EDS calls HEALTHY
 	// or UNKNOWN, degraded among its DEGRADED ones; all among every
 	// endpoint of the level, for panic (the healthy picker when they are
@@ -231,13 +231,9 @@ func (c *Cluster) refreshLoads(st *state, now int64) *lbLoads {
 	return ld
 }
 
-// computeLoads computes the state's loads at now.
+// computeLoads computes the loads of the state's levels at now.
 func (st *state) computeLoads(now int64) *lbLoads {
-	prios := make([]uint32, len(st.lv.sets))
-	for i := range st.lv.sets {
-		prios[i] = st.lv.sets[i].priority
-	}
-	return computeLoads(st.hosts, prios, st.overprov, st.cfg.Outlier, now)
+	return computeLoads(st.hosts, st.lv.prios, st.overprov, st.cfg.Outlier, now)
 }
 
 // pickLevel chooses a level by the loads, then a host in it.
@@ -295,6 +291,9 @@ func (c *Cluster) PriorityLoads() []PriorityLoad {
 	if st.lv != nil {
 		ld = c.refreshLoads(st, nowNano())
 	} else {
+		// One level, or none, without outlier detection: loads that
+		// never change, computed again here (an admin request) rather
+		// than kept by every such cluster for its life.
 		ld = computeLoads(st.hosts, priorities(st.hosts), st.overprov, st.cfg.Outlier, nowNano())
 	}
 	out := make([]PriorityLoad, len(ld.priorities))
