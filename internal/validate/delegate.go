@@ -24,9 +24,6 @@ import (
 // holds the merged routes in the root; delegates route nothing of their
 // own. One level only: a delegate cannot delegate.
 
-// delegateKey names a delegate VirtualService: "namespace/name".
-func delegateKey(ns, name string) string { return ns + "/" + name }
-
 // checkHTTPRoute checks one http route of a VirtualService (root or
 // delegate), resolving its destinations' hosts in place.
 func (b *build) checkHTTPRoute(rep *reporter, f, ns string, h *networking.HTTPRoute) {
@@ -110,9 +107,9 @@ func (b *build) checkDelegateVirtualService(r *config.Resource, rep *reporter) f
 	b.checkFields(r, rep)
 	return func() {
 		if b.delegates == nil {
-			b.delegates = map[string]*delegate{}
+			b.delegates = map[rkey]*delegate{}
 		}
-		b.delegates[delegateKey(r.Namespace, r.Name)] = &delegate{r: r, spec: vs}
+		b.delegates[keyOf(r.Meta)] = &delegate{r: r, spec: vs}
 	}
 }
 
@@ -135,7 +132,7 @@ func (b *build) delegateRoutes(rep *reporter, f, ns string, root *networking.HTT
 		rep.errorf(f+".delegate.name", "name is required: the VirtualService (without hosts) whose routes this route uses")
 		return nil
 	}
-	d := b.delegates[delegateKey(dns, ref.GetName())]
+	d := b.delegates[rkey{config.KindVirtualService, dns, ref.GetName()}]
 	if d == nil {
 		rep.errorf(f+".delegate", "VirtualService %s/%s is not a delegate in force: create it without hosts, or fix its errors", dns, ref.GetName())
 		return nil

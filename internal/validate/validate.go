@@ -130,8 +130,8 @@ type build struct {
 	subsets         map[string][]string // host -> subset names of its DestinationRule
 	vsClaims        map[string]*config.Resource
 	// delegates are the VirtualServices without hosts in force, by
-	// "namespace/name" (delegate.go).
-	delegates      map[string]*delegate
+	// resource key (delegate.go).
+	delegates      map[rkey]*delegate
 	sidecarDefault map[string]*config.Resource // namespace -> Sidecar without selector
 	// telemetryDefault: namespace -> Telemetry without selector (made on first use).
 	telemetryDefault map[string]*config.Resource
