@@ -333,8 +333,11 @@ func newResourceShare() *resourceShare {
 }
 
 // allowedSet returns the names of eps, whose content hash is hash, as a
-// set, or nil when eps is every endpoint of t (a proxy not limited by a
-// Sidecar).
+// set, or nil when eps covers every service of t: a Sidecar's scope only
+// leaves assignments out, so a list as long as the translator's, starting
+// with the same assignment, left none out. (A locality's view of it may
+// name variants instead of some assignments; nil lets such a proxy, which
+// may see every service, subscribe to any of them.)
 func (r *resourceShare) allowedSet(t *xdstranslate.Translator, eps []*endpoint.ClusterLoadAssignment, hash uint64) map[string]struct{} {
 	all := t.Shared().Endpoints
 	if len(eps) == len(all) && (len(eps) == 0 || eps[0] == all[0]) {
