@@ -102,16 +102,23 @@ var errAttemptOver = errors.New("request body belongs to an abandoned attempt")
 // up to limit; once the body grows past it, retries are off and the buffer
 // is released. Each attempt reads through its own attemptBody; a stale
 // attempt's reads fail.
+//
+// mu guards the state; readMu serialises the reads of src, and is held
+// alone while one waits for the client's next bytes, so that an attempt
+// abandoned in such a read (an upstream that answered before the body
+// ended) does not hold up the decision to retry, a new attempt's replay
+// of what was kept, or the end of the request.
 type replayBody struct {
 	mu       sync.Mutex
+	readMu   sync.Mutex
 	src      io.ReadCloser
 	buf      []byte
 	pooled   *[]byte // buf's array, from replayBufs; nil when not pooled
-	limit    int     // -1: never replay
+	srcErr   error
+	limit    int32 // -1: never replay
+	gen      int32
 	overflow bool
 	started  bool
-	srcErr   error
-	gen      int
 }
 
 // replayPoolSize is the largest body whose replay buffer comes from
@@ -133,20 +140,16 @@ func (rb *replayBody) reserve(n int64) {
 }
 
 // release ends the body's use once the request is over: any attempt that
-// reads after it fails, and a pooled buffer goes back to the pool. An
-// attempt blocked reading the downstream body (an upstream that answered
-// before the body ended) holds the lock: then nothing is released, and the
-// buffer is left to the collector, since that read may still append to it.
+// reads after it fails, nothing more is kept, and a pooled buffer goes
+// back to the pool (a read of src still running appends to no buffer).
 func (rb *replayBody) release() {
 	if rb.src == nil {
 		return // the request had no body (src is set on Serve's goroutine)
 	}
-	if !rb.mu.TryLock() {
-		return
-	}
+	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	rb.gen++
-	rb.buf = nil
+	rb.limit, rb.buf = -1, nil
 	if rb.pooled != nil {
 		replayBufs.Put(rb.pooled)
 		rb.pooled = nil
@@ -157,9 +160,7 @@ func (rb *replayBody) release() {
 // (length bytes, or to its end when length is -1) and it was kept; false
 // when it was not kept, grew past the limit, or was not read to the end.
 func (rb *replayBody) whole(length int64) ([]byte, bool) {
-	if !rb.mu.TryLock() {
-		return nil, false // an attempt is still reading it
-	}
+	rb.mu.Lock()
 	defer rb.mu.Unlock()
 	if !rb.started || rb.limit < 0 || rb.overflow {
 		return nil, false
@@ -191,41 +192,71 @@ func (rb *replayBody) attempt() (io.ReadCloser, bool) {
 
 type attemptBody struct {
 	rb  *replayBody
-	gen int
+	gen int32
 	off int
 }
 
 func (a *attemptBody) Read(p []byte) (int, error) {
 	rb := a.rb
-	rb.mu.Lock()
-	defer rb.mu.Unlock()
-	if a.gen != rb.gen {
-		return 0, errAttemptOver
+	if n, done, err := a.fromBuffer(p); done {
+		return n, err
 	}
-	if !rb.overflow && a.off < len(rb.buf) {
-		n := copy(p, rb.buf[a.off:])
-		a.off += n
-		return n, nil
-	}
-	if rb.srcErr != nil {
-		return 0, rb.srcErr
+	rb.readMu.Lock()
+	defer rb.readMu.Unlock()
+	// Another attempt may have read src while this one waited.
+	if n, done, err := a.fromBuffer(p); done {
+		return n, err
 	}
 	n, err := rb.src.Read(p)
-	if n > 0 {
-		if rb.limit >= 0 && !rb.overflow {
-			if len(rb.buf)+n <= rb.limit {
-				rb.buf = append(rb.buf, p[:n]...)
-			} else {
-				rb.overflow = true
-				rb.buf = nil // a pooled array goes back at release
-			}
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	kept := false
+	if n > 0 && rb.limit >= 0 && !rb.overflow {
+		// Kept whichever attempt read them: a retry replays them.
+		if len(rb.buf)+n <= int(rb.limit) {
+			rb.buf = append(rb.buf, p[:n]...)
+			kept = true
+		} else {
+			rb.overflow = true
+			rb.buf = nil // a pooled array goes back at release
 		}
-		a.off += n
 	}
 	if err != nil {
 		rb.srcErr = err
 	}
+	if a.gen != rb.gen {
+		// Abandoned while it waited. Bytes it read and could not keep
+		// are lost to the attempt that replaced it, which must not
+		// send a body with a hole in it.
+		if n > 0 && !kept {
+			rb.srcErr = errBodyLost
+		}
+		return 0, errAttemptOver
+	}
+	a.off += n
 	return n, err
+}
+
+var errBodyLost = errors.New("part of the request body was read by an abandoned attempt past the retry buffer")
+
+// fromBuffer serves a read from what was kept, or fails a stale attempt
+// or one past the end of src; done is false when the read must go to
+// src.
+func (a *attemptBody) fromBuffer(p []byte) (n int, done bool, err error) {
+	rb := a.rb
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	switch {
+	case a.gen != rb.gen:
+		return 0, true, errAttemptOver
+	case !rb.overflow && a.off < len(rb.buf):
+		n := copy(p, rb.buf[a.off:])
+		a.off += n
+		return n, true, nil
+	case rb.srcErr != nil:
+		return 0, true, rb.srcErr
+	}
+	return 0, false, nil
 }
 
 // Close ends the attempt; the downstream body stays open for retries (the

@@ -54,7 +54,7 @@ func TestReplayWhole(t *testing.T) {
 		io.CopyN(io.Discard, body, int64(n))
 	}
 	newBody := func(s string, limit int) *replayBody {
-		return &replayBody{src: io.NopCloser(strings.NewReader(s)), limit: limit}
+		return &replayBody{src: io.NopCloser(strings.NewReader(s)), limit: int32(limit)}
 	}
 	rb := newBody("hello", RetryBufferLimit)
 	if _, ok := rb.whole(5); ok {

@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1071,14 +1072,28 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 			rb.reserve(out.ContentLength)
 		}
 	}
+	// The hosts of the attempts so far, for the previous_hosts predicate.
+	var triedBuf [4]*upstream.Host
+	tried := triedBuf[:0]
 	for attempt := uint32(0); ; attempt++ {
 		retrying := attempt > 0
-		host, err := c.Pick(rs.target.OriginalDst, rs.hash, rs.hasHash)
+		// A retry holds a max_retries slot (StartRetry) until its
+		// attempt ends, or until it ends here without one.
+		host, err := pickHost(rs, rp, tried)
 		if err != nil {
+			if retrying {
+				c.EndRetry()
+			}
 			return nil, withURX(retrying, &flagError{accesslog.FlagNoHealthyUpstream, http.StatusServiceUnavailable,
 				"no healthy upstream for cluster " + c.Name()})
 		}
+		if rp.OtherHosts && attempt < rp.NumRetries {
+			tried = append(tried, host)
+		}
 		if err := c.StartRequest(h2); err != nil {
+			if retrying {
+				c.EndRetry()
+			}
 			return nil, withURX(retrying, &flagError{accesslog.FlagOverflow, http.StatusServiceUnavailable,
 				fmt.Sprintf("upstream overflow: the max_requests or max_pending_requests circuit breaker of cluster %s is open", c.Name())})
 		}
@@ -1093,6 +1108,9 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 			body, ok := rb.attempt()
 			if !ok {
 				c.EndRequest()
+				if retrying {
+					c.EndRetry()
+				}
 				return nil, &flagError{accesslog.FlagUpstreamTermination, http.StatusServiceUnavailable,
 					"upstream attempt failed and the request body was too large to retry"}
 			}
@@ -1128,7 +1146,7 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		if err != nil {
 			fe = classify(rs, actx, err)
 		}
-		cond := retryCondition(rp, resp, fe)
+		cond := retryCondition(rp, resp, fe, err)
 		canRetry := cond && attempt < rp.NumRetries && rs.Err() == nil && (rb == nil || rb.replayable())
 		if canRetry && !c.StartRetry() {
 			canRetry = false
@@ -1163,6 +1181,27 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 
 func noCancel(error) {}
 
+// pickHost picks the host of an attempt. Under the previous_hosts retry
+// predicate, a retry whose pick is a host an earlier attempt went to
+// (tried) picks again, up to rp.Reselects times, and then takes its last
+// pick; a consistent hash is moved for each new pick, so that a request
+// whose key maps to a failing host can reach another.
+func pickHost(rs *reqState, rp *proxyconfig.RetryPolicy, tried []*upstream.Host) (*upstream.Host, error) {
+	c := rs.cluster
+	host, err := c.Pick(rs.target.OriginalDst, rs.hash, rs.hasHash)
+	if err != nil || !rp.OtherHosts {
+		return host, err
+	}
+	for i := uint32(1); i <= rp.Reselects && slices.Contains(tried, host); i++ {
+		h, err := c.Pick(rs.target.OriginalDst, rs.hash^(uint64(i)*0x9e3779b97f4a7c15), rs.hasHash)
+		if err != nil {
+			break
+		}
+		host = h
+	}
+	return host, nil
+}
+
 // attemptRequest is a retry's copy of the upstream request, with its own
 // URL, in one allocation.
 type attemptRequest struct {
@@ -1177,8 +1216,9 @@ func withURX(retrying bool, fe *flagError) *flagError {
 	return &flagError{fe.flag + "," + accesslog.FlagRetryLimitExceeded, fe.status, fe.msg + " (retries exhausted)"}
 }
 
-// retryCondition reports whether an attempt's outcome matches the policy.
-func retryCondition(rp *proxyconfig.RetryPolicy, resp *http.Response, fe *flagError) bool {
+// retryCondition reports whether an attempt's outcome (a response, or
+// err and its classification fe) matches the policy.
+func retryCondition(rp *proxyconfig.RetryPolicy, resp *http.Response, fe *flagError, err error) bool {
 	on := rp.On
 	if on == 0 {
 		return false
@@ -1186,9 +1226,12 @@ func retryCondition(rp *proxyconfig.RetryPolicy, resp *http.Response, fe *flagEr
 	if fe != nil {
 		switch fe.flag {
 		case accesslog.FlagUpstreamConnectFailure:
-			return on&(proxyconfig.RetryConnectFailure|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryReset) != 0
+			// The one failure that comes before any of the request was
+			// sent: reset-before-request retries it, and nothing else.
+			return on&(proxyconfig.RetryConnectFailure|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryReset|proxyconfig.RetryResetBeforeRequest) != 0
 		case accesslog.FlagUpstreamTermination:
-			return on&(proxyconfig.RetryReset|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryRefusedStream) != 0
+			return on&(proxyconfig.RetryReset|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError) != 0 ||
+				on&proxyconfig.RetryRefusedStream != 0 && refusedStream(err)
 		case accesslog.FlagUpstreamTimeout:
 			if fe.status == http.StatusGatewayTimeout && strings.Contains(fe.msg, "per-try") {
 				return on&(proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryReset) != 0
@@ -1227,6 +1270,13 @@ func retryCondition(rp *proxyconfig.RetryPolicy, resp *http.Response, fe *flagEr
 		}
 	}
 	return false
+}
+
+// refusedStream reports whether err is an HTTP/2 upstream's reset of the
+// stream with REFUSED_STREAM: the request was not processed. net/http's
+// HTTP/2 stream error type is not exported; its message names the code.
+func refusedStream(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "REFUSED_STREAM")
 }
 
 // sleepBackoff waits Envoy's fully jittered exponential backoff before

@@ -10,6 +10,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -79,7 +80,7 @@ func parseVirtualHost(vh *routev3.VirtualHost, unenforced *[]string) (*VirtualHo
 		return nil, fmt.Errorf("response headers: %w", err)
 	}
 	if vh.GetRetryPolicy() != nil {
-		if out.Retry, err = parseRetry(vh.GetRetryPolicy()); err != nil {
+		if out.Retry, err = parseRetry(vh.GetRetryPolicy(), fmt.Sprintf("virtual host %q", vh.GetName()), unenforced); err != nil {
 			return nil, fmt.Errorf("retry_policy: %w", err)
 		}
 	}
@@ -375,7 +376,7 @@ func parseRouteAction(a *routev3.RouteAction, m RouteMatch, routeName string, un
 		*unenforced = append(*unenforced, fmt.Sprintf("route %q: idle_timeout", routeName))
 	}
 	if a.GetRetryPolicy() != nil {
-		rp, err := parseRetry(a.GetRetryPolicy())
+		rp, err := parseRetry(a.GetRetryPolicy(), fmt.Sprintf("route %q", routeName), unenforced)
 		if err != nil {
 			return nil, fmt.Errorf("retry_policy: %w", err)
 		}
@@ -495,7 +496,7 @@ var retryOnNames = map[string]RetryOn{
 	"gateway-error":          RetryGatewayError,
 	"connect-failure":        RetryConnectFailure,
 	"reset":                  RetryReset,
-	"reset-before-request":   RetryReset,
+	"reset-before-request":   RetryResetBeforeRequest,
 	"retriable-status-codes": RetryRetriableStatusCodes,
 	"retriable-4xx":          RetryRetriable4xx,
 	"refused-stream":         RetryRefusedStream,
@@ -511,8 +512,27 @@ var retryOnNames = map[string]RetryOn{
 	"http3-post-connect-failure": 0,
 }
 
-func parseRetry(p *routev3.RetryPolicy) (*RetryPolicy, error) {
-	out := &RetryPolicy{NumRetries: 1, BaseInterval: DefaultRetryBase}
+// PreviousHostsPredicate is the name of Envoy's retry host predicate
+// that sends retries to hosts not tried yet.
+const PreviousHostsPredicate = "envoy.retry_host_predicates.previous_hosts"
+
+// parseRetry validates a retry policy of where (a route or virtual
+// host); what it accepts but does not enforce goes to unenforced.
+func parseRetry(p *routev3.RetryPolicy, where string, unenforced *[]string) (*RetryPolicy, error) {
+	out := &RetryPolicy{NumRetries: 1, BaseInterval: DefaultRetryBase, Reselects: 1}
+	if n := p.GetHostSelectionRetryMaxAttempts(); n > 0 {
+		out.Reselects = uint32(min(n, 100))
+	}
+	for _, pred := range p.GetRetryHostPredicate() {
+		if pred.GetName() == PreviousHostsPredicate || pred.GetTypedConfig().MessageIs((*previoushostsv3.PreviousHostsPredicate)(nil)) {
+			out.OtherHosts = true
+			continue
+		}
+		*unenforced = append(*unenforced, fmt.Sprintf("%s: retry_host_predicate %q", where, pred.GetName()))
+	}
+	if p.GetRetryPriority() != nil {
+		*unenforced = append(*unenforced, fmt.Sprintf("%s: retry_priority %q", where, p.GetRetryPriority().GetName()))
+	}
 	for _, name := range strings.Split(p.GetRetryOn(), ",") {
 		name = strings.TrimSpace(name)
 		if name == "" {

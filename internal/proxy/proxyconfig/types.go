@@ -421,6 +421,10 @@ const (
 	RetryGRPCResourceExhausted
 	RetryGRPCUnavailable
 	RetryGRPCInternal
+	// RetryResetBeforeRequest retries only failures that happened before
+	// any of the request was sent (a connection that could not be
+	// made), which makes it safe for requests that are not idempotent.
+	RetryResetBeforeRequest
 )
 
 // RetryPolicy is a validated Envoy RetryPolicy.
@@ -439,6 +443,12 @@ type RetryPolicy struct {
 	BaseInterval time.Duration
 	// MaxInterval caps the backoff (default 10×BaseInterval).
 	MaxInterval time.Duration
+	// OtherHosts is Envoy's previous_hosts retry host predicate: a
+	// retry goes to a host no earlier attempt of the request went to,
+	// picking again up to Reselects times (host_selection_retry_max_attempts,
+	// 1 when unset, at most 100) before it takes the last pick anyway.
+	OtherHosts bool
+	Reselects  uint32
 }
 
 // HashKind is the input of a hash policy.
