@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"weft.dev/weft/internal/proxy/cancelsig"
 	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/limitread"
@@ -457,8 +459,21 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		// The connection now belongs to the upgraded protocol.
 		stop.Stop()
+		if !upgradeRequested(req.Header) {
+			// A server must not switch to a protocol the client did
+			// not ask for (RFC 9110 section 15.2.2). What follows on
+			// the connection is in no protocol the pool knows: it is
+			// closed, not pooled, and not handed to the caller as an
+			// upgraded connection either. The caller gets the 101's
+			// head with no body and refuses it (httpproxy answers 502:
+			// "upstream switched protocols without an Upgrade
+			// request").
+			_ = pc.conn.Close()
+			resp.Body = http.NoBody
+			return resp, nil
+		}
+		// The connection now belongs to the upgraded protocol.
 		resp.Body = &upgradedConn{Reader: pc.br, Conn: pc.conn}
 		return resp, nil
 	}
@@ -470,6 +485,14 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &h1Body{body: resp.Body, pc: pc, ctx: ctx, stop: stop, keep: keep}
 	return resp, nil
+}
+
+// upgradeRequested reports whether a request asks to switch protocols:
+// "Upgrade" among its Connection options and a protocol named in Upgrade,
+// as httpproxy reads a request's upgrade type.
+func upgradeRequested(h http.Header) bool {
+	v := h["Upgrade"]
+	return len(v) > 0 && v[0] != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
 }
 
 // bodyless reports whether a response has no body by rule (RFC 9112

@@ -612,6 +612,75 @@ func TestH1RecheckOnlyAfterBodylessResponses(t *testing.T) {
 	}
 }
 
+// A 101 hands the caller the connection only when its request asked for
+// an upgrade; a 101 to any other request leaves the caller no connection
+// (its body is empty) and the pool closes it (RFC 9110 section 15.2.2).
+func TestH1SwitchingProtocolsOnlyWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		header   http.Header
+		upgraded bool
+	}{
+		{"upgrade asked", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"test"}}, true},
+		{"no upgrade asked", nil, false},
+		{"Upgrade without Connection", http.Header{"Upgrade": {"test"}}, false},
+		{"Connection without Upgrade", http.Header{"Connection": {"Upgrade"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			closed := make(chan error, 1) // the upstream's read after its 101
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err = br.ReadByte()
+				closed <- err
+			}()
+			addr := ln.Addr().String()
+			c := h1Cluster(t, addr, nil)
+			req, _ := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+"/", nil)
+			req.Header = tc.header
+			resp, err := c.Transport(false).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("status %d, want 101", resp.StatusCode)
+			}
+			rwc, upgraded := resp.Body.(io.ReadWriteCloser)
+			if upgraded != tc.upgraded {
+				t.Fatalf("body %T: upgraded connection %v, want %v", resp.Body, upgraded, tc.upgraded)
+			}
+			if upgraded {
+				io.WriteString(rwc, "x")
+				if err := <-closed; err != nil {
+					t.Errorf("the upstream read %v, want the byte written on the upgraded connection", err)
+				}
+				rwc.Close()
+				return
+			}
+			if err := <-closed; err != io.EOF {
+				t.Errorf("the upstream read %v after its unasked 101, want EOF (the pool closes the connection)", err)
+			}
+			if n := c.ActiveConnections(); n != 0 {
+				t.Errorf("cluster counts %d connections, want 0", n)
+			}
+		})
+	}
+}
+
 // An upstream that streams its answer while it reads a large request body
 // (full duplex): writing the body first would block both sides once the
 // socket buffers fill.
