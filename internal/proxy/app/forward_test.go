@@ -281,3 +281,62 @@ func TestUpgradeClosedByClient(t *testing.T) {
 		t.Fatal("the app's connection stayed open after the client closed the upgraded connection")
 	}
 }
+
+// An app that answers 101 to a request that asked for no upgrade must not
+// turn the client's connection into a raw tunnel to it (RFC 9110 section
+// 15.2.2: a server must not switch to a protocol the client did not ask
+// for). The client's next request on the connection must be served by the
+// sidecar, not handed raw to the app.
+func TestUnsolicitedSwitchingProtocols(t *testing.T) {
+	rawSeen := make(chan string, 4)
+	app := rawApp(t, func(c net.Conn, br *bufio.Reader, path string) {
+		if path == "/switch" {
+			_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\n\r\n")
+			line, _ := br.ReadString('\n') // what comes next on the "tunnel"
+			rawSeen <- line
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	conn := dialInbound(t, startMeshTo(t, app))
+	br := bufio.NewReader(conn)
+	_, _ = io.WriteString(conn, "GET /switch HTTP/1.1\r\nHost: httpbin\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		t.Errorf("client that asked for no upgrade got 101 %v", resp.Header)
+		_, _ = io.WriteString(conn, "GET /bypass HTTP/1.1\r\nHost: httpbin\r\n\r\n")
+		select {
+		case l := <-rawSeen:
+			t.Errorf("the client's next request reached the app raw through the tunnel, bypassing the sidecar: %q", strings.TrimSpace(l))
+		case <-time.After(2 * time.Second):
+		}
+		return
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Weft-Response-Flags") != "UPE" ||
+		!strings.Contains(string(b), "upstream switched protocols without an Upgrade request") {
+		t.Errorf("got %d %q flags %q, want 502 UPE saying the upstream switched protocols unasked",
+			resp.StatusCode, b, resp.Header.Get("X-Weft-Response-Flags"))
+	}
+	// The sidecar closes its connection to the app rather than keep it.
+	select {
+	case l := <-rawSeen:
+		if l != "" {
+			t.Errorf("the app read %q after its 101, want the sidecar to close the connection", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the sidecar kept its connection to the app open after an unsolicited 101")
+	}
+	// The client's connection goes on carrying requests through the sidecar.
+	_, _ = io.WriteString(conn, "GET /after HTTP/1.1\r\nHost: httpbin\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("next request on the connection: %v", err)
+	}
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "ok" {
+		t.Errorf("next request on the connection: %d %q, want 200 ok", resp.StatusCode, b)
+	}
+}

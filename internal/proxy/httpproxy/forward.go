@@ -211,12 +211,24 @@ func copyBody(sw *statusWriter, body io.Reader, flush bool) error {
 }
 
 // switchProtocols relays a 101 response and then the bytes of the
-// upgraded connection both ways until either side ends.
+// upgraded connection both ways until either side ends. A 101 that breaks
+// the protocol (to a request that asked for no upgrade, or to another
+// protocol than the one asked for) is answered with 502 and its upstream
+// connection closed.
 func (p *Proxy) switchProtocols(sw *statusWriter, rs *reqState, out *http.Request, resp *http.Response) {
 	reqType, respType := upgradeType(out.Header), upgradeType(resp.Header)
 	fail := func(msg string) {
 		_ = resp.Body.Close()
 		p.errorReply(sw, rs, &flagError{accesslog.FlagUpstreamProtocolError, http.StatusBadGateway, msg})
+	}
+	if reqType == "" {
+		// RFC 9110 section 15.2.2: a server must not switch to a
+		// protocol the client did not ask for. Hijacking the client's
+		// connection here would tunnel its later requests past routing
+		// and policy. (The HTTP/1.1 pool has already closed the
+		// connection and gives such a 101 no body.)
+		fail("upstream switched protocols without an Upgrade request")
+		return
 	}
 	if !isPrint(respType) {
 		fail(fmt.Sprintf("upstream tried to switch to invalid protocol %q", respType))

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"weft.dev/weft/internal/proxy/cancelsig"
 	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/limitread"
@@ -38,9 +40,12 @@ import (
 // response is read, so full-duplex upstreams and early answers work.
 
 // staleCheckAfter is how long a connection must have been idle before it is
-// checked (one non-blocking peek) for a close by the upstream before reuse;
-// connections reused sooner are not checked, and a request that finds one
-// closed anyway is retried once on another connection when it has no body.
+// checked (one non-blocking peek) for a close by the upstream, or for bytes
+// it sent unasked, before reuse; connections reused sooner are not checked
+// (a peek on every reuse would cost a syscall per request), and a request
+// that finds one closed anyway is retried once on another connection when
+// it has no body. A connection whose last response had no body by rule is
+// checked on its next reuse whatever its idle time (h1Conn.recheck).
 const staleCheckAfter = time.Second
 
 // maxResponseHeaderBytes bounds a response's status line and headers (the
@@ -89,6 +94,10 @@ type h1Conn struct {
 	requests int64      // requests sent on it
 	werr     chan error // the body writer's result, while one runs (see roundTrip)
 	idleAt   time.Time  // when it was last put idle
+	// recheck makes the next reuse peek at the connection (alive) however
+	// briefly it was idle: its last response had no body by rule (see
+	// bodyless), which an upstream may send anyway, after the head.
+	recheck bool
 }
 
 // CloseIdleConnections closes the idle connections; connections in use
@@ -237,7 +246,8 @@ func (t *h1Transport) takeIdle(addr string) *h1Conn {
 		t.idle[addr] = l[:len(l)-1]
 		t.nIdle--
 		t.mu.Unlock()
-		if pc.br.Buffered() == 0 && (time.Since(pc.idleAt) < staleCheckAfter || pc.alive()) {
+		if pc.br.Buffered() == 0 && (!pc.recheck && time.Since(pc.idleAt) < staleCheckAfter || pc.alive()) {
+			pc.recheck = false
 			return pc
 		}
 		_ = pc.conn.Close()
@@ -254,8 +264,10 @@ func (t *h1Transport) put(pc *h1Conn) {
 	}
 	if !t.c.st.Load().keeps(pc.addr) || pc.br.Buffered() > 0 {
 		// The endpoint left the cluster, or the upstream sent more than
-		// the response (a body on HEAD, 204 or 304; a stray response):
-		// the next request on it would read someone else's bytes.
+		// the response (a body on HEAD, 204 or 304; a stray response),
+		// already read into the buffer: the next request on it would
+		// read someone else's bytes. Bytes still on their way after a
+		// response without a body are caught on reuse (recheck).
 		_ = pc.conn.Close()
 		return
 	}
@@ -447,18 +459,62 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		// The connection now belongs to the upgraded protocol.
 		stop.Stop()
+		if !upgradeRequested(req.Header) {
+			// A server must not switch to a protocol the client did
+			// not ask for (RFC 9110 section 15.2.2). What follows on
+			// the connection is in no protocol the pool knows: it is
+			// closed, not pooled, and not handed to the caller as an
+			// upgraded connection either. The caller gets the 101's
+			// head with no body and refuses it (httpproxy answers 502:
+			// "upstream switched protocols without an Upgrade
+			// request").
+			_ = pc.conn.Close()
+			resp.Body = http.NoBody
+			return resp, nil
+		}
+		// The connection now belongs to the upgraded protocol.
 		resp.Body = &upgradedConn{Reader: pc.br, Conn: pc.conn}
 		return resp, nil
 	}
 	keep := !resp.Close && !req.Close
+	pc.recheck = bodyless(req, resp)
 	if resp.Body == http.NoBody {
 		pc.done(stop, keep)
 		return resp, nil
 	}
 	resp.Body = &h1Body{body: resp.Body, pc: pc, ctx: ctx, stop: stop, keep: keep}
 	return resp, nil
+}
+
+// upgradeRequested reports whether a request asks to switch protocols:
+// "Upgrade" among its Connection options and a protocol named in Upgrade,
+// as httpproxy reads a request's upgrade type.
+func upgradeRequested(h http.Header) bool {
+	v := h["Upgrade"]
+	return len(v) > 0 && v[0] != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
+}
+
+// bodyless reports whether a response has no body by rule (RFC 9112
+// section 6.3) rather than by its own framing: a response to HEAD, a 204
+// or a 304. Its end is not something the upstream said, so a body it
+// sends anyway (a server that answers HEAD as GET; a 204 with a
+// Content-Length) comes after the head, possibly once the connection is
+// idle, and the next request on it would read those bytes as its own
+// response. put closes a connection with bytes already buffered; bytes
+// still on their way are caught by the peek that recheck asks for on the
+// next reuse.
+//
+// What this leaves: bytes that arrive only after the next request was
+// written are read as its response (net/http's transport, whose reader
+// watches an idle connection all the time, has the same window). And an
+// upstream that sends an unasked extra response after a response framed
+// by its Content-Length or chunks is not looked for on a connection
+// reused within staleCheckAfter: checking every reuse would cost a
+// syscall per request, so such bytes are caught by the staleCheckAfter
+// peek, or by put when they came with the response.
+func bodyless(req *http.Request, resp *http.Response) bool {
+	return req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 }
 
 // InformationalKey is the context key under which a request's context

@@ -486,6 +486,201 @@ func TestH1LeftoverBytesDropTheConnection(t *testing.T) {
 	}
 }
 
+// An upstream that sends the body of a response that has none by rule (to
+// HEAD, 204, 304) a moment after its head: the bytes arrive after the
+// connection went back to the pool, and the next request on it, well
+// within staleCheckAfter, must not read them as its own response (another
+// client's, in a sidecar).
+func TestH1LateLeftoverBytesAreNotTheNextResponse(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, head string
+	}{
+		{"HEAD", http.MethodHead, "HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n"},
+		{"204", http.MethodGet, "HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\n"},
+		{"304", http.MethodGet, "HTTP/1.1 304 Not Modified\r\nContent-Length: 38\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			headDone := make(chan struct{}) // the pool has the bodyless response
+			straySent := make(chan struct{})
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer conn.Close()
+						br := bufio.NewReader(conn)
+						for {
+							req, err := http.ReadRequest(br)
+							if err != nil {
+								return
+							}
+							if req.URL.Path == "/bodyless" {
+								// Head first; the (wrong) body once the
+								// connection is idle, and it looks like
+								// a response.
+								io.WriteString(conn, tc.head)
+								<-headDone
+								io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
+								close(straySent)
+								continue
+							}
+							io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
+						}
+					}()
+				}
+			}()
+			addr := ln.Addr().String()
+			c := h1Cluster(t, addr, nil)
+			ctx := testCtx(t)
+			req, _ := http.NewRequestWithContext(ctx, tc.method, "http://"+addr+"/bodyless", nil)
+			resp, err := c.Transport(false).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			close(headDone)
+			<-straySent // the connection is idle for far less than staleCheckAfter
+			if _, body, err := h1Get(ctx, c, addr, "/", nil); err != nil || body != "public" {
+				t.Errorf("GET after a %s answered with a late body: %q %v, want public", tc.name, body, err)
+			}
+		})
+	}
+}
+
+// Only a response without a body by rule marks its connection for a peek
+// on its next reuse (a peek costs a syscall); a clean marked connection is
+// still reused.
+func TestH1RecheckOnlyAfterBodylessResponses(t *testing.T) {
+	srv := startH1Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(http.StatusNoContent)
+		case "/304":
+			w.WriteHeader(http.StatusNotModified)
+		case "/empty":
+			w.Header().Set("Content-Length", "0")
+		case "/chunked":
+			w.(http.Flusher).Flush() // no length known: chunked
+			io.WriteString(w, "body")
+		default:
+			io.WriteString(w, "body")
+		}
+	}))
+	c := h1Cluster(t, srv.addr, nil)
+	tr := c.Transport(false).(*h1Transport)
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name, method, path string
+		want               bool
+	}{
+		{"GET with a body", http.MethodGet, "/", false},
+		{"HEAD", http.MethodHead, "/", true},
+		{"GET after HEAD", http.MethodGet, "/", false},
+		{"204", http.MethodGet, "/204", true},
+		{"304", http.MethodGet, "/304", true},
+		{"Content-Length 0", http.MethodGet, "/empty", false},
+		{"chunked", http.MethodGet, "/chunked", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(ctx, tc.method, "http://"+srv.addr+tc.path, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			tr.mu.Lock()
+			l := tr.idle[srv.addr]
+			tr.mu.Unlock()
+			if len(l) != 1 {
+				t.Fatalf("%d idle connections, want 1", len(l))
+			}
+			if l[0].recheck != tc.want {
+				t.Errorf("recheck = %v, want %v", l[0].recheck, tc.want)
+			}
+		})
+	}
+	if n := srv.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1 (a clean connection passes its check)", n)
+	}
+}
+
+// A 101 hands the caller the connection only when its request asked for
+// an upgrade; a 101 to any other request leaves the caller no connection
+// (its body is empty) and the pool closes it (RFC 9110 section 15.2.2).
+func TestH1SwitchingProtocolsOnlyWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		header   http.Header
+		upgraded bool
+	}{
+		{"upgrade asked", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"test"}}, true},
+		{"no upgrade asked", nil, false},
+		{"Upgrade without Connection", http.Header{"Upgrade": {"test"}}, false},
+		{"Connection without Upgrade", http.Header{"Connection": {"Upgrade"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			closed := make(chan error, 1) // the upstream's read after its 101
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err = br.ReadByte()
+				closed <- err
+			}()
+			addr := ln.Addr().String()
+			c := h1Cluster(t, addr, nil)
+			req, _ := http.NewRequestWithContext(testCtx(t), http.MethodGet, "http://"+addr+"/", nil)
+			req.Header = tc.header
+			resp, err := c.Transport(false).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("status %d, want 101", resp.StatusCode)
+			}
+			rwc, upgraded := resp.Body.(io.ReadWriteCloser)
+			if upgraded != tc.upgraded {
+				t.Fatalf("body %T: upgraded connection %v, want %v", resp.Body, upgraded, tc.upgraded)
+			}
+			if upgraded {
+				io.WriteString(rwc, "x")
+				if err := <-closed; err != nil {
+					t.Errorf("the upstream read %v, want the byte written on the upgraded connection", err)
+				}
+				rwc.Close()
+				return
+			}
+			if err := <-closed; err != io.EOF {
+				t.Errorf("the upstream read %v after its unasked 101, want EOF (the pool closes the connection)", err)
+			}
+			if n := c.ActiveConnections(); n != 0 {
+				t.Errorf("cluster counts %d connections, want 0", n)
+			}
+		})
+	}
+}
+
 // An upstream that streams its answer while it reads a large request body
 // (full duplex): writing the body first would block both sides once the
 // socket buffers fill.
