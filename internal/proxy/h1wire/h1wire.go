@@ -5,8 +5,9 @@
 // allocations: the head is copied into one string that every key, value
 // and the request target point into, the Request or Response shares one
 // allocation with its URL and body reader, and header values share one
-// slice. It is stricter in two places: obsolete line folding and
-// whitespace inside a field name are refused (RFC 9112 section 5).
+// slice. It is stricter in three places: obsolete line folding and
+// whitespace inside a field name are refused (RFC 9112 section 5), and so
+// is a status code below 100.
 package h1wire
 
 import (
@@ -283,8 +284,11 @@ func (hr *Reader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Respo
 	if len(code) != 3 {
 		return nil, fmt.Errorf("malformed HTTP status code %q", clip(code))
 	}
+	// Three digits, the first of them 1 to 9 (RFC 9110 section 15): net/http
+	// reads "099", which a caller would then take for an informational
+	// response, or hand to a ResponseWriter that panics on it.
 	statusCode, err := strconv.Atoi(code)
-	if err != nil || statusCode < 0 {
+	if err != nil || statusCode < 100 {
 		return nil, fmt.Errorf("malformed HTTP status code %q", clip(code))
 	}
 	major, minor, ok := http.ParseHTTPVersion(proto)

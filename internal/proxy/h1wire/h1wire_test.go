@@ -86,6 +86,8 @@ var responseSeeds = []struct{ method, in string }{
 	{"GET", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"},
 	{"GET", "HTTP/0.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n2\r\nok\r\n0\r\n\r\nNEXT"},
 	{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chun\u212aed\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
+	{"GET", "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok"},
+	{"GET", "HTTP/1.1 000 Zero\r\n\r\n"},
 }
 
 // readGo and readOurs read every message they can from in, bodies and
@@ -154,14 +156,15 @@ func stricter(in string) bool {
 
 // compare checks that where net/http reads a message, so does this
 // package, with the same fields, body, trailers and leftover bytes; and
-// that it refuses whatever net/http refuses.
-func compare(t *testing.T, in string, goMsg, ourMsg message, goRest, ourRest string) {
+// that it refuses whatever net/http refuses. stricter says that this
+// package may refuse the message where net/http reads it.
+func compare(t *testing.T, in string, goMsg, ourMsg message, goRest, ourRest string, stricter bool) {
 	t.Helper()
 	switch {
 	case goMsg.Err != "" && ourMsg.Err == "":
 		t.Fatalf("input %q: net/http refuses it (%s), this package reads %+v", in, goMsg.Err, ourMsg)
 	case goMsg.Err == "" && ourMsg.Err != "":
-		if !stricter(in) {
+		if !stricter {
 			t.Fatalf("input %q: net/http reads %+v, this package refuses it: %s", in, goMsg, ourMsg.Err)
 		}
 		return
@@ -197,7 +200,7 @@ func checkRequest(t *testing.T, in string) {
 	var hr Reader
 	or, oerr := hr.ReadRequest(obr, new(http.Request))
 	ourMsg := describeRequest(or, oerr)
-	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr))
+	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr), stricter(in))
 }
 
 func checkResponse(t *testing.T, method, in string) {
@@ -209,7 +212,7 @@ func checkResponse(t *testing.T, method, in string) {
 	var hr Reader
 	or, oerr := hr.ReadResponse(obr, req)
 	ourMsg := describeResponse(or, oerr)
-	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr))
+	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr), stricter(in) || goMsg.StatusCode < 100)
 }
 
 func TestReadRequestAsNetHTTP(t *testing.T) {
@@ -340,5 +343,19 @@ func TestBodyCloseWaitsForRead(t *testing.T) {
 	next, err := hr.ReadRequest(br, new(http.Request))
 	if err != nil || next.URL.Path != "/next" {
 		t.Fatalf("next request: %v %v", next, err)
+	}
+}
+
+// A status code is three digits from 100 (RFC 9110 section 15): one below
+// is a malformed response, not an informational one.
+func TestReadResponseStatusBelow100(t *testing.T) {
+	for _, code := range []string{"099", "000", "+99", "-10"} {
+		t.Run(code, func(t *testing.T) {
+			var hr Reader
+			in := "HTTP/1.1 " + code + " Odd\r\nContent-Length: 0\r\n\r\n"
+			if resp, err := hr.ReadResponse(bufio.NewReader(strings.NewReader(in)), nil); err == nil {
+				t.Errorf("read status %d, want an error", resp.StatusCode)
+			}
+		})
 	}
 }
