@@ -5,9 +5,11 @@
 // allocations: the head is copied into one string that every key, value
 // and the request target point into, the Request or Response shares one
 // allocation with its URL and body reader, and header values share one
-// slice. It is stricter in three places: obsolete line folding and
-// whitespace inside a field name are refused (RFC 9112 section 5), and so
-// is a status code below 100.
+// slice. It departs from net/http where net/http's leniency would hurt a
+// proxy: obsolete line folding and whitespace inside a field name are
+// refused (RFC 9112 section 5); a status code below 100 is refused; and a
+// response's Connection header loses its "close" option but keeps the
+// fields it names (RFC 9110 section 7.6.1).
 package h1wire
 
 import (
@@ -503,8 +505,11 @@ func fixPragmaCacheControl(h http.Header) {
 }
 
 // shouldClose is net/http's: whether the connection ends after this
-// message, from its version and Connection header. removeClose drops
-// "Connection: close" (responses).
+// message, from its version and Connection header. removeClose takes the
+// "close" option out of the Connection header (responses: the caller acts
+// on Close instead). net/http deletes the whole header there; the other
+// options are kept here, since the fields they name are hop-by-hop (RFC
+// 9110 section 7.6.1) and a proxy must still find them named to drop them.
 func shouldClose(major, minor int, h http.Header, removeClose bool) bool {
 	if major < 1 {
 		return true
@@ -515,9 +520,33 @@ func shouldClose(major, minor int, h http.Header, removeClose bool) bool {
 		return hasClose || !httpguts.HeaderValuesContainsToken(conv, "keep-alive")
 	}
 	if hasClose && removeClose {
-		delete(h, "Connection")
+		dropCloseOption(h)
 	}
 	return hasClose
+}
+
+// dropCloseOption removes the "close" option from h's Connection header,
+// and the header when it names nothing else ("Connection: close, X-A"
+// becomes "Connection: X-A").
+func dropCloseOption(h http.Header) {
+	vv := h["Connection"]
+	kept := vv[:0] // filtered in place: the slice is this header's alone
+	for _, v := range vv {
+		var opts []string
+		for o := range strings.SplitSeq(v, ",") {
+			if o = trimSpaceTab(o); o != "" && !ASCIIEqualFold(o, "close") {
+				opts = append(opts, o)
+			}
+		}
+		if len(opts) > 0 {
+			kept = append(kept, strings.Join(opts, ", "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = kept
 }
 
 // body reads a message body from the connection's reader: a known length,

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Requests and responses net/http reads, with the cases that decide
@@ -59,6 +62,7 @@ var requestSeeds = []string{
 	"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n",
 	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun\u212aed\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Hop\r\nX-Hop: v\r\n\r\n",
 }
 
 var responseSeeds = []struct{ method, in string }{
@@ -88,6 +92,8 @@ var responseSeeds = []struct{ method, in string }{
 	{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chun\u212aed\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
 	{"GET", "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok"},
 	{"GET", "HTTP/1.1 000 Zero\r\n\r\n"},
+	{"GET", "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: v\r\nContent-Length: 2\r\n\r\nok"},
+	{"GET", "HTTP/1.1 200 OK\r\nConnection: X-A\r\nConnection: Close ,X-B\r\nContent-Length: 2\r\n\r\nok"},
 }
 
 // readGo and readOurs read every message they can from in, bodies and
@@ -212,6 +218,17 @@ func checkResponse(t *testing.T, method, in string) {
 	var hr Reader
 	or, oerr := hr.ReadResponse(obr, req)
 	ourMsg := describeResponse(or, oerr)
+	if goMsg.Err == "" && ourMsg.Err == "" {
+		// Where this package reads a response otherwise than net/http,
+		// on purpose: a "Connection: close" that names other fields
+		// keeps them.
+		if ourConn := ourMsg.Header["Connection"]; ourConn != nil && goMsg.Header["Connection"] == nil {
+			if !goMsg.Close || httpguts.HeaderValuesContainsToken(ourConn, "close") {
+				t.Fatalf("input %q: net/http drops the Connection header, this package keeps %q", in, ourConn)
+			}
+			delete(ourMsg.Header, "Connection")
+		}
+	}
 	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr), stricter(in) || goMsg.StatusCode < 100)
 }
 
@@ -355,6 +372,52 @@ func TestReadResponseStatusBelow100(t *testing.T) {
 			in := "HTTP/1.1 " + code + " Odd\r\nContent-Length: 0\r\n\r\n"
 			if resp, err := hr.ReadResponse(bufio.NewReader(strings.NewReader(in)), nil); err == nil {
 				t.Errorf("read status %d, want an error", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// A response's "close" connection option is taken out of its Connection
+// header (Close says it), but the fields the header names stay named
+// there, so a proxy still drops them as hop-by-hop (RFC 9110 section
+// 7.6.1). A request's Connection header is left as it is.
+func TestConnectionHeaderKeepsNamedFields(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		response   bool
+		want       []string
+	}{
+		{"close alone", "Connection: close\r\n", true, nil},
+		{"close and a field", "Connection: close, X-Hop\r\n", true, []string{"X-Hop"}},
+		{"two headers", "Connection: X-A\r\nConnection: X-B ,CLOSE,\tX-C\r\n", true, []string{"X-A", "X-B, X-C"}},
+		{"keep-alive and close", "Connection: keep-alive, close\r\n", true, []string{"keep-alive"}},
+		{"no close", "Connection: X-Hop\r\n", true, []string{"X-Hop"}},
+		{"request", "Connection: close, X-Hop\r\n", false, []string{"close, X-Hop"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hr Reader
+			var h http.Header
+			var closes bool
+			if tc.response {
+				in := "HTTP/1.1 200 OK\r\n" + tc.head + "Content-Length: 0\r\n\r\n"
+				resp, err := hr.ReadResponse(bufio.NewReader(strings.NewReader(in)), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, closes = resp.Header, resp.Close
+			} else {
+				in := "GET / HTTP/1.1\r\nHost: a\r\n" + tc.head + "\r\n"
+				req, err := hr.ReadRequest(bufio.NewReader(strings.NewReader(in)), new(http.Request))
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, closes = req.Header, req.Close
+			}
+			if diff := cmp.Diff(tc.want, h["Connection"]); diff != "" {
+				t.Errorf("Connection header (-want +got):\n%s", diff)
+			}
+			if wantClose := strings.Contains(strings.ToLower(tc.head), "close"); closes != wantClose {
+				t.Errorf("Close %v, want %v", closes, wantClose)
 			}
 		})
 	}
