@@ -70,3 +70,29 @@ func TestUpstreamStatusBelow100ReleasesCircuitBreaker(t *testing.T) {
 			resp.StatusCode, body, resp.Header.Get("X-Weft-Response-Flags"))
 	}
 }
+
+// An upstream response with both Transfer-Encoding and Content-Length is
+// read by Transfer-Encoding, but its framing is suspect (RFC 9112 section
+// 6.1): the sidecar does not send another request on that connection.
+func TestUpstreamTransferEncodingAndContentLength(t *testing.T) {
+	upstreamClosed := make(chan bool, 1)
+	app := rawApp(t, func(c net.Conn, br *bufio.Reader, path string) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err := br.ReadByte()
+		upstreamClosed <- err == io.EOF
+	})
+	conn := dialInbound(t, startMeshTo(t, app))
+	_, _ = io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: httpbin\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "ok" || err != nil {
+		t.Errorf("got %d %q (%v), want 200 \"ok\"", resp.StatusCode, b, err)
+	}
+	if !<-upstreamClosed {
+		t.Error("the sidecar kept the upstream connection after a response with both Transfer-Encoding and Content-Length")
+	}
+}
