@@ -3,6 +3,7 @@ package listener
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -453,5 +454,95 @@ func TestH1HTTP10TransferEncodingCloses(t *testing.T) {
 	if resp, err := http.ReadResponse(x.br, nil); err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		t.Errorf("the chunked body was served as a request of its own: %d %q", resp.StatusCode, b)
+	}
+}
+
+// A response that the server has written in full must reach the client
+// even when the connection then closes with part of the request body
+// unread (more than maxDrain). Closing a socket with unread input makes
+// the kernel send a reset and drop what is still queued for sending, the
+// end of the response; so the server half-closes and reads what comes
+// first (lingerClose), as net/http's closeWriteAndWait does.
+func TestH1ResponseSurvivesCloseWithUnreadBody(t *testing.T) {
+	const respSize = 16 << 20
+	payload := strings.Repeat("r", respSize)
+	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
+		// Refuses the upload without reading it (as a 413, an authz
+		// denial or an upstream's early answer would).
+		w.Header().Set("Content-Length", strconv.Itoa(respSize))
+		io.WriteString(w, payload)
+	})
+	x := dialRaw(t, addr)
+	_ = x.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	x.send("POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n")
+	go func() {
+		chunk := []byte(strings.Repeat("b", 64<<10))
+		for i := 0; i < 64; i++ { // 4 MiB of the body, then the client waits
+			if _, err := x.conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(x.br, nil)
+	if err != nil {
+		t.Fatalf("reading the response head: %v", err)
+	}
+	// A client that reads at its own pace (the pause is its pace, not a
+	// wait for the server): the end of the response is still queued at
+	// the server when the server closes.
+	var n int64
+	buf := make([]byte, 256<<10)
+	for {
+		m, rerr := io.ReadFull(resp.Body, buf)
+		n += int64(m)
+		if rerr != nil {
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && n == respSize {
+				err = nil
+			} else {
+				err = rerr
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil || n != respSize {
+		t.Errorf("read %d of %d response bytes: %v", n, respSize, err)
+	}
+}
+
+// A connection that lingers after its response (its client still
+// sending, or not closing) holds up a shutdown only until the shutdown
+// stops waiting, which closes it.
+func TestH1ShutdownEndsLingeringConnection(t *testing.T) {
+	m := New(Options{})
+	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "refused") // never reads the body
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			m.serveHTTPConn(&downConn{Conn: c, info: &connInfo{listener: "test"}})
+		}
+	}()
+	x := dialRaw(t, ln.Addr().String())
+	// More body than the server drains to keep the connection.
+	go io.WriteString(x.conn, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n"+strings.Repeat("b", 2*maxDrain))
+	if _, body := x.read("POST"); body != "refused" {
+		t.Fatalf("body %q", body)
+	}
+	if !x.closed() { // the server's half-close: it lingers now
+		t.Fatal("the server did not end the connection")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = m.Shutdown(ctx)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took >= lingerTimeout {
+		t.Errorf("Shutdown: %v after %v; want it to wait for the lingering connection until its deadline, and no longer", err, took)
 	}
 }
