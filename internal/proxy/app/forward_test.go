@@ -340,3 +340,58 @@ func TestUnsolicitedSwitchingProtocols(t *testing.T) {
 		t.Errorf("next request on the connection: %d %q, want 200 ok", resp.StatusCode, b)
 	}
 }
+
+// A field that the upstream's Connection header names is hop-by-hop
+// (RFC 9110 section 7.6.1) even when the same header also says "close":
+// the sidecar must not pass it on to the client.
+func TestResponseConnectionCloseNamesHopByHopField(t *testing.T) {
+	app := rawApp(t, func(c net.Conn, br *bufio.Reader, path string) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close, X-Hop-Secret\r\nX-Hop-Secret: internal\r\nContent-Length: 2\r\n\r\nok")
+		_ = c.Close()
+	})
+	conn := dialInbound(t, startMeshTo(t, app))
+	_, _ = io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: httpbin\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := resp.Header.Get("X-Hop-Secret"); v != "" {
+		t.Errorf("client got X-Hop-Secret: %q, which the upstream's Connection header named (hop-by-hop); headers %v", v, resp.Header)
+	}
+}
+
+// The same for a request: a field that the client's Connection header
+// names beside "close" does not reach the app.
+func TestRequestConnectionCloseNamesHopByHopField(t *testing.T) {
+	heads := make(chan string, 1)
+	app := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if l == "\r\n" {
+				break
+			}
+			head.WriteString(l)
+		}
+		select {
+		case heads <- head.String():
+		default:
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
+	conn := dialInbound(t, startMeshTo(t, app))
+	_, _ = io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: httpbin\r\nConnection: close, X-Client-Hop\r\nX-Client-Hop: 1\r\n\r\n")
+	select {
+	case h := <-heads:
+		if strings.Contains(strings.ToLower(h), "x-client-hop") {
+			t.Errorf("the app got X-Client-Hop, which the client's Connection header named (hop-by-hop); head:\n%s", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the app")
+	}
+}

@@ -5,8 +5,13 @@
 // allocations: the head is copied into one string that every key, value
 // and the request target point into, the Request or Response shares one
 // allocation with its URL and body reader, and header values share one
-// slice. It is stricter in two places: obsolete line folding and
-// whitespace inside a field name are refused (RFC 9112 section 5).
+// slice. It departs from net/http where net/http's leniency would hurt a
+// proxy: obsolete line folding and whitespace inside a field name are
+// refused (RFC 9112 section 5); a request with both Transfer-Encoding and
+// Content-Length, or with Transfer-Encoding in HTTP/1.0, is refused, and
+// such a response ends its connection (RFC 9112 section 6.1); a status
+// code below 100 is refused; and a response's Connection header loses its
+// "close" option but keeps the fields it names (RFC 9110 section 7.6.1).
 package h1wire
 
 import (
@@ -283,8 +288,11 @@ func (hr *Reader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Respo
 	if len(code) != 3 {
 		return nil, fmt.Errorf("malformed HTTP status code %q", clip(code))
 	}
+	// Three digits, the first of them 1 to 9 (RFC 9110 section 15): net/http
+	// reads "099", which a caller would then take for an informational
+	// response, or hand to a ResponseWriter that panics on it.
 	statusCode, err := strconv.Atoi(code)
-	if err != nil || statusCode < 0 {
+	if err != nil || statusCode < 100 {
 		return nil, fmt.Errorf("malformed HTTP status code %q", clip(code))
 	}
 	major, minor, ok := http.ParseHTTPVersion(proto)
@@ -307,7 +315,7 @@ func (hr *Reader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Respo
 	if err != nil {
 		return nil, err
 	}
-	resp.ContentLength, resp.Close, resp.Trailer = f.length, resp.Close || f.close, f.trailer
+	resp.ContentLength, resp.Close, resp.Trailer = f.length, resp.Close || f.close || f.faulty, f.trailer
 	if f.chunked {
 		resp.TransferEncoding = chunkedTE()
 	}
@@ -322,7 +330,10 @@ type framing struct {
 	length  int64 // Content-Length; -1 chunked or until close
 	chunked bool
 	close   bool // the body ends at the connection's close
-	body    int  // bodyNone, bodyLength, bodyChunked, bodyUntilClose
+	// faulty: the framing is suspect (RFC 9112 section 6.1), so the
+	// connection carries no message after this one.
+	faulty  bool
+	body    int // bodyNone, bodyLength, bodyChunked, bodyUntilClose
 	trailer http.Header
 }
 
@@ -337,7 +348,10 @@ const (
 // one Transfer-Encoding, "chunked", on HTTP/1.1 only (it wins over and
 // removes Content-Length); Content-Length values that agree; no body for
 // HEAD responses, 1xx, 204 and 304; a response with neither reads until
-// the connection closes, a request with neither has none.
+// the connection closes, a request with neither has none. Unlike
+// net/http, it refuses a request with Transfer-Encoding and
+// Content-Length, or with Transfer-Encoding in HTTP/1.0, and marks such a
+// response faulty.
 func readFraming(h http.Header, major, minor int, isResponse bool, status int, method string) (framing, error) {
 	var f framing
 	if major == 0 && minor == 0 {
@@ -345,7 +359,24 @@ func readFraming(h http.Header, major, minor int, isResponse bool, status int, m
 	}
 	if te, ok := h["Transfer-Encoding"]; ok {
 		delete(h, "Transfer-Encoding")
-		if major > 1 || major == 1 && minor >= 1 {
+		http11 := major > 1 || major == 1 && minor >= 1
+		_, hasCL := h["Content-Length"]
+		// RFC 9112 section 6.1: Transfer-Encoding with Content-Length, or
+		// in an HTTP/1.0 message, may be a smuggling attempt, and either
+		// way the connection must end after the message. A request is
+		// refused, as Envoy does (net/http reads the first by
+		// Transfer-Encoding and the second by Content-Length, and keeps
+		// the connection); a response is read as net/http reads it, and
+		// ends its connection (faulty).
+		switch {
+		case !isResponse && !http11:
+			return f, fmt.Errorf("HTTP/%d.%d request has Transfer-Encoding", major, minor)
+		case !isResponse && hasCL:
+			return f, errTEAndCL
+		case hasCL || !http11:
+			f.faulty = true
+		}
+		if http11 {
 			if len(te) != 1 {
 				return f, &StatusError{http.StatusNotImplemented, fmt.Sprintf("too many transfer encodings: %q", te)}
 			}
@@ -499,8 +530,11 @@ func fixPragmaCacheControl(h http.Header) {
 }
 
 // shouldClose is net/http's: whether the connection ends after this
-// message, from its version and Connection header. removeClose drops
-// "Connection: close" (responses).
+// message, from its version and Connection header. removeClose takes the
+// "close" option out of the Connection header (responses: the caller acts
+// on Close instead). net/http deletes the whole header there; the other
+// options are kept here, since the fields they name are hop-by-hop (RFC
+// 9110 section 7.6.1) and a proxy must still find them named to drop them.
 func shouldClose(major, minor int, h http.Header, removeClose bool) bool {
 	if major < 1 {
 		return true
@@ -511,9 +545,33 @@ func shouldClose(major, minor int, h http.Header, removeClose bool) bool {
 		return hasClose || !httpguts.HeaderValuesContainsToken(conv, "keep-alive")
 	}
 	if hasClose && removeClose {
-		delete(h, "Connection")
+		dropCloseOption(h)
 	}
 	return hasClose
+}
+
+// dropCloseOption removes the "close" option from h's Connection header,
+// and the header when it names nothing else ("Connection: close, X-A"
+// becomes "Connection: X-A").
+func dropCloseOption(h http.Header) {
+	vv := h["Connection"]
+	kept := vv[:0] // filtered in place: the slice is this header's alone
+	for _, v := range vv {
+		var opts []string
+		for o := range strings.SplitSeq(v, ",") {
+			if o = trimSpaceTab(o); o != "" && !ASCIIEqualFold(o, "close") {
+				opts = append(opts, o)
+			}
+		}
+		if len(opts) > 0 {
+			kept = append(kept, strings.Join(opts, ", "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = kept
 }
 
 // body reads a message body from the connection's reader: a known length,
@@ -639,6 +697,8 @@ func (b *body) readTrailer() error {
 	}
 	return nil
 }
+
+var errTEAndCL = errors.New("request has both Content-Length and Transfer-Encoding")
 
 var errLongTrailer = errors.New("http: suspiciously long trailer after chunked body")
 

@@ -5,10 +5,14 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Requests and responses net/http reads, with the cases that decide
@@ -59,6 +63,9 @@ var requestSeeds = []string{
 	"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
 	"GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n",
 	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chun\u212aed\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Hop\r\nX-Hop: v\r\n\r\n",
 }
 
 var responseSeeds = []struct{ method, in string }{
@@ -86,6 +93,12 @@ var responseSeeds = []struct{ method, in string }{
 	{"GET", "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"},
 	{"GET", "HTTP/0.0 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n2\r\nok\r\n0\r\n\r\nNEXT"},
 	{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chun\u212aed\r\n\r\n2\r\nok\r\n0\r\n\r\n"},
+	{"GET", "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok"},
+	{"GET", "HTTP/1.1 000 Zero\r\n\r\n"},
+	{"GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n2\r\nok\r\n0\r\n\r\nNEXT"},
+	{"GET", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nokNEXT"},
+	{"GET", "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: v\r\nContent-Length: 2\r\n\r\nok"},
+	{"GET", "HTTP/1.1 200 OK\r\nConnection: X-A\r\nConnection: Close ,X-B\r\nContent-Length: 2\r\n\r\nok"},
 }
 
 // readGo and readOurs read every message they can from in, bodies and
@@ -152,16 +165,44 @@ func stricter(in string) bool {
 		})
 }
 
+// headFields reports the field names in the head of a message that
+// net/http read, canonical.
+func headFields(in string) map[string]bool {
+	fields := map[string]bool{}
+	lines := strings.Split(in, "\n")
+	for _, l := range lines[1:] {
+		l = strings.TrimSuffix(l, "\r")
+		if l == "" {
+			break
+		}
+		if k, _, ok := strings.Cut(l, ":"); ok {
+			fields[textproto.CanonicalMIMEHeaderKey(k)] = true
+		}
+	}
+	return fields
+}
+
+// faultyFraming reports a message with Transfer-Encoding and either
+// Content-Length or an HTTP/1.0 version (RFC 9112 section 6.1): net/http
+// reads it by one of the two, this package refuses such a request and
+// reads such a response as net/http does but ends its connection (Close).
+func faultyFraming(in string, major, minor int) bool {
+	f := headFields(in)
+	http11 := major > 1 || major == 1 && minor >= 1 || major == 0 && minor == 0
+	return f["Transfer-Encoding"] && (f["Content-Length"] || !http11)
+}
+
 // compare checks that where net/http reads a message, so does this
 // package, with the same fields, body, trailers and leftover bytes; and
-// that it refuses whatever net/http refuses.
-func compare(t *testing.T, in string, goMsg, ourMsg message, goRest, ourRest string) {
+// that it refuses whatever net/http refuses. stricter says that this
+// package may refuse the message where net/http reads it.
+func compare(t *testing.T, in string, goMsg, ourMsg message, goRest, ourRest string, stricter bool) {
 	t.Helper()
 	switch {
 	case goMsg.Err != "" && ourMsg.Err == "":
 		t.Fatalf("input %q: net/http refuses it (%s), this package reads %+v", in, goMsg.Err, ourMsg)
 	case goMsg.Err == "" && ourMsg.Err != "":
-		if !stricter(in) {
+		if !stricter {
 			t.Fatalf("input %q: net/http reads %+v, this package refuses it: %s", in, goMsg, ourMsg.Err)
 		}
 		return
@@ -197,7 +238,8 @@ func checkRequest(t *testing.T, in string) {
 	var hr Reader
 	or, oerr := hr.ReadRequest(obr, new(http.Request))
 	ourMsg := describeRequest(or, oerr)
-	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr))
+	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr),
+		stricter(in) || faultyFraming(in, goMsg.ProtoMajor, goMsg.ProtoMinor))
 }
 
 func checkResponse(t *testing.T, method, in string) {
@@ -209,7 +251,21 @@ func checkResponse(t *testing.T, method, in string) {
 	var hr Reader
 	or, oerr := hr.ReadResponse(obr, req)
 	ourMsg := describeResponse(or, oerr)
-	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr))
+	if goMsg.Err == "" && ourMsg.Err == "" {
+		// Where this package reads a response otherwise than net/http,
+		// on purpose: a "Connection: close" that names other fields
+		// keeps them, and faulty framing ends the connection.
+		if ourConn := ourMsg.Header["Connection"]; ourConn != nil && goMsg.Header["Connection"] == nil {
+			if !goMsg.Close || httpguts.HeaderValuesContainsToken(ourConn, "close") {
+				t.Fatalf("input %q: net/http drops the Connection header, this package keeps %q", in, ourConn)
+			}
+			delete(ourMsg.Header, "Connection")
+		}
+		if faultyFraming(in, goMsg.ProtoMajor, goMsg.ProtoMinor) {
+			goMsg.Close = true
+		}
+	}
+	compare(t, in, goMsg, ourMsg, rest(gbr), rest(obr), stricter(in) || goMsg.StatusCode < 100)
 }
 
 func TestReadRequestAsNetHTTP(t *testing.T) {
@@ -340,5 +396,124 @@ func TestBodyCloseWaitsForRead(t *testing.T) {
 	next, err := hr.ReadRequest(br, new(http.Request))
 	if err != nil || next.URL.Path != "/next" {
 		t.Fatalf("next request: %v %v", next, err)
+	}
+}
+
+// RFC 9112 section 6.1: a request with Transfer-Encoding and
+// Content-Length, or with Transfer-Encoding in HTTP/1.0, may be an
+// attempt to smuggle a request past a hop that frames it the other way;
+// it is refused with 400 (an error that is no StatusError).
+func TestReadRequestFaultyFraming(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"Transfer-Encoding and Content-Length",
+			"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+			"request has both Content-Length and Transfer-Encoding"},
+		{"Content-Length and an unsupported Transfer-Encoding",
+			"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+			"request has both Content-Length and Transfer-Encoding"},
+		{"Transfer-Encoding in HTTP/1.0",
+			"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+			"HTTP/1.0 request has Transfer-Encoding"},
+		{"Transfer-Encoding and Content-Length in HTTP/1.0",
+			"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+			"HTTP/1.0 request has Transfer-Encoding"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hr Reader
+			_, err := hr.ReadRequest(bufio.NewReader(strings.NewReader(tc.in)), new(http.Request))
+			if err == nil {
+				t.Fatal("read, want an error")
+			}
+			if _, ok := err.(*StatusError); ok || err.Error() != tc.want {
+				t.Errorf("error %#v, want %q (400)", err, tc.want)
+			}
+		})
+	}
+}
+
+// A response with faulty framing (RFC 9112 section 6.1) is read as
+// net/http reads it, by Transfer-Encoding in HTTP/1.1 and by
+// Content-Length in HTTP/1.0, and ends its connection.
+func TestReadResponseFaultyFramingCloses(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, body, next string
+	}{
+		{"Transfer-Encoding and Content-Length",
+			"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n2\r\nok\r\n0\r\n\r\nNEXT", "ok", "NEXT"},
+		{"Transfer-Encoding in HTTP/1.0",
+			"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nokNEXT", "ok", "NEXT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReader(strings.NewReader(tc.in))
+			var hr Reader
+			resp, err := hr.ReadResponse(br, &http.Request{Method: http.MethodGet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			if err != nil || string(b) != tc.body || !resp.Close || rest(br) != tc.next {
+				t.Errorf("body %q (%v), close %v; want %q, a close and %q left", b, err, resp.Close, tc.body, tc.next)
+			}
+		})
+	}
+}
+
+// A status code is three digits from 100 (RFC 9110 section 15): one below
+// is a malformed response, not an informational one.
+func TestReadResponseStatusBelow100(t *testing.T) {
+	for _, code := range []string{"099", "000", "+99", "-10"} {
+		t.Run(code, func(t *testing.T) {
+			var hr Reader
+			in := "HTTP/1.1 " + code + " Odd\r\nContent-Length: 0\r\n\r\n"
+			if resp, err := hr.ReadResponse(bufio.NewReader(strings.NewReader(in)), nil); err == nil {
+				t.Errorf("read status %d, want an error", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// A response's "close" connection option is taken out of its Connection
+// header (Close says it), but the fields the header names stay named
+// there, so a proxy still drops them as hop-by-hop (RFC 9110 section
+// 7.6.1). A request's Connection header is left as it is.
+func TestConnectionHeaderKeepsNamedFields(t *testing.T) {
+	for _, tc := range []struct {
+		name, head string
+		response   bool
+		want       []string
+	}{
+		{"close alone", "Connection: close\r\n", true, nil},
+		{"close and a field", "Connection: close, X-Hop\r\n", true, []string{"X-Hop"}},
+		{"two headers", "Connection: X-A\r\nConnection: X-B ,CLOSE,\tX-C\r\n", true, []string{"X-A", "X-B, X-C"}},
+		{"keep-alive and close", "Connection: keep-alive, close\r\n", true, []string{"keep-alive"}},
+		{"no close", "Connection: X-Hop\r\n", true, []string{"X-Hop"}},
+		{"request", "Connection: close, X-Hop\r\n", false, []string{"close, X-Hop"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hr Reader
+			var h http.Header
+			var closes bool
+			if tc.response {
+				in := "HTTP/1.1 200 OK\r\n" + tc.head + "Content-Length: 0\r\n\r\n"
+				resp, err := hr.ReadResponse(bufio.NewReader(strings.NewReader(in)), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, closes = resp.Header, resp.Close
+			} else {
+				in := "GET / HTTP/1.1\r\nHost: a\r\n" + tc.head + "\r\n"
+				req, err := hr.ReadRequest(bufio.NewReader(strings.NewReader(in)), new(http.Request))
+				if err != nil {
+					t.Fatal(err)
+				}
+				h, closes = req.Header, req.Close
+			}
+			if diff := cmp.Diff(tc.want, h["Connection"]); diff != "" {
+				t.Errorf("Connection header (-want +got):\n%s", diff)
+			}
+			if wantClose := strings.Contains(strings.ToLower(tc.head), "close"); closes != wantClose {
+				t.Errorf("Close %v, want %v", closes, wantClose)
+			}
+		})
 	}
 }

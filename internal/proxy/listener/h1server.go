@@ -49,6 +49,14 @@ const (
 	// idleTimeout closes a keep-alive connection with no request for
 	// this long (the shared http.Server's IdleTimeout).
 	idleTimeout = 5 * time.Minute
+	// lingerTimeout and lingerMaxBytes bound how long a connection that
+	// the server closes after a response reads and discards what the
+	// client still sends before the close, and how much (lingerClose).
+	// Envoy's delayed_close_timeout defaults to a second; the byte bound
+	// keeps a client that uploads at full speed from costing a core for
+	// that second.
+	lingerTimeout  = time.Second
+	lingerMaxBytes = 16 << 20
 )
 
 // h1Conn states, for the idle reaper and the drain.
@@ -140,9 +148,15 @@ func (c *h1Conn) serve() {
 	c.br.Reset(&c.lr)
 	c.lr.Remain = maxHeaderBytes
 	hijacked := false
+	// linger: the server ends the connection after a response while the
+	// client may still be sending (lingerClose).
+	linger := false
 	defer func() {
 		c.forget()
 		if !hijacked {
+			if linger {
+				c.lingerClose()
+			}
 			_ = c.dc.Close()
 			m.untrackRaw(c.dc)
 			if c.body != nil {
@@ -199,7 +213,7 @@ func (c *h1Conn) serve() {
 			err = checkRequest(req)
 		}
 		if err != nil {
-			c.badRequest(err)
+			linger = c.badRequest(err)
 			return
 		}
 		c.setState(h1Active)
@@ -234,10 +248,12 @@ func (c *h1Conn) serve() {
 			return
 		}
 		if !w.keepAlive || !c.finishBody() {
+			linger = true
 			return
 		}
 		c.setState(h1Idle)
 		if m.drainingNow() {
+			linger = true // the client may have sent its next request
 			return
 		}
 	}
@@ -261,13 +277,14 @@ func (c *h1Conn) serveOne(w *h1Response, req *http.Request) (ok bool) {
 
 // badRequest answers what ReadRequest could not parse, then the
 // connection closes. A connection closed between requests gets nothing.
-func (c *h1Conn) badRequest(err error) {
+// It reports whether it answered.
+func (c *h1Conn) badRequest(err error) bool {
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) || isTimeout(err) {
-		return
+		return false
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
-		return // reset by the peer and the like
+		return false // reset by the peer and the like
 	}
 	status, msg := http.StatusBadRequest, "400 Bad Request: "+err.Error()
 	var se *statusError
@@ -281,8 +298,42 @@ func (c *h1Conn) badRequest(err error) {
 		status, msg = we.Status, fmt.Sprintf("%d %s: %s", we.Status, http.StatusText(we.Status), we.Msg)
 	}
 	_ = c.dc.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c.dc, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+	_, err = fmt.Fprintf(c.dc, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		status, http.StatusText(status), len(msg), msg)
+	return err == nil
+}
+
+// lingerClose prepares the close of a connection that the server ends
+// after a response while the client may still be sending (a request body
+// left unread, a pipelined request, a request refused before its end).
+// Closing a socket with unread input makes the kernel reset the
+// connection, and the reset discards what the socket still holds for the
+// client: the end of the response. So the write side is half-closed (the
+// client sees the response end), and what the client sends is read and
+// discarded until it closes its side, lingerTimeout passes or
+// lingerMaxBytes arrived; the close that follows then finds nothing
+// unread (unless the client sends on past those bounds) and the kernel
+// still sends the rest of the response, as after net/http's
+// closeWriteAndWait and Envoy's delayed close. It runs on the
+// connection's goroutine, whose connection is still tracked: a shutdown
+// that stops waiting closes it, which ends the read.
+func (c *h1Conn) lingerClose() {
+	cw, ok := c.dc.Conn.(interface{ CloseWrite() error })
+	if !ok {
+		return
+	}
+	if c.body != nil {
+		// A goroutine may still read the request's body (an upstream's
+		// body writer): stop it, so that only this one reads on.
+		_ = c.dc.SetReadDeadline(aLongTimeAgo)
+		_ = c.body.Close()
+		c.body = nil
+	}
+	if cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.dc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.dc, lingerMaxBytes)
 }
 
 // statusError is a request refused with a status other than 400.

@@ -3,10 +3,12 @@ package listener
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,6 +252,8 @@ func TestH1BadRequests(t *testing.T) {
 		{"no Host in HTTP/1.1", "GET / HTTP/1.1\r\n\r\n", 400},
 		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 		{"HTTP/2.0 request line", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
+		{"Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			x := dialRaw(t, addr)
@@ -386,5 +390,159 @@ func TestH1ShutdownCancelsStuckRequests(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return")
+	}
+}
+
+// lengthEcho is echoHandler with a Content-Length, so that HTTP/1.0
+// responses can keep the connection.
+func lengthEcho(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	s := fmt.Sprintf("%s %s %s body=%q", r.Method, r.URL.RequestURI(), r.Proto, b)
+	w.Header().Set("Content-Length", strconv.Itoa(len(s)))
+	io.WriteString(w, s)
+}
+
+// RFC 9112 section 6.1: a server that receives a request with both
+// Content-Length and Transfer-Encoding MAY reject it or process it by
+// Transfer-Encoding alone; "Regardless, the server MUST close the
+// connection after responding to such a request". It is refused with 400,
+// as Envoy does unless allow_chunked_length is set: were the connection
+// kept, bytes that a hop in front framing by Content-Length counted as
+// this request's body would be served as a request of their own.
+func TestH1ContentLengthAndTransferEncodingCloses(t *testing.T) {
+	_, addr := h1Test(t, lengthEcho)
+	x := dialRaw(t, addr)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
+	x.send("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: " + strconv.Itoa(5+len(smuggled)) + "\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"0\r\n\r\n" + smuggled)
+	resp, body := x.read("POST")
+	t.Logf("first response: %d close=%v %q", resp.StatusCode, resp.Close, body)
+	if resp.StatusCode < 400 && !resp.Close {
+		t.Errorf("response to a request with both Content-Length and Transfer-Encoding keeps the connection")
+	}
+	if want := "400 Bad Request: request has both Content-Length and Transfer-Encoding"; resp.StatusCode != 400 || body != want {
+		t.Errorf("got %d %q, want 400 %q", resp.StatusCode, body, want)
+	}
+	_ = x.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if resp, err := http.ReadResponse(x.br, nil); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		t.Errorf("bytes after the chunked body were served as a request: %d %q", resp.StatusCode, b)
+	}
+}
+
+// RFC 9112 section 6.1: "A server or client that receives an HTTP/1.0
+// message containing a Transfer-Encoding header field MUST treat the
+// message as if the framing is faulty, even if a Content-Length is
+// present, and close the connection after processing the message."
+// Such a request is refused with 400: were the connection kept, the
+// chunked body of a keep-alive HTTP/1.0 request, read by its
+// Content-Length, would be served as a second request.
+func TestH1HTTP10TransferEncodingCloses(t *testing.T) {
+	_, addr := h1Test(t, lengthEcho)
+	x := dialRaw(t, addr)
+	x.send("POST /a HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n" +
+		"29\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\nX: y\r\n\r\n\r\n0\r\n\r\n")
+	resp, body := x.read("POST")
+	t.Logf("first response: %d close=%v %q", resp.StatusCode, resp.Close, body)
+	if !resp.Close {
+		t.Errorf("response to an HTTP/1.0 request with Transfer-Encoding keeps the connection")
+	}
+	if want := "400 Bad Request: HTTP/1.0 request has Transfer-Encoding"; resp.StatusCode != 400 || body != want {
+		t.Errorf("got %d %q, want 400 %q", resp.StatusCode, body, want)
+	}
+	_ = x.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if resp, err := http.ReadResponse(x.br, nil); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		t.Errorf("the chunked body was served as a request of its own: %d %q", resp.StatusCode, b)
+	}
+}
+
+// A response that the server has written in full must reach the client
+// even when the connection then closes with part of the request body
+// unread (more than maxDrain). Closing a socket with unread input makes
+// the kernel send a reset and drop what is still queued for sending, the
+// end of the response; so the server half-closes and reads what comes
+// first (lingerClose), as net/http's closeWriteAndWait does.
+func TestH1ResponseSurvivesCloseWithUnreadBody(t *testing.T) {
+	const respSize = 16 << 20
+	payload := strings.Repeat("r", respSize)
+	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
+		// Refuses the upload without reading it (as a 413, an authz
+		// denial or an upstream's early answer would).
+		w.Header().Set("Content-Length", strconv.Itoa(respSize))
+		io.WriteString(w, payload)
+	})
+	x := dialRaw(t, addr)
+	_ = x.conn.SetDeadline(time.Now().Add(30 * time.Second))
+	x.send("POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n")
+	go func() {
+		chunk := []byte(strings.Repeat("b", 64<<10))
+		for i := 0; i < 64; i++ { // 4 MiB of the body, then the client waits
+			if _, err := x.conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(x.br, nil)
+	if err != nil {
+		t.Fatalf("reading the response head: %v", err)
+	}
+	// A client that reads at its own pace (the pause is its pace, not a
+	// wait for the server): the end of the response is still queued at
+	// the server when the server closes.
+	var n int64
+	buf := make([]byte, 256<<10)
+	for {
+		m, rerr := io.ReadFull(resp.Body, buf)
+		n += int64(m)
+		if rerr != nil {
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && n == respSize {
+				err = nil
+			} else {
+				err = rerr
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil || n != respSize {
+		t.Errorf("read %d of %d response bytes: %v", n, respSize, err)
+	}
+}
+
+// A connection that lingers after its response (its client still
+// sending, or not closing) holds up a shutdown only until the shutdown
+// stops waiting, which closes it.
+func TestH1ShutdownEndsLingeringConnection(t *testing.T) {
+	m := New(Options{})
+	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "refused") // never reads the body
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			m.serveHTTPConn(&downConn{Conn: c, info: &connInfo{listener: "test"}})
+		}
+	}()
+	x := dialRaw(t, ln.Addr().String())
+	// More body than the server drains to keep the connection.
+	go io.WriteString(x.conn, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n"+strings.Repeat("b", 2*maxDrain))
+	if _, body := x.read("POST"); body != "refused" {
+		t.Fatalf("body %q", body)
+	}
+	if !x.closed() { // the server's half-close: it lingers now
+		t.Fatal("the server did not end the connection")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = m.Shutdown(ctx)
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took >= lingerTimeout {
+		t.Errorf("Shutdown: %v after %v; want it to wait for the lingering connection until its deadline, and no longer", err, took)
 	}
 }
