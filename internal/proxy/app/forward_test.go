@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // TestForwardingSemantics checks what the sidecars' forwarding passes on
@@ -393,5 +397,63 @@ func TestRequestConnectionCloseNamesHopByHopField(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the request did not reach the app")
+	}
+}
+
+// A request target cannot contain a space (RFC 9112 section 3.2), but an
+// HTTP/2 :path query can: the sidecar answers such a request 400 instead
+// of writing a request line with extra words to an HTTP/1.1 app.
+func TestSpaceInH2QueryRefused(t *testing.T) {
+	lines := make(chan string, 1)
+	app := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		lines <- line
+		for {
+			if l, err := br.ReadString('\n'); err != nil || l == "\r\n" {
+				break
+			}
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	})
+	conn := dialInbound(t, startMeshTo(t, app))
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	_ = fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "httpbin"}, {":path", "/public?x /admin HTTP/1.1"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	status := ""
+	dec := hpack.NewDecoder(4096, func(f hpack.HeaderField) {
+		if f.Name == ":status" {
+			status = f.Value
+		}
+	})
+	for status == "" {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no response: %v", err)
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 {
+			if _, err := dec.Write(h.HeaderBlockFragment()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if status != "400" {
+		t.Errorf("status %s, want 400", status)
+	}
+	select {
+	case l := <-lines:
+		t.Errorf("the app got the request line %q", l)
+	default:
 	}
 }

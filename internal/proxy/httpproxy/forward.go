@@ -46,6 +46,13 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 	if p.tap.Active() {
 		out.Header = r.Header.Clone()
 	}
+	if i := strings.IndexFunc(out.URL.RawQuery, func(c rune) bool { return c <= ' ' || c == 0x7f }); i >= 0 {
+		// HTTP/2 lets a :path query hold a space, which an HTTP/1.1
+		// request line cannot (its path is escaped, its query is not).
+		p.errorReply(sw, rs, &flagError{accesslog.FlagDownstreamProtocolError, http.StatusBadRequest,
+			fmt.Sprintf("request query has a space or control character (byte %#02x at %d): percent-encode it", out.URL.RawQuery[i], i)})
+		return
+	}
 	h := out.Header
 	upType := upgradeType(h)
 	if upType != "" && !isPrint(upType) {
