@@ -74,6 +74,14 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	default:
 		return fail("cluster_type extensions are not supported")
 	}
+	if out.Type == DiscoveryOriginalDst {
+		out.CleanupInterval = DefaultCleanupInterval
+		if ci := c.GetCleanupInterval(); ci != nil {
+			if out.CleanupInterval = ci.AsDuration(); out.CleanupInterval <= 0 {
+				return fail("cleanup_interval must be more than 0")
+			}
+		}
+	}
 	if out.Type == DiscoveryEDS {
 		out.EDSServiceName = c.GetEdsClusterConfig().GetServiceName()
 		if out.EDSServiceName == "" {

@@ -607,6 +607,10 @@ type Thresholds struct {
 }
 
 // DefaultThresholds are Envoy's default circuit-breaker limits.
+// DefaultCleanupInterval is Envoy's cleanup_interval default: how long
+// an ORIGINAL_DST host may go unused before it is forgotten.
+const DefaultCleanupInterval = 5 * time.Second
+
 var DefaultThresholds = Thresholds{MaxConnections: 1024, MaxPendingRequests: 1024, MaxRequests: 1024, MaxRetries: 3}
 
 // UpstreamProtocol says which HTTP version a cluster speaks.
@@ -633,6 +637,9 @@ type Cluster struct {
 	// EDSServiceName is the EDS resource name for DiscoveryEDS (the
 	// service_name, or the cluster name when empty).
 	EDSServiceName string
+	// CleanupInterval is how long a DiscoveryOriginalDst host may go
+	// unused before it is forgotten (cleanup_interval, 5s by default).
+	CleanupInterval time.Duration
 	// LB is the load-balancing policy.
 	LB LBPolicy
 	// ConnectTimeout bounds dialling an endpoint (Envoy's default 5s).

@@ -57,6 +57,8 @@ type Host struct {
 	total    atomic.Uint64
 	failures atomic.Uint64
 	outlier  outlierState
+	// lastPick is when an ORIGINAL_DST host was last picked (UnixNano).
+	lastPick atomic.Int64
 }
 
 // Active returns the number of requests in flight to the host.
@@ -150,6 +152,9 @@ type Cluster struct {
 	tlsFields
 
 	origDst sync.Map // ORIGINAL_DST hosts by address
+	// origSweep is when the next sweep of origDst for hosts unused for
+	// the cleanup interval is due (UnixNano).
+	origSweep atomic.Int64
 
 	activeRq atomic.Int64
 	retries  atomic.Int64
@@ -256,11 +261,7 @@ func (c *Cluster) Pick(target string, hash uint64, hasHash bool) (*Host, error) 
 		if target == "" {
 			return nil, ErrNoHealthyUpstream
 		}
-		if h, ok := c.origDst.Load(target); ok {
-			return h.(*Host), nil
-		}
-		h, _ := c.origDst.LoadOrStore(target, &Host{Addr: target})
-		return h.(*Host), nil
+		return c.pickOriginalDst(target, st.cfg.CleanupInterval), nil
 	}
 	var h *Host
 	if st.picker != nil {
@@ -276,6 +277,36 @@ func (c *Cluster) Pick(target string, hash uint64, hasHash bool) (*Host, error) 
 		return nil, ErrNoHealthyUpstream
 	}
 	return h, nil
+}
+
+// pickOriginalDst returns the host for target, made on first use. Hosts
+// nothing picked for the cleanup interval and with no request in flight
+// are forgotten, as Envoy purges them: the destinations a sidecar sees
+// come and go (and in proxy mode a client names them), so the map must
+// not grow with every one ever seen. A sweep runs at most once an
+// interval, from the pick that finds it due.
+func (c *Cluster) pickOriginalDst(target string, cleanup time.Duration) *Host {
+	now := nowNano()
+	var h *Host
+	if v, ok := c.origDst.Load(target); ok {
+		h = v.(*Host)
+	} else {
+		v, _ := c.origDst.LoadOrStore(target, &Host{Addr: target})
+		h = v.(*Host)
+	}
+	h.lastPick.Store(now)
+	if cleanup <= 0 {
+		cleanup = proxyconfig.DefaultCleanupInterval
+	}
+	if due := c.origSweep.Load(); now >= due && c.origSweep.CompareAndSwap(due, now+int64(cleanup)) {
+		c.origDst.Range(func(k, v any) bool {
+			if o := v.(*Host); o.Active() == 0 && now-o.lastPick.Load() > int64(cleanup) {
+				c.origDst.CompareAndDelete(k, o)
+			}
+			return true
+		})
+	}
+	return h
 }
 
 // StartRequest reserves a request slot under the max_requests and

@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -319,4 +321,40 @@ func TestTLSContextRetiredBeforeFirstUse(t *testing.T) {
 	if n := c.ActiveConnections(); n != 0 {
 		t.Fatalf("%d connections open after the request on a retired context, want 0", n)
 	}
+}
+
+// An ORIGINAL_DST cluster makes a host for every destination it is asked
+// for; hosts unused for the cleanup interval are forgotten (a host with
+// a request in flight is kept), so the map does not grow with every
+// destination ever seen.
+func TestOriginalDstHostsAreForgotten(t *testing.T) {
+	cfg := cluster(proxyconfig.LBRoundRobin)
+	cfg.Type, cfg.CleanupInterval = proxyconfig.DiscoveryOriginalDst, 50*time.Millisecond
+	c := NewManager().Update(map[string]*proxyconfig.Cluster{"passthrough": cfg}, nil)["passthrough"]
+	busy, err := c.Pick("192.0.2.1:443", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy.Start()
+	for i := range 1000 {
+		if _, err := c.Pick(fmt.Sprintf("203.0.%d.%d:443", i/256, i%256), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(c.Hosts()); n != 1001 {
+		t.Fatalf("%d hosts, want 1001 while in use", n)
+	}
+	time.Sleep(200 * time.Millisecond) // past the cleanup interval
+	if _, err := c.Pick("198.51.100.1:443", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range c.Hosts() {
+		got = append(got, h.Host.Addr)
+	}
+	slices.Sort(got)
+	if want := []string{"192.0.2.1:443", "198.51.100.1:443"}; !slices.Equal(got, want) {
+		t.Errorf("%d hosts after the cleanup interval (%v...), want %v (the one with a request in flight, and the one just picked)", len(got), got[:min(len(got), 3)], want)
+	}
+	busy.Done(false)
 }
