@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +36,10 @@ func TestUpstreamStatusBelow100(t *testing.T) {
 		t.Errorf("no response from the sidecar to an upstream status 099: %v", err)
 	} else {
 		b, _ := io.ReadAll(resp.Body)
-		t.Logf("got %d %q", resp.StatusCode, b)
+		if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("X-Weft-Response-Flags") != "UPE" ||
+			!strings.Contains(string(b), "upstream sent a malformed response") {
+			t.Errorf("got %d %q flags %q, want 502 UPE: upstream sent a malformed response", resp.StatusCode, b, resp.Header.Get("X-Weft-Response-Flags"))
+		}
 	}
 	if !<-upstreamClosed {
 		t.Error("the sidecar left its upstream connection open and unused after the 099 response (leaked)")

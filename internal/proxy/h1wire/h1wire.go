@@ -266,18 +266,37 @@ func plainOriginForm(t string) bool {
 }
 
 // response is a Response with its body reader, allocated together.
+// MalformedError is a response head that breaks HTTP/1.x's rules: the
+// peer, not the connection, is at fault.
+type MalformedError struct{ Err error }
+
+func (e *MalformedError) Error() string { return e.Err.Error() }
+func (e *MalformedError) Unwrap() error { return e.Err }
+
 type response struct {
 	resp http.Response
 	body body
 }
 
 // ReadResponse reads a response head to req from br; its body, if any,
-// reads from br.
+// reads from br. A head that was read but breaks HTTP/1.x's rules fails
+// with a *MalformedError; a read that fails returns its own error.
 func (hr *Reader) ReadResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 	head, err := hr.readHead(br)
 	if err != nil {
 		return nil, err
 	}
+	resp, err := hr.parseResponse(br, head, req)
+	if err != nil {
+		return nil, &MalformedError{err}
+	}
+	return resp, nil
+}
+
+// parseResponse parses a response head read from br; its body reads from
+// br.
+func (hr *Reader) parseResponse(br *bufio.Reader, head string, req *http.Request) (*http.Response, error) {
+	var err error
 	line, rest := nextLine(head)
 	proto, status, ok := strings.Cut(line, " ")
 	if !ok {

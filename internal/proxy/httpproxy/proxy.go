@@ -35,6 +35,7 @@ import (
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/cancelsig"
 	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/h1wire"
 	"weft.dev/weft/internal/proxy/jwtauth"
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxyconfig"
@@ -1032,6 +1033,11 @@ func classify(rs *reqState, actx context.Context, err error) *flagError {
 		return &flagError{accesslog.FlagOverflow, http.StatusServiceUnavailable,
 			fmt.Sprintf("upstream overflow: the max_connections circuit breaker of cluster %s is open", cname)}
 	}
+	var me *h1wire.MalformedError
+	if errors.As(err, &me) {
+		return &flagError{accesslog.FlagUpstreamProtocolError, http.StatusBadGateway,
+			fmt.Sprintf("upstream sent a malformed response: %v (cluster %s)", me, cname)}
+	}
 	var de *upstream.DialError
 	if errors.As(err, &de) {
 		return &flagError{accesslog.FlagUpstreamConnectFailure, http.StatusServiceUnavailable,
@@ -1229,6 +1235,8 @@ func retryCondition(rp *proxyconfig.RetryPolicy, resp *http.Response, fe *flagEr
 			// The one failure that comes before any of the request was
 			// sent: reset-before-request retries it, and nothing else.
 			return on&(proxyconfig.RetryConnectFailure|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError|proxyconfig.RetryReset|proxyconfig.RetryResetBeforeRequest) != 0
+		case accesslog.FlagUpstreamProtocolError:
+			return on&(proxyconfig.RetryReset|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError) != 0
 		case accesslog.FlagUpstreamTermination:
 			return on&(proxyconfig.RetryReset|proxyconfig.Retry5xx|proxyconfig.RetryGatewayError) != 0 ||
 				on&proxyconfig.RetryRefusedStream != 0 && refusedStream(err)
