@@ -399,3 +399,71 @@ func TestInvalidYAMLLines(t *testing.T) {
 		})
 	}
 }
+
+// An enum written as a number that names no value of the enum is refused
+// (protojson would keep an unknown number of an open enum).
+func TestUnknownEnumNumber(t *testing.T) {
+	for name, doc := range map[string]string{
+		"PeerAuthentication mtls.mode":        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: 7}\n",
+		"DestinationRule loadBalancer.simple": "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy: {loadBalancer: {simple: 42}}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			set, fs := Parse("x.yaml", []byte(doc))
+			if len(fs) == 0 {
+				t.Errorf("no finding; the resource was read as %v (invalid=%v); want an unknown value error on line 5 or 6", set.Resources[0].Spec, set.Resources[0].Invalid)
+			}
+		})
+	}
+}
+
+// TestEnumNumbers: an enum may be written as the number of one of its
+// values, as Istio reads it; any other number is an error on its field
+// listing the names.
+func TestEnumNumbers(t *testing.T) {
+	dr := func(simple string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    loadBalancer: {simple: " + simple + "}\n"
+	}
+	const lbNames = "UNSPECIFIED, LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST"
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+		// simple is the value read when there is no finding.
+		simple networking.LoadBalancerSettings_SimpleLB
+	}{
+		{name: "name", yaml: dr("RANDOM"), simple: networking.LoadBalancerSettings_RANDOM},
+		{name: "known number", yaml: dr("2"), simple: networking.LoadBalancerSettings_RANDOM},
+		{name: "known number in hex", yaml: dr("0x4"), simple: networking.LoadBalancerSettings_ROUND_ROBIN},
+		{name: "zero", yaml: dr("0"), simple: networking.LoadBalancerSettings_UNSPECIFIED},
+		{name: "unknown number", yaml: dr("42"), want: []string{"f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value 42; use one of " + lbNames}},
+		{name: "negative number", yaml: dr("-1"), want: []string{"f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value -1; use one of " + lbNames}},
+		{name: "number beyond int32", yaml: dr("4294967298"), want: []string{"f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value 4294967298; use one of " + lbNames}},
+		{name: "quoted number is a name", yaml: dr(`"2"`), want: []string{`f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value "2"; use one of ` + lbNames}},
+		{
+			name: "unknown number in a map value",
+			yaml: "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: 3}\n  portLevelMtls:\n    8080: {mode: 7}\n",
+			want: []string{"f.yaml:7: PeerAuthentication default/default: spec.portLevelMtls[8080].mode: unknown value 7; use one of UNSET, DISABLE, PERMISSIVE, STRICT"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			set, fs := Parse("f.yaml", []byte(tc.yaml))
+			if diff := cmp.Diff(tc.want, findingStrings(fs)); diff != "" {
+				t.Fatalf("findings (-want +got):\n%s", diff)
+			}
+			r := set.Resources[0]
+			if len(tc.want) > 0 {
+				if !r.Invalid || r.Spec != nil {
+					t.Errorf("resource Invalid=%v Spec=%v; want it invalid", r.Invalid, r.Spec)
+				}
+				return
+			}
+			if r.Kind != KindDestinationRule {
+				return
+			}
+			if got := r.Spec.(*networking.DestinationRule).GetTrafficPolicy().GetLoadBalancer().GetSimple(); got != tc.simple {
+				t.Errorf("simple = %v, want %v", got, tc.simple)
+			}
+		})
+	}
+}

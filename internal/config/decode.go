@@ -201,11 +201,19 @@ func (c *converter) singular(n *yaml.Node, fd protoreflect.FieldDescriptor, path
 	}
 	switch fd.Kind() {
 	case protoreflect.EnumKind:
+		ed := fd.Enum()
 		if n.Tag == "!!int" {
-			c.number(n)
+			// A number is read as Istio reads it (protojson), but only if
+			// it names a value: protojson would keep any number of an open
+			// enum, which no reader of the spec expects.
+			i, err := strconv.ParseInt(n.Value, 0, 32)
+			if err != nil || ed.Values().ByNumber(protoreflect.EnumNumber(i)) == nil {
+				c.fail(path, n.Line, "unknown value %s; use one of %s", n.Value, enumNames(ed))
+				return
+			}
+			c.buf.WriteString(strconv.FormatInt(i, 10))
 			return
 		}
-		ed := fd.Enum()
 		if ed.FullName() != "google.protobuf.NullValue" && ed.Values().ByName(protoreflect.Name(n.Value)) == nil {
 			c.fail(path, n.Line, "unknown value %q; use one of %s", n.Value, enumNames(ed))
 			return
