@@ -467,3 +467,92 @@ func TestEnumNumbers(t *testing.T) {
 		})
 	}
 }
+
+// A key written twice at the top level of a document (or in metadata) is
+// an error, as it is inside spec.
+func TestDuplicateTopLevelKey(t *testing.T) {
+	for name, doc := range map[string]string{
+		"spec twice":          "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\nspec:\n  host: s\n",
+		"metadata.name twice": "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, name: s}\nspec:\n  host: r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			set, fs := Parse("x.yaml", []byte(doc))
+			if len(fs) == 0 {
+				r := set.Resources[0]
+				t.Errorf("no finding; read as %s with spec %v; want a duplicate key error", r.Key(), r.Spec)
+			}
+		})
+	}
+}
+
+// TestDuplicateKeys: a key written twice in any mapping is an error at the
+// second one, naming the first one's line, and makes the resource invalid.
+// The first value names the resource.
+func TestDuplicateKeys(t *testing.T) {
+	const dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{
+			name: "spec",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\nspec:\n  host: s\n",
+			want: []string{`f.yaml:6: DestinationRule default/r: spec: duplicate field "spec" (first at line 4); remove one`},
+		},
+		{
+			name: "kind",
+			yaml: dr + "kind: ServiceEntry\nmetadata: {name: r}\nspec: {host: r}\n",
+			want: []string{`f.yaml:3: DestinationRule default/r: kind: duplicate field "kind" (first at line 2); remove one`},
+		},
+		{
+			name: "metadata.name",
+			yaml: dr + "metadata: {name: r, name: s}\nspec:\n  host: r\n",
+			want: []string{`f.yaml:3: DestinationRule default/r: metadata.name: duplicate field "name" (first at line 3); remove one`},
+		},
+		{
+			name: "metadata.namespace",
+			yaml: dr + "metadata:\n  name: r\n  namespace: a\n  namespace: b\nspec: {host: r}\n",
+			want: []string{`f.yaml:6: DestinationRule a/r: metadata.namespace: duplicate field "namespace" (first at line 5); remove one`},
+		},
+		{
+			name: "label",
+			yaml: dr + "metadata:\n  name: r\n  labels:\n    app: a\n    app: b\nspec: {host: r}\n",
+			want: []string{`f.yaml:7: DestinationRule default/r: metadata.labels[app]: duplicate key "app" (first at line 6); remove one`},
+		},
+		{
+			name: "spec field",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\n  host: s\n",
+			want: []string{`f.yaml:6: DestinationRule default/r: spec.host: duplicate field "host" (first at line 5); remove one`},
+		},
+		{
+			name: "spec field under its JSON and proto names",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    loadBalancer: {simple: RANDOM}\n    load_balancer: {simple: ROUND_ROBIN}\n",
+			want: []string{`f.yaml:8: DestinationRule default/r: spec.trafficPolicy.loadBalancer: duplicate field "load_balancer" (first at line 7); remove one`},
+		},
+		{
+			name: "spec map key",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\n  workloadSelector:\n    matchLabels:\n      app: a\n      app: b\n",
+			want: []string{`f.yaml:9: DestinationRule default/r: spec.workloadSelector.matchLabels[app]: duplicate key "app" (first at line 8); remove one`},
+		},
+		{
+			name: "Workload field and map key",
+			yaml: "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: w}\nspec:\n  service: a\n  service: b\n  env: {A: x, A: y}\n",
+			want: []string{
+				`f.yaml:6: Workload default/w: spec.service: duplicate field "service" (first at line 5); remove one`,
+				`f.yaml:7: Workload default/w: spec.env[A]: duplicate key "A" (first at line 7); remove one`,
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			set, fs := Parse("f.yaml", []byte(tc.yaml))
+			if diff := cmp.Diff(tc.want, findingStrings(fs)); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+			if len(set.Resources) != 1 || !set.Resources[0].Invalid || set.Resources[0].Spec != nil {
+				t.Errorf("resources = %v; want one, invalid", metas(set))
+			}
+		})
+	}
+}

@@ -105,6 +105,7 @@ func (c *converter) message(n *yaml.Node, md protoreflect.MessageDescriptor, pat
 	}
 	c.buf.WriteByte('{')
 	first := true
+	seen := map[protoreflect.FieldNumber]int{} // the line of each field, by number: "loadBalancer" and "load_balancer" are one field
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		fd := md.Fields().ByJSONName(k.Value)
@@ -116,6 +117,11 @@ func (c *converter) message(n *yaml.Node, md protoreflect.MessageDescriptor, pat
 			continue
 		}
 		p := fieldPath(path, fd.JSONName())
+		if l, dup := seen[fd.Number()]; dup {
+			c.fail(p, k.Line, "%s", duplicateField(k.Value, l))
+			continue
+		}
+		seen[fd.Number()] = k.Line
 		c.lines[p] = k.Line
 		if !first {
 			c.buf.WriteByte(',')
@@ -165,12 +171,17 @@ func (c *converter) field(v *yaml.Node, fd protoreflect.FieldDescriptor, path st
 			return
 		}
 		c.buf.WriteByte('{')
+		seen := keySet{}
 		for i := 0; i+1 < len(v.Content); i += 2 {
+			k := v.Content[i]
+			kp := keyPath(path, k.Value)
+			if first, dup := seen.repeat(k); dup {
+				c.fail(kp, k.Line, "%s", duplicateKey(k.Value, first))
+				continue
+			}
 			if i > 0 {
 				c.buf.WriteByte(',')
 			}
-			k := v.Content[i]
-			kp := keyPath(path, k.Value)
 			c.lines[kp] = k.Line
 			writeString(&c.buf, k.Value)
 			c.buf.WriteByte(':')
@@ -288,12 +299,17 @@ func (c *converter) generic(n *yaml.Node, path string) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		c.buf.WriteByte('{')
+		seen := keySet{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := fieldPath(path, k.Value)
+			if first, dup := seen.repeat(k); dup {
+				c.fail(p, k.Line, "%s", duplicateField(k.Value, first))
+				continue
+			}
 			if i > 0 {
 				c.buf.WriteByte(',')
 			}
-			k := n.Content[i]
-			p := fieldPath(path, k.Value)
 			c.lines[p] = k.Line
 			writeString(&c.buf, k.Value)
 			c.buf.WriteByte(':')

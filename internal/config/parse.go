@@ -228,8 +228,13 @@ func parseDocument(file string, text []byte, offset int) (*Resource, []model.Fin
 		errs = append(errs, fieldError{path: path, line: line, msg: fmt.Sprintf(format, args...)})
 	}
 	var spec, metadata *yaml.Node
+	seen := keySet{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], resolveAlias(root.Content[i+1])
+		if first, dup := seen.repeat(k); dup {
+			bad(k.Value, k.Line, "%s", duplicateField(k.Value, first))
+			continue
+		}
 		r.lines[k.Value] = k.Line
 		switch k.Value {
 		case "apiVersion":
@@ -341,9 +346,14 @@ func parseMetadata(r *Resource, n *yaml.Node, bad func(string, int, string, ...a
 		bad("metadata", n.Line, "metadata must be a mapping with name and namespace")
 		return
 	}
+	seen := keySet{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
 		path := "metadata." + k.Value
+		if first, dup := seen.repeat(k); dup {
+			bad(path, k.Line, "%s", duplicateField(k.Value, first))
+			continue
+		}
 		r.lines[path] = k.Line
 		switch k.Value {
 		case "name":
@@ -359,7 +369,7 @@ func parseMetadata(r *Resource, n *yaml.Node, bad func(string, int, string, ...a
 				}
 			}
 		case "labels", "annotations":
-			m, ok := stringMap(v, path, r.lines)
+			m, ok := stringMap(v, path, r.lines, bad)
 			if !ok {
 				bad(path, k.Line, "%s must be a mapping of strings to strings", k.Value)
 			}
@@ -376,7 +386,9 @@ func parseMetadata(r *Resource, n *yaml.Node, bad func(string, int, string, ...a
 	}
 }
 
-func stringMap(n *yaml.Node, path string, lines map[string]int) (map[string]string, bool) {
+// stringMap reads a mapping of strings to strings, reporting a key
+// written twice through bad. It returns false if n is not such a mapping.
+func stringMap(n *yaml.Node, path string, lines map[string]int, bad func(string, int, string, ...any)) (map[string]string, bool) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil, true
 	}
@@ -384,15 +396,50 @@ func stringMap(n *yaml.Node, path string, lines map[string]int) (map[string]stri
 		return nil, false
 	}
 	m := make(map[string]string, len(n.Content)/2)
+	seen := keySet{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
 		if v.Kind != yaml.ScalarNode {
 			return m, false
 		}
+		if first, dup := seen.repeat(k); dup {
+			bad(keyPath(path, k.Value), k.Line, "%s", duplicateKey(k.Value, first))
+			continue
+		}
 		m[k.Value] = v.Value
 		lines[keyPath(path, k.Value)] = k.Line
 	}
 	return m, true
+}
+
+// keySet finds the keys written twice in one YAML mapping. YAML forbids
+// them, but yaml.v3's node tree keeps both and a decoder silently takes
+// one, so every reader of a mapping checks its keys with a keySet.
+type keySet map[string]int
+
+// repeat records key k and, if a key of the same name came before it,
+// returns that key's line and true.
+func (s keySet) repeat(k *yaml.Node) (first int, dup bool) {
+	if k.Kind != yaml.ScalarNode {
+		return 0, false
+	}
+	if l, ok := s[k.Value]; ok {
+		return l, true
+	}
+	s[k.Value] = k.Line
+	return 0, false
+}
+
+// duplicateField is the message for a field written twice in a mapping,
+// found at the second one.
+func duplicateField(name string, first int) string {
+	return fmt.Sprintf("duplicate field %q (first at line %d); remove one", name, first)
+}
+
+// duplicateKey is the message for a map key written twice, found at the
+// second one.
+func duplicateKey(key string, first int) string {
+	return fmt.Sprintf("duplicate key %q (first at line %d); remove one", key, first)
 }
 
 func scalarString(n *yaml.Node) string {
