@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,7 @@ func TestLoadFindings(t *testing.T) {
 		{
 			name: "bad YAML in one document keeps the others",
 			path: "testdata/badyaml.yaml",
-			want: []string{"testdata/badyaml.yaml:8: invalid YAML: did not find expected ',' or '}'"},
+			want: []string{"testdata/badyaml.yaml:9: invalid YAML: did not find expected ',' or '}'"},
 		},
 		{
 			name: "schema errors",
@@ -312,5 +313,246 @@ func TestDurations(t *testing.T) {
 	_, fs := Parse("f.yaml", []byte(doc("5 minutes")))
 	if got := findingStrings(fs); len(got) != 1 || !strings.Contains(got[0], `f.yaml:8: DestinationRule default/r: spec.trafficPolicy.outlierDetection.baseEjectionTime: `) || !strings.Contains(got[0], `"5m"`) {
 		t.Errorf("a bad duration: %v; want one error on its field suggesting a form", got)
+	}
+}
+
+// A YAML syntax error is reported on the line that has it.
+func TestInvalidYAMLLine(t *testing.T) {
+	doc := "apiVersion: networking.istio.io/v1\n" + // 1
+		"kind: Gateway\n" + // 2
+		"metadata: {name: broken\n" + // 3: the flow mapping is never closed
+		"spec: {}\n" // 4
+	_, fs := Parse("gw.yaml", []byte(doc))
+	if len(fs) != 1 {
+		t.Fatalf("findings = %v", fs)
+	}
+	if got := fs[0].String(); !strings.HasPrefix(got, "gw.yaml:3:") {
+		t.Errorf("finding = %q; want it on gw.yaml:3, the line with the unclosed '{' (line 2 is \"kind: Gateway\")", got)
+	}
+}
+
+// TestInvalidYAMLLines: every kind of YAML error is reported on the
+// 1-based line of the text at fault, in the first document of a file and
+// after others, whether yaml.v3 raised it in its scanner (1-based lines),
+// its parser (0-based lines, of the enclosing construct), its reader (no
+// line) or while building nodes (no line).
+func TestInvalidYAMLLines(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		line int
+		msg  string
+	}{
+		{name: "unclosed flow mapping", yaml: "a: 1\nb: {c: 2\nd: 3\n", line: 2, msg: "did not find expected ',' or '}'"},
+		{name: "unclosed flow mapping on the first line", yaml: "a: {b: 1\nc: 2\n", line: 1, msg: "did not find expected ',' or '}'"},
+		{name: "missing comma in a flow mapping", yaml: "a: 1\nb: {c: 1 d: 2}\n", line: 2, msg: "did not find expected ',' or '}'"},
+		{name: "unclosed flow sequence", yaml: "a: 1\nb: [c, 2\nd: 3\n", line: 2, msg: "did not find expected ',' or ']'"},
+		// The sequence goes on over lines 2 and 3; line 3 is the first
+		// that ends it without ',' or ']'.
+		{name: "unclosed multi-line flow sequence", yaml: "a: [1,\n  2,\n  3\nb: 2\n", line: 3, msg: "did not find expected ',' or ']'"},
+		{name: "extra closing bracket", yaml: "a: 1\nb: [1, 2]]\n", line: 2, msg: "did not find expected key"},
+		{name: "closing brace without value", yaml: "a: 1\nb: }\n", line: 2, msg: "did not find expected node content"},
+		{name: "unclosed double quote", yaml: "a: 1\nb: \"unclosed\nc: 2\n", line: 2, msg: "found unexpected end of stream"},
+		{name: "unclosed double quote on the first line", yaml: "a: \"unclosed\nb: 1\nc: 2\n", line: 1, msg: "found unexpected end of stream"},
+		{name: "unclosed quote after a closed multi-line one", yaml: "a: \"x\n  y\"\nb: \"unclosed\nc: 2\n", line: 3, msg: "found unexpected end of stream"},
+		{name: "unclosed single quote", yaml: "a: 1\nb: 'unclosed\nc: 2\n", line: 2, msg: "found unexpected end of stream"},
+		{name: "unclosed quote at the end without newline", yaml: "a: 1\nb: \"x", line: 2, msg: "found unexpected end of stream"},
+		{name: "text after a quoted value", yaml: "a: 1\nb: \"x\" y\n", line: 2, msg: "did not find expected key"},
+		{name: "bad escape", yaml: "a: 1\nb: \"\\q\"\n", line: 2, msg: "found unknown escape character"},
+		{name: "tab indenting a key", yaml: "a: 1\n\tb: 2\n", line: 2, msg: "found a tab character that violates indentation"},
+		{name: "tab indenting a key after a plain value", yaml: "a: 1\nb: 2\nc: x\n\td: 2\n", line: 4, msg: "found a tab character that violates indentation"},
+		{name: "tab indenting a nested key", yaml: "a: 1\nb:\n\tc: 2\n", line: 3, msg: "found character that cannot start any token"},
+		{name: "key indented less than its siblings", yaml: "a: 1\nb:\n  c: 3\n d: 4\n", line: 4, msg: "did not find expected key"},
+		{name: "deep key indented less than its siblings", yaml: "s:\n  h: r\n  t:\n    tls:\n      mode: SIMPLE\n     sni: x\n", line: 6, msg: "did not find expected key"},
+		{name: "key indented more than its siblings", yaml: "a: 1\nb: 2\n  c: 3\n", line: 3, msg: "mapping values are not allowed in this context"},
+		{name: "two colons on a line", yaml: "a: 1\nb: c: d\n", line: 2, msg: "mapping values are not allowed in this context"},
+		{name: "list item in a mapping", yaml: "a: 1\n- b\n", line: 2, msg: "did not find expected key"},
+		{name: "key in a list", yaml: "- a\nb: 1\n", line: 2, msg: "did not find expected '-' indicator"},
+		{name: "key in a nested list", yaml: "x:\n  a: 1\n  b:\n    - x\n    y: 2\n", line: 5, msg: "did not find expected '-' indicator"},
+		{name: "key without colon", yaml: "a: 1\nb: 2\nc\nd: 3\n", line: 3, msg: "could not find expected ':'"},
+		{name: "reserved character", yaml: "a: 1\nb: @x\n", line: 2, msg: "found character that cannot start any token"},
+		{name: "empty anchor", yaml: "a: 1\nb: &\n", line: 2, msg: "did not find expected alphabetic or numeric character"},
+		{name: "unknown anchor", yaml: "a: 1\nb: *nope\n", line: 2, msg: "unknown anchor 'nope' referenced"},
+		{name: "undefined tag handle", yaml: "a: 1\nb: !x!y 1\n", line: 2, msg: "found undefined tag handle"},
+		{name: "unclosed verbatim tag", yaml: "a: 1\nb: !<tag 1\n", line: 2, msg: "did not find the expected '>'"},
+		{name: "zero block scalar indentation", yaml: "a: 1\nb: |0\n  x\n", line: 2, msg: "found an indentation indicator equal to 0"},
+		{name: "control character", yaml: "a: 1\nb: 2\n\x01\n", line: 3, msg: "control characters are not allowed"},
+		{name: "invalid UTF-8", yaml: "a: 1\nb: \xff\n", line: 2, msg: "invalid leading UTF-8 octet"},
+		{name: "byte order mark", yaml: "\xef\xbb\xbfa: 1\nb: {\n", line: 2, msg: "did not find expected node content"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, fs := Parse("f.yaml", []byte(tc.yaml))
+			want := []string{fmt.Sprintf("f.yaml:%d: invalid YAML: %s", tc.line, tc.msg)}
+			if diff := cmp.Diff(want, findingStrings(fs)); diff != "" {
+				t.Errorf("first document (-want +got):\n%s", diff)
+			}
+			if strings.HasPrefix(tc.yaml, "\xef\xbb\xbf") {
+				return // a byte order mark starts a stream
+			}
+			const before = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: {}\n---\n"
+			_, fs = Parse("f.yaml", []byte(before+tc.yaml))
+			want = []string{fmt.Sprintf("f.yaml:%d: invalid YAML: %s", tc.line+5, tc.msg)}
+			if diff := cmp.Diff(want, findingStrings(fs)); diff != "" {
+				t.Errorf("second document (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// An enum written as a number that names no value of the enum is refused
+// (protojson would keep an unknown number of an open enum).
+func TestUnknownEnumNumber(t *testing.T) {
+	for name, doc := range map[string]string{
+		"PeerAuthentication mtls.mode":        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: 7}\n",
+		"DestinationRule loadBalancer.simple": "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy: {loadBalancer: {simple: 42}}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			set, fs := Parse("x.yaml", []byte(doc))
+			if len(fs) == 0 {
+				t.Errorf("no finding; the resource was read as %v (invalid=%v); want an unknown value error on line 5 or 6", set.Resources[0].Spec, set.Resources[0].Invalid)
+			}
+		})
+	}
+}
+
+// TestEnumNumbers: an enum may be written as the number of one of its
+// values, as Istio reads it; any other number is an error on its field
+// listing the names.
+func TestEnumNumbers(t *testing.T) {
+	dr := func(simple string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    loadBalancer: {simple: " + simple + "}\n"
+	}
+	const lbNames = "UNSPECIFIED, LEAST_CONN, RANDOM, PASSTHROUGH, ROUND_ROBIN, LEAST_REQUEST"
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+		// simple is the value read when there is no finding.
+		simple networking.LoadBalancerSettings_SimpleLB
+	}{
+		{name: "name", yaml: dr("RANDOM"), simple: networking.LoadBalancerSettings_RANDOM},
+		{name: "known number", yaml: dr("2"), simple: networking.LoadBalancerSettings_RANDOM},
+		{name: "known number in hex", yaml: dr("0x4"), simple: networking.LoadBalancerSettings_ROUND_ROBIN},
+		{name: "zero", yaml: dr("0"), simple: networking.LoadBalancerSettings_UNSPECIFIED},
+		{name: "unknown number", yaml: dr("42"), want: []string{"f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value 42; use one of " + lbNames}},
+		{name: "negative number", yaml: dr("-1"), want: []string{"f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value -1; use one of " + lbNames}},
+		{name: "number beyond int32", yaml: dr("4294967298"), want: []string{"f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value 4294967298; use one of " + lbNames}},
+		{name: "quoted number is a name", yaml: dr(`"2"`), want: []string{`f.yaml:7: DestinationRule default/r: spec.trafficPolicy.loadBalancer.simple: unknown value "2"; use one of ` + lbNames}},
+		{
+			name: "unknown number in a map value",
+			yaml: "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec:\n  mtls: {mode: 3}\n  portLevelMtls:\n    8080: {mode: 7}\n",
+			want: []string{"f.yaml:7: PeerAuthentication default/default: spec.portLevelMtls[8080].mode: unknown value 7; use one of UNSET, DISABLE, PERMISSIVE, STRICT"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			set, fs := Parse("f.yaml", []byte(tc.yaml))
+			if diff := cmp.Diff(tc.want, findingStrings(fs)); diff != "" {
+				t.Fatalf("findings (-want +got):\n%s", diff)
+			}
+			r := set.Resources[0]
+			if len(tc.want) > 0 {
+				if !r.Invalid || r.Spec != nil {
+					t.Errorf("resource Invalid=%v Spec=%v; want it invalid", r.Invalid, r.Spec)
+				}
+				return
+			}
+			if r.Kind != KindDestinationRule {
+				return
+			}
+			if got := r.Spec.(*networking.DestinationRule).GetTrafficPolicy().GetLoadBalancer().GetSimple(); got != tc.simple {
+				t.Errorf("simple = %v, want %v", got, tc.simple)
+			}
+		})
+	}
+}
+
+// A key written twice at the top level of a document (or in metadata) is
+// an error, as it is inside spec.
+func TestDuplicateTopLevelKey(t *testing.T) {
+	for name, doc := range map[string]string{
+		"spec twice":          "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\nspec:\n  host: s\n",
+		"metadata.name twice": "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, name: s}\nspec:\n  host: r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			set, fs := Parse("x.yaml", []byte(doc))
+			if len(fs) == 0 {
+				r := set.Resources[0]
+				t.Errorf("no finding; read as %s with spec %v; want a duplicate key error", r.Key(), r.Spec)
+			}
+		})
+	}
+}
+
+// TestDuplicateKeys: a key written twice in any mapping is an error at the
+// second one, naming the first one's line, and makes the resource invalid.
+// The first value names the resource.
+func TestDuplicateKeys(t *testing.T) {
+	const dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\n"
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{
+			name: "spec",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\nspec:\n  host: s\n",
+			want: []string{`f.yaml:6: DestinationRule default/r: spec: duplicate field "spec" (first at line 4); remove one`},
+		},
+		{
+			name: "kind",
+			yaml: dr + "kind: ServiceEntry\nmetadata: {name: r}\nspec: {host: r}\n",
+			want: []string{`f.yaml:3: DestinationRule default/r: kind: duplicate field "kind" (first at line 2); remove one`},
+		},
+		{
+			name: "metadata.name",
+			yaml: dr + "metadata: {name: r, name: s}\nspec:\n  host: r\n",
+			want: []string{`f.yaml:3: DestinationRule default/r: metadata.name: duplicate field "name" (first at line 3); remove one`},
+		},
+		{
+			name: "metadata.namespace",
+			yaml: dr + "metadata:\n  name: r\n  namespace: a\n  namespace: b\nspec: {host: r}\n",
+			want: []string{`f.yaml:6: DestinationRule a/r: metadata.namespace: duplicate field "namespace" (first at line 5); remove one`},
+		},
+		{
+			name: "label",
+			yaml: dr + "metadata:\n  name: r\n  labels:\n    app: a\n    app: b\nspec: {host: r}\n",
+			want: []string{`f.yaml:7: DestinationRule default/r: metadata.labels[app]: duplicate key "app" (first at line 6); remove one`},
+		},
+		{
+			name: "spec field",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\n  host: s\n",
+			want: []string{`f.yaml:6: DestinationRule default/r: spec.host: duplicate field "host" (first at line 5); remove one`},
+		},
+		{
+			name: "spec field under its JSON and proto names",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    loadBalancer: {simple: RANDOM}\n    load_balancer: {simple: ROUND_ROBIN}\n",
+			want: []string{`f.yaml:8: DestinationRule default/r: spec.trafficPolicy.loadBalancer: duplicate field "load_balancer" (first at line 7); remove one`},
+		},
+		{
+			name: "spec map key",
+			yaml: dr + "metadata: {name: r}\nspec:\n  host: r\n  workloadSelector:\n    matchLabels:\n      app: a\n      app: b\n",
+			want: []string{`f.yaml:9: DestinationRule default/r: spec.workloadSelector.matchLabels[app]: duplicate key "app" (first at line 8); remove one`},
+		},
+		{
+			name: "Workload field and map key",
+			yaml: "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: w}\nspec:\n  service: a\n  service: b\n  env: {A: x, A: y}\n",
+			want: []string{
+				`f.yaml:6: Workload default/w: spec.service: duplicate field "service" (first at line 5); remove one`,
+				`f.yaml:7: Workload default/w: spec.env[A]: duplicate key "A" (first at line 7); remove one`,
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			set, fs := Parse("f.yaml", []byte(tc.yaml))
+			if diff := cmp.Diff(tc.want, findingStrings(fs)); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
+			}
+			if len(set.Resources) != 1 || !set.Resources[0].Invalid || set.Resources[0].Spec != nil {
+				t.Errorf("resources = %v; want one, invalid", metas(set))
+			}
+		})
 	}
 }

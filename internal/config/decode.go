@@ -105,6 +105,7 @@ func (c *converter) message(n *yaml.Node, md protoreflect.MessageDescriptor, pat
 	}
 	c.buf.WriteByte('{')
 	first := true
+	seen := map[protoreflect.FieldNumber]int{} // the line of each field, by number: "loadBalancer" and "load_balancer" are one field
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		fd := md.Fields().ByJSONName(k.Value)
@@ -116,6 +117,11 @@ func (c *converter) message(n *yaml.Node, md protoreflect.MessageDescriptor, pat
 			continue
 		}
 		p := fieldPath(path, fd.JSONName())
+		if l, dup := seen[fd.Number()]; dup {
+			c.fail(p, k.Line, "%s", duplicateField(k.Value, l))
+			continue
+		}
+		seen[fd.Number()] = k.Line
 		c.lines[p] = k.Line
 		if !first {
 			c.buf.WriteByte(',')
@@ -165,12 +171,17 @@ func (c *converter) field(v *yaml.Node, fd protoreflect.FieldDescriptor, path st
 			return
 		}
 		c.buf.WriteByte('{')
+		seen := keySet{}
 		for i := 0; i+1 < len(v.Content); i += 2 {
+			k := v.Content[i]
+			kp := keyPath(path, k.Value)
+			if first, dup := seen.repeat(k); dup {
+				c.fail(kp, k.Line, "%s", duplicateKey(k.Value, first))
+				continue
+			}
 			if i > 0 {
 				c.buf.WriteByte(',')
 			}
-			k := v.Content[i]
-			kp := keyPath(path, k.Value)
 			c.lines[kp] = k.Line
 			writeString(&c.buf, k.Value)
 			c.buf.WriteByte(':')
@@ -201,11 +212,19 @@ func (c *converter) singular(n *yaml.Node, fd protoreflect.FieldDescriptor, path
 	}
 	switch fd.Kind() {
 	case protoreflect.EnumKind:
+		ed := fd.Enum()
 		if n.Tag == "!!int" {
-			c.number(n)
+			// A number is read as Istio reads it (protojson), but only if
+			// it names a value: protojson would keep any number of an open
+			// enum, which no reader of the spec expects.
+			i, err := strconv.ParseInt(n.Value, 0, 32)
+			if err != nil || ed.Values().ByNumber(protoreflect.EnumNumber(i)) == nil {
+				c.fail(path, n.Line, "unknown value %s; use one of %s", n.Value, enumNames(ed))
+				return
+			}
+			c.buf.WriteString(strconv.FormatInt(i, 10))
 			return
 		}
-		ed := fd.Enum()
 		if ed.FullName() != "google.protobuf.NullValue" && ed.Values().ByName(protoreflect.Name(n.Value)) == nil {
 			c.fail(path, n.Line, "unknown value %q; use one of %s", n.Value, enumNames(ed))
 			return
@@ -280,12 +299,17 @@ func (c *converter) generic(n *yaml.Node, path string) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		c.buf.WriteByte('{')
+		seen := keySet{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := fieldPath(path, k.Value)
+			if first, dup := seen.repeat(k); dup {
+				c.fail(p, k.Line, "%s", duplicateField(k.Value, first))
+				continue
+			}
 			if i > 0 {
 				c.buf.WriteByte(',')
 			}
-			k := n.Content[i]
-			p := fieldPath(path, k.Value)
 			c.lines[p] = k.Line
 			writeString(&c.buf, k.Value)
 			c.buf.WriteByte(':')

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,20 +107,95 @@ func parseYAML(text []byte, offset int) (root *yaml.Node, line int, err error) {
 	}()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(text, &doc); err != nil {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		line := offset + 1
-		if m := yamlLineRE.FindStringSubmatchIndex(msg); m != nil {
-			n, _ := strconv.Atoi(msg[m[2]:m[3]])
-			line = n + offset
-			msg = strings.TrimPrefix(msg[:m[0]]+msg[m[1]:], ": ")
-		}
-		return nil, line, fmt.Errorf("invalid YAML: %s", msg)
+		line, msg := yamlErrorLine(text, err)
+		return nil, offset + line, fmt.Errorf("invalid YAML: %s", msg)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, 0, nil
 	}
 	shiftLines(&doc, offset)
 	return doc.Content[0], 0, nil
+}
+
+// yamlErrorLine returns the 1-based line of text that err, an error from
+// parsing text, is about, and err's message without yaml.v3's "line N: ".
+//
+// yaml.v3's own line cannot be used as it is: parser errors give a 0-based
+// line and scanner errors a 1-based one, and either names the line where
+// the enclosing construct starts (the block mapping around a key indented
+// wrongly, the plain scalar before a tab) unless that is the document's
+// first line, and then the line of the problem. So the line is found by
+// parsing prefixes of text: the first line by which the document already
+// fails with the same message is the line of the offending text (an
+// unclosed '{', '[' or quote, a misindented key, a tab, an alias of an
+// unknown anchor, a control character). The search starts where the
+// construct starts, read from text parsed after one added line (so that
+// it never starts on the first line and yaml.v3 names its line), so a
+// multi-line construct closed earlier in the document cannot match.
+func yamlErrorLine(text []byte, err error) (int, string) {
+	msg, _ := splitYAMLError(err)
+	lines := bytes.SplitAfter(text, []byte("\n"))
+	if len(lines[len(lines)-1]) == 0 {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) == 0 {
+		return 1, msg
+	}
+	shifted := append([]byte("\n"), text...)
+	if bom := []byte("\xef\xbb\xbf"); bytes.HasPrefix(text, bom) {
+		shifted = slices.Concat(bom, []byte("\n"), text[len(bom):])
+	}
+	from := 1
+	if m, n := splitYAMLError(unmarshalErr(shifted)); m == msg && n > 1 {
+		// The added line makes n the construct's 1-based line for a
+		// parser error and one more for a scanner error.
+		from = min(n-1, len(lines))
+	}
+	fails := func(k int) bool {
+		m, _ := splitYAMLError(unmarshalErr(bytes.Join(lines[:k], nil)))
+		return m == msg
+	}
+	// Gallop from the construct's line, then bisect: the prefixes that
+	// fail this way are those that reach the offending line.
+	lo, hi := from-1, from
+	for step := 1; hi < len(lines) && !fails(hi); step *= 2 {
+		lo, hi = hi, min(hi+step, len(lines))
+	}
+	for lo+1 < hi {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, msg
+}
+
+// splitYAMLError returns a yaml.v3 error's message without its "yaml: "
+// and "line N: " parts, and N (0 if absent or err is nil).
+func splitYAMLError(err error) (string, int) {
+	if err == nil {
+		return "", 0
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	n := 0
+	if m := yamlLineRE.FindStringSubmatchIndex(msg); m != nil {
+		n, _ = strconv.Atoi(msg[m[2]:m[3]])
+		msg = strings.TrimPrefix(msg[:m[0]]+msg[m[1]:], ": ")
+	}
+	return msg, n
+}
+
+// unmarshalErr parses text and returns the error, a panic included.
+func unmarshalErr(text []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	var doc yaml.Node
+	return yaml.Unmarshal(text, &doc)
 }
 
 func shiftLines(n *yaml.Node, offset int) {
@@ -152,8 +228,13 @@ func parseDocument(file string, text []byte, offset int) (*Resource, []model.Fin
 		errs = append(errs, fieldError{path: path, line: line, msg: fmt.Sprintf(format, args...)})
 	}
 	var spec, metadata *yaml.Node
+	seen := keySet{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], resolveAlias(root.Content[i+1])
+		if first, dup := seen.repeat(k); dup {
+			bad(k.Value, k.Line, "%s", duplicateField(k.Value, first))
+			continue
+		}
 		r.lines[k.Value] = k.Line
 		switch k.Value {
 		case "apiVersion":
@@ -265,9 +346,14 @@ func parseMetadata(r *Resource, n *yaml.Node, bad func(string, int, string, ...a
 		bad("metadata", n.Line, "metadata must be a mapping with name and namespace")
 		return
 	}
+	seen := keySet{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
 		path := "metadata." + k.Value
+		if first, dup := seen.repeat(k); dup {
+			bad(path, k.Line, "%s", duplicateField(k.Value, first))
+			continue
+		}
 		r.lines[path] = k.Line
 		switch k.Value {
 		case "name":
@@ -283,7 +369,7 @@ func parseMetadata(r *Resource, n *yaml.Node, bad func(string, int, string, ...a
 				}
 			}
 		case "labels", "annotations":
-			m, ok := stringMap(v, path, r.lines)
+			m, ok := stringMap(v, path, r.lines, bad)
 			if !ok {
 				bad(path, k.Line, "%s must be a mapping of strings to strings", k.Value)
 			}
@@ -300,7 +386,9 @@ func parseMetadata(r *Resource, n *yaml.Node, bad func(string, int, string, ...a
 	}
 }
 
-func stringMap(n *yaml.Node, path string, lines map[string]int) (map[string]string, bool) {
+// stringMap reads a mapping of strings to strings, reporting a key
+// written twice through bad. It returns false if n is not such a mapping.
+func stringMap(n *yaml.Node, path string, lines map[string]int, bad func(string, int, string, ...any)) (map[string]string, bool) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil, true
 	}
@@ -308,15 +396,50 @@ func stringMap(n *yaml.Node, path string, lines map[string]int) (map[string]stri
 		return nil, false
 	}
 	m := make(map[string]string, len(n.Content)/2)
+	seen := keySet{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], resolveAlias(n.Content[i+1])
 		if v.Kind != yaml.ScalarNode {
 			return m, false
 		}
+		if first, dup := seen.repeat(k); dup {
+			bad(keyPath(path, k.Value), k.Line, "%s", duplicateKey(k.Value, first))
+			continue
+		}
 		m[k.Value] = v.Value
 		lines[keyPath(path, k.Value)] = k.Line
 	}
 	return m, true
+}
+
+// keySet finds the keys written twice in one YAML mapping. YAML forbids
+// them, but yaml.v3's node tree keeps both and a decoder silently takes
+// one, so every reader of a mapping checks its keys with a keySet.
+type keySet map[string]int
+
+// repeat records key k and, if a key of the same name came before it,
+// returns that key's line and true.
+func (s keySet) repeat(k *yaml.Node) (first int, dup bool) {
+	if k.Kind != yaml.ScalarNode {
+		return 0, false
+	}
+	if l, ok := s[k.Value]; ok {
+		return l, true
+	}
+	s[k.Value] = k.Line
+	return 0, false
+}
+
+// duplicateField is the message for a field written twice in a mapping,
+// found at the second one.
+func duplicateField(name string, first int) string {
+	return fmt.Sprintf("duplicate field %q (first at line %d); remove one", name, first)
+}
+
+// duplicateKey is the message for a map key written twice, found at the
+// second one.
+func duplicateKey(key string, first int) string {
+	return fmt.Sprintf("duplicate key %q (first at line %d); remove one", key, first)
 }
 
 func scalarString(n *yaml.Node) string {

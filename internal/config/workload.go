@@ -265,12 +265,17 @@ func (s *structChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			fields[tag] = t.Field(i).Type
 			names = append(names, tag)
 		}
+		seen := keySet{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			p := fieldPath(path, k.Value)
 			ft, ok := fields[k.Value]
 			if !ok {
 				s.errs = append(s.errs, fieldError{p, k.Line, "unknown field " + strconv.Quote(k.Value) + suggestFrom(k.Value, names)})
+				continue
+			}
+			if first, dup := seen.repeat(k); dup {
+				s.errs = append(s.errs, fieldError{p, k.Line, duplicateField(k.Value, first)})
 				continue
 			}
 			s.lines[p] = k.Line
@@ -291,8 +296,13 @@ func (s *structChecker) check(n *yaml.Node, t reflect.Type, path string) {
 			s.errs = append(s.errs, fieldError{path, n.Line, "expected a mapping, got " + describe(n)})
 			return
 		}
+		seen := keySet{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			p := keyPath(path, n.Content[i].Value)
+			if first, dup := seen.repeat(n.Content[i]); dup {
+				s.errs = append(s.errs, fieldError{p, n.Content[i].Line, duplicateKey(n.Content[i].Value, first)})
+				continue
+			}
 			s.lines[p] = n.Content[i].Line
 			s.check(n.Content[i+1], t.Elem(), p)
 		}
