@@ -106,14 +106,23 @@ func (m *mesh) reconcile(ctx context.Context) {
 	}
 	m.mu.Unlock()
 
-	set := m.cp.Resources()
-	if set == nil {
+	set, snap := m.cp.Resources(), m.cp.Snapshot()
+	if set == nil || snap == nil {
 		return
+	}
+	// A Workload that fails validation runs nothing new; one whose last
+	// good version is still in force keeps the instances it has, as the
+	// rest of the mesh keeps serving that version.
+	rejected := map[string]bool{} // "ns/name" -> serving its last good version
+	for _, st := range snap.Status {
+		if st.Kind == config.KindWorkload && st.State == model.StateInvalid {
+			rejected[st.Namespace+"/"+st.Name] = st.ServingLastGood
+		}
 	}
 	want := map[string]desired{}
 	var gateways bool
 	for _, r := range set.Resources {
-		if r.Invalid {
+		if _, ok := rejected[r.Namespace+"/"+r.Name]; ok && r.Kind == config.KindWorkload || r.Invalid {
 			continue
 		}
 		switch spec := r.Spec.(type) {
@@ -133,6 +142,9 @@ func (m *mesh) reconcile(ctx context.Context) {
 	m.mu.Lock()
 	var stale []*instance
 	for key, in := range m.running {
+		if rejected[in.model.Namespace+"/"+in.model.Workload] {
+			continue
+		}
 		if d, ok := want[key]; !ok || d.specKey != in.specKey {
 			stale = append(stale, in)
 			delete(m.running, key)

@@ -132,6 +132,59 @@ spec:
 		t.Errorf("httpbin through the mesh: status %d", resp.StatusCode)
 	}
 
+	// A bad edit to the running Workload is reported, and its instance
+	// keeps running on the last good version: same app address, still
+	// serving.
+	app := ""
+	for _, in := range m.status(t).Instances {
+		if in.Instance == "httpbin-0" {
+			app = in.App
+		}
+	}
+	bad := strings.Replace(files["good.yaml"], "number: 8000", "numbr: 8000", 1)
+	if err := os.WriteFile(filepath.Join(dir, "good.yaml"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the bad edit to be reported", func() error {
+		st, err := m.statusErr()
+		if err != nil {
+			return err
+		}
+		if p := strings.Join(st.Problems, "\n"); !strings.Contains(p, filepath.Join(dir, "good.yaml")+":7: Workload default/httpbin: spec.ports[0].numbr") {
+			return fmt.Errorf("problems lack the bad edit:\n%s", p)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second) // a reconcile that would stop it has run by now
+	kept := false
+	for _, in := range m.status(t).Instances {
+		if in.Instance == "httpbin-0" {
+			kept = in.App == app && in.Ready
+		}
+	}
+	if !kept {
+		t.Errorf("httpbin-0 did not keep running (app %s) after a bad edit to its Workload: %+v", app, m.status(t).Instances)
+	}
+	if resp, err := viaProxy(outbound).Get("http://httpbin:8000/status/200"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("httpbin through the mesh after a bad edit to its Workload: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Mended, it is valid again (analyze below reads the folder).
+	if err := os.WriteFile(filepath.Join(dir, "good.yaml"), []byte(files["good.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the mended Workload to be valid again", func() error {
+		st, err := m.statusErr()
+		if err != nil {
+			return err
+		}
+		if p := strings.Join(st.Problems, "\n"); strings.Contains(p, "good.yaml") {
+			return fmt.Errorf("problems still name good.yaml:\n%s", p)
+		}
+		return nil
+	})
+
 	// weft analyze reports the same config errors offline, exit code 1.
 	out, err := m.weft("", "analyze", dir)
 	if err == nil {
