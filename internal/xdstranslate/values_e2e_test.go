@@ -1,0 +1,304 @@
+package xdstranslate_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/proxy/proxyconfig"
+	"weft.dev/weft/internal/validate"
+	"weft.dev/weft/internal/xdstranslate"
+)
+
+// These tests build config as the control plane does (config.Parse,
+// validate.Builder, xdstranslate) and run the Weft proxy's own xDS
+// parsers (proxyconfig.Parse*) on every translated resource: the proxy
+// NACKs a resource they refuse, keeping its previous version (or none, on
+// a fresh proxy) for every VirtualService on the port or every sidecar
+// sharing the cluster. What the proxy would refuse must be an error of
+// validation, on the field at fault, so that the resource's last good
+// version stays in force instead.
+// valuesMesh is a small valid mesh: reviews (subsets v1 and v2), ratings
+// and productpage on port 9080.
+const valuesMesh = `apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: reviews-v1}
+spec:
+  service: reviews
+  labels: {app: reviews, version: v1}
+  ports: [{name: http, number: 9080}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: ratings}
+spec:
+  ports: [{name: http, number: 9080}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: productpage}
+spec:
+  ports: [{name: http, number: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`
+
+func valuesInstances() []*model.Instance {
+	inst := func(name, wl, svc string, labels map[string]string, base uint32) *model.Instance {
+		return &model.Instance{Name: name, Namespace: "default", Workload: wl, Service: svc, Labels: labels, Address: "127.0.0.1",
+			Ports:        []model.InstancePort{{Name: "http", Number: 9080, Protocol: model.ProtocolHTTP, AppPort: base, InboundPort: base + 1}},
+			OutboundPort: base + 2}
+	}
+	return []*model.Instance{
+		inst("reviews-v1-0", "reviews-v1", "reviews", map[string]string{"app": "reviews", "version": "v1"}, 30000),
+		inst("ratings-0", "ratings", "ratings", map[string]string{"app": "ratings"}, 30010),
+		inst("productpage-0", "productpage", "productpage", map[string]string{"app": "productpage"}, 30020),
+	}
+}
+
+// valuesProxies are the productpage sidecar and an ingress gateway proxy.
+func valuesProxies() []*xdstranslate.Proxy {
+	return []*xdstranslate.Proxy{
+		{ID: "sidecar~127.0.0.1~productpage-0.default~default.svc.cluster.local", Type: xdstranslate.Sidecar,
+			Namespace: "default", Name: "productpage-0", Labels: map[string]string{"app": "productpage"}},
+		{ID: "router~127.0.0.1~ingress-0.default~default.svc.cluster.local", Type: xdstranslate.Gateway,
+			Namespace: "default", Name: "ingress-0", Labels: map[string]string{"istio": "ingressgateway"}},
+	}
+}
+
+// buildValues builds valuesMesh plus extra as the control plane does.
+func buildValues(extra string) (*config.Set, *model.Snapshot) {
+	set, _ := config.Parse("mesh.yaml", []byte(valuesMesh+"---\n"+extra))
+	return set, validate.NewBuilder().Build(set, valuesInstances())
+}
+
+// proxyRefusals translates snap for valuesProxies and returns what
+// xdstranslate or the proxy's xDS client refuses.
+func proxyRefusals(snap *model.Snapshot) []string {
+	var out []string
+	tr := xdstranslate.New(snap)
+	for _, p := range valuesProxies() {
+		res, err := tr.Translate(p.WithSnapshot(snap))
+		if err != nil {
+			out = append(out, "Translate: "+err.Error())
+		}
+		for _, l := range res.Listeners {
+			if _, err := proxyconfig.ParseListener(l); err != nil {
+				out = append(out, "proxy NACKs listener: "+err.Error())
+			}
+		}
+		for _, r := range res.Routes {
+			if _, err := proxyconfig.ParseRouteConfig(r); err != nil {
+				out = append(out, "proxy NACKs route: "+err.Error())
+			}
+		}
+		for _, c := range res.Clusters {
+			if _, err := proxyconfig.ParseCluster(c); err != nil {
+				out = append(out, "proxy NACKs cluster: "+err.Error())
+			}
+		}
+		for _, e := range res.Endpoints {
+			if _, err := proxyconfig.ParseEndpoints(e); err != nil {
+				out = append(out, "proxy NACKs endpoints: "+err.Error())
+			}
+		}
+	}
+	return out
+}
+
+// withRejected is snap with the VirtualServices and DestinationRules of
+// set that validation left out put in force anyway (hosts resolved as
+// validation does): what the proxies would get if validation let them
+// through.
+func withRejected(set *config.Set, snap *model.Snapshot) *model.Snapshot {
+	out := *snap
+	out.VirtualServices = slices.Clone(snap.VirtualServices)
+	out.DestinationRules = slices.Clone(snap.DestinationRules)
+	for _, r := range set.Resources {
+		if r.Invalid || slices.ContainsFunc(out.VirtualServices, func(c *model.VirtualService) bool { return c.Meta == r.Meta }) ||
+			slices.ContainsFunc(out.DestinationRules, func(c *model.DestinationRule) bool { return c.Meta == r.Meta }) {
+			continue
+		}
+		switch spec := r.Spec.(type) {
+		case *networking.VirtualService:
+			vs := proto.Clone(spec).(*networking.VirtualService)
+			for i, h := range vs.GetHosts() {
+				vs.Hosts[i] = model.FQDN(h, r.Namespace)
+			}
+			out.VirtualServices = append(out.VirtualServices, &model.VirtualService{Meta: r.Meta, Spec: vs})
+		case *networking.DestinationRule:
+			dr := proto.Clone(spec).(*networking.DestinationRule)
+			dr.Host = model.FQDN(dr.GetHost(), r.Namespace)
+			out.DestinationRules = append(out.DestinationRules, &model.DestinationRule{Meta: r.Meta, Spec: dr})
+		}
+	}
+	return &out
+}
+
+// valueCase is a resource added to valuesMesh and the finding validation
+// must report about it.
+type valueCase struct {
+	name, yaml string
+	// field is the finding's field; severity its severity (error when
+	// not set); message a part of its message.
+	field, message string
+	severity       model.Severity
+}
+
+// checkValueCase checks that validation reports tc's finding and, for an
+// error, that the proxies accept what is left in force. When proxyRefuses,
+// the case is one the proxy's xDS client refuses: with the resource put in
+// force anyway, a proxy must NACK something (else the case tests nothing).
+func checkValueCase(t *testing.T, tc valueCase, proxyRefuses bool) {
+	t.Helper()
+	set, snap := buildValues(tc.yaml)
+	sev := tc.severity
+	if sev == "" {
+		sev = model.SeverityError
+	}
+	fs := validate.Findings(snap)
+	if !slices.ContainsFunc(fs, func(f model.Finding) bool {
+		return f.Field == tc.field && f.Severity == sev && strings.Contains(f.Message, tc.message)
+	}) {
+		t.Errorf("no %s finding on %s containing %q; findings:\n  %s\nwhat the proxies refuse:\n  %s", sev, tc.field, tc.message,
+			strings.Join(findingStrings(fs), "\n  "), strings.Join(proxyRefusals(withRejected(set, snap)), "\n  "))
+	}
+	if p := proxyRefusals(snap); len(p) > 0 {
+		t.Errorf("the proxies refuse the config validation left in force:\n  %s", strings.Join(p, "\n  "))
+	}
+	if proxyRefuses && len(proxyRefusals(withRejected(set, snap))) == 0 {
+		t.Errorf("with the resource in force, no proxy refuses anything: the case does not test what it says")
+	}
+}
+
+func findingStrings(fs []model.Finding) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.String()
+	}
+	return out
+}
+
+func TestValuesMeshBaseline(t *testing.T) {
+	_, snap := buildValues("")
+	if fs := validate.Findings(snap); len(fs) > 0 {
+		t.Fatalf("findings on the valid mesh: %v", fs)
+	}
+	if p := proxyRefusals(snap); len(p) > 0 {
+		t.Fatalf("the proxies refuse the valid mesh: %v", p)
+	}
+}
+
+func routeVS(route string) string {
+	return "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n" + route
+}
+
+// http route values the proxy refuses.
+func TestRouteValuesRefusedByProxy(t *testing.T) {
+	const to = "    route: [{destination: {host: reviews}}]\n"
+	cases := []valueCase{
+		{name: "uri regex does not compile", yaml: routeVS("  - match: [{uri: {regex: \"/api/(v1\"}}]\n" + to),
+			field: "spec.http[0].match[0].uri.regex", message: `regex "/api/(v1" does not compile (RE2 syntax)`},
+		{name: "uri regex empty", yaml: routeVS("  - match: [{uri: {regex: \"\"}}]\n" + to),
+			field: "spec.http[0].match[0].uri.regex", message: "regex is empty"},
+		{name: "header regex does not compile", yaml: routeVS("  - match: [{headers: {x-user: {regex: \"a(\"}}}]\n" + to),
+			field: "spec.http[0].match[0].headers[x-user].regex", message: `regex "a(" does not compile`},
+		{name: "queryParams regex does not compile", yaml: routeVS("  - match: [{queryParams: {q: {regex: \"[\"}}}]\n" + to),
+			field: "spec.http[0].match[0].queryParams[q].regex", message: `regex "[" does not compile`},
+		{name: "authority regex does not compile", yaml: routeVS("  - match: [{authority: {regex: \"*.example.com\"}}]\n" + to),
+			field: "spec.http[0].match[0].authority.regex", message: "does not compile"},
+		{name: "uriRegexRewrite does not compile", yaml: routeVS("  - rewrite: {uriRegexRewrite: {match: \"(\", rewrite: /}}\n" + to),
+			field: "spec.http[0].rewrite.uriRegexRewrite.match", message: `regex "(" does not compile`},
+		{name: "rewrite.uri with a uri regex match", yaml: routeVS("  - match: [{uri: {regex: \"/v[0-9]+/.*\"}}]\n    rewrite: {uri: /}\n" + to),
+			field: "spec.http[0].rewrite.uri", message: "match[0] matches the uri by regex; use uriRegexRewrite"},
+		{name: "empty header name in match", yaml: routeVS("  - match: [{headers: {\"\": {exact: a}}}]\n" + to),
+			field: "spec.http[0].match[0].headers[]", message: "header name is empty"},
+		{name: "empty query parameter name in match", yaml: routeVS("  - match: [{queryParams: {\"\": {exact: a}}}]\n" + to),
+			field: "spec.http[0].match[0].queryParams[]", message: "query parameter name is empty"},
+		{name: "headers.request.remove host", yaml: routeVS("  - headers: {request: {remove: [host]}}\n" + to),
+			field: "spec.http[0].headers.request.remove[0]", message: `"host" cannot be removed`},
+		{name: "headers.response.remove pseudo-header", yaml: routeVS("  - headers: {response: {remove: [x-a, \":status\"]}}\n" + to),
+			field: "spec.http[0].headers.response.remove[1]", message: `":status" cannot be removed`},
+		{name: "headers.request.set pseudo-header", yaml: routeVS("  - headers: {request: {set: {\":path\": /x}}}\n" + to),
+			field: "spec.http[0].headers.request.set[:path]", message: `":path" is a pseudo-header, which cannot be set`},
+		{name: "headers.request.set value with newline", yaml: routeVS("  - headers: {request: {set: {x-a: \"a\\nb\"}}}\n" + to),
+			field: "spec.http[0].headers.request.set[x-a]", message: `the value of header "x-a" has the control character '\n'`},
+		{name: "destination headers.response.add value with CR", yaml: routeVS("  - route: [{destination: {host: reviews}, headers: {response: {add: {x-a: \"a\\rb\"}}}}]\n"),
+			field: "spec.http[0].route[0].headers.response.add[x-a]", message: "has the control character '\\r'"},
+		{name: "negative timeout", yaml: routeVS("  - timeout: -1s\n" + to),
+			field: "spec.http[0].timeout", message: "timeout -1s is negative"},
+		{name: "retries.backoff 0s", yaml: routeVS("  - retries: {attempts: 3, backoff: 0s}\n" + to),
+			field: "spec.http[0].retries.backoff", message: "backoff 0s is not more than 0"},
+		{name: "retries.backoff negative", yaml: routeVS("  - retries: {attempts: 3, backoff: -2s}\n" + to),
+			field: "spec.http[0].retries.backoff", message: "backoff -2s is not more than 0"},
+		{name: "directResponse status 700", yaml: routeVS("  - directResponse: {status: 700}\n"),
+			field: "spec.http[0].directResponse.status", message: "status 700 is not an HTTP status from 200 to 599"},
+		{name: "directResponse status 0", yaml: routeVS("  - directResponse: {status: 0}\n"),
+			field: "spec.http[0].directResponse.status", message: "status 0 is not an HTTP status from 200 to 599"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { checkValueCase(t, tc, true) })
+	}
+}
+
+// Route values the proxy takes but that Istio refuses and the proxy
+// cannot serve as written.
+func TestRouteValuesRefusedLikeIstio(t *testing.T) {
+	const to = "    route: [{destination: {host: reviews}}]\n"
+	cases := []valueCase{
+		// The proxy anchors it as ^(?:/a)(/b)$, which compiles and
+		// matches something else than RE2 would refuse to.
+		{name: "uri regex with a stray parenthesis the anchors would pair", yaml: routeVS("  - match: [{uri: {regex: \"/a)(/b\"}}]\n" + to),
+			field: "spec.http[0].match[0].uri.regex", message: "does not compile"},
+		{name: "negative perTryTimeout", yaml: routeVS("  - retries: {attempts: 3, perTryTimeout: -1s}\n" + to),
+			field: "spec.http[0].retries.perTryTimeout", message: "perTryTimeout -1s is negative"},
+		{name: "negative attempts", yaml: routeVS("  - retries: {attempts: -1}\n" + to),
+			field: "spec.http[0].retries.attempts", message: "attempts -1 is negative"},
+		{name: "directResponse status 101", yaml: routeVS("  - directResponse: {status: 101}\n"),
+			field: "spec.http[0].directResponse.status", message: "status 101 is not an HTTP status from 200 to 599"},
+		{name: "header name not a token", yaml: routeVS("  - headers: {request: {set: {\"x a\": b}}}\n" + to),
+			field: "spec.http[0].headers.request.set[x a]", message: `"x a" is not a valid header name`},
+		{name: "redirect port out of range", yaml: routeVS("  - redirect: {uri: /x, port: 70000}\n"),
+			field: "spec.http[0].redirect.port", message: "port 70000 is out of range"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { checkValueCase(t, tc, false) })
+	}
+}
+
+// A root route's rewrite.uri merged with a delegate route's uri regex
+// match is what the proxy refuses in "rewrite.uri with a uri regex match"
+// above, though each route is fine alone.
+func TestDelegateMergedRewriteRefusedByProxy(t *testing.T) {
+	checkValueCase(t, valueCase{name: "merged",
+		yaml: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews-api}\nspec:\n  http:\n" +
+			"  - match: [{uri: {regex: \"/api/v[0-9]+\"}}]\n    route: [{destination: {host: reviews}}]\n---\n" +
+			routeVS("  - rewrite: {uri: /}\n    delegate: {name: reviews-api}\n"),
+		field: "spec.http[0].delegate", message: "route http[0] of delegate default/reviews-api has a rewrite.uri"}, false)
+}
+
+// Every retryOn condition the translation knows is valid.
+func TestRetryOnConditionsValid(t *testing.T) {
+	const to = "    route: [{destination: {host: reviews}}]\n"
+	on := "5xx,gateway-error,reset,reset-before-request,connect-failure,envoy-ratelimited,retriable-4xx,refused-stream," +
+		"retriable-status-codes,retriable-headers,http3-post-connect-failure,cancelled,deadline-exceeded,internal,resource-exhausted,unavailable,503,GATEWAY_ERROR, 5xx"
+	_, snap := buildValues(routeVS("  - retries: {attempts: 3, retryOn: \"" + on + "\"}\n" + to))
+	if fs := validate.Findings(snap); len(fs) > 0 {
+		t.Errorf("findings: %v", fs)
+	}
+	if p := proxyRefusals(snap); len(p) > 0 {
+		t.Errorf("the proxies refuse it: %v", p)
+	}
+}
