@@ -94,6 +94,7 @@ func (b *build) checkDestinationRule(r *config.Resource, rep *reporter) func() {
 		}
 	}
 	checkLocalityLbs(rep, dr, ports)
+	checkTrafficPolicies(rep, dr)
 	b.checkFields(r, rep)
 	return func() {
 		b.drByHost[host] = r

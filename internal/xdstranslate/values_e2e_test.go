@@ -289,6 +289,74 @@ func TestDelegateMergedRewriteRefusedByProxy(t *testing.T) {
 		field: "spec.http[0].delegate", message: "route http[0] of delegate default/reviews-api has a rewrite.uri"}, false)
 }
 
+func trafficPolicyDR(tp string) string {
+	return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n  host: ratings\n  trafficPolicy: " + tp + "\n"
+}
+
+// DestinationRule traffic policy values the proxy refuses; the cluster is
+// shared by every sidecar.
+func TestTrafficPolicyValuesRefusedByProxy(t *testing.T) {
+	const tp = "spec.trafficPolicy"
+	cases := []valueCase{
+		{name: "connectTimeout 0s", yaml: trafficPolicyDR("{connectionPool: {tcp: {connectTimeout: 0s}}}"),
+			field: tp + ".connectionPool.tcp.connectTimeout", message: "connectTimeout 0s is not more than 0"},
+		{name: "connectTimeout negative", yaml: trafficPolicyDR("{connectionPool: {tcp: {connectTimeout: -1s}}}"),
+			field: tp + ".connectionPool.tcp.connectTimeout", message: "connectTimeout -1s is not more than 0"},
+		{name: "maglev tableSize not prime", yaml: trafficPolicyDR("{loadBalancer: {consistentHash: {httpHeaderName: x, maglev: {tableSize: 1000}}}}"),
+			field: tp + ".loadBalancer.consistentHash.maglev.tableSize", message: "tableSize 1000 is not a prime number"},
+		{name: "maglev tableSize too large", yaml: trafficPolicyDR("{loadBalancer: {consistentHash: {httpHeaderName: x, maglev: {tableSize: 5000087}}}}"),
+			field: tp + ".loadBalancer.consistentHash.maglev.tableSize", message: "tableSize 5000087 is more than 5000011"},
+		{name: "ringHash minimumRingSize too big", yaml: trafficPolicyDR("{loadBalancer: {consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 100000000}}}}"),
+			field: tp + ".loadBalancer.consistentHash.ringHash.minimumRingSize", message: "minimumRingSize 100000000 is more than 8388608"},
+		{name: "deprecated minimumRingSize too big", yaml: trafficPolicyDR("{loadBalancer: {consistentHash: {httpHeaderName: x, minimumRingSize: 8388609}}}"),
+			field: tp + ".loadBalancer.consistentHash.minimumRingSize", message: "minimumRingSize 8388609 is more than 8388608"},
+		{name: "outlier maxEjectionPercent 150", yaml: trafficPolicyDR("{outlierDetection: {maxEjectionPercent: 150}}"),
+			field: tp + ".outlierDetection.maxEjectionPercent", message: "maxEjectionPercent 150 is not from 0 to 100"},
+		{name: "outlier minHealthPercent 150", yaml: trafficPolicyDR("{outlierDetection: {minHealthPercent: 150}}"),
+			field: tp + ".outlierDetection.minHealthPercent", message: "minHealthPercent 150 is not from 0 to 100"},
+		{name: "outlier interval 0s", yaml: trafficPolicyDR("{outlierDetection: {interval: 0s}}"),
+			field: tp + ".outlierDetection.interval", message: "interval 0s is not more than 0"},
+		{name: "outlier baseEjectionTime -5s", yaml: trafficPolicyDR("{outlierDetection: {baseEjectionTime: -5s}}"),
+			field: tp + ".outlierDetection.baseEjectionTime", message: "baseEjectionTime -5s is not more than 0"},
+		{name: "outlier baseEjectionTime 0s", yaml: trafficPolicyDR("{outlierDetection: {baseEjectionTime: 0s}}"),
+			field: tp + ".outlierDetection.baseEjectionTime", message: "baseEjectionTime 0s is not more than 0"},
+		{name: "portLevelSettings", yaml: trafficPolicyDR("{portLevelSettings: [{port: {number: 9080}, connectionPool: {tcp: {connectTimeout: 0s}}}]}"),
+			field: tp + ".portLevelSettings[0].connectionPool.tcp.connectTimeout", message: "connectTimeout 0s is not more than 0"},
+		{name: "subset", yaml: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n  host: ratings\n  subsets:\n" +
+			"  - {name: v1, labels: {app: ratings}, trafficPolicy: {outlierDetection: {interval: 0s}}}\n",
+			field: "spec.subsets[0].trafficPolicy.outlierDetection.interval", message: "interval 0s is not more than 0"},
+		{name: "subset portLevelSettings", yaml: "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n  host: ratings\n  subsets:\n" +
+			"  - {name: v1, labels: {app: ratings}, trafficPolicy: {portLevelSettings: [{port: {number: 9080}, loadBalancer: {consistentHash: {httpHeaderName: x, maglev: {tableSize: 4}}}}]}}\n",
+			field: "spec.subsets[0].trafficPolicy.portLevelSettings[0].loadBalancer.consistentHash.maglev.tableSize", message: "tableSize 4 is not a prime number"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { checkValueCase(t, tc, true) })
+	}
+}
+
+// What Istio leaves to defaults, or allows, stays valid.
+func TestTrafficPolicyValuesAccepted(t *testing.T) {
+	for _, tp := range []string{
+		"{outlierDetection: {consecutive5xxErrors: 3}}",
+		"{outlierDetection: {maxEjectionPercent: 0, minHealthPercent: 0}}",
+		"{outlierDetection: {maxEjectionPercent: 100, minHealthPercent: 100, interval: 1ms, baseEjectionTime: 1ms}}",
+		"{connectionPool: {tcp: {maxConnections: 10}}}",
+		"{loadBalancer: {consistentHash: {httpHeaderName: x, maglev: {}}}}",
+		"{loadBalancer: {consistentHash: {httpHeaderName: x, maglev: {tableSize: 5000011}}}}",
+		"{loadBalancer: {consistentHash: {httpHeaderName: x, ringHash: {minimumRingSize: 8388608}}}}",
+	} {
+		t.Run(tp, func(t *testing.T) {
+			_, snap := buildValues(trafficPolicyDR(tp))
+			if fs := validate.Findings(snap); len(fs) > 0 {
+				t.Errorf("findings: %v", fs)
+			}
+			if p := proxyRefusals(snap); len(p) > 0 {
+				t.Errorf("the proxies refuse it: %v", p)
+			}
+		})
+	}
+}
+
 // Every retryOn condition the translation knows is valid.
 func TestRetryOnConditionsValid(t *testing.T) {
 	const to = "    route: [{destination: {host: reviews}}]\n"
