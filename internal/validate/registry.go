@@ -247,6 +247,9 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 		names[p.GetName()] = true
 		checkPortProtocol(rep, f+".protocol", p.GetProtocol())
 		ports = append(ports, model.Port{Name: p.GetName(), Number: p.GetNumber(), Protocol: model.ProtocolFromPort(p.GetProtocol(), "", p.GetName())})
+		if p.GetTargetPort() > 65535 {
+			rep.errorf(f+".targetPort", "targetPort %d is out of range; use 1-65535, or leave it out to use the port number", p.GetTargetPort())
+		}
 		if p.GetTargetPort() != 0 {
 			targets[p.GetName()] = p.GetTargetPort()
 		}

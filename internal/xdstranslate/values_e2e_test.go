@@ -357,6 +357,13 @@ func TestTrafficPolicyValuesAccepted(t *testing.T) {
 	}
 }
 
+// A ServiceEntry port's targetPort is range-checked.
+func TestServiceEntryTargetPortRefusedByProxy(t *testing.T) {
+	checkValueCase(t, valueCase{
+		yaml:  "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: ext}\nspec:\n  hosts: [ext.example.com]\n  resolution: STATIC\n  ports: [{number: 80, name: http, targetPort: 70000}]\n  endpoints: [{address: 10.0.0.1}]\n",
+		field: "spec.ports[0].targetPort", message: "targetPort 70000 is out of range; use 1-65535"}, false)
+}
+
 // Every retryOn condition the translation knows is valid.
 func TestRetryOnConditionsValid(t *testing.T) {
 	const to = "    route: [{destination: {host: reviews}}]\n"
