@@ -137,14 +137,22 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 			continue
 		}
 		fq := model.FQDN(h, r.Namespace)
+		for _, o := range vs.Hosts[:i] {
+			if o != fq && strings.EqualFold(o, fq) {
+				rep.errorf(f, "host %s is already in hosts as %s: host names do not depend on case; list each host once", fq, o)
+			}
+		}
 		vs.Hosts[i] = fq
 		if mesh && !strings.HasPrefix(fq, "*") && b.lookup(fq) == nil {
 			rep.warnf(f, "no service has host %s, so the sidecars never route it; declare it with a Workload or ServiceEntry, or fix the name", fq)
 		}
 		for _, g := range gwKeys {
-			c := fq + "|" + g
+			// Host names are DNS names, which do not depend on case: the
+			// sidecar (as Envoy) refuses a route configuration where two
+			// virtual hosts have the same domain in any case.
+			c := strings.ToLower(fq) + "|" + g
 			if first := b.vsClaims[c]; first != nil && first != r {
-				rep.errorf(f, "host %s on gateway %s is already routed by %s; merge the two VirtualServices into one", fq, g, where(first))
+				rep.errorf(f, "host %s on gateway %s is already routed by %s%s; merge the two VirtualServices into one", fq, g, where(first), spelledAs(first, fq))
 				break
 			}
 			claims = append(claims, c)
@@ -206,6 +214,25 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 			b.inForce[keyOf(r.Meta)] = &config.Resource{Meta: r.Meta, Spec: vs}
 		}
 	}
+}
+
+// spelledAs says how first, a VirtualService, spells host when it is
+// not host's spelling: " (as Shop.example.com)".
+func spelledAs(first *config.Resource, host string) string {
+	vs, ok := first.Spec.(*networking.VirtualService)
+	if !ok {
+		return ""
+	}
+	as := ""
+	for _, h := range vs.GetHosts() {
+		switch fq := model.FQDN(h, first.Namespace); {
+		case fq == host:
+			return ""
+		case strings.EqualFold(fq, host):
+			as = " (as " + fq + ")"
+		}
+	}
+	return as
 }
 
 type weighted struct {

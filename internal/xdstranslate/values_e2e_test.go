@@ -364,6 +364,36 @@ func TestServiceEntryTargetPortRefusedByProxy(t *testing.T) {
 		field: "spec.ports[0].targetPort", message: "targetPort 70000 is out of range; use 1-65535"}, false)
 }
 
+// Hosts are DNS names: the proxy (as Envoy) matches domains without case
+// and refuses a route configuration with one domain in two virtual hosts,
+// so a conflict is one whatever the case.
+func TestHostConflictsIgnoreCase(t *testing.T) {
+	const gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: shop-gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n---\n"
+	gwVS := func(name, hosts string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: " + name + "}\nspec:\n  hosts: " + hosts + "\n  gateways: [shop-gw]\n  http:\n  - route: [{destination: {host: reviews}}]\n---\n"
+	}
+	se := func(name, hosts string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: " + name + "}\nspec:\n  hosts: " + hosts + "\n  location: MESH_EXTERNAL\n  resolution: DNS\n  ports: [{number: 80, name: http, protocol: HTTP}]\n---\n"
+	}
+	cases := []valueCase{
+		{name: "two VirtualServices on a gateway", yaml: gw + gwVS("shop-a", "[shop.example.com]") + gwVS("shop-b", "[Shop.example.com]"),
+			field: "spec.hosts[0]", message: "host Shop.example.com on gateway default/shop-gw is already routed by VirtualService default/shop-a (mesh.yaml:"},
+		{name: "one VirtualService on a gateway", yaml: gw + gwVS("shop", "[shop.example.com, Shop.example.com]"),
+			field: "spec.hosts[1]", message: "host Shop.example.com is already in hosts as shop.example.com"},
+		{name: "two ServiceEntries", yaml: se("api", "[api.example.com]") + se("api-upper", "[API.example.com]"),
+			field: "spec.hosts[0]", message: "host API.example.com is already declared by ServiceEntry default/api (mesh.yaml:"},
+		{name: "two ServiceEntries, the upper-case one first", yaml: se("api-upper", "[API.example.com]") + se("api", "[Api.Example.com]"),
+			field: "spec.hosts[0]", message: "host Api.Example.com is already declared by ServiceEntry default/api-upper (mesh.yaml:"},
+		{name: "one ServiceEntry", yaml: se("api", "[api.example.com, API.example.com]"),
+			field: "spec.hosts[1]", message: "host API.example.com is already in hosts as api.example.com"},
+		{name: "a ServiceEntry for a Workload's service", yaml: strings.Replace(se("ratings-upper", "[Ratings.default.svc.cluster.local]"), "number: 80", "number: 9080", 1),
+			field: "spec.hosts[0]", message: "host Ratings.default.svc.cluster.local is already declared by Workload default/ratings (mesh.yaml:"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { checkValueCase(t, tc, false) })
+	}
+}
+
 // Every retryOn condition the translation knows is valid.
 func TestRetryOnConditionsValid(t *testing.T) {
 	const to = "    route: [{destination: {host: reviews}}]\n"
