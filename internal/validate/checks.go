@@ -258,13 +258,13 @@ func tcpDests(rs []*networking.RouteDestination) []weighted {
 
 // checkRoutes checks the destinations of one route list and its weights.
 func (b *build) checkRoutes(rep *reporter, field, ns string, ds []weighted) {
-	total := int32(0)
+	total := int64(0) // weights are int32: their sum must not wrap
 	for j, d := range ds {
 		f := fmt.Sprintf("%s[%d]", field, j)
 		if d.weight < 0 {
 			rep.errorf(f+".weight", "weight %d is negative", d.weight)
 		}
-		total += d.weight
+		total += int64(d.weight)
 		b.checkDestination(rep, f+".destination", ns, d.dest)
 	}
 	switch {
