@@ -1,10 +1,12 @@
 package xdstranslate_test
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -23,6 +25,7 @@ import (
 // sharing the cluster. What the proxy would refuse must be an error of
 // validation, on the field at fault, so that the resource's last good
 // version stays in force instead.
+
 // valuesMesh is a small valid mesh: reviews (subsets v1 and v2), ratings
 // and productpage on port 9080.
 const valuesMesh = `apiVersion: weft.dev/v1alpha1
@@ -394,6 +397,112 @@ func TestHostConflictsIgnoreCase(t *testing.T) {
 	}
 }
 
+// translateValues builds valuesMesh plus extra and returns the findings
+// and the xDS content hashes for valuesProxies.
+func translateValues(t *testing.T, extra string, capture bool) ([]model.Finding, []xdstranslate.Hashes) {
+	t.Helper()
+	_, snap := buildValues(extra)
+	tr := xdstranslate.New(snap)
+	var out []xdstranslate.Hashes
+	for _, p := range valuesProxies() {
+		p.Capture = capture && p.Type == xdstranslate.Sidecar
+		res, err := tr.Translate(p.WithSnapshot(snap))
+		if err != nil {
+			t.Fatalf("translate: %v", err)
+		}
+		out = append(out, res.Hashes)
+	}
+	return validate.Findings(snap), out
+}
+
+// Istio fields Weft does not implement are reported, not silently
+// ignored: each case has the resource with the field and without it, and
+// where validation would report nothing, the xDS must differ.
+func TestUnimplementedFieldsReported(t *testing.T) {
+	const tcpSvc = "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: db}\nspec:\n  ports: [{name: tcp, number: 5432}]\n---\n" +
+		"apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: db2}\nspec:\n  ports: [{name: tcp, number: 5432}]\n---\n"
+	sidecar := func(spec string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n" + spec
+	}
+	const to = "    route: [{destination: {host: reviews}}]\n"
+	const tp = "spec.trafficPolicy"
+	cases := []struct {
+		valueCase
+		without string
+		capture bool
+	}{
+		{valueCase{name: "Sidecar outboundTrafficPolicy.mode REGISTRY_ONLY",
+			yaml:  sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"),
+			field: "spec.outboundTrafficPolicy.mode", message: "mode REGISTRY_ONLY is not supported by Weft yet"},
+			sidecar("  outboundTrafficPolicy: {mode: ALLOW_ANY}\n"), true},
+		{valueCase{name: "Sidecar outboundTrafficPolicy without mode (REGISTRY_ONLY)",
+			yaml:  sidecar("  outboundTrafficPolicy: {}\n"),
+			field: "spec.outboundTrafficPolicy.mode", message: "mode REGISTRY_ONLY is not supported by Weft yet"},
+			sidecar("  outboundTrafficPolicy: {mode: ALLOW_ANY}\n"), true},
+		{valueCase{name: "Sidecar egress[].port",
+			yaml:  sidecar("  egress:\n  - port: {number: 9999, protocol: HTTP, name: http-other}\n    hosts: [\"./*\"]\n"),
+			field: "spec.egress[0].port", message: "port is not supported by Weft yet", severity: model.SeverityWarning},
+			sidecar("  egress:\n  - hosts: [\"./*\"]\n"), false},
+		{valueCase{name: "VirtualService tcp[].match[].destinationSubnets",
+			yaml:  tcpSvc + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - match: [{destinationSubnets: [10.9.0.0/16]}]\n    route: [{destination: {host: db2}}]\n",
+			field: "spec.tcp[0].match[0].destinationSubnets", message: "destinationSubnets is not supported by Weft yet"},
+			tcpSvc + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - route: [{destination: {host: db2}}]\n", false},
+		{valueCase{name: "VirtualService retries.retryOn with a misspelt condition",
+			yaml:  routeVS("  - retries: {attempts: 3, retryOn: \"5xx,gateway-eror\"}\n" + to),
+			field: "spec.http[0].retries.retryOn", message: `retryOn "gateway-eror" is not a retry condition (did you mean gateway-error?); use 5xx, gateway-error,`},
+			routeVS("  - retries: {attempts: 3, retryOn: \"5xx\"}\n" + to), false},
+		{valueCase{name: "VirtualService retries.retryOn with a status out of range",
+			yaml:  routeVS("  - retries: {attempts: 3, retryOn: \"5xx,999\"}\n" + to),
+			field: "spec.http[0].retries.retryOn", message: `retryOn "999" is not an HTTP status from 100 to 599`},
+			routeVS("  - retries: {attempts: 3, retryOn: \"5xx\"}\n" + to), false},
+		{valueCase{name: "VirtualService retries.retryRemoteLocalities",
+			yaml:  routeVS("  - retries: {attempts: 3, retryRemoteLocalities: true}\n" + to),
+			field: "spec.http[0].retries.retryRemoteLocalities", message: "retryRemoteLocalities is not supported by Weft yet", severity: model.SeverityWarning},
+			routeVS("  - retries: {attempts: 3}\n" + to), false},
+		{valueCase{name: "VirtualService redirect.redirectCode 304 (served as 301)",
+			yaml:  routeVS("  - redirect: {uri: /x, redirectCode: 304}\n"),
+			field: "spec.http[0].redirect.redirectCode", message: "redirectCode 304 is not supported; use 301 (the default), 302, 303, 307 or 308"},
+			routeVS("  - redirect: {uri: /x}\n"), false},
+		{valueCase{name: "DestinationRule tls.insecureSkipVerify",
+			yaml:  trafficPolicyDR("{tls: {mode: SIMPLE, caCertificates: /etc/ca.pem, insecureSkipVerify: true}}"),
+			field: tp + ".tls.insecureSkipVerify", message: "insecureSkipVerify is not supported by Weft yet", severity: model.SeverityWarning},
+			trafficPolicyDR("{tls: {mode: SIMPLE, caCertificates: /etc/ca.pem}}"), false},
+		{valueCase{name: "DestinationRule connectionPool.http.h2UpgradePolicy",
+			yaml:  trafficPolicyDR("{connectionPool: {http: {h2UpgradePolicy: UPGRADE}}}"),
+			field: tp + ".connectionPool.http.h2UpgradePolicy", message: "h2UpgradePolicy UPGRADE is not supported by Weft yet", severity: model.SeverityWarning},
+			trafficPolicyDR("{connectionPool: {http: {}}}"), false},
+		{valueCase{name: "DestinationRule connectionPool.http.useClientProtocol",
+			yaml:  trafficPolicyDR("{portLevelSettings: [{port: {number: 9080}, connectionPool: {http: {useClientProtocol: true}}}]}"),
+			field: tp + ".portLevelSettings[0].connectionPool.http.useClientProtocol", message: "useClientProtocol is not supported by Weft yet", severity: model.SeverityWarning},
+			trafficPolicyDR("{portLevelSettings: [{port: {number: 9080}, connectionPool: {http: {}}}]}"), false},
+		{valueCase{name: "DestinationRule loadBalancer.warmupDurationSecs",
+			yaml:  trafficPolicyDR("{loadBalancer: {simple: LEAST_REQUEST, warmupDurationSecs: 60s}}"),
+			field: tp + ".loadBalancer.warmupDurationSecs", message: "warmupDurationSecs is not supported by Weft yet", severity: model.SeverityWarning},
+			trafficPolicyDR("{loadBalancer: {simple: LEAST_REQUEST}}"), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			checkValueCase(t, tc.valueCase, false)
+			// The method: without the finding, the field would be ignored.
+			_, with := translateValues(t, tc.yaml, tc.capture)
+			_, without := translateValues(t, tc.without, tc.capture)
+			if tc.severity == model.SeverityWarning && !slices.Equal(with, without) {
+				t.Errorf("the field changes the xDS: Weft implements it, the warning is wrong")
+			}
+		})
+	}
+}
+
+// The method above tells a field that is read from one that is not.
+func TestUnimplementedFieldsMethodControl(t *testing.T) {
+	const to = "    route: [{destination: {host: reviews}}]\n"
+	_, a := translateValues(t, routeVS("  - retries: {attempts: 3, retryOn: \"5xx\"}\n"+to), false)
+	_, b := translateValues(t, routeVS("  - retries: {attempts: 3, retryOn: \"5xx,gateway-error\"}\n"+to), false)
+	if a[0] == b[0] {
+		t.Fatalf("a read field gives the same hashes")
+	}
+}
+
 // Every retryOn condition the translation knows is valid.
 func TestRetryOnConditionsValid(t *testing.T) {
 	const to = "    route: [{destination: {host: reviews}}]\n"
@@ -405,5 +514,42 @@ func TestRetryOnConditionsValid(t *testing.T) {
 	}
 	if p := proxyRefusals(snap); len(p) > 0 {
 		t.Errorf("the proxies refuse it: %v", p)
+	}
+}
+
+// redirect.derivePort FROM_REQUEST_PORT redirects to the port of the
+// route configuration, as Istio does: the service port for a sidecar, the
+// server port for a gateway.
+func TestRedirectDerivePort(t *testing.T) {
+	const gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: shop-gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 8080, name: http, protocol: HTTP}\n    hosts: [\"*\"]\n---\n"
+	vs := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  gateways: [shop-gw, mesh]\n  http:\n" +
+		"  - redirect: {uri: /v2, derivePort: FROM_REQUEST_PORT}\n"
+	_, snap := buildValues(gw + vs)
+	if fs := validate.Findings(snap); len(fs) > 0 {
+		t.Fatalf("findings: %v", fs)
+	}
+	tr := xdstranslate.New(snap)
+	got := map[string]uint32{}
+	for _, p := range valuesProxies() {
+		res, err := tr.Translate(p.WithSnapshot(snap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rc := range res.Routes {
+			if _, err := proxyconfig.ParseRouteConfig(rc); err != nil {
+				t.Errorf("proxy NACKs route: %v", err)
+			}
+			for _, vh := range rc.GetVirtualHosts() {
+				for _, r := range vh.GetRoutes() {
+					if rd, ok := r.GetAction().(*route.Route_Redirect); ok {
+						got[string(p.Type)+" "+rc.GetName()] = rd.Redirect.GetPortRedirect()
+					}
+				}
+			}
+		}
+	}
+	want := map[string]uint32{"sidecar 9080": 9080, "gateway http.8080": 8080}
+	if !maps.Equal(got, want) {
+		t.Errorf("port_redirect by proxy and route configuration = %v, want %v", got, want)
 	}
 }
