@@ -94,6 +94,7 @@ func (b *build) checkDestinationRule(r *config.Resource, rep *reporter) func() {
 		}
 	}
 	checkLocalityLbs(rep, dr, ports)
+	checkTrafficPolicies(rep, dr)
 	b.checkFields(r, rep)
 	return func() {
 		b.drByHost[host] = r
@@ -136,14 +137,22 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 			continue
 		}
 		fq := model.FQDN(h, r.Namespace)
+		for _, o := range vs.Hosts[:i] {
+			if o != fq && strings.EqualFold(o, fq) {
+				rep.errorf(f, "host %s is already in hosts as %s: host names do not depend on case; list each host once", fq, o)
+			}
+		}
 		vs.Hosts[i] = fq
 		if mesh && !strings.HasPrefix(fq, "*") && b.lookup(fq) == nil {
 			rep.warnf(f, "no service has host %s, so the sidecars never route it; declare it with a Workload or ServiceEntry, or fix the name", fq)
 		}
 		for _, g := range gwKeys {
-			c := fq + "|" + g
+			// Host names are DNS names, which do not depend on case: the
+			// sidecar (as Envoy) refuses a route configuration where two
+			// virtual hosts have the same domain in any case.
+			c := strings.ToLower(fq) + "|" + g
 			if first := b.vsClaims[c]; first != nil && first != r {
-				rep.errorf(f, "host %s on gateway %s is already routed by %s; merge the two VirtualServices into one", fq, g, where(first))
+				rep.errorf(f, "host %s on gateway %s is already routed by %s%s; merge the two VirtualServices into one", fq, g, where(first), spelledAs(first, fq))
 				break
 			}
 			claims = append(claims, c)
@@ -207,6 +216,25 @@ func (b *build) checkVirtualService(r *config.Resource, rep *reporter) func() {
 	}
 }
 
+// spelledAs says how first, a VirtualService, spells host when it is
+// not host's spelling: " (as Shop.example.com)".
+func spelledAs(first *config.Resource, host string) string {
+	vs, ok := first.Spec.(*networking.VirtualService)
+	if !ok {
+		return ""
+	}
+	as := ""
+	for _, h := range vs.GetHosts() {
+		switch fq := model.FQDN(h, first.Namespace); {
+		case fq == host:
+			return ""
+		case strings.EqualFold(fq, host):
+			as = " (as " + fq + ")"
+		}
+	}
+	return as
+}
+
 type weighted struct {
 	dest   *networking.Destination
 	weight int32
@@ -230,13 +258,13 @@ func tcpDests(rs []*networking.RouteDestination) []weighted {
 
 // checkRoutes checks the destinations of one route list and its weights.
 func (b *build) checkRoutes(rep *reporter, field, ns string, ds []weighted) {
-	total := int32(0)
+	total := int64(0) // weights are int32: their sum must not wrap
 	for j, d := range ds {
 		f := fmt.Sprintf("%s[%d]", field, j)
 		if d.weight < 0 {
 			rep.errorf(f+".weight", "weight %d is negative", d.weight)
 		}
-		total += d.weight
+		total += int64(d.weight)
 		b.checkDestination(rep, f+".destination", ns, d.dest)
 	}
 	switch {
@@ -339,6 +367,10 @@ func (b *build) checkSidecar(r *config.Resource, rep *reporter) func() {
 			}
 			e.Hosts[j] = ns + "/" + model.FQDN(host, rel)
 		}
+	}
+	if p := sc.GetOutboundTrafficPolicy(); p != nil && p.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
+		rep.errorf("spec.outboundTrafficPolicy.mode", "mode REGISTRY_ONLY is not supported by Weft yet: traffic to destinations outside the registry would not be blocked (a captured sidecar passes it through); "+
+			"set mode: ALLOW_ANY to accept that (an outboundTrafficPolicy without a mode means REGISTRY_ONLY), or remove outboundTrafficPolicy")
 	}
 	if sc.GetWorkloadSelector() == nil {
 		if first := b.sidecarDefault[r.Namespace]; first != nil && first != r {

@@ -42,6 +42,7 @@ func (b *build) checkHTTPRoute(rep *reporter, f, ns string, h *networking.HTTPRo
 		rep.errorf(f, "set only one of route, redirect and directResponse")
 	}
 	b.checkRoutes(rep, f+".route", ns, httpDests(h.GetRoute()))
+	checkHTTPRouteValues(rep, f, h)
 	checkFault(rep, f+".fault", h.GetFault())
 	checkCORS(rep, f+".corsPolicy", h.GetCorsPolicy())
 	checkPercentage(rep, f+".mirrorPercentage", h.GetMirrorPercentage())
@@ -144,6 +145,10 @@ func (b *build) delegateRoutes(rep *reporter, f, ns string, root *networking.HTT
 		if !ok {
 			rep.warnf(f+".delegate", "route http[%d] of delegate %s/%s matches nothing this route matches, so it is left out; narrow its match within this route's", j, dns, ref.GetName())
 			continue
+		}
+		if m.GetRewrite().GetUri() != "" && slices.ContainsFunc(m.GetMatch(), matchesURIByRegex) {
+			// Each route is fine alone; the sidecar refuses the merged one.
+			rep.errorf(f+".delegate", "merged with this route, route http[%d] of delegate %s/%s has a rewrite.uri (which replaces a matched path prefix) and a uri regex match; use rewrite.uriRegexRewrite, or match the uri by prefix", j, dns, ref.GetName())
 		}
 		out = append(out, m)
 	}

@@ -132,7 +132,7 @@ func (b *build) checkWorkload(r *config.Resource, rep *reporter) func() {
 
 	host := model.FQDN(w.Service, r.Namespace)
 	existing := b.snap.Services[host]
-	if owner := b.hostOwner[host]; owner != nil && len(ports) > 0 {
+	if owner := b.ownerOf(host); owner != nil && len(ports) > 0 {
 		if owner.Kind != config.KindWorkload {
 			rep.errorf("spec.service", "host %s is already declared by %s; a service comes from Workloads or a ServiceEntry, not both", host, where(owner))
 		} else if existing != nil {
@@ -152,7 +152,7 @@ func (b *build) checkWorkload(r *config.Resource, rep *reporter) func() {
 		if svc == nil {
 			svc = &model.Service{Hostname: host, Namespace: r.Namespace, Resolution: model.ResolutionStatic, Source: r.Key()}
 			b.snap.Services[host] = svc
-			b.hostOwner[host] = r
+			b.own(host, r)
 		}
 		for _, p := range ports {
 			if _, ok := svc.Port(p.Number); !ok {
@@ -218,8 +218,13 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 			continue
 		}
 		fq := model.FQDN(h, r.Namespace)
-		if owner := b.hostOwner[fq]; owner != nil && owner != r {
+		if owner := b.ownerOf(fq); owner != nil && owner != r {
 			rep.errorf(f, "host %s is already declared by %s; declare each host once", fq, where(owner))
+		}
+		for _, o := range hosts {
+			if o != fq && strings.EqualFold(o, fq) {
+				rep.errorf(f, "host %s is already in hosts as %s: host names do not depend on case; declare each host once", fq, o)
+			}
 		}
 		hosts = append(hosts, fq)
 	}
@@ -247,6 +252,9 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 		names[p.GetName()] = true
 		checkPortProtocol(rep, f+".protocol", p.GetProtocol())
 		ports = append(ports, model.Port{Name: p.GetName(), Number: p.GetNumber(), Protocol: model.ProtocolFromPort(p.GetProtocol(), "", p.GetName())})
+		if p.GetTargetPort() > 65535 {
+			rep.errorf(f+".targetPort", "targetPort %d is out of range; use 1-65535, or leave it out to use the port number", p.GetTargetPort())
+		}
 		if p.GetTargetPort() != 0 {
 			targets[p.GetName()] = p.GetTargetPort()
 		}
@@ -303,7 +311,7 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 			}
 		}
 		for _, h := range hosts {
-			b.hostOwner[h] = r
+			b.own(h, r)
 			svc := &model.Service{
 				Hostname:        h,
 				Namespace:       r.Namespace,
@@ -321,6 +329,26 @@ func (b *build) checkServiceEntry(r *config.Resource, rep *reporter) func() {
 			b.snap.Services[h] = svc
 		}
 	}
+}
+
+// own records r as the declarer of registry host h. Host names are DNS
+// names, which do not depend on case, and the sidecar (as Envoy) refuses
+// a route configuration with one domain in two virtual hosts, whatever
+// their case: so hostOwner also holds h lower-cased, for ownerOf to find
+// h under any spelling.
+func (b *build) own(h string, r *config.Resource) {
+	b.hostOwner[h] = r
+	if lc := strings.ToLower(h); lc != h && b.hostOwner[lc] == nil {
+		b.hostOwner[lc] = r
+	}
+}
+
+// ownerOf returns the resource that declares host h, in any case, or nil.
+func (b *build) ownerOf(h string) *config.Resource {
+	if owner := b.hostOwner[h]; owner != nil {
+		return owner
+	}
+	return b.hostOwner[strings.ToLower(h)]
 }
 
 // entryEndpoint is the endpoint of a WorkloadEntry (inline in a

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"weft.dev/weft/internal/config"
@@ -67,6 +68,15 @@ func buildRules() []fieldRule {
 			message: "inboundConnectionPool is not supported by Weft yet; remove it"},
 		{kind: config.KindSidecar, path: "spec.outboundTrafficPolicy.egressProxy", severity: model.SeverityError,
 			message: "egressProxy is not supported by Weft yet; remove it"},
+		{kind: config.KindSidecar, path: "spec.egress[].port", severity: model.SeverityWarning,
+			message: "port is not supported by Weft yet: this egress entry's hosts are visible on every port; remove it to silence this warning"},
+		{kind: config.KindVirtualService, path: "spec.tcp[].match[].destinationSubnets", severity: model.SeverityError,
+			message: "destinationSubnets is not supported by Weft yet: the route would apply to every destination address; remove it, or match on port"},
+		{kind: config.KindVirtualService, path: "spec.tls[].match[].destinationSubnets", severity: model.SeverityError,
+			message: "destinationSubnets is not supported by Weft yet: the route would apply to every destination address; remove it, or match on sniHosts and port"},
+		{kind: config.KindVirtualService, path: "spec.http[].retries.retryRemoteLocalities", severity: model.SeverityWarning,
+			message: "retryRemoteLocalities is not supported by Weft yet: retries pick hosts as the first try does; remove it to silence this warning",
+			when:    boolValue},
 	}
 	for _, tp := range wholePolicies {
 		rules = append(rules,
@@ -83,6 +93,21 @@ func buildRules() []fieldRule {
 				when: func(v protoreflect.Value) bool {
 					return !supportedTLSModes[networking.ClientTLSSettings_TLSmode(v.Enum()).String()]
 				}},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".tls.insecureSkipVerify", severity: model.SeverityWarning,
+				message: "insecureSkipVerify is not supported by Weft yet: the server certificate is still verified (against caCertificates, else the system's roots); remove it to silence this warning",
+				when:    boolValue},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".connectionPool.http.h2UpgradePolicy", severity: model.SeverityWarning,
+				message: "h2UpgradePolicy UPGRADE is not supported by Weft yet: HTTP/1.1 connections to the service are not upgraded to HTTP/2; remove it to silence this warning, or declare the port's protocol HTTP2",
+				when: func(v protoreflect.Value) bool {
+					return networking.ConnectionPoolSettings_HTTPSettings_H2UpgradePolicy(v.Enum()) == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE
+				}},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".connectionPool.http.useClientProtocol", severity: model.SeverityWarning,
+				message: "useClientProtocol is not supported by Weft yet: the protocol to the service follows its port's protocol; remove it to silence this warning",
+				when:    func(v protoreflect.Value) bool { return v.Bool() }},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.warmupDurationSecs", severity: model.SeverityWarning,
+				message: "warmupDurationSecs is not supported by Weft yet: new endpoints get their full share of requests at once; remove it to silence this warning"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.warmup", severity: model.SeverityWarning,
+				message: "warmup is not supported by Weft yet: new endpoints get their full share of requests at once; remove it to silence this warning"},
 			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.consistentHash.httpCookie", severity: model.SeverityError,
 				message: "httpCookie needs a name; set httpCookie.name to the cookie to hash on",
 				when: func(v protoreflect.Value) bool {
@@ -92,6 +117,13 @@ func buildRules() []fieldRule {
 		)
 	}
 	return rules
+}
+
+// boolValue is a rule's when for a google.protobuf.BoolValue field: it
+// fires when the value is true.
+func boolValue(v protoreflect.Value) bool {
+	b, _ := v.Message().Interface().(*wrapperspb.BoolValue)
+	return b.GetValue()
 }
 
 // checkFields applies the rules of r's kind to its spec.

@@ -126,7 +126,7 @@ func (c *routeCtx) routeBody(hr *networking.HTTPRoute, vs *model.VirtualService)
 	r := &route.Route{Name: hr.GetName()}
 	switch {
 	case hr.GetRedirect() != nil:
-		r.Action = &route.Route_Redirect{Redirect: redirect(hr.GetRedirect())}
+		r.Action = &route.Route_Redirect{Redirect: redirect(hr.GetRedirect(), c.port)}
 	case hr.GetDirectResponse() != nil:
 		r.Action = &route.Route_DirectResponse{DirectResponse: directResponse(hr.GetDirectResponse())}
 	default:
@@ -476,7 +476,9 @@ var redirectCodes = map[uint32]route.RedirectAction_RedirectResponseCode{
 	308: route.RedirectAction_PERMANENT_REDIRECT,
 }
 
-func redirect(r *networking.HTTPRedirect) *route.RedirectAction {
+// redirect translates an HTTP redirect of a route configuration for port.
+// The validator refuses the redirect codes redirectCodes lacks.
+func redirect(r *networking.HTTPRedirect, port uint32) *route.RedirectAction {
 	a := &route.RedirectAction{HostRedirect: r.GetAuthority(), ResponseCode: redirectCodes[r.GetRedirectCode()]}
 	if r.GetUri() != "" {
 		a.PathRewriteSpecifier = &route.RedirectAction_PathRedirect{PathRedirect: r.GetUri()}
@@ -490,8 +492,16 @@ func redirect(r *networking.HTTPRedirect) *route.RedirectAction {
 	default:
 		a.SchemeRewriteSpecifier = &route.RedirectAction_SchemeRedirect{SchemeRedirect: r.GetScheme()}
 	}
-	if p := r.GetPort(); p != 0 {
-		a.PortRedirect = p
+	switch p := r.GetRedirectPort().(type) {
+	case *networking.HTTPRedirect_Port:
+		a.PortRedirect = p.Port
+	case *networking.HTTPRedirect_DerivePort:
+		if p.DerivePort == networking.HTTPRedirect_FROM_REQUEST_PORT {
+			// As Istio does: a redirect action cannot say "the request's
+			// port", but routes are built per port: it is the route
+			// configuration's (the service's, or the gateway server's).
+			a.PortRedirect = port
+		}
 	}
 	return a
 }
