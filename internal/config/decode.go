@@ -411,16 +411,26 @@ func suggest(name string, md protoreflect.MessageDescriptor) string {
 }
 
 func suggestFrom(name string, names []string) string {
+	best := Closest(name, names)
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+// Closest returns the one of names nearest to name (case aside) when it
+// is within two edits, for "did you mean" hints; "" when none is.
+func Closest(name string, names []string) string {
+	if len(name) > 64 {
+		return ""
+	}
 	best, bestD := "", 3
 	for _, n := range names {
 		if d := editDistance(strings.ToLower(name), strings.ToLower(n)); d < bestD {
 			best, bestD = n, d
 		}
 	}
-	if best == "" || len(name) > 64 {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %q?", best)
+	return best
 }
 
 func editDistance(a, b string) int {
