@@ -7,9 +7,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"weft.dev/weft/internal/config"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/config"
 )
 
 // The values of an http route that the sidecar's xDS client parses
