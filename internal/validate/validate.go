@@ -207,18 +207,24 @@ func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds
 		if !contains(kinds, r.Kind) || pick != nil && !pick(r) {
 			continue
 		}
-		if !r.Invalid {
-			rep := &reporter{r: r}
-			apply := check(r, rep)
-			b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
-			if !rep.hasErrors() {
-				b.inForce[keyOf(r.Meta)] = r // apply may replace it
-				apply()
-				continue
-			}
-		}
-		b.tryLastGood(r, pick, check)
+		b.checkOne(r, pick, check)
 	}
+}
+
+// checkOne checks r and puts it in force, or else its last good version.
+func (b *build) checkOne(r *config.Resource, pick func(*config.Resource) bool, check checkFunc) {
+	if !r.Invalid {
+		rep := &reporter{r: r}
+		apply := check(r, rep)
+		b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
+		b.findings[r.Meta] = append(b.findings[r.Meta], rep.leftOut...)
+		if !rep.hasErrors() {
+			b.inForce[keyOf(r.Meta)] = r // apply may replace it
+			apply()
+			return
+		}
+	}
+	b.tryLastGood(r, pick, check)
 }
 
 // tryLastGood puts the last good version of r in force if there is one,
@@ -345,6 +351,11 @@ func contains(list []string, s string) bool {
 type reporter struct {
 	r   *config.Resource
 	out []model.Finding
+	// leftOut are errors about a part of the resource that is left out of
+	// the version put in force (a Gateway server whose certificate does
+	// not load) while the rest of it serves: reported, but not counted by
+	// hasErrors.
+	leftOut []model.Finding
 }
 
 func (p *reporter) add(sev model.Severity, field, msg string) {
@@ -357,6 +368,12 @@ func (p *reporter) errorf(field, format string, args ...any) {
 
 func (p *reporter) warnf(field, format string, args ...any) {
 	p.add(model.SeverityWarning, field, sprintf(format, args...))
+}
+
+// leaveOutf reports an error about a part of the resource left out of
+// force (see leftOut).
+func (p *reporter) leaveOutf(field, format string, args ...any) {
+	p.leftOut = append(p.leftOut, model.Finding{Severity: model.SeverityError, Meta: p.r.Meta, Line: p.r.LineOf(field), Field: field, Message: sprintf(format, args...)})
 }
 
 func (p *reporter) hasErrors() bool { return hasError(p.out) }
