@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,16 @@ spec:
 `
 }
 
+// lgNamedVS is lgVS named name for hosts (a YAML list).
+func lgNamedVS(name, hosts, subset string) string {
+	return strings.Replace(strings.Replace(lgVS(subset), "{name: reviews}", "{name: "+name+"}", 1), "hosts: [reviews]", "hosts: "+hosts, 1)
+}
+
+// lgBrokenVS is lgVS for subset with a YAML syntax error on line 7.
+func lgBrokenVS(subset string) string {
+	return strings.Replace(lgVS(subset), "subset: "+subset+"}", "subset: "+subset, 1)
+}
+
 // lgLoad writes name/content pairs into dir (replacing the YAML files
 // there) and loads the folder as the control plane does.
 func lgLoad(t *testing.T, dir string, kv ...string) *config.Set {
@@ -86,6 +97,18 @@ func lgErrors(snap *model.Snapshot, dir string) []string {
 	return out
 }
 
+// lgFileErrorLine is the line of the first error about a file, not a
+// resource, that set holds.
+func lgFileErrorLine(t *testing.T, set *config.Set) int {
+	for _, f := range set.Findings {
+		if f.Meta.Kind == "" && f.Severity == model.SeverityError {
+			return f.Line
+		}
+	}
+	t.Fatalf("no error about a file in %v", set.Findings)
+	return 0
+}
+
 // lgRoutes lists the VirtualServices in force as "name->subset" (the
 // first route's destination), sorted.
 func lgRoutes(snap *model.Snapshot) []string {
@@ -109,6 +132,79 @@ func lgState(snap *model.Snapshot, kind, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestInvalidYAMLEditKeepsLastGood: an edit that leaves a file with a
+// document that is not valid YAML (so no kind or name can be read from
+// it) keeps the resources the file held in force at their last good
+// versions, with the error on the file, until the file reads again or is
+// removed.
+func TestInvalidYAMLEditKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	const ratings = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings}\nspec:\n  hosts: [ratings]\n  http:\n  - route:\n    - destination: {host: ratings}\n"
+	steps := []struct {
+		name       string
+		files      []string
+		wantRoutes []string
+		wantState  string // of VirtualService reviews
+		wantErrors []string
+	}{
+		{name: "valid", files: []string{"base.yaml", lgBase, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantState: "Valid"},
+		{name: "bad YAML keeps the last good version", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v2")},
+			wantRoutes: []string{"reviews->v1"}, wantState: "Invalid (last good)",
+			wantErrors: []string{
+				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
+				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
+			}},
+		{name: "still bad in the next build", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v2")},
+			wantRoutes: []string{"reviews->v1"}, wantState: "Invalid (last good)",
+			wantErrors: []string{
+				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
+				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
+			}},
+		{name: "a readable document of the file is read", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v2") + ratings},
+			wantRoutes: []string{"ratings->", "reviews->v1"}, wantState: "Invalid (last good)",
+			wantErrors: []string{
+				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
+				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
+			}},
+		{name: "fixed", files: []string{"base.yaml", lgBase, "vs.yaml", lgVS("v2")},
+			wantRoutes: []string{"reviews->v2"}, wantState: "Valid"},
+		{name: "bad again", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v3")},
+			wantRoutes: []string{"reviews->v2"}, wantState: "Invalid (last good)",
+			wantErrors: []string{
+				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
+				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
+			}},
+		{name: "file removed", files: []string{"base.yaml", lgBase}},
+	}
+	b := NewBuilder()
+	var prev *model.Snapshot
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			set := lgLoad(t, dir, st.files...)
+			snap := b.Build(set, nil)
+			// The one-shot form, from the previous snapshot, agrees.
+			one := Build(set, nil, prev)
+			prev = snap
+			for _, s := range []*model.Snapshot{snap, one} {
+				if diff := cmp.Diff(st.wantRoutes, lgRoutes(s)); diff != "" {
+					t.Errorf("VirtualServices in force (-want +got):\n%s", diff)
+				}
+				if got := lgState(s, "VirtualService", "reviews"); got != st.wantState {
+					t.Errorf("VirtualService reviews is %q, want %q", got, st.wantState)
+				}
+				var want []string
+				for _, e := range st.wantErrors {
+					want = append(want, strings.Replace(e, "LINE", strconv.Itoa(lgFileErrorLine(t, set)), 1))
+				}
+				if diff := cmp.Diff(want, lgErrors(s, dir)); diff != "" {
+					t.Errorf("errors (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
 }
 
 // TestExpiredGatewayCertLeavesServerOut: a Gateway server whose

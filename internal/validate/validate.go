@@ -10,7 +10,9 @@
 // with an error finding is left out of the snapshot; when the Builder holds
 // a version of it (same kind, namespace and name) that was valid in an
 // earlier build and still passes every check now, that version stays in
-// force and the resource's status says ServingLastGood.
+// force and the resource's status says ServingLastGood. The same holds for
+// the resources of a file that cannot be read (bad YAML), until it reads
+// again or is removed (lastgood.go).
 //
 // Decisions worth knowing:
 //   - Short hosts resolve with model.FQDN relative to the resource's
@@ -52,7 +54,8 @@ func NewBuilder() *Builder { return &Builder{} }
 // Build validates set against the instances and returns a new snapshot with
 // the next version. set may be nil (no config). The Builder then remembers
 // what is in force: a resource deleted from set is forgotten, so it cannot
-// come back as a last good version.
+// come back as a last good version (one missing because its file cannot be
+// read is kept, see unreadableFiles).
 func (b *Builder) Build(set *config.Set, instances []*model.Instance) *model.Snapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -103,6 +106,16 @@ func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapsho
 
 type rkey struct{ kind, namespace, name string }
 
+func (k rkey) less(o rkey) bool {
+	if k.kind != o.kind {
+		return k.kind < o.kind
+	}
+	if k.namespace != o.namespace {
+		return k.namespace < o.namespace
+	}
+	return k.name < o.name
+}
+
 func keyOf(m model.Meta) rkey { return rkey{m.Kind, m.Namespace, m.Name} }
 
 // build is the state of one Build call.
@@ -121,6 +134,13 @@ type build struct {
 	// servingLastGood marks the resources read whose last good version is
 	// in force.
 	servingLastGood map[model.Meta]bool
+
+	// unreadable are the last good versions of the resources of files
+	// that cannot be read, kept in force (lastgood.go), by file and line.
+	unreadable []*config.Resource
+	// brokenFiles: file -> line of its first error that no resource
+	// carries (a document that cannot be read).
+	brokenFiles map[string]int
 
 	workloadEntries []*config.Resource
 	hostOwner       map[string]*config.Resource // registry host -> declaring resource
@@ -166,6 +186,7 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 	for _, f := range set.Findings {
 		b.findings[f.Meta] = append(b.findings[f.Meta], f)
 	}
+	b.unreadableFiles()
 	for _, inst := range instances {
 		if inst != nil {
 			b.snap.Instances[inst.ProxyKey()] = inst
@@ -195,7 +216,8 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 // to do to put it in force (called only if rep has no error).
 type checkFunc func(r *config.Resource, rep *reporter) (apply func())
 
-// stage checks the resources of the given kinds in the order read.
+// stage checks the resources of the given kinds: first those of
+// unreadable files, then the others in the order read.
 func (b *build) stage(check checkFunc, kinds ...string) {
 	b.stageIf(nil, check, kinds...)
 }
@@ -203,6 +225,11 @@ func (b *build) stage(check checkFunc, kinds ...string) {
 // stageIf is stage for the resources of the kinds that pick (nil: all)
 // selects.
 func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds ...string) {
+	for _, lg := range b.unreadable {
+		if contains(kinds, lg.Kind) && (pick == nil || pick(lg)) {
+			b.keepUnreadable(lg, check)
+		}
+	}
 	for _, r := range b.set.Resources {
 		if !contains(kinds, r.Kind) || pick != nil && !pick(r) {
 			continue
@@ -269,6 +296,7 @@ func (b *build) status() {
 		}
 		b.snap.Status = append(b.snap.Status, model.ResourceStatus{Meta: m, State: model.StateInvalid, Findings: sortFindings(fs)})
 	}
+	b.unreadableStatus()
 	sort.Slice(b.snap.Status, func(i, j int) bool { return metaLess(b.snap.Status[i].Meta, b.snap.Status[j].Meta) })
 }
 
