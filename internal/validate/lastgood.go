@@ -16,6 +16,30 @@ import (
 //     with no kind or name) holds nothing the build can see: the
 //     resources it held in force keep their last good versions, with the
 //     error on the file, until it reads again or is removed.
+//   - A resource in force keeps its claims (claims.go).
+
+// revision is what the tries of one build learned.
+type revision struct {
+	// released: reservations that were wrong (their holder did not keep
+	// the claim).
+	released map[reservation]bool
+}
+
+// revise learns from the build what should change in another try, and
+// reports whether anything did.
+func (b *build) revise() bool {
+	changed := false
+	for _, rv := range b.reservations {
+		if !b.holds(rv.holder, rv.claim) && !b.rev.released[rv] {
+			if b.rev.released == nil {
+				b.rev.released = map[reservation]bool{}
+			}
+			b.rev.released[rv] = true
+			changed = true
+		}
+	}
+	return changed
+}
 
 // unreadableFiles finds the files with a document that cannot be read
 // (an error finding that names no resource) and the last good versions
@@ -59,6 +83,7 @@ func (b *build) keepUnreadable(lg *config.Resource, check checkFunc) {
 	if b.inForce[k] != nil {
 		return
 	}
+	defer func() { b.decided[k] = true }()
 	rep := &reporter{r: lg}
 	apply := check(lg, rep)
 	if rep.hasErrors() {
@@ -66,6 +91,7 @@ func (b *build) keepUnreadable(lg *config.Resource, check checkFunc) {
 	}
 	b.inForce[k] = lg
 	apply()
+	b.claim(k, claimsOf(lg))
 }
 
 // unreadableStatus adds the status of the resources of unreadable files:

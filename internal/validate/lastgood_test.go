@@ -207,6 +207,126 @@ func TestInvalidYAMLEditKeepsLastGood(t *testing.T) {
 	}
 }
 
+// TestConflictingClaimKeepsIncumbent: when a resource claims what one in
+// force in the last build holds (a host on a gateway, a host's
+// DestinationRule, a registry host), the one in force keeps it and the
+// other is refused with the conflict, whatever the file order; with no
+// history, the file order decides as before.
+func TestConflictingClaimKeepsIncumbent(t *testing.T) {
+	se := func(name string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: " + name + "}\nspec:\n  hosts: [api.example.com]\n  resolution: DNS\n  ports: [{number: 443, name: tls}]\n"
+	}
+	dr := func(name string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: " + name + "}\nspec:\n  host: ratings\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n"
+	}
+	sidecar := func(name string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: " + name + "}\nspec:\n  egress: [{hosts: [\"./*\"]}]\n"
+	}
+	type state struct{ kind, name, want string }
+	cases := []struct {
+		name       string
+		before     [][]string // folder states built in turn, the first with no error
+		after      []string
+		wantRoutes []string
+		wantStates []state
+		wantErrors []string
+		check      func(t *testing.T, snap *model.Snapshot)
+	}{{
+		name:       "new VirtualService in a file read first",
+		before:     [][]string{{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1")}},
+		after:      []string{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1"), "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
+		wantRoutes: []string{"reviews-main->v1"},
+		wantStates: []state{{"VirtualService", "reviews-main", "Valid"}, {"VirtualService", "reviews-experiment", "Invalid"}},
+		wantErrors: []string{"DIR/a-experiment.yaml: VirtualService default/reviews-experiment: spec.hosts[0]: host reviews.default.svc.cluster.local on gateway mesh is already routed by VirtualService default/reviews-main (DIR/reviews.yaml:1); merge the two VirtualServices into one"},
+	}, {
+		name: "the incumbent removed, the newcomer takes over",
+		before: [][]string{
+			{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1")},
+			{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1"), "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
+		},
+		after:      []string{"base.yaml", lgBase, "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
+		wantRoutes: []string{"reviews-experiment->v3"},
+		wantStates: []state{{"VirtualService", "reviews-experiment", "Valid"}},
+	}, {
+		name:       "an edit claims the host of another VirtualService in force",
+		before:     [][]string{{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings]", "v1"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")}},
+		after:      []string{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings, reviews]", "v3"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")},
+		wantRoutes: []string{"a->v1", "c->v2"},
+		wantStates: []state{{"VirtualService", "a", "Invalid (last good)"}, {"VirtualService", "c", "Valid"}},
+		wantErrors: []string{"DIR/a.yaml: VirtualService default/a: spec.hosts[1]: host reviews.default.svc.cluster.local on gateway mesh is already routed by VirtualService default/c (DIR/c.yaml:1), which was in force first; merge the two VirtualServices into one"},
+	}, {
+		name:       "an edit claims a host another edit lets go",
+		before:     [][]string{{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings]", "v1"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")}},
+		after:      []string{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings, reviews]", "v3"), "c.yaml", lgNamedVS("c", "[reviews.example.com]", "v2")},
+		wantRoutes: []string{"a->v3", "c->v2"},
+		wantStates: []state{{"VirtualService", "a", "Valid"}, {"VirtualService", "c", "Valid"}},
+		check: func(t *testing.T, snap *model.Snapshot) {
+			for _, vs := range snap.VirtualServices {
+				if vs.Name == "a" && len(vs.Spec.GetHosts()) != 2 {
+					t.Errorf("VirtualService a in force has hosts %v, want its new version's two", vs.Spec.GetHosts())
+				}
+			}
+		},
+	}, {
+		name:       "new DestinationRule in a file read first",
+		before:     [][]string{{"base.yaml", lgBase, "vs.yaml", lgVS("v1"), "ratings.yaml", dr("ratings")}},
+		after:      []string{"base.yaml", lgBase, "vs.yaml", lgVS("v1"), "ratings.yaml", dr("ratings"), "a.yaml", dr("ratings-new")},
+		wantRoutes: []string{"reviews->v1"},
+		wantStates: []state{{"DestinationRule", "ratings", "Valid"}, {"DestinationRule", "ratings-new", "Invalid"}},
+		wantErrors: []string{"DIR/a.yaml: DestinationRule default/ratings-new: spec.host: DestinationRule default/ratings (DIR/ratings.yaml:1) already applies to host ratings.default.svc.cluster.local; merge the two into one DestinationRule"},
+	}, {
+		name:       "new ServiceEntry in a file read first",
+		before:     [][]string{{"z.yaml", se("api")}},
+		after:      []string{"z.yaml", se("api"), "a.yaml", se("api-new")},
+		wantStates: []state{{"ServiceEntry", "api", "Valid"}, {"ServiceEntry", "api-new", "Invalid"}},
+		wantErrors: []string{"DIR/a.yaml: ServiceEntry default/api-new: spec.hosts[0]: host api.example.com is already declared by ServiceEntry default/api (DIR/z.yaml:1); declare each host once"},
+		check: func(t *testing.T, snap *model.Snapshot) {
+			if svc := snap.Services["api.example.com"]; svc == nil || svc.Source != "ServiceEntry default/api" {
+				t.Errorf("api.example.com is declared by %v, want ServiceEntry default/api", svc)
+			}
+		},
+	}, {
+		name:       "new Workload of the service with another port name, in a file read first",
+		before:     [][]string{{"base.yaml", lgBase}},
+		after:      []string{"base.yaml", lgBase, "a.yaml", "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: reviews-v2}\nspec:\n  service: reviews\n  ports: [{name: web, number: 9080}]\n"},
+		wantStates: []state{{"Workload", "reviews", "Valid"}, {"Workload", "reviews-v2", "Invalid"}},
+		wantErrors: []string{`DIR/a.yaml: Workload default/reviews-v2: spec.ports[0]: port 9080 is "http" (HTTP) in Workload default/reviews (DIR/base.yaml:1); give it the same name and protocol in every Workload of service reviews`},
+	}, {
+		name:       "new default Sidecar of a namespace in a file read first",
+		before:     [][]string{{"z.yaml", sidecar("main")}},
+		after:      []string{"z.yaml", sidecar("main"), "a.yaml", sidecar("other")},
+		wantStates: []state{{"Sidecar", "main", "Valid"}, {"Sidecar", "other", "Invalid"}},
+		wantErrors: []string{"DIR/a.yaml: Sidecar default/other: spec: namespace default already has a Sidecar without workloadSelector, Sidecar default/main (DIR/z.yaml:1); keep one"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			b := NewBuilder()
+			for i, files := range tc.before {
+				snap := b.Build(lgLoad(t, dir, files...), nil)
+				if errs := lgErrors(snap, dir); i == 0 && len(errs) > 0 {
+					t.Fatalf("setup: %v", errs)
+				}
+			}
+			snap := b.Build(lgLoad(t, dir, tc.after...), nil)
+			if diff := cmp.Diff(tc.wantRoutes, lgRoutes(snap)); diff != "" {
+				t.Errorf("VirtualServices in force (-want +got):\n%s", diff)
+			}
+			for _, st := range tc.wantStates {
+				if got := lgState(snap, st.kind, st.name); got != st.want {
+					t.Errorf("%s %s is %q, want %q", st.kind, st.name, got, st.want)
+				}
+			}
+			if diff := cmp.Diff(tc.wantErrors, lgErrors(snap, dir)); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+			if tc.check != nil {
+				tc.check(t, snap)
+			}
+		})
+	}
+}
+
 // TestExpiredGatewayCertLeavesServerOut: a Gateway server whose
 // certificate has expired, or whose files do not load, is left out of the
 // Gateway in force with an error on its tls; the Gateway's other servers

@@ -5,14 +5,16 @@
 // broken.
 //
 // Checks run in stages, each seeing only what earlier stages put in force:
-// WorkloadEntries, then the registry (Workloads and ServiceEntries, in file
-// order), Gateways, DestinationRules, VirtualServices, Sidecars. A resource
-// with an error finding is left out of the snapshot; when the Builder holds
-// a version of it (same kind, namespace and name) that was valid in an
-// earlier build and still passes every check now, that version stays in
-// force and the resource's status says ServingLastGood. The same holds for
-// the resources of a file that cannot be read (bad YAML), until it reads
-// again or is removed (lastgood.go).
+// WorkloadEntries, then the registry (Workloads and ServiceEntries),
+// Gateways, DestinationRules, VirtualServices, Sidecars. Within a stage the
+// resources that were in force in the last build are checked first, then
+// the others, each in file order, so a newcomer never displaces a resource
+// in force (claims.go). A resource with an error finding is left out of
+// the snapshot; when the Builder holds a version of it (same kind,
+// namespace and name) that was valid in an earlier build and still passes
+// every check now, that version stays in force and the resource's status
+// says ServingLastGood. The same holds for the resources of a file that
+// cannot be read (bad YAML), until it reads again or is removed.
 //
 // Decisions worth knowing:
 //   - Short hosts resolve with model.FQDN relative to the resource's
@@ -135,12 +137,23 @@ type build struct {
 	// in force.
 	servingLastGood map[model.Meta]bool
 
+	// rev is what earlier tries of this build learned (lastgood.go).
+	rev *revision
 	// unreadable are the last good versions of the resources of files
 	// that cannot be read, kept in force (lastgood.go), by file and line.
 	unreadable []*config.Resource
 	// brokenFiles: file -> line of its first error that no resource
 	// carries (a document that cannot be read).
 	brokenFiles map[string]int
+	// decided marks the keys whose check is done in this build.
+	decided map[rkey]bool
+	// claims made in this build, and those of the last one (claims.go):
+	// a holder, and the other Workloads of a service that shared one.
+	claimed     map[claim]rkey
+	prevHolders map[claim]rkey
+	prevMore    map[claim][]rkey
+	// reservations that refused a resource in this build.
+	reservations []reservation
 
 	workloadEntries []*config.Resource
 	hostOwner       map[string]*config.Resource // registry host -> declaring resource
@@ -159,14 +172,28 @@ type build struct {
 	peerAuthDefault map[string]*config.Resource
 }
 
+// run builds a snapshot, trying again while a try learns something that
+// changes the outcome (revise: a claim reservation to drop); each try
+// learns more, so this ends.
 func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64) *build {
 	if set == nil {
 		set = &config.Set{}
 	}
+	rev := &revision{}
+	for {
+		b := runOnce(set, instances, lastGood, version, rev)
+		if !b.revise() {
+			return b
+		}
+	}
+}
+
+func runOnce(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64, rev *revision) *build {
 	b := &build{
 		set:       set,
 		instances: instances,
 		lastGood:  lastGood,
+		rev:       rev,
 		snap: &model.Snapshot{
 			Version:   version,
 			Services:  map[string]*model.Service{},
@@ -175,6 +202,8 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 		inForce:         map[rkey]*config.Resource{},
 		findings:        map[model.Meta][]model.Finding{},
 		servingLastGood: map[model.Meta]bool{},
+		decided:         make(map[rkey]bool, len(set.Resources)),
+		claimed:         make(map[claim]rkey, len(set.Resources)),
 		hostOwner:       map[string]*config.Resource{},
 		declared:        map[string]*model.Service{},
 		gateways:        map[string]*config.Resource{},
@@ -187,6 +216,7 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 		b.findings[f.Meta] = append(b.findings[f.Meta], f)
 	}
 	b.unreadableFiles()
+	b.prevClaims()
 	for _, inst := range instances {
 		if inst != nil {
 			b.snap.Instances[inst.ProxyKey()] = inst
@@ -216,8 +246,9 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 // to do to put it in force (called only if rep has no error).
 type checkFunc func(r *config.Resource, rep *reporter) (apply func())
 
-// stage checks the resources of the given kinds: first those of
-// unreadable files, then the others in the order read.
+// stage checks the resources of the given kinds: first those in force in
+// the last build (in the order read, then those of unreadable files), then
+// the others in the order read.
 func (b *build) stage(check checkFunc, kinds ...string) {
 	b.stageIf(nil, check, kinds...)
 }
@@ -225,29 +256,44 @@ func (b *build) stage(check checkFunc, kinds ...string) {
 // stageIf is stage for the resources of the kinds that pick (nil: all)
 // selects.
 func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds ...string) {
+	var newcomers []*config.Resource
+	for _, r := range b.set.Resources {
+		if !contains(kinds, r.Kind) || pick != nil && !pick(r) {
+			continue
+		}
+		if k := keyOf(r.Meta); b.lastGood[k] == nil || b.set.Get(k.kind, k.namespace, k.name) != r {
+			newcomers = append(newcomers, r)
+			continue
+		}
+		b.checkOne(r, pick, check)
+	}
 	for _, lg := range b.unreadable {
 		if contains(kinds, lg.Kind) && (pick == nil || pick(lg)) {
 			b.keepUnreadable(lg, check)
 		}
 	}
-	for _, r := range b.set.Resources {
-		if !contains(kinds, r.Kind) || pick != nil && !pick(r) {
-			continue
-		}
+	for _, r := range newcomers {
 		b.checkOne(r, pick, check)
 	}
 }
 
 // checkOne checks r and puts it in force, or else its last good version.
 func (b *build) checkOne(r *config.Resource, pick func(*config.Resource) bool, check checkFunc) {
+	k := keyOf(r.Meta)
+	if b.set.Get(k.kind, k.namespace, k.name) == r {
+		defer func() { b.decided[k] = true }()
+	}
 	if !r.Invalid {
 		rep := &reporter{r: r}
+		cs := claimsOf(r)
+		b.checkReserved(r, cs, rep)
 		apply := check(r, rep)
 		b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
 		b.findings[r.Meta] = append(b.findings[r.Meta], rep.leftOut...)
 		if !rep.hasErrors() {
-			b.inForce[keyOf(r.Meta)] = r // apply may replace it
+			b.inForce[k] = r // apply may replace it
 			apply()
+			b.claim(k, cs)
 			return
 		}
 	}
@@ -273,6 +319,7 @@ func (b *build) tryLastGood(r *config.Resource, pick func(*config.Resource) bool
 	}
 	b.inForce[k] = lg
 	apply()
+	b.claim(k, claimsOf(lg))
 	b.servingLastGood[r.Meta] = true
 }
 
