@@ -327,6 +327,84 @@ func TestConflictingClaimKeepsIncumbent(t *testing.T) {
 	}
 }
 
+// TestSubsetInUseKeepsDestinationRule: a DestinationRule edit that drops
+// a subset a VirtualService in force routes to is refused, its last good
+// version kept, with an error naming the routes; the VirtualService keeps
+// serving. Routes and rule changed together go through, and a new
+// VirtualService naming a missing subset is refused itself.
+func TestSubsetInUseKeepsDestinationRule(t *testing.T) {
+	dir := t.TempDir()
+	noV1 := strings.Replace(lgBase, "{name: v1, labels: {version: v1}}, ", "", 1)
+	movedHost := strings.Replace(lgBase, "  host: reviews\n", "  host: ratings\n", 1)
+	const inUse = `DIR/base.yaml: DestinationRule default/reviews: %s: subset "v1" of host reviews.default.svc.cluster.local is still used by VirtualService default/reviews (DIR/vs.yaml:1) in spec.http[0].route[0].destination; change those routes first, then edit this DestinationRule again (until then its last good version stays in force)`
+	steps := []struct {
+		name        string
+		files       []string
+		wantRoutes  []string
+		wantDR      string // DestinationRule reviews
+		wantSubsets []string
+		wantErrors  []string
+	}{
+		{name: "valid", files: []string{"base.yaml", lgBase, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantDR: "Valid", wantSubsets: []string{"v1", "v2", "v3"}},
+		{name: "subset in use removed", files: []string{"base.yaml", noV1, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantDR: "Invalid (last good)", wantSubsets: []string{"v1", "v2", "v3"},
+			wantErrors: []string{strings.Replace(inUse, "%s", "spec.subsets", 1)}},
+		{name: "host in use moved", files: []string{"base.yaml", movedHost, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantDR: "Invalid (last good)", wantSubsets: []string{"v1", "v2", "v3"},
+			wantErrors: []string{strings.Replace(inUse, "%s", "spec.host", 1)}},
+		{name: "routes and subsets changed together", files: []string{"base.yaml", noV1, "vs.yaml", lgVS("v2")},
+			wantRoutes: []string{"reviews->v2"}, wantDR: "Valid", wantSubsets: []string{"v2", "v3"}},
+		{name: "a new VirtualService names the missing subset", files: []string{"base.yaml", noV1, "vs.yaml", lgVS("v2"), "new.yaml", lgNamedVS("new", "[ratings]", "v1")},
+			wantRoutes: []string{"reviews->v2"}, wantDR: "Valid", wantSubsets: []string{"v2", "v3"},
+			wantErrors: []string{`DIR/new.yaml: VirtualService default/new: spec.http[0].route[0].destination.subset: subset "v1" is not defined in DestinationRule default/reviews (DIR/base.yaml:13); its subsets are: v2, v3`}},
+	}
+	b := NewBuilder()
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			snap := b.Build(lgLoad(t, dir, st.files...), nil)
+			if diff := cmp.Diff(st.wantRoutes, lgRoutes(snap)); diff != "" {
+				t.Errorf("VirtualServices in force (-want +got):\n%s", diff)
+			}
+			if got := lgState(snap, "VirtualService", "reviews"); got != "Valid" {
+				t.Errorf("VirtualService reviews is %q, want Valid", got)
+			}
+			if got := lgState(snap, "DestinationRule", "reviews"); got != st.wantDR {
+				t.Errorf("DestinationRule reviews is %q, want %q", got, st.wantDR)
+			}
+			var subsets []string
+			for _, dr := range snap.DestinationRules {
+				for _, s := range dr.Spec.GetSubsets() {
+					subsets = append(subsets, s.GetName())
+				}
+			}
+			if diff := cmp.Diff(st.wantSubsets, subsets); diff != "" {
+				t.Errorf("subsets in force (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(st.wantErrors, lgErrors(snap, dir)); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSubsetOfUnreadableFileKeepsDestinationRule: the last good version
+// kept for a file that cannot be read counts as in force: a
+// DestinationRule edit dropping a subset it routes to is refused.
+func TestSubsetOfUnreadableFileKeepsDestinationRule(t *testing.T) {
+	dir := t.TempDir()
+	b := NewBuilder()
+	b.Build(lgLoad(t, dir, "base.yaml", lgBase, "vs.yaml", lgVS("v1")), nil)
+	noV1 := strings.Replace(lgBase, "{name: v1, labels: {version: v1}}, ", "", 1)
+	snap := b.Build(lgLoad(t, dir, "base.yaml", noV1, "vs.yaml", lgBrokenVS("v1")), nil)
+	if diff := cmp.Diff([]string{"reviews->v1"}, lgRoutes(snap)); diff != "" {
+		t.Errorf("VirtualServices in force (-want +got):\n%s", diff)
+	}
+	if got := lgState(snap, "DestinationRule", "reviews"); got != "Invalid (last good)" {
+		t.Errorf("DestinationRule reviews is %q, want Invalid (last good)", got)
+	}
+}
+
 // TestExpiredGatewayCertLeavesServerOut: a Gateway server whose
 // certificate has expired, or whose files do not load, is left out of the
 // Gateway in force with an error on its tls; the Gateway's other servers

@@ -136,6 +136,9 @@ type build struct {
 	// servingLastGood marks the resources read whose last good version is
 	// in force.
 	servingLastGood map[model.Meta]bool
+	// lastGoodErrors are the errors of the last good versions that failed
+	// this build's checks, by key (read by revise).
+	lastGoodErrors map[rkey][]model.Finding
 
 	// rev is what earlier tries of this build learned (lastgood.go).
 	rev *revision
@@ -173,8 +176,8 @@ type build struct {
 }
 
 // run builds a snapshot, trying again while a try learns something that
-// changes the outcome (revise: a claim reservation to drop); each try
-// learns more, so this ends.
+// changes the outcome (revise: a DestinationRule edit to refuse, a claim
+// reservation to drop); each try learns more, so this ends.
 func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64) *build {
 	if set == nil {
 		set = &config.Set{}
@@ -202,6 +205,7 @@ func runOnce(set *config.Set, instances []*model.Instance, lastGood map[rkey]*co
 		inForce:         map[rkey]*config.Resource{},
 		findings:        map[model.Meta][]model.Finding{},
 		servingLastGood: map[model.Meta]bool{},
+		lastGoodErrors:  map[rkey][]model.Finding{},
 		decided:         make(map[rkey]bool, len(set.Resources)),
 		claimed:         make(map[claim]rkey, len(set.Resources)),
 		hostOwner:       map[string]*config.Resource{},
@@ -287,6 +291,7 @@ func (b *build) checkOne(r *config.Resource, pick func(*config.Resource) bool, c
 		rep := &reporter{r: r}
 		cs := claimsOf(r)
 		b.checkReserved(r, cs, rep)
+		b.checkHeld(r, rep)
 		apply := check(r, rep)
 		b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
 		b.findings[r.Meta] = append(b.findings[r.Meta], rep.leftOut...)
@@ -303,7 +308,7 @@ func (b *build) checkOne(r *config.Resource, pick func(*config.Resource) bool, c
 // tryLastGood puts the last good version of r in force if there is one,
 // r is the holder of its key (not a duplicate), and that version passes
 // every check of this build. Its findings are not reported: they are
-// about a version no longer in any file.
+// about a version no longer in any file (its errors are kept for revise).
 // A last good version that pick (nil: any) does not select belongs to
 // another stage.
 func (b *build) tryLastGood(r *config.Resource, pick func(*config.Resource) bool, check checkFunc) {
@@ -315,6 +320,7 @@ func (b *build) tryLastGood(r *config.Resource, pick func(*config.Resource) bool
 	rep := &reporter{r: lg}
 	apply := check(lg, rep)
 	if rep.hasErrors() {
+		b.lastGoodErrors[k] = rep.out
 		return
 	}
 	b.inForce[k] = lg
