@@ -42,7 +42,7 @@ func (b *build) checkGateway(r *config.Resource, rep *reporter) func() {
 			}
 		}
 	}
-	checkGatewayServers(rep, gw.GetServers())
+	leftOut := checkGatewayServers(rep, gw.GetServers())
 	others := make([]*config.Resource, 0, len(b.gateways))
 	for _, o := range b.gateways {
 		others = append(others, o)
@@ -53,8 +53,7 @@ func (b *build) checkGateway(r *config.Resource, rep *reporter) func() {
 	checkGatewayConflicts(rep, r.Namespace, r.Name, gw, others)
 	b.checkFields(r, rep)
 	return func() {
-		b.gateways[r.Namespace+"/"+r.Name] = r
-		b.snap.Gateways = append(b.snap.Gateways, &model.Gateway{Meta: r.Meta, Spec: proto.Clone(gw).(*networking.Gateway)})
+		b.putGateway(r, gw, leftOut)
 	}
 }
 

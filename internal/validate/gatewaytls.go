@@ -15,13 +15,18 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/model"
 	"weft.dev/weft/internal/tlsnames"
 )
 
 // checkGatewayServers checks each server's protocol and TLS settings, and
 // that no port is both HTTP and HTTPS and no host is served twice on an
-// HTTPS or TLS port.
-func checkGatewayServers(rep *reporter, servers []*networking.Server) {
+// HTTPS or TLS port. It returns the indexes of the servers whose
+// certificate files do not load or have expired: those are left out of
+// the Gateway in force, each with an error, and its other servers serve
+// (the files change without an edit of the Gateway, so no last good
+// version of it could keep the Gateway in force).
+func checkGatewayServers(rep *reporter, servers []*networking.Server) (leftOut []int) {
 	portProto := map[uint32]string{}
 	sniAt := map[string]string{} // "port|host" -> the server that has it
 	for i, s := range servers {
@@ -38,7 +43,9 @@ func checkGatewayServers(rep *reporter, servers []*networking.Server) {
 				}
 			}
 		case "HTTPS", "TLS":
-			checkServerTLS(rep, f+".tls", protocol, s.GetTls())
+			if !checkServerTLS(rep, f+".tls", protocol, s.GetTls()) {
+				leftOut = append(leftOut, i)
+			}
 			for _, h := range s.GetHosts() {
 				if _, host, ok := strings.Cut(h, "/"); ok {
 					h = host
@@ -66,12 +73,46 @@ func checkGatewayServers(rep *reporter, servers []*networking.Server) {
 		}
 		portProto[n] = protocol
 	}
+	return leftOut
+}
+
+// putGateway puts a checked Gateway in force without the servers left out.
+// Later Gateways' conflict checks see the servers in force.
+func (b *build) putGateway(r *config.Resource, gw *networking.Gateway, leftOut []int) {
+	spec := withoutServers(gw, leftOut)
+	held := r
+	if len(leftOut) > 0 {
+		c := *r
+		c.Spec = spec
+		held = &c
+	}
+	b.gateways[r.Namespace+"/"+r.Name] = held
+	b.snap.Gateways = append(b.snap.Gateways, &model.Gateway{Meta: r.Meta, Spec: spec})
+}
+
+// withoutServers returns a copy of gw without the servers at the indexes
+// in leftOut.
+func withoutServers(gw *networking.Gateway, leftOut []int) *networking.Gateway {
+	out := proto.Clone(gw).(*networking.Gateway)
+	if len(leftOut) == 0 {
+		return out
+	}
+	out.Servers = nil
+	for i, s := range gw.GetServers() {
+		if !slices.Contains(leftOut, i) {
+			out.Servers = append(out.Servers, proto.Clone(s).(*networking.Server))
+		}
+	}
+	return out
 }
 
 // checkServerTLS checks the tls of an HTTPS or TLS server (protocol):
 // PASSTHROUGH, or on HTTPS SIMPLE or MUTUAL with a certificate and key
-// (and for MUTUAL a CA) that load and have not expired.
-func checkServerTLS(rep *reporter, f, protocol string, t *networking.ServerTLSSettings) {
+// (and for MUTUAL a CA) that load and have not expired. A file that does
+// not load or has expired is reported with rep.leaveOutf, and it returns
+// false: the server is left out, not the Gateway.
+func checkServerTLS(rep *reporter, f, protocol string, t *networking.ServerTLSSettings) (filesOK bool) {
+	filesOK = true
 	if t == nil {
 		rep.errorf(f, "an %s server needs tls: mode SIMPLE (or MUTUAL) with serverCertificate and privateKey to terminate TLS, or mode PASSTHROUGH to pass it through", protocol)
 		return
@@ -141,11 +182,13 @@ func checkServerTLS(rep *reporter, f, protocol string, t *networking.ServerTLSSe
 	default:
 		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
-			rep.errorf(f+".serverCertificate", "cannot load the certificate %s with the key %s: %v", cert, key, err)
+			rep.leaveOutf(f+".serverCertificate", "cannot load the certificate %s with the key %s: %v; %s", cert, key, err, serverLeftOut("fix the files"))
+			filesOK = false
 			break
 		}
 		if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
-			rep.errorf(f+".serverCertificate", "the certificate in %s expired on %s; renew it", cert, leaf.NotAfter.UTC().Format(time.RFC3339))
+			rep.leaveOutf(f+".serverCertificate", "the certificate in %s expired on %s; %s", cert, leaf.NotAfter.UTC().Format(time.RFC3339), serverLeftOut("renew it"))
+			filesOK = false
 		}
 	}
 	ca := t.GetCaCertificates()
@@ -158,9 +201,17 @@ func checkServerTLS(rep *reporter, f, protocol string, t *networking.ServerTLSSe
 	case !absPath(rep, f+".caCertificates", ca):
 	default:
 		if err := checkCAFile(ca); err != nil {
-			rep.errorf(f+".caCertificates", "%v", err)
+			rep.leaveOutf(f+".caCertificates", "%v; %s", err, serverLeftOut("fix the file"))
+			filesOK = false
 		}
 	}
+	return filesOK
+}
+
+// serverLeftOut ends the message about a server's certificate file that
+// does not load.
+func serverLeftOut(fix string) string {
+	return fix + ": until then this server is left out and the Gateway's other servers keep serving"
 }
 
 // absPath reports whether p is absolute, and says why not: the gateway

@@ -5,12 +5,16 @@
 // broken.
 //
 // Checks run in stages, each seeing only what earlier stages put in force:
-// WorkloadEntries, then the registry (Workloads and ServiceEntries, in file
-// order), Gateways, DestinationRules, VirtualServices, Sidecars. A resource
-// with an error finding is left out of the snapshot; when the Builder holds
-// a version of it (same kind, namespace and name) that was valid in an
-// earlier build and still passes every check now, that version stays in
-// force and the resource's status says ServingLastGood.
+// WorkloadEntries, then the registry (Workloads and ServiceEntries),
+// Gateways, DestinationRules, VirtualServices, Sidecars. Within a stage the
+// resources that were in force in the last build are checked first, then
+// the others, each in file order, so a newcomer never displaces a resource
+// in force (claims.go). A resource with an error finding is left out of
+// the snapshot; when the Builder holds a version of it (same kind,
+// namespace and name) that was valid in an earlier build and still passes
+// every check now, that version stays in force and the resource's status
+// says ServingLastGood. The same holds for the resources of a file that
+// cannot be read (bad YAML), until it reads again or is removed.
 //
 // Decisions worth knowing:
 //   - Short hosts resolve with model.FQDN relative to the resource's
@@ -52,7 +56,8 @@ func NewBuilder() *Builder { return &Builder{} }
 // Build validates set against the instances and returns a new snapshot with
 // the next version. set may be nil (no config). The Builder then remembers
 // what is in force: a resource deleted from set is forgotten, so it cannot
-// come back as a last good version.
+// come back as a last good version (one missing because its file cannot be
+// read is kept, see unreadableFiles).
 func (b *Builder) Build(set *config.Set, instances []*model.Instance) *model.Snapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -103,6 +108,16 @@ func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapsho
 
 type rkey struct{ kind, namespace, name string }
 
+func (k rkey) less(o rkey) bool {
+	if k.kind != o.kind {
+		return k.kind < o.kind
+	}
+	if k.namespace != o.namespace {
+		return k.namespace < o.namespace
+	}
+	return k.name < o.name
+}
+
 func keyOf(m model.Meta) rkey { return rkey{m.Kind, m.Namespace, m.Name} }
 
 // build is the state of one Build call.
@@ -121,6 +136,27 @@ type build struct {
 	// servingLastGood marks the resources read whose last good version is
 	// in force.
 	servingLastGood map[model.Meta]bool
+	// lastGoodErrors are the errors of the last good versions that failed
+	// this build's checks, by key (read by revise).
+	lastGoodErrors map[rkey][]model.Finding
+
+	// rev is what earlier tries of this build learned (lastgood.go).
+	rev *revision
+	// unreadable are the last good versions of the resources of files
+	// that cannot be read, kept in force (lastgood.go), by file and line.
+	unreadable []*config.Resource
+	// brokenFiles: file -> line of its first error that no resource
+	// carries (a document that cannot be read).
+	brokenFiles map[string]int
+	// decided marks the keys whose check is done in this build.
+	decided map[rkey]bool
+	// claims made in this build, and those of the last one (claims.go):
+	// a holder, and the other Workloads of a service that shared one.
+	claimed     map[claim]rkey
+	prevHolders map[claim]rkey
+	prevMore    map[claim][]rkey
+	// reservations that refused a resource in this build.
+	reservations []reservation
 
 	workloadEntries []*config.Resource
 	hostOwner       map[string]*config.Resource // registry host -> declaring resource
@@ -139,14 +175,28 @@ type build struct {
 	peerAuthDefault map[string]*config.Resource
 }
 
+// run builds a snapshot, trying again while a try learns something that
+// changes the outcome (revise: a DestinationRule edit to refuse, a claim
+// reservation to drop); each try learns more, so this ends.
 func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64) *build {
 	if set == nil {
 		set = &config.Set{}
 	}
+	rev := &revision{}
+	for {
+		b := runOnce(set, instances, lastGood, version, rev)
+		if !b.revise() {
+			return b
+		}
+	}
+}
+
+func runOnce(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config.Resource, version uint64, rev *revision) *build {
 	b := &build{
 		set:       set,
 		instances: instances,
 		lastGood:  lastGood,
+		rev:       rev,
 		snap: &model.Snapshot{
 			Version:   version,
 			Services:  map[string]*model.Service{},
@@ -155,6 +205,9 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 		inForce:         map[rkey]*config.Resource{},
 		findings:        map[model.Meta][]model.Finding{},
 		servingLastGood: map[model.Meta]bool{},
+		lastGoodErrors:  map[rkey][]model.Finding{},
+		decided:         make(map[rkey]bool, len(set.Resources)),
+		claimed:         make(map[claim]rkey, len(set.Resources)),
 		hostOwner:       map[string]*config.Resource{},
 		declared:        map[string]*model.Service{},
 		gateways:        map[string]*config.Resource{},
@@ -166,6 +219,8 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 	for _, f := range set.Findings {
 		b.findings[f.Meta] = append(b.findings[f.Meta], f)
 	}
+	b.unreadableFiles()
+	b.prevClaims()
 	for _, inst := range instances {
 		if inst != nil {
 			b.snap.Instances[inst.ProxyKey()] = inst
@@ -195,7 +250,9 @@ func run(set *config.Set, instances []*model.Instance, lastGood map[rkey]*config
 // to do to put it in force (called only if rep has no error).
 type checkFunc func(r *config.Resource, rep *reporter) (apply func())
 
-// stage checks the resources of the given kinds in the order read.
+// stage checks the resources of the given kinds: first those in force in
+// the last build (in the order read, then those of unreadable files), then
+// the others in the order read.
 func (b *build) stage(check checkFunc, kinds ...string) {
 	b.stageIf(nil, check, kinds...)
 }
@@ -203,28 +260,55 @@ func (b *build) stage(check checkFunc, kinds ...string) {
 // stageIf is stage for the resources of the kinds that pick (nil: all)
 // selects.
 func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds ...string) {
+	var newcomers []*config.Resource
 	for _, r := range b.set.Resources {
 		if !contains(kinds, r.Kind) || pick != nil && !pick(r) {
 			continue
 		}
-		if !r.Invalid {
-			rep := &reporter{r: r}
-			apply := check(r, rep)
-			b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
-			if !rep.hasErrors() {
-				b.inForce[keyOf(r.Meta)] = r // apply may replace it
-				apply()
-				continue
-			}
+		if k := keyOf(r.Meta); b.lastGood[k] == nil || b.set.Get(k.kind, k.namespace, k.name) != r {
+			newcomers = append(newcomers, r)
+			continue
 		}
-		b.tryLastGood(r, pick, check)
+		b.checkOne(r, pick, check)
 	}
+	for _, lg := range b.unreadable {
+		if contains(kinds, lg.Kind) && (pick == nil || pick(lg)) {
+			b.keepUnreadable(lg, check)
+		}
+	}
+	for _, r := range newcomers {
+		b.checkOne(r, pick, check)
+	}
+}
+
+// checkOne checks r and puts it in force, or else its last good version.
+func (b *build) checkOne(r *config.Resource, pick func(*config.Resource) bool, check checkFunc) {
+	k := keyOf(r.Meta)
+	if b.set.Get(k.kind, k.namespace, k.name) == r {
+		defer func() { b.decided[k] = true }()
+	}
+	if !r.Invalid {
+		rep := &reporter{r: r}
+		cs := claimsOf(r)
+		b.checkReserved(r, cs, rep)
+		b.checkHeld(r, rep)
+		apply := check(r, rep)
+		b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
+		b.findings[r.Meta] = append(b.findings[r.Meta], rep.leftOut...)
+		if !rep.hasErrors() {
+			b.inForce[k] = r // apply may replace it
+			apply()
+			b.claim(k, cs)
+			return
+		}
+	}
+	b.tryLastGood(r, pick, check)
 }
 
 // tryLastGood puts the last good version of r in force if there is one,
 // r is the holder of its key (not a duplicate), and that version passes
 // every check of this build. Its findings are not reported: they are
-// about a version no longer in any file.
+// about a version no longer in any file (its errors are kept for revise).
 // A last good version that pick (nil: any) does not select belongs to
 // another stage.
 func (b *build) tryLastGood(r *config.Resource, pick func(*config.Resource) bool, check checkFunc) {
@@ -236,10 +320,12 @@ func (b *build) tryLastGood(r *config.Resource, pick func(*config.Resource) bool
 	rep := &reporter{r: lg}
 	apply := check(lg, rep)
 	if rep.hasErrors() {
+		b.lastGoodErrors[k] = rep.out
 		return
 	}
 	b.inForce[k] = lg
 	apply()
+	b.claim(k, claimsOf(lg))
 	b.servingLastGood[r.Meta] = true
 }
 
@@ -263,6 +349,7 @@ func (b *build) status() {
 		}
 		b.snap.Status = append(b.snap.Status, model.ResourceStatus{Meta: m, State: model.StateInvalid, Findings: sortFindings(fs)})
 	}
+	b.unreadableStatus()
 	sort.Slice(b.snap.Status, func(i, j int) bool { return metaLess(b.snap.Status[i].Meta, b.snap.Status[j].Meta) })
 }
 
@@ -345,6 +432,11 @@ func contains(list []string, s string) bool {
 type reporter struct {
 	r   *config.Resource
 	out []model.Finding
+	// leftOut are errors about a part of the resource that is left out of
+	// the version put in force (a Gateway server whose certificate does
+	// not load) while the rest of it serves: reported, but not counted by
+	// hasErrors.
+	leftOut []model.Finding
 }
 
 func (p *reporter) add(sev model.Severity, field, msg string) {
@@ -357,6 +449,12 @@ func (p *reporter) errorf(field, format string, args ...any) {
 
 func (p *reporter) warnf(field, format string, args ...any) {
 	p.add(model.SeverityWarning, field, sprintf(format, args...))
+}
+
+// leaveOutf reports an error about a part of the resource left out of
+// force (see leftOut).
+func (p *reporter) leaveOutf(field, format string, args ...any) {
+	p.leftOut = append(p.leftOut, model.Finding{Severity: model.SeverityError, Meta: p.r.Meta, Line: p.r.LineOf(field), Field: field, Message: sprintf(format, args...)})
 }
 
 func (p *reporter) hasErrors() bool { return hasError(p.out) }
