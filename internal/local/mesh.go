@@ -113,16 +113,22 @@ func (m *mesh) reconcile(ctx context.Context) {
 	// A Workload that fails validation runs nothing new; one whose last
 	// good version is still in force keeps the instances it has, as the
 	// rest of the mesh keeps serving that version.
-	rejected := map[string]bool{} // "ns/name" -> serving its last good version
+	// Rejections are per resource as read (a Workload defined twice has a
+	// valid copy and a rejected one).
+	rejected := map[model.Meta]bool{}
+	lastGood := map[string]bool{} // "ns/name" of Workloads serving their last good version
 	for _, st := range snap.Status {
 		if st.Kind == config.KindWorkload && st.State == model.StateInvalid {
-			rejected[st.Namespace+"/"+st.Name] = st.ServingLastGood
+			rejected[st.Meta] = true
+			if st.ServingLastGood {
+				lastGood[st.Namespace+"/"+st.Name] = true
+			}
 		}
 	}
 	want := map[string]desired{}
 	var gateways bool
 	for _, r := range set.Resources {
-		if _, ok := rejected[r.Namespace+"/"+r.Name]; ok && r.Kind == config.KindWorkload || r.Invalid {
+		if r.Invalid || r.Kind == config.KindWorkload && rejected[r.Meta] {
 			continue
 		}
 		switch spec := r.Spec.(type) {
@@ -142,7 +148,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 	m.mu.Lock()
 	var stale []*instance
 	for key, in := range m.running {
-		if rejected[in.model.Namespace+"/"+in.model.Workload] {
+		if lastGood[in.model.Namespace+"/"+in.model.Workload] {
 			continue
 		}
 		if d, ok := want[key]; !ok || d.specKey != in.specKey {

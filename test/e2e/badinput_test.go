@@ -185,6 +185,35 @@ spec:
 		return nil
 	})
 
+	// The same Workload defined again in another file: the copy is
+	// rejected, and the one in force keeps running.
+	if err := os.WriteFile(filepath.Join(dir, "dup.yaml"), []byte(files["good.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the duplicate Workload to be reported", func() error {
+		st, err := m.statusErr()
+		if err != nil {
+			return err
+		}
+		if p := strings.Join(st.Problems, "\n"); !strings.Contains(p, filepath.Join(dir, "dup.yaml")) {
+			return fmt.Errorf("problems do not name dup.yaml:\n%s", p)
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	kept = false
+	for _, in := range m.status(t).Instances {
+		if in.Instance == "httpbin-0" {
+			kept = in.App == app && in.Ready
+		}
+	}
+	if !kept {
+		t.Errorf("httpbin-0 did not keep running when another file defined its Workload again: %+v", m.status(t).Instances)
+	}
+	if err := os.Remove(filepath.Join(dir, "dup.yaml")); err != nil {
+		t.Fatal(err)
+	}
+
 	// weft analyze reports the same config errors offline, exit code 1.
 	out, err := m.weft("", "analyze", dir)
 	if err == nil {

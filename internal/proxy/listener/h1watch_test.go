@@ -165,7 +165,9 @@ func TestH1StalledUploadBlocksNothing(t *testing.T) {
 // cancels the request, as under net/http and Envoy, but what the handler
 // still wrote is sent to it, and the connection then closes.
 func TestH1HalfClosedClientGetsFinishedResponse(t *testing.T) {
-	h := newWaitingHandler(3 * watchAfter)
+	// Held long enough for the watcher to see the half-close on a busy
+	// machine; the handler ends as soon as it does.
+	h := newWaitingHandler(50 * watchAfter)
 	_, addr := h1Test(t, func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		if r.Context().Err() != nil {
