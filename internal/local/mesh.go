@@ -339,11 +339,10 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		Command: command,
 		Env:     envList(env),
 		Dir:     dir,
-		Ready:   tcpReady(mi),
 		Log:     m.openLog(ns, mi.Name),
 	}
-	if len(mi.Ports) == 0 {
-		appSpec.Ready = nil
+	if len(mi.Ports) > 0 {
+		appSpec.Ready = tcpReady(mi) // one without ports (a client, a job) is ready once started
 	}
 	// Check the command before anything starts, so a typo is one clear
 	// message and nothing is left half-started.

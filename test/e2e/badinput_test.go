@@ -31,6 +31,13 @@ spec:
   ports: [{name: http, number: 8000}]
   command: ["go-httpbin", "-host", "127.0.0.1", "-port", "${PORT}"]
 `,
+		// A Workload without ports (a client or a job) is fine.
+		"job.yaml": `apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: job}
+spec:
+  command: ["sleep", "300"]
+`,
 		"ghost.yaml": `apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: {name: ghost}
@@ -123,6 +130,14 @@ spec:
 	if outbound == "" {
 		t.Fatal("httpbin-0 not running")
 	}
+	waitFor(t, 30*time.Second, "the Workload without ports to run", func() error {
+		for _, in := range m.status(t).Instances {
+			if in.Instance == "job-0" && in.State == "running" {
+				return nil
+			}
+		}
+		return fmt.Errorf("job-0 not running: %+v", m.status(t).Instances)
+	})
 	resp, err := viaProxy(outbound).Get("http://httpbin:8000/status/200")
 	if err != nil {
 		t.Fatal(err)
