@@ -1139,6 +1139,13 @@ func (p *Proxy) roundTrip(rs *reqState, out *http.Request, h2 bool) (*http.Respo
 		if ptimer != nil {
 			ptimer.Stop()
 		}
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols && !rs.upgrade {
+			// A protocol the client did not ask for (RFC 9110 section
+			// 15.2.2): the upstream broke the protocol, and outlier
+			// detection and retries see it so.
+			_ = resp.Body.Close()
+			resp, err = nil, &h1wire.MalformedError{Err: errors.New("upstream switched protocols without an Upgrade request")}
+		}
 		// Outlier detection counts the host's answers and its failures,
 		// not a client that went away.
 		if c.Config().Outlier != nil {

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -381,5 +382,54 @@ func TestRetryAvoidsPreviousHosts(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || badHits.Load() != 1 {
 		t.Errorf("got %d %q; the failing host got %d attempts and the other %d; want the retry on the host not tried yet (previous_hosts): 200, 1 and 1",
 			resp.StatusCode, strings.TrimSpace(string(body)), badHits.Load(), goodHits.Load())
+	}
+}
+
+// An upstream that switches protocols unasked broke the protocol: the
+// attempt fails (502 UPE, never a tunnel) and outlier detection counts it
+// against the host, which one such answer ejects here.
+func TestUnaskedSwitchCountsAsFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+					io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	cfg := &proxyconfig.Cluster{Name: "c", Type: proxyconfig.DiscoveryEDS, EDSServiceName: "c", LB: proxyconfig.LBRoundRobin,
+		Thresholds: proxyconfig.DefaultThresholds, ConnectTimeout: time.Second, IdleTimeout: time.Minute,
+		Outlier: &proxyconfig.Outlier{Consecutive5xx: 1, Enforcing5xx: 100, ConsecutiveGateway: 1, EnforcingGateway: 100,
+			BaseEjection: time.Hour, MaxEjection: time.Hour, Interval: time.Second, MaxEjectionPercent: 100}}
+	eps := &proxyconfig.Endpoints{ClusterName: "c", OverprovisioningFactor: proxyconfig.DefaultOverprovisioningFactor,
+		Localities: []proxyconfig.Locality{{Endpoints: []proxyconfig.Endpoint{{Address: ln.Addr().String(), Weight: 1}}}}}
+	c := upstream.NewManager().Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": eps})["c"]
+	down := httptest.NewRequest("GET", "http://svc/", nil)
+	rs := attemptState(c, &proxyconfig.RouteAction{Timeout: 5 * time.Second}, down)
+	defer rs.end()
+	out := down.WithContext(rs)
+	out.URL = &url.URL{Scheme: "http", Path: "/"}
+	out.Body = nil
+	resp, err := New(Options{}).roundTrip(rs, out, false)
+	var fe *flagError
+	if err == nil || !errors.As(err, &fe) || fe.status != http.StatusBadGateway || fe.flag != "UPE" {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("round trip: %v, %v; want a 502 UPE failure", resp, err)
+	}
+	if h, err := c.Pick("", 0, false); err == nil {
+		t.Errorf("host %s still picked after an unasked 101; want it ejected", h.Addr)
 	}
 }
