@@ -301,16 +301,8 @@ func (b *build) keepUnreadable(lg *config.Resource, check checkFunc) {
 	if b.inForce[k] != nil {
 		return
 	}
-	defer func() { b.decided[k] = true }()
-	rep := &reporter{r: lg}
-	apply := check(lg, rep)
-	if rep.hasErrors() {
-		b.lastGoodErrors[k] = rep.out
-		return
-	}
-	b.inForce[k] = lg
-	apply()
-	b.claim(k, claimsOf(lg))
+	b.putLastGood(k, lg, check)
+	b.decided[k] = true
 }
 
 // unreadableStatus adds the status of the resources of unreadable files:

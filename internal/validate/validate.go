@@ -317,16 +317,24 @@ func (b *build) tryLastGood(r *config.Resource, pick func(*config.Resource) bool
 	if lg == nil || b.set.Get(k.kind, k.namespace, k.name) != r || b.inForce[k] != nil || pick != nil && !pick(lg) {
 		return
 	}
+	if b.putLastGood(k, lg, check) {
+		b.servingLastGood[r.Meta] = true
+	}
+}
+
+// putLastGood puts lg, the last good version of k, in force if it passes
+// check in this build; else its errors are kept for revise.
+func (b *build) putLastGood(k rkey, lg *config.Resource, check checkFunc) bool {
 	rep := &reporter{r: lg}
 	apply := check(lg, rep)
 	if rep.hasErrors() {
 		b.lastGoodErrors[k] = rep.out
-		return
+		return false
 	}
 	b.inForce[k] = lg
 	apply()
 	b.claim(k, claimsOf(lg))
-	b.servingLastGood[r.Meta] = true
+	return true
 }
 
 // status fills snap.Status: one entry per resource read, and one per
