@@ -11,6 +11,7 @@ package model
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -495,4 +496,23 @@ func LabelsMatch(selector, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// RetryConditions are the retryOn conditions of a VirtualService that
+// Istio accepts and the sidecars (Envoy's names) know.
+var RetryConditions = []string{
+	"5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "envoy-ratelimited",
+	"retriable-4xx", "refused-stream", "retriable-status-codes", "retriable-headers", "http3-post-connect-failure",
+	"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
+}
+
+// RetryOnItem reads one comma-separated item of a VirtualService's
+// retryOn as Istio does: case and '_' for '-' do not matter, and a number
+// is an HTTP status to retry on (code, with isCode set).
+func RetryOnItem(item string) (name string, code int, isCode bool) {
+	name = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(item), "_", "-"))
+	if n, err := strconv.Atoi(name); err == nil {
+		return name, n, true
+	}
+	return name, 0, false
 }

@@ -2,7 +2,6 @@ package validate
 
 import (
 	"fmt"
-	"regexp"
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -84,10 +83,10 @@ func checkCORS(rep *reporter, f string, c *networking.CorsPolicy) {
 				rep.errorf(of, "prefix is empty; give the start of the origins to allow")
 			}
 		case *networking.StringMatch_Regex:
-			if _, err := regexp.Compile(m.Regex); err != nil {
-				rep.errorf(of, "regex %q does not compile (RE2 syntax): %v", m.Regex, err)
-			} else if m.Regex == "" {
+			if m.Regex == "" {
 				rep.errorf(of, "regex is empty")
+			} else {
+				checkRegex(rep, of, m.Regex, true)
 			}
 		default:
 			rep.errorf(of, "set exact, prefix or regex")

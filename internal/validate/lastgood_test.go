@@ -21,26 +21,6 @@ import (
 // the control plane does on each change, and check that what was in force
 // stays in force when a change elsewhere is bad.
 
-const lgBase = `apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata: {name: reviews}
-spec:
-  ports: [{name: http, number: 9080}]
----
-apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata: {name: ratings}
-spec:
-  ports: [{name: http, number: 9080}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}, {name: v3, labels: {version: v3}}]
-`
-
 // lgVS is a VirtualService "reviews" for host reviews routing to subset.
 func lgVS(subset string) string {
 	return `apiVersion: networking.istio.io/v1
@@ -149,35 +129,35 @@ func TestInvalidYAMLEditKeepsLastGood(t *testing.T) {
 		wantState  string // of VirtualService reviews
 		wantErrors []string
 	}{
-		{name: "valid", files: []string{"base.yaml", lgBase, "vs.yaml", lgVS("v1")},
+		{name: "valid", files: []string{"base.yaml", meshBase, "vs.yaml", lgVS("v1")},
 			wantRoutes: []string{"reviews->v1"}, wantState: "Valid"},
-		{name: "bad YAML keeps the last good version", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v2")},
+		{name: "bad YAML keeps the last good version", files: []string{"base.yaml", meshBase, "vs.yaml", lgBrokenVS("v2")},
 			wantRoutes: []string{"reviews->v1"}, wantState: "Invalid (last good)",
 			wantErrors: []string{
 				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
 				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
 			}},
-		{name: "still bad in the next build", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v2")},
+		{name: "still bad in the next build", files: []string{"base.yaml", meshBase, "vs.yaml", lgBrokenVS("v2")},
 			wantRoutes: []string{"reviews->v1"}, wantState: "Invalid (last good)",
 			wantErrors: []string{
 				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
 				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
 			}},
-		{name: "a readable document of the file is read", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v2") + ratings},
+		{name: "a readable document of the file is read", files: []string{"base.yaml", meshBase, "vs.yaml", lgBrokenVS("v2") + ratings},
 			wantRoutes: []string{"ratings->", "reviews->v1"}, wantState: "Invalid (last good)",
 			wantErrors: []string{
 				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
 				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
 			}},
-		{name: "fixed", files: []string{"base.yaml", lgBase, "vs.yaml", lgVS("v2")},
+		{name: "fixed", files: []string{"base.yaml", meshBase, "vs.yaml", lgVS("v2")},
 			wantRoutes: []string{"reviews->v2"}, wantState: "Valid"},
-		{name: "bad again", files: []string{"base.yaml", lgBase, "vs.yaml", lgBrokenVS("v3")},
+		{name: "bad again", files: []string{"base.yaml", meshBase, "vs.yaml", lgBrokenVS("v3")},
 			wantRoutes: []string{"reviews->v2"}, wantState: "Invalid (last good)",
 			wantErrors: []string{
 				"DIR/vs.yaml: VirtualService default/reviews: cannot be read: its file has an error at line LINE; its last good version stays in force until the file reads again or is removed",
 				"DIR/vs.yaml: invalid YAML: did not find expected ',' or '}'",
 			}},
-		{name: "file removed", files: []string{"base.yaml", lgBase}},
+		{name: "file removed", files: []string{"base.yaml", meshBase}},
 	}
 	b := NewBuilder()
 	var prev *model.Snapshot
@@ -233,31 +213,31 @@ func TestConflictingClaimKeepsIncumbent(t *testing.T) {
 		check      func(t *testing.T, snap *model.Snapshot)
 	}{{
 		name:       "new VirtualService in a file read first",
-		before:     [][]string{{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1")}},
-		after:      []string{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1"), "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
+		before:     [][]string{{"base.yaml", meshBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1")}},
+		after:      []string{"base.yaml", meshBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1"), "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
 		wantRoutes: []string{"reviews-main->v1"},
 		wantStates: []state{{"VirtualService", "reviews-main", "Valid"}, {"VirtualService", "reviews-experiment", "Invalid"}},
 		wantErrors: []string{"DIR/a-experiment.yaml: VirtualService default/reviews-experiment: spec.hosts[0]: host reviews.default.svc.cluster.local on gateway mesh is already routed by VirtualService default/reviews-main (DIR/reviews.yaml:1); merge the two VirtualServices into one"},
 	}, {
 		name: "the incumbent removed, the newcomer takes over",
 		before: [][]string{
-			{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1")},
-			{"base.yaml", lgBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1"), "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
+			{"base.yaml", meshBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1")},
+			{"base.yaml", meshBase, "reviews.yaml", lgNamedVS("reviews-main", "[reviews]", "v1"), "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
 		},
-		after:      []string{"base.yaml", lgBase, "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
+		after:      []string{"base.yaml", meshBase, "a-experiment.yaml", lgNamedVS("reviews-experiment", "[reviews]", "v3")},
 		wantRoutes: []string{"reviews-experiment->v3"},
 		wantStates: []state{{"VirtualService", "reviews-experiment", "Valid"}},
 	}, {
 		name:       "an edit claims the host of another VirtualService in force",
-		before:     [][]string{{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings]", "v1"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")}},
-		after:      []string{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings, reviews]", "v3"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")},
+		before:     [][]string{{"base.yaml", meshBase, "a.yaml", lgNamedVS("a", "[ratings]", "v1"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")}},
+		after:      []string{"base.yaml", meshBase, "a.yaml", lgNamedVS("a", "[ratings, reviews]", "v3"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")},
 		wantRoutes: []string{"a->v1", "c->v2"},
 		wantStates: []state{{"VirtualService", "a", "Invalid (last good)"}, {"VirtualService", "c", "Valid"}},
 		wantErrors: []string{"DIR/a.yaml: VirtualService default/a: spec.hosts[1]: host reviews.default.svc.cluster.local on gateway mesh is already routed by VirtualService default/c (DIR/c.yaml:1), which was in force first; merge the two VirtualServices into one"},
 	}, {
 		name:       "an edit claims a host another edit lets go",
-		before:     [][]string{{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings]", "v1"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")}},
-		after:      []string{"base.yaml", lgBase, "a.yaml", lgNamedVS("a", "[ratings, reviews]", "v3"), "c.yaml", lgNamedVS("c", "[reviews.example.com]", "v2")},
+		before:     [][]string{{"base.yaml", meshBase, "a.yaml", lgNamedVS("a", "[ratings]", "v1"), "c.yaml", lgNamedVS("c", "[reviews]", "v2")}},
+		after:      []string{"base.yaml", meshBase, "a.yaml", lgNamedVS("a", "[ratings, reviews]", "v3"), "c.yaml", lgNamedVS("c", "[reviews.example.com]", "v2")},
 		wantRoutes: []string{"a->v3", "c->v2"},
 		wantStates: []state{{"VirtualService", "a", "Valid"}, {"VirtualService", "c", "Valid"}},
 		check: func(t *testing.T, snap *model.Snapshot) {
@@ -269,8 +249,8 @@ func TestConflictingClaimKeepsIncumbent(t *testing.T) {
 		},
 	}, {
 		name:       "new DestinationRule in a file read first",
-		before:     [][]string{{"base.yaml", lgBase, "vs.yaml", lgVS("v1"), "ratings.yaml", dr("ratings")}},
-		after:      []string{"base.yaml", lgBase, "vs.yaml", lgVS("v1"), "ratings.yaml", dr("ratings"), "a.yaml", dr("ratings-new")},
+		before:     [][]string{{"base.yaml", meshBase, "vs.yaml", lgVS("v1"), "ratings.yaml", dr("ratings")}},
+		after:      []string{"base.yaml", meshBase, "vs.yaml", lgVS("v1"), "ratings.yaml", dr("ratings"), "a.yaml", dr("ratings-new")},
 		wantRoutes: []string{"reviews->v1"},
 		wantStates: []state{{"DestinationRule", "ratings", "Valid"}, {"DestinationRule", "ratings-new", "Invalid"}},
 		wantErrors: []string{"DIR/a.yaml: DestinationRule default/ratings-new: spec.host: DestinationRule default/ratings (DIR/ratings.yaml:1) already applies to host ratings.default.svc.cluster.local; merge the two into one DestinationRule"},
@@ -287,8 +267,8 @@ func TestConflictingClaimKeepsIncumbent(t *testing.T) {
 		},
 	}, {
 		name:       "new Workload of the service with another port name, in a file read first",
-		before:     [][]string{{"base.yaml", lgBase}},
-		after:      []string{"base.yaml", lgBase, "a.yaml", "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: reviews-v2}\nspec:\n  service: reviews\n  ports: [{name: web, number: 9080}]\n"},
+		before:     [][]string{{"base.yaml", meshBase}},
+		after:      []string{"base.yaml", meshBase, "a.yaml", "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: reviews-v2}\nspec:\n  service: reviews\n  ports: [{name: web, number: 9080}]\n"},
 		wantStates: []state{{"Workload", "reviews", "Valid"}, {"Workload", "reviews-v2", "Invalid"}},
 		wantErrors: []string{`DIR/a.yaml: Workload default/reviews-v2: spec.ports[0]: port 9080 is "http" (HTTP) in Workload default/reviews (DIR/base.yaml:1); give it the same name and protocol in every Workload of service reviews`},
 	}, {
@@ -334,8 +314,8 @@ func TestConflictingClaimKeepsIncumbent(t *testing.T) {
 // VirtualService naming a missing subset is refused itself.
 func TestSubsetInUseKeepsDestinationRule(t *testing.T) {
 	dir := t.TempDir()
-	noV1 := strings.Replace(lgBase, "{name: v1, labels: {version: v1}}, ", "", 1)
-	movedHost := strings.Replace(lgBase, "  host: reviews\n", "  host: ratings\n", 1)
+	noV1 := strings.Replace(meshBase, "{name: v1, labels: {version: v1}}, ", "", 1)
+	movedHost := strings.Replace(meshBase, "  host: reviews\n", "  host: ratings\n", 1)
 	const inUse = `DIR/base.yaml: DestinationRule default/reviews: %s: subset "v1" of host reviews.default.svc.cluster.local is still used by VirtualService default/reviews (DIR/vs.yaml:1) in spec.http[0].route[0].destination; change those routes first, then edit this DestinationRule again (until then its last good version stays in force)`
 	steps := []struct {
 		name        string
@@ -345,7 +325,7 @@ func TestSubsetInUseKeepsDestinationRule(t *testing.T) {
 		wantSubsets []string
 		wantErrors  []string
 	}{
-		{name: "valid", files: []string{"base.yaml", lgBase, "vs.yaml", lgVS("v1")},
+		{name: "valid", files: []string{"base.yaml", meshBase, "vs.yaml", lgVS("v1")},
 			wantRoutes: []string{"reviews->v1"}, wantDR: "Valid", wantSubsets: []string{"v1", "v2", "v3"}},
 		{name: "subset in use removed", files: []string{"base.yaml", noV1, "vs.yaml", lgVS("v1")},
 			wantRoutes: []string{"reviews->v1"}, wantDR: "Invalid (last good)", wantSubsets: []string{"v1", "v2", "v3"},
@@ -394,8 +374,8 @@ func TestSubsetInUseKeepsDestinationRule(t *testing.T) {
 func TestSubsetOfUnreadableFileKeepsDestinationRule(t *testing.T) {
 	dir := t.TempDir()
 	b := NewBuilder()
-	b.Build(lgLoad(t, dir, "base.yaml", lgBase, "vs.yaml", lgVS("v1")), nil)
-	noV1 := strings.Replace(lgBase, "{name: v1, labels: {version: v1}}, ", "", 1)
+	b.Build(lgLoad(t, dir, "base.yaml", meshBase, "vs.yaml", lgVS("v1")), nil)
+	noV1 := strings.Replace(meshBase, "{name: v1, labels: {version: v1}}, ", "", 1)
 	snap := b.Build(lgLoad(t, dir, "base.yaml", noV1, "vs.yaml", lgBrokenVS("v1")), nil)
 	if diff := cmp.Diff([]string{"reviews->v1"}, lgRoutes(snap)); diff != "" {
 		t.Errorf("VirtualServices in force (-want +got):\n%s", diff)
@@ -429,7 +409,7 @@ spec:
 `
 	vs := strings.Replace(lgVS("v1"), "  hosts: [reviews]\n", "  hosts: [reviews]\n  gateways: [shop-gw, mesh]\n", 1)
 	dir := t.TempDir()
-	files := []string{"base.yaml", lgBase, "gw.yaml", gw, "vs.yaml", vs}
+	files := []string{"base.yaml", meshBase, "gw.yaml", gw, "vs.yaml", vs}
 	steps := []struct {
 		name       string
 		certs      func()

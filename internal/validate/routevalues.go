@@ -5,12 +5,13 @@ import (
 	"maps"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"weft.dev/weft/internal/config"
+	"weft.dev/weft/internal/model"
 )
 
 // The values of an http route that the sidecar's xDS client parses
@@ -157,7 +158,7 @@ func checkHeaders(rep *reporter, f string, h *networking.Headers) {
 					rep.errorf(kf, "header name is empty; give the name of the header to %s", list.name)
 				case strings.HasPrefix(k, ":") && !strings.EqualFold(k, ":authority"):
 					rep.errorf(kf, "%q is a pseudo-header, which cannot be %s (only :authority or host can); use rewrite to change the path", k, pastTense(list.name))
-				case !strings.HasPrefix(k, ":") && !isToken(k):
+				case !strings.HasPrefix(k, ":") && !httpguts.ValidHeaderFieldName(k):
 					rep.errorf(kf, "%q is not a valid header name; use letters, digits and !#$%%&'*+-.^_`|~", k)
 				}
 				if c, ok := controlChar(list.m[k]); ok {
@@ -182,21 +183,6 @@ func pastTense(op string) string {
 		return "added"
 	}
 	return op
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2), as
-// a header name must be.
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 // controlChar returns the first control character of a header value
@@ -225,40 +211,19 @@ func checkRetries(rep *reporter, f string, r *networking.HTTPRetry) {
 		rep.errorf(f+".backoff", "backoff %v is not more than 0; use a positive base interval, such as 25ms (the default when it is not set)", b.AsDuration())
 	}
 	for _, s := range strings.Split(r.GetRetryOn(), ",") {
-		// The translation's reading: case and '_' for '-' do not matter.
-		name := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), "_", "-"))
-		if name == "" {
-			continue
-		}
-		if n, err := strconv.Atoi(name); err == nil {
+		name, n, isCode := model.RetryOnItem(s)
+		switch {
+		case name == "":
+		case isCode:
 			if n < 100 || n > 599 {
 				rep.errorf(f+".retryOn", "retryOn %q is not an HTTP status from 100 to 599", strings.TrimSpace(s))
 			}
-			continue
-		}
-		if !retryConditions[name] {
+		case !slices.Contains(model.RetryConditions, name):
 			rep.errorf(f+".retryOn", "retryOn %q is not a retry condition%s; use %s, or an HTTP status code to retry on",
-				strings.TrimSpace(s), didYouMean(name, retryConditionList), strings.Join(retryConditionList, ", "))
+				strings.TrimSpace(s), didYouMean(name, model.RetryConditions), strings.Join(model.RetryConditions, ", "))
 		}
 	}
 }
-
-// retryConditionList are the retryOn conditions Istio accepts and the
-// sidecar knows (Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on),
-// as xdstranslate translates them.
-var retryConditionList = []string{
-	"5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "envoy-ratelimited",
-	"retriable-4xx", "refused-stream", "retriable-status-codes", "retriable-headers", "http3-post-connect-failure",
-	"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
-}
-
-var retryConditions = func() map[string]bool {
-	m := map[string]bool{}
-	for _, c := range retryConditionList {
-		m[c] = true
-	}
-	return m
-}()
 
 // didYouMean suggests the closest of names to s, when one is close.
 func didYouMean(s string, names []string) string {

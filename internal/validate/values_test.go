@@ -10,9 +10,9 @@ import (
 	"weft.dev/weft/internal/model"
 )
 
-// valuesBase declares reviews (subsets v1, v2, v3) and ratings on port
-// 9080 (lines 1-19 of each test's mesh.yaml).
-const valuesBase = `apiVersion: weft.dev/v1alpha1
+// meshBase declares reviews (subsets v1, v2, v3) and ratings on port
+// 9080.
+const meshBase = `apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: {name: reviews}
 spec:
@@ -30,8 +30,11 @@ metadata: {name: reviews}
 spec:
   host: reviews
   subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}, {name: v3, labels: {version: v3}}]
----
 `
+
+// valuesBase is meshBase followed by another document (lines 1-19 of each
+// test's mesh.yaml).
+const valuesBase = meshBase + "---\n"
 
 // TestValueFindings checks the text and place of the findings about
 // values the sidecar would refuse, and about Istio fields Weft does not

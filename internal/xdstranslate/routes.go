@@ -298,14 +298,6 @@ func (c *routeCtx) hashPolicy(host, subset string, port uint32) []*route.RouteAc
 	return nil
 }
 
-// retryOnNames are the retry conditions Envoy knows (HTTP and gRPC).
-var retryOnNames = map[string]bool{
-	"5xx": true, "gateway-error": true, "reset": true, "reset-before-request": true, "connect-failure": true,
-	"envoy-ratelimited": true, "retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true,
-	"retriable-headers": true, "http3-post-connect-failure": true,
-	"cancelled": true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true,
-}
-
 // retryPolicy follows Istio: no retries section means 2 attempts on
 // connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes
 // (503); attempts 0 turns retries off; an empty retryOn keeps the default
@@ -332,13 +324,11 @@ func retryPolicy(r *networking.HTTPRetry, explicit bool) *route.RetryPolicy {
 		var names []string
 		var codes []uint32
 		for _, s := range strings.Split(on, ",") {
-			s = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), "_", "-"))
-			if n, err := strconv.Atoi(s); err == nil {
+			name, n, isCode := model.RetryOnItem(s)
+			if isCode {
 				codes = append(codes, uint32(n))
-				continue
-			}
-			if retryOnNames[s] {
-				names = append(names, s)
+			} else if slices.Contains(model.RetryConditions, name) {
+				names = append(names, name)
 			}
 		}
 		if len(codes) > 0 && !contains(names, "retriable-status-codes") {

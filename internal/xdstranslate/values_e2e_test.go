@@ -418,7 +418,7 @@ func translateValues(t *testing.T, extra string, capture bool) ([]model.Finding,
 // Istio fields Weft does not implement are reported, not silently
 // ignored: each case has the resource with the field and without it, and
 // where validation would report nothing, the xDS must differ.
-func TestUnimplementedFieldsReported(t *testing.T) {
+func TestUnsupportedIstioFieldsReported(t *testing.T) {
 	const tcpSvc = "apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: db}\nspec:\n  ports: [{name: tcp, number: 5432}]\n---\n" +
 		"apiVersion: weft.dev/v1alpha1\nkind: Workload\nmetadata: {name: db2}\nspec:\n  ports: [{name: tcp, number: 5432}]\n---\n"
 	sidecar := func(spec string) string {
@@ -494,7 +494,7 @@ func TestUnimplementedFieldsReported(t *testing.T) {
 }
 
 // The method above tells a field that is read from one that is not.
-func TestUnimplementedFieldsMethodControl(t *testing.T) {
+func TestIgnoredFieldCheckSeesReadFields(t *testing.T) {
 	const to = "    route: [{destination: {host: reviews}}]\n"
 	_, a := translateValues(t, routeVS("  - retries: {attempts: 3, retryOn: \"5xx\"}\n"+to), false)
 	_, b := translateValues(t, routeVS("  - retries: {attempts: 3, retryOn: \"5xx,gateway-error\"}\n"+to), false)
