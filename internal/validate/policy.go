@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/proxy/proxyconfig"
 )
 
 // The values of a DestinationRule's traffic policies that the sidecar's
@@ -11,15 +13,6 @@ import (
 // refuse the cluster, which every sidecar shares. Unset fields keep their
 // defaults (Istio's, as xdstranslate writes them, else Envoy's) and are
 // fine.
-
-// Limits of the sidecar, as Envoy's.
-const (
-	// maxMaglevTableSize is the largest Maglev table; its size is a prime.
-	maxMaglevTableSize = 5000011
-	// maxRingSize is the largest ring hash ring (maximum_ring_size's
-	// default, which the translation keeps).
-	maxRingSize = 8 * 1024 * 1024
-)
 
 // checkTrafficPolicies checks every traffic policy of a DestinationRule:
 // the rule's, its subsets', and their per-port settings.
@@ -48,16 +41,16 @@ func checkPolicyValues(rep *reporter, f string, lb *networking.LoadBalancerSetti
 		cf := f + ".loadBalancer.consistentHash"
 		switch n := ch.GetMaglev().GetTableSize(); {
 		case n == 0: // the default, 65537
-		case n > maxMaglevTableSize:
-			rep.errorf(cf+".maglev.tableSize", "tableSize %d is more than %d, the largest Maglev table; use a prime up to %d, or leave it out for the default (65537)", n, maxMaglevTableSize, maxMaglevTableSize)
-		case !isPrime(n):
+		case n > proxyconfig.MaxMaglevTableSize:
+			rep.errorf(cf+".maglev.tableSize", "tableSize %d is more than %d, the largest Maglev table; use a prime up to %d, or leave it out for the default (65537)", n, proxyconfig.MaxMaglevTableSize, proxyconfig.MaxMaglevTableSize)
+		case !proxyconfig.IsPrime(n):
 			rep.errorf(cf+".maglev.tableSize", "tableSize %d is not a prime number, as a Maglev table size must be; use a prime such as 65537 (the default) or 131071", n)
 		}
-		if n := ch.GetRingHash().GetMinimumRingSize(); n > maxRingSize {
-			rep.errorf(cf+".ringHash.minimumRingSize", "minimumRingSize %d is more than %d, the largest ring; use up to %d, or leave it out for the default (1024)", n, maxRingSize, maxRingSize)
+		if n := ch.GetRingHash().GetMinimumRingSize(); n > proxyconfig.MaxRingSize {
+			rep.errorf(cf+".ringHash.minimumRingSize", "minimumRingSize %d is more than %d, the largest ring; use up to %d, or leave it out for the default (1024)", n, proxyconfig.MaxRingSize, proxyconfig.MaxRingSize)
 		}
-		if n := ch.GetMinimumRingSize(); n > maxRingSize { //nolint:staticcheck // deprecated field, still read
-			rep.errorf(cf+".minimumRingSize", "minimumRingSize %d is more than %d, the largest ring; use up to %d, or leave it out for the default (1024)", n, maxRingSize, maxRingSize)
+		if n := ch.GetMinimumRingSize(); n > proxyconfig.MaxRingSize { //nolint:staticcheck // deprecated field, still read
+			rep.errorf(cf+".minimumRingSize", "minimumRingSize %d is more than %d, the largest ring; use up to %d, or leave it out for the default (1024)", n, proxyconfig.MaxRingSize, proxyconfig.MaxRingSize)
 		}
 	}
 	if od != nil {
@@ -75,17 +68,4 @@ func checkPolicyValues(rep *reporter, f string, lb *networking.LoadBalancerSetti
 			rep.errorf(of+".baseEjectionTime", "baseEjectionTime %v is not more than 0; use a positive duration, or leave it out for the default (30s)", d.AsDuration())
 		}
 	}
-}
-
-// isPrime reports whether n is a prime (n is at most a few million here).
-func isPrime(n uint64) bool {
-	if n < 2 {
-		return false
-	}
-	for d := uint64(2); d*d <= n; d++ {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return true
 }

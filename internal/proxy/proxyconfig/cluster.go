@@ -25,8 +25,15 @@ const (
 	defaultConnectTimeout = 5 * time.Second
 	defaultUpstreamIdle   = time.Hour
 	defaultRingMin        = 1024
-	defaultRingMax        = 8 * 1024 * 1024
 	defaultMaglevSize     = 65537
+)
+
+// Limits of the load balancers, as Envoy's: a ring hash ring has at most
+// MaxRingSize entries, a Maglev table at most MaxMaglevTableSize (a prime,
+// IsPrime).
+const (
+	MaxRingSize        = 8 * 1024 * 1024
+	MaxMaglevTableSize = 5000011
 )
 
 // ParseCluster validates an Envoy Cluster.
@@ -40,7 +47,7 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		Thresholds:          DefaultThresholds,
 		IdleTimeout:         defaultUpstreamIdle,
 		RingMinSize:         defaultRingMin,
-		RingMaxSize:         defaultRingMax,
+		RingMaxSize:         MaxRingSize,
 		MaglevTableSize:     defaultMaglevSize,
 		LeastRequestChoices: 2,
 	}
@@ -125,16 +132,16 @@ func ParseCluster(c *clusterv3.Cluster) (*Cluster, error) {
 			if rc.GetMaximumRingSize() != nil {
 				out.RingMaxSize = rc.GetMaximumRingSize().GetValue()
 			}
-			if out.RingMinSize == 0 || out.RingMinSize > out.RingMaxSize || out.RingMaxSize > defaultRingMax {
-				return fail("ring_hash_lb_config: need 0 < minimum_ring_size <= maximum_ring_size <= %d", defaultRingMax)
+			if out.RingMinSize == 0 || out.RingMinSize > out.RingMaxSize || out.RingMaxSize > MaxRingSize {
+				return fail("ring_hash_lb_config: need 0 < minimum_ring_size <= maximum_ring_size <= %d", MaxRingSize)
 			}
 		}
 	case clusterv3.Cluster_MAGLEV:
 		out.LB = LBMaglev
 		if mc := c.GetMaglevLbConfig(); mc != nil && mc.GetTableSize() != nil {
 			out.MaglevTableSize = mc.GetTableSize().GetValue()
-			if !isPrime(out.MaglevTableSize) || out.MaglevTableSize > 5000011 {
-				return fail("maglev_lb_config.table_size %d must be a prime <= 5000011", out.MaglevTableSize)
+			if !IsPrime(out.MaglevTableSize) || out.MaglevTableSize > MaxMaglevTableSize {
+				return fail("maglev_lb_config.table_size %d must be a prime <= %d", out.MaglevTableSize, MaxMaglevTableSize)
 			}
 		}
 	case clusterv3.Cluster_CLUSTER_PROVIDED:
@@ -268,7 +275,8 @@ func ParseEndpoints(cla *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
 	return out, nil
 }
 
-func isPrime(n uint64) bool {
+// IsPrime reports whether n is a prime (n is at most a few million here).
+func IsPrime(n uint64) bool {
 	if n < 2 {
 		return false
 	}
