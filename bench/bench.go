@@ -75,8 +75,9 @@ type Options struct {
 	// OutDir receives results.json, logs and profiles (bench/out).
 	OutDir string
 	// Profile takes CPU profiles of both sidecars during the last
-	// round's two-hop latency and throughput windows (of the baseline
-	// mesh's too, when there is one).
+	// round's two-hop windows, plaintext and mTLS, of every scenario (of
+	// the baseline mesh's too, when there is one):
+	// <sidecar>.<scenario>[-mtls].cpu.pprof.
 	Profile bool
 	// Log receives progress lines.
 	Log *slog.Logger
@@ -391,14 +392,18 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 			}
 			profDone := make(chan struct{})
 			close(profDone)
-			if o.Profile && sc != "grpc" && r == o.Rounds-1 && !o.Smoke {
+			if o.Profile && r == o.Rounds-1 && !o.Smoke {
 				// Both meshes alike, so that the profiler's own memory and
 				// CPU do not favour one of them.
+				name := sc
+				if strings.HasSuffix(p.name, "-mtls") {
+					name += "-mtls"
+				}
 				switch {
-				case p.name == "weft-2hop":
-					profDone = o.startProfiles(ctx, o.weft, "", sc, l.Duration)
-				case p.name == "weftbase-2hop" && o.weftBase != nil:
-					profDone = o.startProfiles(ctx, o.weftBase, "base-", sc, l.Duration)
+				case p.name == "weft-2hop" || p.name == "weft-2hop-mtls":
+					profDone = o.startProfiles(ctx, o.weft, "", name, l.Duration)
+				case (p.name == "weftbase-2hop" || p.name == "weftbase-2hop-mtls") && o.weftBase != nil:
+					profDone = o.startProfiles(ctx, o.weftBase, "base-", name, l.Duration)
 				}
 			}
 			meter.start(p.procs)
@@ -424,9 +429,9 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 }
 
 // startProfiles takes CPU profiles of both sidecars of m over most of a
-// window (OutDir/<prefix><sidecar>.<scenario>.cpu.pprof); the channel
+// window (OutDir/<prefix><sidecar>.<name>.cpu.pprof); the channel
 // closes when both are saved.
-func (o *Options) startProfiles(ctx context.Context, m *weftMesh, prefix, sc string, d time.Duration) chan struct{} {
+func (o *Options) startProfiles(ctx context.Context, m *weftMesh, prefix, name string, d time.Duration) chan struct{} {
 	done := make(chan struct{})
 	pd := max(d-2*time.Second, time.Second)
 	go func() {
@@ -437,7 +442,7 @@ func (o *Options) startProfiles(ctx context.Context, m *weftMesh, prefix, sc str
 			port uint32
 		}{{"client-sidecar", m.clientMI.AdminPort}, {"server-sidecar", m.serverMI.AdminPort}} {
 			go func() {
-				errs <- profileSidecar(ctx, s.port, pd, filepath.Join(o.OutDir, prefix+s.name+"."+sc+".cpu.pprof"))
+				errs <- profileSidecar(ctx, s.port, pd, filepath.Join(o.OutDir, prefix+s.name+"."+name+".cpu.pprof"))
 			}()
 		}
 		for range 2 {

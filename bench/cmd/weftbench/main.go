@@ -43,7 +43,7 @@ func main() {
 	flag.StringVar(&o.OutDir, "out", "bench/out", "folder for results.json, logs and profiles")
 	sidecarEnv := flag.String("sidecar-env", "", "K=V,K=V added to the sidecars' environment (e.g. GOMAXPROCS=1; GODEBUG settings one per entry, GODEBUG=gctrace=1,GODEBUG=madvdontneed=1, are joined)")
 	baseEnv := flag.String("base-sidecar-env", "-", "K=V,K=V for the --weft-proxy-base mesh's sidecars instead of --sidecar-env (\"\" for none; \"-\": the same)")
-	flag.BoolVar(&o.Profile, "pprof", false, "save CPU profiles of both sidecars during the last two-hop latency and throughput windows")
+	flag.BoolVar(&o.Profile, "pprof", false, "save CPU profiles of both sidecars during the last round's two-hop windows (plaintext and mTLS, every scenario)")
 	flag.Parse()
 	if *quick {
 		setDefault("duration", &o.Duration, 10*time.Second)
