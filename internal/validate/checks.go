@@ -367,10 +367,6 @@ func (b *build) checkSidecar(r *config.Resource, rep *reporter) func() {
 			e.Hosts[j] = ns + "/" + model.FQDN(host, rel)
 		}
 	}
-	if p := sc.GetOutboundTrafficPolicy(); p != nil && p.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
-		rep.errorf("spec.outboundTrafficPolicy.mode", "mode REGISTRY_ONLY is not supported by Weft yet: traffic to destinations outside the registry would not be blocked (a captured sidecar passes it through); "+
-			"set mode: ALLOW_ANY to accept that (an outboundTrafficPolicy without a mode means REGISTRY_ONLY), or remove outboundTrafficPolicy")
-	}
 	if sc.GetWorkloadSelector() == nil {
 		if first := b.sidecarDefault[r.Namespace]; first != nil && first != r {
 			rep.errorf("spec", "namespace %s already has a Sidecar without workloadSelector, %s; keep one", r.Namespace, where(first))

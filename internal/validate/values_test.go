@@ -203,7 +203,7 @@ spec:
 kind: Sidecar
 metadata: {name: default}
 spec:
-  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY, egressProxy: {host: egress, port: {number: 80}}}
   egress:
   - port: {number: 9999, protocol: HTTP, name: http-other}
     hosts: ["./*"]
@@ -220,7 +220,7 @@ spec:
   - retries: {attempts: 3, retryRemoteLocalities: true}
     route: [{destination: {host: reviews}}]
 `, want: []string{
-			"mesh.yaml:24: Sidecar default/default: spec.outboundTrafficPolicy.mode: mode REGISTRY_ONLY is not supported by Weft yet: traffic to destinations outside the registry would not be blocked (a captured sidecar passes it through); set mode: ALLOW_ANY to accept that (an outboundTrafficPolicy without a mode means REGISTRY_ONLY), or remove outboundTrafficPolicy",
+			"mesh.yaml:24: Sidecar default/default: spec.outboundTrafficPolicy.egressProxy: egressProxy is not supported by Weft yet; remove it",
 			"mesh.yaml:26: Sidecar default/default: spec.egress[0].port: port is not supported by Weft yet: this egress entry's hosts are visible on every port; remove it to silence this warning (warning)",
 			"mesh.yaml:35: VirtualService default/reviews: spec.tcp[0].match[0].destinationSubnets: destinationSubnets is not supported by Weft yet: the route would apply to every destination address; remove it, or match on port",
 			"mesh.yaml:38: VirtualService default/reviews: spec.http[0].retries.retryRemoteLocalities: retryRemoteLocalities is not supported by Weft yet: retries pick hosts as the first try does; remove it to silence this warning (warning)",

@@ -38,7 +38,9 @@ const (
 // Traffic capture. A sidecar whose node metadata has MetaInterceptionMode
 // = InterceptionRedirect runs behind iptables REDIRECT rules: its
 // virtualOutbound is transparent (use_original_dst) and passes traffic for
-// unknown destinations through ClusterPassthrough; virtualInbound receives
+// unknown destinations through ClusterPassthrough (or, under a Sidecar's
+// outboundTrafficPolicy REGISTRY_ONLY, closes it: ClusterBlackHole);
+// virtualInbound receives
 // its inbound traffic the same way. `weft up` does not set
 // it: local mode has no iptables.
 const (
@@ -49,6 +51,16 @@ const (
 	// ClusterPassthrough is the ORIGINAL_DST cluster of captured traffic
 	// to destinations the mesh does not know (Istio's ALLOW_ANY).
 	ClusterPassthrough = "PassthroughCluster"
+	// ClusterBlackHole is the cluster without endpoints that a captured
+	// sidecar under outboundTrafficPolicy REGISTRY_ONLY sends connections
+	// to destinations the mesh does not know to: they are closed (Istio's
+	// BlackHoleCluster).
+	ClusterBlackHole = "BlackHoleCluster"
+	// VirtualHostBlockAll is the catch-all virtual host a sidecar under
+	// REGISTRY_ONLY gets in every outbound route configuration: requests
+	// for hosts the mesh does not know are answered 502 (Istio's
+	// block_all).
+	VirtualHostBlockAll = "block_all"
 )
 
 // Proxy types carried in MetaProxyType.

@@ -2,6 +2,7 @@ package xdstranslate
 
 import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	originaldst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	"google.golang.org/protobuf/proto"
@@ -24,15 +25,28 @@ var passthroughCluster = &cluster.Cluster{
 	ConnectTimeout:       durationpb.New(DefaultConnectTimeout),
 }
 
+// blackHoleCluster has no endpoints: connections sent to it are closed.
+var blackHoleCluster = &cluster.Cluster{
+	Name:                 xdsmeta.ClusterBlackHole,
+	ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
+	ConnectTimeout:       durationpb.New(DefaultConnectTimeout),
+	LoadAssignment:       &endpoint.ClusterLoadAssignment{ClusterName: xdsmeta.ClusterBlackHole},
+}
+
 // captureOutbound makes a sidecar's virtualOutbound transparent, for
 // proxies behind iptables REDIRECT (xdsmeta.MetaInterceptionMode): it
 // sets use_original_dst and the original_dst listener filter, so chains
 // are selected by the destination the app dialled, and adds a default
-// filter chain passing every other destination through to where it was
-// going (xdsmeta.ClusterPassthrough, Istio's ALLOW_ANY), logged as tel
-// says. It returns a
-// copy of out and the passthrough cluster; out is shared and not changed.
-func captureOutbound(out *listener.Listener, tel *telemetryPolicy) (*listener.Listener, *cluster.Cluster) {
+// filter chain for every other destination: passed through to where it
+// was going (xdsmeta.ClusterPassthrough, Istio's ALLOW_ANY), or, when
+// blockUnknown (REGISTRY_ONLY), closed (xdsmeta.ClusterBlackHole); either
+// logged as tel says. It returns a copy of out and the default chain's
+// cluster; out is shared and not changed.
+func captureOutbound(out *listener.Listener, tel *telemetryPolicy, blockUnknown bool) (*listener.Listener, *cluster.Cluster) {
+	def := passthroughCluster
+	if blockUnknown {
+		def = blackHoleCluster
+	}
 	l := &listener.Listener{
 		Name:           out.Name,
 		Address:        out.Address,
@@ -43,11 +57,27 @@ func captureOutbound(out *listener.Listener, tel *telemetryPolicy) (*listener.Li
 			ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldst.OriginalDst{})},
 		}},
 		DefaultFilterChain: &listener.FilterChain{
-			Name:    xdsmeta.ClusterPassthrough,
-			Filters: []*listener.Filter{tcpProxy(xdsmeta.ClusterPassthrough, []weighted{{xdsmeta.ClusterPassthrough, 100}}, tel)},
+			Name:    def.Name,
+			Filters: []*listener.Filter{tcpProxy(def.Name, []weighted{{def.Name, 100}}, tel)},
 		},
 	}
-	return l, passthroughCluster
+	return l, def
+}
+
+// closedOutbound is out with a default filter chain to
+// xdsmeta.ClusterBlackHole, for a virtualOutbound without chains; it
+// returns a copy of out and that cluster.
+func closedOutbound(out *listener.Listener, tel *telemetryPolicy) (*listener.Listener, *cluster.Cluster) {
+	l := &listener.Listener{
+		Name:         out.Name,
+		Address:      out.Address,
+		FilterChains: out.FilterChains,
+		DefaultFilterChain: &listener.FilterChain{
+			Name:    xdsmeta.ClusterBlackHole,
+			Filters: []*listener.Filter{tcpProxy(xdsmeta.ClusterBlackHole, []weighted{{xdsmeta.ClusterBlackHole, 100}}, tel)},
+		},
+	}
+	return l, blackHoleCluster
 }
 
 // InboundCapturePort is where a sidecar behind iptables REDIRECT receives

@@ -2,6 +2,7 @@ package xdstranslate
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"sort"
@@ -189,6 +190,9 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 			}
 			rc.VirtualHosts = append(rc.VirtualHosts, t.outboundVirtualHost(p, sp.svc, n, domains))
 		}
+		if sc.blocksUnknown() {
+			rc.VirtualHosts = append(rc.VirtualHosts, blockAllVirtualHost(sc))
+		}
 		routes = append(routes, rc)
 		chains = append(chains, &listener.FilterChain{
 			Name:             fmt.Sprintf("0.0.0.0_%d", n),
@@ -218,6 +222,25 @@ func (t *Translator) buildSidecarOutbound(p *Proxy, sc *scope, svcs []*model.Ser
 		})
 	}
 	return routes, chains
+}
+
+// blockAllVirtualHost answers every request no other virtual host of an
+// outbound route configuration takes with 502 and says why: the proxy's
+// Sidecar allows only destinations in the registry (REGISTRY_ONLY).
+func blockAllVirtualHost(sc *scope) *route.VirtualHost {
+	return &route.VirtualHost{
+		Name:    xdsmeta.VirtualHostBlockAll,
+		Domains: []string{"*"},
+		Routes: []*route.Route{{
+			Name:  xdsmeta.VirtualHostBlockAll,
+			Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &route.Route_DirectResponse{DirectResponse: &route.DirectResponseAction{
+				Status: http.StatusBadGateway,
+				Body: &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: "the host is not in the mesh's registry and Sidecar " + sc.key +
+					" has outboundTrafficPolicy REGISTRY_ONLY: add a ServiceEntry for it, or set mode ALLOW_ANY\n"}},
+			}},
+		}},
+	}
 }
 
 // outboundVirtualHost is the virtual host of one HTTP service port for mesh

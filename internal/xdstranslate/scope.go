@@ -3,6 +3,8 @@ package xdstranslate
 import (
 	"strings"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"weft.dev/weft/internal/model"
 )
 
@@ -12,6 +14,10 @@ type scope struct {
 	// key names the Sidecar ("ns/name") for cache keys.
 	key   string
 	hosts []egressHost
+	// registryOnly is the Sidecar's outboundTrafficPolicy REGISTRY_ONLY
+	// (set without a mode too, as in Istio): destinations outside the
+	// registry are refused instead of passed through.
+	registryOnly bool
 }
 
 type egressHost struct {
@@ -49,6 +55,13 @@ func scopeFor(snap *model.Snapshot, p *Proxy) *scope {
 		return nil
 	}
 	s := &scope{key: chosen.Namespace + "/" + chosen.Name}
+	if p := chosen.Spec.GetOutboundTrafficPolicy(); p != nil && p.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
+		s.registryOnly = true
+	}
+	if len(chosen.Spec.GetEgress()) == 0 {
+		// Istio: without egress, the sidecar reaches every service.
+		s.hosts = []egressHost{{ns: "*", host: "*"}}
+	}
 	for _, eg := range chosen.Spec.GetEgress() {
 		for _, h := range eg.GetHosts() {
 			ns, host, ok := strings.Cut(h, "/")
@@ -86,6 +99,11 @@ func (s *scope) allows(host, namespace string) bool {
 	}
 	return false
 }
+
+// blocksUnknown reports whether the proxy refuses destinations outside
+// the registry (REGISTRY_ONLY); with no Sidecar it passes them through
+// (ALLOW_ANY, Istio's default).
+func (s *scope) blocksUnknown() bool { return s != nil && s.registryOnly }
 
 func (s *scope) cacheKey() string {
 	if s == nil {

@@ -171,9 +171,15 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			Address:      socketAddress(localAddress(p.Instance), port),
 			FilterChains: e.chains,
 		}
-		var passC *cluster.Cluster
-		if p.Capture {
-			out, passC = captureOutbound(out, client)
+		var defC *cluster.Cluster
+		switch {
+		case p.Capture:
+			out, defC = captureOutbound(out, client, sc.blocksUnknown())
+		case len(out.FilterChains) == 0:
+			// The Sidecar lets the proxy reach nothing. A listener
+			// needs a chain (Envoy refuses one without), so everything
+			// arriving is closed.
+			out, defC = closedOutbound(out, client)
 		}
 		inL, inC := inboundResources(p.Instance, server, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc, client)
@@ -184,7 +190,7 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			}
 		}
 		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
-		if passC != nil {
+		if defC != nil {
 			lh = append(lh, hashMessage(out.DefaultFilterChain))
 		}
 		for _, l := range inL {
@@ -213,10 +219,21 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			res.Hashes.Clusters = combine(ch)
 			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: col.withOTLP(inC)}))
 		}
-		if passC != nil {
-			// "PassthroughCluster" sorts before "inbound|" and "outbound|".
-			res.Clusters = append([]*cluster.Cluster{passC}, res.Clusters...)
-			res.Hashes.Clusters = combine([]uint64{hashMessage(passC), res.Hashes.Clusters})
+		if defC != nil {
+			// The default chains' clusters: virtualOutbound's, and
+			// virtualInbound's passthrough, which REGISTRY_ONLY does not
+			// change. "BlackHoleCluster" sorts before "PassthroughCluster",
+			// both before "inbound|" and "outbound|".
+			capC := []*cluster.Cluster{defC}
+			if len(capL) > 0 && defC != passthroughCluster {
+				capC = append(capC, passthroughCluster)
+			}
+			ch := make([]uint64, 0, len(capC)+1)
+			for _, c := range capC {
+				ch = append(ch, hashMessage(c))
+			}
+			res.Clusters = append(capC, res.Clusters...)
+			res.Hashes.Clusters = combine(append(ch, res.Hashes.Clusters))
 		}
 		res.Clusters, res.Hashes.Clusters = col.addOTLP(res.Clusters, res.Hashes.Clusters)
 	case Gateway:

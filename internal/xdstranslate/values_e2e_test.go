@@ -431,14 +431,6 @@ func TestUnsupportedIstioFieldsReported(t *testing.T) {
 		without string
 		capture bool
 	}{
-		{valueCase{name: "Sidecar outboundTrafficPolicy.mode REGISTRY_ONLY",
-			yaml:  sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"),
-			field: "spec.outboundTrafficPolicy.mode", message: "mode REGISTRY_ONLY is not supported by Weft yet"},
-			sidecar("  outboundTrafficPolicy: {mode: ALLOW_ANY}\n"), true},
-		{valueCase{name: "Sidecar outboundTrafficPolicy without mode (REGISTRY_ONLY)",
-			yaml:  sidecar("  outboundTrafficPolicy: {}\n"),
-			field: "spec.outboundTrafficPolicy.mode", message: "mode REGISTRY_ONLY is not supported by Weft yet"},
-			sidecar("  outboundTrafficPolicy: {mode: ALLOW_ANY}\n"), true},
 		{valueCase{name: "Sidecar egress[].port",
 			yaml:  sidecar("  egress:\n  - port: {number: 9999, protocol: HTTP, name: http-other}\n    hosts: [\"./*\"]\n"),
 			field: "spec.egress[0].port", message: "port is not supported by Weft yet", severity: model.SeverityWarning},

@@ -209,6 +209,18 @@ func captureScenario(t *testing.T) {
 	t.Run("tcp chain", func(t *testing.T) { echoRoundTrip(t, "127.0.0.4:9000", "") })
 	t.Run("tcp to an undeclared port passes through", func(t *testing.T) { echoRoundTrip(t, "127.0.0.8:9100", "") })
 	t.Run("server speaks first", func(t *testing.T) { echoRoundTrip(t, "127.0.0.5:2525", "220 weft-test ESMTP\r\n") })
+	t.Run("CONNECT through HTTP_PROXY to an undeclared destination passes through", func(t *testing.T) {
+		status, c := connectThrough(t, fmt.Sprintf("127.0.0.1:%d", captureOutbound), "127.0.0.8:9100")
+		if !strings.HasPrefix(status, "HTTP/1.1 200") {
+			t.Fatalf("CONNECT answered %q; want 200", status)
+		}
+		if _, err := io.WriteString(c, "tunnel\n"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := bufio.NewReader(c).ReadString('\n'); err != nil || got != "tunnel\n" {
+			t.Fatalf("echo through the tunnel = %q, %v", got, err)
+		}
+	})
 
 	// Every connection went through the proxy: its access log names the
 	// cluster of each.

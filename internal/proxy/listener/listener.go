@@ -410,6 +410,11 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var ch *dataplane.Chain
 	if info.transport != "" {
 		ch = matchTransport(l, port, info.transport, info.sni)
+	} else if info.proxyMode {
+		// Not the default chain: on the outbound listener it is for
+		// captured connections to destinations no chain declares, and
+		// a proxied request names its destination.
+		ch = l.MatchDeclared(port, hostOf(authority))
 	} else {
 		ch = l.MatchChain(port, hostOf(authority))
 	}
@@ -446,7 +451,12 @@ func (m *Manager) serveConnect(w http.ResponseWriter, r *http.Request, snap *dat
 		m.opts.Proxy.LocalReply(w, r, target, http.StatusBadRequest, "", fmt.Sprintf("CONNECT target %q is not host:port", target))
 		return
 	}
-	ch := l.MatchChain(uint32(port), host)
+	ch := l.MatchDeclared(uint32(port), host)
+	if ch == nil && passesThrough(snap, l.Default) {
+		// A captured sidecar under ALLOW_ANY: tunnels to destinations
+		// outside the registry pass through too.
+		ch = l.Default
+	}
 	if ch == nil {
 		m.opts.Proxy.LocalReply(w, r, target, http.StatusNotFound, accesslog.FlagNoRoute,
 			fmt.Sprintf("no filter chain on listener %q for %s", info.listener, target))

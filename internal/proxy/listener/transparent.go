@@ -183,18 +183,24 @@ func declaresPort(l *dataplane.Listener, port uint32) bool {
 	return false
 }
 
+// passesThrough reports whether ch is a TCP chain to an ORIGINAL_DST
+// cluster: one that sends connections where they were going.
+func passesThrough(snap *dataplane.Snapshot, ch *dataplane.Chain) bool {
+	if ch == nil || ch.Config.TCP == nil {
+		return false
+	}
+	cl := snap.Clusters[ch.Config.TCP.Cluster]
+	return cl != nil && cl.Config().Type == proxyconfig.DiscoveryOriginalDst
+}
+
 // passthroughRoutes is a route table sending every request to the
 // ORIGINAL_DST cluster of the listener's default TCP chain, or nil when
 // the listener has none.
 func (m *Manager) passthroughRoutes(snap *dataplane.Snapshot, l *dataplane.Listener) *router.Table {
-	if l.Default == nil || l.Default.Config.TCP == nil {
+	if !passesThrough(snap, l.Default) {
 		return nil
 	}
 	name := l.Default.Config.TCP.Cluster
-	cl := snap.Clusters[name]
-	if cl == nil || cl.Config().Type != proxyconfig.DiscoveryOriginalDst {
-		return nil
-	}
 	if t, ok := m.passthrough.Load(name); ok {
 		return t.(*router.Table)
 	}

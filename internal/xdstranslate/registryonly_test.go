@@ -1,0 +1,164 @@
+package xdstranslate_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+
+	"weft.dev/weft/internal/xdsmeta"
+	"weft.dev/weft/internal/xdstranslate"
+)
+
+// TestOutboundTrafficPolicy: a Sidecar's outboundTrafficPolicy decides
+// what happens to destinations outside the registry. REGISTRY_ONLY (also
+// an outboundTrafficPolicy without a mode, as in Istio) sends a captured
+// sidecar's unknown connections to BlackHoleCluster and answers requests
+// for unknown hosts with 502 (block_all); ALLOW_ANY, or no Sidecar,
+// passes them through. The proxy's own parsers accept every resource.
+func TestOutboundTrafficPolicy(t *testing.T) {
+	sidecar := func(spec string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: egress}\nspec:\n" + spec
+	}
+	tests := []struct {
+		name    string
+		yaml    string
+		blocked bool
+	}{
+		{name: "no Sidecar", yaml: ""},
+		{name: "ALLOW_ANY", yaml: sidecar("  outboundTrafficPolicy: {mode: ALLOW_ANY}\n")},
+		{name: "REGISTRY_ONLY", yaml: sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"), blocked: true},
+		{name: "outboundTrafficPolicy without mode", yaml: sidecar("  outboundTrafficPolicy: {}\n"), blocked: true},
+		{name: "REGISTRY_ONLY for other workloads", yaml: sidecar("  workloadSelector: {labels: {app: reviews}}\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, snap := buildValues(tc.yaml)
+			if refused := proxyRefusals(snap); len(refused) > 0 {
+				t.Fatalf("refused: %v", refused)
+			}
+			p := valuesProxies()[0] // productpage's sidecar
+			p.Capture = true
+			p = p.WithSnapshot(snap)
+			if p.Instance == nil {
+				t.Fatal("productpage's sidecar has no instance: the inbound capture listener is not tested")
+			}
+			res, err := xdstranslate.Translate(snap, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantDefault := xdsmeta.ClusterPassthrough
+			if tc.blocked {
+				wantDefault = xdsmeta.ClusterBlackHole
+			}
+			chains := map[string]string{}
+			for _, l := range res.Listeners {
+				if d := l.GetDefaultFilterChain(); d != nil {
+					chains[l.GetName()] = tcpProxyCluster(t, d)
+				}
+			}
+			// Inbound traffic to undeclared ports is not outbound
+			// traffic: it passes through either way.
+			if got, want := chains, map[string]string{xdsmeta.ListenerOutbound: wantDefault, xdsmeta.ListenerInboundCapture: xdsmeta.ClusterPassthrough}; !mapsEqual(got, want) {
+				t.Errorf("default chains go to %v, want %v", got, want)
+			}
+			var names []string
+			for _, c := range res.Clusters {
+				names = append(names, c.GetName())
+			}
+			if !slices.Contains(names, xdsmeta.ClusterPassthrough) || slices.Contains(names, xdsmeta.ClusterBlackHole) != tc.blocked {
+				t.Errorf("clusters %v: want PassthroughCluster, and BlackHoleCluster only under REGISTRY_ONLY", names)
+			}
+			if !slices.IsSorted(names) {
+				t.Errorf("clusters %v are not in name order", names)
+			}
+			for _, c := range res.Clusters {
+				if c.GetName() == xdsmeta.ClusterBlackHole && (c.GetType() != cluster.Cluster_STATIC || len(c.GetLoadAssignment().GetEndpoints()) != 0) {
+					t.Errorf("BlackHoleCluster %v: want a STATIC cluster without endpoints", c)
+				}
+			}
+			rc := routeConfig(res.Routes, "9080")
+			if rc == nil {
+				t.Fatalf("no route configuration 9080 in %v", res.Routes)
+			}
+			vhs := rc.GetVirtualHosts()
+			last := vhs[len(vhs)-1]
+			if got := last.GetName() == xdsmeta.VirtualHostBlockAll; got != tc.blocked {
+				t.Fatalf("last virtual host of 9080 is %q; want block_all: %v", last.GetName(), tc.blocked)
+			}
+			if tc.blocked {
+				dr := last.GetRoutes()[0].GetDirectResponse()
+				if !slices.Equal(last.GetDomains(), []string{"*"}) || dr.GetStatus() != 502 || !strings.Contains(dr.GetBody().GetInlineString(), "default/egress has outboundTrafficPolicy REGISTRY_ONLY") {
+					t.Errorf("block_all = %v; want domains [*] answering 502 with the reason", last)
+				}
+				for _, vh := range vhs[:len(vhs)-1] {
+					if slices.Contains(vh.GetDomains(), "*") {
+						t.Errorf("virtual host %s also takes every domain", vh.GetName())
+					}
+				}
+			}
+		})
+	}
+}
+
+func tcpProxyCluster(t *testing.T, ch *listener.FilterChain) string {
+	t.Helper()
+	var tp tcpproxy.TcpProxy
+	if err := ch.GetFilters()[0].GetTypedConfig().UnmarshalTo(&tp); err != nil {
+		t.Fatalf("chain %s: %v", ch.GetName(), err)
+	}
+	return tp.GetCluster()
+}
+
+func routeConfig(rs []*route.RouteConfiguration, name string) *route.RouteConfiguration {
+	for _, r := range rs {
+		if r.GetName() == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestSidecarReachingNothing: a Sidecar whose egress reaches no service
+// leaves virtualOutbound without filter chains; it gets a default chain
+// to BlackHoleCluster instead, which every proxy accepts (a listener
+// without chains is refused), and which closes what arrives.
+func TestSidecarReachingNothing(t *testing.T) {
+	_, snap := buildValues("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: isolated}\nspec:\n  egress: [{hosts: [\"~/*\"]}]\n")
+	if refused := proxyRefusals(snap); len(refused) > 0 {
+		t.Fatalf("refused: %v", refused)
+	}
+	res, err := xdstranslate.Translate(snap, valuesProxies()[0].WithSnapshot(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range res.Listeners {
+		if l.GetName() != xdsmeta.ListenerOutbound {
+			continue
+		}
+		if len(l.GetFilterChains()) != 0 || l.GetDefaultFilterChain() == nil || tcpProxyCluster(t, l.GetDefaultFilterChain()) != xdsmeta.ClusterBlackHole {
+			t.Fatalf("virtualOutbound = %v; want no chains and a default chain to BlackHoleCluster", l)
+		}
+		if !slices.ContainsFunc(res.Clusters, func(c *cluster.Cluster) bool { return c.GetName() == xdsmeta.ClusterBlackHole }) {
+			t.Fatal("no BlackHoleCluster")
+		}
+		return
+	}
+	t.Fatal("no virtualOutbound")
+}
