@@ -33,51 +33,36 @@ var blackHoleCluster = &cluster.Cluster{
 	LoadAssignment:       &endpoint.ClusterLoadAssignment{ClusterName: xdsmeta.ClusterBlackHole},
 }
 
-// captureOutbound makes a sidecar's virtualOutbound transparent, for
-// proxies behind iptables REDIRECT (xdsmeta.MetaInterceptionMode): it
-// sets use_original_dst and the original_dst listener filter, so chains
-// are selected by the destination the app dialled, and adds a default
-// filter chain for every other destination: passed through to where it
-// was going (xdsmeta.ClusterPassthrough, Istio's ALLOW_ANY), or, when
+// outboundDefault gives a sidecar's virtualOutbound l the default filter
+// chain for destinations no chain declares: passed through to where they
+// were going (xdsmeta.ClusterPassthrough, Istio's ALLOW_ANY), or, when
 // blockUnknown (REGISTRY_ONLY), closed (xdsmeta.ClusterBlackHole); either
-// logged as tel says. It returns a copy of out and the default chain's
-// cluster; out is shared and not changed.
-func captureOutbound(out *listener.Listener, tel *telemetryPolicy, blockUnknown bool) (*listener.Listener, *cluster.Cluster) {
+// logged as tel says. The proxy uses it for captured connections and, in
+// HTTP proxy mode, for requests and CONNECT tunnels to hosts no route
+// takes, when it passes through. It returns the chain's cluster.
+func outboundDefault(l *listener.Listener, tel *telemetryPolicy, blockUnknown bool) *cluster.Cluster {
 	def := passthroughCluster
 	if blockUnknown {
 		def = blackHoleCluster
 	}
-	l := &listener.Listener{
-		Name:           out.Name,
-		Address:        out.Address,
-		FilterChains:   out.FilterChains,
-		UseOriginalDst: wrapperspb.Bool(true),
-		ListenerFilters: []*listener.ListenerFilter{{
-			Name:       OriginalDstFilterName,
-			ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldst.OriginalDst{})},
-		}},
-		DefaultFilterChain: &listener.FilterChain{
-			Name:    def.Name,
-			Filters: []*listener.Filter{tcpProxy(def.Name, []weighted{{def.Name, 100}}, tel)},
-		},
+	l.DefaultFilterChain = &listener.FilterChain{
+		Name:    def.Name,
+		Filters: []*listener.Filter{tcpProxy(def.Name, []weighted{{def.Name, 100}}, tel)},
 	}
-	return l, def
+	return def
 }
 
-// closedOutbound is out with a default filter chain to
-// xdsmeta.ClusterBlackHole, for a virtualOutbound without chains; it
-// returns a copy of out and that cluster.
-func closedOutbound(out *listener.Listener, tel *telemetryPolicy) (*listener.Listener, *cluster.Cluster) {
-	l := &listener.Listener{
-		Name:         out.Name,
-		Address:      out.Address,
-		FilterChains: out.FilterChains,
-		DefaultFilterChain: &listener.FilterChain{
-			Name:    xdsmeta.ClusterBlackHole,
-			Filters: []*listener.Filter{tcpProxy(xdsmeta.ClusterBlackHole, []weighted{{xdsmeta.ClusterBlackHole, 100}}, tel)},
-		},
-	}
-	return l, blackHoleCluster
+// captureOutbound makes a sidecar's virtualOutbound l transparent, for
+// proxies behind iptables
+// REDIRECT (xdsmeta.MetaInterceptionMode): it sets use_original_dst and
+// the original_dst listener filter, so chains are selected by the
+// destination the app dialled. l is changed.
+func captureOutbound(l *listener.Listener) {
+	l.UseOriginalDst = wrapperspb.Bool(true)
+	l.ListenerFilters = []*listener.ListenerFilter{{
+		Name:       OriginalDstFilterName,
+		ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&originaldst.OriginalDst{})},
+	}}
 }
 
 // InboundCapturePort is where a sidecar behind iptables REDIRECT receives

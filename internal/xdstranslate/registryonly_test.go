@@ -41,13 +41,18 @@ func TestOutboundTrafficPolicy(t *testing.T) {
 			if refused := proxyRefusals(snap); len(refused) > 0 {
 				t.Fatalf("refused: %v", refused)
 			}
-			p := valuesProxies()[0] // productpage's sidecar
-			p.Capture = true
-			p = p.WithSnapshot(snap)
-			if p.Instance == nil {
+			// productpage's sidecar, in HTTP proxy mode and captured.
+			plain := valuesProxies()[0].WithSnapshot(snap)
+			if plain.Instance == nil {
 				t.Fatal("productpage's sidecar has no instance: the inbound capture listener is not tested")
 			}
-			res, err := xdstranslate.Translate(snap, p)
+			resPlain, err := xdstranslate.Translate(snap, plain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := valuesProxies()[0]
+			p.Capture = true
+			res, err := xdstranslate.Translate(snap, p.WithSnapshot(snap))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +69,16 @@ func TestOutboundTrafficPolicy(t *testing.T) {
 			// Inbound traffic to undeclared ports is not outbound
 			// traffic: it passes through either way.
 			if got, want := chains, map[string]string{xdsmeta.ListenerOutbound: wantDefault, xdsmeta.ListenerInboundCapture: xdsmeta.ClusterPassthrough}; !mapsEqual(got, want) {
-				t.Errorf("default chains go to %v, want %v", got, want)
+				t.Errorf("captured: default chains go to %v, want %v", got, want)
+			}
+			clear(chains)
+			for _, l := range resPlain.Listeners {
+				if d := l.GetDefaultFilterChain(); d != nil {
+					chains[l.GetName()] = tcpProxyCluster(t, d)
+				}
+			}
+			if got, want := chains, map[string]string{xdsmeta.ListenerOutbound: wantDefault}; !mapsEqual(got, want) {
+				t.Errorf("HTTP proxy mode: default chains go to %v, want %v", got, want)
 			}
 			var names []string
 			for _, c := range res.Clusters {
@@ -136,29 +150,35 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 // TestSidecarReachingNothing: a Sidecar whose egress reaches no service
-// leaves virtualOutbound without filter chains; it gets a default chain
-// to BlackHoleCluster instead, which every proxy accepts (a listener
-// without chains is refused), and which closes what arrives.
+// leaves virtualOutbound without filter chains, only its default chain
+// (a listener without chains is refused): everything passes through
+// under ALLOW_ANY, as in Istio (egress narrows what the sidecar is told,
+// not where it may go), and is closed under REGISTRY_ONLY.
 func TestSidecarReachingNothing(t *testing.T) {
-	_, snap := buildValues("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: isolated}\nspec:\n  egress: [{hosts: [\"~/*\"]}]\n")
-	if refused := proxyRefusals(snap); len(refused) > 0 {
-		t.Fatalf("refused: %v", refused)
+	for _, tc := range []struct{ mode, want string }{
+		{"ALLOW_ANY", xdsmeta.ClusterPassthrough},
+		{"REGISTRY_ONLY", xdsmeta.ClusterBlackHole},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			_, snap := buildValues("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: isolated}\nspec:\n  egress: [{hosts: [\"~/*\"]}]\n  outboundTrafficPolicy: {mode: " + tc.mode + "}\n")
+			if refused := proxyRefusals(snap); len(refused) > 0 {
+				t.Fatalf("refused: %v", refused)
+			}
+			res, err := xdstranslate.Translate(snap, valuesProxies()[0].WithSnapshot(snap))
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(res.Listeners, func(l *listener.Listener) bool { return l.GetName() == xdsmeta.ListenerOutbound })
+			if i < 0 {
+				t.Fatal("no virtualOutbound")
+			}
+			l := res.Listeners[i]
+			if len(l.GetFilterChains()) != 0 || l.GetDefaultFilterChain() == nil || tcpProxyCluster(t, l.GetDefaultFilterChain()) != tc.want {
+				t.Fatalf("virtualOutbound = %v; want no chains and a default chain to %s", l, tc.want)
+			}
+			if !slices.ContainsFunc(res.Clusters, func(c *cluster.Cluster) bool { return c.GetName() == tc.want }) {
+				t.Fatalf("no %s", tc.want)
+			}
+		})
 	}
-	res, err := xdstranslate.Translate(snap, valuesProxies()[0].WithSnapshot(snap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range res.Listeners {
-		if l.GetName() != xdsmeta.ListenerOutbound {
-			continue
-		}
-		if len(l.GetFilterChains()) != 0 || l.GetDefaultFilterChain() == nil || tcpProxyCluster(t, l.GetDefaultFilterChain()) != xdsmeta.ClusterBlackHole {
-			t.Fatalf("virtualOutbound = %v; want no chains and a default chain to BlackHoleCluster", l)
-		}
-		if !slices.ContainsFunc(res.Clusters, func(c *cluster.Cluster) bool { return c.GetName() == xdsmeta.ClusterBlackHole }) {
-			t.Fatal("no BlackHoleCluster")
-		}
-		return
-	}
-	t.Fatal("no virtualOutbound")
 }

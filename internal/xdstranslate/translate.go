@@ -171,15 +171,9 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			Address:      socketAddress(localAddress(p.Instance), port),
 			FilterChains: e.chains,
 		}
-		var defC *cluster.Cluster
-		switch {
-		case p.Capture:
-			out, defC = captureOutbound(out, client, sc.blocksUnknown())
-		case len(out.FilterChains) == 0:
-			// The Sidecar lets the proxy reach nothing. A listener
-			// needs a chain (Envoy refuses one without), so everything
-			// arriving is closed.
-			out, defC = closedOutbound(out, client)
+		defC := outboundDefault(out, client, sc.blocksUnknown())
+		if p.Capture {
+			captureOutbound(out)
 		}
 		inL, inC := inboundResources(p.Instance, server, t.peerAuthFor(p.Instance), t.inboundSecurityFor(p.Instance))
 		upL := t.upstreamListeners(p, sc, client)
@@ -189,9 +183,9 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 				capL = append(capL, l)
 			}
 		}
-		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address)}
-		if defC != nil {
-			lh = append(lh, hashMessage(out.DefaultFilterChain))
+		lh := []uint64{e.chainsHash, uint64(port), hashMessage(out.Address), hashMessage(out.DefaultFilterChain)}
+		if p.Capture {
+			lh = append(lh, 1)
 		}
 		for _, l := range inL {
 			lh = append(lh, hashMessage(l))
@@ -219,22 +213,20 @@ func (t *Translator) Translate(p *Proxy) (*Resources, error) {
 			res.Hashes.Clusters = combine(ch)
 			errs = append(errs, Check(&Resources{Listeners: inL, Clusters: col.withOTLP(inC)}))
 		}
-		if defC != nil {
-			// The default chains' clusters: virtualOutbound's, and
-			// virtualInbound's passthrough, which REGISTRY_ONLY does not
-			// change. "BlackHoleCluster" sorts before "PassthroughCluster",
-			// both before "inbound|" and "outbound|".
-			capC := []*cluster.Cluster{defC}
-			if len(capL) > 0 && defC != passthroughCluster {
-				capC = append(capC, passthroughCluster)
-			}
-			ch := make([]uint64, 0, len(capC)+1)
-			for _, c := range capC {
-				ch = append(ch, hashMessage(c))
-			}
-			res.Clusters = append(capC, res.Clusters...)
-			res.Hashes.Clusters = combine(append(ch, res.Hashes.Clusters))
+		// The default chains' clusters: virtualOutbound's, and
+		// virtualInbound's passthrough, which REGISTRY_ONLY does not
+		// change. "BlackHoleCluster" sorts before "PassthroughCluster",
+		// both before "inbound|" and "outbound|".
+		defCs := []*cluster.Cluster{defC}
+		if len(capL) > 0 && defC != passthroughCluster {
+			defCs = append(defCs, passthroughCluster)
 		}
+		ch := make([]uint64, 0, len(defCs)+1)
+		for _, c := range defCs {
+			ch = append(ch, hashMessage(c))
+		}
+		res.Clusters = append(defCs, res.Clusters...)
+		res.Hashes.Clusters = combine(append(ch, res.Hashes.Clusters))
 		res.Clusters, res.Hashes.Clusters = col.addOTLP(res.Clusters, res.Hashes.Clusters)
 	case Gateway:
 		res.Listeners = e.listeners

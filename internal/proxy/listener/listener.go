@@ -418,6 +418,16 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ch = l.MatchChain(port, hostOf(authority))
 	}
+	if info.proxyMode && (ch == nil || ch.Config.HTTP != nil && (ch.Routes == nil || ch.Routes.VirtualHost(authority) == nil)) {
+		if pt := m.passthroughRoutes(snap, l); pt != nil {
+			// A host outside the registry, and the outbound traffic
+			// policy passes such through (ALLOW_ANY): to where the
+			// request names.
+			m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: pt, Authority: authority, OriginalDst: origDst, DownstreamPrincipal: info.peer,
+				DownstreamTLS: info.tlsID != ""})
+			return
+		}
+	}
 	switch {
 	case ch == nil:
 		m.opts.Proxy.LocalReply(w, r, authority, http.StatusNotFound, accesslog.FlagNoRoute,
