@@ -84,6 +84,8 @@ func buildRules() []fieldRule {
 				message: "tunnel is not supported by Weft yet; remove it"},
 			fieldRule{kind: config.KindDestinationRule, path: tp + ".proxyProtocol", severity: model.SeverityError,
 				message: "proxyProtocol is not supported by Weft yet; remove it"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".retryBudget", severity: model.SeverityError,
+				message: "retryBudget is not supported by Weft yet: retries to the service are bounded by connectionPool.http.maxRetries; set that instead, and remove retryBudget"},
 		)
 	}
 	for _, tp := range trafficPolicies {
@@ -93,6 +95,28 @@ func buildRules() []fieldRule {
 				when: func(v protoreflect.Value) bool {
 					return !supportedTLSModes[networking.ClientTLSSettings_TLSmode(v.Enum()).String()]
 				}},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".tls.credentialName", severity: model.SeverityError,
+				message: "credentialName is not supported: Weft reads TLS files; set caCertificates (and for MUTUAL clientCertificate and privateKey) to file paths on the client's machine"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".tls.caCertCredentialName", severity: model.SeverityError,
+				message: "caCertCredentialName is not supported: Weft reads TLS files; set caCertificates to a file path on the client's machine"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".tls.caCrl", severity: model.SeverityError,
+				message: "caCrl is not supported by Weft yet: revoked server certificates would be accepted; remove it"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".tls", severity: model.SeverityError,
+				message: "mode MUTUAL needs clientCertificate and privateKey (file paths on the client's machine), the certificate the client presents",
+				when: func(v protoreflect.Value) bool {
+					t, _ := v.Message().Interface().(*networking.ClientTLSSettings)
+					return t.GetMode() == networking.ClientTLSSettings_MUTUAL && t.GetCredentialName() == "" && (t.GetClientCertificate() == "" || t.GetPrivateKey() == "")
+				}},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".connectionPool.http.http2KeepAlive", severity: model.SeverityWarning,
+				message: "http2KeepAlive is not supported by Weft yet: idle HTTP/2 connections to the service are not pinged; remove it to silence this warning"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.consistentHash.httpCookie.attributes", severity: model.SeverityWarning,
+				message: "httpCookie.attributes is not supported by Weft yet: a cookie the sidecar sets has only its name, path and ttl; remove it to silence this warning"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.backendUtilization", severity: model.SeverityError,
+				message: "backendUtilization is not supported by Weft yet; use simple: LEAST_REQUEST to favour the least loaded endpoints"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".loadBalancer.zoneAwareLbSetting", severity: model.SeverityError,
+				message: "zoneAwareLbSetting is not supported by Weft yet; use localityLbSetting"},
+			fieldRule{kind: config.KindDestinationRule, path: tp + ".outlierDetection.outlierDetectionHttpErrorCodes", severity: model.SeverityError,
+				message: "outlierDetectionHttpErrorCodes is not supported by Weft yet: outlier detection counts 5xx responses and connect failures; remove it"},
 			fieldRule{kind: config.KindDestinationRule, path: tp + ".tls.insecureSkipVerify", severity: model.SeverityWarning,
 				message: "insecureSkipVerify is not supported by Weft yet: the server certificate is still verified (against caCertificates, else the system's roots); remove it to silence this warning",
 				when:    boolValue},

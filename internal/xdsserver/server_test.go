@@ -139,8 +139,8 @@ func TestADSIntegration(t *testing.T) {
 		return resp
 	}
 	cds := request(resource.ClusterType, nil)
-	if len(cds.GetResources()) != 2 { // inbound|9080|| and outbound|9080||reviews
-		t.Errorf("CDS: got %d clusters, want 2", len(cds.GetResources()))
+	if len(cds.GetResources()) != 3 { // PassthroughCluster, inbound|9080|| and outbound|9080||reviews
+		t.Errorf("CDS: got %d clusters, want 3", len(cds.GetResources()))
 	}
 	eds := request(resource.EndpointType, []string{"outbound|9080||reviews.default.svc.cluster.local"})
 	if len(eds.GetResources()) != 1 {
@@ -249,8 +249,8 @@ func TestDeltaADS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.GetResources()) != 2 {
-		t.Errorf("delta CDS: got %d clusters, want 2", len(resp.GetResources()))
+	if len(resp.GetResources()) != 3 { // PassthroughCluster, inbound|9080|| and outbound|9080||reviews
+		t.Errorf("delta CDS: got %d clusters, want 3", len(resp.GetResources()))
 	}
 	if err := stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: resp.GetNonce()}); err != nil {
 		t.Fatal(err)

@@ -15,11 +15,13 @@ import (
 )
 
 // TestOutboundTrafficPolicy: a Sidecar's outboundTrafficPolicy decides
-// what happens to destinations outside the registry. REGISTRY_ONLY (also
-// an outboundTrafficPolicy without a mode, as in Istio) sends a captured
-// sidecar's unknown connections to BlackHoleCluster and answers requests
-// for unknown hosts with 502 (block_all); ALLOW_ANY, or no Sidecar,
-// passes them through. The proxy's own parsers accept every resource.
+// what happens to destinations outside the registry, for captured
+// sidecars and in HTTP proxy mode alike. REGISTRY_ONLY (also an
+// outboundTrafficPolicy without a mode, as in Istio) gives virtualOutbound
+// a default chain to BlackHoleCluster and answers requests for unknown
+// hosts with 502 (block_all); ALLOW_ANY, or no Sidecar, passes them
+// through (PassthroughCluster). virtualInbound's default chain passes
+// through either way. The proxy's own parsers accept every resource.
 func TestOutboundTrafficPolicy(t *testing.T) {
 	sidecar := func(spec string) string {
 		return "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: egress}\nspec:\n" + spec

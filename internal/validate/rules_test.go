@@ -1,0 +1,129 @@
+package validate
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"weft.dev/weft/internal/config"
+)
+
+// translatedDestinationRuleFields are the DestinationRule fields Weft
+// applies, as JSON paths with "[]" for lists, written for the top-level
+// trafficPolicy (the same fields of a subset's policy and of
+// portLevelSettings are read alike).
+var translatedDestinationRuleFields = []string{
+	"spec.host",
+	"spec.subsets[].name",
+	"spec.subsets[].labels",
+	"spec.trafficPolicy.port.number",
+	"spec.trafficPolicy.connectionPool.tcp.maxConnections",
+	"spec.trafficPolicy.connectionPool.tcp.connectTimeout",
+	"spec.trafficPolicy.connectionPool.tcp.idleTimeout",
+	"spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration",
+	"spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.probes",
+	"spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time",
+	"spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.interval",
+	"spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests",
+	"spec.trafficPolicy.connectionPool.http.http2MaxRequests",
+	"spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection",
+	"spec.trafficPolicy.connectionPool.http.maxRetries",
+	"spec.trafficPolicy.connectionPool.http.idleTimeout",
+	"spec.trafficPolicy.connectionPool.http.maxConcurrentStreams",
+	"spec.trafficPolicy.loadBalancer.simple",
+	"spec.trafficPolicy.loadBalancer.consistentHash.httpHeaderName",
+	"spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name",
+	"spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.path",
+	"spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl",
+	"spec.trafficPolicy.loadBalancer.consistentHash.useSourceIp",
+	"spec.trafficPolicy.loadBalancer.consistentHash.httpQueryParameterName",
+	"spec.trafficPolicy.loadBalancer.consistentHash.ringHash.minimumRingSize",
+	"spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize",
+	"spec.trafficPolicy.loadBalancer.consistentHash.minimumRingSize",
+	"spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[].from",
+	"spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[].to",
+	"spec.trafficPolicy.loadBalancer.localityLbSetting.failover[].from",
+	"spec.trafficPolicy.loadBalancer.localityLbSetting.failover[].to",
+	"spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[]",
+	"spec.trafficPolicy.loadBalancer.localityLbSetting.enabled",
+	"spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures",
+	"spec.trafficPolicy.outlierDetection.consecutiveGatewayErrors",
+	"spec.trafficPolicy.outlierDetection.consecutive5xxErrors",
+	"spec.trafficPolicy.outlierDetection.consecutiveErrors",
+	"spec.trafficPolicy.outlierDetection.splitExternalLocalOriginErrors",
+	"spec.trafficPolicy.outlierDetection.interval",
+	"spec.trafficPolicy.outlierDetection.baseEjectionTime",
+	"spec.trafficPolicy.outlierDetection.maxEjectionPercent",
+	"spec.trafficPolicy.outlierDetection.minHealthPercent",
+	"spec.trafficPolicy.outlierDetection.failurePercentageThreshold",
+	"spec.trafficPolicy.tls.mode",
+	"spec.trafficPolicy.tls.clientCertificate",
+	"spec.trafficPolicy.tls.privateKey",
+	"spec.trafficPolicy.tls.caCertificates",
+	"spec.trafficPolicy.tls.subjectAltNames[]",
+	"spec.trafficPolicy.tls.sni",
+}
+
+// TestDestinationRuleFieldsAccountedFor: every field of Istio's
+// DestinationRule, as the istio.io/api in go.mod defines it, is either
+// applied by Weft or named by a rule that reports it, so that no field a
+// user sets is silently ignored. A new field (after an istio.io/api
+// update) fails here until it is implemented or reported.
+func TestDestinationRuleFieldsAccountedFor(t *testing.T) {
+	translated := map[string]bool{}
+	for _, p := range translatedDestinationRuleFields {
+		translated[p] = true
+	}
+	seen := map[string]bool{}
+	for _, leaf := range leafPaths((&networking.DestinationRule{}).ProtoReflect().Descriptor(), "spec") {
+		norm := strings.Replace(leaf, "spec.subsets[].trafficPolicy", "spec.trafficPolicy", 1)
+		norm = strings.Replace(norm, ".portLevelSettings[]", "", 1)
+		seen[norm] = true
+		if translated[norm] || ruled(config.KindDestinationRule, leaf) {
+			continue
+		}
+		t.Errorf("DestinationRule field %s is neither applied nor reported: implement it and list it in translatedDestinationRuleFields, or add a fieldRule", leaf)
+	}
+	for _, p := range translatedDestinationRuleFields {
+		if !seen[p] {
+			t.Errorf("translatedDestinationRuleFields lists %s, which DestinationRule does not have", p)
+		}
+	}
+}
+
+// ruled reports whether a rule of kind names path, or a field above it
+// whatever its value (a rule with a condition on a message, such as one
+// checking several of its fields together, accounts for none of them).
+func ruled(kind, path string) bool {
+	for _, r := range fieldRules {
+		if r.kind != kind {
+			continue
+		}
+		if path == r.path || r.when == nil && (strings.HasPrefix(path, r.path+".") || strings.HasPrefix(path, r.path+"[]")) {
+			return true
+		}
+	}
+	return false
+}
+
+// leafPaths lists the JSON paths of md's fields that hold values (scalars,
+// enums, maps, well-known wrapper types), "[]" marking lists.
+func leafPaths(md protoreflect.MessageDescriptor, prefix string) []string {
+	var out []string
+	fs := md.Fields()
+	for i := range fs.Len() {
+		f := fs.Get(i)
+		p := prefix + "." + f.JSONName()
+		if f.IsList() {
+			p += "[]"
+		}
+		if m := f.Message(); m != nil && !f.IsMap() && m.ParentFile().Package() != "google.protobuf" {
+			out = append(out, leafPaths(m, p)...)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
