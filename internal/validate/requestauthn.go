@@ -67,6 +67,7 @@ func (b *build) checkRequestAuthentication(r *config.Resource, rep *reporter) fu
 			rep.warnf(at+".timeout", "timeout is ignored: Weft's sidecar waits at most 5s for a jwksUri")
 		}
 	}
+	b.checkFields(r, rep)
 	return func() {
 		b.snap.RequestAuthentications = append(b.snap.RequestAuthentications, &model.RequestAuthentication{Meta: r.Meta, Spec: spec})
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"weft.dev/weft/internal/config"
@@ -495,12 +496,13 @@ func TestStatus(t *testing.T) {
 // every path names real fields of its kind.
 func TestFieldRulesResolve(t *testing.T) {
 	specs := map[string]proto.Message{
-		config.KindVirtualService:  &networking.VirtualService{},
-		config.KindDestinationRule: &networking.DestinationRule{},
-		config.KindGateway:         &networking.Gateway{},
-		config.KindServiceEntry:    &networking.ServiceEntry{},
-		config.KindSidecar:         &networking.Sidecar{},
-		config.KindTelemetry:       &telemetry.Telemetry{},
+		config.KindVirtualService:        &networking.VirtualService{},
+		config.KindDestinationRule:       &networking.DestinationRule{},
+		config.KindGateway:               &networking.Gateway{},
+		config.KindServiceEntry:          &networking.ServiceEntry{},
+		config.KindSidecar:               &networking.Sidecar{},
+		config.KindTelemetry:             &telemetry.Telemetry{},
+		config.KindRequestAuthentication: &security.RequestAuthentication{},
 	}
 	for _, r := range fieldRules {
 		t.Run(r.kind+" "+r.path, func(t *testing.T) {

@@ -301,7 +301,9 @@ func (c *routeCtx) hashPolicy(host, subset string, port uint32) []*route.RouteAc
 // retryPolicy follows Istio: no retries section means 2 attempts on
 // connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes
 // (503); attempts 0 turns retries off; an empty retryOn keeps the default
-// conditions; numbers in retryOn become retriable status codes.
+// conditions; numbers in retryOn become retriable status codes; a retry
+// avoids the hosts already tried (previous_hosts) unless
+// retryIgnorePreviousHosts is false.
 func retryPolicy(r *networking.HTTPRetry, explicit bool) *route.RetryPolicy {
 	p := &route.RetryPolicy{
 		RetryOn:                       DefaultRetryOn,
@@ -342,6 +344,10 @@ func retryPolicy(r *networking.HTTPRetry, explicit bool) *route.RetryPolicy {
 	}
 	if b := r.GetBackoff(); b != nil {
 		p.RetryBackOff = &route.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(b.AsDuration())}
+	}
+	if ig := r.GetRetryIgnorePreviousHosts(); ig != nil && !ig.GetValue() {
+		// Retries may go back to a host already tried.
+		p.RetryHostPredicate, p.HostSelectionRetryMaxAttempts = nil, 0
 	}
 	return p
 }

@@ -471,6 +471,18 @@ func TestUnsupportedIstioFieldsReported(t *testing.T) {
 			yaml:  trafficPolicyDR("{loadBalancer: {simple: LEAST_REQUEST, warmupDurationSecs: 60s}}"),
 			field: tp + ".loadBalancer.warmupDurationSecs", message: "warmupDurationSecs is not supported by Weft yet", severity: model.SeverityWarning},
 			trafficPolicyDR("{loadBalancer: {simple: LEAST_REQUEST}}"), false},
+		{valueCase{name: "VirtualService tcp[].match[].sourceSubnet",
+			yaml:  tcpSvc + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - match: [{sourceSubnet: 10.9.0.0/16}]\n    route: [{destination: {host: db2}}]\n",
+			field: "spec.tcp[0].match[0].sourceSubnet", message: "sourceSubnet is not supported by Weft"},
+			tcpSvc + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - route: [{destination: {host: db2}}]\n", false},
+		{valueCase{name: "Gateway servers[].bind",
+			yaml:  "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"], bind: 127.0.0.5}]\n",
+			field: "spec.servers[0].bind", message: "bind is not supported by Weft yet"},
+			"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n", false},
+		{valueCase{name: "RequestAuthentication jwtRules[].presence REQUIRED",
+			yaml:  "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\nspec:\n  jwtRules: [{issuer: https://issuer.example.com, jwksUri: https://issuer.example.com/jwks, presence: REQUIRED}]\n",
+			field: "spec.jwtRules[0].presence", message: "presence REQUIRED is not supported by Weft yet: a request without this token would still pass"},
+			"apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt}\nspec:\n  jwtRules: [{issuer: https://issuer.example.com, jwksUri: https://issuer.example.com/jwks, presence: OPTIONAL}]\n", false},
 		{valueCase{name: "DestinationRule tls.credentialName (would be plaintext)",
 			yaml:  trafficPolicyDR("{tls: {mode: SIMPLE, credentialName: reviews-ca}}"),
 			field: tp + ".tls.credentialName", message: "credentialName is not supported: Weft reads TLS files"},
@@ -571,5 +583,42 @@ func TestRedirectDerivePort(t *testing.T) {
 	want := map[string]uint32{"sidecar 9080": 9080, "gateway http.8080": 8080}
 	if !maps.Equal(got, want) {
 		t.Errorf("port_redirect by proxy and route configuration = %v, want %v", got, want)
+	}
+}
+
+// retryIgnorePreviousHosts: false lets a retry go back to a host already
+// tried (no previous_hosts predicate); unset or true keeps the predicate.
+func TestRetryIgnorePreviousHosts(t *testing.T) {
+	const to = "    route: [{destination: {host: reviews}}]\n"
+	for _, tc := range []struct {
+		set  string
+		want bool
+	}{{"", true}, {", retryIgnorePreviousHosts: true", true}, {", retryIgnorePreviousHosts: false", false}} {
+		_, snap := buildValues(routeVS("  - retries: {attempts: 3" + tc.set + "}\n" + to))
+		if fs := validate.Findings(snap); len(fs) > 0 {
+			t.Fatalf("%q: findings: %v", tc.set, fs)
+		}
+		res, err := xdstranslate.Translate(snap, valuesProxies()[0].WithSnapshot(snap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rp *route.RetryPolicy
+		for _, rc := range res.Routes {
+			for _, vh := range rc.GetVirtualHosts() {
+				if strings.HasPrefix(vh.GetName(), "reviews.") {
+					rp = vh.GetRoutes()[0].GetRoute().GetRetryPolicy()
+				}
+			}
+		}
+		if rp == nil {
+			t.Fatalf("%q: no retry policy on the reviews route", tc.set)
+		}
+		if got := len(rp.GetRetryHostPredicate()) > 0; got != tc.want {
+			t.Errorf("%q: previous_hosts predicate %v, want %v", tc.set, got, tc.want)
+		}
+		r, err := proxyconfig.ParseRouteConfig(res.Routes[0])
+		if err != nil || r == nil {
+			t.Errorf("%q: the proxy refuses the route: %v", tc.set, err)
+		}
 	}
 }
