@@ -78,7 +78,7 @@ func buildRules() []fieldRule {
 			message: "defaultEndpoint is ignored: a gateway routes by its VirtualServices; remove it to silence this warning"},
 		{kind: config.KindRequestAuthentication, path: "spec.jwtRules[].presence", severity: model.SeverityError,
 			message: "presence REQUIRED is not supported by Weft yet: a request without this token would still pass; require the token with an AuthorizationPolicy (requestPrincipals: [\"*\"]) instead",
-			when: func(v protoreflect.Value) bool { return v.Enum() != 0 }},
+			when:    func(v protoreflect.Value) bool { return v.Enum() != 0 }},
 		{kind: config.KindVirtualService, path: "spec.tcp[].match[].destinationSubnets", severity: model.SeverityError,
 			message: "destinationSubnets is not supported by Weft yet: the route would apply to every destination address; remove it, or match on port"},
 		{kind: config.KindVirtualService, path: "spec.tls[].match[].destinationSubnets", severity: model.SeverityError,
