@@ -4,8 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 
 	"weft.dev/weft/internal/config"
 )
@@ -66,30 +68,78 @@ var translatedDestinationRuleFields = []string{
 	"spec.trafficPolicy.tls.sni",
 }
 
-// TestDestinationRuleFieldsAccountedFor: every field of Istio's
-// DestinationRule, as the istio.io/api in go.mod defines it, is either
-// applied by Weft or named by a rule that reports it, so that no field a
-// user sets is silently ignored. A new field (after an istio.io/api
-// update) fails here until it is implemented or reported.
-func TestDestinationRuleFieldsAccountedFor(t *testing.T) {
-	translated := map[string]bool{}
-	for _, p := range translatedDestinationRuleFields {
-		translated[p] = true
+// accountedFields are, per kind, the fields Weft applies or reports in
+// its own checks (rather than through fieldRules), as JSON paths with "[]"
+// for lists.
+var accountedFields = map[string][]string{
+	config.KindDestinationRule: translatedDestinationRuleFields,
+	config.KindServiceEntry: {
+		"spec.hosts[]", "spec.addresses[]", "spec.ports[].number", "spec.ports[].protocol", "spec.ports[].name",
+		"spec.ports[].targetPort", "spec.location", "spec.resolution", "spec.endpoints[].address", "spec.endpoints[].ports",
+		"spec.endpoints[].labels", "spec.endpoints[].network", "spec.endpoints[].locality", "spec.endpoints[].weight",
+		"spec.endpoints[].serviceAccount", "spec.workloadSelector.labels", "spec.subjectAltNames[]",
+	},
+	config.KindWorkloadEntry: {
+		"spec.address", "spec.ports", "spec.labels", "spec.network", "spec.locality", "spec.weight", "spec.serviceAccount",
+	},
+	config.KindSidecar: {
+		"spec.workloadSelector.labels", "spec.egress[].hosts[]", "spec.outboundTrafficPolicy.mode",
+	},
+	config.KindPeerAuthentication: {
+		"spec.selector.matchLabels", "spec.mtls.mode", "spec.portLevelMtls",
+	},
+	config.KindGateway: {
+		"spec.selector", "spec.servers[].port.number", "spec.servers[].port.protocol", "spec.servers[].port.name",
+		"spec.servers[].hosts[]", "spec.servers[].name",
+		"spec.servers[].tls.httpsRedirect", "spec.servers[].tls.mode", "spec.servers[].tls.serverCertificate",
+		"spec.servers[].tls.privateKey", "spec.servers[].tls.caCertificates", "spec.servers[].tls.minProtocolVersion",
+		"spec.servers[].tls.maxProtocolVersion", "spec.servers[].tls.cipherSuites[]",
+		// Reported by checkServerTLS.
+		"spec.servers[].tls.caCrl", "spec.servers[].tls.credentialName", "spec.servers[].tls.credentialNames[]",
+		"spec.servers[].tls.tlsCertificates[].serverCertificate", "spec.servers[].tls.tlsCertificates[].privateKey",
+		"spec.servers[].tls.tlsCertificates[].caCertificates", "spec.servers[].tls.subjectAltNames[]",
+		"spec.servers[].tls.verifyCertificateSpki[]", "spec.servers[].tls.verifyCertificateHash[]",
+	},
+}
+
+// TestFieldsAccountedFor: every field of the Istio kinds in
+// accountedFields, as the istio.io/api in go.mod defines them, is either
+// applied or reported by Weft, so that no field a user sets is silently
+// ignored. A new field (after an istio.io/api update) fails here until it
+// is implemented or reported.
+func TestFieldsAccountedFor(t *testing.T) {
+	specs := map[string]proto.Message{
+		config.KindDestinationRule:    &networking.DestinationRule{},
+		config.KindServiceEntry:       &networking.ServiceEntry{},
+		config.KindWorkloadEntry:      &networking.WorkloadEntry{},
+		config.KindSidecar:            &networking.Sidecar{},
+		config.KindGateway:            &networking.Gateway{},
+		config.KindPeerAuthentication: &security.PeerAuthentication{},
 	}
-	seen := map[string]bool{}
-	for _, leaf := range leafPaths((&networking.DestinationRule{}).ProtoReflect().Descriptor(), "spec") {
-		norm := strings.Replace(leaf, "spec.subsets[].trafficPolicy", "spec.trafficPolicy", 1)
-		norm = strings.Replace(norm, ".portLevelSettings[]", "", 1)
-		seen[norm] = true
-		if translated[norm] || ruled(config.KindDestinationRule, leaf) {
-			continue
-		}
-		t.Errorf("DestinationRule field %s is neither applied nor reported: implement it and list it in translatedDestinationRuleFields, or add a fieldRule", leaf)
-	}
-	for _, p := range translatedDestinationRuleFields {
-		if !seen[p] {
-			t.Errorf("translatedDestinationRuleFields lists %s, which DestinationRule does not have", p)
-		}
+	for kind, fields := range accountedFields {
+		t.Run(kind, func(t *testing.T) {
+			accounted := map[string]bool{}
+			for _, p := range fields {
+				accounted[p] = true
+			}
+			seen := map[string]bool{}
+			for _, leaf := range leafPaths(specs[kind].ProtoReflect().Descriptor(), "spec") {
+				// A subset's policy and portLevelSettings hold the fields
+				// of the top-level trafficPolicy, read alike.
+				norm := strings.Replace(leaf, "spec.subsets[].trafficPolicy", "spec.trafficPolicy", 1)
+				norm = strings.Replace(norm, ".portLevelSettings[]", "", 1)
+				seen[norm] = true
+				if accounted[norm] || ruled(kind, leaf) {
+					continue
+				}
+				t.Errorf("%s field %s is neither applied nor reported: implement it and list it in accountedFields, or add a fieldRule", kind, leaf)
+			}
+			for _, p := range fields {
+				if !seen[p] {
+					t.Errorf("accountedFields lists %s, which %s does not have", p, kind)
+				}
+			}
+		})
 	}
 }
 
