@@ -70,6 +70,8 @@ func buildRules() []fieldRule {
 			message: "egressProxy is not supported by Weft yet; remove it"},
 		{kind: config.KindSidecar, path: "spec.egress[].port", severity: model.SeverityWarning,
 			message: "port is not supported by Weft yet: this egress entry's hosts are visible on every port; remove it to silence this warning"},
+		{kind: config.KindVirtualService, path: "spec.http[].match[].statPrefix", severity: model.SeverityWarning,
+			message: "statPrefix is ignored: Weft keeps no statistics per route (the Istio metrics have the destination's labels); remove it to silence this warning"},
 		{kind: config.KindVirtualService, path: "spec.tcp[].match[].sourceSubnet", severity: model.SeverityError,
 			message: "sourceSubnet is not supported by Weft: the route would apply to clients from every address; remove it, or match on sourceLabels"},
 		{kind: config.KindGateway, path: "spec.servers[].bind", severity: model.SeverityError,

@@ -82,8 +82,10 @@ func (c *routeCtx) httpRoutes(vs *model.VirtualService) []*route.Route {
 	var out []*route.Route
 	for _, hr := range vs.Spec.GetHttp() {
 		var matches []*route.RouteMatch
+		var names []string // each match's route name
 		if len(hr.GetMatch()) == 0 {
 			matches = append(matches, &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}})
+			names = append(names, hr.GetName())
 		}
 		for _, m := range hr.GetMatch() {
 			if m.GetPort() != 0 && m.GetPort() != c.port {
@@ -99,14 +101,20 @@ func (c *routeCtx) httpRoutes(vs *model.VirtualService) []*route.Route {
 				continue
 			}
 			matches = append(matches, routeMatch(m))
+			// As Istio names it: the route's name, then the match's.
+			name := hr.GetName()
+			if m.GetName() != "" {
+				name += "." + m.GetName()
+			}
+			names = append(names, name)
 		}
 		if len(matches) == 0 {
 			continue
 		}
 		tmpl := c.routeBody(hr, vs)
-		for _, m := range matches {
+		for i, m := range matches {
 			r := &route.Route{
-				Name:                    tmpl.Name,
+				Name:                    names[i],
 				Match:                   m,
 				Action:                  tmpl.Action,
 				TypedPerFilterConfig:    tmpl.TypedPerFilterConfig,

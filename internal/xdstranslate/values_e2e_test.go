@@ -630,3 +630,29 @@ func TestRetryIgnorePreviousHosts(t *testing.T) {
 		}
 	}
 }
+
+// A route's name is its http entry's name, then its match's, as Istio
+// names it ("reviews-v2.jason"); access logs and taps show it.
+func TestRouteNamesWithMatchNames(t *testing.T) {
+	_, snap := buildValues(routeVS("  - name: reviews-v2\n    match: [{name: jason, headers: {end-user: {exact: jason}}}, {uri: {prefix: /v2}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n"))
+	if fs := validate.Findings(snap); len(fs) > 0 {
+		t.Fatalf("findings: %v", fs)
+	}
+	res, err := xdstranslate.Translate(snap, valuesProxies()[0].WithSnapshot(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rc := range res.Routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			if strings.HasPrefix(vh.GetName(), "reviews.") {
+				for _, r := range vh.GetRoutes() {
+					got = append(got, r.GetName())
+				}
+			}
+		}
+	}
+	if want := []string{"reviews-v2.jason", "reviews-v2"}; !slices.Equal(got, want) {
+		t.Errorf("route names %v, want %v", got, want)
+	}
+}
