@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"weft.dev/weft/internal/config"
 )
@@ -183,6 +184,87 @@ var accountedFields = map[string][]string{
 		"spec.tcp[].route[].destination.port.number",
 		"spec.tcp[].route[].weight",
 	},
+	// Checked by checkAuthorizationPolicy, which reports what Weft does
+	// not support (CUSTOM and its provider, targetRef, serviceAccounts,
+	// trustDomains).
+	config.KindAuthorizationPolicy: {
+		"spec.selector.matchLabels",
+		"spec.targetRef.group",
+		"spec.targetRef.kind",
+		"spec.targetRef.name",
+		"spec.targetRef.namespace",
+		"spec.targetRefs[].group",
+		"spec.targetRefs[].kind",
+		"spec.targetRefs[].name",
+		"spec.targetRefs[].namespace",
+		"spec.rules[].from[].source.principals[]",
+		"spec.rules[].from[].source.notPrincipals[]",
+		"spec.rules[].from[].source.requestPrincipals[]",
+		"spec.rules[].from[].source.notRequestPrincipals[]",
+		"spec.rules[].from[].source.namespaces[]",
+		"spec.rules[].from[].source.notNamespaces[]",
+		"spec.rules[].from[].source.serviceAccounts[]",
+		"spec.rules[].from[].source.notServiceAccounts[]",
+		"spec.rules[].from[].source.ipBlocks[]",
+		"spec.rules[].from[].source.notIpBlocks[]",
+		"spec.rules[].from[].source.remoteIpBlocks[]",
+		"spec.rules[].from[].source.notRemoteIpBlocks[]",
+		"spec.rules[].from[].source.trustDomains[]",
+		"spec.rules[].from[].source.notTrustDomains[]",
+		"spec.rules[].to[].operation.hosts[]",
+		"spec.rules[].to[].operation.notHosts[]",
+		"spec.rules[].to[].operation.ports[]",
+		"spec.rules[].to[].operation.notPorts[]",
+		"spec.rules[].to[].operation.methods[]",
+		"spec.rules[].to[].operation.notMethods[]",
+		"spec.rules[].to[].operation.paths[]",
+		"spec.rules[].to[].operation.notPaths[]",
+		"spec.rules[].when[].key",
+		"spec.rules[].when[].values[]",
+		"spec.rules[].when[].notValues[]",
+		"spec.action",
+		"spec.provider.name",
+	},
+	// Checked by checkRequestAuthentication, which reports targetRef,
+	// fromCookies, outputClaimToHeaders, spaceDelimitedClaims and timeout.
+	config.KindRequestAuthentication: {
+		"spec.selector.matchLabels",
+		"spec.targetRef.group",
+		"spec.targetRef.kind",
+		"spec.targetRef.name",
+		"spec.targetRef.namespace",
+		"spec.targetRefs[].group",
+		"spec.targetRefs[].kind",
+		"spec.targetRefs[].name",
+		"spec.targetRefs[].namespace",
+		"spec.jwtRules[].issuer",
+		"spec.jwtRules[].audiences[]",
+		"spec.jwtRules[].jwksUri",
+		"spec.jwtRules[].jwks",
+		"spec.jwtRules[].fromHeaders[].name",
+		"spec.jwtRules[].fromHeaders[].prefix",
+		"spec.jwtRules[].fromParams[]",
+		"spec.jwtRules[].outputPayloadToHeader",
+		"spec.jwtRules[].fromCookies[]",
+		"spec.jwtRules[].forwardOriginalToken",
+		"spec.jwtRules[].outputClaimToHeaders[].header",
+		"spec.jwtRules[].outputClaimToHeaders[].claim",
+		"spec.jwtRules[].timeout",
+		"spec.jwtRules[].spaceDelimitedClaims[]",
+	},
+	// Checked by checkTelemetry.
+	config.KindTelemetry: {
+		"spec.selector.matchLabels",
+		"spec.tracing[].match.mode",
+		"spec.tracing[].providers[].name",
+		"spec.tracing[].randomSamplingPercentage",
+		"spec.tracing[].disableSpanReporting",
+		"spec.tracing[].customTags",
+		"spec.accessLogging[].match.mode",
+		"spec.accessLogging[].providers[].name",
+		"spec.accessLogging[].disabled",
+		"spec.accessLogging[].filter.expression",
+	},
 	config.KindServiceEntry: {
 		"spec.hosts[]", "spec.addresses[]", "spec.ports[].number", "spec.ports[].protocol", "spec.ports[].name",
 		"spec.ports[].targetPort", "spec.location", "spec.resolution", "spec.endpoints[].address", "spec.endpoints[].ports",
@@ -219,13 +301,16 @@ var accountedFields = map[string][]string{
 // is implemented or reported.
 func TestFieldsAccountedFor(t *testing.T) {
 	specs := map[string]proto.Message{
-		config.KindDestinationRule:    &networking.DestinationRule{},
-		config.KindVirtualService:     &networking.VirtualService{},
-		config.KindServiceEntry:       &networking.ServiceEntry{},
-		config.KindWorkloadEntry:      &networking.WorkloadEntry{},
-		config.KindSidecar:            &networking.Sidecar{},
-		config.KindGateway:            &networking.Gateway{},
-		config.KindPeerAuthentication: &security.PeerAuthentication{},
+		config.KindDestinationRule:       &networking.DestinationRule{},
+		config.KindVirtualService:        &networking.VirtualService{},
+		config.KindServiceEntry:          &networking.ServiceEntry{},
+		config.KindWorkloadEntry:         &networking.WorkloadEntry{},
+		config.KindSidecar:               &networking.Sidecar{},
+		config.KindGateway:               &networking.Gateway{},
+		config.KindPeerAuthentication:    &security.PeerAuthentication{},
+		config.KindAuthorizationPolicy:   &security.AuthorizationPolicy{},
+		config.KindRequestAuthentication: &security.RequestAuthentication{},
+		config.KindTelemetry:             &telemetry.Telemetry{},
 	}
 	for kind, fields := range accountedFields {
 		t.Run(kind, func(t *testing.T) {
