@@ -172,69 +172,98 @@ func boolValue(v protoreflect.Value) bool {
 	return b.GetValue()
 }
 
+// ruleStep is one segment of a rule's path: a field's JSON name, and
+// whether the rule reaches every element of that list ("[]").
+type ruleStep struct {
+	name string
+	each bool
+}
+
+// compiledRule is a fieldRule with its path split into steps.
+type compiledRule struct {
+	*fieldRule
+	steps []ruleStep
+}
+
+// rulesByKind are fieldRules compiled, by kind.
+var rulesByKind = compileRules(fieldRules)
+
+func compileRules(rules []fieldRule) map[string][]compiledRule {
+	out := map[string][]compiledRule{}
+	for i := range rules {
+		r := &rules[i]
+		var steps []ruleStep
+		for _, seg := range strings.Split(strings.TrimPrefix(r.path, "spec."), ".") {
+			name, each := strings.CutSuffix(seg, "[]")
+			steps = append(steps, ruleStep{name, each})
+		}
+		out[r.kind] = append(out[r.kind], compiledRule{r, steps})
+	}
+	return out
+}
+
 // checkFields applies the rules of r's kind to its spec.
 func (b *build) checkFields(r *config.Resource, rep *reporter) {
 	msg, ok := r.Spec.(proto.Message)
 	if !ok {
 		return
 	}
-	for _, rule := range fieldRules {
-		if rule.kind != r.Kind {
-			continue
-		}
-		segs := strings.Split(strings.TrimPrefix(rule.path, "spec."), ".")
-		walkRule(msg.ProtoReflect(), segs, "spec", func(field string, v protoreflect.Value) {
-			if rule.when == nil || rule.when(v) {
-				rep.add(rule.severity, field, rule.message)
-			}
-		})
+	rules := rulesByKind[r.Kind]
+	for i := range rules {
+		rules[i].walk(msg.ProtoReflect(), rules[i].steps, "spec", rep)
 	}
 }
 
-// walkRule calls found for each place the path segments reach a set field
-// of m. It reports whether every segment names a field (for tests of the
-// table).
-func walkRule(m protoreflect.Message, segs []string, path string, found func(string, protoreflect.Value)) bool {
-	name, each := strings.CutSuffix(segs[0], "[]")
-	fd := m.Descriptor().Fields().ByJSONName(name)
+// walk reports the rule at each place its remaining steps reach a set
+// field of m (path names m). Only set fields are visited, so a resource
+// that sets none of the rule's fields costs a few lookups.
+func (r *compiledRule) walk(m protoreflect.Message, steps []ruleStep, path string, rep *reporter) {
+	fd := m.Descriptor().Fields().ByJSONName(steps[0].name)
 	if fd == nil {
-		return false
+		return
 	}
-	path = path + "." + name
-	last := len(segs) == 1
-	if !last && fd.Kind() != protoreflect.MessageKind {
-		return false
-	}
-	ok := true
-	if each && fd.IsList() {
+	last := len(steps) == 1
+	if steps[0].each && fd.IsList() {
 		list := m.Get(fd).List()
-		for i := 0; i < list.Len(); i++ {
-			p := path + "[" + itoa(i) + "]"
+		for i := range list.Len() {
+			p := path + "." + steps[0].name + "[" + itoa(i) + "]"
 			if last {
-				found(p, list.Get(i))
-			} else if !walkRule(list.Get(i).Message(), segs[1:], p, found) {
-				ok = false
+				r.found(p, list.Get(i), rep)
+			} else {
+				r.walk(list.Get(i).Message(), steps[1:], p, rep)
 			}
 		}
-		if list.Len() == 0 && !last {
-			ok = walkRule(m.NewField(fd).List().NewElement().Message(), segs[1:], path+"[0]", func(string, protoreflect.Value) {})
-		}
-		return ok
-	}
-	if each || fd.IsMap() || (fd.IsList() && !last) {
-		return false
+		return
 	}
 	if !m.Has(fd) {
-		if !last {
-			return walkRule(m.NewField(fd).Message(), segs[1:], path, func(string, protoreflect.Value) {})
-		}
-		return true
+		return
 	}
+	p := path + "." + steps[0].name
 	if last {
-		found(path, m.Get(fd))
-		return true
+		r.found(p, m.Get(fd), rep)
+		return
 	}
-	return walkRule(m.Get(fd).Message(), segs[1:], path, found)
+	r.walk(m.Get(fd).Message(), steps[1:], p, rep)
+}
+
+func (r *compiledRule) found(field string, v protoreflect.Value, rep *reporter) {
+	if r.when == nil || r.when(v) {
+		rep.add(r.severity, field, r.message)
+	}
+}
+
+// resolves reports whether every step of a rule's path names a field of
+// md: a list where the step says "[]", a message (or a list of them, with
+// "[]") where another step follows (for tests of the table).
+func resolves(md protoreflect.MessageDescriptor, steps []ruleStep) bool {
+	fd := md.Fields().ByJSONName(steps[0].name)
+	if fd == nil || steps[0].each && !fd.IsList() {
+		return false
+	}
+	if len(steps) == 1 {
+		return true // a list or map without "[]": the rule is on the whole
+	}
+	return !fd.IsMap() && (steps[0].each || !fd.IsList()) && fd.Message() != nil && resolves(fd.Message(), steps[1:])
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

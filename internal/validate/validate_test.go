@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
@@ -504,17 +503,18 @@ func TestFieldRulesResolve(t *testing.T) {
 		config.KindTelemetry:             &telemetry.Telemetry{},
 		config.KindRequestAuthentication: &security.RequestAuthentication{},
 	}
-	for _, r := range fieldRules {
-		t.Run(r.kind+" "+r.path, func(t *testing.T) {
-			m := specs[r.kind]
-			if m == nil {
-				t.Fatalf("no spec type for kind %s", r.kind)
-			}
-			segs := strings.Split(strings.TrimPrefix(r.path, "spec."), ".")
-			if !walkRule(m.ProtoReflect(), segs, "spec", func(string, protoreflect.Value) {}) {
-				t.Errorf("path %s does not resolve in %s", r.path, r.kind)
-			}
-		})
+	for kind, rules := range rulesByKind {
+		for _, r := range rules {
+			t.Run(kind+" "+r.path, func(t *testing.T) {
+				m := specs[kind]
+				if m == nil {
+					t.Fatalf("no spec type for kind %s", kind)
+				}
+				if !resolves(m.ProtoReflect().Descriptor(), r.steps) {
+					t.Errorf("path %s does not resolve in %s", r.path, kind)
+				}
+			})
+		}
 	}
 }
 
