@@ -145,6 +145,10 @@ func Check(snap *model.Snapshot, inst *model.Instance, req Request) (Result, err
 		if in.Header == nil {
 			in.Header = http.Header{}
 		}
+		if refused := requiredToken(chain.HTTP.JWT, req.Auth); refused != "" {
+			res.Decision, res.Reason = "DENY", refused
+			return res, nil
+		}
 		if req.Auth != nil {
 			var refused string
 			in.Auth, note, refused = authenticate(chain.HTTP.JWT, req.Auth)
@@ -195,6 +199,22 @@ func authenticate(j *proxyconfig.JWTAuthn, a *rbac.Auth) (auth *rbac.Auth, note,
 	slices.Sort(issuers)
 	return nil, fmt.Sprintf("no RequestAuthentication of this workload accepts issuer %q (it accepts %s)", iss, strings.Join(issuers, ", ")),
 		"the sidecar rejects the token: 401 Jwt issuer is not configured"
+}
+
+// requiredToken is the sidecar's check of tokens whose presence is
+// REQUIRED, for a simulated token a (nil: none): the 401 reason when the
+// call lacks one. A simulated request carries one token, so it satisfies
+// a required provider only by that provider's issuer.
+func requiredToken(j *proxyconfig.JWTAuthn, a *rbac.Auth) string {
+	if j == nil {
+		return ""
+	}
+	for _, p := range j.Required {
+		if a == nil || !strings.HasPrefix(a.Principal, p.Issuer+"/") {
+			return fmt.Sprintf("the sidecar rejects the call: 401 Jwt is missing (RequestAuthentication %s requires a token from issuer %s)", p.Name, p.Issuer)
+		}
+	}
+	return ""
 }
 
 // unauthenticatedNote says that a call without a token was evaluated as

@@ -255,6 +255,10 @@ spec:
 			req: tok(iss + "/alice"), want: "DENY:no rule", note: "no RequestAuthentication applies"},
 		{name: "no rule depends on a token: no note", policy: ap + "metadata: {name: p, namespace: foo}\nspec: {rules: [{from: [{source: {namespaces: ['foo']}}]}]}\n",
 			req: &Request{Principal: sleepFoo}, want: "ALLOW"},
+		{name: "required token missing: 401", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: &Request{Principal: sleepFoo, Path: "/admin"},
+			want: "DENY:401 Jwt is missing (RequestAuthentication foo/jwt/0 requires a token from issuer " + iss},
+		{name: "required token present", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: tok(iss+"/alice", "aud=shop"),
+			want: "ALLOW", note: "valid token"},
 		{name: "TCP port: no token is read", policy: reqAuthn, req: func() *Request { r := tok(iss + "/alice"); r.Port = 9000; return r }(),
 			want: "ALLOW", note: "TCP port"},
 	} {

@@ -251,6 +251,7 @@ var accountedFields = map[string][]string{
 		"spec.jwtRules[].outputClaimToHeaders[].claim",
 		"spec.jwtRules[].timeout",
 		"spec.jwtRules[].spaceDelimitedClaims[]",
+		"spec.jwtRules[].presence",
 	},
 	// Checked by checkTelemetry.
 	config.KindTelemetry: {

@@ -11,6 +11,7 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
+	security "istio.io/api/security/v1beta1"
 
 	"weft.dev/weft/internal/model"
 )
@@ -59,7 +60,7 @@ func (s *jwtSet) httpFilter() *hcm.HttpFilter {
 		return nil
 	}
 	cfg := &jwtauthn.JwtAuthentication{Providers: map[string]*jwtauthn.JwtProvider{}}
-	var any []*jwtauthn.JwtRequirement
+	var any, required []*jwtauthn.JwtRequirement
 	for _, ra := range s.reqs {
 		for i, r := range ra.Spec.GetJwtRules() {
 			name := fmt.Sprintf("%s/%s/%d", ra.Namespace, ra.Name, i)
@@ -93,15 +94,27 @@ func (s *jwtSet) httpFilter() *hcm.HttpFilter {
 				}}
 			}
 			cfg.Providers[name] = p
-			any = append(any, &jwtauthn.JwtRequirement{RequiresType: &jwtauthn.JwtRequirement_ProviderName{ProviderName: name}})
+			pr := &jwtauthn.JwtRequirement{RequiresType: &jwtauthn.JwtRequirement_ProviderName{ProviderName: name}}
+			any = append(any, pr)
+			if r.GetPresence() == security.JWTRule_REQUIRED {
+				required = append(required, pr)
+			}
 		}
 	}
 	any = append(any, &jwtauthn.JwtRequirement{RequiresType: &jwtauthn.JwtRequirement_AllowMissing{AllowMissing: &emptypb.Empty{}}})
+	requires := &jwtauthn.JwtRequirement{
+		RequiresType: &jwtauthn.JwtRequirement_RequiresAny{RequiresAny: &jwtauthn.JwtRequirementOrList{Requirements: any}},
+	}
+	if len(required) > 0 {
+		// presence REQUIRED: each such provider's token, and any valid
+		// token (or none) for the rest.
+		requires = &jwtauthn.JwtRequirement{RequiresType: &jwtauthn.JwtRequirement_RequiresAll{
+			RequiresAll: &jwtauthn.JwtRequirementAndList{Requirements: append(required, requires)},
+		}}
+	}
 	cfg.Rules = []*jwtauthn.RequirementRule{{
-		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-		RequirementType: &jwtauthn.RequirementRule_Requires{Requires: &jwtauthn.JwtRequirement{
-			RequiresType: &jwtauthn.JwtRequirement_RequiresAny{RequiresAny: &jwtauthn.JwtRequirementOrList{Requirements: any}},
-		}},
+		Match:           &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		RequirementType: &jwtauthn.RequirementRule_Requires{Requires: requires},
 	}}
 	return &hcm.HttpFilter{Name: JWTFilterName, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
 }

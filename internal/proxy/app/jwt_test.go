@@ -157,3 +157,69 @@ spec:
 		t.Error("the jwksUri was never fetched")
 	}
 }
+
+// TestJWTPresenceRequired: a RequestAuthentication whose first rule's
+// token is REQUIRED (presence) and whose second is optional: a request
+// without the required token gets 401 "Jwt is missing" even with a valid
+// token of the other rule, or with none (which the optional rule alone
+// would let through); with it, valid, the request reaches the app, and an
+// invalid one gets 401.
+func TestJWTPresenceRequired(t *testing.T) {
+	keyA, _ := rsa.GenerateKey(rand.Reader, 2048)
+	keyB, _ := rsa.GenerateKey(rand.Reader, 2048)
+	jwks := func(k *rsa.PrivateKey, kid string) string {
+		b, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: kid, Algorithm: "RS256", Use: "sig"}}})
+		return string(b)
+	}
+	const issuerA, issuerB = "https://required.example.com", "https://optional.example.com"
+	policies := `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  jwtRules:
+  - issuer: ` + issuerA + `
+    jwks: '` + jwks(keyA, "a") + `'
+    fromHeaders: [{name: x-a-token}]
+    presence: REQUIRED
+  - issuer: ` + issuerB + `
+    jwks: '` + jwks(keyB, "b") + `'
+`
+	env := &authzEnv{testCA: startCA(t, time.Hour), cp: proxytest.StartControlPlane(t)}
+	m := startAuthzMeshWithApp(t, env, policies, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "httpbin ok") })
+	now := time.Now()
+	a, b := newSigner(t, jose.RS256, keyA, "a"), newSigner(t, jose.RS256, keyB, "b")
+	validA := a.token(t, issuerA, "alice", nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
+	expiredA := a.token(t, issuerA, "alice", nil, now.Add(-2*time.Hour), now.Add(-time.Hour), nil)
+	validB := b.token(t, issuerB, "bob", nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
+	for _, tc := range []struct {
+		name, a, b string
+		want       int
+		body       string
+	}{
+		{"no token", "", "", 401, "Jwt is missing"},
+		{"only the optional token", "", validB, 401, "Jwt is missing"},
+		{"the required token", validA, "", 200, "httpbin ok"},
+		{"both", validA, validB, 200, "httpbin ok"},
+		{"the required token expired", expiredA, validB, 401, "Jwt is expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://httpbin:8000/ip", nil)
+			if tc.a != "" {
+				req.Header.Set("x-a-token", tc.a)
+			}
+			if tc.b != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.b)
+			}
+			resp, err := m.sleep.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.body) {
+				t.Fatalf("%d %q, want %d %q", resp.StatusCode, body, tc.want, tc.body)
+			}
+		})
+	}
+}

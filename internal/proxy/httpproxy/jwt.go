@@ -12,9 +12,23 @@ import (
 
 // authenticate runs the JWT filter: a valid token sets in.Auth
 // (request.auth.* for authorization); an invalid one, or a missing one
-// where missing tokens are not allowed, gets 401 with Envoy's words.
+// where missing tokens are not allowed (or the provider's token is
+// required), gets 401 with Envoy's words.
 func (p *Proxy) authenticate(j *proxyconfig.JWTAuthn, in *rbac.Input, r *http.Request) *localDenial {
-	auth, err := jwtauth.Authenticate(r.Context(), j.Providers, p.jwks, r, time.Now())
+	now := time.Now()
+	for _, rp := range j.Required {
+		// Before Authenticate, which may take the token out of r.
+		if err := jwtauth.Present(r.Context(), rp, p.jwks, r, now); err != nil {
+			msg := "Jwt verification fails"
+			var je *jwtauth.Error
+			if errors.As(err, &je) {
+				msg = je.Message
+			}
+			p.log.Debug("request authentication failed: a required token", "provider", rp.Name, "error", msg, "path", r.URL.Path)
+			return &localDenial{status: http.StatusUnauthorized, flag: "", msg: msg}
+		}
+	}
+	auth, err := jwtauth.Authenticate(r.Context(), j.Providers, p.jwks, r, now)
 	if err != nil {
 		msg := "Jwt verification fails"
 		var je *jwtauth.Error

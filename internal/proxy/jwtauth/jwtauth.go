@@ -319,6 +319,23 @@ func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.
 	return nil, firstErr
 }
 
+// Present checks that r carries a valid token for p, whose token is
+// required (RequestAuthentication presence REQUIRED): none is the *Error
+// "Jwt is missing", an invalid one the verification's *Error. r is not
+// changed.
+func Present(ctx context.Context, p *Provider, c *Cache, r *http.Request, now time.Time) error {
+	f, ok := p.locate(r)
+	if !ok {
+		return &Error{"Jwt is missing"}
+	}
+	tok, err := jwt.ParseSigned(f.token, algorithms)
+	if err != nil {
+		return &Error{"Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"}
+	}
+	_, err = p.verify(ctx, c, tok, now)
+	return err
+}
+
 func (p *Provider) verify(ctx context.Context, c *Cache, tok *jwt.JSONWebToken, now time.Time) (*rbac.Auth, error) {
 	keys := p.Keys
 	if keys == nil {

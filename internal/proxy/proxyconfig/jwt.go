@@ -17,12 +17,16 @@ const typeJWTAuthn = "type.googleapis.com/envoy.extensions.filters.http.jwt_auth
 // JWTAuthn is a validated envoy.filters.http.jwt_authn filter: requests
 // are authenticated against any of its providers; a missing token is
 // allowed when AllowMissing is set (what Weft's control plane sends), an
-// invalid token never is.
+// invalid token never is. A request must also carry a valid token for
+// each of Required.
 type JWTAuthn struct {
 	// Providers in name order; inline key sets are parsed.
 	Providers []*jwtauth.Provider
 	// AllowMissing lets requests without a token through.
 	AllowMissing bool
+	// Required are providers whose token every request needs
+	// (RequestAuthentication presence REQUIRED), in name order.
+	Required []*jwtauth.Provider
 }
 
 func parseJWTAuthn(tc *anypb.Any) (*JWTAuthn, error) {
@@ -77,6 +81,31 @@ func parseJWTAuthn(tc *anypb.Any) (*JWTAuthn, error) {
 		return nil, errors.New("rules[0].match: only prefix \"/\" is supported")
 	}
 	req := rule.GetRequires()
+	if all := req.GetRequiresAll(); all != nil {
+		// Required providers, and one requires_any for the rest.
+		var anyReq *jwtauthn.JwtRequirement
+		for i, r := range all.GetRequirements() {
+			switch x := r.GetRequiresType().(type) {
+			case *jwtauthn.JwtRequirement_ProviderName:
+				if !byName[x.ProviderName] {
+					return nil, fmt.Errorf("rules[0].requires_all[%d]: unknown provider %q", i, x.ProviderName)
+				}
+				out.Required = append(out.Required, providerNamed(out.Providers, x.ProviderName))
+			case *jwtauthn.JwtRequirement_RequiresAny:
+				if anyReq != nil {
+					return nil, fmt.Errorf("rules[0].requires_all[%d]: only one requires_any is supported", i)
+				}
+				anyReq = r
+			default:
+				return nil, fmt.Errorf("rules[0].requires_all[%d]: only provider_name and requires_any are supported", i)
+			}
+		}
+		sort.Slice(out.Required, func(i, j int) bool { return out.Required[i].Name < out.Required[j].Name })
+		req = anyReq
+		if req == nil {
+			return out, nil
+		}
+	}
 	var reqs []*jwtauthn.JwtRequirement
 	switch {
 	case req.GetRequiresAny() != nil:
@@ -99,4 +128,13 @@ func parseJWTAuthn(tc *anypb.Any) (*JWTAuthn, error) {
 		}
 	}
 	return out, nil
+}
+
+func providerNamed(ps []*jwtauth.Provider, name string) *jwtauth.Provider {
+	for _, p := range ps {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
 }
