@@ -236,7 +236,7 @@ func blockAllVirtualHost(sc *scope) *route.VirtualHost {
 			Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
 			Action: &route.Route_DirectResponse{DirectResponse: &route.DirectResponseAction{
 				Status: http.StatusBadGateway,
-				Body: &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: "the host is not in the mesh's registry and Sidecar " + sc.key +
+				Body: &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: "the host is not in the mesh's registry and Sidecar " + sc.name +
 					" has outboundTrafficPolicy REGISTRY_ONLY: add a ServiceEntry for it, or set mode ALLOW_ANY\n"}},
 			}},
 		}},

@@ -26,16 +26,20 @@ func TestOutboundTrafficPolicy(t *testing.T) {
 	sidecar := func(spec string) string {
 		return "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: egress}\nspec:\n" + spec
 	}
+	const rootSidecar = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: egress, namespace: istio-system}\nspec:\n  egress: [{hosts: [\"./*\"]}]\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"
 	tests := []struct {
 		name    string
 		yaml    string
 		blocked bool
+		blocker string // the Sidecar block_all names; default/egress when ""
 	}{
 		{name: "no Sidecar", yaml: ""},
 		{name: "ALLOW_ANY", yaml: sidecar("  outboundTrafficPolicy: {mode: ALLOW_ANY}\n")},
 		{name: "REGISTRY_ONLY", yaml: sidecar("  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"), blocked: true},
 		{name: "outboundTrafficPolicy without mode", yaml: sidecar("  outboundTrafficPolicy: {}\n"), blocked: true},
 		{name: "REGISTRY_ONLY for other workloads", yaml: sidecar("  workloadSelector: {labels: {app: reviews}}\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")},
+		{name: "REGISTRY_ONLY from the root namespace", yaml: rootSidecar, blocked: true, blocker: "istio-system/egress"},
+		{name: "the root namespace's, overridden by the namespace's own", yaml: rootSidecar + "---\n" + sidecar("  outboundTrafficPolicy: {mode: ALLOW_ANY}\n")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -108,7 +112,11 @@ func TestOutboundTrafficPolicy(t *testing.T) {
 			}
 			if tc.blocked {
 				dr := last.GetRoutes()[0].GetDirectResponse()
-				if !slices.Equal(last.GetDomains(), []string{"*"}) || dr.GetStatus() != 502 || !strings.Contains(dr.GetBody().GetInlineString(), "default/egress has outboundTrafficPolicy REGISTRY_ONLY") {
+				blocker := tc.blocker
+				if blocker == "" {
+					blocker = "default/egress"
+				}
+				if !slices.Equal(last.GetDomains(), []string{"*"}) || dr.GetStatus() != 502 || !strings.Contains(dr.GetBody().GetInlineString(), blocker+" has outboundTrafficPolicy REGISTRY_ONLY") {
 					t.Errorf("block_all = %v; want domains [*] answering 502 with the reason", last)
 				}
 				for _, vh := range vhs[:len(vhs)-1] {

@@ -11,7 +11,10 @@ import (
 // scope is the set of services a proxy may reach, from the Sidecar
 // resource that selects it. A nil scope allows everything.
 type scope struct {
-	// key names the Sidecar ("ns/name") for cache keys.
+	// name is the Sidecar's "ns/name".
+	name string
+	// key is name, and for a root namespace Sidecar the proxy's
+	// namespace, for cache keys.
 	key   string
 	hosts []egressHost
 	// registryOnly is the Sidecar's outboundTrafficPolicy REGISTRY_ONLY
@@ -29,7 +32,8 @@ type egressHost struct {
 
 // scopeFor finds the Sidecar that applies to p: in p's namespace, one whose
 // workloadSelector matches p's labels first, then the one without a
-// selector. Gateways are not scoped.
+// selector, then the root namespace's one without a selector. Gateways are
+// not scoped.
 func scopeFor(snap *model.Snapshot, p *Proxy) *scope {
 	if p.Type == Gateway {
 		return nil
@@ -51,10 +55,29 @@ func scopeFor(snap *model.Snapshot, p *Proxy) *scope {
 			chosen = sc
 		}
 	}
+	// Istio: a namespace without a Sidecar of its own takes the root
+	// namespace's selector-less one, whose "./" then means the proxy's
+	// namespace.
+	home := ""
+	if chosen == nil {
+		root := snap.MeshTelemetry.Root()
+		for _, sc := range snap.Sidecars {
+			if sc.Namespace == root && len(sc.Spec.GetWorkloadSelector().GetLabels()) == 0 {
+				chosen, home = sc, p.Namespace
+				break
+			}
+		}
+	}
 	if chosen == nil {
 		return nil
 	}
-	s := &scope{key: chosen.Namespace + "/" + chosen.Name}
+	s := &scope{name: chosen.Namespace + "/" + chosen.Name}
+	s.key = s.name
+	dot := chosen.Namespace
+	if home != "" {
+		dot = home
+		s.key += "@" + home // "./" depends on the proxy's namespace
+	}
 	if p := chosen.Spec.GetOutboundTrafficPolicy(); p != nil && p.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
 		s.registryOnly = true
 	}
@@ -68,9 +91,8 @@ func scopeFor(snap *model.Snapshot, p *Proxy) *scope {
 			if !ok {
 				ns, host = "*", h
 			}
-			switch ns {
-			case ".":
-				ns = chosen.Namespace
+			if ns == "." {
+				ns = dot
 			}
 			if host != "*" && !strings.HasPrefix(host, "*") && !strings.Contains(host, ".") {
 				host = model.FQDN(host, chosen.Namespace)

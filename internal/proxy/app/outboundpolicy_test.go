@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,14 +25,16 @@ import (
 // under `weft up`, apps with HTTP_PROXY and HTTPS_PROXY), configured by
 // Weft's translation. Under ALLOW_ANY, Istio's default, requests and
 // CONNECT tunnels to hosts outside the registry go where the client
-// names; under REGISTRY_ONLY they are refused (404 for a port no service
-// has, 502 saying why for an unknown host on a port some service has),
-// and the outside server sees nothing. Hosts of the registry
-// are routed either way.
+// names, also on a port a mesh HTTP service uses, and are logged as the
+// Telemetry says; under REGISTRY_ONLY they are refused (404 for a port no
+// service has, 502 saying why for an unknown host on a port some have),
+// and the outside servers see nothing. Hosts of the registry are routed
+// either way, and nothing is passed through to the sidecar's own listener
+// (it would come back, over and over).
 func TestOutboundTrafficPolicyProxyMode(t *testing.T) {
 	web := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "web") }))
 	var reached atomic.Int32
-	outside := serveTCP(t, "127.0.0.1:0", func(c net.Conn) {
+	outside := func(c net.Conn) {
 		reached.Add(1)
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		buf := make([]byte, 4096)
@@ -40,18 +44,30 @@ func TestOutboundTrafficPolicyProxyMode(t *testing.T) {
 			return
 		}
 		_, _ = c.Write(buf[:n]) // a tunnel: echo
-	})
+	}
+	// meshPort: a port of the mesh's HTTP service web.example.com (its
+	// endpoint listens on webPort), where an outside server listens on
+	// 127.0.0.1 too; freePort: a port no service has.
+	meshOutside := serveTCP(t, "127.0.0.1:0", outside)
+	freeOutside := serveTCP(t, "127.0.0.1:0", outside)
 	_, webPort, _ := net.SplitHostPort(web)
+	_, meshPort, _ := net.SplitHostPort(meshOutside)
 	registry := fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: web, namespace: default}
 spec:
   hosts: [web.example.com]
-  ports: [{number: %s, name: http, protocol: HTTP}]
+  ports: [{number: %s, name: http, protocol: HTTP, targetPort: %s}]
   location: MESH_EXTERNAL
   resolution: STATIC
   endpoints: [{address: 127.0.0.1}]
-`, webPort)
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: default}
+spec:
+  accessLogging: [{providers: [{name: envoy}]}]
+`, meshPort, webPort)
 	for _, tc := range []struct {
 		name    string
 		sidecar string
@@ -59,12 +75,13 @@ spec:
 	}{
 		{name: "no Sidecar (ALLOW_ANY)"},
 		{name: "REGISTRY_ONLY", sidecar: "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: default}\nspec:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n", blocked: true},
+		{name: "REGISTRY_ONLY from the root namespace", sidecar: "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: istio-system}\nspec:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n", blocked: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reached.Store(0)
 			snap := meshModel(t, "egress.yaml", registry+tc.sidecar)
 			cp := proxytest.StartControlPlane(t)
-			p := proxytest.StartProxy(t, cp, "client", proxytest.ProxyOptions{})
+			p := proxytest.StartProxy(t, cp, "client", proxytest.ProxyOptions{ConfigAccessLogs: true})
 			res, err := xdstranslate.Translate(snap, &xdstranslate.Proxy{ID: p.NodeID(), Type: xdstranslate.Sidecar, Namespace: "default", Name: "client"})
 			if err != nil {
 				t.Fatal(err)
@@ -84,9 +101,12 @@ spec:
 			for _, e := range res.Endpoints {
 				msgs = append(msgs, e)
 			}
+			logPath := filepath.Join(t.TempDir(), "access.log")
+			httpLogsToFile(t, msgs, logPath)
 			cp.Set(t, p.NodeID(), msgs...)
 			p.WaitReady(t)
 			client := p.HTTPClient(t)
+			self := p.ListenerAddr(t, xdsmeta.ListenerOutbound)
 
 			get := func(url string) (int, string) {
 				t.Helper()
@@ -98,49 +118,65 @@ spec:
 				b, _ := io.ReadAll(resp.Body)
 				return resp.StatusCode, string(b)
 			}
-			if code, body := get("http://web.example.com:" + webPort + "/"); code != 200 || body != "web" {
+			if code, body := get("http://web.example.com:" + meshPort + "/"); code != 200 || body != "web" {
 				t.Errorf("web.example.com: %d %q; want 200 web", code, body)
 			}
-			code, body := get("http://" + outside + "/")
-			status, tunnel := connectThrough(t, p.ListenerAddr(t, xdsmeta.ListenerOutbound), outside)
+			// The proxy's own listener: never passed through.
+			if code, body := get("http://" + self + "/"); code != http.StatusNotFound || (!tc.blocked && !strings.Contains(body, "own listener")) {
+				t.Errorf("GET the sidecar's own listener: %d %q; want 404 (its own listener)", code, body)
+			}
+			if status, _ := connectThrough(t, self, self); !strings.HasPrefix(status, "HTTP/1.1 404") {
+				t.Errorf("CONNECT to the sidecar's own listener: %q; want 404", status)
+			}
+			codeFree, bodyFree := get("http://" + freeOutside + "/")
+			codeMesh, bodyMesh := get("http://" + meshOutside + "/")
+			status, tunnel := connectThrough(t, self, meshOutside)
 			if tc.blocked {
 				// A port no service has: no route. A host no service has
 				// on a port some have: block_all says why.
-				if code != http.StatusNotFound || !strings.Contains(body, "no filter chain") {
-					t.Errorf("GET outside: %d %q; want 404 no filter chain", code, body)
+				if codeFree != http.StatusNotFound || !strings.Contains(bodyFree, "no filter chain") {
+					t.Errorf("GET on a free port: %d %q; want 404 no filter chain", codeFree, bodyFree)
 				}
-				if code, body := get("http://elsewhere.example.com:" + webPort + "/"); code != http.StatusBadGateway || !strings.Contains(body, "has outboundTrafficPolicy REGISTRY_ONLY") {
-					t.Errorf("GET elsewhere.example.com: %d %q; want 502 saying why", code, body)
+				if codeMesh != http.StatusBadGateway || !strings.Contains(bodyMesh, "has outboundTrafficPolicy REGISTRY_ONLY") {
+					t.Errorf("GET an unknown host on the mesh's port: %d %q; want 502 saying why", codeMesh, bodyMesh)
 				}
-				if !strings.HasPrefix(status, "HTTP/1.1 404") {
-					t.Errorf("CONNECT outside: %q; want 404", status)
+				if strings.HasPrefix(status, "HTTP/1.1 200") {
+					// The port's HTTP chain takes the tunnel: opaque
+					// bytes for an unknown host are closed.
+					_, _ = io.WriteString(tunnel, "\x16\x03\x01ping")
+					if b, _ := io.ReadAll(tunnel); len(b) > 0 {
+						t.Errorf("the tunnel to an unknown host carried %q back", b)
+					}
 				}
 				if n := reached.Load(); n != 0 {
-					t.Errorf("the outside server accepted %d connections; want none", n)
+					t.Errorf("the outside servers accepted %d connections; want none", n)
 				}
 				return
 			}
-			if code != 200 || body != "outside" {
-				t.Errorf("GET outside: %d %q; want 200 outside", code, body)
+			if codeFree != 200 || bodyFree != "outside" {
+				t.Errorf("GET on a free port: %d %q; want 200 outside", codeFree, bodyFree)
 			}
-			// An unknown host on a port some service has: passed
-			// through too, not answered 404 by the port's routes.
-			if code, body := get("http://127.0.0.1:" + webPort + "/"); code != 200 || body != "web" {
-				t.Errorf("GET 127.0.0.1:%s: %d %q; want 200 web, passed through", webPort, code, body)
+			if codeMesh != 200 || bodyMesh != "outside" {
+				t.Errorf("GET an unknown host on the mesh's port: %d %q; want 200 outside, passed through", codeMesh, bodyMesh)
 			}
+			// A tunnel to an unknown host on the mesh's HTTP port, with
+			// bytes that are not HTTP (TLS, say): passed through.
 			if !strings.HasPrefix(status, "HTTP/1.1 200") {
-				t.Fatalf("CONNECT outside: %q; want 200", status)
+				t.Fatalf("CONNECT %s: %q; want 200", meshOutside, status)
 			}
-			if _, err := io.WriteString(tunnel, "ping"); err != nil {
+			if _, err := io.WriteString(tunnel, "\x16\x03\x01ping"); err != nil {
 				t.Fatal(err)
 			}
-			buf := make([]byte, 4)
-			if _, err := io.ReadFull(tunnel, buf); err != nil || string(buf) != "ping" {
+			buf := make([]byte, 7)
+			if _, err := io.ReadFull(tunnel, buf); err != nil || string(buf) != "\x16\x03\x01ping" {
 				t.Errorf("echo through the tunnel: %q, %v", buf, err)
 			}
-			if _, body := get("http://" + outside + "/"); !strings.Contains(p.Access.String(), xdsmeta.ClusterPassthrough) || body != "outside" {
-				t.Errorf("passed-through requests are not logged against %s:\n%s", xdsmeta.ClusterPassthrough, p.Access.String())
-			}
+			// Passed-through requests are logged as the Telemetry says,
+			// against PassthroughCluster.
+			proxytest.Eventually(t, 5*time.Second, "both passed-through GETs in the access log", func() bool {
+				b, _ := os.ReadFile(logPath)
+				return strings.Count(string(b), `"upstream_cluster":"`+xdsmeta.ClusterPassthrough+`"`) >= 2
+			})
 		})
 	}
 }

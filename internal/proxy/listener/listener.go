@@ -418,13 +418,18 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ch = l.MatchChain(port, hostOf(authority))
 	}
-	if info.proxyMode && (ch == nil || ch.Config.HTTP != nil && (ch.Routes == nil || ch.Routes.VirtualHost(authority) == nil)) {
+	if info.proxyMode && (ch == nil || ch.Config.HTTP != nil && ch.Routes != nil && ch.Routes.VirtualHost(authority) == nil) {
 		if pt := m.passthroughRoutes(snap, l); pt != nil {
 			// A host outside the registry, and the outbound traffic
 			// policy passes such through (ALLOW_ANY): to where the
-			// request names.
-			m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: pt, Authority: authority, OriginalDst: origDst, DownstreamPrincipal: info.peer,
-				DownstreamTLS: info.tlsID != ""})
+			// request names, unless that is this proxy.
+			if m.loopsBack(origDst) {
+				m.opts.Proxy.LocalReply(w, r, authority, http.StatusNotFound, accesslog.FlagNoRoute,
+					fmt.Sprintf("%s is this sidecar's own listener: a request passed through to it would come back; name a service, or send the request to its destination directly", origDst))
+				return
+			}
+			m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: pt, Authority: authority, OriginalDst: origDst, HTTP: passthroughSettings(l, ch, info.listener),
+				DownstreamPrincipal: info.peer, DownstreamTLS: info.tlsID != ""})
 			return
 		}
 	}
@@ -442,6 +447,64 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: ch.Routes, Authority: authority, OriginalDst: origDst, HTTP: ch.Config.HTTP, DownstreamPrincipal: info.peer,
 		DownstreamTLS: info.tlsID != "", DownstreamHTTPS: terminatedHTTPS(info, ch)})
+}
+
+// loopsBack reports whether hostport (an IP literal or localhost, and a
+// port) is the address of one of this proxy's listeners, where a request
+// or tunnel passed through would arrive again.
+func (m *Manager) loopsBack(hostport string) bool {
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return false
+	}
+	var ips []net.IP
+	if strings.EqualFold(host, "localhost") {
+		ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	} else if ip := net.ParseIP(host); ip != nil {
+		ips = []net.IP{ip}
+	} else {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range m.bound {
+		a, ok := b.ln.Addr().(*net.TCPAddr)
+		if !ok || a.Port != port {
+			continue
+		}
+		for _, ip := range ips {
+			if a.IP.Equal(ip) || a.IP.IsUnspecified() || ip.IsUnspecified() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// passthroughSettings are the HTTP connection manager settings (access
+// logs, tracing, timeouts) for a request on listener l passed through
+// without a route of its own chain: ch's when it is an HTTP chain, else,
+// on the outbound listener, those of its first HTTP chain, which the
+// control plane gives every HTTP chain of virtualOutbound alike (an
+// inbound chain's settings carry that port's authorization, which is not
+// the passed-through port's); nil otherwise.
+func passthroughSettings(l *dataplane.Listener, ch *dataplane.Chain, listener string) *proxyconfig.HTTPConnectionManager {
+	if ch != nil && ch.Config.HTTP != nil {
+		return ch.Config.HTTP
+	}
+	if listener != xdsmeta.ListenerOutbound {
+		return nil
+	}
+	for _, c := range l.Chains {
+		if c.Config.HTTP != nil {
+			return c.Config.HTTP
+		}
+	}
+	return nil
 }
 
 // serveConnect answers a CONNECT: 200, then an opaque tunnel for TCP
@@ -462,9 +525,16 @@ func (m *Manager) serveConnect(w http.ResponseWriter, r *http.Request, snap *dat
 		return
 	}
 	ch := l.MatchDeclared(uint32(port), host)
-	if ch == nil && passesThrough(snap, l.Default) {
-		// A captured sidecar under ALLOW_ANY: tunnels to destinations
-		// outside the registry pass through too.
+	if (ch == nil || ch.Config.HTTP != nil && ch.Routes != nil && ch.Routes.VirtualHost(target) == nil) && passesThrough(snap, l.Default) {
+		// A destination outside the registry (no chain for its port,
+		// or no route for its host on an HTTP port), and the outbound
+		// traffic policy passes such through (ALLOW_ANY): the tunnel
+		// goes where it names, opaquely, unless that is this proxy.
+		if m.loopsBack(target) {
+			m.opts.Proxy.LocalReply(w, r, target, http.StatusNotFound, accesslog.FlagNoRoute,
+				fmt.Sprintf("%s is this sidecar's own listener: a tunnel to it would come back; name a service, or connect to its destination directly", target))
+			return
+		}
 		ch = l.Default
 	}
 	if ch == nil {

@@ -165,7 +165,7 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 	}
 	if routes == nil || routes.VirtualHost(authority) == nil {
 		if pt := m.passthroughRoutes(snap, l); pt != nil {
-			routes = pt
+			routes, hcm = pt, passthroughSettings(l, ch, info.listener)
 		}
 	}
 	m.opts.Proxy.Serve(w, r, &httpproxy.Target{Snapshot: snap, Routes: routes, Authority: authority, OriginalDst: info.origDst, HTTP: hcm, DownstreamPrincipal: info.peer,
