@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdstranslate"
@@ -88,21 +86,8 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msgs []proto.Message
-	for _, l := range res.Listeners {
-		msgs = append(msgs, l)
-	}
-	for _, r := range res.Routes {
-		msgs = append(msgs, r)
-	}
-	for _, c := range res.Clusters {
-		msgs = append(msgs, c)
-	}
-	for _, e := range res.Endpoints {
-		msgs = append(msgs, e)
-	}
 	cp := proxytest.StartControlPlane(t)
-	cp.Set(t, captureNodeID, msgs...)
+	cp.Set(t, captureNodeID, resourceMessages(res, false)...)
 	logs := startCaptureProxy(t, ctx, cp.Addr)
 
 	runCmd(t, ctx, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "!", "-d", "127.0.0.1/32",

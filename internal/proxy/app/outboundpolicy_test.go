@@ -12,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	"google.golang.org/protobuf/proto"
-
 	"weft.dev/weft/internal/proxy/proxytest"
 	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdstranslate"
@@ -86,21 +82,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			var msgs []proto.Message
-			for _, l := range res.Listeners {
-				l = proto.Clone(l).(*listenerv3.Listener)
-				l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
-				msgs = append(msgs, l)
-			}
-			for _, r := range res.Routes {
-				msgs = append(msgs, r)
-			}
-			for _, c := range res.Clusters {
-				msgs = append(msgs, c)
-			}
-			for _, e := range res.Endpoints {
-				msgs = append(msgs, e)
-			}
+			msgs := resourceMessages(res, true)
 			logPath := filepath.Join(t.TempDir(), "access.log")
 			httpLogsToFile(t, msgs, logPath)
 			cp.Set(t, p.NodeID(), msgs...)

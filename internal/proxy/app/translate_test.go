@@ -119,10 +119,19 @@ func gatewayConfigAt(t *testing.T, snap *model.Snapshot, locality string) []prot
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resourceMessages(res, true)
+}
+
+// resourceMessages are the translated resources as the test control
+// plane takes them, with every listener on port 0 when anyPort (its port
+// may be taken on this machine).
+func resourceMessages(res *xdstranslate.Resources, anyPort bool) []proto.Message {
 	var msgs []proto.Message
 	for _, l := range res.Listeners {
-		l = proto.Clone(l).(*listenerv3.Listener)
-		l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
+		if anyPort {
+			l = proto.Clone(l).(*listenerv3.Listener)
+			l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: 0}
+		}
 		msgs = append(msgs, l)
 	}
 	for _, r := range res.Routes {
