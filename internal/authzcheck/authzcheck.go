@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"weft.dev/weft/internal/model"
+	"weft.dev/weft/internal/proxy/jwtauth"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/rbac"
 	"weft.dev/weft/internal/xdsmeta"
@@ -177,10 +178,7 @@ func Check(snap *model.Snapshot, inst *model.Instance, req Request) (Result, err
 // and one of its providers accepts the issuer and audiences. refused is
 // the 401 reason when the sidecar would reject the token.
 func authenticate(j *proxyconfig.JWTAuthn, a *rbac.Auth) (auth *rbac.Auth, note, refused string) {
-	iss := a.Principal
-	if i := strings.LastIndex(a.Principal, "/"); i >= 0 {
-		iss = a.Principal[:i]
-	}
+	iss := issuerOf(a)
 	if j == nil || len(j.Providers) == 0 {
 		return nil, "no RequestAuthentication applies to this workload: its sidecar does not read the token, so the call is evaluated as unauthenticated (no JWT)", ""
 	}
@@ -190,7 +188,7 @@ func authenticate(j *proxyconfig.JWTAuthn, a *rbac.Auth) (auth *rbac.Auth, note,
 		if p.Issuer != iss {
 			continue
 		}
-		if len(p.Audiences) > 0 && !slices.ContainsFunc(a.Audiences, func(s string) bool { return slices.Contains(p.Audiences, s) }) {
+		if !audiencesAllowed(p, a) {
 			return nil, fmt.Sprintf("the token's audiences %v include none of %v (RequestAuthentication %s)", a.Audiences, p.Audiences, p.Name),
 				"the sidecar rejects the token: 401 Audiences in Jwt are not allowed"
 		}
@@ -210,11 +208,28 @@ func requiredToken(j *proxyconfig.JWTAuthn, a *rbac.Auth) string {
 		return ""
 	}
 	for _, p := range j.Required {
-		if a == nil || !strings.HasPrefix(a.Principal, p.Issuer+"/") {
+		if a == nil || issuerOf(a) != p.Issuer {
 			return fmt.Sprintf("the sidecar rejects the call: 401 Jwt is missing (RequestAuthentication %s requires a token from issuer %s)", p.Name, p.Issuer)
+		}
+		if !audiencesAllowed(p, a) {
+			return fmt.Sprintf("the sidecar rejects the call: 401 Audiences in Jwt are not allowed (RequestAuthentication %s requires a token for %v)", p.Name, p.Audiences)
 		}
 	}
 	return ""
+}
+
+// issuerOf is the issuer of a simulated token: its principal
+// "<issuer>/<subject>" up to the last "/".
+func issuerOf(a *rbac.Auth) string {
+	if i := strings.LastIndex(a.Principal, "/"); i >= 0 {
+		return a.Principal[:i]
+	}
+	return a.Principal
+}
+
+// audiencesAllowed reports whether p accepts a's audiences.
+func audiencesAllowed(p *jwtauth.Provider, a *rbac.Auth) bool {
+	return len(p.Audiences) == 0 || slices.ContainsFunc(a.Audiences, func(s string) bool { return slices.Contains(p.Audiences, s) })
 }
 
 // unauthenticatedNote says that a call without a token was evaluated as

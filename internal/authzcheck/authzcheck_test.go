@@ -259,6 +259,10 @@ spec:
 			want: "DENY:401 Jwt is missing (RequestAuthentication foo/jwt/0 requires a token from issuer " + iss},
 		{name: "required token present", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: tok(iss+"/alice", "aud=shop"),
 			want: "ALLOW", note: "valid token"},
+		{name: "required token for other audiences: 401", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: tok(iss+"/alice", "aud=billing"),
+			want: "DENY:401 Audiences in Jwt are not allowed (RequestAuthentication foo/jwt/0"},
+		{name: "a token of an issuer under the required one's: 401", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: tok(iss+"/tenant/alice", "aud=shop"),
+			want: "DENY:401 Jwt is missing"},
 		{name: "TCP port: no token is read", policy: reqAuthn, req: func() *Request { r := tok(iss + "/alice"); r.Port = 9000; return r }(),
 			want: "ALLOW", note: "TCP port"},
 	} {

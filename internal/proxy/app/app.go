@@ -406,6 +406,8 @@ func New(cfg Config, log *slog.Logger, accessW io.Writer) (*Proxy, error) {
 		Metrics: p.metrics, Tap: p.tap, Identity: ident, Workload: self,
 	})
 	p.lst = lst
+	// Nothing is passed through, or sent, to the proxy's own listeners.
+	p.clusters.SetOwnAddresses(lst.OwnAddress)
 	p.xds = xdsclient.New(xdsclient.Options{
 		Addr: cfg.XDSAddr, Node: node, Logger: log.With("component", "xds"),
 		OnUpdate:    p.onUpdate,

@@ -162,8 +162,9 @@ spec:
 // token is REQUIRED (presence) and whose second is optional: a request
 // without the required token gets 401 "Jwt is missing" even with a valid
 // token of the other rule, or with none (which the optional rule alone
-// would let through); with it, valid, the request reaches the app, and an
-// invalid one gets 401.
+// would let through); with it, valid, the request reaches the app without
+// either token, and an invalid one, or an invalid token of the other rule
+// beside it, gets 401.
 func TestJWTPresenceRequired(t *testing.T) {
 	keyA, _ := rsa.GenerateKey(rand.Reader, 2048)
 	keyB, _ := rsa.GenerateKey(rand.Reader, 2048)
@@ -186,9 +187,17 @@ spec:
     jwks: '` + jwks(keyB, "b") + `'
 `
 	env := &authzEnv{testCA: startCA(t, time.Hour), cp: proxytest.StartControlPlane(t)}
-	m := startAuthzMeshWithApp(t, env, policies, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "httpbin ok") })
+	var mu sync.Mutex
+	var seen http.Header
+	m := startAuthzMeshWithApp(t, env, policies, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = r.Header.Clone()
+		mu.Unlock()
+		io.WriteString(w, "httpbin ok")
+	})
 	now := time.Now()
 	a, b := newSigner(t, jose.RS256, keyA, "a"), newSigner(t, jose.RS256, keyB, "b")
+	forgedB := newSigner(t, jose.RS256, keyA, "b").token(t, issuerB, "mallory", nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
 	validA := a.token(t, issuerA, "alice", nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
 	expiredA := a.token(t, issuerA, "alice", nil, now.Add(-2*time.Hour), now.Add(-time.Hour), nil)
 	validB := b.token(t, issuerB, "bob", nil, now.Add(-time.Minute), now.Add(time.Hour), nil)
@@ -202,6 +211,7 @@ spec:
 		{"the required token", validA, "", 200, "httpbin ok"},
 		{"both", validA, validB, 200, "httpbin ok"},
 		{"the required token expired", expiredA, validB, 401, "Jwt is expired"},
+		{"the required token, and a forged one of the other rule", validA, forgedB, 401, "Jwt verification fails"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest("GET", "http://httpbin:8000/ip", nil)
@@ -219,6 +229,11 @@ spec:
 			resp.Body.Close()
 			if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.body) {
 				t.Fatalf("%d %q, want %d %q", resp.StatusCode, body, tc.want, tc.body)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tc.want == 200 && (seen.Get("x-a-token") != "" || seen.Get("Authorization") != "") {
+				t.Errorf("the app got a token (x-a-token %q, authorization %q); forwardOriginalToken is off", seen.Get("x-a-token"), seen.Get("Authorization"))
 			}
 		})
 	}

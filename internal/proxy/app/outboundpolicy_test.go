@@ -162,3 +162,45 @@ spec:
 		})
 	}
 }
+
+// TestPassthroughNeverLoops: under ALLOW_ANY, a request or tunnel passed
+// through to a name that resolves to the sidecar's own outbound listener
+// (not only its address or localhost) is refused when it is dialled,
+// instead of coming back to the sidecar until its circuit breaker opens.
+func TestPassthroughNeverLoops(t *testing.T) {
+	cp := proxytest.StartControlPlane(t)
+	p := proxytest.StartProxy(t, cp, "client", proxytest.ProxyOptions{})
+	res, err := xdstranslate.Translate(meshModel(t, "empty.yaml", ""), &xdstranslate.Proxy{ID: p.NodeID(), Type: xdstranslate.Sidecar, Namespace: "default", Name: "client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Set(t, p.NodeID(), resourceMessages(res, true)...)
+	p.WaitReady(t)
+	self := p.ListenerAddr(t, xdsmeta.ListenerOutbound)
+	_, port, _ := net.SplitHostPort(self)
+	// A name for 127.0.0.1 other than localhost (which is refused
+	// before any dial), such as the machine's host name in /etc/hosts.
+	names, _ := net.LookupAddr("127.0.0.1")
+	name := ""
+	for _, n := range names {
+		if n = strings.TrimSuffix(n, "."); !strings.EqualFold(n, "localhost") {
+			name = n
+			break
+		}
+	}
+	if name == "" {
+		t.Skipf("no name for 127.0.0.1 on this machine but localhost (%v); the dial guard is tested in package upstream", names)
+	}
+	resp, err := p.HTTPClient(t).Get("http://" + net.JoinHostPort(name, port) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "own listener") {
+		t.Errorf("GET through %s: %d %q; want 503 saying it is the sidecar's own listener", name, resp.StatusCode, body)
+	}
+	if n := strings.Count(p.Access.String(), "\n"); n > 2 {
+		t.Errorf("%d access log lines for one request: it looped\n%s", n, p.Access.String())
+	}
+}

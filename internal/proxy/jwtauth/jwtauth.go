@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -256,21 +257,28 @@ func (p *Provider) locate(r *http.Request) (found, bool) {
 	return found{}, false
 }
 
-// Authenticate looks for a token for any provider. No token: nil, nil.
-// A valid token: what it establishes, and the request is changed as the
-// provider says (token removed unless forwarded, payload header). An
-// invalid one: an *Error.
+// Authenticate looks for tokens of the providers. No token: nil, nil.
+// Every token found must be valid, as Istio has it (a request with an
+// invalid token is rejected, whatever other tokens it has): the first
+// error is returned as an *Error. When all are valid, it returns what the
+// first establishes, and the request is changed as each token's provider
+// says (the token removed unless forwarded, its payload in a header).
 func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.Request, now time.Time) (*rbac.Auth, error) {
 	var tokens []found
 	for _, p := range providers {
-		if f, ok := p.locate(r); ok {
+		if f, ok := p.locate(r); ok && !slices.ContainsFunc(tokens, func(g found) bool { return g.token == f.token }) {
 			tokens = append(tokens, f)
 		}
 	}
 	if len(tokens) == 0 {
 		return nil, nil
 	}
-	var firstErr error
+	type verified struct {
+		f found
+		p *Provider
+	}
+	var first *rbac.Auth
+	var done []verified
 	for _, f := range tokens {
 		tok, err := jwt.ParseSigned(f.token, algorithms)
 		if err != nil {
@@ -292,31 +300,33 @@ func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.
 			}
 		}
 		if p == nil {
-			if firstErr == nil {
-				firstErr = &Error{"Jwt issuer is not configured"}
-			}
-			continue
+			return nil, &Error{"Jwt issuer is not configured"}
 		}
 		auth, err := p.verify(ctx, c, tok, now)
 		if err != nil {
 			return nil, err
 		}
-		if !p.Forward {
-			if f.header != "" {
-				r.Header.Del(f.header)
+		if first == nil {
+			first = auth
+		}
+		done = append(done, verified{f, p})
+	}
+	for _, v := range done {
+		if !v.p.Forward {
+			if v.f.header != "" {
+				r.Header.Del(v.f.header)
 			} else {
 				q := r.URL.Query()
-				q.Del(f.param)
+				q.Del(v.f.param)
 				r.URL.RawQuery = q.Encode()
 			}
 		}
-		if p.PayloadHeader != "" {
-			parts := strings.Split(f.token, ".")
-			r.Header.Set(p.PayloadHeader, strings.TrimRight(parts[1], "="))
+		if v.p.PayloadHeader != "" {
+			parts := strings.Split(v.f.token, ".")
+			r.Header.Set(v.p.PayloadHeader, strings.TrimRight(parts[1], "="))
 		}
-		return auth, nil
 	}
-	return nil, firstErr
+	return first, nil
 }
 
 // Present checks that r carries a valid token for p, whose token is

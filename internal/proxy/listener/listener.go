@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -449,35 +450,68 @@ func (m *Manager) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		DownstreamTLS: info.tlsID != "", DownstreamHTTPS: terminatedHTTPS(info, ch)})
 }
 
-// loopsBack reports whether hostport (an IP literal or localhost, and a
-// port) is the address of one of this proxy's listeners, where a request
-// or tunnel passed through would arrive again.
+// loopsBack reports whether hostport, an IP literal or localhost and a
+// port, is one of this proxy's listeners, where a request or tunnel
+// passed through would arrive again. (Other names are caught when the
+// upstream dials them: OwnAddress.)
 func (m *Manager) loopsBack(hostport string) bool {
 	host, portStr, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return false
 	}
-	port, err := strconv.Atoi(portStr)
+	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
 		return false
 	}
-	var ips []net.IP
-	if strings.EqualFold(host, "localhost") {
-		ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	} else if ip := net.ParseIP(host); ip != nil {
-		ips = []net.IP{ip}
-	} else {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return m.OwnAddress(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))) ||
+			m.OwnAddress(netip.AddrPortFrom(netip.IPv6Loopback(), uint16(port)))
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
 		return false
 	}
+	return m.OwnAddress(netip.AddrPortFrom(ip, uint16(port)))
+}
+
+// OwnAddress reports whether a connection to ap would reach one of this
+// proxy's listeners: one bound to ap's IP and port, or to the unspecified
+// address and ap's port when ap's IP is the machine's (loopback,
+// unspecified, or an interface's). The upstream clusters use it to refuse
+// such connections (upstream.Manager.SetOwnAddresses).
+func (m *Manager) OwnAddress(ap netip.AddrPort) bool {
+	ip := ap.Addr().Unmap()
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	wild := false
 	for _, b := range m.bound {
 		a, ok := b.ln.Addr().(*net.TCPAddr)
-		if !ok || a.Port != port {
+		if !ok || a.Port != int(ap.Port()) {
 			continue
 		}
-		for _, ip := range ips {
-			if a.IP.Equal(ip) || a.IP.IsUnspecified() || ip.IsUnspecified() {
+		la, _ := netip.AddrFromSlice(a.IP)
+		la = la.Unmap()
+		if la == ip {
+			m.mu.Unlock()
+			return true
+		}
+		wild = wild || la.IsUnspecified()
+	}
+	m.mu.Unlock()
+	return wild && localIP(ip)
+}
+
+// localIP reports whether ip is an address of this machine.
+func localIP(ip netip.Addr) bool {
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if la, ok := netip.AddrFromSlice(n.IP); ok && la.Unmap() == ip {
 				return true
 			}
 		}

@@ -158,12 +158,16 @@ func (m *Manager) serveCapturedHTTP(w http.ResponseWriter, r *http.Request, snap
 	} else {
 		ch = l.MatchDeclared(info.port, hostOf(info.origDst))
 	}
-	if ch != nil && ch.Config.HTTP != nil {
+	declared := ch != nil && ch.Config.HTTP != nil
+	if declared {
 		routes, hcm = ch.Routes, ch.Config.HTTP
 	} else {
 		routes = snap.Routes[xdsmeta.OutboundRouteName(info.port)]
 	}
-	if routes == nil || routes.VirtualHost(authority) == nil {
+	// Passed through: a host no route takes, or a port without routes,
+	// but not a declared port whose routes have not arrived yet (its
+	// requests would skip the mesh's routing and mTLS).
+	if routes == nil && !declared || routes != nil && routes.VirtualHost(authority) == nil {
 		if pt := m.passthroughRoutes(snap, l); pt != nil {
 			routes, hcm = pt, passthroughSettings(l, ch, info.listener)
 		}

@@ -14,8 +14,10 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"weft.dev/weft/internal/proxy/mtls"
@@ -146,6 +148,7 @@ func (st *state) keeps(addr string) bool {
 // Cluster is one upstream cluster. It is safe for concurrent use.
 type Cluster struct {
 	name string
+	own  func(netip.AddrPort) bool // the proxy's own listeners; nil: none known
 	st   atomic.Pointer[state]
 	tr   atomic.Pointer[transports]
 	tls  atomic.Pointer[tlsState] // nil: every endpoint in plaintext
@@ -621,6 +624,15 @@ func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) boo
 // newTransports makes the plaintext pools of a cluster's settings.
 func (c *Cluster) newTransports(key transportKey) *transports {
 	pd := &plainDial{c: c, d: net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}, maxConns: key.maxConns}
+	if own := c.own; own != nil {
+		// The address as dialled, after name resolution.
+		pd.d.Control = func(_, address string, _ syscall.RawConn) error {
+			if ap, err := netip.ParseAddrPort(address); err == nil && own(ap) {
+				return ErrLoop
+			}
+			return nil
+		}
+	}
 	t := &transports{key: key, dial: pd, h2: h2Transport{dial: pd.h2, idle: key.idle}}
 	t.h1 = newH1Transport(c, key, pd.h1)
 	return t
@@ -761,8 +773,23 @@ func (c *countedConn) NetConn() net.Conn { return c.Conn }
 type Manager struct {
 	mu       sync.Mutex
 	clusters map[string]*Cluster
-	ident    mtls.Identity // nil: no mesh mTLS (SetIdentity)
+	ident    mtls.Identity             // nil: no mesh mTLS (SetIdentity)
+	own      func(netip.AddrPort) bool // SetOwnAddresses
 }
+
+// SetOwnAddresses gives the manager the test for this proxy's own
+// listening addresses: clusters made afterwards refuse to connect to one
+// (ErrLoop), where a passed-through request or tunnel that names the
+// proxy, by whatever name, would arrive again and again. Call it before
+// the first Update.
+func (m *Manager) SetOwnAddresses(own func(netip.AddrPort) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.own = own
+}
+
+// ErrLoop is the cause of a DialError to one of the proxy's own listeners.
+var ErrLoop = errors.New("the address is this proxy's own listener: the connection would come back to it")
 
 // NewManager returns an empty manager.
 func NewManager() *Manager { return &Manager{clusters: map[string]*Cluster{}} }
@@ -778,7 +805,7 @@ func (m *Manager) Update(cfgs map[string]*proxyconfig.Cluster, eps map[string]*p
 	for name, cfg := range cfgs {
 		c := m.clusters[name]
 		if c == nil {
-			c = &Cluster{name: name}
+			c = &Cluster{name: name, own: m.own}
 			c.rtH1, c.rtH2 = roundTripper{c: c}, roundTripper{c: c, http2: true}
 		}
 		c.update(cfg, eps[cfg.EDSServiceName], m.ident)

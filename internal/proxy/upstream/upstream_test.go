@@ -1,12 +1,15 @@
 package upstream
 
 import (
+	"context"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,6 +180,43 @@ func TestOriginalDst(t *testing.T) {
 	if _, err := c.Pick("", 0, false); err != ErrNoHealthyUpstream {
 		t.Errorf("no target: %v", err)
 	}
+}
+
+// TestDialRefusesOwnAddresses: a cluster of a manager that knows the
+// proxy's own listeners refuses to connect to one, by address or by a
+// name that resolves to it (ErrLoop), and connects elsewhere.
+func TestDialRefusesOwnAddresses(t *testing.T) {
+	own, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ownAP := netip.MustParseAddrPort(own.Addr().String())
+	m := NewManager()
+	m.SetOwnAddresses(func(ap netip.AddrPort) bool { return ap == ownAP })
+	cfg := cluster(proxyconfig.LBRoundRobin)
+	cfg.Type = proxyconfig.DiscoveryOriginalDst
+	c := m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, nil)["c"]
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	for _, addr := range []string{own.Addr().String(), net.JoinHostPort("localhost", fmt.Sprint(ownAP.Port()))} {
+		if conn, err := c.Dial(ctx, addr); !errors.Is(err, ErrLoop) {
+			if conn != nil {
+				conn.Close()
+			}
+			t.Errorf("Dial(%s) = %v; want ErrLoop", addr, err)
+		}
+	}
+	conn, err := c.Dial(ctx, other.Addr().String())
+	if err != nil {
+		t.Fatalf("Dial(another address): %v", err)
+	}
+	conn.Close()
 }
 
 // TestHostsPersistAcrossUpdates: an address that stays keeps its Host
