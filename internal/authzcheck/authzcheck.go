@@ -178,10 +178,10 @@ func Check(snap *model.Snapshot, inst *model.Instance, req Request) (Result, err
 // and one of its providers accepts the issuer and audiences. refused is
 // the 401 reason when the sidecar would reject the token.
 func authenticate(j *proxyconfig.JWTAuthn, a *rbac.Auth) (auth *rbac.Auth, note, refused string) {
-	iss := issuerOf(a)
 	if j == nil || len(j.Providers) == 0 {
 		return nil, "no RequestAuthentication applies to this workload: its sidecar does not read the token, so the call is evaluated as unauthenticated (no JWT)", ""
 	}
+	iss := issuerAmong(j.Providers, a)
 	var issuers []string
 	for _, p := range j.Providers {
 		issuers = append(issuers, p.Issuer)
@@ -207,8 +207,12 @@ func requiredToken(j *proxyconfig.JWTAuthn, a *rbac.Auth) string {
 	if j == nil {
 		return ""
 	}
+	iss := ""
+	if a != nil {
+		iss = issuerAmong(j.Providers, a)
+	}
 	for _, p := range j.Required {
-		if a == nil || issuerOf(a) != p.Issuer {
+		if a == nil || iss != p.Issuer {
 			return fmt.Sprintf("the sidecar rejects the call: 401 Jwt is missing (RequestAuthentication %s requires a token from issuer %s)", p.Name, p.Issuer)
 		}
 		if !audiencesAllowed(p, a) {
@@ -225,6 +229,23 @@ func issuerOf(a *rbac.Auth) string {
 		return a.Principal[:i]
 	}
 	return a.Principal
+}
+
+// issuerAmong is the issuer of a simulated token as the sidecar's
+// providers read it: the longest of their issuers that its principal
+// "<issuer>/<subject>" starts with (a subject may hold "/" too), else
+// issuerOf.
+func issuerAmong(providers []*jwtauth.Provider, a *rbac.Auth) string {
+	best := ""
+	for _, p := range providers {
+		if strings.HasPrefix(a.Principal, p.Issuer+"/") && len(p.Issuer) > len(best) {
+			best = p.Issuer
+		}
+	}
+	if best == "" {
+		return issuerOf(a)
+	}
+	return best
 }
 
 // audiencesAllowed reports whether p accepts a's audiences.

@@ -261,7 +261,10 @@ spec:
 			want: "ALLOW", note: "valid token"},
 		{name: "required token for other audiences: 401", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: tok(iss+"/alice", "aud=billing"),
 			want: "DENY:401 Audiences in Jwt are not allowed (RequestAuthentication foo/jwt/0"},
-		{name: "a token of an issuer under the required one's: 401", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: tok(iss+"/tenant/alice", "aud=shop"),
+		{name: "required token whose subject holds a slash", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1), req: tok(iss+"/team/alice", "aud=shop"),
+			want: "ALLOW", note: "valid token"},
+		{name: "a token of an issuer under the required one's: 401", policy: strings.Replace(reqAuthn, "    audiences:", "    presence: REQUIRED\n    audiences:", 1) +
+			"---\n" + strings.Replace(strings.Replace(reqAuthn, "name: jwt", "name: tenant", 1), "issuer: "+iss, "issuer: "+iss+"/tenant", 1), req: tok(iss+"/tenant/alice", "aud=shop"),
 			want: "DENY:401 Jwt is missing"},
 		{name: "TCP port: no token is read", policy: reqAuthn, req: func() *Request { r := tok(iss + "/alice"); r.Port = 9000; return r }(),
 			want: "ALLOW", note: "TCP port"},

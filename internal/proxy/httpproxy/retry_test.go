@@ -329,7 +329,7 @@ func TestRetryAvoidsPreviousHosts(t *testing.T) {
 					RetryOn:                       "connect-failure,refused-stream,retriable-status-codes",
 					RetriableStatusCodes:          []uint32{503},
 					NumRetries:                    wrapperspb.UInt32(2),
-					HostSelectionRetryMaxAttempts: 5,
+					HostSelectionRetryMaxAttempts: 40, // each re-pick lands on the failing host half the time: 5 would fail 1 run in 32
 					RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
 						Name:       "envoy.retry_host_predicates.previous_hosts",
 						ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: pred},

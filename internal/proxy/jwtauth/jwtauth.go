@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -228,7 +227,19 @@ type found struct {
 	param  string
 }
 
+// locate returns the first token at p's locations.
 func (p *Provider) locate(r *http.Request) (found, bool) {
+	all := p.locateAll(r, true)
+	if len(all) == 0 {
+		return found{}, false
+	}
+	return all[0], true
+}
+
+// locateAll returns the tokens at p's locations, in order (only the first
+// when first is set).
+func (p *Provider) locateAll(r *http.Request, first bool) []found {
+	var out []found
 	hs, ps := p.FromHeaders, p.FromParams
 	if len(hs) == 0 && len(ps) == 0 {
 		hs, ps = []HeaderLocation{{Name: "Authorization", Prefix: "Bearer "}}, []string{"access_token"}
@@ -244,17 +255,21 @@ func (p *Provider) locate(r *http.Request) (found, bool) {
 			}
 			v = v[len(h.Prefix):]
 		}
-		return found{token: strings.TrimSpace(v), header: h.Name}, true
+		if out = append(out, found{token: strings.TrimSpace(v), header: h.Name}); first {
+			return out
+		}
 	}
 	if len(ps) > 0 && r.URL.RawQuery != "" {
 		q := r.URL.Query()
 		for _, name := range ps {
 			if v := q.Get(name); v != "" {
-				return found{token: v, param: name}, true
+				if out = append(out, found{token: v, param: name}); first {
+					return out
+				}
 			}
 		}
 	}
-	return found{}, false
+	return out
 }
 
 // Authenticate looks for tokens of the providers. No token: nil, nil.
@@ -264,23 +279,28 @@ func (p *Provider) locate(r *http.Request) (found, bool) {
 // first establishes, and the request is changed as each token's provider
 // says (the token removed unless forwarded, its payload in a header).
 func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.Request, now time.Time) (*rbac.Auth, error) {
-	var tokens []found
-	for _, p := range providers {
-		if f, ok := p.locate(r); ok && !slices.ContainsFunc(tokens, func(g found) bool { return g.token == f.token }) {
-			tokens = append(tokens, f)
-		}
-	}
-	if len(tokens) == 0 {
-		return nil, nil
-	}
-	type verified struct {
+	// Every token at every provider's locations, with the provider
+	// whose location it is.
+	type at struct {
 		f found
 		p *Provider
 	}
+	var all []at
+	for _, p := range providers {
+		for _, f := range p.locateAll(r, false) {
+			all = append(all, at{f, p})
+		}
+	}
+	if len(all) == 0 {
+		return nil, nil
+	}
 	var first *rbac.Auth
-	var done []verified
-	for _, f := range tokens {
-		tok, err := jwt.ParseSigned(f.token, algorithms)
+	issuers := map[string]string{} // each distinct token's issuer
+	for _, a := range all {
+		if _, done := issuers[a.f.token]; done {
+			continue
+		}
+		tok, err := jwt.ParseSigned(a.f.token, algorithms)
 		if err != nil {
 			return nil, &Error{"Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"}
 		}
@@ -288,15 +308,13 @@ func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.
 		if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
 			return nil, &Error{"Jwt verification fails"}
 		}
-		// The provider for this token is one with its issuer whose
-		// locations found it.
+		// The token's provider: one with its issuer at one of whose
+		// locations it is.
 		var p *Provider
-		for _, q := range providers {
-			if q.Issuer == unverified.Issuer {
-				if g, ok := q.locate(r); ok && g.token == f.token {
-					p = q
-					break
-				}
+		for _, b := range all {
+			if b.f.token == a.f.token && b.p.Issuer == unverified.Issuer {
+				p = b.p
+				break
 			}
 		}
 		if p == nil {
@@ -309,21 +327,24 @@ func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.
 		if first == nil {
 			first = auth
 		}
-		done = append(done, verified{f, p})
-	}
-	for _, v := range done {
-		if !v.p.Forward {
-			if v.f.header != "" {
-				r.Header.Del(v.f.header)
-			} else {
-				q := r.URL.Query()
-				q.Del(v.f.param)
-				r.URL.RawQuery = q.Encode()
-			}
+		issuers[a.f.token] = p.Issuer
+		if p.PayloadHeader != "" {
+			parts := strings.Split(a.f.token, ".")
+			r.Header.Set(p.PayloadHeader, strings.TrimRight(parts[1], "="))
 		}
-		if v.p.PayloadHeader != "" {
-			parts := strings.Split(v.f.token, ".")
-			r.Header.Set(v.p.PayloadHeader, strings.TrimRight(parts[1], "="))
+	}
+	// Each token is removed from the locations of its issuer's providers
+	// that do not forward it.
+	for _, a := range all {
+		if a.p.Forward || a.p.Issuer != issuers[a.f.token] {
+			continue
+		}
+		if a.f.header != "" {
+			r.Header.Del(a.f.header)
+		} else {
+			q := r.URL.Query()
+			q.Del(a.f.param)
+			r.URL.RawQuery = q.Encode()
 		}
 	}
 	return first, nil

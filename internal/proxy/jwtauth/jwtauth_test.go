@@ -83,3 +83,60 @@ func TestParseJWKS(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthenticateEveryToken: every token a request carries is verified,
+// wherever it is: two valid tokens of one issuer at two locations of its
+// provider pass and both are removed; the same token at the locations of
+// two providers of its issuer is removed from both; a forged token beside
+// a valid one is refused.
+func TestAuthenticateEveryToken(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keys := &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k", Algorithm: "ES256"}}}
+	sign := func(k *ecdsa.PrivateKey, sub string) string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(map[string]any{"iss": "https://a.example.com", "sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+		jws, err := s.Sign(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := jws.CompactSerialize()
+		return tok
+	}
+	a := &Provider{Name: "a", Issuer: "https://a.example.com", Keys: keys, FromHeaders: []HeaderLocation{{Name: "x-a"}, {Name: "Authorization", Prefix: "Bearer "}}}
+	b := &Provider{Name: "b", Issuer: "https://a.example.com", Keys: keys, FromHeaders: []HeaderLocation{{Name: "x-b"}}}
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		wantErr string
+	}{
+		{"two tokens of one issuer at two locations", map[string]string{"x-a": sign(key, "alice"), "Authorization": "Bearer " + sign(key, "bob")}, ""},
+		{"one token at two providers' locations", map[string]string{"Authorization": "Bearer " + sign(key, "alice"), "x-b": sign(key, "alice")}, ""},
+		{"a forged token beside a valid one", map[string]string{"x-a": sign(key, "alice"), "x-b": sign(other, "mallory")}, "Jwt verification fails"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			for k, v := range tc.headers {
+				r.Header.Set(k, v)
+			}
+			auth, err := Authenticate(context.Background(), []*Provider{a, b}, nil, r, time.Now())
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("Authenticate = %v, %v; want %q", auth, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || auth == nil {
+				t.Fatalf("Authenticate = %v, %v; want a principal", auth, err)
+			}
+			for k := range tc.headers {
+				if v := r.Header.Get(k); v != "" {
+					t.Errorf("%s left on the request: %.20s...", k, v)
+				}
+			}
+		})
+	}
+}

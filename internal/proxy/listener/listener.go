@@ -475,29 +475,40 @@ func (m *Manager) loopsBack(hostport string) bool {
 }
 
 // OwnAddress reports whether a connection to ap would reach one of this
-// proxy's listeners: one bound to ap's IP and port, or to the unspecified
-// address and ap's port when ap's IP is the machine's (loopback,
-// unspecified, or an interface's). The upstream clusters use it to refuse
-// such connections (upstream.Manager.SetOwnAddresses).
+// proxy's listeners that pass traffic through (virtualOutbound,
+// virtualInbound): one bound to ap's IP and port; or to the unspecified
+// address and ap's port, when ap's IP is the machine's (loopback,
+// unspecified, or an interface's); or to a local address and ap's port,
+// when ap's IP is unspecified (Linux connects 0.0.0.0 to the machine).
+// The upstream clusters use it to refuse such connections
+// (upstream.Manager.SetOwnAddresses).
 func (m *Manager) OwnAddress(ap netip.AddrPort) bool {
 	ip := ap.Addr().Unmap()
+	var wild []netip.Addr // the addresses bound to ap's port, when ip is not one of them
 	m.mu.Lock()
-	wild := false
-	for _, b := range m.bound {
+	for name, b := range m.bound {
+		if name != xdsmeta.ListenerOutbound && name != xdsmeta.ListenerInboundCapture {
+			continue
+		}
 		a, ok := b.ln.Addr().(*net.TCPAddr)
 		if !ok || a.Port != int(ap.Port()) {
 			continue
 		}
 		la, _ := netip.AddrFromSlice(a.IP)
-		la = la.Unmap()
-		if la == ip {
+		if la = la.Unmap(); la == ip {
 			m.mu.Unlock()
 			return true
 		}
-		wild = wild || la.IsUnspecified()
+		wild = append(wild, la)
 	}
 	m.mu.Unlock()
-	return wild && localIP(ip)
+	for _, la := range wild {
+		switch {
+		case la.IsUnspecified() && localIP(ip), ip.IsUnspecified() && localIP(la):
+			return true
+		}
+	}
+	return false
 }
 
 // localIP reports whether ip is an address of this machine.

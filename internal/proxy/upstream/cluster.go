@@ -228,6 +228,9 @@ type transportKey struct {
 	idle               time.Duration
 	maxConns           int64
 	maxRequestsPerConn int64 // 0: unlimited
+	// passthrough: an ORIGINAL_DST cluster, whose destinations come from
+	// requests, so its dials refuse the proxy's own listeners.
+	passthrough bool
 }
 
 // Name returns the cluster's name.
@@ -416,7 +419,7 @@ func (c *Cluster) CloseIdle() {
 
 func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, id mtls.Identity) {
 	key := transportKey{connectTimeout: cfg.ConnectTimeout, idle: cfg.IdleTimeout, maxConns: cfg.Thresholds.MaxConnections,
-		maxRequestsPerConn: int64(cfg.MaxRequestsPerConnection)}
+		maxRequestsPerConn: int64(cfg.MaxRequestsPerConnection), passthrough: cfg.Type == proxyconfig.DiscoveryOriginalDst}
 	if old := c.tr.Load(); old == nil || old.key != key {
 		c.tr.Store(c.newTransports(key))
 		if old != nil {
@@ -624,7 +627,7 @@ func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) boo
 // newTransports makes the plaintext pools of a cluster's settings.
 func (c *Cluster) newTransports(key transportKey) *transports {
 	pd := &plainDial{c: c, d: net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}, maxConns: key.maxConns}
-	if own := c.own; own != nil {
+	if own := c.own; own != nil && key.passthrough {
 		// The address as dialled, after name resolution.
 		pd.d.Control = func(_, address string, _ syscall.RawConn) error {
 			if ap, err := netip.ParseAddrPort(address); err == nil && own(ap) {
@@ -777,11 +780,13 @@ type Manager struct {
 	own      func(netip.AddrPort) bool // SetOwnAddresses
 }
 
-// SetOwnAddresses gives the manager the test for this proxy's own
-// listening addresses: clusters made afterwards refuse to connect to one
-// (ErrLoop), where a passed-through request or tunnel that names the
-// proxy, by whatever name, would arrive again and again. Call it before
-// the first Update.
+// SetOwnAddresses gives the manager the test for this proxy's listening
+// addresses that pass traffic through: ORIGINAL_DST clusters made
+// afterwards refuse to connect to one (ErrLoop), where a passed-through
+// request or tunnel that names the proxy, by whatever name, would arrive
+// again and again. (Other clusters' endpoints come from the control
+// plane, and may be the proxy's own inbound listener: an app calling its
+// own service.) Call it before the first Update.
 func (m *Manager) SetOwnAddresses(own func(netip.AddrPort) bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -217,6 +217,14 @@ func TestDialRefusesOwnAddresses(t *testing.T) {
 		t.Fatalf("Dial(another address): %v", err)
 	}
 	conn.Close()
+	// A cluster whose endpoints the control plane gives may dial the
+	// proxy's own listener (an app calling its own service).
+	static := m.Update(map[string]*proxyconfig.Cluster{"c": cfg, "s": cluster(proxyconfig.LBRoundRobin)}, nil)["s"]
+	if conn, err := static.Dial(ctx, own.Addr().String()); err != nil {
+		t.Errorf("a STATIC cluster's Dial to the proxy's own address: %v", err)
+	} else {
+		conn.Close()
+	}
 }
 
 // TestHostsPersistAcrossUpdates: an address that stays keeps its Host
