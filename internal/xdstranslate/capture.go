@@ -53,10 +53,9 @@ func outboundDefault(l *listener.Listener, tel *telemetryPolicy, blockUnknown bo
 }
 
 // captureOutbound makes a sidecar's virtualOutbound l transparent, for
-// proxies behind iptables
-// REDIRECT (xdsmeta.MetaInterceptionMode): it sets use_original_dst and
-// the original_dst listener filter, so chains are selected by the
-// destination the app dialled. l is changed.
+// proxies behind iptables REDIRECT (xdsmeta.MetaInterceptionMode): it
+// sets use_original_dst and the original_dst listener filter, so chains
+// are selected by the destination the app dialled. l is changed.
 func captureOutbound(l *listener.Listener) {
 	l.UseOriginalDst = wrapperspb.Bool(true)
 	l.ListenerFilters = []*listener.ListenerFilter{{

@@ -78,7 +78,7 @@ func scopeFor(snap *model.Snapshot, p *Proxy) *scope {
 		dot = home
 		s.key += "@" + home // "./" depends on the proxy's namespace
 	}
-	if p := chosen.Spec.GetOutboundTrafficPolicy(); p != nil && p.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
+	if otp := chosen.Spec.GetOutboundTrafficPolicy(); otp != nil && otp.GetMode() == networking.OutboundTrafficPolicy_REGISTRY_ONLY {
 		s.registryOnly = true
 	}
 	if len(chosen.Spec.GetEgress()) == 0 {
