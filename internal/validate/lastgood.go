@@ -2,6 +2,7 @@ package validate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -23,7 +24,8 @@ import (
 //   - A DestinationRule edit that drops a subset a VirtualService in force
 //     routes to is refused (its last good version stays) with an error
 //     naming the routes, rather than accepted with the VirtualService
-//     taken out (subsetLosses, checkHeld).
+//     taken out (subsetLosses, checkHeld). So is its deletion
+//     (heldDeleted, heldDeletedStatus).
 
 // revision is what the tries of one build learned.
 type revision struct {
@@ -166,7 +168,7 @@ func subsetRefs(r *config.Resource) map[string]subsetRef {
 
 // subsetDropper finds the DestinationRule whose last good version defined
 // subset of host and whose new version, in force in this build, does not
-// (it dropped the subset or moved to another host).
+// (it dropped the subset or moved to another host), or which was deleted.
 func (b *build) subsetDropper(host, subset string) (rkey, bool) {
 	var keys []rkey
 	for k := range b.lastGood {
@@ -182,6 +184,9 @@ func (b *build) subsetDropper(host, subset string) (rkey, bool) {
 		}
 		if cur := b.inForce[k]; cur != nil && cur != lg && !definesSubset(cur, host, subset) {
 			return k, true
+		}
+		if b.inForce[k] == nil && b.set.Get(k.kind, k.namespace, k.name) == nil && b.unreadableVersion(k) == nil {
+			return k, true // deleted
 		}
 	}
 	return rkey{}, false
@@ -315,6 +320,54 @@ func (b *build) unreadableStatus() {
 		msg := fmt.Sprintf("cannot be read: its file has an error at line %d; its last good version stays in force until the file reads again or is removed", line)
 		if !serving {
 			msg = fmt.Sprintf("cannot be read: its file has an error at line %d, and its last good version fails this build's checks, so it is left out; fix the file", line)
+		}
+		b.snap.Status = append(b.snap.Status, model.ResourceStatus{
+			Meta:            lg.Meta,
+			State:           model.StateInvalid,
+			ServingLastGood: serving,
+			Findings:        []model.Finding{{Severity: model.SeverityError, Meta: lg.Meta, Line: lg.Line, Message: msg}},
+		})
+	}
+}
+
+// heldDeletedRules lists the last good versions of the DestinationRules
+// that were deleted although routes in force use their subsets (revise
+// found them): they stay in force, like the resources of unreadable
+// files, until those routes change.
+func (b *build) heldDeletedRules() {
+	var keys []rkey
+	for k := range b.rev.held {
+		if b.set.Get(k.kind, k.namespace, k.name) == nil && b.lastGood[k] != nil && b.unreadableVersion(k) == nil {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	for _, k := range keys {
+		b.heldDeleted = append(b.heldDeleted, b.lastGood[k])
+	}
+}
+
+// heldDeletedStatus adds the status of the DestinationRules held after
+// their deletion: invalid, their last good version in force, with an
+// error naming the routes that use them.
+func (b *build) heldDeletedStatus() {
+	for _, lg := range b.heldDeleted {
+		k := keyOf(lg.Meta)
+		serving := b.inForce[k] == lg
+		var hosts []string
+		for _, u := range b.rev.held[k] {
+			hosts = append(hosts, fmt.Sprintf("subset %q of host %s", u.subset, u.host))
+		}
+		slices.Sort(hosts)
+		hosts = slices.Compact(hosts)
+		verb := "is"
+		if len(hosts) > 1 {
+			verb = "are"
+		}
+		msg := fmt.Sprintf("was deleted, but %s %s still used by %s; change those routes first, then delete it again (until then its last good version stays in force)",
+			strings.Join(hosts, " and "), verb, describeUses(b.rev.held[k]))
+		if !serving {
+			msg = fmt.Sprintf("was deleted, but %s %s still used by %s, and its last good version fails this build's checks, so it is left out", strings.Join(hosts, " and "), verb, describeUses(b.rev.held[k]))
 		}
 		b.snap.Status = append(b.snap.Status, model.ResourceStatus{
 			Meta:            lg.Meta,

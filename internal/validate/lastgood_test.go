@@ -368,6 +368,57 @@ func TestSubsetInUseKeepsDestinationRule(t *testing.T) {
 	}
 }
 
+// TestDeletedDestinationRuleInUseIsKept: deleting a DestinationRule
+// whose subsets a VirtualService in force routes to is refused as an
+// edit dropping them is: its last good version stays in force, invalid,
+// with an error naming the routes, and the VirtualService keeps serving.
+// Once the routes no longer use it, the deletion goes through; deleting
+// both together goes through at once.
+func TestDeletedDestinationRuleInUseIsKept(t *testing.T) {
+	dir := t.TempDir()
+	noDR := meshBase[:strings.Index(meshBase, "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule")]
+	const held = `DIR/base.yaml: DestinationRule default/reviews: was deleted, but subset "v1" of host reviews.default.svc.cluster.local is still used by VirtualService default/reviews (DIR/vs.yaml:1) in spec.http[0].route[0].destination; change those routes first, then delete it again (until then its last good version stays in force)`
+	plainVS := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews}}]\n"
+	steps := []struct {
+		name       string
+		files      []string
+		wantRoutes []string
+		wantDR     string
+		wantErrors []string
+	}{
+		{name: "valid", files: []string{"base.yaml", meshBase, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantDR: "Valid"},
+		{name: "DestinationRule deleted while in use", files: []string{"base.yaml", noDR, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantDR: "Invalid (last good)", wantErrors: []string{held}},
+		{name: "still deleted in the next build", files: []string{"base.yaml", noDR, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantDR: "Invalid (last good)", wantErrors: []string{held}},
+		{name: "routes changed: the deletion goes through", files: []string{"base.yaml", noDR, "vs.yaml", plainVS},
+			wantRoutes: []string{"reviews->"}, wantDR: ""},
+		{name: "back, then both deleted together", files: []string{"base.yaml", meshBase, "vs.yaml", lgVS("v1")},
+			wantRoutes: []string{"reviews->v1"}, wantDR: "Valid"},
+		{name: "both deleted", files: []string{"base.yaml", noDR},
+			wantRoutes: nil, wantDR: ""},
+	}
+	b := NewBuilder()
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			snap := b.Build(lgLoad(t, dir, st.files...), nil)
+			if diff := cmp.Diff(st.wantRoutes, lgRoutes(snap)); diff != "" {
+				t.Errorf("VirtualServices in force (-want +got):\n%s", diff)
+			}
+			if got := lgState(snap, "DestinationRule", "reviews"); got != st.wantDR {
+				t.Errorf("DestinationRule reviews is %q, want %q", got, st.wantDR)
+			}
+			if inForce := len(snap.DestinationRules) > 0; inForce != (st.wantDR != "") {
+				t.Errorf("%d DestinationRules in force; want the rule in force: %v", len(snap.DestinationRules), st.wantDR != "")
+			}
+			if diff := cmp.Diff(st.wantErrors, lgErrors(snap, dir)); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 // TestSubsetOfUnreadableFileKeepsDestinationRule: the last good version
 // kept for a file that cannot be read counts as in force: a
 // DestinationRule edit dropping a subset it routes to is refused.

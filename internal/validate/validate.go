@@ -34,6 +34,7 @@
 package validate
 
 import (
+	"slices"
 	"sort"
 	"sync"
 
@@ -145,6 +146,10 @@ type build struct {
 	// unreadable are the last good versions of the resources of files
 	// that cannot be read, kept in force (lastgood.go), by file and line.
 	unreadable []*config.Resource
+	// heldDeleted are the last good versions of DestinationRules deleted
+	// while routes in force use their subsets, kept in force
+	// (lastgood.go).
+	heldDeleted []*config.Resource
 	// brokenFiles: file -> line of its first error that no resource
 	// carries (a document that cannot be read).
 	brokenFiles map[string]int
@@ -220,6 +225,7 @@ func runOnce(set *config.Set, instances []*model.Instance, lastGood map[rkey]*co
 		b.findings[f.Meta] = append(b.findings[f.Meta], f)
 	}
 	b.unreadableFiles()
+	b.heldDeletedRules()
 	b.prevClaims()
 	for _, inst := range instances {
 		if inst != nil {
@@ -271,7 +277,7 @@ func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds
 		}
 		b.checkOne(r, pick, check)
 	}
-	for _, lg := range b.unreadable {
+	for _, lg := range slices.Concat(b.unreadable, b.heldDeleted) {
 		if contains(kinds, lg.Kind) && (pick == nil || pick(lg)) {
 			b.keepUnreadable(lg, check)
 		}
@@ -358,6 +364,7 @@ func (b *build) status() {
 		b.snap.Status = append(b.snap.Status, model.ResourceStatus{Meta: m, State: model.StateInvalid, Findings: sortFindings(fs)})
 	}
 	b.unreadableStatus()
+	b.heldDeletedStatus()
 	sort.Slice(b.snap.Status, func(i, j int) bool { return metaLess(b.snap.Status[i].Meta, b.snap.Status[j].Meta) })
 }
 
