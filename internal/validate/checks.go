@@ -360,6 +360,12 @@ func (b *build) checkSidecar(r *config.Resource, rep *reporter) func() {
 				rep.errorf(f, "%q: %q is not a valid host; use a DNS name, \"*\" or \"*.\" followed by a domain", h, host)
 				continue
 			}
+			if ns == "." && !strings.Contains(host, ".") && !strings.HasPrefix(host, "*") {
+				// A short name in "./": qualified with the namespace "."
+				// means for each proxy (the proxy's own, for a root
+				// namespace Sidecar), when it is applied.
+				continue
+			}
 			rel := r.Namespace
 			if ns != "." && ns != "*" && ns != "~" {
 				rel = ns

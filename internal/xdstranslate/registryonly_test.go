@@ -10,6 +10,7 @@ import (
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 
+	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsmeta"
 	"weft.dev/weft/internal/xdstranslate"
 )
@@ -190,5 +191,27 @@ func TestSidecarReachingNothing(t *testing.T) {
 				t.Fatalf("no %s", tc.want)
 			}
 		})
+	}
+}
+
+// TestRootSidecarShortHosts: a short host in "./" of the root namespace's
+// Sidecar means that service in each proxy's own namespace.
+func TestRootSidecarShortHosts(t *testing.T) {
+	_, snap := buildValues("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: egress, namespace: istio-system}\nspec:\n  egress: [{hosts: [\"./reviews\"]}]\n")
+	if fs := validate.Findings(snap); len(fs) > 0 {
+		t.Fatalf("findings: %v", fs)
+	}
+	res, err := xdstranslate.Translate(snap, valuesProxies()[0].WithSnapshot(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, rc := range res.Routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			names = append(names, vh.GetName())
+		}
+	}
+	if want := []string{"reviews.default.svc.cluster.local:9080"}; !slices.Equal(names, want) {
+		t.Errorf("virtual hosts %v, want %v: productpage in default reaches default's reviews only", names, want)
 	}
 }

@@ -95,7 +95,7 @@ func scopeFor(snap *model.Snapshot, p *Proxy) *scope {
 				ns = dot
 			}
 			if host != "*" && !strings.HasPrefix(host, "*") && !strings.Contains(host, ".") {
-				host = model.FQDN(host, chosen.Namespace)
+				host = model.FQDN(host, dot) // short names come in "./" (validate)
 			}
 			s.hosts = append(s.hosts, egressHost{ns: ns, host: host})
 		}
