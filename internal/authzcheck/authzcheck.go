@@ -222,19 +222,10 @@ func requiredToken(j *proxyconfig.JWTAuthn, a *rbac.Auth) string {
 	return ""
 }
 
-// issuerOf is the issuer of a simulated token: its principal
-// "<issuer>/<subject>" up to the last "/".
-func issuerOf(a *rbac.Auth) string {
-	if i := strings.LastIndex(a.Principal, "/"); i >= 0 {
-		return a.Principal[:i]
-	}
-	return a.Principal
-}
-
 // issuerAmong is the issuer of a simulated token as the sidecar's
 // providers read it: the longest of their issuers that its principal
-// "<issuer>/<subject>" starts with (a subject may hold "/" too), else
-// issuerOf.
+// "<issuer>/<subject>" starts with (a subject may hold "/" too), else the
+// principal up to its last "/".
 func issuerAmong(providers []*jwtauth.Provider, a *rbac.Auth) string {
 	best := ""
 	for _, p := range providers {
@@ -242,10 +233,13 @@ func issuerAmong(providers []*jwtauth.Provider, a *rbac.Auth) string {
 			best = p.Issuer
 		}
 	}
-	if best == "" {
-		return issuerOf(a)
+	if best != "" {
+		return best
 	}
-	return best
+	if i := strings.LastIndex(a.Principal, "/"); i >= 0 {
+		return a.Principal[:i]
+	}
+	return a.Principal
 }
 
 // audiencesAllowed reports whether p accepts a's audiences.

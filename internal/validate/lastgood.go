@@ -267,7 +267,7 @@ func describeUses(us []subsetUse) string {
 // unreadableFiles finds the files with a document that cannot be read
 // (an error finding that names no resource) and the last good versions
 // of the resources those files held in force that this build does not
-// read: they stay in force (keepUnreadable) until the file reads again or
+// read: they stay in force (keepLastGood) until the file reads again or
 // is removed (Load then lists no finding for it).
 func (b *build) unreadableFiles() {
 	b.brokenFiles = map[string]int{}
@@ -299,9 +299,10 @@ func (b *build) unreadableFiles() {
 	})
 }
 
-// keepUnreadable puts in force the last good version of a resource whose
-// file cannot be read, if it passes every check of this build.
-func (b *build) keepUnreadable(lg *config.Resource, check checkFunc) {
+// keepLastGood puts in force the last good version of a resource this
+// build does not read (its file cannot be read, or it was deleted while
+// in use), if it passes every check of this build.
+func (b *build) keepLastGood(lg *config.Resource, check checkFunc) {
 	k := keyOf(lg.Meta)
 	if b.inForce[k] != nil {
 		return
@@ -321,12 +322,7 @@ func (b *build) unreadableStatus() {
 		if !serving {
 			msg = fmt.Sprintf("cannot be read: its file has an error at line %d, and its last good version fails this build's checks, so it is left out; fix the file", line)
 		}
-		b.snap.Status = append(b.snap.Status, model.ResourceStatus{
-			Meta:            lg.Meta,
-			State:           model.StateInvalid,
-			ServingLastGood: serving,
-			Findings:        []model.Finding{{Severity: model.SeverityError, Meta: lg.Meta, Line: lg.Line, Message: msg}},
-		})
+		b.keptStatus(lg, serving, msg)
 	}
 }
 
@@ -364,16 +360,24 @@ func (b *build) heldDeletedStatus() {
 		if len(hosts) > 1 {
 			verb = "are"
 		}
-		msg := fmt.Sprintf("was deleted, but %s %s still used by %s; change those routes first, then delete it again (until then its last good version stays in force)",
-			strings.Join(hosts, " and "), verb, describeUses(b.rev.held[k]))
-		if !serving {
-			msg = fmt.Sprintf("was deleted, but %s %s still used by %s, and its last good version fails this build's checks, so it is left out", strings.Join(hosts, " and "), verb, describeUses(b.rev.held[k]))
+		msg := fmt.Sprintf("was deleted, but %s %s still used by %s", strings.Join(hosts, " and "), verb, describeUses(b.rev.held[k]))
+		if serving {
+			msg += "; change those routes first, then delete it again (until then its last good version stays in force)"
+		} else {
+			msg += ", and its last good version fails this build's checks, so it is left out"
 		}
-		b.snap.Status = append(b.snap.Status, model.ResourceStatus{
-			Meta:            lg.Meta,
-			State:           model.StateInvalid,
-			ServingLastGood: serving,
-			Findings:        []model.Finding{{Severity: model.SeverityError, Meta: lg.Meta, Line: lg.Line, Message: msg}},
-		})
+		b.keptStatus(lg, serving, msg)
 	}
+}
+
+// keptStatus adds the status of a resource this build does not read but
+// whose last good version it tried to keep: invalid, with the error msg,
+// and serving its last good version when that is in force.
+func (b *build) keptStatus(lg *config.Resource, serving bool, msg string) {
+	b.snap.Status = append(b.snap.Status, model.ResourceStatus{
+		Meta:            lg.Meta,
+		State:           model.StateInvalid,
+		ServingLastGood: serving,
+		Findings:        []model.Finding{{Severity: model.SeverityError, Meta: lg.Meta, Line: lg.Line, Message: msg}},
+	})
 }

@@ -279,7 +279,7 @@ func (b *build) stageIf(pick func(*config.Resource) bool, check checkFunc, kinds
 	}
 	for _, lg := range slices.Concat(b.unreadable, b.heldDeleted) {
 		if contains(kinds, lg.Kind) && (pick == nil || pick(lg)) {
-			b.keepUnreadable(lg, check)
+			b.keepLastGood(lg, check)
 		}
 	}
 	for _, r := range newcomers {

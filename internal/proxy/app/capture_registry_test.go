@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -177,31 +176,13 @@ spec:
 // returns the status line and, after a 200, the tunnel.
 func connectThrough(t *testing.T, proxyAddr, target string) (string, net.Conn) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	resp, c, err := connectTo(ctx, proxyAddr, target)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	status, err := br.ReadString('\n')
-	if err != nil {
-		t.Fatalf("CONNECT %s: %v", target, err)
-	}
-	for {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("CONNECT %s: %v", target, err)
-		}
-		if l == "\r\n" {
-			break
-		}
-	}
-	if br.Buffered() > 0 && strings.HasPrefix(status, "HTTP/1.1 200") {
-		t.Fatalf("CONNECT %s: %d bytes after the 200 before the tunnel was used", target, br.Buffered())
-	}
-	return strings.TrimSpace(status), c
+	return resp.Proto + " " + resp.Status, c
 }

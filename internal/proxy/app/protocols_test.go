@@ -34,16 +34,8 @@ import (
 
 // dialConnect opens a CONNECT tunnel to target through the proxy at proxyAddr.
 func dialConnect(ctx context.Context, proxyAddr, target string) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", proxyAddr)
+	resp, c, err := connectTo(ctx, proxyAddr, target)
 	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		c.Close()
 		return nil, err
 	}
 	if resp.StatusCode != 200 {
@@ -51,10 +43,29 @@ func dialConnect(ctx context.Context, proxyAddr, target string) (net.Conn, error
 		c.Close()
 		return nil, fmt.Errorf("CONNECT %s: %s: %s", target, resp.Status, b)
 	}
-	if br.Buffered() > 0 {
-		return nil, fmt.Errorf("CONNECT %s: unexpected bytes after 200", target)
-	}
 	return c, nil
+}
+
+// connectTo sends CONNECT target to the proxy at proxyAddr and returns
+// its response and the connection: after a 200, the tunnel.
+func connectTo(ctx context.Context, proxyAddr, target string) (*http.Response, net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", proxyAddr)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode == 200 && br.Buffered() > 0 {
+		c.Close()
+		return nil, nil, fmt.Errorf("CONNECT %s: unexpected bytes after 200", target)
+	}
+	return resp, c, nil
 }
 
 type testService struct {

@@ -227,18 +227,8 @@ type found struct {
 	param  string
 }
 
-// locate returns the first token at p's locations.
-func (p *Provider) locate(r *http.Request) (found, bool) {
-	all := p.locateAll(r, true)
-	if len(all) == 0 {
-		return found{}, false
-	}
-	return all[0], true
-}
-
-// locateAll returns the tokens at p's locations, in order (only the first
-// when first is set).
-func (p *Provider) locateAll(r *http.Request, first bool) []found {
+// locateAll returns the tokens at p's locations, in order.
+func (p *Provider) locateAll(r *http.Request) []found {
 	var out []found
 	hs, ps := p.FromHeaders, p.FromParams
 	if len(hs) == 0 && len(ps) == 0 {
@@ -255,17 +245,13 @@ func (p *Provider) locateAll(r *http.Request, first bool) []found {
 			}
 			v = v[len(h.Prefix):]
 		}
-		if out = append(out, found{token: strings.TrimSpace(v), header: h.Name}); first {
-			return out
-		}
+		out = append(out, found{token: strings.TrimSpace(v), header: h.Name})
 	}
 	if len(ps) > 0 && r.URL.RawQuery != "" {
 		q := r.URL.Query()
 		for _, name := range ps {
 			if v := q.Get(name); v != "" {
-				if out = append(out, found{token: v, param: name}); first {
-					return out
-				}
+				out = append(out, found{token: v, param: name})
 			}
 		}
 	}
@@ -287,7 +273,7 @@ func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.
 	}
 	var all []at
 	for _, p := range providers {
-		for _, f := range p.locateAll(r, false) {
+		for _, f := range p.locateAll(r) {
 			all = append(all, at{f, p})
 		}
 	}
@@ -355,11 +341,11 @@ func Authenticate(ctx context.Context, providers []*Provider, c *Cache, r *http.
 // "Jwt is missing", an invalid one the verification's *Error. r is not
 // changed.
 func Present(ctx context.Context, p *Provider, c *Cache, r *http.Request, now time.Time) error {
-	f, ok := p.locate(r)
-	if !ok {
+	fs := p.locateAll(r)
+	if len(fs) == 0 {
 		return &Error{"Jwt is missing"}
 	}
-	tok, err := jwt.ParseSigned(f.token, algorithms)
+	tok, err := jwt.ParseSigned(fs[0].token, algorithms)
 	if err != nil {
 		return &Error{"Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"}
 	}
