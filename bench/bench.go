@@ -47,9 +47,10 @@ type Options struct {
 	// Services is how many other services the mesh holds (100).
 	Services int
 	// Threads is how many threads each proxy runs on (2): nginx's
-	// worker_processes, HAProxy's nbthread, GOMAXPROCS of the sidecars
-	// and Caddy (a GOMAXPROCS in SidecarEnv wins), so that on a machine
-	// with more cores every proxy still gets the same.
+	// worker_processes, HAProxy's nbthread, Caddy's GOMAXPROCS and the
+	// sidecars' --concurrency (the most they scale to by their default;
+	// a GOMAXPROCS in SidecarEnv fixes it), so that on a machine with
+	// more cores every proxy still gets the same.
 	Threads int
 	// Paths selects path groups: baseline, weft, nginx, haproxy, caddy
 	// (all).
@@ -85,12 +86,13 @@ type Options struct {
 	weft, weftBase *weftMesh // set by Run when the Weft paths (and the baseline mesh's) run
 }
 
-// sidecarEnv is env with the sidecars' GOMAXPROCS in front (a later
-// GOMAXPROCS in env wins) and their GODEBUG settings in one variable: the
-// harness's own first, then weftbench's GODEBUG, then each GODEBUG in env,
-// so that a later setting of the same name wins as the runtime reads them.
+// sidecarEnv is env with the sidecars' GODEBUG settings in one variable:
+// the harness's own first, then weftbench's GODEBUG, then each GODEBUG in
+// env, so that a later setting of the same name wins as the runtime reads
+// them. Their threads are a flag (--concurrency), which a GOMAXPROCS in
+// env overrides.
 func (o *Options) sidecarEnv(env []string) []string {
-	out := []string{fmt.Sprintf("GOMAXPROCS=%d", o.Threads)}
+	var out []string
 	var godebug []string
 	if o.Profile {
 		// --pprof, for CPU profiles, would also sample heap allocations

@@ -13,16 +13,16 @@ func TestSidecarEnv(t *testing.T) {
 		env     []string
 		want    []string
 	}{
-		{"nothing", false, "", nil, []string{"GOMAXPROCS=2"}},
-		{"profile", true, "", nil, []string{"GOMAXPROCS=2", "GODEBUG=memprofilerate=0"}},
-		{"later GOMAXPROCS kept after", false, "", []string{"GOMAXPROCS=1", "A=b"}, []string{"GOMAXPROCS=2", "GOMAXPROCS=1", "A=b"}},
+		{"nothing", false, "", nil, nil},
+		{"profile", true, "", nil, []string{"GODEBUG=memprofilerate=0"}},
+		{"GOMAXPROCS kept", false, "", []string{"GOMAXPROCS=1", "A=b"}, []string{"GOMAXPROCS=1", "A=b"}},
 		{
 			"every GODEBUG joined, the harness's first",
 			true, "gctrace=1",
 			[]string{"GODEBUG=madvdontneed=1", "A=b", "GODEBUG=memprofilerate=512"},
-			[]string{"GOMAXPROCS=2", "A=b", "GODEBUG=memprofilerate=0,gctrace=1,madvdontneed=1,memprofilerate=512"},
+			[]string{"A=b", "GODEBUG=memprofilerate=0,gctrace=1,madvdontneed=1,memprofilerate=512"},
 		},
-		{"outer GODEBUG alone", false, "gctrace=1", nil, []string{"GOMAXPROCS=2", "GODEBUG=gctrace=1"}},
+		{"outer GODEBUG alone", false, "gctrace=1", nil, []string{"GODEBUG=gctrace=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("GODEBUG", tc.outer)

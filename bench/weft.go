@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -252,6 +253,7 @@ func startWeft(ctx context.Context, o *Options, bin, prefix string, env []string
 			"--labels", fmt.Sprintf("app=%s,version=v1", s.mi.Labels["app"]),
 			"--service-account", s.mi.ServiceAccount,
 			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort),
+			"--concurrency", strconv.Itoa(o.Threads),
 		}
 		if o.Profile {
 			// Only to take CPU profiles: as under `weft up`, a sidecar

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,7 @@ import (
 	"weft.dev/weft/internal/proxy/identity"
 	"weft.dev/weft/internal/proxy/listener"
 	"weft.dev/weft/internal/proxy/peermeta"
+	"weft.dev/weft/internal/proxy/procscale"
 	"weft.dev/weft/internal/proxy/proxymetrics"
 	"weft.dev/weft/internal/proxy/tap"
 	"weft.dev/weft/internal/proxy/tracing"
@@ -97,6 +99,10 @@ type Config struct {
 	// DefaultSidecarConcurrency for a sidecar, 0 for a gateway. A
 	// GOMAXPROCS in the environment wins.
 	Concurrency int
+	// ScaleConcurrency runs the proxy on one thread while one is enough
+	// and adds threads, up to Concurrency, while it is busy (package
+	// procscale). Default true for a sidecar, false for a gateway.
+	ScaleConcurrency bool
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
 	// AccessLog is a file path, "-" for stderr, or empty for none. When
@@ -169,7 +175,9 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.StatsAddr, "stats-addr", "", `address serving /stats/prometheus, /metrics and the health checks /ready and /healthz/ready, e.g. 127.0.0.1:15090 (default "": off)`)
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
-	fs.IntVar(&cfg.Concurrency, "concurrency", -1, fmt.Sprintf("threads that run the proxy (GOMAXPROCS), at most the CPUs the process may use; 0: all of them (default %d for a sidecar, 0 for a gateway; a GOMAXPROCS in the environment wins)", DefaultSidecarConcurrency))
+	fs.IntVar(&cfg.Concurrency, "concurrency", -1, fmt.Sprintf("the most threads that run the proxy (GOMAXPROCS), at most the CPUs the process may use; 0: all of them (default %d for a sidecar, 0 for a gateway; see --scale-concurrency; a GOMAXPROCS in the environment wins over both)", DefaultSidecarConcurrency))
+	var scale optionalBool
+	fs.Var(&scale, "scale-concurrency", "run on one thread while one is enough and add threads up to --concurrency while busy (default true for a sidecar, false for a gateway)")
 	fs.IntVar(&cfg.GCHeadroomMiB, "gc-headroom-mib", DefaultGCHeadroomMiB, "how far (MiB) the heap may grow past its live size between collections: GOGC is lowered (to 25 at least) while the live heap, mostly config, is larger; 0 or a GOGC in the environment keeps Go's default")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr; overrides the config's access logs (default off: the config decides)`)
@@ -211,6 +219,10 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 			cfg.Concurrency = DefaultSidecarConcurrency
 		}
 	}
+	cfg.ScaleConcurrency = scale.v
+	if !scale.set {
+		cfg.ScaleConcurrency = cfg.Type == xdsmeta.ProxyTypeSidecar
+	}
 	if cfg.MaxSeries < 1 {
 		return cfg, fmt.Errorf("--max-metric-series %d: want a cap of at least 1 label set per family (default %d)", cfg.MaxSeries, proxymetrics.DefaultMaxSeries)
 	}
@@ -224,20 +236,56 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	return cfg, nil
 }
 
-// setConcurrency lowers GOMAXPROCS to n (n > 0) unless the environment
-// sets it. A sidecar beside its app needs a few threads, not one per CPU
-// of the host: fewer Ps mean less of the scheduler's spinning and waking
-// per request (docs/performance.md, optimisation 21). It is set once: a
-// program that sets GOMAXPROCS stops the runtime's own updates when the
-// container's CPU limit changes. For n <= 2 nothing is lost (the runtime
-// itself never goes below 2); a larger n follows a lower limit on the next
-// start. When n is at least the runtime's choice nothing is set and the
-// updates go on.
-func setConcurrency(n int) {
-	if n <= 0 || os.Getenv("GOMAXPROCS") != "" || n >= runtime.GOMAXPROCS(0) {
-		return
+// optionalBool is a boolean flag that knows whether it was given.
+type optionalBool struct{ set, v bool }
+
+func (b *optionalBool) String() string {
+	if b == nil || !b.set {
+		return ""
 	}
-	runtime.GOMAXPROCS(n)
+	return strconv.FormatBool(b.v)
+}
+
+func (b *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	b.set, b.v = true, v
+	return nil
+}
+
+func (b *optionalBool) IsBoolFlag() bool { return true }
+
+// startConcurrency sets the threads that run the proxy (GOMAXPROCS)
+// unless the environment sets them. A sidecar beside its app needs a few
+// threads, not one per CPU of the host: fewer Ps mean less of the
+// scheduler's spinning and waking per request (docs/performance.md,
+// optimisations 21 and 24). The most it runs is n, or the runtime's own
+// choice (the CPUs, or the container's CPU limit) where n is 0 or more
+// than that choice. With scale, it runs on one thread while one is
+// enough and adds threads up to that most while busy (package procscale);
+// without, it runs on that most throughout. A program that sets
+// GOMAXPROCS stops the runtime's own updates when the container's CPU
+// limit changes; a fixed setting equal to the runtime's choice is not
+// made, and those updates go on. It returns what stops the scaling.
+func startConcurrency(n int, scale bool) (stop func()) {
+	most := runtime.GOMAXPROCS(0)
+	if os.Getenv("GOMAXPROCS") != "" {
+		return func() {}
+	}
+	if n > 0 && n < most {
+		most = n
+	}
+	if scale {
+		if s := procscale.Start(most, procscale.DefaultPolicy); s != nil {
+			return s.Stop
+		}
+	}
+	if most < runtime.GOMAXPROCS(0) {
+		runtime.GOMAXPROCS(most)
+	}
+	return func() {}
 }
 
 func parseLabels(s string) (map[string]string, error) {
@@ -272,7 +320,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// sampled stacks (up to 1.5 MB in a long-running sidecar).
 		runtime.MemProfileRate = 0
 	}
-	setConcurrency(cfg.Concurrency)
+	defer startConcurrency(cfg.Concurrency, cfg.ScaleConcurrency)()
 	if cfg.GCHeadroomMiB < 0 {
 		fmt.Fprintln(stderr, "weft-proxy: --gc-headroom-mib must be 0 or more")
 		return 2

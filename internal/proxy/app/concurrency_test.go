@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,16 +19,20 @@ import (
 
 func TestParseFlagsConcurrency(t *testing.T) {
 	for _, tc := range []struct {
-		args    []string
-		want    int
-		wantErr string
+		args      []string
+		want      int
+		wantScale bool
+		wantErr   string
 	}{
-		{args: nil, want: app.DefaultSidecarConcurrency},
+		{args: nil, want: app.DefaultSidecarConcurrency, wantScale: true},
 		{args: []string{"--type", "gateway"}, want: 0},
-		{args: []string{"--concurrency", "1"}, want: 1},
+		{args: []string{"--concurrency", "1"}, want: 1, wantScale: true},
 		{args: []string{"--type", "gateway", "--concurrency", "4"}, want: 4},
-		{args: []string{"--concurrency", "0"}, want: 0},
+		{args: []string{"--type", "gateway", "--scale-concurrency"}, want: 0, wantScale: true},
+		{args: []string{"--scale-concurrency=false"}, want: app.DefaultSidecarConcurrency},
+		{args: []string{"--concurrency", "0"}, want: 0, wantScale: true},
 		{args: []string{"--concurrency", "-2"}, wantErr: "--concurrency -2"},
+		{args: []string{"--scale-concurrency=yes"}, wantErr: "scale-concurrency"},
 	} {
 		cfg, err := app.ParseFlags(tc.args, io.Discard)
 		if tc.wantErr != "" {
@@ -36,8 +41,8 @@ func TestParseFlagsConcurrency(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || cfg.Concurrency != tc.want {
-			t.Errorf("ParseFlags(%q): concurrency %d, %v; want %d", tc.args, cfg.Concurrency, err, tc.want)
+		if err != nil || cfg.Concurrency != tc.want || cfg.ScaleConcurrency != tc.wantScale {
+			t.Errorf("ParseFlags(%q): concurrency %d, scaling %v, %v; want %d, %v", tc.args, cfg.Concurrency, cfg.ScaleConcurrency, err, tc.want, tc.wantScale)
 		}
 	}
 }
@@ -50,7 +55,7 @@ func TestConcurrencyHelper(t *testing.T) {
 	if args == "" {
 		t.Skip("helper process of TestConcurrency")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	app.Main(ctx, strings.Fields(args), io.Discard, os.Stderr)
 }
@@ -62,32 +67,75 @@ func TestConcurrency(t *testing.T) {
 		t.Skip("starts proxy processes")
 	}
 	// What the runtime picks on this machine (CPUs, affinity, CPU limit).
-	def := proxyGOMAXPROCS(t, "--concurrency 0", "")
+	def := proxyGOMAXPROCS(t, startProxyProcess(t, "--concurrency 0 --scale-concurrency=false", ""))
 	for _, tc := range []struct {
 		name string
 		args string
 		env  string
 		want int
 	}{
-		{name: "sidecar default", args: "", want: min(app.DefaultSidecarConcurrency, def)},
-		{name: "one thread", args: "--concurrency 1", want: 1},
-		{name: "more than the CPUs keeps the runtime's choice", args: "--concurrency 4096", want: def},
+		{name: "sidecar default, idle: one thread", args: "", want: 1},
+		{name: "sidecar without scaling", args: "--scale-concurrency=false", want: min(app.DefaultSidecarConcurrency, def)},
+		{name: "one thread", args: "--concurrency 1 --scale-concurrency=false", want: 1},
+		{name: "more than the CPUs keeps the runtime's choice", args: "--concurrency 4096 --scale-concurrency=false", want: def},
 		{name: "gateway default: every CPU", args: "--type gateway", want: def},
 		{name: "GOMAXPROCS in the environment wins", args: "--concurrency 1", env: "GOMAXPROCS=3", want: 3},
+		{name: "GOMAXPROCS in the environment stops the scaling", args: "", env: "GOMAXPROCS=3", want: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := proxyGOMAXPROCS(t, tc.args, tc.env); got != tc.want {
+			if got := proxyGOMAXPROCS(t, startProxyProcess(t, tc.args, tc.env)); got != tc.want {
 				t.Errorf("proxy %q: GOMAXPROCS %d, want %d (the runtime's default here: %d)", tc.args, got, tc.want, def)
 			}
 		})
 	}
 }
 
-// proxyGOMAXPROCS starts the proxy with args (and env added to an
-// environment without GOMAXPROCS) and reads its GOMAXPROCS from the admin
-// API's metrics. The control plane's address refuses connections: the
-// admin API serves metrics anyway.
-func proxyGOMAXPROCS(t *testing.T, args, env string) int {
+// TestConcurrencyScalesWithLoad keeps a sidecar process busy (clients
+// reading its admin API's metrics without a pause) until it runs on
+// --concurrency threads; it started on one.
+func TestConcurrencyScalesWithLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a proxy process")
+	}
+	def := proxyGOMAXPROCS(t, startProxyProcess(t, "--concurrency 0 --scale-concurrency=false", ""))
+	if def < 2 {
+		t.Skipf("the runtime runs %d thread here: nothing to scale to", def)
+	}
+	admin := startProxyProcess(t, "--concurrency 2", "")
+	if n := proxyGOMAXPROCS(t, admin); n != 1 {
+		t.Fatalf("idle sidecar: GOMAXPROCS %d, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/stats/prometheus", nil)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	for ctx.Err() == nil {
+		if gomaxprocsOf(admin) == 2 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("a busy sidecar still runs on %d thread(s) after 30 s, want 2", gomaxprocsOf(admin))
+}
+
+// startProxyProcess starts the proxy with args (and env added to an
+// environment without GOMAXPROCS) and returns its admin API's address
+// once that serves metrics; the process is killed when the test ends.
+// The control plane's address refuses connections: the admin API
+// serves metrics anyway.
+func startProxyProcess(t *testing.T, args, env string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -95,8 +143,7 @@ func proxyGOMAXPROCS(t *testing.T, args, env string) int {
 	}
 	admin := l.Addr().String()
 	l.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestConcurrencyHelper$")
 	cmd.Env = append(os.Environ(), concurrencyHelperEnv+"="+args+" --xds-addr 127.0.0.1:1 --admin-addr "+admin, "GOMAXPROCS=")
 	if env != "" {
@@ -104,16 +151,28 @@ func proxyGOMAXPROCS(t *testing.T, args, env string) int {
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if n := gomaxprocsOf(admin); n >= 0 {
-			return n
+		if gomaxprocsOf(admin) >= 0 {
+			return admin
 		}
 	}
 	t.Fatalf("proxy %q: no go_sched_gomaxprocs_threads on http://%s/stats/prometheus", args, admin)
-	return 0
+	return ""
+}
+
+// proxyGOMAXPROCS is the GOMAXPROCS of the proxy whose admin API is at
+// admin.
+func proxyGOMAXPROCS(t *testing.T, admin string) int {
+	t.Helper()
+	n := gomaxprocsOf(admin)
+	if n < 0 {
+		t.Fatalf("no go_sched_gomaxprocs_threads on http://%s/stats/prometheus", admin)
+	}
+	return n
 }
 
 // gomaxprocsOf reads go_sched_gomaxprocs_threads from the admin API's
