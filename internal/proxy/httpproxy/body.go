@@ -77,7 +77,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // countingBody counts request body bytes and reports the end of the body.
 type countingBody struct {
 	io.ReadCloser
-	n int64
+	// n is the bytes read so far. Atomic: the upstream pool may still be
+	// reading the body on its own goroutine (a long body the upstream
+	// answered before it ended) when the request's end reads the count.
+	n atomic.Int64
 	// timerAtEOF, when set, is the request whose route timeout starts
 	// when the body has been read (startTimer runs once): at EOF, or once
 	// the declared length (-1: none) is read, since a reader that knows
@@ -89,8 +92,8 @@ type countingBody struct {
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	b.n += int64(n)
-	if b.timerAtEOF != nil && (err == io.EOF || (b.declared > 0 && b.n >= b.declared)) {
+	total := b.n.Add(int64(n))
+	if b.timerAtEOF != nil && (err == io.EOF || (b.declared > 0 && total >= b.declared)) {
 		b.timerAtEOF.startTimer()
 	}
 	return n, err

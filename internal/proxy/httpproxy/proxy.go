@@ -567,18 +567,19 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 		flags := rs.flags
 		host := rs.upstreamHost
 		rs.mu.Unlock()
+		received := cb.n.Load()
 		p.metrics.RequestEnded()
 		p.metrics.Request(clusterName, code, flags)
 		if p.metrics != nil {
-			p.recordIstio(rs, sw, clusterName, code, flags, cb.n, start)
+			p.recordIstio(rs, sw, clusterName, code, flags, received, start)
 		}
-		p.endSpan(rs, r, start, clusterName, code, flags, host, cb.n, sw.n)
+		p.endSpan(rs, r, start, clusterName, code, flags, host, received, sw.n)
 		if al, filter := p.accessLogFor(t); al != nil {
 			d := time.Since(start)
 			if filter == nil || p.logged(filter, t, r, sw, code, d, flags) {
 				e := &accesslog.Entry{
 					Start: start, Method: r.Method, Authority: t.Authority, Path: r.URL.RequestURI(), Protocol: r.Proto,
-					Code: code, Flags: flags, BytesReceived: cb.n, BytesSent: sw.n, Duration: d,
+					Code: code, Flags: flags, BytesReceived: received, BytesSent: sw.n, Duration: d,
 					UpstreamHost: host, UpstreamCluster: clusterName, RequestID: rid, TraceID: rs.traceID(),
 				}
 				p.accessEnds(e, rs, clusterName)
@@ -586,7 +587,7 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, t *Target) {
 			}
 		}
 		if p.tap.Active() {
-			p.tapHTTP(rs, sw, clusterName, code, flags, host, rid, cb.n, start)
+			p.tapHTTP(rs, sw, clusterName, code, flags, host, rid, received, start)
 		}
 		if v != nil {
 			panic(v)
