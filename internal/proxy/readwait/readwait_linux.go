@@ -180,6 +180,17 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Unread reports whether the socket may hold bytes or an end of stream
+// that no Read has taken: the last read left some (TCP_INQ said so, or
+// it ended in an error or end of stream), or something read the socket
+// past the Conn since. False means the last read emptied the socket;
+// what arrived after it is not seen (no system call is made).
+func (c *Conn) Unread() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending || c.foreign.Load()
+}
+
 // Write writes b, numbering the write so that a Read can tell that it
 // began after the last read (see readFD).
 func (c *Conn) Write(b []byte) (int, error) {

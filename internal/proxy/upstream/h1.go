@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -262,12 +263,14 @@ func (t *h1Transport) put(pc *h1Conn) {
 		_ = pc.conn.Close()
 		return
 	}
-	if !t.c.st.Load().keeps(pc.addr) || pc.br.Buffered() > 0 {
+	if !t.c.st.Load().keeps(pc.addr) || pc.br.Buffered() > 0 || unread(pc.conn) {
 		// The endpoint left the cluster, or the upstream sent more than
 		// the response (a body on HEAD, 204 or 304; a stray response),
-		// already read into the buffer: the next request on it would
-		// read someone else's bytes. Bytes still on their way after a
-		// response without a body are caught on reuse (recheck).
+		// already read into the buffer or, as the last read of a long
+		// body told (readwait), waiting in the socket: the next request
+		// on it would read someone else's bytes. Bytes still on their
+		// way after a response without a body are caught on reuse
+		// (recheck).
 		_ = pc.conn.Close()
 		return
 	}
@@ -511,8 +514,9 @@ func upgradeRequested(h http.Header) bool {
 // upstream that sends an unasked extra response after a response framed
 // by its Content-Length or chunks is not looked for on a connection
 // reused within staleCheckAfter: checking every reuse would cost a
-// syscall per request, so such bytes are caught by the staleCheckAfter
-// peek, or by put when they came with the response.
+// syscall per request, so such bytes are caught by put when they came
+// with the response (in the buffer, or, on a plaintext connection, in
+// the socket as its last read told), else by the staleCheckAfter peek.
 func bodyless(req *http.Request, resp *http.Response) bool {
 	return req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
 }
@@ -547,6 +551,25 @@ func (pc *h1Conn) done(stop cancelsig.Stop, keep bool) {
 		return
 	}
 	_ = pc.conn.Close()
+}
+
+// unread reports whether c's socket may hold bytes its reads have not
+// taken, as a readwait.Conn knows from its last read without a system
+// call; a connection that cannot tell (TLS, where records sit in the
+// TLS layer's own buffer; systems without TCP_INQ) says no.
+func unread(c net.Conn) bool {
+	for {
+		switch v := c.(type) {
+		case interface{ Unread() bool }:
+			return v.Unread()
+		case *tls.Conn:
+			return false
+		case interface{ NetConn() net.Conn }: // countedConn
+			c = v.NetConn()
+		default:
+			return false
+		}
+	}
 }
 
 func isConnGone(err error) bool {

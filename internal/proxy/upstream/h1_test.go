@@ -701,3 +701,62 @@ func TestH1FullDuplexLargeBody(t *testing.T) {
 		t.Fatalf("next request: %d %v", code, err)
 	}
 }
+
+// An upstream that sends an unasked response right behind one framed by
+// its Content-Length, in the same write: the body, longer than the pool's
+// 4 KiB read buffer, is read to its end straight from the socket, which
+// leaves the stray response in the socket, not in the buffer, and the
+// next request on the connection, well within staleCheckAfter, must not
+// read it as its own (another client's, in a gateway). On loopback the
+// write arrives whole, before the body's last read.
+func TestH1StrayResponseInTheSocketIsNotTheNextResponse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	body := strings.Repeat("x", 16<<10)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/large" {
+						io.WriteString(conn, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%sHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET", len(body), body))
+						continue
+					}
+					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
+				}
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	c := h1Cluster(t, addr, nil)
+	ctx := testCtx(t)
+	for range 3 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/large", nil)
+		resp, err := c.Transport(false).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Read as a proxy copies a body: large reads, each up to what
+		// the body has left.
+		n, err := io.CopyBuffer(io.Discard, resp.Body, make([]byte, 32<<10))
+		resp.Body.Close()
+		if err != nil || n != int64(len(body)) {
+			t.Fatalf("large body: %d bytes, %v; want %d", n, err, len(body))
+		}
+		if _, got, err := h1Get(ctx, c, addr, "/", nil); err != nil || got != "public" {
+			t.Fatalf("GET after a response followed by a stray one: %q %v, want public", got, err)
+		}
+	}
+}
