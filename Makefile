@@ -11,7 +11,7 @@ BUILDENV := CGO_ENABLED=0
 # Tests that start many processes are kept off each other on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help build up test test-deps test-short lint fmt vet bench bench-quick bench-micro bench-deps bench-pack clean tools spire
+.PHONY: help build up test test-race test-deps test-short lint fmt vet bench bench-quick bench-micro bench-deps bench-pack clean tools spire
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,8 +23,12 @@ build: ## build bin/weft and bin/weft-proxy
 up: build ## run the built-in demo mesh (weft up)
 	$(BIN)/weft up
 
-test: test-deps lint spire ## run every test (unit, integration, interop, end to end) after the linters
+test: test-deps lint spire ## run every test (unit, integration, interop, end to end) after the linters, then the sidecar's under the race detector
 	$(GO) test $(TESTFLAGS) ./...
+	$(MAKE) test-race
+
+test-race: ## the sidecar's packages (internal/proxy) under the race detector: its data path shares state between goroutines
+	CGO_ENABLED=1 $(GO) test -race $(TESTFLAGS) ./internal/proxy/...
 
 test-deps: ## install the system programs the tests run (curl, h2load, prometheus, iptables)
 	scripts/test-deps.sh

@@ -90,9 +90,15 @@ type Options struct {
 // the harness's own first, then weftbench's GODEBUG, then each GODEBUG in
 // env, so that a later setting of the same name wins as the runtime reads
 // them. Their threads are a flag (--concurrency), which a GOMAXPROCS in
-// env overrides.
-func (o *Options) sidecarEnv(env []string) []string {
-	var out []string
+// env overrides. A GOMAXPROCS weftbench inherited is cleared (empty is
+// unset to the runtime and the sidecar) so that it does not override the
+// flag; with fixThreads (a weft-proxy from before the flag) GOMAXPROCS is
+// Threads instead, which env may still override.
+func (o *Options) sidecarEnv(env []string, fixThreads bool) []string {
+	out := []string{"GOMAXPROCS="}
+	if fixThreads {
+		out[0] = fmt.Sprintf("GOMAXPROCS=%d", o.Threads)
+	}
 	var godebug []string
 	if o.Profile {
 		// --pprof, for CPU profiles, would also sample heap allocations
@@ -261,7 +267,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 		log.Info("starting the control plane and two sidecars", "services", o.Services)
-		m, err := startWeft(ctx, &o, o.WeftProxy, "", o.sidecarEnv(o.SidecarEnv), work, logDir, int(ports[0]), int(ports[1]))
+		m, err := startWeft(ctx, &o, o.WeftProxy, "", o.SidecarEnv, work, logDir, int(ports[0]), int(ports[1]))
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +279,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if o.BaseSidecarEnv != nil {
 				env = o.BaseSidecarEnv
 			}
-			b, err := startWeft(ctx, &o, o.WeftProxyBase, "base-", o.sidecarEnv(env), work, logDir, int(ports[0]), int(ports[1]))
+			b, err := startWeft(ctx, &o, o.WeftProxyBase, "base-", env, work, logDir, int(ports[0]), int(ports[1]))
 			if err != nil {
 				return nil, fmt.Errorf("baseline mesh: %w", err)
 			}

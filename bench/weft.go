@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -159,6 +160,8 @@ spec:
 // prefix names the mesh's work folder, logs and processes ("" for the
 // main mesh).
 func startWeft(ctx context.Context, o *Options, bin, prefix string, env []string, work, logDir string, fortioHTTP, fortioGRPC int) (*weftMesh, error) {
+	concurrencyFlag := takesConcurrency(ctx, bin)
+	env = o.sidecarEnv(env, !concurrencyFlag)
 	work = filepath.Join(work, prefix+"weft")
 	cfgDir := filepath.Join(work, "mesh")
 	if err := os.MkdirAll(cfgDir, 0o755); err != nil {
@@ -253,7 +256,9 @@ func startWeft(ctx context.Context, o *Options, bin, prefix string, env []string
 			"--labels", fmt.Sprintf("app=%s,version=v1", s.mi.Labels["app"]),
 			"--service-account", s.mi.ServiceAccount,
 			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort),
-			"--concurrency", strconv.Itoa(o.Threads),
+		}
+		if concurrencyFlag {
+			args = append(args, "--concurrency", strconv.Itoa(o.Threads))
 		}
 		if o.Profile {
 			// Only to take CPU profiles: as under `weft up`, a sidecar
@@ -477,4 +482,11 @@ func waitHTTP(ctx context.Context, url string, d time.Duration, p *proc) error {
 		}
 	}
 	return fmt.Errorf("timed out after %v: %v", d, last)
+}
+
+// takesConcurrency asks bin's --help whether it takes --concurrency
+// (since 2026-11-27; binaries before it are measured with GOMAXPROCS set).
+func takesConcurrency(ctx context.Context, bin string) bool {
+	out, _ := exec.CommandContext(ctx, bin, "--help").CombinedOutput() // exits 0 or 2 after the usage
+	return strings.Contains(string(out), "-concurrency")
 }

@@ -49,8 +49,9 @@ import (
 const DefaultGCHeadroomMiB = 6
 
 // DefaultSidecarConcurrency is --concurrency's default for sidecars, as
-// Istio's: two threads run the proxy's Go code whatever the host's size
-// (a gateway's default, 0, uses every CPU the process may use).
+// Istio's: at most two threads run the proxy's Go code whatever the
+// host's size, one while one is enough (--scale-concurrency); a gateway's
+// default, 0, uses every CPU the process may use.
 const DefaultSidecarConcurrency = 2
 
 // Config is the proxy's static configuration, read once from flags.
@@ -93,8 +94,9 @@ type Config struct {
 	// GCHeadroomMiB bounds the heap's growth between collections (package
 	// gcheadroom) in MiB; 0, or GOGC in the environment, keeps Go's.
 	GCHeadroomMiB int
-	// Concurrency is the number of threads that run the proxy's Go code
-	// (GOMAXPROCS), at most the runtime's own choice (the CPUs, or the
+	// Concurrency is the most threads that run the proxy's Go code
+	// (GOMAXPROCS; all of them throughout unless ScaleConcurrency), at
+	// most the runtime's own choice (the CPUs, or the
 	// container's CPU limit); 0 keeps that choice. Default
 	// DefaultSidecarConcurrency for a sidecar, 0 for a gateway. A
 	// GOMAXPROCS in the environment wins.
@@ -258,7 +260,8 @@ func (b *optionalBool) Set(s string) error {
 func (b *optionalBool) IsBoolFlag() bool { return true }
 
 // startConcurrency sets the threads that run the proxy (GOMAXPROCS)
-// unless the environment sets them. A sidecar beside its app needs a few
+// unless the environment sets them (a positive number: the runtime
+// ignores anything else), and logs what it chose. A sidecar beside its app needs a few
 // threads, not one per CPU of the host: fewer Ps mean less of the
 // scheduler's spinning and waking per request (docs/performance.md,
 // optimisations 21 and 24). The most it runs is n, or the runtime's own
@@ -269,22 +272,28 @@ func (b *optionalBool) IsBoolFlag() bool { return true }
 // GOMAXPROCS stops the runtime's own updates when the container's CPU
 // limit changes; a fixed setting equal to the runtime's choice is not
 // made, and those updates go on. It returns what stops the scaling.
-func startConcurrency(n int, scale bool) (stop func()) {
-	most := runtime.GOMAXPROCS(0)
-	if os.Getenv("GOMAXPROCS") != "" {
-		return func() {}
+func startConcurrency(n int, scale bool, log *slog.Logger) (stop func()) {
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		// The runtime takes a positive number and ignores anything else.
+		if k, err := strconv.Atoi(v); err == nil && k > 0 {
+			log.Info("threads: GOMAXPROCS in the environment overrides --concurrency and --scale-concurrency", "threads", k)
+			return func() {}
+		}
 	}
+	most := runtime.GOMAXPROCS(0)
 	if n > 0 && n < most {
 		most = n
 	}
 	if scale {
 		if s := procscale.Start(most, procscale.DefaultPolicy); s != nil {
+			log.Info("threads: one while one is enough, more while busy", "most", most)
 			return s.Stop
 		}
 	}
 	if most < runtime.GOMAXPROCS(0) {
 		runtime.GOMAXPROCS(most)
 	}
+	log.Info("threads", "threads", most)
 	return func() {}
 }
 
@@ -320,7 +329,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// sampled stacks (up to 1.5 MB in a long-running sidecar).
 		runtime.MemProfileRate = 0
 	}
-	defer startConcurrency(cfg.Concurrency, cfg.ScaleConcurrency)()
 	if cfg.GCHeadroomMiB < 0 {
 		fmt.Fprintln(stderr, "weft-proxy: --gc-headroom-mib must be 0 or more")
 		return 2
@@ -331,6 +339,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		h = slog.NewJSONHandler(stderr, nil)
 	}
 	log := slog.New(h)
+	defer startConcurrency(cfg.Concurrency, cfg.ScaleConcurrency, log)()
 	cfg.stdout, cfg.stderr = stdout, stderr
 	var accessW io.Writer
 	switch cfg.AccessLog {

@@ -15,11 +15,15 @@
 // The Scaler measures the process's CPU use (user and system, from
 // getrusage) every Interval. When one interval used at least Up of the
 // CPU its Ps can give (half a core with one P, by default), the Ps
-// double, up to the maximum, at once: a burst waits at most an interval
-// for them. When Quiet intervals in a row would each have fitted in one
+// double, up to the maximum, at once: a burst that fills its Ps gets more
+// within two intervals. When Quiet intervals in a row would each have fitted in one
 // P fewer at Down of its capacity, one P goes, one at a time. With Down
 // below Up a steady load does not flap: a load that fits in p-1 Ps at
 // Down does not fill them to Up.
+//
+// Work beside the requests that comes in bursts, such as applying a new
+// configuration, runs under Hold, on the maximum of Ps, so that requests
+// arriving meanwhile do not wait behind it on a single P.
 //
 // Changing GOMAXPROCS stops the world for a moment (tens of
 // microseconds), which the thresholds make rare. A program that sets
@@ -30,6 +34,7 @@ package procscale
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,6 +76,12 @@ func (p Policy) Next(procs, max int, busy float64, quiet int) (int, int) {
 	return procs, 0
 }
 
+// valid reports whether the Scaler can run by p: a positive interval and
+// 0 <= Down < Up (a Down at or above Up would let a steady load flap).
+func (p Policy) valid() bool {
+	return p.Interval > 0 && p.Down >= 0 && p.Down < p.Up && p.Quiet >= 1
+}
+
 // Scaler sets GOMAXPROCS from the process's CPU use.
 type Scaler struct {
 	max  int
@@ -78,19 +89,28 @@ type Scaler struct {
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	mu    sync.Mutex
+	procs int // the Ps the load asks for
+	holds int // Holds not yet released: while any, max Ps
 }
 
+// active is the running Scaler, which Hold raises.
+var active atomic.Pointer[Scaler]
+
 // Start starts with one P and scales between it and max Ps by pol. It
-// returns nil, and changes nothing, when max is below 2 or the process's
-// CPU time cannot be read here (then GOMAXPROCS is the caller's to set).
-// The runtime's metric /sched/gomaxprocs:threads (go_sched_gomaxprocs_threads
-// on the admin API) shows the Ps in use.
+// returns nil, and changes nothing, when max is below 2, pol is not one
+// it can run by (see Policy), or the process's CPU time cannot be read
+// here (then GOMAXPROCS is the caller's to set). The runtime's metric
+// /sched/gomaxprocs:threads (go_sched_gomaxprocs_threads on the admin
+// API) shows the Ps in use.
 func Start(max int, pol Policy) *Scaler {
-	if _, ok := cpuTime(); !ok || max < 2 {
+	if _, ok := cpuTime(); !ok || max < 2 || !pol.valid() {
 		return nil
 	}
-	s := &Scaler{max: max, pol: pol, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Scaler{max: max, pol: pol, procs: 1, stop: make(chan struct{}), done: make(chan struct{})}
 	runtime.GOMAXPROCS(1)
+	active.Store(s)
 	go s.run()
 	return s
 }
@@ -101,8 +121,50 @@ func (s *Scaler) Stop() {
 	if s == nil {
 		return
 	}
+	active.CompareAndSwap(s, nil)
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
+}
+
+// Hold runs the process on the running Scaler's maximum of Ps until
+// release is called, whatever the load: for a burst of work beside the
+// requests, such as applying a new configuration, which on one P would
+// hold up every request that arrives meanwhile for up to the scheduler's
+// time slice (10 ms) at a time. Without a running Scaler it does nothing.
+// Raising and lowering GOMAXPROCS each stop the world for a moment.
+func Hold() (release func()) {
+	s := active.Load()
+	if s == nil {
+		return func() {}
+	}
+	s.mu.Lock()
+	s.holds++
+	if s.holds == 1 && s.procs < s.max {
+		runtime.GOMAXPROCS(s.max)
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.holds--
+			if s.holds == 0 && s.procs < s.max {
+				runtime.GOMAXPROCS(s.procs)
+			}
+			s.mu.Unlock()
+		})
+	}
+}
+
+// setProcs records the Ps the load asks for and sets them unless a Hold
+// keeps the maximum.
+func (s *Scaler) setProcs(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n != s.procs && s.holds == 0 {
+		runtime.GOMAXPROCS(n)
+	}
+	s.procs = n
 }
 
 func (s *Scaler) run() {
@@ -117,17 +179,17 @@ func (s *Scaler) run() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			cpu, _ := cpuTime()
+			cpu, ok := cpuTime()
 			now := time.Now()
 			wall := now.Sub(lastAt)
-			if wall <= 0 {
-				continue
+			if !ok || wall <= 0 {
+				continue // measured over a longer interval next time
 			}
 			busy := float64(cpu-last) / float64(wall)
 			last, lastAt = cpu, now
 			next, q := s.pol.Next(procs, s.max, busy, quiet)
 			if next != procs {
-				runtime.GOMAXPROCS(next)
+				s.setProcs(next)
 			}
 			procs, quiet = next, q
 		}

@@ -129,11 +129,76 @@ func TestScalesWithLoad(t *testing.T) {
 	wg.Wait()
 	waitProcs(1)
 
+	// Stopped, it no longer scales: spinning leaves one P one.
 	s.Stop()
-	runtime.GOMAXPROCS(3)
-	time.Sleep(5 * pol.Interval)
+	runtime.GOMAXPROCS(1)
+	spin.Store(true)
+	for range 2 {
+		wg.Go(func() {
+			for spin.Load() {
+			}
+		})
+	}
+	time.Sleep(20 * pol.Interval)
+	spin.Store(false)
+	wg.Wait()
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("GOMAXPROCS %d after Stop and a busy while, want 1: the Scaler still runs", n)
+	}
+}
+
+func TestHold(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	s := Start(3, Policy{Interval: time.Hour, Up: 0.5, Down: 0.3, Quiet: 1}) // no measurement in the test's time
+	if s == nil {
+		t.Skip("no CPU time on this platform")
+	}
+	defer s.Stop()
+	want := func(n int) {
+		t.Helper()
+		if got := runtime.GOMAXPROCS(0); got != n {
+			t.Fatalf("GOMAXPROCS %d, want %d", got, n)
+		}
+	}
+	want(1)
+	r1 := Hold()
+	want(3)
+	r2 := Hold()
+	r1()
+	want(3) // r2 still holds
+	r1()    // a second release of the same Hold changes nothing
+	want(3)
+	r2()
+	want(1)
+
+	// What the load asks for while held is set when the last Hold ends.
+	r3 := Hold()
+	s.setProcs(2)
+	want(3)
+	r3()
+	want(2)
+
+	s.Stop()
+	runtime.GOMAXPROCS(1)
+	Hold()()
+	_ = Hold()
+	want(1) // no Scaler running: nothing held
+}
+
+func TestStartRefusesPoliciesItCannotRun(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
+	for _, pol := range []Policy{
+		{Interval: 0, Up: 0.5, Down: 0.3, Quiet: 1},
+		{Interval: time.Second, Up: 0.5, Down: 0.5, Quiet: 1},
+		{Interval: time.Second, Up: 0.5, Down: 0.3, Quiet: 0},
+	} {
+		if s := Start(2, pol); s != nil {
+			s.Stop()
+			t.Errorf("Start(2, %+v) returned a Scaler", pol)
+		}
+	}
 	if n := runtime.GOMAXPROCS(0); n != 3 {
-		t.Errorf("GOMAXPROCS %d after Stop and a change of it, want 3: the Scaler still runs", n)
+		t.Errorf("GOMAXPROCS %d, want 3 (unchanged)", n)
 	}
 }
 

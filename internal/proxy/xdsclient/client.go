@@ -37,6 +37,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"weft.dev/weft/internal/proxy/gcheadroom"
+	"weft.dev/weft/internal/proxy/procscale"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 )
 
@@ -250,7 +251,12 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 			return gotResponse, err
 		}
 		gotResponse = true
-		if err := gcheadroom.Tight(configGCPercent, func() error { return c.handle(st, resp) }); err != nil {
+		// Applied on every P the sidecar may use (procscale.Hold), so
+		// that a sidecar on one does not queue its requests behind it.
+		release := procscale.Hold()
+		err = gcheadroom.Tight(configGCPercent, func() error { return c.handle(st, resp) })
+		release()
+		if err != nil {
 			return gotResponse, err
 		}
 	}
