@@ -3,7 +3,6 @@ package app_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -211,17 +210,5 @@ func metricOf(admin, name string) float64 {
 // gomaxprocsOf reads go_sched_gomaxprocs_threads from the admin API's
 // metrics; -1 when they cannot be read yet.
 func gomaxprocsOf(admin string) int {
-	resp, err := http.Get("http://" + admin + "/stats/prometheus")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		var n int
-		if _, err := fmt.Sscanf(sc.Text(), "go_sched_gomaxprocs_threads %d", &n); err == nil {
-			return n
-		}
-	}
-	return -1
+	return int(metricOf(admin, "go_sched_gomaxprocs_threads"))
 }

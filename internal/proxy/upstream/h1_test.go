@@ -444,35 +444,13 @@ func TestH1IdleConnectionYieldsItsSlot(t *testing.T) {
 // An upstream that sends a body with a HEAD response leaves bytes the
 // next request must never read as its own response.
 func TestH1LeftoverBytesDropTheConnection(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.Method == http.MethodHead {
-						io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
-						continue
-					}
-					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
-				}
-			}()
+	addr := rawH1Upstream(t, func(conn net.Conn, req *http.Request) {
+		if req.Method == http.MethodHead {
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
+			return
 		}
-	}()
-	addr := ln.Addr().String()
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
+	})
 	c := h1Cluster(t, addr, nil)
 	ctx := testCtx(t)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+addr+"/", nil)
@@ -500,43 +478,20 @@ func TestH1LateLeftoverBytesAreNotTheNextResponse(t *testing.T) {
 		{"304", http.MethodGet, "HTTP/1.1 304 Not Modified\r\nContent-Length: 38\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
 			headDone := make(chan struct{}) // the pool has the bodyless response
 			straySent := make(chan struct{})
-			go func() {
-				for {
-					conn, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer conn.Close()
-						br := bufio.NewReader(conn)
-						for {
-							req, err := http.ReadRequest(br)
-							if err != nil {
-								return
-							}
-							if req.URL.Path == "/bodyless" {
-								// Head first; the (wrong) body once the
-								// connection is idle, and it looks like
-								// a response.
-								io.WriteString(conn, tc.head)
-								<-headDone
-								io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
-								close(straySent)
-								continue
-							}
-							io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
-						}
-					}()
+			addr := rawH1Upstream(t, func(conn net.Conn, req *http.Request) {
+				if req.URL.Path == "/bodyless" {
+					// Head first; the (wrong) body once the connection
+					// is idle, and it looks like a response.
+					io.WriteString(conn, tc.head)
+					<-headDone
+					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
+					close(straySent)
+					return
 				}
-			}()
-			addr := ln.Addr().String()
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
+			})
 			c := h1Cluster(t, addr, nil)
 			ctx := testCtx(t)
 			req, _ := http.NewRequestWithContext(ctx, tc.method, "http://"+addr+"/bodyless", nil)
@@ -710,36 +665,14 @@ func TestH1FullDuplexLargeBody(t *testing.T) {
 // read it as its own (another client's, in a gateway). On loopback the
 // write arrives whole, before the body's last read.
 func TestH1StrayResponseInTheSocketIsNotTheNextResponse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	body := strings.Repeat("x", 16<<10)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/large" {
-						io.WriteString(conn, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%sHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET", len(body), body))
-						continue
-					}
-					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
-				}
-			}()
+	addr := rawH1Upstream(t, func(conn net.Conn, req *http.Request) {
+		if req.URL.Path == "/large" {
+			io.WriteString(conn, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%sHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET", len(body), body))
+			return
 		}
-	}()
-	addr := ln.Addr().String()
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npublic")
+	})
 	c := h1Cluster(t, addr, nil)
 	ctx := testCtx(t)
 	for range 3 {
@@ -759,4 +692,36 @@ func TestH1StrayResponseInTheSocketIsNotTheNextResponse(t *testing.T) {
 			t.Fatalf("GET after a response followed by a stray one: %q %v, want public", got, err)
 		}
 	}
+}
+
+// rawH1Upstream serves HTTP/1.1 on loopback by writing each answer
+// itself: answer gets the connection and each request read from it, in
+// order, and writes whatever bytes it likes. It returns the address.
+func rawH1Upstream(t *testing.T, answer func(conn net.Conn, req *http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					answer(conn, req)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
