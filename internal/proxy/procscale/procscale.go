@@ -23,7 +23,9 @@
 //
 // Work beside the requests that comes in bursts, such as applying a new
 // configuration, runs under Hold, on the maximum of Ps, so that requests
-// arriving meanwhile do not wait behind it on a single P.
+// arriving meanwhile do not wait behind it on a single P. An interval
+// with a Hold in it adds Ps only if it filled the maximum to Up: what it
+// measured is mostly the Hold's burst, which had its Ps.
 //
 // Changing GOMAXPROCS stops the world for a moment (tens of
 // microseconds), which the thresholds make rare. A program that sets
@@ -90,9 +92,11 @@ type Scaler struct {
 	done chan struct{}
 	once sync.Once
 
-	mu    sync.Mutex
-	procs int // the Ps the load asks for
-	holds int // Holds not yet released: while any, max Ps
+	mu      sync.Mutex
+	procs   int  // the Ps the load asks for
+	holds   int  // Holds not yet released: while any, max Ps
+	held    bool // a Hold ran since the loop last looked
+	stopped bool // Stop ran: Holds change nothing any more
 }
 
 // active is the running Scaler, which Hold raises.
@@ -122,6 +126,9 @@ func (s *Scaler) Stop() {
 		return
 	}
 	active.CompareAndSwap(s, nil)
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
 }
@@ -138,7 +145,12 @@ func Hold() (release func()) {
 		return func() {}
 	}
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return func() {}
+	}
 	s.holds++
+	s.held = true
 	if s.holds == 1 && s.procs < s.max {
 		runtime.GOMAXPROCS(s.max)
 	}
@@ -148,12 +160,21 @@ func Hold() (release func()) {
 		once.Do(func() {
 			s.mu.Lock()
 			s.holds--
-			if s.holds == 0 && s.procs < s.max {
+			if s.holds == 0 && s.procs < s.max && !s.stopped {
 				runtime.GOMAXPROCS(s.procs)
 			}
 			s.mu.Unlock()
 		})
 	}
+}
+
+// takeHeld reports whether a Hold ran since it was last asked.
+func (s *Scaler) takeHeld() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.held || s.holds > 0
+	s.held = false
+	return h
 }
 
 // setProcs records the Ps the load asks for and sets them unless a Hold
@@ -187,7 +208,15 @@ func (s *Scaler) run() {
 			}
 			busy := float64(cpu-last) / float64(wall)
 			last, lastAt = cpu, now
+			held := s.takeHeld()
 			next, q := s.pol.Next(procs, s.max, busy, quiet)
+			if next > procs && held && busy < s.pol.Up*float64(s.max) {
+				// The interval's work ran under a Hold, on the
+				// maximum of Ps, and did not fill those: it was the
+				// Hold's burst, which had its Ps, not a load that
+				// needs them.
+				next, q = procs, 0
+			}
 			if next != procs {
 				s.setProcs(next)
 			}

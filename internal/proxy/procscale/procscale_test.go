@@ -185,6 +185,53 @@ func TestHold(t *testing.T) {
 	want(1) // no Scaler running: nothing held
 }
 
+// Work done under a Hold that does not fill the maximum of Ps it ran
+// on does not make the Scaler add Ps for the load: when the Hold ends,
+// the process is back on one.
+func TestHeldBurstDoesNotScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spins the CPU")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	pol := Policy{Interval: 20 * time.Millisecond, Up: 0.5, Down: 0.2, Quiet: 1000}
+	s := Start(3, pol) // a held interval must use 1.5 cores to count
+	if s == nil {
+		t.Skip("no CPU time on this platform")
+	}
+	defer s.Stop()
+	release := Hold()
+	var spin atomic.Bool
+	spin.Store(true)
+	var wg sync.WaitGroup
+	wg.Go(func() { // one core: enough for one P, well under three
+		for spin.Load() {
+		}
+	})
+	time.Sleep(15 * pol.Interval)
+	spin.Store(false)
+	wg.Wait()
+	release()
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("GOMAXPROCS %d after a held burst of one core, want 1", n)
+	}
+}
+
+// A Hold outstanding when the Scaler stops changes nothing when released.
+func TestHoldAcrossStop(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	s := Start(2, Policy{Interval: time.Hour, Up: 0.5, Down: 0.3, Quiet: 1})
+	if s == nil {
+		t.Skip("no CPU time on this platform")
+	}
+	release := Hold()
+	s.Stop()
+	runtime.GOMAXPROCS(3)
+	release()
+	if n := runtime.GOMAXPROCS(0); n != 3 {
+		t.Errorf("GOMAXPROCS %d after a Hold released after Stop, want 3 (unchanged)", n)
+	}
+}
+
 func TestStartRefusesPoliciesItCannotRun(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
 	for _, pol := range []Policy{
