@@ -624,18 +624,26 @@ func hasUsable(l proxyconfig.Locality, accept func(proxyconfig.Health) bool) boo
 	return false
 }
 
-// newTransports makes the plaintext pools of a cluster's settings.
-func (c *Cluster) newTransports(key transportKey) *transports {
-	pd := &plainDial{c: c, d: net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}, maxConns: key.maxConns}
+// newDialer is the dialer of a cluster's endpoints under key's settings,
+// plaintext or TLS: a passthrough cluster's (ORIGINAL_DST, whose
+// addresses the requests name) refuses the proxy's own listeners.
+func (c *Cluster) newDialer(key transportKey) net.Dialer {
+	d := net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
 	if own := c.own; own != nil && key.passthrough {
 		// The address as dialled, after name resolution.
-		pd.d.Control = func(_, address string, _ syscall.RawConn) error {
+		d.Control = func(_, address string, _ syscall.RawConn) error {
 			if ap, err := netip.ParseAddrPort(address); err == nil && own(ap) {
 				return ErrLoop
 			}
 			return nil
 		}
 	}
+	return d
+}
+
+// newTransports makes the plaintext pools of a cluster's settings.
+func (c *Cluster) newTransports(key transportKey) *transports {
+	pd := &plainDial{c: c, d: c.newDialer(key), maxConns: key.maxConns}
 	t := &transports{key: key, dial: pd, h2: h2Transport{dial: pd.h2, idle: key.idle}}
 	t.h1 = newH1Transport(c, key, pd.h1)
 	return t

@@ -202,9 +202,9 @@ func (c *Cluster) buildTLSPools(t *proxyconfig.UpstreamTLS, id mtls.Identity, ke
 			return b
 		}
 	}
-	dialer := &net.Dialer{Timeout: key.connectTimeout, KeepAlive: 30 * time.Second}
+	dialer := c.newDialer(key)
 	handshake := func(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
-		raw, err := dialTCP(ctx, dialer, addr)
+		raw, err := dialTCP(ctx, &dialer, addr)
 		if err != nil {
 			return nil, err
 		}

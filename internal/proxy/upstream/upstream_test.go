@@ -217,6 +217,29 @@ func TestDialRefusesOwnAddresses(t *testing.T) {
 		t.Fatalf("Dial(another address): %v", err)
 	}
 	conn.Close()
+	// The same through TLS origination (a DestinationRule's SIMPLE
+	// tls on a passthrough cluster): the raw dial refuses it too.
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg := cluster(proxyconfig.LBRoundRobin)
+	tlsCfg.Type = proxyconfig.DiscoveryOriginalDst
+	tlsCfg.TLS = &proxyconfig.UpstreamTLS{TLSCommon: proxyconfig.TLSCommon{CAFile: ca}, SNI: "example.com"}
+	withTLS := m.Update(map[string]*proxyconfig.Cluster{"c": cfg, "t": tlsCfg}, nil)["t"]
+	if conn, err := withTLS.Dial(ctx, own.Addr().String()); !errors.Is(err, ErrLoop) {
+		if conn != nil {
+			conn.Close()
+		}
+		t.Errorf("TLS Dial(%s) = %v; want ErrLoop", own.Addr(), err)
+	}
+	if conn, err := withTLS.Dial(ctx, srv.Listener.Addr().String()); err != nil {
+		t.Errorf("TLS Dial(another address): %v", err)
+	} else {
+		conn.Close()
+	}
 	// A cluster whose endpoints the control plane gives may dial the
 	// proxy's own listener (an app calling its own service).
 	static := m.Update(map[string]*proxyconfig.Cluster{"c": cfg, "s": cluster(proxyconfig.LBRoundRobin)}, nil)["s"]
