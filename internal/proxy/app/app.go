@@ -261,10 +261,10 @@ func (b *optionalBool) IsBoolFlag() bool { return true }
 
 // startConcurrency sets the threads that run the proxy (GOMAXPROCS)
 // unless the environment sets them (a positive number: the runtime
-// ignores anything else), and logs what it chose. A sidecar beside its app needs a few
-// threads, not one per CPU of the host: fewer Ps mean less of the
-// scheduler's spinning and waking per request (docs/performance.md,
-// optimisations 21 and 24). The most it runs is n, or the runtime's own
+// ignores anything else), and logs what it chose. A sidecar beside its
+// app needs a few threads, not one per CPU of the host: fewer Ps mean
+// less of the scheduler's spinning and waking per request
+// (docs/performance.md, optimisations 21 and 24). The most it runs is n, or the runtime's own
 // choice (the CPUs, or the container's CPU limit) where n is 0 or more
 // than that choice. With scale, it runs on one thread while one is
 // enough and adds threads up to that most while busy (package procscale);
