@@ -7,19 +7,19 @@
 // P is idle wakes a thread for it, which looks for work, often finds it
 // taken, and sleeps again, two futex calls and a spin that a single P
 // never makes. Measured through sidecars with 2 Ps against 1 (the same
-// binary, paired rounds): 7-25 % more CPU per request at 1000 requests a
-// second on 2 cores and 17-24 % more at full load on 16 (docs/performance.md,
-// "Session 14"). A fixed single P would cap the proxy at one core, though,
-// which a busy service outgrows.
+// binary, paired rounds): 7-26 % more CPU per request in 20 of 25 rounds,
+// at 1000 requests a second and at full load, on 2 cores and on 16
+// (docs/performance.md, "Session 14"). A fixed single P would cap the
+// proxy at one core, though, which a busy service outgrows.
 //
 // The Scaler measures the process's CPU use (user and system, from
 // getrusage) every Interval. When one interval used at least Up of the
 // CPU its Ps can give (half a core with one P, by default), the Ps
-// double, up to the maximum, at once: a burst that fills its Ps gets more
-// within two intervals. When Quiet intervals in a row would each have fitted in one
-// P fewer at Down of its capacity, one P goes, one at a time. With Down
-// below Up a steady load does not flap: a load that fits in p-1 Ps at
-// Down does not fill them to Up.
+// double, up to the maximum, at once: a burst that fills its Ps gets
+// more within two intervals. When Quiet intervals in a row would each
+// have fitted in one P fewer at Down of its capacity, one P goes, one at
+// a time. With Down below Up a steady load does not flap: a load that
+// fits in p-1 Ps at Down does not fill them to Up.
 //
 // Work beside the requests that comes in bursts, such as applying a new
 // configuration, runs under Hold, on the maximum of Ps, so that requests
