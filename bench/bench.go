@@ -417,13 +417,25 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 			meter.start(p.procs)
 			res, err := runLoad(ctx, o.Fortio, work, fmt.Sprintf("%s-%s-%d", sc, p.name, r), l)
 			cpu := meter.stop(p.procs)
+			// The sidecars' threads as the window ended (they scale
+			// with their load and keep a thread added for 10 s).
+			threads := map[string]int{}
+			for _, pr := range p.procs {
+				if pr.admin != "" {
+					threads[pr.name] = sidecarThreads(ctx, pr.admin)
+				}
+			}
 			<-profDone
 			if err != nil {
 				return fmt.Errorf("%s %s round %d: %w", sc, p.name, r+1, err)
 			}
-			o.Log.Info("measured", "scenario", sc, "path", p.name, "round", r+1,
-				"p50_ms", round3(res.P50), "p99_ms", round3(res.P99), "rps", round1(res.RPS), "errors", res.Errors)
-			rep.add(sc, p, r+1, res, cpu)
+			attrs := []any{"scenario", sc, "path", p.name, "round", r + 1,
+				"p50_ms", round3(res.P50), "p99_ms", round3(res.P99), "rps", round1(res.RPS), "errors", res.Errors}
+			if len(threads) > 0 {
+				attrs = append(attrs, "threads", threads)
+			}
+			o.Log.Info("measured", attrs...)
+			rep.add(sc, p, r+1, res, cpu, threads)
 		}
 	}
 	// Peak memory so far (VmHWM only grows): read once per scenario.

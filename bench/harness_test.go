@@ -102,6 +102,23 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: %d rounds, want %d", key, n, o.Rounds)
 		}
 		if !strings.HasSuffix(key, "/baseline") {
+			// Each Weft sidecar's threads as each window ended: 1 or 2
+			// (--threads 2 and scaling with the load).
+			for _, rd := range r["rounds"].([]any) {
+				th, _ := rd.(map[string]any)["threads"].(map[string]any)
+				want := 1
+				if strings.Contains(key, "2hop") {
+					want = 2
+				}
+				if len(th) != want {
+					t.Errorf("%s: threads %v, want one entry per sidecar (%d)", key, th, want)
+				}
+				for name, n := range th {
+					if n, _ := n.(float64); n < 1 || n > 2 {
+						t.Errorf("%s: %s threads %v, want 1 or 2", key, name, n)
+					}
+				}
+			}
 			if rss, _ := r["rss_mb"].(float64); rss <= 0 {
 				t.Errorf("%s: rss_mb %v", key, r["rss_mb"])
 			}

@@ -26,6 +26,9 @@ type proc struct {
 	log  *os.File
 	done chan struct{}
 	err  error
+	// admin is a Weft sidecar's admin API address, "" for other
+	// proxies: its threads are read from there after each window.
+	admin string
 }
 
 // startProc runs argv with its output in logDir/<name>.log, in its own

@@ -77,6 +77,8 @@ type Round struct {
 	Errors   int                `json:"errors"`
 	CPU      map[string]float64 `json:"cpu_s"`
 	CPUSys   map[string]float64 `json:"cpu_sys_s"`
+	// Threads are the Weft sidecars' Go processors as the window ended.
+	Threads map[string]int `json:"threads,omitempty"`
 }
 
 func newReport(o *Options) *Report {
@@ -103,14 +105,14 @@ func (r *Report) find(sc, name string) *Result {
 	return x
 }
 
-func (r *Report) add(sc string, p *path, round int, res loadResult, cpu map[string]cpuTime) {
+func (r *Report) add(sc string, p *path, round int, res loadResult, cpu map[string]cpuTime, threads map[string]int) {
 	x := r.find(sc, p.name)
 	total, sys := map[string]float64{}, map[string]float64{}
 	for name, t := range cpu {
 		total[name], sys[name] = t.total, t.sys
 	}
 	x.Rounds = append(x.Rounds, &Round{Round: round, P50: res.P50, P90: res.P90, P99: res.P99, P999: res.P999,
-		RPS: res.RPS, Requests: res.Requests, Errors: res.Errors, CPU: total, CPUSys: sys})
+		RPS: res.RPS, Requests: res.Requests, Errors: res.Errors, CPU: total, CPUSys: sys, Threads: threads})
 	for _, pr := range p.procs {
 		var px *Proxy
 		for _, y := range x.Proxies {

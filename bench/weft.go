@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -270,6 +271,7 @@ func startWeft(ctx context.Context, o *Options, bin, prefix string, env []string
 			m.stop()
 			return nil, err
 		}
+		p.admin = fmt.Sprintf("127.0.0.1:%d", s.mi.AdminPort)
 		*s.dst = p
 	}
 	for _, s := range []struct {
@@ -489,4 +491,28 @@ func waitHTTP(ctx context.Context, url string, d time.Duration, p *proc) error {
 func takesConcurrency(ctx context.Context, bin string) bool {
 	out, _ := exec.CommandContext(ctx, bin, "--help").CombinedOutput() // exits 0 or 2 after the usage
 	return strings.Contains(string(out), "-concurrency")
+}
+
+// sidecarThreads reads the Go processors (GOMAXPROCS) a sidecar runs on
+// now from its admin API's go_sched_gomaxprocs_threads; 0 when it cannot.
+func sidecarThreads(ctx context.Context, admin string) int {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/stats/prometheus", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_sched_gomaxprocs_threads "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
 }
