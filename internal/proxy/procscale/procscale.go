@@ -54,8 +54,8 @@ type Policy struct {
 	Quiet int
 }
 
-// DefaultPolicy adds a P within half a second of an interval that kept
-// its Ps half busy and removes one after 10 quiet seconds. A single P
+// DefaultPolicy adds Ps at the end of an interval (half a second) that
+// kept its Ps half busy and removes one after 10 quiet seconds. A single P
 // half busy (about 12,000 requests a second through a sidecar on the
 // benchmark's 16-core machine) already queues requests behind each
 // other: with 40 µs of work each, M/M/1 puts its 99th percentile wait
