@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -336,22 +335,12 @@ func (m *weftMesh) checkSecurity(ctx context.Context) error {
 // serverSecurityCounts reads the server sidecar's inbound
 // istio_requests_total and sums it by connection_security_policy.
 func (m *weftMesh) serverSecurityCounts(ctx context.Context) (map[string]float64, error) {
-	url := fmt.Sprintf("http://127.0.0.1:%d/stats/prometheus", m.serverMI.AdminPort)
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := sidecarMetrics(ctx, fmt.Sprintf("127.0.0.1:%d", m.serverMI.AdminPort))
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, "istio_requests_total{") || !strings.Contains(line, `reporter="destination"`) {
 			continue
 		}
@@ -493,23 +482,31 @@ func takesConcurrency(ctx context.Context, bin string) bool {
 	return strings.Contains(string(out), "-concurrency")
 }
 
+// sidecarMetrics fetches the /stats/prometheus page of the sidecar whose
+// admin API is at admin.
+func sidecarMetrics(ctx context.Context, admin string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/stats/prometheus", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
+}
+
 // sidecarThreads reads the Go processors (GOMAXPROCS) a sidecar runs on
 // now from its admin API's go_sched_gomaxprocs_threads; 0 when it cannot.
 func sidecarThreads(ctx context.Context, admin string) int {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/stats/prometheus", nil)
+	body, err := sidecarMetrics(ctx, admin)
 	if err != nil {
 		return 0
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_sched_gomaxprocs_threads "); ok {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, "go_sched_gomaxprocs_threads "); ok {
 			n, _ := strconv.Atoi(strings.TrimSpace(v))
 			return n
 		}

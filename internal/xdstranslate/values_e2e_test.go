@@ -292,6 +292,12 @@ func TestDelegateMergedRewriteRefusedByProxy(t *testing.T) {
 		field: "spec.http[0].delegate", message: "route http[0] of delegate default/reviews-api has a rewrite.uri"}, false)
 }
 
+// gatewayServers is a Gateway "gw" on the ingress gateway with the given
+// servers (a YAML flow sequence's items).
+func gatewayServers(servers string) string {
+	return "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [" + servers + "]\n"
+}
+
 func trafficPolicyDR(tp string) string {
 	return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n  host: ratings\n  trafficPolicy: " + tp + "\n"
 }
@@ -476,17 +482,17 @@ func TestUnsupportedIstioFieldsReported(t *testing.T) {
 			field: "spec.tcp[0].match[0].sourceSubnet", message: "sourceSubnet is not supported by Weft"},
 			tcpSvc + "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  tcp:\n  - route: [{destination: {host: db2}}]\n", false},
 		{valueCase{name: "Gateway servers[].bind",
-			yaml:  "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"], bind: 127.0.0.5}]\n",
+			yaml:  gatewayServers(`{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"], bind: 127.0.0.5}`),
 			field: "spec.servers[0].bind", message: "bind is not supported by Weft yet"},
-			"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [\"*\"]}]\n", false},
+			gatewayServers(`{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}`), false},
 		{valueCase{name: "Gateway servers[].tls.ecdhCurves",
-			yaml:  "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8443, name: tls, protocol: TLS}, hosts: [\"*\"], tls: {mode: PASSTHROUGH, ecdhCurves: [P-256]}}]\n",
+			yaml:  gatewayServers(`{port: {number: 8443, name: tls, protocol: TLS}, hosts: ["*"], tls: {mode: PASSTHROUGH, ecdhCurves: [P-256]}}`),
 			field: "spec.servers[0].tls.ecdhCurves", message: "ecdhCurves is not supported by Weft yet"},
-			"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8443, name: tls, protocol: TLS}, hosts: [\"*\"], tls: {mode: PASSTHROUGH}}]\n", false},
+			gatewayServers(`{port: {number: 8443, name: tls, protocol: TLS}, hosts: ["*"], tls: {mode: PASSTHROUGH}}`), false},
 		{valueCase{name: "Gateway servers[].tls.alpnProtocols",
-			yaml:  "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8443, name: tls, protocol: TLS}, hosts: [\"*\"], tls: {mode: PASSTHROUGH, alpnProtocols: [h2]}}]\n",
+			yaml:  gatewayServers(`{port: {number: 8443, name: tls, protocol: TLS}, hosts: ["*"], tls: {mode: PASSTHROUGH, alpnProtocols: [h2]}}`),
 			field: "spec.servers[0].tls.alpnProtocols", message: "alpnProtocols is ignored", severity: model.SeverityWarning},
-			"apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8443, name: tls, protocol: TLS}, hosts: [\"*\"], tls: {mode: PASSTHROUGH}}]\n", false},
+			gatewayServers(`{port: {number: 8443, name: tls, protocol: TLS}, hosts: ["*"], tls: {mode: PASSTHROUGH}}`), false},
 		{valueCase{name: "DestinationRule tls.credentialName (would be plaintext)",
 			yaml:  trafficPolicyDR("{tls: {mode: SIMPLE, credentialName: reviews-ca}}"),
 			field: tp + ".tls.credentialName", message: "credentialName is not supported: Weft reads TLS files"},

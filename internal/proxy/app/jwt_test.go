@@ -131,15 +131,7 @@ spec:
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
-			resp, err := m.sleep.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.body) {
-				t.Fatalf("%d %q, want %d %q", resp.StatusCode, body, tc.want, tc.body)
-			}
+			expectResponse(t, m.sleep, req, tc.want, tc.body)
 			mu.Lock()
 			defer mu.Unlock()
 			if tc.want == 200 && tc.token != "" {
@@ -221,20 +213,27 @@ spec:
 			if tc.b != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.b)
 			}
-			resp, err := m.sleep.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want || !strings.Contains(string(body), tc.body) {
-				t.Fatalf("%d %q, want %d %q", resp.StatusCode, body, tc.want, tc.body)
-			}
+			expectResponse(t, m.sleep, req, tc.want, tc.body)
 			mu.Lock()
 			defer mu.Unlock()
 			if tc.want == 200 && (seen.Get("x-a-token") != "" || seen.Get("Authorization") != "") {
 				t.Errorf("the app got a token (x-a-token %q, authorization %q); forwardOriginalToken is off", seen.Get("x-a-token"), seen.Get("Authorization"))
 			}
 		})
+	}
+}
+
+// expectResponse sends req with c and fails the test unless the answer
+// has status want and a body containing wantBody.
+func expectResponse(t *testing.T, c *http.Client, req *http.Request, want int, wantBody string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want || !strings.Contains(string(body), wantBody) {
+		t.Fatalf("%d %q, want %d %q", resp.StatusCode, body, want, wantBody)
 	}
 }
