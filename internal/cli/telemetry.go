@@ -14,6 +14,6 @@ func addTelemetryFlags(cmd *cobra.Command) *model.MeshTelemetry {
 	fs.StringVar(&t.TracingEndpoint, "tracing-endpoint", "", `host:port of an OTLP/gRPC collector (Jaeger, OpenTelemetry collector) the sidecars export spans to (default "": no tracing)`)
 	fs.Float64Var(&t.TracingSampling, "tracing-sampling", t.TracingSampling, "percentage of requests traced when no Telemetry resource sets randomSamplingPercentage (0 to 100)")
 	fs.BoolVar(&t.AccessLogging, "access-logs", false, "turn sidecar access logs on unless a Telemetry resource turns them off")
-	fs.StringVar(&t.RootNamespace, "root-namespace", t.RootNamespace, "the mesh's root namespace: its Telemetry without a selector applies to every workload")
+	fs.StringVar(&t.RootNamespace, "root-namespace", t.RootNamespace, "the mesh's root namespace: its Telemetry and ProxyConfig without a selector apply to every workload, and its AuthorizationPolicies to the whole mesh")
 	return &t
 }

@@ -15,8 +15,6 @@ const (
 )
 
 func init() {
-	delete(unsupportedKinds, KindAuthorizationPolicy)
-	delete(unsupportedKinds, KindRequestAuthentication)
 	istioKinds[KindAuthorizationPolicy] = func() proto.Message { return &security.AuthorizationPolicy{} }
 	kindAPIVersions[KindAuthorizationPolicy] = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
 	istioKinds[KindRequestAuthentication] = func() proto.Message { return &security.RequestAuthentication{} }

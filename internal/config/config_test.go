@@ -59,7 +59,7 @@ func TestLoadFindings(t *testing.T) {
 				`testdata/errors.yaml:11: VirtualService default/reviews: spec.http[0].retries.perTryTimout: unknown field "perTryTimout"; did you mean "perTryTimeout"?`,
 				`testdata/errors.yaml:18: ServiceEntry default/ext: spec.resolution: unknown value "DNZ"; use one of NONE, STATIC, DNS, DNS_ROUND_ROBIN, DYNAMIC_DNS`,
 				`testdata/errors.yaml:22: WasmPlugin istio-system/strict: kind: kind WasmPlugin (extensions.istio.io/v1alpha1) is not supported by Weft yet; remove it or keep it out of Weft's config folder`,
-				`testdata/errors.yaml:28: Widget default/w: kind: unknown kind "Widget" (apiVersion "example.com/v1"); Weft reads ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, Sidecar, Gateway (networking.istio.io) and Workload (weft.dev/v1alpha1)`,
+				`testdata/errors.yaml:28: Widget default/w: kind: unknown kind "Widget" (apiVersion "example.com/v1"); Weft reads AuthorizationPolicy, DestinationRule, Gateway, PeerAuthentication, ProxyConfig, RequestAuthentication, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntry (Istio's) and Workload (weft.dev/v1alpha1)`,
 				`testdata/errors.yaml:32: Sidecar default/default: apiVersion: apiVersion "networking.istio.io/v2" is not one Weft reads for Sidecar; use networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3`,
 				`testdata/errors.yaml:42: Workload default/reviews-v1: spec.replica: unknown field "replica"; did you mean "replicas"?`,
 				`testdata/errors.yaml:44: Workload default/reviews-v1: spec.ports[0].protocl: unknown field "protocl"; did you mean "protocol"?`,

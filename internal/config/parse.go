@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -32,12 +33,9 @@ var istioKinds = map[string]func() proto.Message{
 // unsupportedKinds are Istio kinds Weft knows of and does not read yet.
 // They are reported as errors, never ignored.
 var unsupportedKinds = map[string]bool{
-	"AuthorizationPolicy":   true,
-	"RequestAuthentication": true,
-	"EnvoyFilter":           true,
-	"WorkloadGroup":         true,
-	"ProxyConfig":           true,
-	"WasmPlugin":            true,
+	"EnvoyFilter":   true,
+	"WorkloadGroup": true,
+	"WasmPlugin":    true,
 }
 
 // ignoredMetadata are Kubernetes ObjectMeta fields that appear in YAML
@@ -335,7 +333,7 @@ func checkKind(kind, apiVersion string) string {
 		}
 		return fmt.Sprintf("apiVersion %q is not one Weft reads for %s; use %s", apiVersion, kind, strings.Join(versions, ", "))
 	default:
-		return fmt.Sprintf("unknown kind %q (apiVersion %q); Weft reads ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, Sidecar, Gateway (networking.istio.io) and Workload (%s)", kind, apiVersion, WeftAPIVersion)
+		return fmt.Sprintf("unknown kind %q (apiVersion %q); Weft reads %s (Istio's) and Workload (%s)", kind, apiVersion, strings.Join(slices.Sorted(maps.Keys(istioKinds)), ", "), WeftAPIVersion)
 	}
 	return ""
 }

@@ -71,6 +71,20 @@ type Workload struct {
 	Metrics *WorkloadMetrics `yaml:"metrics"`
 }
 
+// InstanceLabels are the labels each instance of w carries, which
+// workload selectors match: w's Labels, and "app" set to the service name
+// when they have none.
+func (w *Workload) InstanceLabels() map[string]string {
+	out := make(map[string]string, len(w.Labels)+1)
+	for k, v := range w.Labels {
+		out[k] = v
+	}
+	if _, ok := out["app"]; !ok && w.Service != "" {
+		out["app"] = w.Service
+	}
+	return out
+}
+
 // WorkloadMetrics is where a Workload's program serves Prometheus metrics.
 type WorkloadMetrics struct {
 	// Port names one of the Workload's ports. Default: the first port.

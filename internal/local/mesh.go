@@ -32,6 +32,10 @@ const syscallZero = syscall.Signal(0)
 // gatewayName is the instance name of the local ingress gateway.
 const gatewayName = "ingressgateway"
 
+// gatewayLabels are the ingress gateway's labels, which Gateways and
+// ProxyConfigs select it by (as Istio's default ingress gateway's).
+var gatewayLabels = map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+
 // mesh is one weft up run.
 type mesh struct {
 	opts      Options
@@ -68,7 +72,8 @@ type mesh struct {
 // instance is one running app + sidecar (or a gateway: app is nil).
 type instance struct {
 	model   *model.Instance
-	specKey string // the Workload spec it was started from
+	specKey string              // the Workload spec it was started from
+	proxy   model.ProxySettings // its sidecar's, from its ProxyConfigs
 	app     *supervisor.Handle
 	sidecar *supervisor.Handle
 }
@@ -77,8 +82,19 @@ type instance struct {
 type desired struct {
 	workload *config.Resource
 	spec     *config.Workload
+	proxy    model.ProxySettings // from the ProxyConfigs that apply
 	specKey  string
 	name     string
+}
+
+// proxyKey is the part of settings that needs a proxy started anew when it
+// changes (ProxyConfig fields take effect at start, as in Istio).
+func proxyKey(settings model.ProxySettings) string {
+	data, _ := json.Marshal(struct {
+		Concurrency int32
+		Env         map[string]string
+	}{settings.Concurrency, settings.Env})
+	return string(data)
 }
 
 // follow reconciles on every new model until ctx is done.
@@ -134,8 +150,12 @@ func (m *mesh) reconcile(ctx context.Context) {
 		switch spec := r.Spec.(type) {
 		case *config.Workload:
 			data, _ := json.Marshal(spec)
+			var proxy model.ProxySettings
+			if spec.Sidecar {
+				proxy = snap.ProxySettingsFor(r.Namespace, spec.InstanceLabels())
+			}
 			for i := range spec.Replicas {
-				d := desired{workload: r, spec: spec, specKey: string(data), name: fmt.Sprintf("%s-%d", r.Name, i)}
+				d := desired{workload: r, spec: spec, proxy: proxy, specKey: string(data), name: fmt.Sprintf("%s-%d", r.Name, i)}
 				want[d.name+"."+r.Namespace] = d
 			}
 		}
@@ -144,16 +164,24 @@ func (m *mesh) reconcile(ctx context.Context) {
 		}
 	}
 
-	// Stop what is no longer wanted or has changed.
+	// Stop what is no longer wanted or has changed; restart the sidecars
+	// whose settings (ProxyConfigs) changed.
 	m.mu.Lock()
 	var stale []*instance
+	resettle := map[*instance]desired{}
 	for key, in := range m.running {
 		if lastGood[in.model.Namespace+"/"+in.model.Workload] {
 			continue
 		}
-		if d, ok := want[key]; !ok || d.specKey != in.specKey {
+		d, ok := want[key]
+		switch {
+		case !ok || d.specKey != in.specKey:
 			stale = append(stale, in)
 			delete(m.running, key)
+		case in.sidecar != nil && proxyKey(d.proxy) != proxyKey(in.proxy):
+			resettle[in] = d
+		default:
+			in.proxy = d.proxy // the same settings, perhaps from other ProxyConfigs
 		}
 	}
 	m.mu.Unlock()
@@ -161,6 +189,11 @@ func (m *mesh) reconcile(ctx context.Context) {
 		m.log.Info("stopping instance", "instance", in.model.Name, "namespace", in.model.Namespace)
 		m.stopInstance(ctx, in)
 	}
+	var rwg sync.WaitGroup
+	for in, d := range resettle {
+		rwg.Go(func() { m.restartSidecar(ctx, in, d) })
+	}
+	rwg.Wait()
 
 	// Start what is missing, in parallel: each waits for its sidecar.
 	var wg sync.WaitGroup
@@ -191,6 +224,22 @@ func (m *mesh) reconcile(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	var gwProxy model.ProxySettings
+	if gateways {
+		gwProxy = snap.ProxySettingsFor(model.DefaultNamespace, gatewayLabels)
+		m.mu.Lock()
+		old := m.gateway
+		if old != nil && proxyKey(old.proxy) != proxyKey(gwProxy) {
+			m.gateway = nil
+		} else {
+			old = nil
+		}
+		m.mu.Unlock()
+		if old != nil {
+			m.log.Info("restarting the ingress gateway: its ProxyConfig changed", "proxyConfigs", gwProxy.From)
+			m.stopInstance(ctx, old)
+		}
+	}
 	m.mu.Lock()
 	m.problems = problems
 	needGateway := gateways && m.gateway == nil
@@ -198,7 +247,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 	m.mu.Unlock()
 
 	if needGateway {
-		gw, err := m.startGateway(ctx)
+		gw, err := m.startGateway(ctx, gwProxy)
 		if err != nil {
 			m.log.Error("ingress gateway cannot run", "err", err)
 			m.mu.Lock()
@@ -244,16 +293,10 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		Namespace:      ns,
 		Workload:       d.workload.Name,
 		Service:        spec.Service,
-		Labels:         map[string]string{},
+		Labels:         spec.InstanceLabels(),
 		ServiceAccount: spec.ServiceAccount,
 		Locality:       spec.Locality,
 		Address:        "127.0.0.1",
-	}
-	for k, v := range spec.Labels {
-		mi.Labels[k] = v
-	}
-	if _, ok := mi.Labels["app"]; !ok && spec.Service != "" {
-		mi.Labels["app"] = spec.Service
 	}
 	if mi.ServiceAccount == "" {
 		mi.ServiceAccount = "default"
@@ -332,7 +375,7 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 			dir = filepath.Join(filepath.Dir(d.workload.File), dir)
 		}
 	}
-	in := &instance{model: mi, specKey: d.specKey}
+	in := &instance{model: mi, specKey: d.specKey, proxy: d.proxy}
 	appSpec := supervisor.Process{
 		Name:    mi.Name,
 		Group:   groupApp,
@@ -352,25 +395,12 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 	if sidecar {
 		m.cp.Instances().Set(mi)
 		m.waitModel(ctx, mi)
-		h, err := m.sup.Start(ctx, supervisor.Process{
-			Name:    mi.Name + ".proxy",
-			Group:   groupSidecar,
-			Command: append(m.proxyArgs(xdsmeta.ProxyTypeSidecar, mi), appMetricsArgs(spec, mi)...),
-			Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
-			Log:     m.openLog(ns, mi.Name+".proxy"),
-			Quiet:   isAccessLog,
-		})
+		h, err := m.startSidecar(ctx, mi, spec, d.proxy)
 		if err != nil {
 			m.cp.Instances().Remove(mi.ProxyKey())
-			return nil, fmt.Errorf("sidecar of %s: %w", mi.Name, err)
+			return nil, err
 		}
 		in.sidecar = h
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = h.WaitReady(wctx)
-		cancel()
-		if err != nil {
-			m.log.Warn("sidecar not ready; starting the app anyway", "instance", mi.Name, "err", err)
-		}
 	} else {
 		m.cp.Instances().Set(mi)
 	}
@@ -389,6 +419,51 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		m.log.Warn("app not ready yet", "instance", mi.Name, "err", err)
 	}
 	return in, nil
+}
+
+// startSidecar starts mi's sidecar, run with settings, and waits (at
+// most 30 s) for it to be ready.
+func (m *mesh) startSidecar(ctx context.Context, mi *model.Instance, spec *config.Workload, settings model.ProxySettings) (*supervisor.Handle, error) {
+	if len(settings.From) > 0 {
+		m.log.Info("sidecar settings from ProxyConfig", "instance", mi.Name, "namespace", mi.Namespace, "proxyConfigs", settings.From)
+	}
+	h, err := m.sup.Start(ctx, supervisor.Process{
+		Name:    mi.Name + ".proxy",
+		Group:   groupSidecar,
+		Command: append(m.proxyArgs(xdsmeta.ProxyTypeSidecar, mi, settings), appMetricsArgs(spec, mi)...),
+		Env:     envList(settings.Env),
+		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
+		Log:     m.openLog(mi.Namespace, mi.Name+".proxy"),
+		Quiet:   isAccessLog,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sidecar of %s: %w", mi.Name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := h.WaitReady(wctx); err != nil {
+		m.log.Warn("sidecar not ready", "instance", mi.Name, "err", err)
+	}
+	return h, nil
+}
+
+// restartSidecar starts in's sidecar anew with the settings d asks for,
+// on the same ports; the app keeps running (its requests through the
+// sidecar fail while none listens). Only reconcile calls it.
+func (m *mesh) restartSidecar(ctx context.Context, in *instance, d desired) {
+	m.log.Info("restarting a sidecar: its ProxyConfig changed", "instance", in.model.Name, "namespace", in.model.Namespace)
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	_ = in.sidecar.Stop(sctx)
+	cancel()
+	h, err := m.startSidecar(ctx, in.model, d.spec, d.proxy)
+	if err != nil {
+		// The next reconcile tries again: in keeps the old settings.
+		m.log.Error("sidecar cannot run", "instance", in.model.Name, "namespace", in.model.Namespace, "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in.proxy, in.sidecar = d.proxy, h
 }
 
 // waitModel waits (at most a few seconds) until the model in force knows
@@ -434,7 +509,7 @@ func (m *mesh) stopInstance(ctx context.Context, in *instance) {
 
 // startGateway runs the ingress gateway proxy; the control plane gives it
 // listeners for the Gateways that select istio=ingressgateway.
-func (m *mesh) startGateway(ctx context.Context) (*instance, error) {
+func (m *mesh) startGateway(ctx context.Context, settings model.ProxySettings) (*instance, error) {
 	admin, err := m.ports.free()
 	if err != nil {
 		return nil, err
@@ -445,13 +520,14 @@ func (m *mesh) startGateway(ctx context.Context) (*instance, error) {
 	}
 	mi := &model.Instance{
 		Name: gatewayName, Namespace: model.DefaultNamespace, Workload: gatewayName, Address: "127.0.0.1",
-		Labels:         map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"},
+		Labels:         maps.Clone(gatewayLabels),
 		ServiceAccount: "ingressgateway", AdminPort: admin, StatsPort: stats,
 	}
 	h, err := m.sup.Start(ctx, supervisor.Process{
 		Name:    gatewayName,
 		Group:   groupGateway,
-		Command: m.proxyArgs(xdsmeta.ProxyTypeGateway, mi),
+		Command: m.proxyArgs(xdsmeta.ProxyTypeGateway, mi, settings),
+		Env:     envList(settings.Env),
 		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", admin)),
 		Log:     m.openLog(mi.Namespace, gatewayName+".proxy"),
 		Quiet:   isAccessLog,
@@ -464,10 +540,12 @@ func (m *mesh) startGateway(ctx context.Context) (*instance, error) {
 	if err := h.WaitReady(wctx); err != nil {
 		m.log.Warn("ingress gateway not ready", "err", err)
 	}
-	return &instance{model: mi, sidecar: h}, nil
+	return &instance{model: mi, sidecar: h, proxy: settings}, nil
 }
 
-func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
+// proxyArgs is the command line of mi's proxy, of type typ, run with
+// settings (its Env is the caller's to pass).
+func (m *mesh) proxyArgs(typ string, mi *model.Instance, settings model.ProxySettings) []string {
 	labels := make([]string, 0, len(mi.Labels))
 	for _, k := range slices.Sorted(maps.Keys(mi.Labels)) {
 		labels = append(labels, k+"="+mi.Labels[k])
@@ -487,6 +565,9 @@ func (m *mesh) proxyArgs(typ string, mi *model.Instance) []string {
 	args = append(args, ident...)
 	if mi.Locality != "" {
 		args = append(args, "--locality", mi.Locality)
+	}
+	if settings.Concurrency >= 0 {
+		args = append(args, "--concurrency", strconv.Itoa(int(settings.Concurrency)))
 	}
 	// A sidecar with an identity gets its config over mTLS on the CA's
 	// port; without one, over the plaintext xDS port.
@@ -515,7 +596,7 @@ func (m *mesh) ingressURLs() []string {
 	seen := map[uint32]bool{}
 	var out []string
 	for _, gw := range snap.Gateways {
-		if !model.LabelsMatch(gw.Spec.GetSelector(), map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}) {
+		if !model.LabelsMatch(gw.Spec.GetSelector(), gatewayLabels) {
 			continue
 		}
 		for _, s := range gw.Spec.GetServers() {
@@ -564,7 +645,8 @@ func (m *mesh) status() MeshStatus {
 		st.Problems = append(st.Problems, m.problems[key])
 	}
 	add := func(in *instance, service string) {
-		is := InstanceStatus{Service: service, Namespace: in.model.Namespace, Instance: in.model.Name, Workload: in.model.Workload, Version: in.model.Labels["version"], Locality: in.model.Locality}
+		is := InstanceStatus{Service: service, Namespace: in.model.Namespace, Instance: in.model.Name, Workload: in.model.Workload, Version: in.model.Labels["version"], Locality: in.model.Locality,
+			ProxyConfigs: in.proxy.From}
 		if in.model.AdminPort != 0 {
 			is.Sidecar = fmt.Sprintf("127.0.0.1:%d", in.model.AdminPort)
 		}

@@ -3,6 +3,7 @@ package local
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -69,6 +70,9 @@ type InstanceStatus struct {
 	PID int `json:"pid"`
 	// SidecarPID of the sidecar process; 0 if none.
 	SidecarPID int `json:"sidecarPid,omitempty"`
+	// ProxyConfigs are the ProxyConfigs ("namespace/name") that set how
+	// the instance's proxy runs, from the mesh-wide one to its own.
+	ProxyConfigs []string `json:"proxyConfigs,omitempty"`
 }
 
 // PrintStatus writes the status table.
@@ -87,6 +91,11 @@ func PrintStatus(w io.Writer, st MeshStatus) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	for _, in := range st.Instances {
+		if len(in.ProxyConfigs) > 0 {
+			fmt.Fprintf(w, "proxy:     %s set by ProxyConfig %s\n", in.Instance, strings.Join(in.ProxyConfigs, ", "))
+		}
+	}
 	for _, u := range st.Ingress {
 		fmt.Fprintf(w, "ingress:   %s\n", u)
 	}

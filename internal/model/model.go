@@ -316,6 +316,8 @@ type Snapshot struct {
 	Gateways []*Gateway
 	// Telemetries in force (telemetry.istio.io Telemetry).
 	Telemetries []*Telemetry
+	// ProxyConfigs in force (networking.istio.io ProxyConfig).
+	ProxyConfigs []*ProxyConfig
 	// PeerAuthentications in force (security.istio.io PeerAuthentication).
 	PeerAuthentications []*PeerAuthentication
 	// AuthorizationPolicies in force (security.istio.io AuthorizationPolicy).

@@ -20,15 +20,16 @@ const (
 )
 
 // DefaultRootNamespace is the mesh's root namespace when none is set: a
-// Telemetry there without a selector applies to every proxy.
+// Telemetry or ProxyConfig there without a selector applies to every
+// proxy.
 const DefaultRootNamespace = "istio-system"
 
 // MeshTelemetry are the mesh-wide telemetry defaults: static control
 // plane settings (flags of `weft controlplane` and `weft up`) that
 // Telemetry resources override.
 type MeshTelemetry struct {
-	// RootNamespace is the namespace whose selector-less Telemetry applies
-	// mesh-wide; "" means DefaultRootNamespace.
+	// RootNamespace is the namespace whose selector-less Telemetry and
+	// ProxyConfig apply mesh-wide; "" means DefaultRootNamespace.
 	RootNamespace string
 	// TracingSampling is the percentage (0 to 100) of requests traced when
 	// no Telemetry sets randomSamplingPercentage. Default 1.

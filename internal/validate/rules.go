@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,7 +49,7 @@ var supportedTLSModes = map[string]bool{"DISABLE": true, "SIMPLE": true, "MUTUAL
 
 // fieldRules is the table of unsupported fields. To support a field,
 // delete its rule; to reject one more, add a rule.
-var fieldRules = append(buildRules(), telemetryRules()...)
+var fieldRules = slices.Concat(buildRules(), telemetryRules(), proxyConfigRules())
 
 func buildRules() []fieldRule {
 	const exportTo = "exportTo is ignored: in Weft every resource is visible to every namespace; remove it to silence this warning"

@@ -70,8 +70,9 @@ func (b *Builder) Build(set *config.Set, instances []*model.Instance) *model.Sna
 
 // Build is a one-shot form of Builder.Build for callers that keep only
 // snapshots: the last good versions come from lastGood (may be nil), whose
-// Gateways, DestinationRules, VirtualServices and Sidecars stay in force
-// when their new versions are broken. A snapshot does not keep the specs of
+// configs (Gateways, routing and traffic rules, Sidecars, Telemetries,
+// ProxyConfigs, security policies) stay in force when their new versions
+// are broken. A snapshot does not keep the specs of
 // ServiceEntries, WorkloadEntries and Workloads, so for those kinds last
 // good handling needs a Builder. The version is lastGood's plus one.
 func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapshot) *model.Snapshot {
@@ -79,32 +80,24 @@ func Build(set *config.Set, instances []*model.Instance, lastGood *model.Snapsho
 	var version uint64 = 1
 	if lastGood != nil {
 		version = lastGood.Version + 1
-		for _, c := range lastGood.Gateways {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
-		for _, c := range lastGood.DestinationRules {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
-		for _, c := range lastGood.VirtualServices {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
-		for _, c := range lastGood.Sidecars {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
-		for _, c := range lastGood.Telemetries {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
-		for _, c := range lastGood.PeerAuthentications {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
-		for _, c := range lastGood.AuthorizationPolicies {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
-		for _, c := range lastGood.RequestAuthentications {
-			prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
-		}
+		keepConfigs(prev, lastGood.Gateways)
+		keepConfigs(prev, lastGood.DestinationRules)
+		keepConfigs(prev, lastGood.VirtualServices)
+		keepConfigs(prev, lastGood.Sidecars)
+		keepConfigs(prev, lastGood.Telemetries)
+		keepConfigs(prev, lastGood.ProxyConfigs)
+		keepConfigs(prev, lastGood.PeerAuthentications)
+		keepConfigs(prev, lastGood.AuthorizationPolicies)
+		keepConfigs(prev, lastGood.RequestAuthentications)
 	}
 	return run(set, instances, prev, version).snap
+}
+
+// keepConfigs adds the configs cs to prev, by key.
+func keepConfigs[T any](prev map[rkey]*config.Resource, cs []*model.Config[T]) {
+	for _, c := range cs {
+		prev[keyOf(c.Meta)] = &config.Resource{Meta: c.Meta, Spec: c.Spec}
+	}
 }
 
 type rkey struct{ kind, namespace, name string }
@@ -178,6 +171,11 @@ type build struct {
 	telemetryDefault map[string]*config.Resource
 	// peerAuthDefault: namespace -> PeerAuthentication without selector.
 	peerAuthDefault map[string]*config.Resource
+	// proxyConfigDefault: namespace -> ProxyConfig without selector;
+	// proxyConfigSelects: "ns/name" of a Workload -> the ProxyConfig with
+	// a selector that selects it (made on first use).
+	proxyConfigDefault map[string]*config.Resource
+	proxyConfigSelects map[string]*config.Resource
 }
 
 // run builds a snapshot, trying again while a try learns something that
@@ -244,6 +242,7 @@ func runOnce(set *config.Set, instances []*model.Instance, lastGood map[rkey]*co
 	b.warnUnusedDelegates()
 	b.stage(b.checkSidecar, config.KindSidecar)
 	b.stage(b.checkTelemetry, config.KindTelemetry)
+	b.stage(b.checkProxyConfig, config.KindProxyConfig)
 	b.stage(b.checkPeerAuthentication, config.KindPeerAuthentication)
 	b.stage(b.checkAuthorizationPolicy, config.KindAuthorizationPolicy)
 	b.stage(b.checkRequestAuthentication, config.KindRequestAuthentication)
@@ -419,6 +418,7 @@ func (b *build) sortSnapshot() {
 	sortConfigs(s.Sidecars)
 	sortConfigs(s.Gateways)
 	sortConfigs(s.Telemetries)
+	sortConfigs(s.ProxyConfigs)
 	sortConfigs(s.PeerAuthentications)
 	sortConfigs(s.AuthorizationPolicies)
 	sortConfigs(s.RequestAuthentications)

@@ -10,11 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	networking "istio.io/api/networking/v1alpha3"
-	security "istio.io/api/security/v1beta1"
-	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"weft.dev/weft/internal/config"
 	"weft.dev/weft/internal/model"
@@ -497,19 +494,10 @@ func TestStatus(t *testing.T) {
 // TestFieldRulesResolve keeps the table of unsupported fields honest:
 // every path names real fields of its kind.
 func TestFieldRulesResolve(t *testing.T) {
-	specs := map[string]proto.Message{
-		config.KindVirtualService:        &networking.VirtualService{},
-		config.KindDestinationRule:       &networking.DestinationRule{},
-		config.KindGateway:               &networking.Gateway{},
-		config.KindServiceEntry:          &networking.ServiceEntry{},
-		config.KindSidecar:               &networking.Sidecar{},
-		config.KindTelemetry:             &telemetry.Telemetry{},
-		config.KindRequestAuthentication: &security.RequestAuthentication{},
-	}
 	for kind, rules := range rulesByKind {
 		for _, r := range rules {
 			t.Run(kind+" "+r.path, func(t *testing.T) {
-				m := specs[kind]
+				m := istioSpecs[kind]
 				if m == nil {
 					t.Fatalf("no spec type for kind %s", kind)
 				}

@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// proxyConfigMesh is httpbin behind the ingress gateway, with a mesh-wide
+// ProxyConfig (one thread at most for every proxy) and httpbin's own
+// (two threads, fixed by GOMAXPROCS in its sidecar's environment).
+const proxyConfigMesh = `apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: httpbin, namespace: default}
+spec:
+  ports: [{name: http, number: 8000}]
+  command: ["go-httpbin", "-host", "127.0.0.1", "-port", "${PORT}"]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: front, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: %d, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: front, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [front]
+  http:
+  - route:
+    - destination: {host: httpbin, port: {number: 8000}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: mesh, namespace: istio-system}
+spec:
+  concurrency: 1
+`
+
+// httpbinProxyConfig is httpbin's own ProxyConfig with GOMAXPROCS set to
+// threads in its sidecar's environment.
+func httpbinProxyConfig(threads string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: httpbin, namespace: default}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  environmentVariables: {GOMAXPROCS: %q, WEFT_E2E_MARK: "threads-%s"}
+`, threads, threads)
+}
+
+// TestProxyConfig: ProxyConfigs set how proxies run. weft up starts each
+// sidecar and the ingress gateway with the concurrency (--concurrency)
+// and environment the ProxyConfigs that apply to it merge to, weft status
+// names them, and a change restarts the proxies it changes, which then
+// serve again; a bad ProxyConfig is refused and restarts nothing.
+func TestProxyConfig(t *testing.T) {
+	ingress := freePort(t)
+	dir := t.TempDir()
+	for name, data := range map[string]string{
+		"mesh.yaml":    fmt.Sprintf(proxyConfigMesh, ingress),
+		"httpbin.yaml": httpbinProxyConfig("2"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startMesh(t, dir, ingress)
+
+	// proxies are the proxy processes of httpbin-0 and the gateway.
+	type proxy struct {
+		pid, appPID int
+		from        []string
+		admin       string
+	}
+	proxies := func() (map[string]proxy, error) {
+		st, err := m.statusErr()
+		if err != nil {
+			return nil, err
+		}
+		if len(st.Problems) > 0 {
+			return nil, fmt.Errorf("problems: %v", st.Problems)
+		}
+		out := map[string]proxy{}
+		for _, in := range st.Instances {
+			if !in.Ready {
+				return nil, fmt.Errorf("%s not ready", in.Instance)
+			}
+			p := proxy{from: in.ProxyConfigs, admin: in.Sidecar, pid: in.SidecarPID, appPID: in.PID}
+			if in.Service == "ingress" {
+				p.pid = in.PID
+			}
+			out[in.Instance] = p
+		}
+		if out["httpbin-0"].pid == 0 || out["ingressgateway"].pid == 0 {
+			return nil, fmt.Errorf("httpbin-0's sidecar and the gateway not both running: %+v", st.Instances)
+		}
+		return out, nil
+	}
+	// check compares a proxy's command line, environment and threads
+	// with what its ProxyConfigs ask.
+	check := func(t *testing.T, name string, p proxy, from []string, concurrency, env string, threads int) {
+		t.Helper()
+		if diff := cmp.Diff(from, p.from); diff != "" {
+			t.Errorf("%s: ProxyConfigs in weft status (-want +got):\n%s", name, diff)
+		}
+		args := procStrings(t, p.pid, "cmdline")
+		if i := slices.Index(args, "--concurrency"); i < 0 || i+1 >= len(args) || args[i+1] != concurrency {
+			t.Errorf("%s: proxy command line %q, want --concurrency %s", name, args, concurrency)
+		}
+		if env != "" && !slices.Contains(procStrings(t, p.pid, "environ"), env) {
+			t.Errorf("%s: proxy environment lacks %s", name, env)
+		}
+		waitFor(t, 10*time.Second, name+"'s threads", func() error {
+			_, metrics, err := get("http://" + p.admin + "/stats/prometheus")
+			if err != nil {
+				return err
+			}
+			want := fmt.Sprintf("go_sched_gomaxprocs_threads %d", threads)
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `$`).MatchString(metrics) {
+				return fmt.Errorf("metrics lack %q", want)
+			}
+			return nil
+		})
+	}
+	serves := func(t *testing.T) {
+		t.Helper()
+		waitFor(t, 30*time.Second, "httpbin through the ingress gateway", func() error {
+			code, body, err := get(fmt.Sprintf("http://127.0.0.1:%d/get", ingress))
+			if err != nil || code != 200 {
+				return fmt.Errorf("status %d, err %v: %.200s", code, err, body)
+			}
+			return nil
+		})
+	}
+
+	var before map[string]proxy
+	waitFor(t, 60*time.Second, "httpbin and the gateway to be ready", func() (err error) {
+		before, err = proxies()
+		return err
+	})
+	t.Run("proxies start as their ProxyConfigs say", func(t *testing.T) {
+		// httpbin's sidecar: the mesh's concurrency, and its own
+		// GOMAXPROCS, which fixes its threads at 2 (it would run on one
+		// while idle otherwise).
+		check(t, "httpbin-0", before["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "1", "GOMAXPROCS=2", 2)
+		// The gateway: the mesh's concurrency, one thread (every CPU
+		// otherwise).
+		check(t, "ingressgateway", before["ingressgateway"], []string{"istio-system/mesh"}, "1", "", 1)
+		serves(t)
+		out, err := m.weft("", "status")
+		if err != nil || !strings.Contains(out, "httpbin-0 set by ProxyConfig istio-system/mesh, default/httpbin") {
+			t.Errorf("weft status does not name httpbin-0's ProxyConfigs: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("a change restarts the proxies it changes, not the apps", func(t *testing.T) {
+		m.apply(t, httpbinProxyConfig("1")+`---
+apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: gateway, namespace: default}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  concurrency: 2
+`, "")
+		var after map[string]proxy
+		waitFor(t, 60*time.Second, "both proxies restarted", func() (err error) {
+			if after, err = proxies(); err != nil {
+				return err
+			}
+			if after["httpbin-0"].pid == before["httpbin-0"].pid || after["ingressgateway"].pid == before["ingressgateway"].pid {
+				return fmt.Errorf("pids %d and %d, were %d and %d", after["httpbin-0"].pid, after["ingressgateway"].pid, before["httpbin-0"].pid, before["ingressgateway"].pid)
+			}
+			return nil
+		})
+		if after["httpbin-0"].appPID != before["httpbin-0"].appPID {
+			t.Errorf("httpbin-0's app restarted (pid %d, was %d); only its sidecar should", after["httpbin-0"].appPID, before["httpbin-0"].appPID)
+		}
+		check(t, "httpbin-0", after["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "1", "WEFT_E2E_MARK=threads-1", 1)
+		check(t, "ingressgateway", after["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "2", "", min(2, runtime.NumCPU()))
+		serves(t)
+		before = after
+	})
+
+	t.Run("a bad ProxyConfig is refused and restarts nothing", func(t *testing.T) {
+		out, err := m.weft(strings.Replace(httpbinProxyConfig("1"), "spec:\n", "spec:\n  concurrency: -1\n", 1), "apply", "-f", "-")
+		if err == nil || !strings.Contains(out, "ProxyConfig default/httpbin") || !strings.Contains(out, "spec.concurrency: concurrency -1 is negative") {
+			t.Fatalf("weft apply of a negative concurrency: %v\n%s; want it refused at spec.concurrency", err, out)
+		}
+		now, err := proxies()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now["httpbin-0"].pid != before["httpbin-0"].pid {
+			t.Errorf("httpbin-0's sidecar restarted (pid %d, was %d) for a refused ProxyConfig", now["httpbin-0"].pid, before["httpbin-0"].pid)
+		}
+		serves(t)
+	})
+}
+
+// procStrings reads /proc/<pid>/<file>, a list of NUL-terminated strings
+// (cmdline, environ).
+func procStrings(t *testing.T, pid int, file string) []string {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(string(bytes.TrimSuffix(data, []byte{0})), "\x00")
+}
