@@ -556,3 +556,76 @@ func TestDuplicateKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeKeys: YAML merge keys (<<) merge anchored mappings, one or a
+// list of them, under the mapping's own keys, in specs, metadata and
+// Workloads; a merge of something else is an error on its line.
+func TestMergeKeys(t *testing.T) {
+	set, fs := Parse("m.yaml", []byte(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  trafficPolicy: &policy
+    connectionPool: {tcp: {maxConnections: 100}}
+    outlierDetection: &outlier {consecutive5xxErrors: 5, interval: 10s}
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy:
+      <<: *policy
+      outlierDetection:
+        <<: *outlier
+        interval: 30s
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      <<: [{loadBalancer: {simple: RANDOM}}, *policy]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata:
+  <<: {namespace: shop, labels: {team: a}}
+  name: reviews-v1
+spec:
+  labels: &v1 {version: v1}
+  env:
+    <<: *v1
+    MODE: fast
+  command: [sleep, "1"]
+`))
+	if diff := cmp.Diff([]string(nil), findingStrings(fs)); diff != "" {
+		t.Fatalf("findings (-want +got):\n%s", diff)
+	}
+	dr := set.Get(KindDestinationRule, "shop", "reviews").Spec.(*networking.DestinationRule)
+	v1, v2 := dr.GetSubsets()[0].GetTrafficPolicy(), dr.GetSubsets()[1].GetTrafficPolicy()
+	if got := v1.GetConnectionPool().GetTcp().GetMaxConnections(); got != 100 {
+		t.Errorf("v1 maxConnections = %d, want 100 (merged from the trafficPolicy)", got)
+	}
+	if od := v1.GetOutlierDetection(); od.GetConsecutive_5XxErrors().GetValue() != 5 || od.GetInterval().AsDuration() != 30*time.Second {
+		t.Errorf("v1 outlierDetection = %v, want 5 errors (merged) and 30s (its own)", od)
+	}
+	if v2.GetLoadBalancer().GetSimple() != networking.LoadBalancerSettings_RANDOM || v2.GetConnectionPool().GetTcp().GetMaxConnections() != 100 {
+		t.Errorf("v2 trafficPolicy = %v, want RANDOM and 100 connections from the two merged mappings", v2)
+	}
+	w := set.Get(KindWorkload, "shop", "reviews-v1")
+	if w == nil {
+		t.Fatal("Workload shop/reviews-v1 (namespace merged from an inline mapping) not read")
+	}
+	if diff := cmp.Diff(map[string]string{"version": "v1", "MODE": "fast"}, w.Spec.(*Workload).Env); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"team": "a"}, w.Labels); diff != "" {
+		t.Errorf("metadata.labels (-want +got):\n%s", diff)
+	}
+
+	_, fs = Parse("bad.yaml", []byte("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n  <<: [*x]\n"))
+	_, fs2 := Parse("bad.yaml", []byte("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n  a: &n 5\n  <<: *n\n"))
+	want := []string{`bad.yaml:6: a merge key (<<) takes a mapping or a list of mappings, not "5"; merge an anchored mapping (<<: *name) or write the fields out`}
+	if diff := cmp.Diff(want, findingStrings(fs2)); diff != "" {
+		t.Errorf("merge of a scalar (-want +got):\n%s", diff)
+	}
+	if len(fs) != 1 || !strings.Contains(fs[0].String(), "bad.yaml:5") {
+		t.Errorf("merge of an unknown anchor: %v, want one finding on line 5", findingStrings(fs))
+	}
+}

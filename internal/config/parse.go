@@ -112,6 +112,9 @@ func parseYAML(text []byte, offset int) (root *yaml.Node, line int, err error) {
 		return nil, 0, nil
 	}
 	shiftLines(&doc, offset)
+	if line, err := expandMerges(doc.Content[0]); err != nil {
+		return nil, line, err
+	}
 	return doc.Content[0], 0, nil
 }
 
