@@ -32,10 +32,6 @@ const syscallZero = syscall.Signal(0)
 // gatewayName is the instance name of the local ingress gateway.
 const gatewayName = "ingressgateway"
 
-// gatewayLabels are the ingress gateway's labels, which Gateways and
-// ProxyConfigs select it by (as Istio's default ingress gateway's).
-var gatewayLabels = map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
-
 // mesh is one weft up run.
 type mesh struct {
 	opts      Options
@@ -91,7 +87,7 @@ type desired struct {
 // changes (ProxyConfig fields take effect at start, as in Istio).
 func proxyKey(settings model.ProxySettings) string {
 	data, _ := json.Marshal(struct {
-		Concurrency int32
+		Concurrency *int32
 		Env         map[string]string
 	}{settings.Concurrency, settings.Env})
 	return string(data)
@@ -189,15 +185,10 @@ func (m *mesh) reconcile(ctx context.Context) {
 		m.log.Info("stopping instance", "instance", in.model.Name, "namespace", in.model.Namespace)
 		m.stopInstance(ctx, in)
 	}
-	var rwg sync.WaitGroup
-	for in, d := range resettle {
-		rwg.Go(func() { m.restartSidecar(ctx, in, d) })
-	}
-	rwg.Wait()
 
 	// Start what is missing, in parallel: each waits for its sidecar.
 	var wg sync.WaitGroup
-	problems := map[string]string{}
+	problems := m.restartSidecars(ctx, resettle)
 	var pmu sync.Mutex
 	for _, key := range slices.Sorted(maps.Keys(want)) {
 		m.mu.Lock()
@@ -226,12 +217,15 @@ func (m *mesh) reconcile(ctx context.Context) {
 	wg.Wait()
 	var gwProxy model.ProxySettings
 	if gateways {
-		gwProxy = snap.ProxySettingsFor(model.DefaultNamespace, gatewayLabels)
+		gwProxy = snap.ProxySettingsFor(model.IngressGatewayNamespace, model.IngressGatewayLabels)
 		m.mu.Lock()
 		old := m.gateway
-		if old != nil && proxyKey(old.proxy) != proxyKey(gwProxy) {
+		switch {
+		case old == nil:
+		case proxyKey(old.proxy) != proxyKey(gwProxy):
 			m.gateway = nil
-		} else {
+		default:
+			old.proxy = gwProxy // the same settings, perhaps from other ProxyConfigs
 			old = nil
 		}
 		m.mu.Unlock()
@@ -396,9 +390,12 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 		m.cp.Instances().Set(mi)
 		m.waitModel(ctx, mi)
 		h, err := m.startSidecar(ctx, mi, spec, d.proxy)
-		if err != nil {
+		if h == nil {
 			m.cp.Instances().Remove(mi.ProxyKey())
 			return nil, err
+		}
+		if err != nil {
+			m.log.Warn("starting the app anyway", "instance", mi.Name, "err", err)
 		}
 		in.sidecar = h
 	} else {
@@ -422,7 +419,8 @@ func (m *mesh) startInstance(ctx context.Context, d desired) (*instance, error) 
 }
 
 // startSidecar starts mi's sidecar, run with settings, and waits (at
-// most 30 s) for it to be ready.
+// most 30 s) for it to be ready, which the error says it is not when the
+// handle comes with one.
 func (m *mesh) startSidecar(ctx context.Context, mi *model.Instance, spec *config.Workload, settings model.ProxySettings) (*supervisor.Handle, error) {
 	if len(settings.From) > 0 {
 		m.log.Info("sidecar settings from ProxyConfig", "instance", mi.Name, "namespace", mi.Namespace, "proxyConfigs", settings.From)
@@ -442,28 +440,65 @@ func (m *mesh) startSidecar(ctx context.Context, mi *model.Instance, spec *confi
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := h.WaitReady(wctx); err != nil {
-		m.log.Warn("sidecar not ready", "instance", mi.Name, "err", err)
+		return h, fmt.Errorf("sidecar of %s not ready: %w", mi.Name, err)
 	}
 	return h, nil
 }
 
+// restartSidecars starts anew the sidecars in resettle with the settings
+// their desired instance asks for (a ProxyConfig changed). Each Workload's
+// instances go one at a time, each waiting for the one before to be ready,
+// so that a Workload with replicas keeps serving; Workloads go in
+// parallel. It returns the problems met, by Workload. Only reconcile
+// calls it.
+func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desired) map[string]string {
+	byWorkload := map[string][]*instance{}
+	for in, d := range resettle {
+		byWorkload[d.workload.Key()] = append(byWorkload[d.workload.Key()], in)
+	}
+	problems := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for key, ins := range byWorkload {
+		slices.SortFunc(ins, func(a, b *instance) int { return strings.Compare(a.model.Name, b.model.Name) })
+		wg.Go(func() {
+			for _, in := range ins {
+				if err := m.restartSidecar(ctx, in, resettle[in]); err != nil {
+					// The rest keep their sidecars: a setting that stops
+					// one from starting would stop them too.
+					mu.Lock()
+					problems[key] = fmt.Sprintf("%v; the other instances of %s keep their sidecars", err, key)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return problems
+}
+
 // restartSidecar starts in's sidecar anew with the settings d asks for,
-// on the same ports; the app keeps running (its requests through the
-// sidecar fail while none listens). Only reconcile calls it.
-func (m *mesh) restartSidecar(ctx context.Context, in *instance, d desired) {
+// on the same ports, and waits (at most 30 s) for it to be ready; the app
+// keeps running (its requests through the sidecar fail while none
+// listens). When the new sidecar cannot start, in keeps its old
+// settings, so that the next reconcile tries again; one that starts but
+// is not ready is kept (the supervisor restarts it if it exits).
+func (m *mesh) restartSidecar(ctx context.Context, in *instance, d desired) error {
 	m.log.Info("restarting a sidecar: its ProxyConfig changed", "instance", in.model.Name, "namespace", in.model.Namespace)
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	_ = in.sidecar.Stop(sctx)
 	cancel()
 	h, err := m.startSidecar(ctx, in.model, d.spec, d.proxy)
-	if err != nil {
-		// The next reconcile tries again: in keeps the old settings.
-		m.log.Error("sidecar cannot run", "instance", in.model.Name, "namespace", in.model.Namespace, "err", err)
-		return
+	if h != nil {
+		m.mu.Lock()
+		in.proxy, in.sidecar = d.proxy, h
+		m.mu.Unlock()
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	in.proxy, in.sidecar = d.proxy, h
+	if err != nil {
+		m.log.Error("sidecar restart failed", "instance", in.model.Name, "namespace", in.model.Namespace, "err", err)
+	}
+	return err
 }
 
 // waitModel waits (at most a few seconds) until the model in force knows
@@ -520,7 +555,7 @@ func (m *mesh) startGateway(ctx context.Context, settings model.ProxySettings) (
 	}
 	mi := &model.Instance{
 		Name: gatewayName, Namespace: model.DefaultNamespace, Workload: gatewayName, Address: "127.0.0.1",
-		Labels:         maps.Clone(gatewayLabels),
+		Labels:         maps.Clone(model.IngressGatewayLabels),
 		ServiceAccount: "ingressgateway", AdminPort: admin, StatsPort: stats,
 	}
 	h, err := m.sup.Start(ctx, supervisor.Process{
@@ -566,8 +601,8 @@ func (m *mesh) proxyArgs(typ string, mi *model.Instance, settings model.ProxySet
 	if mi.Locality != "" {
 		args = append(args, "--locality", mi.Locality)
 	}
-	if settings.Concurrency >= 0 {
-		args = append(args, "--concurrency", strconv.Itoa(int(settings.Concurrency)))
+	if settings.Concurrency != nil {
+		args = append(args, "--concurrency", strconv.Itoa(int(*settings.Concurrency)))
 	}
 	// A sidecar with an identity gets its config over mTLS on the CA's
 	// port; without one, over the plaintext xDS port.
@@ -596,7 +631,7 @@ func (m *mesh) ingressURLs() []string {
 	seen := map[uint32]bool{}
 	var out []string
 	for _, gw := range snap.Gateways {
-		if !model.LabelsMatch(gw.Spec.GetSelector(), gatewayLabels) {
+		if !model.LabelsMatch(gw.Spec.GetSelector(), model.IngressGatewayLabels) {
 			continue
 		}
 		for _, s := range gw.Spec.GetServers() {

@@ -93,7 +93,7 @@ func PrintStatus(w io.Writer, st MeshStatus) {
 	fmt.Fprintln(w)
 	for _, in := range st.Instances {
 		if len(in.ProxyConfigs) > 0 {
-			fmt.Fprintf(w, "proxy:     %s set by ProxyConfig %s\n", in.Instance, strings.Join(in.ProxyConfigs, ", "))
+			fmt.Fprintf(w, "proxy:     %s/%s follows ProxyConfig %s\n", in.Namespace, in.Instance, strings.Join(in.ProxyConfigs, ", "))
 		}
 	}
 	for _, u := range st.Ingress {

@@ -8,14 +8,25 @@ import (
 // of the workloads it applies to run.
 type ProxyConfig = Config[*networkingv1beta1.ProxyConfig]
 
+// IngressGatewayNamespace and IngressGatewayLabels are the namespace and
+// the labels of the ingress gateway proxy `weft up` runs, by which
+// Gateways, ProxyConfigs and policies select it (those of Istio's default
+// ingress gateway).
+const IngressGatewayNamespace = DefaultNamespace
+
+// IngressGatewayLabels: see IngressGatewayNamespace. Readers must not
+// change the map.
+var IngressGatewayLabels = map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+
 // ProxySettings is how one proxy process runs, merged from the
 // ProxyConfigs that apply to it. It takes effect when the proxy starts.
+// The zero value is the proxy's defaults.
 type ProxySettings struct {
 	// Concurrency is the most threads the proxy runs on (weft-proxy
-	// --concurrency): 0 means every CPU the process may use, -1 that no
-	// ProxyConfig sets it (the proxy's default: 2 for a sidecar, every
+	// --concurrency), 0 meaning every CPU the process may use; nil when
+	// no ProxyConfig sets it (the proxy's default: 2 for a sidecar, every
 	// CPU for a gateway).
-	Concurrency int32
+	Concurrency *int32
 	// Env is added to the proxy's environment; nil when empty.
 	Env map[string]string
 	// From are the ProxyConfigs that apply, "namespace/name", from the
@@ -27,21 +38,32 @@ type ProxySettings struct {
 // namespace whose workload has labels, as Istio does: the root
 // namespace's ProxyConfig without a selector (mesh-wide), then
 // namespace's own without a selector, then the first (by name) in
-// namespace whose selector matches labels. A later one's concurrency
+// namespace whose selector's labels match. A later one's concurrency
 // replaces an earlier one's; environment variables merge by name, the
-// later one's value winning. Validation keeps one ProxyConfig without a
-// selector per namespace and one selecting each Workload.
+// later one's value winning, except that a GOMAXPROCS from a less
+// specific ProxyConfig goes when a more specific one sets concurrency
+// (the proxy lets GOMAXPROCS win over --concurrency). Validation keeps one
+// ProxyConfig without a selector per namespace and one selecting each
+// workload.
 func (s *Snapshot) ProxySettingsFor(namespace string, labels map[string]string) ProxySettings {
-	out := ProxySettings{Concurrency: -1}
+	var out ProxySettings
 	apply := func(pc *ProxyConfig) {
+		env := pc.Spec.GetEnvironmentVariables()
 		if c := pc.Spec.GetConcurrency(); c != nil {
-			out.Concurrency = c.GetValue()
+			v := c.GetValue()
+			out.Concurrency = &v
+			if _, own := env["GOMAXPROCS"]; !own {
+				delete(out.Env, "GOMAXPROCS")
+			}
 		}
-		for k, v := range pc.Spec.GetEnvironmentVariables() {
+		for k, v := range env {
 			if out.Env == nil {
 				out.Env = map[string]string{}
 			}
 			out.Env[k] = v
+		}
+		if len(out.Env) == 0 {
+			out.Env = nil
 		}
 		out.From = append(out.From, pc.Namespace+"/"+pc.Name)
 	}
@@ -62,9 +84,7 @@ func (s *Snapshot) ProxySettingsFor(namespace string, labels map[string]string) 
 			apply(pc)
 		}
 	}
-	if pc := first(func(pc *ProxyConfig) bool {
-		return pc.Namespace == namespace && !ProxyConfigNamespaceWide(pc.Spec) && LabelsMatch(pc.Spec.GetSelector().GetMatchLabels(), labels)
-	}); pc != nil {
+	if pc := first(func(pc *ProxyConfig) bool { return pc.Namespace == namespace && ProxyConfigSelects(pc.Spec, labels) }); pc != nil {
 		apply(pc)
 	}
 	return out
@@ -72,7 +92,16 @@ func (s *Snapshot) ProxySettingsFor(namespace string, labels map[string]string) 
 
 // ProxyConfigNamespaceWide reports whether spec applies to every workload
 // of its namespace (or, in the root namespace, of the mesh): it has no
-// selector labels.
+// selector. As in Istio, an empty selector is not the same: it selects
+// no workload.
 func ProxyConfigNamespaceWide(spec *networkingv1beta1.ProxyConfig) bool {
-	return len(spec.GetSelector().GetMatchLabels()) == 0
+	return spec.GetSelector() == nil
+}
+
+// ProxyConfigSelects reports whether spec's selector selects a workload
+// of its namespace with labels: it has selector labels, all of which
+// labels has.
+func ProxyConfigSelects(spec *networkingv1beta1.ProxyConfig, labels map[string]string) bool {
+	sel := spec.GetSelector().GetMatchLabels()
+	return len(sel) > 0 && LabelsMatch(sel, labels)
 }

@@ -24,11 +24,12 @@ func TestProxySettingsFor(t *testing.T) {
 	// Sorted by namespace, then name, as validation leaves them.
 	configs := []*ProxyConfig{
 		pc("istio-system", "gateway", map[string]string{"istio": "ingressgateway"}, n(4), nil),
-		pc("istio-system", "mesh", nil, n(0), map[string]string{"GOGC": "200", "A": "mesh"}),
+		pc("istio-system", "mesh", nil, n(0), map[string]string{"GOGC": "200", "A": "mesh", "GOMAXPROCS": "8"}),
 		pc("shop", "a-reviews", map[string]string{"app": "reviews"}, nil, map[string]string{"A": "reviews"}),
 		pc("shop", "b-reviews", map[string]string{"app": "reviews"}, n(3), nil),
-		pc("shop", "empty-selector", map[string]string{}, n(2), map[string]string{"A": "shop", "B": "shop"}),
-		pc("web", "ratings", map[string]string{"app": "ratings"}, n(1), nil),
+		pc("shop", "empty-selector", map[string]string{}, n(5), nil),
+		pc("shop", "shop", nil, n(2), map[string]string{"A": "shop", "B": "shop"}),
+		pc("web", "ratings", map[string]string{"app": "ratings"}, n(1), map[string]string{"GOMAXPROCS": "1"}),
 	}
 	tests := []struct {
 		name      string
@@ -38,36 +39,41 @@ func TestProxySettingsFor(t *testing.T) {
 		want      ProxySettings
 	}{
 		{
-			name:      "mesh, namespace, then the first workload's own by name",
+			name:      "mesh, namespace, then the first workload's own by name; a more specific concurrency drops a less specific GOMAXPROCS",
 			namespace: "shop", labels: map[string]string{"app": "reviews", "version": "v1"},
-			want: ProxySettings{Concurrency: 2, Env: map[string]string{"GOGC": "200", "A": "reviews", "B": "shop"},
-				From: []string{"istio-system/mesh", "shop/empty-selector", "shop/a-reviews"}},
+			want: ProxySettings{Concurrency: n(2), Env: map[string]string{"GOGC": "200", "A": "reviews", "B": "shop"},
+				From: []string{"istio-system/mesh", "shop/shop", "shop/a-reviews"}},
 		},
 		{
-			name:      "no selector matches: the namespace's",
+			name:      "no selector matches, and an empty selector selects nothing: the namespace's",
 			namespace: "shop", labels: map[string]string{"app": "ratings"},
-			want: ProxySettings{Concurrency: 2, Env: map[string]string{"GOGC": "200", "A": "shop", "B": "shop"},
-				From: []string{"istio-system/mesh", "shop/empty-selector"}},
+			want: ProxySettings{Concurrency: n(2), Env: map[string]string{"GOGC": "200", "A": "shop", "B": "shop"},
+				From: []string{"istio-system/mesh", "shop/shop"}},
 		},
 		{
 			name:      "a selector in another namespace does not apply",
 			namespace: "web", labels: map[string]string{"app": "reviews"},
-			want: ProxySettings{Concurrency: 0, Env: map[string]string{"GOGC": "200", "A": "mesh"}, From: []string{"istio-system/mesh"}},
+			want: ProxySettings{Concurrency: n(0), Env: map[string]string{"GOGC": "200", "A": "mesh", "GOMAXPROCS": "8"}, From: []string{"istio-system/mesh"}},
+		},
+		{
+			name:      "a GOMAXPROCS beside a concurrency stays",
+			namespace: "web", labels: map[string]string{"app": "ratings"},
+			want: ProxySettings{Concurrency: n(1), Env: map[string]string{"GOGC": "200", "A": "mesh", "GOMAXPROCS": "1"}, From: []string{"istio-system/mesh", "web/ratings"}},
 		},
 		{
 			name:      "in the root namespace the mesh-wide one counts once, a selector there selects its own workloads",
 			namespace: "istio-system", labels: map[string]string{"istio": "ingressgateway"},
-			want: ProxySettings{Concurrency: 4, Env: map[string]string{"GOGC": "200", "A": "mesh"}, From: []string{"istio-system/mesh", "istio-system/gateway"}},
+			want: ProxySettings{Concurrency: n(4), Env: map[string]string{"GOGC": "200", "A": "mesh"}, From: []string{"istio-system/mesh", "istio-system/gateway"}},
 		},
 		{
 			name: "another root namespace: nothing mesh-wide",
 			root: "mesh-root", namespace: "web", labels: map[string]string{"app": "ratings"},
-			want: ProxySettings{Concurrency: 1, From: []string{"web/ratings"}},
+			want: ProxySettings{Concurrency: n(1), Env: map[string]string{"GOMAXPROCS": "1"}, From: []string{"web/ratings"}},
 		},
 		{
-			name: "nothing applies",
+			name: "nothing applies: the proxy's defaults",
 			root: "mesh-root", namespace: "other",
-			want: ProxySettings{Concurrency: -1},
+			want: ProxySettings{},
 		},
 	}
 	for _, tc := range tests {

@@ -15,14 +15,22 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// proxyConfigMesh is httpbin behind the ingress gateway, with a mesh-wide
-// ProxyConfig (one thread at most for every proxy) and httpbin's own
-// (two threads, fixed by GOMAXPROCS in its sidecar's environment).
+// proxyConfigMesh is httpbin behind the ingress gateway and another
+// workload, with a mesh-wide ProxyConfig (every CPU for every proxy) and
+// httpbin's own (two threads, fixed by GOMAXPROCS in its sidecar's
+// environment).
 const proxyConfigMesh = `apiVersion: weft.dev/v1alpha1
 kind: Workload
 metadata: {name: httpbin, namespace: default}
 spec:
   ports: [{name: http, number: 8000}]
+  command: ["go-httpbin", "-host", "127.0.0.1", "-port", "${PORT}"]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: other, namespace: default}
+spec:
+  ports: [{name: http, number: 8001}]
   command: ["go-httpbin", "-host", "127.0.0.1", "-port", "${PORT}"]
 ---
 apiVersion: networking.istio.io/v1
@@ -48,7 +56,7 @@ apiVersion: networking.istio.io/v1beta1
 kind: ProxyConfig
 metadata: {name: mesh, namespace: istio-system}
 spec:
-  concurrency: 1
+  concurrency: 0
 `
 
 // httpbinProxyConfig is httpbin's own ProxyConfig with GOMAXPROCS set to
@@ -66,8 +74,10 @@ spec:
 // TestProxyConfig: ProxyConfigs set how proxies run. weft up starts each
 // sidecar and the ingress gateway with the concurrency (--concurrency)
 // and environment the ProxyConfigs that apply to it merge to, weft status
-// names them, and a change restarts the proxies it changes, which then
-// serve again; a bad ProxyConfig is refused and restarts nothing.
+// names them, and a change restarts the proxies it changes (not their
+// apps, nor the proxies it does not change), which then serve again; a
+// bad ProxyConfig is refused, its last good version stays in force and
+// nothing restarts.
 func TestProxyConfig(t *testing.T) {
 	ingress := freePort(t)
 	dir := t.TempDir()
@@ -87,14 +97,19 @@ func TestProxyConfig(t *testing.T) {
 		from        []string
 		admin       string
 	}
-	proxies := func() (map[string]proxy, error) {
+	same := func(a, b proxy) bool {
+		return a.pid == b.pid && a.appPID == b.appPID && a.admin == b.admin && slices.Equal(a.from, b.from)
+	}
+	var version uint64 // the config version proxies saw
+	proxies := func(problemsOK bool) (map[string]proxy, error) {
 		st, err := m.statusErr()
 		if err != nil {
 			return nil, err
 		}
-		if len(st.Problems) > 0 {
+		if len(st.Problems) > 0 && !problemsOK {
 			return nil, fmt.Errorf("problems: %v", st.Problems)
 		}
+		version = st.Version
 		out := map[string]proxy{}
 		for _, in := range st.Instances {
 			if !in.Ready {
@@ -106,8 +121,8 @@ func TestProxyConfig(t *testing.T) {
 			}
 			out[in.Instance] = p
 		}
-		if out["httpbin-0"].pid == 0 || out["ingressgateway"].pid == 0 {
-			return nil, fmt.Errorf("httpbin-0's sidecar and the gateway not both running: %+v", st.Instances)
+		if out["httpbin-0"].pid == 0 || out["other-0"].pid == 0 || out["ingressgateway"].pid == 0 {
+			return nil, fmt.Errorf("the sidecars of httpbin-0 and other-0 and the gateway not all running: %+v", st.Instances)
 		}
 		return out, nil
 	}
@@ -149,21 +164,22 @@ func TestProxyConfig(t *testing.T) {
 	}
 
 	var before map[string]proxy
-	waitFor(t, 60*time.Second, "httpbin and the gateway to be ready", func() (err error) {
-		before, err = proxies()
+	waitFor(t, 60*time.Second, "httpbin, other and the gateway to be ready", func() (err error) {
+		before, err = proxies(false)
 		return err
 	})
 	t.Run("proxies start as their ProxyConfigs say", func(t *testing.T) {
 		// httpbin's sidecar: the mesh's concurrency, and its own
 		// GOMAXPROCS, which fixes its threads at 2 (it would run on one
 		// while idle otherwise).
-		check(t, "httpbin-0", before["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "1", "GOMAXPROCS=2", 2)
-		// The gateway: the mesh's concurrency, one thread (every CPU
-		// otherwise).
-		check(t, "ingressgateway", before["ingressgateway"], []string{"istio-system/mesh"}, "1", "", 1)
+		check(t, "httpbin-0", before["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "GOMAXPROCS=2", 2)
+		// other's: the mesh's; one thread while idle.
+		check(t, "other-0", before["other-0"], []string{"istio-system/mesh"}, "0", "", 1)
+		// The gateway: the mesh's concurrency, every CPU.
+		check(t, "ingressgateway", before["ingressgateway"], []string{"istio-system/mesh"}, "0", "", runtime.NumCPU())
 		serves(t)
 		out, err := m.weft("", "status")
-		if err != nil || !strings.Contains(out, "httpbin-0 set by ProxyConfig istio-system/mesh, default/httpbin") {
+		if err != nil || !strings.Contains(out, "default/httpbin-0 follows ProxyConfig istio-system/mesh, default/httpbin") {
 			t.Errorf("weft status does not name httpbin-0's ProxyConfigs: %v\n%s", err, out)
 		}
 	})
@@ -175,11 +191,11 @@ kind: ProxyConfig
 metadata: {name: gateway, namespace: default}
 spec:
   selector: {matchLabels: {istio: ingressgateway}}
-  concurrency: 2
+  concurrency: 1
 `, "")
 		var after map[string]proxy
 		waitFor(t, 60*time.Second, "both proxies restarted", func() (err error) {
-			if after, err = proxies(); err != nil {
+			if after, err = proxies(false); err != nil {
 				return err
 			}
 			if after["httpbin-0"].pid == before["httpbin-0"].pid || after["ingressgateway"].pid == before["ingressgateway"].pid {
@@ -190,23 +206,41 @@ spec:
 		if after["httpbin-0"].appPID != before["httpbin-0"].appPID {
 			t.Errorf("httpbin-0's app restarted (pid %d, was %d); only its sidecar should", after["httpbin-0"].appPID, before["httpbin-0"].appPID)
 		}
-		check(t, "httpbin-0", after["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "1", "WEFT_E2E_MARK=threads-1", 1)
-		check(t, "ingressgateway", after["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "2", "", min(2, runtime.NumCPU()))
+		if !same(after["other-0"], before["other-0"]) {
+			t.Errorf("other-0 changed (%+v, was %+v); no ProxyConfig of it changed", after["other-0"], before["other-0"])
+		}
+		check(t, "httpbin-0", after["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "WEFT_E2E_MARK=threads-1", 1)
+		check(t, "ingressgateway", after["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "1", "", 1)
 		serves(t)
 		before = after
 	})
 
 	t.Run("a bad ProxyConfig is refused and restarts nothing", func(t *testing.T) {
-		out, err := m.weft(strings.Replace(httpbinProxyConfig("1"), "spec:\n", "spec:\n  concurrency: -1\n", 1), "apply", "-f", "-")
-		if err == nil || !strings.Contains(out, "ProxyConfig default/httpbin") || !strings.Contains(out, "spec.concurrency: concurrency -1 is negative") {
-			t.Fatalf("weft apply of a negative concurrency: %v\n%s; want it refused at spec.concurrency", err, out)
+		bad := strings.Replace(httpbinProxyConfig("1"), `GOMAXPROCS: "1"`, `GOMAXPROCS: "1", GOMEMLIMIT: "64M"`, 1)
+		out, err := m.weft(bad, "apply", "-f", "-")
+		if err == nil || !strings.Contains(out, "ProxyConfig default/httpbin") || !strings.Contains(out, `spec.environmentVariables.GOMEMLIMIT: "64M" is not a memory limit the Go runtime reads`) {
+			t.Fatalf("weft apply of a bad GOMEMLIMIT: %v\n%s; want it refused at its field", err, out)
 		}
-		now, err := proxies()
-		if err != nil {
+		// Written to the folder, where weft apply cannot refuse it: the
+		// last good version stays in force.
+		seen := version
+		if err := os.WriteFile(filepath.Join(dir, "httpbin.yaml"), []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if now["httpbin-0"].pid != before["httpbin-0"].pid {
-			t.Errorf("httpbin-0's sidecar restarted (pid %d, was %d) for a refused ProxyConfig", now["httpbin-0"].pid, before["httpbin-0"].pid)
+		var now map[string]proxy
+		waitFor(t, 30*time.Second, "the bad ProxyConfig read", func() (err error) {
+			st, err := m.statusErr()
+			if err != nil {
+				return err
+			}
+			if st.Version == seen || !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "GOMEMLIMIT") }) {
+				return fmt.Errorf("config version %d (was %d), problems %v", st.Version, seen, st.Problems)
+			}
+			now, err = proxies(true)
+			return err
+		})
+		if !same(now["httpbin-0"], before["httpbin-0"]) {
+			t.Errorf("httpbin-0 changed (%+v, was %+v) for a refused ProxyConfig", now["httpbin-0"], before["httpbin-0"])
 		}
 		serves(t)
 	})
