@@ -215,8 +215,11 @@ func newGetCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSTATE\tFILE")
 			for _, r := range res {
 				state := r.State
-				if r.ServingLastGood {
+				switch {
+				case r.ServingLastGood:
 					state += " (last good in force)"
+				case r.State == "Partial":
+					state += " (in force without what its errors name)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%d\n", r.Kind, r.Namespace, r.Name, state, r.File, r.Line)
 			}

@@ -385,9 +385,16 @@ func (s *Server) rebuild() {
 	snap.TrustDomain = s.opts.CA.TrustDomain
 	s.metrics.observeBuild(snap, time.Since(start))
 	for _, st := range snap.Status {
-		if st.State == model.StateInvalid {
+		switch st.State {
+		case model.StateInvalid:
 			for _, f := range st.Findings {
 				s.log.Warn("invalid resource left out", "resource", st.Key(), "finding", f.String(), "serving_last_good", st.ServingLastGood)
+			}
+		case model.StatePartial:
+			for _, f := range st.Findings {
+				if f.Severity == model.SeverityError {
+					s.log.Warn("part of a resource left out", "resource", st.Key(), "finding", f.String())
+				}
 			}
 		}
 	}

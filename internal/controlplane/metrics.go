@@ -14,6 +14,7 @@ type metrics struct {
 	builds   prometheus.Counter
 	buildDur prometheus.Histogram
 	invalid  prometheus.Gauge
+	partial  prometheus.Gauge
 	services prometheus.Gauge
 	version  prometheus.Gauge
 }
@@ -30,6 +31,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		invalid: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_config_invalid_resources", Help: "Resources rejected by validation in the model in force.",
 		}),
+		partial: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_config_partial_resources", Help: "Resources in force without a part of them that failed validation (a Gateway server whose certificate does not load).",
+		}),
 		services: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "weft_registry_services", Help: "Services in the registry.",
 		}),
@@ -37,20 +41,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "weft_config_version", Help: "Version of the mesh model in force.",
 		}),
 	}
-	reg.MustRegister(m.builds, m.buildDur, m.invalid, m.services, m.version)
+	reg.MustRegister(m.builds, m.buildDur, m.invalid, m.partial, m.services, m.version)
 	return m
 }
 
 func (m *metrics) observeBuild(snap *model.Snapshot, d time.Duration) {
 	m.builds.Inc()
 	m.buildDur.Observe(d.Seconds())
-	invalid := 0
+	invalid, partial := 0, 0
 	for _, st := range snap.Status {
-		if st.State == model.StateInvalid {
+		switch st.State {
+		case model.StateInvalid:
 			invalid++
+		case model.StatePartial:
+			partial++
 		}
 	}
 	m.invalid.Set(float64(invalid))
+	m.partial.Set(float64(partial))
 	m.services.Set(float64(len(snap.Services)))
 	m.version.Set(float64(snap.Version))
 }

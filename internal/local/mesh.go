@@ -653,7 +653,7 @@ func (m *mesh) status() MeshStatus {
 	if snap := m.cp.Snapshot(); snap != nil {
 		st.Version = snap.Version
 		for _, rs := range snap.Status {
-			if rs.State != model.StateInvalid {
+			if rs.State != model.StateInvalid && rs.State != model.StatePartial {
 				continue
 			}
 			for _, f := range rs.Findings {

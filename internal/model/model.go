@@ -402,6 +402,10 @@ const (
 	StateValid State = "Valid"
 	// StateInvalid: rejected; the last good version (if any) stays in force.
 	StateInvalid State = "Invalid"
+	// StatePartial: in force without the parts its errors name (a
+	// Gateway server whose certificate does not load), which are left
+	// out while the rest serves.
+	StatePartial State = "Partial"
 )
 
 // ResourceStatus is what the control plane knows about one resource.

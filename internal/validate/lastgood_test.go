@@ -438,8 +438,9 @@ func TestSubsetOfUnreadableFileKeepsDestinationRule(t *testing.T) {
 
 // TestExpiredGatewayCertLeavesServerOut: a Gateway server whose
 // certificate has expired, or whose files do not load, is left out of the
-// Gateway in force with an error on its tls; the Gateway's other servers
-// keep serving, and the VirtualServices naming the Gateway stay in force
+// Gateway in force with an error on its tls, and the Gateway is Partial;
+// the Gateway's other servers keep serving, and the VirtualServices
+// naming the Gateway stay in force
 // (with the routes they give the sidecars through "mesh"). A renewed
 // certificate brings the server back.
 func TestExpiredGatewayCertLeavesServerOut(t *testing.T) {
@@ -471,7 +472,7 @@ spec:
 		{name: "valid", certs: func() {}, wantPorts: []uint32{8080, 8443}, wantGW: "Valid"},
 		{name: "expired", certs: func() {
 			ca.Issue(t, certDir, "shop", testcerts.Leaf{DNSNames: []string{"shop.example.com"}, NotAfter: time.Now().Add(-time.Minute)})
-		}, wantPorts: []uint32{8080}, wantGW: "Invalid", wantErrors: []string{
+		}, wantPorts: []uint32{8080}, wantGW: "Partial", wantErrors: []string{
 			"DIR/gw.yaml: Gateway default/shop-gw: spec.servers[1].tls.serverCertificate: the certificate in " + cert + " expired on",
 		}},
 		{name: "renewed", certs: func() {
@@ -481,7 +482,7 @@ spec:
 			if err := os.Remove(key); err != nil {
 				t.Fatal(err)
 			}
-		}, wantPorts: []uint32{8080}, wantGW: "Invalid", wantErrors: []string{
+		}, wantPorts: []uint32{8080}, wantGW: "Partial", wantErrors: []string{
 			"DIR/gw.yaml: Gateway default/shop-gw: spec.servers[1].tls.serverCertificate: cannot load the certificate " + cert + " with the key " + key + ": open " + key + ": no such file or directory; fix the files: until then this server is left out and the Gateway's other servers keep serving",
 		}},
 	}

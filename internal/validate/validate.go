@@ -130,6 +130,9 @@ type build struct {
 	// servingLastGood marks the resources read whose last good version is
 	// in force.
 	servingLastGood map[model.Meta]bool
+	// leftOut are the errors of the resources put in force without a
+	// part of them (reporter.leftOut), by Meta: they are StatePartial.
+	leftOut map[model.Meta][]model.Finding
 	// lastGoodErrors are the errors of the last good versions that failed
 	// this build's checks, by key (read by revise).
 	lastGoodErrors map[rkey][]model.Finding
@@ -208,6 +211,7 @@ func runOnce(set *config.Set, instances []*model.Instance, lastGood map[rkey]*co
 		inForce:         map[rkey]*config.Resource{},
 		findings:        map[model.Meta][]model.Finding{},
 		servingLastGood: map[model.Meta]bool{},
+		leftOut:         map[model.Meta][]model.Finding{},
 		lastGoodErrors:  map[rkey][]model.Finding{},
 		decided:         make(map[rkey]bool, len(set.Resources)),
 		claimed:         make(map[claim]rkey, len(set.Resources)),
@@ -301,6 +305,9 @@ func (b *build) checkOne(r *config.Resource, pick func(*config.Resource) bool, c
 		b.findings[r.Meta] = append(b.findings[r.Meta], rep.out...)
 		b.findings[r.Meta] = append(b.findings[r.Meta], rep.leftOut...)
 		if !rep.hasErrors() {
+			if len(rep.leftOut) > 0 {
+				b.leftOut[r.Meta] = rep.leftOut
+			}
 			b.inForce[k] = r // apply may replace it
 			apply()
 			b.claim(k, cs)
@@ -350,9 +357,12 @@ func (b *build) status() {
 		fs := b.findings[r.Meta]
 		seen[r.Meta] = true
 		st := model.ResourceStatus{Meta: r.Meta, State: model.StateValid, Findings: sortFindings(fs)}
-		if r.Invalid || hasError(fs) {
+		switch lo := b.leftOut[r.Meta]; {
+		case r.Invalid || hasError(slices.DeleteFunc(slices.Clone(fs), func(f model.Finding) bool { return slices.Contains(lo, f) })):
 			st.State = model.StateInvalid
 			st.ServingLastGood = b.servingLastGood[r.Meta]
+		case len(lo) > 0:
+			st.State = model.StatePartial
 		}
 		b.snap.Status = append(b.snap.Status, st)
 	}
