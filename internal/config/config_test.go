@@ -580,7 +580,13 @@ spec:
   - name: v2
     labels: {version: v2}
     trafficPolicy:
-      <<: [{loadBalancer: {simple: RANDOM}}, *policy]
+      <<: [{loadBalancer: {simple: RANDOM}}, *policy, {loadBalancer: {simple: ROUND_ROBIN}}]
+  - name: v3
+    labels: {version: v3}
+    trafficPolicy: &lr {<<: *policy, loadBalancer: {simple: LEAST_REQUEST}}
+  - name: v4
+    labels: {"<<": v4}
+    trafficPolicy: {outlierDetection: {interval: 5s, <<: *outlier}, <<: *lr}
 ---
 apiVersion: weft.dev/v1alpha1
 kind: Workload
@@ -606,7 +612,17 @@ spec:
 		t.Errorf("v1 outlierDetection = %v, want 5 errors (merged) and 30s (its own)", od)
 	}
 	if v2.GetLoadBalancer().GetSimple() != networking.LoadBalancerSettings_RANDOM || v2.GetConnectionPool().GetTcp().GetMaxConnections() != 100 {
-		t.Errorf("v2 trafficPolicy = %v, want RANDOM and 100 connections from the two merged mappings", v2)
+		t.Errorf("v2 trafficPolicy = %v, want RANDOM (the earlier of two merged) and 100 connections", v2)
+	}
+	// v4 merges v3's policy, itself a merge, under keys of its own
+	// written before the merge key.
+	v4 := dr.GetSubsets()[3].GetTrafficPolicy()
+	if v4.GetLoadBalancer().GetSimple() != networking.LoadBalancerSettings_LEAST_REQUEST || v4.GetConnectionPool().GetTcp().GetMaxConnections() != 100 ||
+		v4.GetOutlierDetection().GetInterval().AsDuration() != 5*time.Second || v4.GetOutlierDetection().GetConsecutive_5XxErrors().GetValue() != 5 {
+		t.Errorf("v4 trafficPolicy = %v, want LEAST_REQUEST and 100 connections merged through v3's, and outlierDetection's own 5s over the merged 10s", v4)
+	}
+	if got := dr.GetSubsets()[3].GetLabels(); got["<<"] != "v4" {
+		t.Errorf("v4 labels = %v, want the quoted key \"<<\" kept as a label", got)
 	}
 	w := set.Get(KindWorkload, "shop", "reviews-v1")
 	if w == nil {
@@ -619,13 +635,29 @@ spec:
 		t.Errorf("metadata.labels (-want +got):\n%s", diff)
 	}
 
-	_, fs = Parse("bad.yaml", []byte("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n  <<: [*x]\n"))
-	_, fs2 := Parse("bad.yaml", []byte("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n  a: &n 5\n  <<: *n\n"))
-	want := []string{`bad.yaml:6: a merge key (<<) takes a mapping or a list of mappings, not "5"; merge an anchored mapping (<<: *name) or write the fields out`}
-	if diff := cmp.Diff(want, findingStrings(fs2)); diff != "" {
-		t.Errorf("merge of a scalar (-want +got):\n%s", diff)
+	head := "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s}\nspec:\n"
+	// A chain of mappings each merging the one before: n(n+1)/2 merged
+	// pairs from n lines.
+	var chain strings.Builder
+	chain.WriteString(head + "  a0: &a0 {x0: 0}\n")
+	for i := 1; i < 2000; i++ {
+		fmt.Fprintf(&chain, "  a%d: &a%d {x%d: 0, <<: *a%d}\n", i, i, i, i-1)
 	}
-	if len(fs) != 1 || !strings.Contains(fs[0].String(), "bad.yaml:5") {
-		t.Errorf("merge of an unknown anchor: %v, want one finding on line 5", findingStrings(fs))
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"a scalar", head + "  a: &n 5\n  <<: *n\n", `bad.yaml:6: a merge key (<<) takes a mapping or a list of mappings, not "5"; merge an anchored mapping (<<: *name) or write the fields out`},
+		{"nothing", head + "  <<:\n", `bad.yaml:5: a merge key (<<) takes a mapping or a list of mappings, not nothing; merge an anchored mapping (<<: *name) or write the fields out`},
+		{"a scalar in a list", head + "  a: &m {x: 1}\n  <<: [*m,\n    7]\n", `bad.yaml:7: a merge key (<<) takes a mapping or a list of mappings, not "7"; merge an anchored mapping (<<: *name) or write the fields out`},
+		{"an unknown anchor", head + "  <<: [*x]\n", "bad.yaml:5: invalid YAML: unknown anchor 'x' referenced"},
+		{"the mapping that holds it", head + "  a: &s {b: {<<: *s}}\n", "bad.yaml:5: a merge key (<<) cannot merge a mapping that holds it"},
+		{"two merge keys", head + "  a: &m {x: 1}\n  <<: *m\n  <<: *m\n", `bad.yaml:7: duplicate key "<<" (first at line 6); remove one`},
+		{"a key twice in a merged mapping", head + "  <<: {x: 1,\n    x: 2}\n", `bad.yaml:6: duplicate key "x" (first at line 5); remove one`},
+		{"past the budget", chain.String(), "bad.yaml:1453: document too large (merge keys expand to more than 1048576 entries)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, fs := Parse("bad.yaml", []byte(tc.yaml))
+			if diff := cmp.Diff([]string{tc.want}, findingStrings(fs)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
 	}
 }
