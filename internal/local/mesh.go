@@ -53,7 +53,10 @@ type mesh struct {
 	gateway  *instance
 	traffic  *supervisor.Handle
 	problems map[string]string // by Workload key: why it cannot run
-	stopping bool
+	// proxyFailed are the sidecar settings that failed to start, by
+	// Workload key, not tried again until the settings asked for change.
+	proxyFailed map[string]proxyFailure
+	stopping    bool
 	// prometheus is the URL of the Prometheus weft up started, if any.
 	prometheus string
 	// logs are the open per-process log files, by path.
@@ -81,6 +84,13 @@ type desired struct {
 	proxy    model.ProxySettings // from the ProxyConfigs that apply
 	specKey  string
 	name     string
+}
+
+// proxyFailure is a sidecar restart with new settings that failed and
+// was rolled back.
+type proxyFailure struct {
+	key     string // proxyKey of the settings that failed
+	problem string
 }
 
 // proxyKey is the part of settings that needs a proxy started anew when it
@@ -162,7 +172,21 @@ func (m *mesh) reconcile(ctx context.Context) {
 
 	// Stop what is no longer wanted or has changed; restart the sidecars
 	// whose settings (ProxyConfigs) changed.
+	// Settings that failed stay failed until the settings asked for
+	// change (or the Workload goes).
+	problems := map[string]string{}
 	m.mu.Lock()
+	for wkey, f := range m.proxyFailed {
+		still := false
+		for _, d := range want {
+			still = still || d.workload.Key() == wkey && d.spec.Sidecar && proxyKey(d.proxy) == f.key
+		}
+		if still {
+			problems[wkey] = f.problem
+		} else {
+			delete(m.proxyFailed, wkey)
+		}
+	}
 	var stale []*instance
 	resettle := map[*instance]desired{}
 	for key, in := range m.running {
@@ -175,7 +199,9 @@ func (m *mesh) reconcile(ctx context.Context) {
 			stale = append(stale, in)
 			delete(m.running, key)
 		case in.sidecar != nil && proxyKey(d.proxy) != proxyKey(in.proxy):
-			resettle[in] = d
+			if _, failed := m.proxyFailed[d.workload.Key()]; !failed {
+				resettle[in] = d
+			}
 		default:
 			in.proxy = d.proxy // the same settings, perhaps from other ProxyConfigs
 		}
@@ -188,7 +214,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 
 	// Start what is missing, in parallel: each waits for its sidecar.
 	var wg sync.WaitGroup
-	problems := m.restartSidecars(ctx, resettle)
+	maps.Copy(problems, m.restartSidecars(ctx, resettle))
 	var pmu sync.Mutex
 	for _, key := range slices.Sorted(maps.Keys(want)) {
 		m.mu.Lock()
@@ -447,10 +473,12 @@ func (m *mesh) startSidecar(ctx context.Context, mi *model.Instance, spec *confi
 
 // restartSidecars starts anew the sidecars in resettle with the settings
 // their desired instance asks for (a ProxyConfig changed). Each Workload's
-// instances go one at a time, each waiting for the one before to be ready,
-// so that a Workload with replicas keeps serving; Workloads go in
-// parallel. It returns the problems met, by Workload. Only reconcile
-// calls it.
+// instances go one at a time, each once the one before is ready, so that
+// a Workload with replicas keeps serving; Workloads go in parallel. A
+// sidecar that does not start or is not ready with the new settings is
+// rolled back to its old ones, that Workload's round stops, and the
+// settings are not tried again until they change (proxyFailed). It
+// returns the problems met, by Workload. Only reconcile calls it.
 func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desired) map[string]string {
 	byWorkload := map[string][]*instance{}
 	for in, d := range resettle {
@@ -463,12 +491,18 @@ func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desir
 		slices.SortFunc(ins, func(a, b *instance) int { return strings.Compare(a.model.Name, b.model.Name) })
 		wg.Go(func() {
 			for _, in := range ins {
-				if err := m.restartSidecar(ctx, in, resettle[in]); err != nil {
-					// The rest keep their sidecars: a setting that stops
-					// one from starting would stop them too.
+				d := resettle[in]
+				if err := m.restartSidecar(ctx, in, d); err != nil {
+					p := fmt.Sprintf("Workload %s: %v; its sidecars keep their previous settings until its ProxyConfigs change", key, err)
 					mu.Lock()
-					problems[key] = fmt.Sprintf("%v; the other instances of %s keep their sidecars", err, key)
+					problems[key] = p
 					mu.Unlock()
+					m.mu.Lock()
+					if m.proxyFailed == nil {
+						m.proxyFailed = map[string]proxyFailure{}
+					}
+					m.proxyFailed[key] = proxyFailure{key: proxyKey(d.proxy), problem: p}
+					m.mu.Unlock()
 					return
 				}
 			}
@@ -481,22 +515,35 @@ func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desir
 // restartSidecar starts in's sidecar anew with the settings d asks for,
 // on the same ports, and waits (at most 30 s) for it to be ready; the app
 // keeps running (its requests through the sidecar fail while none
-// listens). When the new sidecar cannot start, in keeps its old
-// settings, so that the next reconcile tries again; one that starts but
-// is not ready is kept (the supervisor restarts it if it exits).
+// listens). A sidecar that does not start or is not ready is stopped and
+// the old settings start again; the error says so.
 func (m *mesh) restartSidecar(ctx context.Context, in *instance, d desired) error {
 	m.log.Info("restarting a sidecar: its ProxyConfig changed", "instance", in.model.Name, "namespace", in.model.Namespace)
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	_ = in.sidecar.Stop(sctx)
-	cancel()
+	stop := func(h *supervisor.Handle) {
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		_ = h.Stop(sctx)
+	}
+	stop(in.sidecar)
 	h, err := m.startSidecar(ctx, in.model, d.spec, d.proxy)
-	if h != nil {
+	if err == nil {
 		m.mu.Lock()
 		in.proxy, in.sidecar = d.proxy, h
 		m.mu.Unlock()
+		return nil
 	}
-	if err != nil {
-		m.log.Error("sidecar restart failed", "instance", in.model.Name, "namespace", in.model.Namespace, "err", err)
+	m.log.Error("sidecar restart failed; going back to its previous settings", "instance", in.model.Name, "namespace", in.model.Namespace, "err", err)
+	if h != nil {
+		stop(h)
+	}
+	old, oerr := m.startSidecar(ctx, in.model, d.spec, in.proxy)
+	if old != nil {
+		m.mu.Lock()
+		in.sidecar = old
+		m.mu.Unlock()
+	}
+	if oerr != nil {
+		return fmt.Errorf("%w; with its previous settings: %v", err, oerr)
 	}
 	return err
 }

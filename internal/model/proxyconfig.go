@@ -10,8 +10,8 @@ type ProxyConfig = Config[*networkingv1beta1.ProxyConfig]
 
 // IngressGatewayNamespace and IngressGatewayLabels are the namespace and
 // the labels of the ingress gateway proxy `weft up` runs, by which
-// Gateways, ProxyConfigs and policies select it (those of Istio's default
-// ingress gateway).
+// Gateways, ProxyConfigs and policies select it (the labels are those of
+// Istio's default ingress gateway, which runs in istio-system).
 const IngressGatewayNamespace = DefaultNamespace
 
 // IngressGatewayLabels: see IngressGatewayNamespace. Readers must not

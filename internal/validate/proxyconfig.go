@@ -36,9 +36,10 @@ func proxyConfigRules() []fieldRule {
 // environment variables a process can have (and, for the Go runtime's
 // own, values it reads), at most one ProxyConfig without a selector per
 // namespace and one with a selector per workload (Istio takes the oldest
-// of several; Weft, which has no creation times, refuses the later by
-// name, so that which applies is never a surprise). Which apply where is
-// decided by model.ProxySettingsFor.
+// of several; Weft, which has no creation times, keeps the one in force,
+// else the first read, and refuses the others, so that which applies is
+// never a surprise). Which apply where is decided by
+// model.ProxySettingsFor.
 func (b *build) checkProxyConfig(r *config.Resource, rep *reporter) func() {
 	spec := proto.Clone(r.Spec.(*networkingv1beta1.ProxyConfig)).(*networkingv1beta1.ProxyConfig)
 	if c := spec.GetConcurrency(); c != nil && c.GetValue() < 0 {
@@ -47,6 +48,9 @@ func (b *build) checkProxyConfig(r *config.Resource, rep *reporter) func() {
 	env := spec.GetEnvironmentVariables()
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		checkProxyEnv(rep, k, env[k])
+	}
+	if _, ok := env["GOMAXPROCS"]; ok && spec.GetConcurrency() != nil {
+		rep.warnf("spec.concurrency", "GOMAXPROCS in environmentVariables wins over concurrency in the proxy, so concurrency changes nothing; keep one")
 	}
 	wide := model.ProxyConfigNamespaceWide(spec)
 	var selected []string // the workloads it selects, "ns/name"
@@ -93,7 +97,7 @@ func (b *build) checkProxyConfig(r *config.Resource, rep *reporter) func() {
 
 // goMemLimitRE is what the Go runtime reads as GOMEMLIMIT (a byte count
 // with an optional unit); it stops a process at start on anything else.
-var goMemLimitRE = regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB|TiB)?$`)
+var goMemLimitRE = regexp.MustCompile(`^\+?([0-9]+)(B|KiB|MiB|GiB|TiB)?$`)
 
 // checkProxyEnv checks one environment variable of a ProxyConfig.
 func checkProxyEnv(rep *reporter, k, v string) {
@@ -105,7 +109,7 @@ func checkProxyEnv(rep *reporter, k, v string) {
 		rep.errorf(f, "the value has a NUL byte, which no environment variable can hold")
 	case len(v) > maxProxyEnvValue:
 		rep.errorf(f, "the value is %d bytes; Istio's limit, which Weft keeps, is %d", len(v), maxProxyEnvValue)
-	case k == "GOMEMLIMIT" && v != "off" && !validMemLimit(v):
+	case k == "GOMEMLIMIT" && v != "off" && v != "" && !validMemLimit(v):
 		rep.errorf(f, "%q is not a memory limit the Go runtime reads, and the proxy would not start; use bytes with an optional unit (B, KiB, MiB, GiB, TiB), such as 64MiB, or off", v)
 	case k == "GOGC" && v != "off" && !validInt32(v):
 		rep.errorf(f, "%q is not a GOGC the Go runtime reads (it would use 100); use a percentage, such as 200, or off", v)

@@ -42,7 +42,7 @@ apiVersion: networking.istio.io/v1beta1
 kind: ProxyConfig
 metadata: {name: shop, namespace: shop}
 spec:
-  environmentVariables: {GOGC: "200", ISTIO_META_DNS_CAPTURE: "true"}
+  environmentVariables: {GOGC: "200", ISTIO_META_DNS_CAPTURE: "true", GOMEMLIMIT: "+64MiB"}
 ---
 apiVersion: networking.istio.io/v1beta1
 kind: ProxyConfig
@@ -108,6 +108,7 @@ spec: {}
 		"p.yaml:31: ProxyConfig shop/shop-too: spec: namespace shop already has a ProxyConfig without selector, ProxyConfig shop/shop (p.yaml:21); keep one",
 		"p.yaml:45: ProxyConfig shop/reviews-v1: spec.selector: it selects Workload shop/reviews-v1, which ProxyConfig shop/reviews (p.yaml:33) selects too; a workload takes one ProxyConfig with a selector: merge the two, or narrow a selector",
 		"p.yaml:52: ProxyConfig shop/bad: spec.selector: it selects no Workload of namespace shop, nor the ingress gateway (namespace default, labels app: istio-ingressgateway, istio: ingressgateway); it applies to nothing yet (warning)",
+		"p.yaml:53: ProxyConfig shop/bad: spec.concurrency: GOMAXPROCS in environmentVariables wins over concurrency in the proxy, so concurrency changes nothing; keep one (warning)",
 		"p.yaml:53: ProxyConfig shop/bad: spec.concurrency: concurrency -2 is negative; use 0 (every CPU), a number of threads, or leave it out for the proxy's default (2 for a sidecar)",
 		`p.yaml:54: ProxyConfig shop/bad: spec.environmentVariables.GOGC: "fast" is not a GOGC the Go runtime reads (it would use 100); use a percentage, such as 200, or off`,
 		`p.yaml:54: ProxyConfig shop/bad: spec.environmentVariables.GOMAXPROCS: "0" is not a GOMAXPROCS the Go runtime reads (it would ignore it); use a number of threads, 1 or more, or set concurrency instead`,
@@ -135,7 +136,7 @@ spec: {}
 	if diff := cmp.Diff([]string{"istio-system/mesh", "shop/shop", "shop/reviews"}, s.From); diff != "" {
 		t.Errorf("reviews-v1's ProxyConfigs (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]string{"GOGC": "100", "ISTIO_META_DNS_CAPTURE": "true"}, s.Env); s.Concurrency == nil || *s.Concurrency != 1 || diff != "" {
+	if diff := cmp.Diff(map[string]string{"GOGC": "100", "ISTIO_META_DNS_CAPTURE": "true", "GOMEMLIMIT": "+64MiB"}, s.Env); s.Concurrency == nil || *s.Concurrency != 1 || diff != "" {
 		t.Errorf("reviews-v1's settings: concurrency %v, want 1; env (-want +got):\n%s", s.Concurrency, diff)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"weft.dev/weft/internal/local"
 )
 
 // proxyConfigMesh is httpbin behind the ingress gateway and another
@@ -77,7 +79,8 @@ spec:
 // names them, and a change restarts the proxies it changes (not their
 // apps, nor the proxies it does not change), which then serve again; a
 // bad ProxyConfig is refused, its last good version stays in force and
-// nothing restarts.
+// nothing restarts; settings a sidecar does not start with are rolled
+// back, reported, and not tried again until they change.
 func TestProxyConfig(t *testing.T) {
 	ingress := freePort(t)
 	dir := t.TempDir()
@@ -89,7 +92,14 @@ func TestProxyConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	m := startMesh(t, dir, ingress)
+	// The proxy program: weft-proxy, unless WEFT_E2E_FAIL is in its
+	// environment, as a setting a proxy cannot start with.
+	wrapper := filepath.Join(t.TempDir(), "proxy.sh")
+	script := "#!/bin/sh\nif [ -n \"$WEFT_E2E_FAIL\" ]; then echo 'WEFT_E2E_FAIL: not starting' >&2; exit 3; fi\nexec " + filepath.Join(binDir, "weft-proxy") + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := startMesh(t, dir, ingress, "--proxy-binary", wrapper)
 
 	// proxies are the proxy processes of httpbin-0 and the gateway.
 	type proxy struct {
@@ -152,6 +162,20 @@ func TestProxyConfig(t *testing.T) {
 			return nil
 		})
 	}
+	// unchanged checks, for a few seconds (reconcile runs after status
+	// shows a new config), that a proxy stays as it was.
+	unchanged := func(t *testing.T, name string, was proxy) {
+		t.Helper()
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			now, err := proxies(true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !same(now[name], was) {
+				t.Fatalf("%s changed (%+v, was %+v)", name, now[name], was)
+			}
+		}
+	}
 	serves := func(t *testing.T) {
 		t.Helper()
 		waitFor(t, 30*time.Second, "httpbin through the ingress gateway", func() error {
@@ -175,8 +199,9 @@ func TestProxyConfig(t *testing.T) {
 		check(t, "httpbin-0", before["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "GOMAXPROCS=2", 2)
 		// other's: the mesh's; one thread while idle.
 		check(t, "other-0", before["other-0"], []string{"istio-system/mesh"}, "0", "", 1)
-		// The gateway: the mesh's concurrency, every CPU.
-		check(t, "ingressgateway", before["ingressgateway"], []string{"istio-system/mesh"}, "0", "", runtime.NumCPU())
+		// The gateway: the mesh's concurrency, every CPU it may use (as
+		// this process, in the same cgroup and environment).
+		check(t, "ingressgateway", before["ingressgateway"], []string{"istio-system/mesh"}, "0", "", runtime.GOMAXPROCS(0))
 		serves(t)
 		out, err := m.weft("", "status")
 		if err != nil || !strings.Contains(out, "default/httpbin-0 follows ProxyConfig istio-system/mesh, default/httpbin") {
@@ -227,7 +252,6 @@ spec:
 		if err := os.WriteFile(filepath.Join(dir, "httpbin.yaml"), []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		var now map[string]proxy
 		waitFor(t, 30*time.Second, "the bad ProxyConfig read", func() (err error) {
 			st, err := m.statusErr()
 			if err != nil {
@@ -236,12 +260,78 @@ spec:
 			if st.Version == seen || !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "GOMEMLIMIT") }) {
 				return fmt.Errorf("config version %d (was %d), problems %v", st.Version, seen, st.Problems)
 			}
-			now, err = proxies(true)
+			return nil
+		})
+		unchanged(t, "httpbin-0", before["httpbin-0"])
+		serves(t)
+	})
+
+	t.Run("settings a sidecar does not start with are rolled back", func(t *testing.T) {
+		failing := strings.Replace(httpbinProxyConfig("1"), `GOMAXPROCS: "1"`, `GOMAXPROCS: "1", WEFT_E2E_FAIL: "1"`, 1)
+		m.apply(t, failing, "")
+		problem := func(st local.MeshStatus) bool {
+			return slices.ContainsFunc(st.Problems, func(p string) bool {
+				return strings.Contains(p, "Workload default/httpbin") && strings.Contains(p, "keep their previous settings")
+			})
+		}
+		var rolled map[string]proxy
+		waitFor(t, 90*time.Second, "the failed restart rolled back", func() (err error) {
+			st, err := m.statusErr()
+			if err != nil {
+				return err
+			}
+			if !problem(st) {
+				return fmt.Errorf("problems %v", st.Problems)
+			}
+			if rolled, err = proxies(true); err != nil {
+				return err
+			}
+			if rolled["httpbin-0"].pid == before["httpbin-0"].pid {
+				return fmt.Errorf("httpbin-0's sidecar not restarted")
+			}
+			return nil
+		})
+		check(t, "httpbin-0", rolled["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "WEFT_E2E_MARK=threads-1", 1)
+		if slices.Contains(procStrings(t, rolled["httpbin-0"].pid, "environ"), "WEFT_E2E_FAIL=1") {
+			t.Errorf("httpbin-0's sidecar runs with the settings that failed")
+		}
+		serves(t)
+
+		// Another change (the gateway's) does not try the failed
+		// settings again, and the problem stays.
+		m.apply(t, `apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: gateway, namespace: default}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  concurrency: 2
+`, "")
+		waitFor(t, 60*time.Second, "the gateway restarted", func() error {
+			now, err := proxies(true)
+			if err != nil {
+				return err
+			}
+			if now["ingressgateway"].pid == rolled["ingressgateway"].pid {
+				return fmt.Errorf("gateway pid %d unchanged", now["ingressgateway"].pid)
+			}
+			return nil
+		})
+		unchanged(t, "httpbin-0", rolled["httpbin-0"])
+		if !problem(m.status(t)) {
+			t.Errorf("the failed restart is no longer reported: %v", m.status(t).Problems)
+		}
+
+		// Settings that start clear it.
+		m.apply(t, httpbinProxyConfig("2"), "")
+		var fixed map[string]proxy
+		waitFor(t, 60*time.Second, "httpbin-0's sidecar with the new settings", func() (err error) {
+			fixed, err = proxies(false)
+			if err == nil && fixed["httpbin-0"].pid == rolled["httpbin-0"].pid {
+				err = fmt.Errorf("not restarted")
+			}
 			return err
 		})
-		if !same(now["httpbin-0"], before["httpbin-0"]) {
-			t.Errorf("httpbin-0 changed (%+v, was %+v) for a refused ProxyConfig", now["httpbin-0"], before["httpbin-0"])
-		}
+		check(t, "httpbin-0", fixed["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "WEFT_E2E_MARK=threads-2", 2)
 		serves(t)
 	})
 }
