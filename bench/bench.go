@@ -44,6 +44,11 @@ type Options struct {
 	MaxDuration time.Duration
 	// Smoke replaces every window by a few hundred requests (CI).
 	Smoke bool
+	// Churn, when set, changes the Weft meshes' config this often during
+	// each measured window of their paths: a ServiceEntry whose host
+	// alternates, so that every sidecar gets new clusters, endpoints and
+	// routes, as in a mesh whose services come and go.
+	Churn time.Duration
 	// Services is how many other services the mesh holds (100).
 	Services int
 	// Threads is how many threads each proxy runs on (2): nginx's
@@ -185,8 +190,9 @@ type path struct {
 	scenario string
 	target   string
 	grpc     bool
-	procs    []*proc // the proxy processes on the path
-	note     string  // why the path is not available; "" when it is
+	procs    []*proc   // the proxy processes on the path
+	note     string    // why the path is not available; "" when it is
+	mesh     *weftMesh // the Weft mesh of a Weft path, whose config Churn changes
 }
 
 // Run runs the benchmark and returns the report; it writes
@@ -363,12 +369,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 func addWeftPaths(add func(*path), group string, m *weftMesh) {
 	server, both := []*proc{m.server}, []*proc{m.client, m.server}
 	for _, sc := range []string{"latency", "throughput"} {
-		add(&path{name: group + "-server-sidecar", group: group, scenario: sc, target: m.serverOnlyURL(), procs: server})
-		add(&path{name: group + "-2hop", group: group, scenario: sc, target: m.twoHopURL(), procs: both})
+		add(&path{name: group + "-server-sidecar", group: group, scenario: sc, target: m.serverOnlyURL(), procs: server, mesh: m})
+		add(&path{name: group + "-2hop", group: group, scenario: sc, target: m.twoHopURL(), procs: both, mesh: m})
 	}
-	add(&path{name: group + "-2hop-mtls", group: group, scenario: "latency", target: m.twoHopMTLSURL(), procs: both})
-	add(&path{name: group + "-server-sidecar", group: group, scenario: "grpc", target: m.serverOnlyGRPC(), grpc: true, procs: server})
-	add(&path{name: group + "-2hop", group: group, scenario: "grpc", target: m.twoHopGRPC(), grpc: true, procs: both})
+	add(&path{name: group + "-2hop-mtls", group: group, scenario: "latency", target: m.twoHopMTLSURL(), procs: both, mesh: m})
+	add(&path{name: group + "-server-sidecar", group: group, scenario: "grpc", target: m.serverOnlyGRPC(), grpc: true, procs: server, mesh: m})
+	add(&path{name: group + "-2hop", group: group, scenario: "grpc", target: m.twoHopGRPC(), grpc: true, procs: both, mesh: m})
 }
 
 // runScenario measures every available path of one scenario, in rounds,
@@ -414,9 +420,14 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 					profDone = o.startProfiles(ctx, o.weftBase, "base-", name, l.Duration)
 				}
 			}
+			stopChurn := func() int { return 0 }
+			if o.Churn > 0 && p.mesh != nil {
+				stopChurn = p.mesh.churn(ctx, o.Churn)
+			}
 			meter.start(p.procs)
 			res, err := runLoad(ctx, o.Fortio, work, fmt.Sprintf("%s-%s-%d", sc, p.name, r), l)
 			cpu := meter.stop(p.procs)
+			changes := stopChurn()
 			// The sidecars' threads as the window ended (they scale
 			// with their load and keep a thread added for 10 s).
 			threads := map[string]int{}
@@ -434,8 +445,11 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 			if len(threads) > 0 {
 				attrs = append(attrs, "threads", threads)
 			}
+			if changes > 0 {
+				attrs = append(attrs, "config_changes", changes)
+			}
 			o.Log.Info("measured", attrs...)
-			rep.add(sc, p, r+1, res, cpu, threads)
+			rep.add(sc, p, r+1, res, cpu, threads, changes)
 		}
 	}
 	// Peak memory so far (VmHWM only grows): read once per scenario.

@@ -79,6 +79,9 @@ type Round struct {
 	CPUSys   map[string]float64 `json:"cpu_sys_s"`
 	// Threads are the Weft sidecars' Go processors as the window ended.
 	Threads map[string]int `json:"threads,omitempty"`
+	// ConfigChanges are the config versions the mesh's control plane
+	// built during the window (Options.Churn).
+	ConfigChanges int `json:"config_changes,omitempty"`
 }
 
 func newReport(o *Options) *Report {
@@ -89,7 +92,7 @@ func newReport(o *Options) *Report {
 			"duration_s": o.Duration.Seconds(), "warmup_s": o.Warmup.Seconds(), "rounds": o.Rounds,
 			"qps": o.QPS, "connections": o.Conns, "payload_bytes": o.Payload,
 			"max_connections": o.MaxConns, "max_duration_s": o.MaxDuration.Seconds(),
-			"smoke": o.Smoke, "services": o.Services, "threads": o.Threads,
+			"smoke": o.Smoke, "services": o.Services, "threads": o.Threads, "churn_s": o.Churn.Seconds(),
 		},
 	}
 }
@@ -105,14 +108,14 @@ func (r *Report) find(sc, name string) *Result {
 	return x
 }
 
-func (r *Report) add(sc string, p *path, round int, res loadResult, cpu map[string]cpuTime, threads map[string]int) {
+func (r *Report) add(sc string, p *path, round int, res loadResult, cpu map[string]cpuTime, threads map[string]int, changes int) {
 	x := r.find(sc, p.name)
 	total, sys := map[string]float64{}, map[string]float64{}
 	for name, t := range cpu {
 		total[name], sys[name] = t.total, t.sys
 	}
 	x.Rounds = append(x.Rounds, &Round{Round: round, P50: res.P50, P90: res.P90, P99: res.P99, P999: res.P999,
-		RPS: res.RPS, Requests: res.Requests, Errors: res.Errors, CPU: total, CPUSys: sys, Threads: threads})
+		RPS: res.RPS, Requests: res.Requests, Errors: res.Errors, CPU: total, CPUSys: sys, Threads: threads, ConfigChanges: changes})
 	for _, pr := range p.procs {
 		var px *Proxy
 		for _, y := range x.Proxies {

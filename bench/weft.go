@@ -39,11 +39,61 @@ const (
 // that reaches the service through explicit local upstream ports.
 type weftMesh struct {
 	cp     *controlplane.Server
+	cfgDir string // the control plane's config folder
 	cancel context.CancelFunc
 	cpDone chan error
 
 	server, client     *proc
 	serverMI, clientMI *model.Instance
+}
+
+// churn changes m's config every interval until the returned function is
+// called: it writes a ServiceEntry whose host alternates between two
+// names, so that every sidecar gets a cluster removed and one added, their
+// endpoints, and its routes rebuilt. The function stops it, removes the
+// ServiceEntry (not counted) and returns how many config versions the
+// control plane built meanwhile.
+func (m *weftMesh) churn(ctx context.Context, interval time.Duration) (stop func() int) {
+	file := filepath.Join(m.cfgDir, "churn.yaml")
+	version := func() uint64 {
+		if snap := m.cp.Snapshot(); snap != nil {
+			return snap.Version
+		}
+		return 0
+	}
+	start := version()
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			se := fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: churn, namespace: %s}
+spec:
+  hosts: [churn-%d.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.%d}]
+`, benchNS, n%2, 10+n%2)
+			_ = os.WriteFile(file, []byte(se), 0o644)
+		}
+	}()
+	return func() int {
+		close(done)
+		<-stopped
+		changes := int(version() - start)
+		_ = os.Remove(file)
+		return changes
+	}
 }
 
 // writeMeshConfig writes the config folder: the two Workloads and
@@ -183,7 +233,7 @@ func startWeft(ctx context.Context, o *Options, bin, prefix string, env []string
 		return nil, err
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	m := &weftMesh{cp: cp, cancel: cancel, cpDone: make(chan error, 1)}
+	m := &weftMesh{cp: cp, cfgDir: cfgDir, cancel: cancel, cpDone: make(chan error, 1)}
 	go func() { m.cpDone <- cp.Run(cctx); lf.Close() }()
 
 	ports, err := freePorts(10)

@@ -43,6 +43,7 @@ func main() {
 	flag.StringVar(&o.OutDir, "out", "bench/out", "folder for results.json, logs and profiles")
 	sidecarEnv := flag.String("sidecar-env", "", "K=V,K=V added to the sidecars' environment (e.g. GOMAXPROCS=1, which also fixes their threads, turning their scaling off; GODEBUG settings one per entry, GODEBUG=gctrace=1,GODEBUG=madvdontneed=1, are joined)")
 	baseEnv := flag.String("base-sidecar-env", "-", "K=V,K=V for the --weft-proxy-base mesh's sidecars instead of --sidecar-env (\"\" for none; \"-\": the same)")
+	flag.DurationVar(&o.Churn, "churn", 0, "change the Weft meshes' config this often during their measured windows (a ServiceEntry whose host alternates: clusters, endpoints and routes change on every sidecar); 0: never")
 	flag.BoolVar(&o.Profile, "pprof", false, "save CPU profiles of both sidecars during the last round's two-hop windows (plaintext and mTLS, every scenario)")
 	flag.Parse()
 	if *quick {
