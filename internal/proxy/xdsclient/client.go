@@ -12,6 +12,7 @@ package xdsclient
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -152,7 +153,8 @@ type typeState struct {
 	received bool
 	lastErr  string
 	parsed   map[string]any
-	raw      map[string][]byte // as packer keeps them; never changed once stored
+	raw      map[string][]byte            // as packer keeps them; never changed once stored
+	sums     map[string][sha256.Size]byte // of each resource's wire form, by name
 	packer   rawPacker
 }
 
@@ -169,7 +171,7 @@ func New(opts Options) *Client {
 	}
 	c := &Client{opts: opts, log: opts.Logger, types: map[string]*typeState{}}
 	for _, u := range typeOrder {
-		c.types[u] = &typeState{url: u, wildcard: u == ListenerType || u == ClusterType, parsed: map[string]any{}, raw: map[string][]byte{}}
+		c.types[u] = &typeState{url: u, wildcard: u == ListenerType || u == ClusterType, parsed: map[string]any{}, raw: map[string][]byte{}, sums: map[string][sha256.Size]byte{}}
 	}
 	return c
 }
@@ -298,25 +300,27 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 		c.log.Warn("xds response of an unknown type ignored", "type", resp.GetTypeUrl())
 		return nil
 	}
-	parsed, raw, errs := decode(ts.url, resp.GetResources(), &ts.packer)
+	parsed, raw, sums, errs := decode(ts.url, resp.GetResources(), ts, &ts.packer)
 	ts.packer.reset()
 	var newParsed map[string]any
 	var newRaw map[string][]byte
+	var newSums map[string][sha256.Size]byte
 	if ts.wildcard {
 		// State of the world: the response holds every resource of the type.
-		newParsed, newRaw = parsed, raw
+		newParsed, newRaw, newSums = parsed, raw, sums
 	} else {
-		newParsed, newRaw = maps.Clone(ts.parsed), maps.Clone(ts.raw)
+		newParsed, newRaw, newSums = maps.Clone(ts.parsed), maps.Clone(ts.raw), maps.Clone(ts.sums)
 		maps.Copy(newParsed, parsed)
 		maps.Copy(newRaw, raw)
+		maps.Copy(newSums, sums)
 	}
 	// Invalid resources keep their last good version.
 	for name := range errs {
 		if old, ok := ts.parsed[name]; ok {
-			newParsed[name], newRaw[name] = old, ts.raw[name]
+			newParsed[name], newRaw[name], newSums[name] = old, ts.raw[name], ts.sums[name]
 		}
 	}
-	ts.parsed, ts.raw, ts.received, ts.nonce = newParsed, newRaw, true, resp.GetNonce()
+	ts.parsed, ts.raw, ts.sums, ts.received, ts.nonce = newParsed, newRaw, newSums, true, resp.GetNonce()
 	detail := ""
 	if len(errs) > 0 {
 		detail = joinErrors(errs)
@@ -408,13 +412,13 @@ func (c *Client) resubscribe(ts *typeState, names []string) bool {
 	for _, n := range names {
 		keep[n] = true
 	}
-	p, r := map[string]any{}, map[string][]byte{}
+	p, r, s := map[string]any{}, map[string][]byte{}, map[string][sha256.Size]byte{}
 	for k, v := range ts.parsed {
 		if keep[k] {
-			p[k], r[k] = v, ts.raw[k]
+			p[k], r[k], s[k] = v, ts.raw[k], ts.sums[k]
 		}
 	}
-	ts.parsed, ts.raw = p, r
+	ts.parsed, ts.raw, ts.sums = p, r, s
 	return true
 }
 
@@ -457,13 +461,32 @@ func joinErrors(errs map[string]error) string {
 func shortType(u string) string { return u[strings.LastIndexByte(u, '.')+1:] }
 
 // decode unpacks and validates the resources of a response. Resources that
-// fail are returned in errs by name (or by position when unnamed).
-func decode(typeURL string, anys []*anypb.Any, packer *rawPacker) (parsed map[string]any, raw map[string][]byte, errs map[string]error) {
-	parsed, raw, errs = map[string]any{}, map[string][]byte{}, map[string]error{}
+// fail are returned in errs by name (or by position when unnamed). A
+// resource whose wire form is byte for byte one prev holds in force (its
+// SHA-256 matches) is not decoded again: its parsed and kept forms are
+// prev's. A state-of-the-world response repeats every resource of its
+// type, so a change to one of a hundred clusters decodes one, not a
+// hundred, and packs (compresses) one.
+func decode(typeURL string, anys []*anypb.Any, prev *typeState, packer *rawPacker) (parsed map[string]any, raw map[string][]byte, sums map[string][sha256.Size]byte, errs map[string]error) {
+	parsed, raw, sums, errs = map[string]any{}, map[string][]byte{}, map[string][sha256.Size]byte{}, map[string]error{}
+	var known map[[sha256.Size]byte]string // prev's names by sum, made when first needed
 	for i, a := range anys {
 		if a.GetTypeUrl() != typeURL {
 			errs[fmt.Sprintf("#%d", i)] = fmt.Errorf("resource %d has type %s in a %s response", i, a.GetTypeUrl(), shortType(typeURL))
 			continue
+		}
+		sum := sha256.Sum256(a.GetValue())
+		if known == nil && len(prev.sums) > 0 {
+			known = make(map[[sha256.Size]byte]string, len(prev.sums))
+			for name, s := range prev.sums {
+				known[s] = name
+			}
+		}
+		if name, ok := known[sum]; ok {
+			if _, dup := parsed[name]; !dup {
+				parsed[name], raw[name], sums[name] = prev.parsed[name], prev.raw[name], sum
+				continue
+			}
 		}
 		var name string
 		var v any
@@ -513,9 +536,9 @@ func decode(typeURL string, anys []*anypb.Any, packer *rawPacker) (parsed map[st
 		// wire form (a fraction of the decoded one's memory) is kept for
 		// config dumps, compressed, without its Any wrapper and type URL
 		// (the type's).
-		parsed[name], raw[name] = v, packer.pack(a.GetValue())
+		parsed[name], raw[name], sums[name] = v, packer.pack(a.GetValue()), sum
 	}
-	return parsed, raw, errs
+	return parsed, raw, sums, errs
 }
 
 // Snapshot returns the current resources.

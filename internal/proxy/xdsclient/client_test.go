@@ -66,3 +66,55 @@ func TestSubscriptionsAndNACK(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestUnchangedResourcesAreNotDecodedAgain: a state-of-the-world response
+// that repeats resources byte for byte keeps their parsed forms (the same
+// objects), and decodes the ones that changed; a resource that changes
+// back is decoded again.
+func TestUnchangedResourcesAreNotDecodedAgain(t *testing.T) {
+	cp := proxytest.StartControlPlane(t)
+	var mu sync.Mutex
+	var last *xdsclient.Resources
+	c := xdsclient.New(xdsclient.Options{
+		Addr: cp.Addr, Node: &corev3.Node{Id: "n1"},
+		OnUpdate: func(r *xdsclient.Resources) error { mu.Lock(); last = r; mu.Unlock(); return nil },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	current := func() *xdsclient.Resources { mu.Lock(); defer mu.Unlock(); return last }
+	set := func(bLB clusterv3.Cluster_LbPolicy) {
+		cp.Set(t, "n1",
+			proxytest.Listener("virtualOutbound", "127.0.0.1:0", proxytest.Chain{Port: 80, Filter: proxytest.HCMRDS("80")}),
+			proxytest.RouteConfig("80", proxytest.VirtualHost("v", []string{"*"}, proxytest.PrefixRoute("/", "a"))),
+			proxytest.EDSCluster("a", clusterv3.Cluster_ROUND_ROBIN), proxytest.CLA("a", "127.0.0.1:1"),
+			proxytest.EDSCluster("b", bLB), proxytest.CLA("b", "127.0.0.1:2"),
+		)
+	}
+	lbOf := func(name string) string {
+		if cl := current().Clusters[name]; cl != nil {
+			return cl.LB.String()
+		}
+		return ""
+	}
+	set(clusterv3.Cluster_ROUND_ROBIN)
+	proxytest.Eventually(t, 10*time.Second, "complete config", func() bool { r := current(); return r != nil && r.Complete() && lbOf("b") == "ROUND_ROBIN" })
+	first := current().Clusters
+
+	set(clusterv3.Cluster_LEAST_REQUEST)
+	proxytest.Eventually(t, 10*time.Second, "cluster b changed", func() bool { return lbOf("b") == "LEAST_REQUEST" })
+	second := current().Clusters
+	if second["a"] != first["a"] {
+		t.Errorf("cluster a, unchanged, was decoded again")
+	}
+	if second["b"] == first["b"] {
+		t.Errorf("cluster b, changed, kept its old parsed form")
+	}
+
+	set(clusterv3.Cluster_ROUND_ROBIN)
+	proxytest.Eventually(t, 10*time.Second, "cluster b changed back", func() bool { return lbOf("b") == "ROUND_ROBIN" })
+	if third := current().Clusters; third["a"] != first["a"] || third["b"] == second["b"] {
+		t.Errorf("after b changed back: a kept %v, b new %v; want a kept and b decoded", third["a"] == first["a"], third["b"] != second["b"])
+	}
+}
