@@ -420,14 +420,17 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 					profDone = o.startProfiles(ctx, o.weftBase, "base-", name, l.Duration)
 				}
 			}
-			stopChurn := func() int { return 0 }
+			stopChurn := func() (int, int) { return 0, 0 }
 			if o.Churn > 0 && p.mesh != nil {
 				stopChurn = p.mesh.churn(ctx, o.Churn)
 			}
 			meter.start(p.procs)
 			res, err := runLoad(ctx, o.Fortio, work, fmt.Sprintf("%s-%s-%d", sc, p.name, r), l)
 			cpu := meter.stop(p.procs)
-			changes := stopChurn()
+			changes, failed := stopChurn()
+			if failed > 0 {
+				o.Log.Warn("config churn: writes failed", "path", p.name, "round", r+1, "failed", failed)
+			}
 			// The sidecars' threads as the window ended (they scale
 			// with their load and keep a thread added for 10 s).
 			threads := map[string]int{}

@@ -47,13 +47,17 @@ type weftMesh struct {
 	serverMI, clientMI *model.Instance
 }
 
-// churn changes m's config every interval until the returned function is
-// called: it writes a ServiceEntry whose host alternates between two
-// names, so that every sidecar gets a cluster removed and one added, their
-// endpoints, and its routes rebuilt. The function stops it, removes the
-// ServiceEntry (not counted) and returns how many config versions the
-// control plane built meanwhile.
-func (m *weftMesh) churn(ctx context.Context, interval time.Duration) (stop func() int) {
+// churn changes m's config every interval, from now, until the returned
+// function is called: it writes a ServiceEntry whose host alternates
+// between two names (written aside and renamed, so the control plane
+// never reads half a file), so that every sidecar gets a cluster removed
+// and one added, their endpoints, and its routes rebuilt. The function
+// stops it, waits (at most 3 s) until the control plane has served a
+// build made after the last write, and returns how many builds it served
+// since churn began and how many writes failed; it then removes the
+// ServiceEntry and waits for that build too, so that none is left for
+// the next window.
+func (m *weftMesh) churn(ctx context.Context, interval time.Duration) (stop func() (changes, failed int)) {
 	file := filepath.Join(m.cfgDir, "churn.yaml")
 	version := func() uint64 {
 		if snap := m.cp.Snapshot(); snap != nil {
@@ -61,20 +65,30 @@ func (m *weftMesh) churn(ctx context.Context, interval time.Duration) (stop func
 		}
 		return 0
 	}
-	start := version()
+	// settle waits (at most 3 s) until a build newer than v has been
+	// served.
+	settle := func(v uint64) {
+		for deadline := time.Now().Add(3 * time.Second); m.cp.Served() <= v && time.Now().Before(deadline) && ctx.Err() == nil; {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	write := func(data []byte) error {
+		tmp := filepath.Join(m.cfgDir, ".churn.tmp")
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, file)
+	}
+	start := m.cp.Served()
+	var failed int
+	var last uint64 // the version before the last write
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for n := 0; ; n++ {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+			last = version()
 			se := fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: churn, namespace: %s}
@@ -84,15 +98,28 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.%d}]
 `, benchNS, n%2, 10+n%2)
-			_ = os.WriteFile(file, []byte(se), 0o644)
+			if write([]byte(se)) != nil {
+				failed++
+			}
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 	}()
-	return func() int {
+	return func() (int, int) {
 		close(done)
 		<-stopped
-		changes := int(version() - start)
-		_ = os.Remove(file)
-		return changes
+		settle(last)
+		changes := int(m.cp.Served() - start)
+		v := version()
+		if os.Remove(file) == nil {
+			settle(v)
+		}
+		return changes, failed
 	}
 }
 
