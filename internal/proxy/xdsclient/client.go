@@ -466,7 +466,9 @@ func shortType(u string) string { return u[strings.LastIndexByte(u, '.')+1:] }
 // SHA-256 matches) is not decoded again: its parsed and kept forms are
 // prev's. A state-of-the-world response repeats every resource of its
 // type, so a change to one of a hundred clusters decodes one, not a
-// hundred, and packs (compresses) one.
+// hundred, and packs (compresses) one. This holds as parsing depends on
+// the bytes alone: the one input beside them, the environment a tracing
+// custom tag may read, does not change while the proxy runs.
 func decode(typeURL string, anys []*anypb.Any, prev *typeState, packer *rawPacker) (parsed map[string]any, raw map[string][]byte, sums map[string][sha256.Size]byte, errs map[string]error) {
 	parsed, raw, sums, errs = map[string]any{}, map[string][]byte{}, map[string][sha256.Size]byte{}, map[string]error{}
 	var known map[[sha256.Size]byte]string // prev's names by sum, made when first needed
