@@ -22,16 +22,7 @@ import (
 func TestSubscriptionsAndNACK(t *testing.T) {
 	cp := proxytest.StartControlPlane(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	var mu sync.Mutex
-	var last *xdsclient.Resources
-	c := xdsclient.New(xdsclient.Options{
-		Addr: cp.Addr, Node: &corev3.Node{Id: "n1"},
-		OnUpdate: func(r *xdsclient.Resources) error { mu.Lock(); last = r; mu.Unlock(); return nil },
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
-	current := func() *xdsclient.Resources { mu.Lock(); defer mu.Unlock(); return last }
+	current, stop := runClient(cp.Addr)
 
 	cp.Set(t, "n1",
 		proxytest.Listener("virtualOutbound", "127.0.0.1:0", proxytest.Chain{Port: 80, Filter: proxytest.HCMRDS("80")}),
@@ -63,8 +54,23 @@ func TestSubscriptionsAndNACK(t *testing.T) {
 	if diff := cmp.Diff(want, current().Versions); diff != "" {
 		t.Errorf("versions (-want +got):\n%s", diff)
 	}
-	cancel()
-	<-done
+	stop()
+}
+
+// runClient runs a client of node n1 against the ADS server at addr (for
+// at most 20 s) and returns the resources of its last update, nil before
+// the first, and what stops it.
+func runClient(addr string) (current func() *xdsclient.Resources, stop func()) {
+	var mu sync.Mutex
+	var last *xdsclient.Resources
+	c := xdsclient.New(xdsclient.Options{
+		Addr: addr, Node: &corev3.Node{Id: "n1"},
+		OnUpdate: func(r *xdsclient.Resources) error { mu.Lock(); last = r; mu.Unlock(); return nil },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	return func() *xdsclient.Resources { mu.Lock(); defer mu.Unlock(); return last }, func() { cancel(); <-done }
 }
 
 // TestUnchangedResourcesAreNotDecodedAgain: a state-of-the-world response
@@ -73,17 +79,8 @@ func TestSubscriptionsAndNACK(t *testing.T) {
 // back is decoded again.
 func TestUnchangedResourcesAreNotDecodedAgain(t *testing.T) {
 	cp := proxytest.StartControlPlane(t)
-	var mu sync.Mutex
-	var last *xdsclient.Resources
-	c := xdsclient.New(xdsclient.Options{
-		Addr: cp.Addr, Node: &corev3.Node{Id: "n1"},
-		OnUpdate: func(r *xdsclient.Resources) error { mu.Lock(); last = r; mu.Unlock(); return nil },
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	done := make(chan error)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	current := func() *xdsclient.Resources { mu.Lock(); defer mu.Unlock(); return last }
+	current, stop := runClient(cp.Addr)
+	defer stop()
 	set := func(bLB clusterv3.Cluster_LbPolicy) {
 		cp.Set(t, "n1",
 			proxytest.Listener("virtualOutbound", "127.0.0.1:0", proxytest.Chain{Port: 80, Filter: proxytest.HCMRDS("80")}),
