@@ -115,3 +115,43 @@ func TestUnchangedResourcesAreNotDecodedAgain(t *testing.T) {
 		t.Errorf("after b changed back: a kept %v, b new %v; want a kept and b decoded", third["a"] == first["a"], third["b"] != second["b"])
 	}
 }
+
+// TestReuseAcrossNACK: a cluster refused (NACKed) keeps its last good
+// version; the good bytes sent again are that version, not decoded again,
+// and the bad bytes sent again are decoded and refused again.
+func TestReuseAcrossNACK(t *testing.T) {
+	cp := proxytest.StartControlPlane(t)
+	current, stop := runClient(cp.Addr)
+	defer stop()
+	set := func(lb clusterv3.Cluster_LbPolicy, addr string) {
+		cp.Set(t, "n1",
+			proxytest.Listener("virtualOutbound", "127.0.0.1:0", proxytest.Chain{Port: 80, Filter: proxytest.HCMRDS("80")}),
+			proxytest.RouteConfig("80", proxytest.VirtualHost("v", []string{"*"}, proxytest.PrefixRoute("/", "a"))),
+			proxytest.EDSCluster("a", lb), proxytest.CLA("a", addr),
+		)
+	}
+	nacked := func() bool { return current().Errors[xdsclient.ClusterType] != "" }
+	set(clusterv3.Cluster_ROUND_ROBIN, "127.0.0.1:1")
+	proxytest.Eventually(t, 10*time.Second, "complete config", func() bool { r := current(); return r != nil && r.Complete() })
+	good := current().Clusters["a"]
+
+	set(clusterv3.Cluster_CLUSTER_PROVIDED, "127.0.0.1:2")
+	proxytest.Eventually(t, 10*time.Second, "NACK", nacked)
+	if current().Clusters["a"] != good {
+		t.Fatalf("cluster a after a NACK is not its last good version")
+	}
+
+	// The good bytes again (the endpoints change, so that the update is
+	// seen): accepted, and the same parsed cluster.
+	set(clusterv3.Cluster_ROUND_ROBIN, "127.0.0.1:3")
+	proxytest.Eventually(t, 10*time.Second, "the good cluster accepted again", func() bool { return !nacked() })
+	if current().Clusters["a"] != good {
+		t.Errorf("cluster a, the bytes of its version in force, was decoded again")
+	}
+
+	set(clusterv3.Cluster_CLUSTER_PROVIDED, "127.0.0.1:4")
+	proxytest.Eventually(t, 10*time.Second, "the bad cluster refused again", nacked)
+	if got := current().Errors[xdsclient.ClusterType]; !strings.Contains(got, "CLUSTER_PROVIDED") {
+		t.Errorf("NACK reason %q", got)
+	}
+}
