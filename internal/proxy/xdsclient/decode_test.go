@@ -1,7 +1,9 @@
 package xdsclient
 
 import (
+	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -74,5 +76,52 @@ func BenchmarkDecodeClusters(b *testing.B) {
 				ts.packer.reset()
 			}
 		})
+	}
+}
+
+// TestReusedResourcesStayReadable: resources of 1 KiB and more are kept
+// compressed; one reused from the response before (its bytes unchanged)
+// reads back as the wire form it was sent in, beside one decoded anew.
+func TestReusedResourcesStayReadable(t *testing.T) {
+	long := strings.Repeat("x", 2000) // over packMin: kept compressed
+	big := func(name, host string) *anypb.Any {
+		c := benchCluster(name, host+long)
+		a, err := anypb.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	ts := &typeState{url: ClusterType, parsed: map[string]any{}, raw: map[string][]byte{}}
+	first := []*anypb.Any{big("a", "a1"), big("b", "b1")}
+	var errs map[string]error
+	ts.parsed, ts.raw, ts.sums, errs = decode(ClusterType, first, ts, &ts.packer)
+	ts.packer.reset()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	second := []*anypb.Any{first[0], big("b", "b2")}
+	parsed, raw, _, errs := decode(ClusterType, second, ts, &ts.packer)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if parsed["a"] != ts.parsed["a"] || parsed["b"] == ts.parsed["b"] {
+		t.Fatalf("a reused %v, b decoded anew %v; want both", parsed["a"] == ts.parsed["a"], parsed["b"] != ts.parsed["b"])
+	}
+	want := map[string][]byte{"a": second[0].GetValue(), "b": second[1].GetValue()}
+	got := map[string][]byte{}
+	if err := (&RawResources{dict: ts.packer.dict, m: raw}).Each(func(name string, b []byte) error {
+		got[name] = bytes.Clone(b)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range want {
+		if !bytes.Equal(got[name], w) {
+			t.Errorf("%s reads back as %d bytes, not the %d sent", name, len(got[name]), len(w))
+		}
+		if raw[name][0] != keptDeflated {
+			t.Errorf("%s kept uncompressed; the test means to read a compressed one", name)
+		}
 	}
 }
