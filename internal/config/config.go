@@ -16,6 +16,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"weft.dev/weft/internal/model"
 )
@@ -176,6 +178,13 @@ func (s *Set) add(r *Resource, fs []model.Finding) {
 //
 // The returned findings are the Set's Findings. The Set is never nil.
 func Load(paths ...string) (*Set, []model.Finding) {
+	set := loadFiles(paths, parseInto)
+	return set, set.Findings
+}
+
+// loadFiles reads the files at paths as Load does and hands each one's
+// bytes to add.
+func loadFiles(paths []string, add func(set *Set, file string, data []byte)) *Set {
 	set := &Set{}
 	for _, p := range paths {
 		files, err := expand(p)
@@ -189,9 +198,59 @@ func Load(paths ...string) (*Set, []model.Finding) {
 				set.add(nil, []model.Finding{fileFinding(f, 0, fmt.Sprintf("cannot read config: %v", err))})
 				continue
 			}
-			parseInto(set, f, data)
+			add(set, f, data)
 		}
 	}
+	return set
+}
+
+// Loader is Load with a memory of the last load: a file whose bytes did
+// not change since then is not parsed again, and its resources are copies
+// of the ones parsed before (their specs shared, which readers do not
+// change). A control plane that reloads its whole folder on every edit
+// parses only the files edited. It is safe for concurrent use.
+type Loader struct {
+	mu    sync.Mutex
+	files map[string]loadedFile
+}
+
+// loadedFile is a file's bytes and its documents as parsed, before
+// Set.add (which marks a resource defined twice).
+type loadedFile struct {
+	data []byte
+	docs []loadedDoc
+}
+
+type loadedDoc struct {
+	r  *Resource
+	fs []model.Finding
+}
+
+// Load is Load, parsing only the files that changed since l's last Load.
+func (l *Loader) Load(paths ...string) (*Set, []model.Finding) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := map[string]loadedFile{}
+	set := loadFiles(paths, func(set *Set, file string, data []byte) {
+		lf, ok := l.files[file]
+		if !ok || !bytes.Equal(lf.data, data) {
+			lf = loadedFile{data: data}
+			for _, doc := range splitDocuments(data) {
+				r, fs := parseDocument(file, doc.text, doc.offset)
+				lf.docs = append(lf.docs, loadedDoc{r: r, fs: fs})
+			}
+		}
+		next[file] = lf
+		for _, d := range lf.docs {
+			var r *Resource
+			if d.r != nil {
+				c := *d.r
+				r = &c
+			}
+			set.add(r, d.fs)
+		}
+	})
+	l.files = next
 	return set, set.Findings
 }
 

@@ -661,3 +661,66 @@ spec:
 		})
 	}
 }
+
+// TestLoaderParsesOnlyChangedFiles: a Loader keeps the parse of a file
+// whose bytes did not change (the same spec), parses a changed file anew,
+// and a resource once defined twice is valid again when the other
+// definition goes: what the Set marks is never the kept parse.
+func TestLoaderParsesOnlyChangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, host string) {
+		t.Helper()
+		doc := fmt.Sprintf("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: se}\nspec:\n  hosts: [%s]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n", host)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := func(set *Set, file string) *networking.ServiceEntry {
+		t.Helper()
+		for _, r := range set.Resources {
+			if filepath.Base(r.File) == file {
+				if r.Invalid {
+					return nil
+				}
+				return r.Spec.(*networking.ServiceEntry)
+			}
+		}
+		t.Fatalf("no resource from %s", file)
+		return nil
+	}
+	var l Loader
+	write("a.yaml", "a.example.com")
+	first, _ := l.Load(dir)
+	a1 := spec(first, "a.yaml")
+
+	// b.yaml defines the same resource: refused there, a.yaml's kept.
+	write("b.yaml", "b.example.com")
+	second, fs := l.Load(dir)
+	if spec(second, "a.yaml") != a1 {
+		t.Errorf("a.yaml, unchanged, was parsed again")
+	}
+	if spec(second, "b.yaml") != nil || !strings.Contains(strings.Join(findingStrings(fs), "\n"), "defined twice") {
+		t.Errorf("b.yaml's duplicate not refused: %v", findingStrings(fs))
+	}
+
+	// a.yaml goes; b.yaml, unchanged, comes from its kept parse, which
+	// the Set that refused it did not mark.
+	if err := os.Remove(filepath.Join(dir, "a.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	third, fs := l.Load(dir)
+	b1 := spec(third, "b.yaml")
+	if b1 == nil || len(fs) != 0 {
+		t.Errorf("b.yaml alone: spec %v, findings %v; want it valid", b1, findingStrings(fs))
+	}
+	if fourth, _ := l.Load(dir); spec(fourth, "b.yaml") != b1 {
+		t.Errorf("b.yaml, unchanged, was parsed again")
+	}
+
+	// b.yaml changes: parsed anew.
+	write("b.yaml", "b2.example.com")
+	fifth, _ := l.Load(dir)
+	if got := spec(fifth, "b.yaml"); got == b1 || got.GetHosts()[0] != "b2.example.com" {
+		t.Errorf("b.yaml, changed, not parsed anew: %v", got.GetHosts())
+	}
+}

@@ -79,6 +79,7 @@ type Server struct {
 	mux       *http.ServeMux
 	metrics   *metrics
 	builder   *validate.Builder // holds the last good version of every resource
+	loader    config.Loader     // parses only the files changed since the last rebuild
 	stats     *meshstats.Collector
 	taps      tapShutdown // ends open /api/v1/tap streams on shutdown (tap.go)
 
@@ -373,7 +374,7 @@ func (s *Server) watch(ctx context.Context) error {
 // rebuild reads every source, validates, and publishes a new snapshot.
 func (s *Server) rebuild() {
 	start := time.Now()
-	set, _ := config.Load(s.opts.ConfigDir) // load findings are in set and reported in snap.Status
+	set, _ := s.loader.Load(s.opts.ConfigDir) // load findings are in set and reported in snap.Status
 	s.mu.Lock()
 	s.version++
 	version := s.version
