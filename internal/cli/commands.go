@@ -15,6 +15,7 @@ import (
 	"weft.dev/weft/internal/controlplane"
 	"weft.dev/weft/internal/local"
 	"weft.dev/weft/internal/meshstats"
+	"weft.dev/weft/internal/model"
 	proxyapp "weft.dev/weft/internal/proxy/app"
 	"weft.dev/weft/internal/validate"
 	"weft.dev/weft/internal/xdsserver"
@@ -218,7 +219,7 @@ func newGetCmd(g *globals) *cobra.Command {
 				switch {
 				case r.ServingLastGood:
 					state += " (last good in force)"
-				case r.State == "Partial":
+				case r.State == string(model.StatePartial):
 					state += " (in force without what its errors name)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%d\n", r.Kind, r.Namespace, r.Name, state, r.File, r.Line)

@@ -214,16 +214,10 @@ type Loader struct {
 	files map[string]loadedFile
 }
 
-// loadedFile is a file's bytes and its documents as parsed, before
-// Set.add (which marks a resource defined twice).
+// loadedFile is a file's bytes and its documents as parsed.
 type loadedFile struct {
 	data []byte
-	docs []loadedDoc
-}
-
-type loadedDoc struct {
-	r  *Resource
-	fs []model.Finding
+	docs []parsedDoc
 }
 
 // Load is Load, parsing only the files that changed since l's last Load.
@@ -234,11 +228,7 @@ func (l *Loader) Load(paths ...string) (*Set, []model.Finding) {
 	set := loadFiles(paths, func(set *Set, file string, data []byte) {
 		lf, ok := l.files[file]
 		if !ok || !bytes.Equal(lf.data, data) {
-			lf = loadedFile{data: data}
-			for _, doc := range splitDocuments(data) {
-				r, fs := parseDocument(file, doc.text, doc.offset)
-				lf.docs = append(lf.docs, loadedDoc{r: r, fs: fs})
-			}
+			lf = loadedFile{data: data, docs: parseDocuments(file, data)}
 		}
 		next[file] = lf
 		for _, d := range lf.docs {

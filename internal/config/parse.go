@@ -53,10 +53,26 @@ const maxNodes = 1 << 20
 
 // parseInto splits data into documents and adds each one to set.
 func parseInto(set *Set, file string, data []byte) {
+	for _, d := range parseDocuments(file, data) {
+		set.add(d.r, d.fs)
+	}
+}
+
+// parsedDoc is one document as parsed, before Set.add (which marks a
+// resource defined twice).
+type parsedDoc struct {
+	r  *Resource
+	fs []model.Finding
+}
+
+// parseDocuments splits data into documents and parses each one.
+func parseDocuments(file string, data []byte) []parsedDoc {
+	var out []parsedDoc
 	for _, doc := range splitDocuments(data) {
 		r, fs := parseDocument(file, doc.text, doc.offset)
-		set.add(r, fs)
+		out = append(out, parsedDoc{r: r, fs: fs})
 	}
+	return out
 }
 
 type document struct {
