@@ -178,8 +178,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin API")
 	fs.IntVar(&cfg.Concurrency, "concurrency", -1, fmt.Sprintf("the most threads that run the proxy (GOMAXPROCS), at most the CPUs the process may use; 0: all of them (default %d for a sidecar, 0 for a gateway; see --scale-concurrency; a GOMAXPROCS in the environment wins over both)", DefaultSidecarConcurrency))
-	var scale optionalBool
-	fs.Var(&scale, "scale-concurrency", "run on one thread while one is enough and add threads up to --concurrency while busy (default true for a sidecar, false for a gateway)")
+	fs.BoolVar(&cfg.ScaleConcurrency, "scale-concurrency", false, "run on one thread while one is enough and add threads up to --concurrency while busy (default true for a sidecar, false for a gateway)")
 	fs.IntVar(&cfg.GCHeadroomMiB, "gc-headroom-mib", DefaultGCHeadroomMiB, "how far (MiB) the heap may grow past its live size between collections: GOGC is lowered (to 25 at least) while the live heap, mostly config, is larger; 0 or a GOGC in the environment keeps Go's default")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&cfg.AccessLog, "access-log", "", `access log path, "-" for stderr; overrides the config's access logs (default off: the config decides)`)
@@ -221,8 +220,9 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 			cfg.Concurrency = DefaultSidecarConcurrency
 		}
 	}
-	cfg.ScaleConcurrency = scale.v
-	if !scale.set {
+	scaleSet := false
+	fs.Visit(func(f *flag.Flag) { scaleSet = scaleSet || f.Name == "scale-concurrency" })
+	if !scaleSet {
 		cfg.ScaleConcurrency = cfg.Type == xdsmeta.ProxyTypeSidecar
 	}
 	if cfg.MaxSeries < 1 {
@@ -237,27 +237,6 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	return cfg, nil
 }
-
-// optionalBool is a boolean flag that knows whether it was given.
-type optionalBool struct{ set, v bool }
-
-func (b *optionalBool) String() string {
-	if b == nil || !b.set {
-		return ""
-	}
-	return strconv.FormatBool(b.v)
-}
-
-func (b *optionalBool) Set(s string) error {
-	v, err := strconv.ParseBool(s)
-	if err != nil {
-		return errors.New("want true or false")
-	}
-	b.set, b.v = true, v
-	return nil
-}
-
-func (b *optionalBool) IsBoolFlag() bool { return true }
 
 // startConcurrency sets the threads that run the proxy (GOMAXPROCS)
 // unless the environment sets them (a positive number: the runtime
