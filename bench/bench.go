@@ -49,6 +49,12 @@ type Options struct {
 	// alternates, so that every sidecar gets new clusters, endpoints and
 	// routes, as in a mesh whose services come and go.
 	Churn time.Duration
+	// ChurnHidden exports Churn's ServiceEntry to no namespace
+	// (exportTo: ["~"]): the control plane reads, validates and
+	// translates every change, but no sidecar's config changes. It
+	// measures the control plane's own share of what churn costs the
+	// data path on a machine whose cores they share.
+	ChurnHidden bool
 	// Services is how many other services the mesh holds (100).
 	Services int
 	// Threads is how many threads each proxy runs on (2): nginx's
@@ -422,7 +428,7 @@ func runScenario(ctx context.Context, o *Options, sc string, ps []*path, work st
 			}
 			stopChurn := func() (int, int) { return 0, 0 }
 			if o.Churn > 0 && p.mesh != nil {
-				stopChurn = p.mesh.churn(ctx, o.Churn)
+				stopChurn = p.mesh.churn(ctx, o.Churn, o.ChurnHidden)
 			}
 			meter.start(p.procs)
 			res, err := runLoad(ctx, o.Fortio, work, fmt.Sprintf("%s-%s-%d", sc, p.name, r), l)

@@ -92,7 +92,7 @@ func newReport(o *Options) *Report {
 			"duration_s": o.Duration.Seconds(), "warmup_s": o.Warmup.Seconds(), "rounds": o.Rounds,
 			"qps": o.QPS, "connections": o.Conns, "payload_bytes": o.Payload,
 			"max_connections": o.MaxConns, "max_duration_s": o.MaxDuration.Seconds(),
-			"smoke": o.Smoke, "services": o.Services, "threads": o.Threads, "churn_s": o.Churn.Seconds(),
+			"smoke": o.Smoke, "services": o.Services, "threads": o.Threads, "churn_s": o.Churn.Seconds(), "churn_hidden": o.ChurnHidden,
 		},
 	}
 }

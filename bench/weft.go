@@ -56,8 +56,9 @@ type weftMesh struct {
 // build made after the last write, and returns how many builds it served
 // since churn began and how many writes failed; it then removes the
 // ServiceEntry and waits for that build too, so that none is left for
-// the next window.
-func (m *weftMesh) churn(ctx context.Context, interval time.Duration) (stop func() (changes, failed int)) {
+// the next window. Hidden, the ServiceEntry is exported to no namespace,
+// so that no sidecar's config changes (Options.ChurnHidden).
+func (m *weftMesh) churn(ctx context.Context, interval time.Duration, hidden bool) (stop func() (changes, failed int)) {
 	file := filepath.Join(m.cfgDir, "churn.yaml")
 	version := func() uint64 {
 		if snap := m.cp.Snapshot(); snap != nil {
@@ -89,16 +90,7 @@ func (m *weftMesh) churn(ctx context.Context, interval time.Duration) (stop func
 		defer t.Stop()
 		for n := 0; ; n++ {
 			last = version()
-			se := fmt.Sprintf(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: churn, namespace: %s}
-spec:
-  hosts: [churn-%d.example.com]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.%d}]
-`, benchNS, n%2, 10+n%2)
-			if write([]byte(se)) != nil {
+			if write(churnEntry(n, hidden)) != nil {
 				failed++
 			}
 			select {
@@ -121,6 +113,25 @@ spec:
 		}
 		return changes, failed
 	}
+}
+
+// churnEntry is the ServiceEntry churn writes for its nth change: its
+// host and endpoint alternate between two; hidden, it is exported to no
+// namespace.
+func churnEntry(n int, hidden bool) []byte {
+	exportTo := ""
+	if hidden {
+		exportTo = "\n  exportTo: [\"~\"]"
+	}
+	return fmt.Appendf(nil, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: churn, namespace: %s}
+spec:
+  hosts: [churn-%d.example.com]%s
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.%d}]
+`, benchNS, n%2, exportTo, 10+n%2)
 }
 
 // writeMeshConfig writes the config folder: the two Workloads and

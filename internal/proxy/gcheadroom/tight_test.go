@@ -1,7 +1,9 @@
 package gcheadroom
 
 import (
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 )
 
@@ -12,6 +14,7 @@ func TestHandleTightRestoresGCPercent(t *testing.T) {
 	defer debug.SetGCPercent(orig)
 	for _, own := range []int{100, 200, 10, -1} {
 		debug.SetGCPercent(own)
+		runtime.GC() // no garbage: the tighter target stands (see TestTightPercent)
 		during := 0
 		if err := Tight(configGCPercent, func() error {
 			during = debug.SetGCPercent(-2) // reads the setting (any negative: off)
@@ -35,3 +38,66 @@ func TestHandleTightRestoresGCPercent(t *testing.T) {
 
 // configGCPercent is the xDS client's target.
 const configGCPercent = 25
+
+func TestTightPercent(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name        string
+		percent     int
+		inUse, base uint64
+		want        int
+	}{
+		{"just after a collection", 25, 8 * mib, 10 * mib, 25},
+		{"some garbage", 25, 12 * mib, 10 * mib, 45},
+		{"garbage past the target", 25, 14 * mib, 10 * mib, 65},
+		{"twice the live heap in use", 25, 20 * mib, 10 * mib, 125},
+		{"nothing measured yet", 25, 3 * mib, 0, 25},
+		{"GC off", -1, 14 * mib, 10 * mib, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := TightPercent(c.percent, c.inUse, c.base); got != c.want {
+				t.Errorf("TightPercent(%d, %d MiB, %d MiB) = %d, want %d", c.percent, c.inUse/mib, c.base/mib, got, c.want)
+			}
+		})
+	}
+}
+
+// With more garbage on the heap than the tighter target allows, Tight
+// puts the collector's target above the heap in use, not below it: a
+// collection started past its target would make every goroutine that
+// allocates assist it heavily or wait for it.
+func TestTightKeepsTheTargetAboveTheHeapInUse(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	runtime.GC()
+	live := make([][]byte, 16) // 16 MiB live
+	for i := range live {
+		live[i] = make([]byte, 1<<20)
+	}
+	runtime.GC()
+	// 8 MiB of garbage: within GOGC 100's target, past 25 %'s.
+	for range 128 {
+		sink = make([]byte, 64<<10)
+	}
+	read := func() (goal, inUse uint64) {
+		s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64(), s[1].Value.Uint64()
+	}
+	if _, inUse := read(); inUse < 22<<20 {
+		t.Skipf("a collection ran meanwhile: %d MiB in use", inUse>>20)
+	}
+	var goal, inUse uint64
+	if err := Tight(configGCPercent, func() error {
+		goal, inUse = read()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if goal <= inUse {
+		t.Errorf("while applying: target %.1f MiB, at or below the %.1f MiB in use", float64(goal)/(1<<20), float64(inUse)/(1<<20))
+	}
+	runtime.KeepAlive(live)
+}
+
+var sink []byte

@@ -23,9 +23,12 @@
 //
 // Work beside the requests that comes in bursts, such as applying a new
 // configuration, runs under Hold, on the maximum of Ps, so that requests
-// arriving meanwhile do not wait behind it on a single P. An interval
-// with a Hold in it adds Ps only if it filled the maximum to Up: what it
-// measured is mostly the Hold's burst, which had its Ps.
+// arriving meanwhile do not wait behind it on a single P. The maximum
+// stays for Linger after the last Hold ends: a change of configuration
+// arrives as several xDS responses a few milliseconds apart, and without
+// it each would raise and lower GOMAXPROCS. An interval with a Hold in
+// it adds Ps only if it filled the maximum to Up: what it measured is
+// mostly the Hold's burst, which had its Ps.
 //
 // Changing GOMAXPROCS stops the world for a moment (tens of
 // microseconds), which the thresholds make rare. A program that sets
@@ -52,15 +55,22 @@ type Policy struct {
 	// in a row must each stay under for one P to go.
 	Down  float64
 	Quiet int
+	// Linger is how long the maximum of Ps stays after the last Hold
+	// ends (0: it goes at once).
+	Linger time.Duration
 }
 
 // DefaultPolicy adds Ps at the end of an interval (half a second) that
-// kept its Ps half busy and removes one after 10 quiet seconds. A single P
+// kept its Ps half busy and removes one after 10 quiet seconds. Holds
+// linger 100 ms: measured under a change of configuration a second, the
+// responses of each change set GOMAXPROCS six times, and each of those
+// stopped the world for 0.3-3.8 ms on a busy 2-core machine
+// (docs/performance.md, optimisation 27). A single P
 // half busy (about 12,000 requests a second through a sidecar on the
 // benchmark's 16-core machine) already queues requests behind each
 // other: with 40 µs of work each, M/M/1 puts its 99th percentile wait
 // near 0.4 ms, and higher loads soon make it more.
-var DefaultPolicy = Policy{Interval: 500 * time.Millisecond, Up: 0.5, Down: 0.3, Quiet: 20}
+var DefaultPolicy = Policy{Interval: 500 * time.Millisecond, Up: 0.5, Down: 0.3, Quiet: 20, Linger: 100 * time.Millisecond}
 
 // Next is the number of Ps after an interval that used busy cores of CPU
 // with procs Ps (at most max), given quiet, the count of quiet intervals
@@ -78,10 +88,11 @@ func (p Policy) Next(procs, max int, busy float64, quiet int) (int, int) {
 	return procs, 0
 }
 
-// valid reports whether the Scaler can run by p: a positive interval and
-// 0 <= Down < Up (a Down at or above Up would let a steady load flap).
+// valid reports whether the Scaler can run by p: a positive interval,
+// 0 <= Down < Up (a Down at or above Up would let a steady load flap)
+// and no negative Linger.
 func (p Policy) valid() bool {
-	return p.Interval > 0 && p.Down >= 0 && p.Down < p.Up && p.Quiet >= 1
+	return p.Interval > 0 && p.Down >= 0 && p.Down < p.Up && p.Quiet >= 1 && p.Linger >= 0
 }
 
 // Scaler sets GOMAXPROCS from the process's CPU use.
@@ -97,6 +108,10 @@ type Scaler struct {
 	holds   int  // Holds not yet released: while any, max Ps
 	held    bool // a Hold ran since the loop last looked
 	stopped bool // Stop ran: Holds change nothing any more
+	// lingerUntil is when the Ps may go back to procs after the last
+	// Hold ended (zero: not lingering); linger runs endLinger then.
+	lingerUntil time.Time
+	linger      *time.Timer
 }
 
 // active is the running Scaler, which Hold raises.
@@ -128,17 +143,21 @@ func (s *Scaler) Stop() {
 	active.CompareAndSwap(s, nil)
 	s.mu.Lock()
 	s.stopped = true
+	if s.linger != nil {
+		s.linger.Stop()
+	}
 	s.mu.Unlock()
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
 }
 
 // Hold runs the process on the running Scaler's maximum of Ps until
-// release is called, whatever the load: for a burst of work beside the
-// requests, such as applying a new configuration, which on one P would
-// hold up every request that arrives meanwhile for up to the scheduler's
-// time slice (10 ms) at a time. Without a running Scaler it does nothing.
-// Raising and lowering GOMAXPROCS each stop the world for a moment.
+// release is called and the policy's Linger has passed, whatever the
+// load: for a burst of work beside the requests, such as applying a new
+// configuration, which on one P would hold up every request that
+// arrives meanwhile for up to the scheduler's time slice (10 ms) at a
+// time. Without a running Scaler it does nothing. Raising and lowering
+// GOMAXPROCS each stop the world for a moment.
 func Hold() (release func()) {
 	s := active.Load()
 	if s == nil {
@@ -151,20 +170,56 @@ func Hold() (release func()) {
 	}
 	s.holds++
 	s.held = true
-	if s.holds == 1 && s.procs < s.max {
+	if s.holds == 1 && s.lingerUntil.IsZero() && s.procs < s.max {
 		runtime.GOMAXPROCS(s.max)
 	}
+	s.lingerUntil = time.Time{}
 	s.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
 			s.holds--
-			if s.holds == 0 && s.procs < s.max && !s.stopped {
-				runtime.GOMAXPROCS(s.procs)
+			if s.holds == 0 && !s.stopped {
+				s.endHold()
 			}
 			s.mu.Unlock()
 		})
+	}
+}
+
+// endHold lowers the Ps when the last Hold has ended, at once or a
+// Linger later. Called with mu held.
+func (s *Scaler) endHold() {
+	if s.pol.Linger <= 0 {
+		if s.procs < s.max {
+			runtime.GOMAXPROCS(s.procs)
+		}
+		return
+	}
+	s.lingerUntil = time.Now().Add(s.pol.Linger)
+	if s.linger == nil {
+		s.linger = time.AfterFunc(s.pol.Linger, s.endLinger)
+	} else {
+		s.linger.Reset(s.pol.Linger)
+	}
+}
+
+// endLinger lowers the Ps once the Linger after the last Hold has
+// passed, unless a Hold came meanwhile or the Scaler stopped.
+func (s *Scaler) endLinger() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lingerUntil.IsZero() || s.holds > 0 || s.stopped {
+		return
+	}
+	if left := time.Until(s.lingerUntil); left > 0 {
+		s.linger.Reset(left) // a Hold came and went since the timer was set
+		return
+	}
+	s.lingerUntil = time.Time{}
+	if s.procs < s.max {
+		runtime.GOMAXPROCS(s.procs)
 	}
 }
 
@@ -177,12 +232,12 @@ func (s *Scaler) takeHeld() bool {
 	return h
 }
 
-// setProcs records the Ps the load asks for and sets them unless a Hold
-// keeps the maximum.
+// setProcs records the Ps the load asks for and sets them unless a Hold,
+// or its Linger, keeps the maximum.
 func (s *Scaler) setProcs(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n != s.procs && s.holds == 0 {
+	if n != s.procs && s.holds == 0 && s.lingerUntil.IsZero() {
 		runtime.GOMAXPROCS(n)
 	}
 	s.procs = n

@@ -185,6 +185,42 @@ func TestHold(t *testing.T) {
 	want(1) // no Scaler running: nothing held
 }
 
+// The maximum of Ps stays for the policy's Linger after the last Hold
+// ends, through Holds that come meanwhile and what the load asks for,
+// and then goes back to what the load asks for.
+func TestHoldLingers(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, c := range []struct {
+		name   string
+		linger time.Duration
+	}{{"an hour", time.Hour}, {"20 ms", 20 * time.Millisecond}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := Start(3, Policy{Interval: time.Hour, Up: 0.5, Down: 0.3, Quiet: 1, Linger: c.linger})
+			if s == nil {
+				t.Skip("no CPU time on this platform")
+			}
+			defer s.Stop()
+			Hold()()
+			r := Hold()
+			s.setProcs(2)
+			r()
+			if c.linger == time.Hour {
+				if n := runtime.GOMAXPROCS(0); n != 3 {
+					t.Fatalf("GOMAXPROCS %d after the Holds ended, within their linger: want 3", n)
+				}
+				return
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for runtime.GOMAXPROCS(0) != 2 {
+				if time.Now().After(deadline) {
+					t.Fatalf("GOMAXPROCS %d 10 s after the Holds ended, want 2 (what the load asks for)", runtime.GOMAXPROCS(0))
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
+
 // Work done under a Hold that does not fill the maximum of Ps it ran
 // on does not make the Scaler add Ps for the load: when the Hold ends,
 // the process is back on one.

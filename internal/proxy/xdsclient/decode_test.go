@@ -79,11 +79,11 @@ func BenchmarkDecodeClusters(b *testing.B) {
 	}
 }
 
-// TestReusedResourcesStayReadable: resources of 1 KiB and more are kept
+// TestReusedResourcesStayReadable: resources of packMin bytes and more are kept
 // compressed; one reused from the response before (its bytes unchanged)
 // reads back as the wire form it was sent in, beside one decoded anew.
 func TestReusedResourcesStayReadable(t *testing.T) {
-	long := strings.Repeat("x", 2000) // over packMin: kept compressed
+	long := strings.Repeat("x", packMin) // over packMin: kept compressed
 	big := func(name, host string) *anypb.Any {
 		c := benchCluster(name, host+long)
 		a, err := anypb.New(c)

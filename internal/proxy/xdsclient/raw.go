@@ -11,14 +11,11 @@ import (
 
 // RawResources are one type's accepted resources in wire form (each the
 // value of the Any it came in), kept for config dumps. A resource of at
-// least packMin bytes (a route configuration, a large listener) is kept
+// least packMin bytes (a large mesh's route configuration) is kept
 // DEFLATE-compressed against a dictionary cut from the first such
 // resource of the type: with 1000 services the route configuration's
-// 0.54 MB take 0.03 MB. Smaller ones (clusters, endpoints: many, and a
-// few hundred bytes each) are kept as they came, since resetting the
-// compressor for each (its tables are 640 KB) would cost more CPU per
-// push than the 2x they would shrink is worth. A RawResources is
-// immutable.
+// 0.54 MB take 0.03 MB. Smaller ones are kept as they came (see packMin).
+// A RawResources is immutable.
 type RawResources struct {
 	dict []byte
 	m    map[string][]byte // compressed, by name
@@ -86,8 +83,13 @@ func (r *RawResources) Each(fn func(name string, b []byte) error) error {
 // rawDictMax bounds the dictionary: DEFLATE refers back at most 32 KiB.
 const rawDictMax = 32 << 10
 
-// packMin is the size from which a resource is compressed.
-const packMin = 1 << 10
+// packMin is the size from which a resource is compressed. A compressor
+// is made for each response that has one to pack, and its state takes
+// about 1 MB: for a smaller resource it would allocate over 16 times
+// what it could save. With 100 services the route configuration (55 KB)
+// changed on every edit of the mesh, and compressing it was half of what
+// applying the change allocated (docs/performance.md, optimisation 27).
+const packMin = 64 << 10
 
 // The first byte of a kept resource says how the rest is kept.
 const (

@@ -19,7 +19,7 @@ func TestRawResourcesRoundTrip(t *testing.T) {
 			name := fmt.Sprintf("outbound|80||svc-%04d.bench.svc.cluster.local", resp*50+i)
 			// Small resources (kept as they are) and large ones
 			// (compressed), and an empty one (all fields default).
-			b := bytes.Repeat([]byte(name+"|eds|tls|"), 1+i%7*10)
+			b := bytes.Repeat([]byte(name+"|eds|tls|"), 1+i%7*300)
 			if i == 7 {
 				b = []byte{}
 			}
