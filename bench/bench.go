@@ -49,11 +49,12 @@ type Options struct {
 	// alternates, so that every sidecar gets new clusters, endpoints and
 	// routes, as in a mesh whose services come and go.
 	Churn time.Duration
-	// ChurnHidden exports Churn's ServiceEntry to no namespace
-	// (exportTo: ["~"]): the control plane reads, validates and
-	// translates every change, but no sidecar's config changes. It
-	// measures the control plane's own share of what churn costs the
-	// data path on a machine whose cores they share.
+	// ChurnHidden makes Churn's change one that no sidecar's config
+	// shows (an AuthorizationPolicy of a namespace without workloads):
+	// the control plane reads, validates and translates every change,
+	// but pushes nothing. It measures the control plane's own share of
+	// what churn costs the data path on a machine whose cores they
+	// share.
 	ChurnHidden bool
 	// Services is how many other services the mesh holds (100).
 	Services int

@@ -9,13 +9,15 @@ import (
 	"weft.dev/weft/internal/model"
 )
 
-// The ServiceEntry churn writes is valid config whose host alternates;
-// hidden, it is exported to no namespace, so no sidecar sees it.
+// What churn writes is valid config that alternates between two
+// versions: a ServiceEntry of the sidecars' namespace, or, hidden, an
+// AuthorizationPolicy of a namespace without workloads.
 func TestChurnEntry(t *testing.T) {
 	for _, hidden := range []bool{false, true} {
-		hosts := map[string]bool{}
+		versions := map[string]bool{}
 		for n := range 2 {
-			set, findings := config.Parse("churn.yaml", churnEntry(n, hidden))
+			data := churnEntry(n, hidden)
+			set, findings := config.Parse("churn.yaml", data)
 			for _, f := range findings {
 				if f.Severity == model.SeverityError {
 					t.Fatalf("hidden=%v change %d: %v", hidden, n, f)
@@ -24,17 +26,17 @@ func TestChurnEntry(t *testing.T) {
 			if len(set.Resources) != 1 {
 				t.Fatalf("hidden=%v change %d: %d resources, want 1", hidden, n, len(set.Resources))
 			}
-			se, ok := set.Resources[0].Spec.(*networking.ServiceEntry)
-			if !ok {
-				t.Fatalf("hidden=%v change %d: a %T, want a ServiceEntry", hidden, n, set.Resources[0].Spec)
-			}
-			hosts[se.GetHosts()[0]] = true
-			if got := se.GetExportTo(); hidden != (len(got) == 1 && got[0] == "~") {
-				t.Errorf("hidden=%v change %d: exportTo %q", hidden, n, got)
+			r := set.Resources[0]
+			versions[string(data)] = true
+			switch _, isSE := r.Spec.(*networking.ServiceEntry); {
+			case !hidden && (!isSE || r.Namespace != benchNS):
+				t.Errorf("change %d: a %s of %s, want a ServiceEntry of %s", n, r.Kind, r.Namespace, benchNS)
+			case hidden && (r.Kind != config.KindAuthorizationPolicy || r.Namespace == benchNS):
+				t.Errorf("hidden change %d: a %s of %s, want an AuthorizationPolicy of another namespace", n, r.Kind, r.Namespace)
 			}
 		}
-		if len(hosts) != 2 {
-			t.Errorf("hidden=%v: hosts %v, want two that alternate", hidden, hosts)
+		if len(versions) != 2 {
+			t.Errorf("hidden=%v: %d versions, want two that alternate", hidden, len(versions))
 		}
 	}
 }

@@ -56,8 +56,8 @@ type weftMesh struct {
 // build made after the last write, and returns how many builds it served
 // since churn began and how many writes failed; it then removes the
 // ServiceEntry and waits for that build too, so that none is left for
-// the next window. Hidden, the ServiceEntry is exported to no namespace,
-// so that no sidecar's config changes (Options.ChurnHidden).
+// the next window. Hidden, the change is one no sidecar's config shows
+// (Options.ChurnHidden, churnEntry).
 func (m *weftMesh) churn(ctx context.Context, interval time.Duration, hidden bool) (stop func() (changes, failed int)) {
 	file := filepath.Join(m.cfgDir, "churn.yaml")
 	version := func() uint64 {
@@ -115,23 +115,30 @@ func (m *weftMesh) churn(ctx context.Context, interval time.Duration, hidden boo
 	}
 }
 
-// churnEntry is the ServiceEntry churn writes for its nth change: its
-// host and endpoint alternate between two; hidden, it is exported to no
-// namespace.
+// churnEntry is what churn writes for its nth change: a ServiceEntry
+// whose host and endpoint alternate between two. Hidden, an
+// AuthorizationPolicy of a namespace with no workloads whose rule
+// alternates: the control plane validates, builds and translates the
+// mesh again as for any change, and every proxy's config comes out the
+// same, so none is pushed.
 func churnEntry(n int, hidden bool) []byte {
-	exportTo := ""
 	if hidden {
-		exportTo = "\n  exportTo: [\"~\"]"
+		return fmt.Appendf(nil, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: churn, namespace: %s-hidden}
+spec:
+  rules: [{to: [{operation: {paths: [/churn-%d]}}]}]
+`, benchNS, n%2)
 	}
 	return fmt.Appendf(nil, `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: churn, namespace: %s}
 spec:
-  hosts: [churn-%d.example.com]%s
+  hosts: [churn-%d.example.com]
   ports: [{number: 80, name: http, protocol: HTTP}]
   resolution: STATIC
   endpoints: [{address: 127.0.0.%d}]
-`, benchNS, n%2, exportTo, 10+n%2)
+`, benchNS, n%2, 10+n%2)
 }
 
 // writeMeshConfig writes the config folder: the two Workloads and

@@ -32,6 +32,10 @@ const syscallZero = syscall.Signal(0)
 // gatewayName is the instance name of the local ingress gateway.
 const gatewayName = "ingressgateway"
 
+// gatewayProblem is the key of the gateway's problems (and of its failed
+// settings in proxyFailed, beside the Workloads').
+const gatewayProblem = "ingress"
+
 // mesh is one weft up run.
 type mesh struct {
 	opts      Options
@@ -170,14 +174,19 @@ func (m *mesh) reconcile(ctx context.Context) {
 		}
 	}
 
+	var gwProxy model.ProxySettings
+	if gateways {
+		gwProxy = snap.ProxySettingsFor(model.IngressGatewayNamespace, model.IngressGatewayLabels)
+	}
+
 	// Stop what is no longer wanted or has changed; restart the sidecars
 	// whose settings (ProxyConfigs) changed.
 	// Settings that failed stay failed until the settings asked for
-	// change (or the Workload goes).
+	// change (or the Workload, or every Gateway, goes).
 	problems := map[string]string{}
 	m.mu.Lock()
 	for wkey, f := range m.proxyFailed {
-		still := false
+		still := wkey == gatewayProblem && gateways && proxyKey(gwProxy) == f.key
 		for _, d := range want {
 			still = still || d.workload.Key() == wkey && d.spec.Sidecar && proxyKey(d.proxy) == f.key
 		}
@@ -241,23 +250,36 @@ func (m *mesh) reconcile(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-	var gwProxy model.ProxySettings
 	if gateways {
-		gwProxy = snap.ProxySettingsFor(model.IngressGatewayNamespace, model.IngressGatewayLabels)
 		m.mu.Lock()
-		old := m.gateway
+		gw := m.gateway
+		_, failed := m.proxyFailed[gatewayProblem]
 		switch {
-		case old == nil:
-		case proxyKey(old.proxy) != proxyKey(gwProxy):
-			m.gateway = nil
+		case gw == nil:
+		case proxyKey(gw.proxy) != proxyKey(gwProxy):
+			if failed {
+				gw = nil // these settings failed: not tried again until they change
+			}
 		default:
-			old.proxy = gwProxy // the same settings, perhaps from other ProxyConfigs
-			old = nil
+			gw.proxy = gwProxy // the same settings, perhaps from other ProxyConfigs
+			gw = nil
 		}
 		m.mu.Unlock()
-		if old != nil {
+		if gw != nil {
 			m.log.Info("restarting the ingress gateway: its ProxyConfig changed", "proxyConfigs", gwProxy.From)
-			m.stopInstance(ctx, old)
+			err := m.restartProxy(ctx, gw, gwProxy, func(settings model.ProxySettings) (*supervisor.Handle, error) {
+				return m.startGatewayProxy(ctx, gw.model, settings)
+			})
+			if err != nil {
+				p := fmt.Sprintf("ingress gateway: %v; it keeps its previous settings until its ProxyConfigs change", err)
+				problems[gatewayProblem] = p
+				m.mu.Lock()
+				if m.proxyFailed == nil {
+					m.proxyFailed = map[string]proxyFailure{}
+				}
+				m.proxyFailed[gatewayProblem] = proxyFailure{key: proxyKey(gwProxy), problem: p}
+				m.mu.Unlock()
+			}
 		}
 	}
 	m.mu.Lock()
@@ -271,7 +293,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 		if err != nil {
 			m.log.Error("ingress gateway cannot run", "err", err)
 			m.mu.Lock()
-			m.problems["ingress"] = err.Error()
+			m.problems[gatewayProblem] = err.Error()
 			m.mu.Unlock()
 		} else {
 			m.mu.Lock()
@@ -492,7 +514,11 @@ func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desir
 		wg.Go(func() {
 			for _, in := range ins {
 				d := resettle[in]
-				if err := m.restartSidecar(ctx, in, d); err != nil {
+				m.log.Info("restarting a sidecar: its ProxyConfig changed", "instance", in.model.Name, "namespace", in.model.Namespace)
+				err := m.restartProxy(ctx, in, d.proxy, func(settings model.ProxySettings) (*supervisor.Handle, error) {
+					return m.startSidecar(ctx, in.model, d.spec, settings)
+				})
+				if err != nil {
 					p := fmt.Sprintf("Workload %s: %v; its sidecars keep their previous settings until its ProxyConfigs change", key, err)
 					mu.Lock()
 					problems[key] = p
@@ -512,31 +538,31 @@ func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desir
 	return problems
 }
 
-// restartSidecar starts in's sidecar anew with the settings d asks for,
-// on the same ports, and waits (at most 30 s) for it to be ready; the app
-// keeps running (its requests through the sidecar fail while none
-// listens). A sidecar that does not start or is not ready is stopped and
-// the old settings start again; the error says so.
-func (m *mesh) restartSidecar(ctx context.Context, in *instance, d desired) error {
-	m.log.Info("restarting a sidecar: its ProxyConfig changed", "instance", in.model.Name, "namespace", in.model.Namespace)
+// restartProxy starts in's proxy (a sidecar or the gateway) anew with
+// settings, on the same ports, by start, which waits (at most 30 s) for
+// it to be ready; a sidecar's app keeps running (its requests through
+// the sidecar fail while none listens). A proxy that does not start or
+// is not ready is stopped and its old settings start again; the error
+// says so.
+func (m *mesh) restartProxy(ctx context.Context, in *instance, settings model.ProxySettings, start func(model.ProxySettings) (*supervisor.Handle, error)) error {
 	stop := func(h *supervisor.Handle) {
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		_ = h.Stop(sctx)
 	}
 	stop(in.sidecar)
-	h, err := m.startSidecar(ctx, in.model, d.spec, d.proxy)
+	h, err := start(settings)
 	if err == nil {
 		m.mu.Lock()
-		in.proxy, in.sidecar = d.proxy, h
+		in.proxy, in.sidecar = settings, h
 		m.mu.Unlock()
 		return nil
 	}
-	m.log.Error("sidecar restart failed; going back to its previous settings", "instance", in.model.Name, "namespace", in.model.Namespace, "err", err)
+	m.log.Error("proxy restart failed; going back to its previous settings", "instance", in.model.Name, "namespace", in.model.Namespace, "err", err)
 	if h != nil {
 		stop(h)
 	}
-	old, oerr := m.startSidecar(ctx, in.model, d.spec, in.proxy)
+	old, oerr := start(in.proxy)
 	if old != nil {
 		m.mu.Lock()
 		in.sidecar = old
@@ -590,7 +616,9 @@ func (m *mesh) stopInstance(ctx context.Context, in *instance) {
 }
 
 // startGateway runs the ingress gateway proxy; the control plane gives it
-// listeners for the Gateways that select istio=ingressgateway.
+// listeners for the Gateways that select istio=ingressgateway. A gateway
+// not ready in 30 s keeps running (its listeners may yet bind), with a
+// warning.
 func (m *mesh) startGateway(ctx context.Context, settings model.ProxySettings) (*instance, error) {
 	admin, err := m.ports.free()
 	if err != nil {
@@ -605,24 +633,39 @@ func (m *mesh) startGateway(ctx context.Context, settings model.ProxySettings) (
 		Labels:         maps.Clone(model.IngressGatewayLabels),
 		ServiceAccount: "ingressgateway", AdminPort: admin, StatsPort: stats,
 	}
+	h, err := m.startGatewayProxy(ctx, mi, settings)
+	if h == nil {
+		return nil, err
+	}
+	if err != nil {
+		m.log.Warn("ingress gateway not ready", "err", err)
+	}
+	return &instance{model: mi, sidecar: h, proxy: settings}, nil
+}
+
+// startGatewayProxy starts the gateway proxy of mi with settings and waits
+// (at most 30 s) for it to be ready. It returns the handle of a proxy that
+// started, ready or not, and an error when it did not start or is not
+// ready.
+func (m *mesh) startGatewayProxy(ctx context.Context, mi *model.Instance, settings model.ProxySettings) (*supervisor.Handle, error) {
 	h, err := m.sup.Start(ctx, supervisor.Process{
 		Name:    gatewayName,
 		Group:   groupGateway,
 		Command: m.proxyArgs(xdsmeta.ProxyTypeGateway, mi, settings),
 		Env:     envList(settings.Env),
-		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", admin)),
+		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
 		Log:     m.openLog(mi.Namespace, gatewayName+".proxy"),
 		Quiet:   isAccessLog,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ingress gateway: %w", err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := h.WaitReady(wctx); err != nil {
-		m.log.Warn("ingress gateway not ready", "err", err)
+		return h, fmt.Errorf("ingress gateway not ready: %w", err)
 	}
-	return &instance{model: mi, sidecar: h, proxy: settings}, nil
+	return h, nil
 }
 
 // proxyArgs is the command line of mi's proxy, of type typ, run with

@@ -79,8 +79,8 @@ spec:
 // names them, and a change restarts the proxies it changes (not their
 // apps, nor the proxies it does not change), which then serve again; a
 // bad ProxyConfig is refused, its last good version stays in force and
-// nothing restarts; settings a sidecar does not start with are rolled
-// back, reported, and not tried again until they change.
+// nothing restarts; settings a sidecar or the gateway does not start with
+// are rolled back, reported, and not tried again until they change.
 func TestProxyConfig(t *testing.T) {
 	ingress := freePort(t)
 	dir := t.TempDir()
@@ -332,6 +332,70 @@ spec:
 			return err
 		})
 		check(t, "httpbin-0", fixed["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "WEFT_E2E_MARK=threads-2", 2)
+		serves(t)
+	})
+
+	t.Run("settings the gateway does not start with are rolled back", func(t *testing.T) {
+		gateway := func(concurrency int, env string) string {
+			return fmt.Sprintf(`apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: gateway, namespace: default}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  concurrency: %d
+  environmentVariables: {%s}
+`, concurrency, env)
+		}
+		was, err := proxies(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.apply(t, gateway(1, `WEFT_E2E_FAIL: "1"`), "")
+		problem := func(st local.MeshStatus) bool {
+			return slices.ContainsFunc(st.Problems, func(p string) bool {
+				return strings.Contains(p, "ingress gateway") && strings.Contains(p, "keeps its previous settings")
+			})
+		}
+		var rolled map[string]proxy
+		waitFor(t, 90*time.Second, "the gateway's failed restart rolled back", func() (err error) {
+			st, err := m.statusErr()
+			if err != nil {
+				return err
+			}
+			if !problem(st) {
+				return fmt.Errorf("problems %v", st.Problems)
+			}
+			if rolled, err = proxies(true); err != nil {
+				return err
+			}
+			if rolled["ingressgateway"].pid == was["ingressgateway"].pid {
+				return fmt.Errorf("the gateway not restarted")
+			}
+			return nil
+		})
+		// Back on its previous settings (concurrency 2), serving.
+		check(t, "ingressgateway", rolled["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "2", "", 2)
+		if slices.Contains(procStrings(t, rolled["ingressgateway"].pid, "environ"), "WEFT_E2E_FAIL=1") {
+			t.Errorf("the gateway runs with the settings that failed")
+		}
+		serves(t)
+		// Not tried again while the settings stay.
+		unchanged(t, "ingressgateway", rolled["ingressgateway"])
+		if !problem(m.status(t)) {
+			t.Errorf("the gateway's failed restart is no longer reported: %v", m.status(t).Problems)
+		}
+
+		// Settings that start clear it.
+		m.apply(t, gateway(1, `WEFT_E2E_MARK: "gateway-1"`), "")
+		var fixed map[string]proxy
+		waitFor(t, 60*time.Second, "the gateway with the new settings", func() (err error) {
+			fixed, err = proxies(false)
+			if err == nil && fixed["ingressgateway"].pid == rolled["ingressgateway"].pid {
+				err = fmt.Errorf("not restarted")
+			}
+			return err
+		})
+		check(t, "ingressgateway", fixed["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "1", "WEFT_E2E_MARK=gateway-1", 1)
 		serves(t)
 	})
 }

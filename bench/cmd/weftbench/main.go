@@ -45,7 +45,7 @@ func main() {
 	sidecarEnv := flag.String("sidecar-env", "", "K=V,K=V added to the sidecars' environment (e.g. GOMAXPROCS=1, which also fixes their threads, turning their scaling off; GODEBUG settings one per entry, GODEBUG=gctrace=1,GODEBUG=madvdontneed=1, are joined)")
 	baseEnv := flag.String("base-sidecar-env", "-", "K=V,K=V for the --weft-proxy-base mesh's sidecars instead of --sidecar-env (\"\" for none; \"-\": the same)")
 	flag.DurationVar(&o.Churn, "churn", 0, "change the Weft meshes' config this often during their measured windows (a ServiceEntry whose host alternates: clusters, endpoints and routes change on every sidecar); 0: never")
-	flag.BoolVar(&o.ChurnHidden, "churn-hidden", false, "with --churn, export the changing ServiceEntry to no namespace: the control plane works on every change but no sidecar's config changes (the control plane's own share of the cost)")
+	flag.BoolVar(&o.ChurnHidden, "churn-hidden", false, "with --churn, change a policy of a namespace without workloads instead: the control plane works on every change but no sidecar's config changes (the control plane's own share of the cost)")
 	flag.BoolVar(&o.Profile, "pprof", false, "save CPU profiles of both sidecars during the last round's two-hop windows (plaintext and mTLS, every scenario)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process, where the control plane runs, over the whole run to this file")
 	flag.Parse()

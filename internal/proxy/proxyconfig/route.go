@@ -26,6 +26,20 @@ const (
 
 // ParseRouteConfig validates an Envoy RouteConfiguration.
 func ParseRouteConfig(rc *routev3.RouteConfiguration) (*RouteConfig, error) {
+	vhs := rc.GetVirtualHosts()
+	return parseRouteConfig(rc, len(vhs), func(i int) (*VirtualHost, []string, error) {
+		var notes []string
+		v, err := parseVirtualHost(vhs[i], &notes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("virtual_hosts[%d] %q: %w", i, vhs[i].GetName(), err)
+		}
+		return v, notes, nil
+	})
+}
+
+// parseRouteConfig validates rc, whose n virtual hosts vhost parses
+// (with what each leaves unenforced), in order.
+func parseRouteConfig(rc *routev3.RouteConfiguration, n int, vhost func(i int) (*VirtualHost, []string, error)) (*RouteConfig, error) {
 	out := &RouteConfig{Name: rc.GetName()}
 	var err error
 	if out.RequestHeaders, err = headerOps(rc.GetRequestHeadersToAdd(), rc.GetRequestHeadersToRemove()); err != nil {
@@ -35,11 +49,12 @@ func ParseRouteConfig(rc *routev3.RouteConfiguration) (*RouteConfig, error) {
 		return nil, fmt.Errorf("route configuration %q: response headers: %w", rc.GetName(), err)
 	}
 	seenDomain := map[string]string{}
-	for i, vh := range rc.GetVirtualHosts() {
-		v, err := parseVirtualHost(vh, &out.Unenforced)
+	for i := range n {
+		v, notes, err := vhost(i)
 		if err != nil {
-			return nil, fmt.Errorf("route configuration %q: virtual_hosts[%d] %q: %w", rc.GetName(), i, vh.GetName(), err)
+			return nil, fmt.Errorf("route configuration %q: %w", rc.GetName(), err)
 		}
+		out.Unenforced = append(out.Unenforced, notes...)
 		for _, d := range v.Domains {
 			if prev, ok := seenDomain[d]; ok {
 				return nil, fmt.Errorf("route configuration %q: domain %q is in virtual hosts %q and %q", rc.GetName(), d, prev, v.Name)

@@ -28,7 +28,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -156,6 +155,7 @@ type typeState struct {
 	raw      map[string][]byte            // as packer keeps them; never changed once stored
 	sums     map[string][sha256.Size]byte // of each resource's wire form, by name
 	packer   rawPacker
+	vhosts   proxyconfig.VirtualHostCache // route configurations' parsed virtual hosts (RouteType)
 }
 
 // New returns a client; call Run to start it.
@@ -321,6 +321,9 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 		}
 	}
 	ts.parsed, ts.raw, ts.sums, ts.received, ts.nonce = newParsed, newRaw, newSums, true, resp.GetNonce()
+	if ts.url == RouteType {
+		ts.vhosts.Keep(func(name string) bool { _, ok := newParsed[name]; return ok })
+	}
 	detail := ""
 	if len(errs) > 0 {
 		detail = joinErrors(errs)
@@ -419,6 +422,9 @@ func (c *Client) resubscribe(ts *typeState, names []string) bool {
 		}
 	}
 	ts.parsed, ts.raw, ts.sums = p, r, s
+	if ts.url == RouteType {
+		ts.vhosts.Keep(func(name string) bool { return keep[name] })
+	}
 	return true
 }
 
@@ -501,10 +507,9 @@ func decode(typeURL string, anys []*anypb.Any, prev *typeState, packer *rawPacke
 				v, err = proxyconfig.ParseListener(m)
 			}
 		case RouteType:
-			m := &routev3.RouteConfiguration{}
-			if err = a.UnmarshalTo(m); err == nil {
-				name = m.GetName()
-				v, err = proxyconfig.ParseRouteConfig(m)
+			var rc *proxyconfig.RouteConfig
+			if name, rc, err = prev.vhosts.ParseRouteConfig(a.GetValue()); err == nil {
+				v = rc
 			}
 		case ClusterType:
 			m := &clusterv3.Cluster{}
