@@ -164,12 +164,23 @@ type Cluster struct {
 	conns    atomic.Int64
 	slotCh   atomic.Pointer[chan struct{}] // see slotWaiter
 
+	// applied are what the cluster was last updated with; under its
+	// Manager's mu.
+	applied updateInputs
+
 	// Overflows counts requests rejected by a circuit breaker.
 	Overflows atomic.Uint64
 	// Ejections counts hosts ejected by outlier detection; outlierMu
 	// orders ejections (max_ejection_percent).
 	Ejections atomic.Uint64
 	outlierMu sync.Mutex
+}
+
+// updateInputs are what Cluster.update makes a cluster's state from.
+type updateInputs struct {
+	cfg *proxyconfig.Cluster
+	eps *proxyconfig.Endpoints
+	id  mtls.Identity
 }
 
 type transports struct {
@@ -821,7 +832,18 @@ func (m *Manager) Update(cfgs map[string]*proxyconfig.Cluster, eps map[string]*p
 			c = &Cluster{name: name, own: m.own}
 			c.rtH1, c.rtH2 = roundTripper{c: c}, roundTripper{c: c, http2: true}
 		}
-		c.update(cfg, eps[cfg.EDSServiceName], m.ident)
+		// A cluster whose config and endpoints are the objects it was
+		// last updated with (the xDS client keeps a resource's parsed
+		// form while its bytes do not change) is left as it is: every
+		// response of any type comes here, and rebuilding the state and
+		// TLS contexts of a hundred mesh clusters cost a sidecar about a
+		// millisecond and a half each time (docs/performance.md,
+		// optimisation 28).
+		in := updateInputs{cfg: cfg, eps: eps[cfg.EDSServiceName], id: m.ident}
+		if c.applied != in {
+			c.update(in.cfg, in.eps, in.id)
+			c.applied = in
+		}
 		out[name] = c
 	}
 	for name, c := range m.clusters {

@@ -429,3 +429,31 @@ func TestOriginalDstHostsAreForgotten(t *testing.T) {
 	}
 	busy.Done(false)
 }
+
+// An update with the config and endpoints a cluster already has (the same
+// parsed objects) leaves its state as it is; new endpoints, a new config
+// or a new identity rebuild it.
+func TestUpdateSkipsUnchangedClusters(t *testing.T) {
+	m := NewManager()
+	cfg, eps := cluster(proxyconfig.LBRoundRobin), endpoints(1, 1)
+	c := m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": eps})["c"]
+	st := c.st.Load()
+	if m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": eps})["c"] != c || c.st.Load() != st {
+		t.Fatal("an update with the same config and endpoints rebuilt the cluster's state")
+	}
+	m.Update(map[string]*proxyconfig.Cluster{"c": cfg}, map[string]*proxyconfig.Endpoints{"c": endpoints(1, 1, 1)})
+	if c.st.Load() == st || len(c.st.Load().hosts) != 3 {
+		t.Fatalf("new endpoints: %d hosts, state rebuilt %v; want 3, rebuilt", len(c.st.Load().hosts), c.st.Load() != st)
+	}
+	st = c.st.Load()
+	m.Update(map[string]*proxyconfig.Cluster{"c": cluster(proxyconfig.LBLeastRequest)}, map[string]*proxyconfig.Endpoints{"c": c.applied.eps})
+	if c.st.Load() == st || c.st.Load().cfg.LB != proxyconfig.LBLeastRequest {
+		t.Fatal("a new config did not rebuild the cluster's state")
+	}
+	st = c.st.Load()
+	m.SetIdentity(noIdentity{})
+	m.Update(map[string]*proxyconfig.Cluster{"c": c.applied.cfg}, map[string]*proxyconfig.Endpoints{"c": c.applied.eps})
+	if c.st.Load() == st {
+		t.Fatal("a new identity did not rebuild the cluster's state")
+	}
+}

@@ -155,3 +155,53 @@ func TestReuseAcrossNACK(t *testing.T) {
 		t.Errorf("NACK reason %q", got)
 	}
 }
+
+// TestRouteChangeDecodesOnlyChangedVirtualHosts: a route configuration
+// sent again with one virtual host changed keeps the parsed form of the
+// others (the same objects) and decodes the changed one; a bad virtual
+// host is refused (NACKed), the last good route configuration staying.
+func TestRouteChangeDecodesOnlyChangedVirtualHosts(t *testing.T) {
+	cp := proxytest.StartControlPlane(t)
+	current, stop := runClient(cp.Addr)
+	defer stop()
+	set := func(bCluster string, bDomains ...string) {
+		cp.Set(t, "n1",
+			proxytest.Listener("virtualOutbound", "127.0.0.1:0", proxytest.Chain{Port: 80, Filter: proxytest.HCMRDS("80")}),
+			proxytest.RouteConfig("80",
+				proxytest.VirtualHost("a", []string{"a.example.com"}, proxytest.PrefixRoute("/", "a")),
+				proxytest.VirtualHost("b", bDomains, proxytest.PrefixRoute("/", bCluster))),
+			proxytest.EDSCluster("a", clusterv3.Cluster_ROUND_ROBIN), proxytest.CLA("a", "127.0.0.1:1"),
+			proxytest.EDSCluster("b", clusterv3.Cluster_ROUND_ROBIN), proxytest.CLA("b", "127.0.0.1:2"),
+			proxytest.EDSCluster("c", clusterv3.Cluster_ROUND_ROBIN), proxytest.CLA("c", "127.0.0.1:3"),
+		)
+	}
+	clusterOfB := func() string {
+		rc := current().Routes["80"]
+		if rc == nil || len(rc.VirtualHosts) != 2 {
+			return ""
+		}
+		return rc.VirtualHosts[1].Routes[0].Action.Cluster
+	}
+	set("b", "b.example.com")
+	proxytest.Eventually(t, 10*time.Second, "complete config", func() bool { r := current(); return r != nil && r.Complete() && clusterOfB() == "b" })
+	first := current().Routes["80"]
+
+	set("c", "b.example.com")
+	proxytest.Eventually(t, 10*time.Second, "virtual host b changed", func() bool { return clusterOfB() == "c" })
+	second := current().Routes["80"]
+	if second.VirtualHosts[0] != first.VirtualHosts[0] {
+		t.Errorf("virtual host a, unchanged, was decoded again")
+	}
+	if second.VirtualHosts[1] == first.VirtualHosts[1] {
+		t.Errorf("virtual host b, changed, kept its old parsed form")
+	}
+
+	set("b") // no domains: refused
+	proxytest.Eventually(t, 10*time.Second, "NACK", func() bool { return current().Errors[xdsclient.RouteType] != "" })
+	if got := current().Errors[xdsclient.RouteType]; !strings.Contains(got, `route configuration "80": virtual_hosts[1] "b": domains is empty`) {
+		t.Errorf("NACK reason %q", got)
+	}
+	if current().Routes["80"] != second {
+		t.Errorf("the route configuration after a NACK is not its last good version")
+	}
+}
