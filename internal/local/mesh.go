@@ -57,8 +57,9 @@ type mesh struct {
 	gateway  *instance
 	traffic  *supervisor.Handle
 	problems map[string]string // by Workload key: why it cannot run
-	// proxyFailed are the sidecar settings that failed to start, by
-	// Workload key, not tried again until the settings asked for change.
+	// proxyFailed are the proxy settings that failed to start, by
+	// Workload key (the gateway's by gatewayProblem), not tried again
+	// until the settings asked for change.
 	proxyFailed map[string]proxyFailure
 	stopping    bool
 	// prometheus is the URL of the Prometheus weft up started, if any.
@@ -90,8 +91,8 @@ type desired struct {
 	name     string
 }
 
-// proxyFailure is a sidecar restart with new settings that failed and
-// was rolled back.
+// proxyFailure is a proxy restart with new settings that failed and was
+// rolled back.
 type proxyFailure struct {
 	key     string // proxyKey of the settings that failed
 	problem string
@@ -270,7 +271,15 @@ func (m *mesh) reconcile(ctx context.Context) {
 			err := m.restartProxy(ctx, gw, gwProxy, func(settings model.ProxySettings) (*supervisor.Handle, error) {
 				return m.startGatewayProxy(ctx, gw.model, settings)
 			})
-			if err != nil {
+			switch {
+			case errors.Is(err, errProxyDown):
+				// Not running with either settings: started anew below,
+				// as when there was none.
+				problems[gatewayProblem] = fmt.Sprintf("ingress gateway not running: %v", err)
+				m.mu.Lock()
+				m.gateway = nil
+				m.mu.Unlock()
+			case err != nil:
 				p := fmt.Sprintf("ingress gateway: %v; it keeps its previous settings until its ProxyConfigs change", err)
 				problems[gatewayProblem] = p
 				m.mu.Lock()
@@ -543,7 +552,8 @@ func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desir
 // it to be ready; a sidecar's app keeps running (its requests through
 // the sidecar fail while none listens). A proxy that does not start or
 // is not ready is stopped and its old settings start again; the error
-// says so.
+// says so, and wraps errProxyDown when the old settings did not start
+// either.
 func (m *mesh) restartProxy(ctx context.Context, in *instance, settings model.ProxySettings, start func(model.ProxySettings) (*supervisor.Handle, error)) error {
 	stop := func(h *supervisor.Handle) {
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -569,10 +579,17 @@ func (m *mesh) restartProxy(ctx context.Context, in *instance, settings model.Pr
 		m.mu.Unlock()
 	}
 	if oerr != nil {
+		if old == nil {
+			return fmt.Errorf("%w; with its previous settings: %w (%w)", err, oerr, errProxyDown)
+		}
 		return fmt.Errorf("%w; with its previous settings: %v", err, oerr)
 	}
 	return err
 }
+
+// errProxyDown marks a restart after which no proxy runs: neither the
+// new settings nor the old started.
+var errProxyDown = errors.New("no proxy running")
 
 // waitModel waits (at most a few seconds) until the model in force knows
 // the instance with its ports and the proxies are served that model.

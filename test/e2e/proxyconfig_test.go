@@ -373,13 +373,34 @@ spec:
 			}
 			return nil
 		})
-		// Back on its previous settings (concurrency 2), serving.
-		check(t, "ingressgateway", rolled["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "2", "", 2)
+		// Back on its previous settings (concurrency 2: two threads where
+		// the runtime would pick two), serving.
+		check(t, "ingressgateway", rolled["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "2", "", min(2, runtime.GOMAXPROCS(0)))
 		if slices.Contains(procStrings(t, rolled["ingressgateway"].pid, "environ"), "WEFT_E2E_FAIL=1") {
 			t.Errorf("the gateway runs with the settings that failed")
 		}
 		serves(t)
-		// Not tried again while the settings stay.
+		// Not tried again while the settings stay, through another change
+		// of the mesh (a reconcile).
+		seen := version
+		m.apply(t, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: unrelated, namespace: default}
+spec:
+  hosts: [unrelated.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+`, "")
+		waitFor(t, 30*time.Second, "the unrelated change in force", func() error {
+			st, err := m.statusErr()
+			if err != nil {
+				return err
+			}
+			if st.Version == seen {
+				return fmt.Errorf("config version %d unchanged", st.Version)
+			}
+			return nil
+		})
 		unchanged(t, "ingressgateway", rolled["ingressgateway"])
 		if !problem(m.status(t)) {
 			t.Errorf("the gateway's failed restart is no longer reported: %v", m.status(t).Problems)

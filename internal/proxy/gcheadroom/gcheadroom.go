@@ -75,23 +75,20 @@ func setPercent(p int) {
 // meanwhile, if it did).
 //
 // The target is never put below the heap in use: where garbage is left
-// since the last collection, GOGC is raised so that the target lies
-// percent of the live heap above the heap in use (see TightPercent).
+// since the last collection, GOGC is raised so that the target lies as
+// far above the heap in use as percent puts it above the live heap (see
+// TightPercent).
 func Tight(percent int, f func() error) error {
 	mu.Lock()
 	if tight == 0 {
 		metrics.Read(tightSamples[:])
-		var base uint64
-		for _, s := range tightSamples[1:] {
+		var v [len(tightSamples)]uint64
+		for i, s := range tightSamples {
 			if s.Value.Kind() == metrics.KindUint64 {
-				base += s.Value.Uint64()
+				v[i] = s.Value.Uint64()
 			}
 		}
-		var inUse uint64
-		if v := tightSamples[0].Value; v.Kind() == metrics.KindUint64 {
-			inUse = v.Uint64()
-		}
-		p := TightPercent(percent, inUse, base)
+		p := TightPercent(percent, v[0], v[1], v[1]+v[2]+v[3])
 		prev := debug.SetGCPercent(p)
 		if prev < p { // lower, or off (negative): keep it
 			debug.SetGCPercent(prev)
@@ -112,8 +109,9 @@ func Tight(percent int, f func() error) error {
 }
 
 // tightSamples are what Tight reads, under mu: the heap in use (live
-// objects and garbage not yet swept), then the bytes the collector
-// scales its target by (live heap, stacks and globals).
+// objects and garbage not yet swept), the live heap, and the stacks and
+// globals, which with the live heap are what the collector scales its
+// target by.
 var tightSamples = [...]metrics.Sample{
 	{Name: "/memory/classes/heap/objects:bytes"},
 	{Name: "/gc/heap/live:bytes"},
@@ -122,27 +120,25 @@ var tightSamples = [...]metrics.Sample{
 }
 
 // TightPercent is the GOGC that Tight sets for percent, given the heap
-// in use and the bytes the collector scales its target by (base): the
-// one whose target lies percent of base above the heap in use, or
-// percent where that is higher (just after a collection, when little
-// beside the live heap is in use). A lower setting would start a
-// collection at once: the runtime starts one when the heap in use
-// passes 70-95 % of the way from the live heap to the target, and one
-// that starts late is paced as late, so every goroutine that allocates,
-// a request's as much as the one applying the response, must do marking
-// work out of proportion to its allocation or wait for it to end.
-// Measured under a change a second with 100 services (docs/performance.md,
-// optimisation 27), a GOGC put below the heap in use started such a
-// collection on every change and held requests up to 18 ms.
-func TightPercent(percent int, inUse, base uint64) int {
-	if base == 0 || percent < 0 {
+// in use, the live heap, and base, the bytes the collector scales its
+// target by (the live heap, stacks and globals): the runtime's target is
+// the live heap plus GOGC percent of base, and the GOGC returned puts it
+// percent of base above the heap in use, not above the live heap: percent
+// itself just after a collection, more with garbage left since. A lower
+// setting would start a collection at once: the runtime starts one when
+// the heap in use passes 70-95 % of the way from the live heap to the
+// target, and one that starts late is paced as late, so every goroutine
+// that allocates, a request's as much as the one applying the response,
+// must do marking work out of proportion to its allocation or wait for
+// it to end. Measured under a change a second with 100 services
+// (docs/performance.md, optimisation 27), a GOGC put below the heap in
+// use started such a collection on every change and held requests up to
+// 18 ms.
+func TightPercent(percent int, inUse, live, base uint64) int {
+	if base == 0 || percent < 0 || inUse <= live {
 		return percent
 	}
-	target := inUse + base*uint64(percent)/100
-	if target <= base {
-		return percent
-	}
-	return max(percent, int((target-base)*100/base))
+	return percent + int((inUse-live)*100/base) + 1 // +1: never short of it
 }
 
 // Tuner sets GOGC after every collection (see the package comment).

@@ -42,21 +42,33 @@ const configGCPercent = 25
 func TestTightPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		name        string
-		percent     int
-		inUse, base uint64
-		want        int
+		name              string
+		percent           int
+		inUse, live, base uint64
+		want              int
 	}{
-		{"just after a collection", 25, 8 * mib, 10 * mib, 25},
-		{"some garbage", 25, 12 * mib, 10 * mib, 45},
-		{"garbage past the target", 25, 14 * mib, 10 * mib, 65},
-		{"twice the live heap in use", 25, 20 * mib, 10 * mib, 125},
-		{"nothing measured yet", 25, 3 * mib, 0, 25},
-		{"GC off", -1, 14 * mib, 10 * mib, -1},
+		{"just after a collection", 25, 8 * mib, 8 * mib, 10 * mib, 25},
+		{"some garbage", 25, 10 * mib, 8 * mib, 10 * mib, 46},
+		{"garbage past the target", 25, 14 * mib, 8 * mib, 10 * mib, 86},
+		// Stacks and globals a third of base: GOGC 25 puts the target at
+		// 8 + 3 = 11 MiB, and a GOGC figured from base alone at 12.9,
+		// both below the 14 in use.
+		{"large stacks and globals", 25, 14 * mib, 8 * mib, 12 * mib, 76},
+		{"nothing measured yet", 25, 3 * mib, 0, 0, 25},
+		{"GC off", -1, 14 * mib, 8 * mib, 10 * mib, -1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := TightPercent(c.percent, c.inUse, c.base); got != c.want {
-				t.Errorf("TightPercent(%d, %d MiB, %d MiB) = %d, want %d", c.percent, c.inUse/mib, c.base/mib, got, c.want)
+			got := TightPercent(c.percent, c.inUse, c.live, c.base)
+			if got != c.want {
+				t.Errorf("TightPercent(%d, %d, %d, %d MiB) = %d, want %d", c.percent, c.inUse/mib, c.live/mib, c.base/mib, got, c.want)
+			}
+			// The runtime's target for it (the live heap plus GOGC
+			// percent of base) lies percent of base above the heap in use.
+			if c.base > 0 && c.percent > 0 {
+				target, want := c.live+c.base*uint64(got)/100, c.inUse+c.base*uint64(c.percent)/100
+				if target < want {
+					t.Errorf("target %.2f MiB, below %.2f", float64(target)/mib, float64(want)/mib)
+				}
 			}
 		})
 	}

@@ -223,11 +223,12 @@ func (s *Scaler) endLinger() {
 	}
 }
 
-// takeHeld reports whether a Hold ran since it was last asked.
+// takeHeld reports whether a Hold ran, or lingered, since it was last
+// asked: the interval ran on the maximum of Ps either way.
 func (s *Scaler) takeHeld() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := s.held || s.holds > 0
+	h := s.held || s.holds > 0 || !s.lingerUntil.IsZero()
 	s.held = false
 	return h
 }

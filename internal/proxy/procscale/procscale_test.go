@@ -274,6 +274,7 @@ func TestStartRefusesPoliciesItCannotRun(t *testing.T) {
 		{Interval: 0, Up: 0.5, Down: 0.3, Quiet: 1},
 		{Interval: time.Second, Up: 0.5, Down: 0.5, Quiet: 1},
 		{Interval: time.Second, Up: 0.5, Down: 0.3, Quiet: 0},
+		{Interval: time.Second, Up: 0.5, Down: 0.3, Quiet: 1, Linger: -time.Millisecond},
 	} {
 		if s := Start(2, pol); s != nil {
 			s.Stop()
