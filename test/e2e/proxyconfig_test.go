@@ -176,6 +176,37 @@ func TestProxyConfig(t *testing.T) {
 			}
 		}
 	}
+	// hasProblem reports whether weft status has a problem holding every
+	// one of parts.
+	hasProblem := func(st local.MeshStatus, parts ...string) bool {
+		return slices.ContainsFunc(st.Problems, func(p string) bool {
+			return !slices.ContainsFunc(parts, func(part string) bool { return !strings.Contains(p, part) })
+		})
+	}
+	// rolledBack waits until weft status reports a failed restart (a
+	// problem holding every one of problem) and the proxy of instance
+	// name runs again, in a process other than was's.
+	rolledBack := func(t *testing.T, name string, was proxy, problem ...string) map[string]proxy {
+		t.Helper()
+		var rolled map[string]proxy
+		waitFor(t, 90*time.Second, name+"'s failed restart rolled back", func() (err error) {
+			st, err := m.statusErr()
+			if err != nil {
+				return err
+			}
+			if !hasProblem(st, problem...) {
+				return fmt.Errorf("problems %v", st.Problems)
+			}
+			if rolled, err = proxies(true); err != nil {
+				return err
+			}
+			if rolled[name].pid == was.pid {
+				return fmt.Errorf("%s's proxy not restarted", name)
+			}
+			return nil
+		})
+		return rolled
+	}
 	serves := func(t *testing.T) {
 		t.Helper()
 		waitFor(t, 30*time.Second, "httpbin through the ingress gateway", func() error {
@@ -269,28 +300,8 @@ spec:
 	t.Run("settings a sidecar does not start with are rolled back", func(t *testing.T) {
 		failing := strings.Replace(httpbinProxyConfig("1"), `GOMAXPROCS: "1"`, `GOMAXPROCS: "1", WEFT_E2E_FAIL: "1"`, 1)
 		m.apply(t, failing, "")
-		problem := func(st local.MeshStatus) bool {
-			return slices.ContainsFunc(st.Problems, func(p string) bool {
-				return strings.Contains(p, "Workload default/httpbin") && strings.Contains(p, "keep their previous settings")
-			})
-		}
-		var rolled map[string]proxy
-		waitFor(t, 90*time.Second, "the failed restart rolled back", func() (err error) {
-			st, err := m.statusErr()
-			if err != nil {
-				return err
-			}
-			if !problem(st) {
-				return fmt.Errorf("problems %v", st.Problems)
-			}
-			if rolled, err = proxies(true); err != nil {
-				return err
-			}
-			if rolled["httpbin-0"].pid == before["httpbin-0"].pid {
-				return fmt.Errorf("httpbin-0's sidecar not restarted")
-			}
-			return nil
-		})
+		problem := []string{"Workload default/httpbin", "keep their previous settings"}
+		rolled := rolledBack(t, "httpbin-0", before["httpbin-0"], problem...)
 		check(t, "httpbin-0", rolled["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "WEFT_E2E_MARK=threads-1", 1)
 		if slices.Contains(procStrings(t, rolled["httpbin-0"].pid, "environ"), "WEFT_E2E_FAIL=1") {
 			t.Errorf("httpbin-0's sidecar runs with the settings that failed")
@@ -317,7 +328,7 @@ spec:
 			return nil
 		})
 		unchanged(t, "httpbin-0", rolled["httpbin-0"])
-		if !problem(m.status(t)) {
+		if !hasProblem(m.status(t), problem...) {
 			t.Errorf("the failed restart is no longer reported: %v", m.status(t).Problems)
 		}
 
@@ -351,28 +362,8 @@ spec:
 			t.Fatal(err)
 		}
 		m.apply(t, gateway(1, `WEFT_E2E_FAIL: "1"`), "")
-		problem := func(st local.MeshStatus) bool {
-			return slices.ContainsFunc(st.Problems, func(p string) bool {
-				return strings.Contains(p, "ingress gateway") && strings.Contains(p, "keeps its previous settings")
-			})
-		}
-		var rolled map[string]proxy
-		waitFor(t, 90*time.Second, "the gateway's failed restart rolled back", func() (err error) {
-			st, err := m.statusErr()
-			if err != nil {
-				return err
-			}
-			if !problem(st) {
-				return fmt.Errorf("problems %v", st.Problems)
-			}
-			if rolled, err = proxies(true); err != nil {
-				return err
-			}
-			if rolled["ingressgateway"].pid == was["ingressgateway"].pid {
-				return fmt.Errorf("the gateway not restarted")
-			}
-			return nil
-		})
+		problem := []string{"ingress gateway", "keeps its previous settings"}
+		rolled := rolledBack(t, "ingressgateway", was["ingressgateway"], problem...)
 		// Back on its previous settings (concurrency 2: two threads where
 		// the runtime would pick two), serving.
 		check(t, "ingressgateway", rolled["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "2", "", min(2, runtime.GOMAXPROCS(0)))
@@ -402,7 +393,7 @@ spec:
 			return nil
 		})
 		unchanged(t, "ingressgateway", rolled["ingressgateway"])
-		if !problem(m.status(t)) {
+		if !hasProblem(m.status(t), problem...) {
 			t.Errorf("the gateway's failed restart is no longer reported: %v", m.status(t).Problems)
 		}
 
