@@ -67,13 +67,22 @@ func (c *Compiler) Compile(res *xdsclient.Resources, clusters map[string]*upstre
 	defer c.mu.Unlock()
 	prev := c.tables
 	c.tables = map[*proxyconfig.RouteConfig]*router.Table{}
+	var prevByName map[string]*router.Table // made when a table is first compiled
 	table := func(rc *proxyconfig.RouteConfig) *router.Table {
 		if rc == nil {
 			return nil
 		}
 		t, ok := prev[rc]
 		if !ok {
-			t = router.New(rc)
+			// A new version of a route configuration compiles only its
+			// changed virtual hosts (router.NewFrom).
+			if prevByName == nil {
+				prevByName = make(map[string]*router.Table, len(prev))
+				for old, t := range prev {
+					prevByName[old.Name] = t
+				}
+			}
+			t = router.NewFrom(rc, prevByName[rc.Name])
 		}
 		c.tables[rc] = t
 		return t

@@ -20,6 +20,7 @@ import (
 // Table is a compiled route configuration.
 type Table struct {
 	cfg      *proxyconfig.RouteConfig
+	vhosts   []*VirtualHost // in config order
 	exact    map[string]*VirtualHost
 	suffixes []wildcard // "*.example.com": longest suffix first
 	prefixes []wildcard // "example.*": longest prefix first
@@ -50,22 +51,33 @@ type headerKey struct {
 }
 
 // New compiles a validated route configuration.
-func New(rc *proxyconfig.RouteConfig) *Table {
-	t := &Table{cfg: rc, exact: map[string]*VirtualHost{}}
-	for _, v := range rc.VirtualHosts {
-		vh := &VirtualHost{Config: v}
-		for _, r := range v.Routes {
-			cr := compiledRoute{r: r}
-			for i := range r.Match.Headers {
-				m := &r.Match.Headers[i]
-				k := m.Name
-				if !strings.HasPrefix(k, ":") {
-					k = http.CanonicalHeaderKey(k)
-				}
-				cr.headers = append(cr.headers, headerKey{key: k, m: m})
-			}
-			vh.routes = append(vh.routes, cr)
+func New(rc *proxyconfig.RouteConfig) *Table { return NewFrom(rc, nil) }
+
+// NewFrom compiles rc as New does, taking from prev, a table of an
+// earlier version of it (or nil), the compiled virtual hosts whose
+// validated config is the same object: the xDS client keeps a virtual
+// host's parsed form while its bytes do not change
+// (proxyconfig.VirtualHostCache), so a change to one service of a large
+// mesh compiles one virtual host, not all of them.
+func NewFrom(rc *proxyconfig.RouteConfig, prev *Table) *Table {
+	var old map[*proxyconfig.VirtualHost]*VirtualHost
+	if prev != nil {
+		old = make(map[*proxyconfig.VirtualHost]*VirtualHost, len(prev.vhosts))
+		for _, vh := range prev.vhosts {
+			old[vh.Config] = vh
 		}
+	}
+	domains := 0
+	for _, v := range rc.VirtualHosts {
+		domains += len(v.Domains)
+	}
+	t := &Table{cfg: rc, exact: make(map[string]*VirtualHost, domains), vhosts: make([]*VirtualHost, 0, len(rc.VirtualHosts))}
+	for _, v := range rc.VirtualHosts {
+		vh := old[v]
+		if vh == nil {
+			vh = compileVirtualHost(v)
+		}
+		t.vhosts = append(t.vhosts, vh)
 		for _, d := range v.Domains {
 			switch {
 			case d == "*":
@@ -86,6 +98,25 @@ func New(rc *proxyconfig.RouteConfig) *Table {
 	sort.SliceStable(t.suffixes, func(i, j int) bool { return len(t.suffixes[i].s) > len(t.suffixes[j].s) })
 	sort.SliceStable(t.prefixes, func(i, j int) bool { return len(t.prefixes[i].s) > len(t.prefixes[j].s) })
 	return t
+}
+
+// compileVirtualHost compiles a validated virtual host's routes. The
+// result is immutable, so tables may share it.
+func compileVirtualHost(v *proxyconfig.VirtualHost) *VirtualHost {
+	vh := &VirtualHost{Config: v}
+	for _, r := range v.Routes {
+		cr := compiledRoute{r: r}
+		for i := range r.Match.Headers {
+			m := &r.Match.Headers[i]
+			k := m.Name
+			if !strings.HasPrefix(k, ":") {
+				k = http.CanonicalHeaderKey(k)
+			}
+			cr.headers = append(cr.headers, headerKey{key: k, m: m})
+		}
+		vh.routes = append(vh.routes, cr)
+	}
+	return vh
 }
 
 // Config returns the route configuration the table was built from.

@@ -230,3 +230,31 @@ func TestHashPolicies(t *testing.T) {
 		})
 	}
 }
+
+// A table compiled from an earlier one shares the compiled virtual hosts
+// whose validated config is the same object and compiles the others; it
+// matches as a table compiled afresh does.
+func TestNewFromSharesUnchangedVirtualHosts(t *testing.T) {
+	vh := func(name string, domains ...string) *proxyconfig.VirtualHost {
+		return &proxyconfig.VirtualHost{Name: name, Domains: domains, Routes: []*proxyconfig.Route{{
+			Match:  proxyconfig.RouteMatch{Kind: proxyconfig.PathPrefix, Path: "/", Headers: []proxyconfig.HeaderMatcher{{Name: "x-version", Present: true}}},
+			Action: &proxyconfig.RouteAction{Cluster: name},
+		}}}
+	}
+	a, b := vh("a", "a.example.com"), vh("b", "b.example.com")
+	first := router.New(&proxyconfig.RouteConfig{Name: "80", VirtualHosts: []*proxyconfig.VirtualHost{a, b}})
+	b2, c := vh("b2", "b.example.com"), vh("c", "*.example.org")
+	second := router.NewFrom(&proxyconfig.RouteConfig{Name: "80", VirtualHosts: []*proxyconfig.VirtualHost{a, b2, c}}, first)
+	if second.VirtualHost("a.example.com") != first.VirtualHost("a.example.com") {
+		t.Error("virtual host a, the same config, compiled again")
+	}
+	for host, want := range map[string]*proxyconfig.VirtualHost{"a.example.com": a, "b.example.com": b2, "x.example.org": c} {
+		got := second.VirtualHost(host)
+		if got == nil || got.Config != want {
+			t.Errorf("%s: virtual host %+v, want %q", host, got, want.Name)
+		}
+		if fresh := router.New(second.Config()).VirtualHost(host); fresh == nil || fresh.Config != want {
+			t.Errorf("%s: a table compiled afresh disagrees", host)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package xdsclient
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -11,6 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"weft.dev/weft/internal/proxy/proxyconfig"
 )
 
 // benchCluster is an EDS cluster with a mesh cluster's usual settings
@@ -123,5 +126,26 @@ func TestReusedResourcesStayReadable(t *testing.T) {
 		if raw[name][0] != keptDeflated {
 			t.Errorf("%s kept uncompressed; the test means to read a compressed one", name)
 		}
+	}
+}
+
+// A snapshot shares each type's map with the snapshot before when that
+// type's resources did not change, and has a new one for the type that
+// did.
+func TestSnapshotsShareUnchangedTypes(t *testing.T) {
+	c := New(Options{})
+	c.types[ClusterType].parsed = map[string]any{"a": &proxyconfig.Cluster{Name: "a"}}
+	c.types[RouteType].parsed = map[string]any{"80": &proxyconfig.RouteConfig{Name: "80"}}
+	first := c.Snapshot()
+	// A route response: its type's resources replaced, as handle does.
+	rts := c.types[RouteType]
+	rts.parsed, rts.view = map[string]any{"80": &proxyconfig.RouteConfig{Name: "80"}}, nil
+	second := c.Snapshot()
+	same := func(a, b any) bool { return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer() }
+	if !same(first.Clusters, second.Clusters) || second.Clusters["a"] == nil {
+		t.Errorf("clusters, unchanged: a new map (%v) or without a", !same(first.Clusters, second.Clusters))
+	}
+	if same(first.Routes, second.Routes) || second.Routes["80"] == first.Routes["80"] {
+		t.Errorf("routes, changed: the old map or the old route configuration")
 	}
 }
