@@ -251,6 +251,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+	gwStart := gwProxy // the settings a gateway started below runs with
 	if gateways {
 		m.mu.Lock()
 		gw := m.gateway
@@ -271,15 +272,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 			err := m.restartProxy(ctx, gw, gwProxy, func(settings model.ProxySettings) (*supervisor.Handle, error) {
 				return m.startGatewayProxy(ctx, gw.model, settings)
 			})
-			switch {
-			case errors.Is(err, errProxyDown):
-				// Not running with either settings: started anew below,
-				// as when there was none.
-				problems[gatewayProblem] = fmt.Sprintf("ingress gateway not running: %v", err)
-				m.mu.Lock()
-				m.gateway = nil
-				m.mu.Unlock()
-			case err != nil:
+			if err != nil {
 				p := fmt.Sprintf("ingress gateway: %v; it keeps its previous settings until its ProxyConfigs change", err)
 				problems[gatewayProblem] = p
 				m.mu.Lock()
@@ -287,6 +280,12 @@ func (m *mesh) reconcile(ctx context.Context) {
 					m.proxyFailed = map[string]proxyFailure{}
 				}
 				m.proxyFailed[gatewayProblem] = proxyFailure{key: proxyKey(gwProxy), problem: p}
+				if errors.Is(err, errProxyDown) {
+					// Its old settings did not start in place either: a
+					// gateway is started anew below with them, on ports
+					// of its own, as when there was none.
+					m.gateway, gwStart = nil, gw.proxy
+				}
 				m.mu.Unlock()
 			}
 		}
@@ -298,7 +297,7 @@ func (m *mesh) reconcile(ctx context.Context) {
 	m.mu.Unlock()
 
 	if needGateway {
-		gw, err := m.startGateway(ctx, gwProxy)
+		gw, err := m.startGateway(ctx, gwStart)
 		if err != nil {
 			m.log.Error("ingress gateway cannot run", "err", err)
 			m.mu.Lock()

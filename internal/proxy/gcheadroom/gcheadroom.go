@@ -74,10 +74,9 @@ func setPercent(p int) {
 // left alone. GOGC is set back when f returns (to what a Tuner chose
 // meanwhile, if it did).
 //
-// The target is never put below the heap in use: where garbage is left
-// since the last collection, GOGC is raised so that the target lies as
-// far above the heap in use as percent puts it above the live heap (see
-// TightPercent).
+// It never sets a target that would start a collection at once: where
+// garbage is left since the last collection, the GOGC it sets is higher
+// (see TightPercent).
 func Tight(percent int, f func() error) error {
 	mu.Lock()
 	if tight == 0 {
@@ -121,25 +120,36 @@ var tightSamples = [...]metrics.Sample{
 
 // TightPercent is the GOGC that Tight sets for percent, given the heap
 // in use, the live heap, and base, the bytes the collector scales its
-// target by (the live heap, stacks and globals): the runtime's target is
-// the live heap plus GOGC percent of base, and the GOGC returned puts it
-// percent of base above the heap in use, not above the live heap: percent
-// itself just after a collection, more with garbage left since. A lower
-// setting would start a collection at once: the runtime starts one when
-// the heap in use passes 70-95 % of the way from the live heap to the
-// target, and one that starts late is paced as late, so every goroutine
-// that allocates, a request's as much as the one applying the response,
-// must do marking work out of proportion to its allocation or wait for
-// it to end. Measured under a change a second with 100 services
-// (docs/performance.md, optimisation 27), a GOGC put below the heap in
-// use started such a collection on every change and held requests up to
-// 18 ms.
+// target by (the live heap, stacks and globals): percent itself just
+// after a collection, more with garbage left since, so that the
+// collection it sets does not start at once. The runtime's target is the
+// live heap plus GOGC percent of base, and it starts a collection when the
+// heap in use passes its trigger, which lies at least 45/64 of the way
+// from the live heap to the target; the GOGC returned puts that lowest
+// trigger percent of base (times 45/64) above the heap in use. A
+// collection that starts at once, past its trigger or its target, is
+// paced as late: every goroutine that allocates, a request's as much as
+// the one applying the response, must do marking work out of proportion
+// to its allocation or wait for it to end. Measured under a change a
+// second with 100 services (docs/performance.md, optimisation 27), a GOGC
+// put below the heap in use started such a collection on every change
+// and held requests up to 18 ms. Tight keeps a lower GOGC than this, so
+// with much garbage it changes nothing and the next collection comes
+// when it would have.
 func TightPercent(percent int, inUse, live, base uint64) int {
 	if base == 0 || percent < 0 || inUse <= live {
 		return percent
 	}
-	return percent + int((inUse-live)*100/base) + 1 // +1: never short of it
+	return percent + int((inUse-live)*100*triggerDen/(triggerNum*base)) + 1 // +1: never short of it
 }
+
+// triggerNum/triggerDen is the least fraction of the way from the live
+// heap to its target at which the runtime starts a collection
+// (runtime/mgcpacer.go, minTriggerRatioNum/triggerRatioDen).
+const (
+	triggerNum = 45
+	triggerDen = 64
+)
 
 // Tuner sets GOGC after every collection (see the package comment).
 type Tuner struct {

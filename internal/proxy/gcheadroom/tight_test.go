@@ -48,12 +48,12 @@ func TestTightPercent(t *testing.T) {
 		want              int
 	}{
 		{"just after a collection", 25, 8 * mib, 8 * mib, 10 * mib, 25},
-		{"some garbage", 25, 10 * mib, 8 * mib, 10 * mib, 46},
-		{"garbage past the target", 25, 14 * mib, 8 * mib, 10 * mib, 86},
+		{"some garbage", 25, 10 * mib, 8 * mib, 10 * mib, 54},
+		{"garbage past the target", 25, 14 * mib, 8 * mib, 10 * mib, 111},
 		// Stacks and globals a third of base: GOGC 25 puts the target at
 		// 8 + 3 = 11 MiB, and a GOGC figured from base alone at 12.9,
 		// both below the 14 in use.
-		{"large stacks and globals", 25, 14 * mib, 8 * mib, 12 * mib, 76},
+		{"large stacks and globals", 25, 14 * mib, 8 * mib, 12 * mib, 97},
 		{"nothing measured yet", 25, 3 * mib, 0, 0, 25},
 		{"GC off", -1, 14 * mib, 8 * mib, 10 * mib, -1},
 	} {
@@ -62,12 +62,13 @@ func TestTightPercent(t *testing.T) {
 			if got != c.want {
 				t.Errorf("TightPercent(%d, %d, %d, %d MiB) = %d, want %d", c.percent, c.inUse/mib, c.live/mib, c.base/mib, got, c.want)
 			}
-			// The runtime's target for it (the live heap plus GOGC
-			// percent of base) lies percent of base above the heap in use.
+			// The runtime's target for it is the live heap plus GOGC
+			// percent of base, and its lowest trigger 45/64 of the way
+			// there: above the heap in use.
 			if c.base > 0 && c.percent > 0 {
-				target, want := c.live+c.base*uint64(got)/100, c.inUse+c.base*uint64(c.percent)/100
-				if target < want {
-					t.Errorf("target %.2f MiB, below %.2f", float64(target)/mib, float64(want)/mib)
+				trigger := c.live + c.base*uint64(got)/100*45/64
+				if trigger <= c.inUse {
+					t.Errorf("lowest trigger %.2f MiB, not above the %.2f MiB in use", float64(trigger)/mib, float64(c.inUse)/mib)
 				}
 			}
 		})
@@ -75,9 +76,9 @@ func TestTightPercent(t *testing.T) {
 }
 
 // With more garbage on the heap than the tighter target allows, Tight
-// puts the collector's target above the heap in use, not below it: a
-// collection started past its target would make every goroutine that
-// allocates assist it heavily or wait for it.
+// sets a target that does not start a collection at once: one started
+// past its trigger would make every goroutine that allocates assist it
+// heavily or wait for it.
 func TestTightKeepsTheTargetAboveTheHeapInUse(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(orig)
@@ -91,23 +92,26 @@ func TestTightKeepsTheTargetAboveTheHeapInUse(t *testing.T) {
 	for range 128 {
 		sink = make([]byte, 64<<10)
 	}
-	read := func() (goal, inUse uint64) {
-		s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() (goal, inUse, live uint64) {
+		s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
 		metrics.Read(s)
-		return s[0].Value.Uint64(), s[1].Value.Uint64()
+		return s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
 	}
-	if _, inUse := read(); inUse < 22<<20 {
+	if _, inUse, _ := read(); inUse < 22<<20 {
 		t.Skipf("a collection ran meanwhile: %d MiB in use", inUse>>20)
 	}
-	var goal, inUse uint64
+	var goal, inUse, liveHeap uint64
 	if err := Tight(configGCPercent, func() error {
-		goal, inUse = read()
+		goal, inUse, liveHeap = read()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if goal <= inUse {
-		t.Errorf("while applying: target %.1f MiB, at or below the %.1f MiB in use", float64(goal)/(1<<20), float64(inUse)/(1<<20))
+	// The runtime starts a collection at the latest when the heap in use
+	// passes its trigger, which lies at least 45/64 of the way from the
+	// live heap to the target.
+	if trigger := liveHeap + (goal-liveHeap)*45/64; trigger <= inUse {
+		t.Errorf("while applying: target %.1f MiB, lowest trigger %.1f, at or below the %.1f MiB in use", float64(goal)/(1<<20), float64(trigger)/(1<<20), float64(inUse)/(1<<20))
 	}
 	runtime.KeepAlive(live)
 }

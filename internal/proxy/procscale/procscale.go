@@ -218,6 +218,7 @@ func (s *Scaler) endLinger() {
 		return
 	}
 	s.lingerUntil = time.Time{}
+	s.held = true // the interval this ends in ran partly on the maximum
 	if s.procs < s.max {
 		runtime.GOMAXPROCS(s.procs)
 	}
