@@ -273,20 +273,16 @@ func (m *mesh) reconcile(ctx context.Context) {
 				return m.startGatewayProxy(ctx, gw.model, settings)
 			})
 			if err != nil {
-				p := fmt.Sprintf("ingress gateway: %v; it keeps its previous settings until its ProxyConfigs change", err)
-				problems[gatewayProblem] = p
-				m.mu.Lock()
-				if m.proxyFailed == nil {
-					m.proxyFailed = map[string]proxyFailure{}
-				}
-				m.proxyFailed[gatewayProblem] = proxyFailure{key: proxyKey(gwProxy), problem: p}
+				problems[gatewayProblem] = m.proxyFailedWith(gatewayProblem, gwProxy,
+					fmt.Sprintf("ingress gateway: %v; it keeps its previous settings until its ProxyConfigs change", err))
 				if errors.Is(err, errProxyDown) {
 					// Its old settings did not start in place either: a
 					// gateway is started anew below with them, on ports
 					// of its own, as when there was none.
+					m.mu.Lock()
 					m.gateway, gwStart = nil, gw.proxy
+					m.mu.Unlock()
 				}
-				m.mu.Unlock()
 			}
 		}
 	}
@@ -481,22 +477,30 @@ func (m *mesh) startSidecar(ctx context.Context, mi *model.Instance, spec *confi
 	if len(settings.From) > 0 {
 		m.log.Info("sidecar settings from ProxyConfig", "instance", mi.Name, "namespace", mi.Namespace, "proxyConfigs", settings.From)
 	}
-	h, err := m.sup.Start(ctx, supervisor.Process{
+	return m.startProxy(ctx, "sidecar of "+mi.Name, mi, settings, supervisor.Process{
 		Name:    mi.Name + ".proxy",
 		Group:   groupSidecar,
 		Command: append(m.proxyArgs(xdsmeta.ProxyTypeSidecar, mi, settings), appMetricsArgs(spec, mi)...),
-		Env:     envList(settings.Env),
-		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
 		Log:     m.openLog(mi.Namespace, mi.Name+".proxy"),
-		Quiet:   isAccessLog,
 	})
+}
+
+// startProxy starts p, the proxy of mi (what names it in errors), with
+// settings' environment, and waits (at most 30 s) for its admin API to
+// say it is ready. It returns the handle of a proxy that started, ready
+// or not, and an error when it did not start or is not ready.
+func (m *mesh) startProxy(ctx context.Context, what string, mi *model.Instance, settings model.ProxySettings, p supervisor.Process) (*supervisor.Handle, error) {
+	p.Env = envList(settings.Env)
+	p.Ready = supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort))
+	p.Quiet = isAccessLog
+	h, err := m.sup.Start(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("sidecar of %s: %w", mi.Name, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := h.WaitReady(wctx); err != nil {
-		return h, fmt.Errorf("sidecar of %s not ready: %w", mi.Name, err)
+		return h, fmt.Errorf("%s not ready: %w", what, err)
 	}
 	return h, nil
 }
@@ -527,16 +531,10 @@ func (m *mesh) restartSidecars(ctx context.Context, resettle map[*instance]desir
 					return m.startSidecar(ctx, in.model, d.spec, settings)
 				})
 				if err != nil {
-					p := fmt.Sprintf("Workload %s: %v; its sidecars keep their previous settings until its ProxyConfigs change", key, err)
+					p := m.proxyFailedWith(key, d.proxy, fmt.Sprintf("Workload %s: %v; its sidecars keep their previous settings until its ProxyConfigs change", key, err))
 					mu.Lock()
 					problems[key] = p
 					mu.Unlock()
-					m.mu.Lock()
-					if m.proxyFailed == nil {
-						m.proxyFailed = map[string]proxyFailure{}
-					}
-					m.proxyFailed[key] = proxyFailure{key: proxyKey(d.proxy), problem: p}
-					m.mu.Unlock()
 					return
 				}
 			}
@@ -584,6 +582,19 @@ func (m *mesh) restartProxy(ctx context.Context, in *instance, settings model.Pr
 		return fmt.Errorf("%w; with its previous settings: %v", err, oerr)
 	}
 	return err
+}
+
+// proxyFailedWith records that the proxies under key (a Workload's, or
+// gatewayProblem) did not start with settings, so that those settings
+// are not tried again until they change, and returns problem.
+func (m *mesh) proxyFailedWith(key string, settings model.ProxySettings, problem string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proxyFailed == nil {
+		m.proxyFailed = map[string]proxyFailure{}
+	}
+	m.proxyFailed[key] = proxyFailure{key: proxyKey(settings), problem: problem}
+	return problem
 }
 
 // errProxyDown marks a restart after which no proxy runs: neither the
@@ -659,29 +670,15 @@ func (m *mesh) startGateway(ctx context.Context, settings model.ProxySettings) (
 	return &instance{model: mi, sidecar: h, proxy: settings}, nil
 }
 
-// startGatewayProxy starts the gateway proxy of mi with settings and waits
-// (at most 30 s) for it to be ready. It returns the handle of a proxy that
-// started, ready or not, and an error when it did not start or is not
-// ready.
+// startGatewayProxy starts the gateway proxy of mi with settings (see
+// startProxy).
 func (m *mesh) startGatewayProxy(ctx context.Context, mi *model.Instance, settings model.ProxySettings) (*supervisor.Handle, error) {
-	h, err := m.sup.Start(ctx, supervisor.Process{
+	return m.startProxy(ctx, "ingress gateway", mi, settings, supervisor.Process{
 		Name:    gatewayName,
 		Group:   groupGateway,
 		Command: m.proxyArgs(xdsmeta.ProxyTypeGateway, mi, settings),
-		Env:     envList(settings.Env),
-		Ready:   supervisor.HTTPReady(fmt.Sprintf("http://127.0.0.1:%d/ready", mi.AdminPort)),
 		Log:     m.openLog(mi.Namespace, gatewayName+".proxy"),
-		Quiet:   isAccessLog,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("ingress gateway: %w", err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := h.WaitReady(wctx); err != nil {
-		return h, fmt.Errorf("ingress gateway not ready: %w", err)
-	}
-	return h, nil
 }
 
 // proxyArgs is the command line of mi's proxy, of type typ, run with

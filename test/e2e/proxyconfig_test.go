@@ -73,6 +73,23 @@ spec:
 `, threads, threads)
 }
 
+// gatewayProxyConfig is the ingress gateway's ProxyConfig with
+// concurrency and, unless env is empty, the environment variables env
+// (YAML flow mapping entries).
+func gatewayProxyConfig(concurrency int, env string) string {
+	out := fmt.Sprintf(`apiVersion: networking.istio.io/v1beta1
+kind: ProxyConfig
+metadata: {name: gateway, namespace: default}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  concurrency: %d
+`, concurrency)
+	if env != "" {
+		out += "  environmentVariables: {" + env + "}\n"
+	}
+	return out
+}
+
 // TestProxyConfig: ProxyConfigs set how proxies run. weft up starts each
 // sidecar and the ingress gateway with the concurrency (--concurrency)
 // and environment the ProxyConfigs that apply to it merge to, weft status
@@ -207,6 +224,21 @@ func TestProxyConfig(t *testing.T) {
 		})
 		return rolled
 	}
+	// restarted waits until every proxy is ready, with no problem
+	// reported, and the proxy of instance name runs in a process other
+	// than was's.
+	restarted := func(t *testing.T, name string, was proxy) map[string]proxy {
+		t.Helper()
+		var now map[string]proxy
+		waitFor(t, 60*time.Second, name+"'s proxy with the new settings", func() (err error) {
+			now, err = proxies(false)
+			if err == nil && now[name].pid == was.pid {
+				err = fmt.Errorf("not restarted")
+			}
+			return err
+		})
+		return now
+	}
 	serves := func(t *testing.T) {
 		t.Helper()
 		waitFor(t, 30*time.Second, "httpbin through the ingress gateway", func() error {
@@ -241,14 +273,7 @@ func TestProxyConfig(t *testing.T) {
 	})
 
 	t.Run("a change restarts the proxies it changes, not the apps", func(t *testing.T) {
-		m.apply(t, httpbinProxyConfig("1")+`---
-apiVersion: networking.istio.io/v1beta1
-kind: ProxyConfig
-metadata: {name: gateway, namespace: default}
-spec:
-  selector: {matchLabels: {istio: ingressgateway}}
-  concurrency: 1
-`, "")
+		m.apply(t, httpbinProxyConfig("1")+"---\n"+gatewayProxyConfig(1, ""), "")
 		var after map[string]proxy
 		waitFor(t, 60*time.Second, "both proxies restarted", func() (err error) {
 			if after, err = proxies(false); err != nil {
@@ -310,13 +335,7 @@ spec:
 
 		// Another change (the gateway's) does not try the failed
 		// settings again, and the problem stays.
-		m.apply(t, `apiVersion: networking.istio.io/v1beta1
-kind: ProxyConfig
-metadata: {name: gateway, namespace: default}
-spec:
-  selector: {matchLabels: {istio: ingressgateway}}
-  concurrency: 2
-`, "")
+		m.apply(t, gatewayProxyConfig(2, ""), "")
 		waitFor(t, 60*time.Second, "the gateway restarted", func() error {
 			now, err := proxies(true)
 			if err != nil {
@@ -334,34 +353,17 @@ spec:
 
 		// Settings that start clear it.
 		m.apply(t, httpbinProxyConfig("2"), "")
-		var fixed map[string]proxy
-		waitFor(t, 60*time.Second, "httpbin-0's sidecar with the new settings", func() (err error) {
-			fixed, err = proxies(false)
-			if err == nil && fixed["httpbin-0"].pid == rolled["httpbin-0"].pid {
-				err = fmt.Errorf("not restarted")
-			}
-			return err
-		})
+		fixed := restarted(t, "httpbin-0", rolled["httpbin-0"])
 		check(t, "httpbin-0", fixed["httpbin-0"], []string{"istio-system/mesh", "default/httpbin"}, "0", "WEFT_E2E_MARK=threads-2", 2)
 		serves(t)
 	})
 
 	t.Run("settings the gateway does not start with are rolled back", func(t *testing.T) {
-		gateway := func(concurrency int, env string) string {
-			return fmt.Sprintf(`apiVersion: networking.istio.io/v1beta1
-kind: ProxyConfig
-metadata: {name: gateway, namespace: default}
-spec:
-  selector: {matchLabels: {istio: ingressgateway}}
-  concurrency: %d
-  environmentVariables: {%s}
-`, concurrency, env)
-		}
 		was, err := proxies(false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.apply(t, gateway(1, `WEFT_E2E_FAIL: "1"`), "")
+		m.apply(t, gatewayProxyConfig(1, `WEFT_E2E_FAIL: "1"`), "")
 		problem := []string{"ingress gateway", "keeps its previous settings"}
 		rolled := rolledBack(t, "ingressgateway", was["ingressgateway"], problem...)
 		// Back on its previous settings (concurrency 2: two threads where
@@ -398,15 +400,8 @@ spec:
 		}
 
 		// Settings that start clear it.
-		m.apply(t, gateway(1, `WEFT_E2E_MARK: "gateway-1"`), "")
-		var fixed map[string]proxy
-		waitFor(t, 60*time.Second, "the gateway with the new settings", func() (err error) {
-			fixed, err = proxies(false)
-			if err == nil && fixed["ingressgateway"].pid == rolled["ingressgateway"].pid {
-				err = fmt.Errorf("not restarted")
-			}
-			return err
-		})
+		m.apply(t, gatewayProxyConfig(1, `WEFT_E2E_MARK: "gateway-1"`), "")
+		fixed := restarted(t, "ingressgateway", rolled["ingressgateway"])
 		check(t, "ingressgateway", fixed["ingressgateway"], []string{"istio-system/mesh", "default/gateway"}, "1", "WEFT_E2E_MARK=gateway-1", 1)
 		serves(t)
 	})

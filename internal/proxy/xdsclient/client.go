@@ -321,11 +321,8 @@ func (c *Client) handle(st discoveryv3.AggregatedDiscoveryService_StreamAggregat
 			newParsed[name], newRaw[name], newSums[name] = old, ts.raw[name], ts.sums[name]
 		}
 	}
-	ts.parsed, ts.raw, ts.sums, ts.received, ts.nonce = newParsed, newRaw, newSums, true, resp.GetNonce()
-	ts.view = nil
-	if ts.url == RouteType {
-		ts.vhosts.Keep(func(name string) bool { _, ok := newParsed[name]; return ok })
-	}
+	ts.set(newParsed, newRaw, newSums)
+	ts.received, ts.nonce = true, resp.GetNonce()
 	detail := ""
 	if len(errs) > 0 {
 		detail = joinErrors(errs)
@@ -423,11 +420,18 @@ func (c *Client) resubscribe(ts *typeState, names []string) bool {
 			p[k], r[k], s[k] = v, ts.raw[k], ts.sums[k]
 		}
 	}
-	ts.parsed, ts.raw, ts.sums, ts.view = p, r, s, nil
-	if ts.url == RouteType {
-		ts.vhosts.Keep(func(name string) bool { return keep[name] })
-	}
+	ts.set(p, r, s)
 	return true
+}
+
+// set puts the resources in force, and drops what was derived from those
+// before: the typed view, and the virtual hosts of route configurations
+// no longer in force.
+func (ts *typeState) set(parsed map[string]any, raw map[string][]byte, sums map[string][sha256.Size]byte) {
+	ts.parsed, ts.raw, ts.sums, ts.view = parsed, raw, sums, nil
+	if ts.url == RouteType {
+		ts.vhosts.Keep(func(name string) bool { _, ok := parsed[name]; return ok })
+	}
 }
 
 func routeNames(listeners map[string]any) []string {
