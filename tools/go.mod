@@ -9,6 +9,7 @@ tool (
 	github.com/caddyserver/caddy/v2/cmd/caddy
 	github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin
 	github.com/stefanprodan/podinfo/cmd/podinfo
+	github.com/summerwind/h2spec/cmd/h2spec
 	honnef.co/go/tools/cmd/staticcheck
 )
 
@@ -62,6 +63,7 @@ require (
 	github.com/dunglas/go-urlpattern v1.0.0 // indirect
 	github.com/dunglas/httpsfv v1.1.1 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/fatih/color v1.19.0 // indirect
 	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.4 // indirect
@@ -152,6 +154,7 @@ require (
 	github.com/spf13/viper v1.21.0 // indirect
 	github.com/stefanprodan/podinfo v1.8.1-0.20250910200901-e86405a8674e // indirect
 	github.com/subosito/gotenv v1.6.0 // indirect
+	github.com/summerwind/h2spec v2.2.1+incompatible // indirect
 	github.com/swaggo/files v1.0.1 // indirect
 	github.com/swaggo/http-swagger v1.3.4 // indirect
 	github.com/swaggo/swag v1.16.4 // indirect

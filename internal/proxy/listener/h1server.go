@@ -31,7 +31,8 @@ import (
 // deadline set per request (but the one that stops such a watcher): an
 // idle reaper closes
 // connections idle past the idle timeout. Connections that open with the
-// HTTP/2 preface go to the shared http.Server (h2c with prior knowledge).
+// HTTP/2 preface (h2c with prior knowledge, or HTTP/2 inside TLS) go to
+// serveH2 (h2server).
 // Requests are parsed by package h1wire (net/http's rules, fewer
 // allocations) into net/http's Request; the response framing
 // (Content-Length, chunked with trailers, close-delimited for HTTP/1.0) is
@@ -47,7 +48,7 @@ const (
 	maxDrain     = 256 << 10
 	drainTimeout = 2 * time.Second
 	// idleTimeout closes a keep-alive connection with no request for
-	// this long (the shared http.Server's IdleTimeout).
+	// this long (and an HTTP/2 connection with no stream).
 	idleTimeout = 5 * time.Minute
 	// lingerTimeout and lingerMaxBytes bound how long a connection that
 	// the server closes after a response reads and discards what the
@@ -110,7 +111,7 @@ var (
 )
 
 // serveHTTPConn serves an HTTP connection that was accepted, decrypted or
-// sniffed by the listener: HTTP/1.x here, h2c by the shared http.Server.
+// sniffed by the listener: HTTP/1.x here, HTTP/2 by serveH2.
 func (m *Manager) serveHTTPConn(dc *downConn) {
 	if !m.trackRaw(dc) {
 		return
@@ -180,20 +181,13 @@ func (c *h1Conn) serve() {
 	} else if string(b) == "PRI" {
 		c.lr.Remain = limitread.Unlimited
 		c.forget()
-		m.untrackRaw(c.dc)
-		hijacked = true // the http.Server owns it now
-		m.conns.push(&downConn{Conn: &bufConn{Conn: c.dc.Conn, r: c.br}, info: c.dc.info})
+		hijacked = true // serveH2 owns the connection and its reader
+		m.serveH2(c.dc, c.br)
 		return
 	}
 	c.bw = h1Writers.Get().(*bufio.Writer)
 	c.bw.Reset(c.dc)
-	// The server key tells the proxy's response copying that it runs in
-	// a server that handles http.ErrAbortHandler (see serveOne).
-	// The local address serves authorization rules on destination ports
-	// and IPs, as under net/http.
-	ctx := context.WithValue(context.Background(), connInfoKey{}, c.dc.info)
-	ctx = context.WithValue(ctx, http.ServerContextKey, m.srv)
-	ctx = context.WithValue(ctx, http.LocalAddrContextKey, c.dc.LocalAddr())
+	ctx := connContext(c.dc)
 	cctx := &connCtx{Context: ctx}
 	defer cctx.Cancel(nil, nil)
 	m.h1Mu.Lock()

@@ -25,6 +25,7 @@ import (
 
 	"weft.dev/weft/internal/proxy/accesslog"
 	"weft.dev/weft/internal/proxy/dataplane"
+	"weft.dev/weft/internal/proxy/h2server"
 	"weft.dev/weft/internal/proxy/httpproxy"
 	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/peermeta"
@@ -69,10 +70,8 @@ type Options struct {
 
 // Manager owns the bound listeners and the connections they accepted.
 type Manager struct {
-	opts  Options
-	log   *slog.Logger
-	srv   *http.Server
-	conns *chanListener
+	opts Options
+	log  *slog.Logger
 	// handler serves every HTTP request: serveHTTP (tests swap it).
 	handler http.Handler
 
@@ -84,9 +83,11 @@ type Manager struct {
 	raw   map[net.Conn]struct{} // TCP proxy, sniffing and HTTP/1.x connections
 	rawWG sync.WaitGroup
 
-	// HTTP/1.x connections (h1server.go); nil once shut down.
+	// HTTP/1.x connections (h1server.go) and HTTP/2 connections
+	// (serveH2); nil once shut down.
 	h1Mu    sync.Mutex
 	h1Conns map[*h1Conn]struct{}
+	h2Conns map[*h2server.Conn]struct{}
 	reaper  *time.Timer
 	// sweeping is set while the watch sweep (h1watch.go) is scheduled;
 	// sweepTimer is its timer, reset by whoever set sweeping.
@@ -151,37 +152,11 @@ func New(opts Options) *Manager {
 	if opts.SniffTimeout <= 0 {
 		opts.SniffTimeout = 30 * time.Second
 	}
-	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}, h1Conns: map[*h1Conn]struct{}{},
+	m := &Manager{opts: opts, log: opts.Logger, bound: map[string]*bound{}, raw: map[net.Conn]struct{}{}, h1Conns: map[*h1Conn]struct{}{}, h2Conns: map[*h2server.Conn]struct{}{},
 		peerFrame: peermeta.AppendFrame(nil, opts.Workload)}
-	m.conns = newChanListener()
 	m.sweepTimer = time.AfterFunc(time.Hour, m.sweep)
 	m.sweepTimer.Stop() // armed by sweepSoon (h1watch.go)
 	m.handler = http.HandlerFunc(m.serveHTTP)
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	m.srv = &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.handler.ServeHTTP(w, r) }),
-		Protocols:         protocols,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if dc, ok := c.(*downConn); ok {
-				return context.WithValue(ctx, connInfoKey{}, dc.info)
-			}
-			return ctx
-		},
-		ConnState: func(c net.Conn, s http.ConnState) {
-			switch s {
-			case http.StateNew:
-				opts.Metrics.ConnOpened()
-			case http.StateHijacked, http.StateClosed:
-				opts.Metrics.ConnClosed()
-			}
-		},
-	}
-	go func() { _ = m.srv.Serve(m.conns) }()
 	return m
 }
 
@@ -251,9 +226,9 @@ func (m *Manager) StopAccepting() {
 		delete(m.bound, name)
 	}
 	m.mu.Unlock()
-	m.srv.SetKeepAlivesEnabled(false)
 	m.drain.Store(true)
 	m.closeIdleH1()
+	m.shutdownH2()
 }
 
 // drainingNow says whether connections must end after their current
@@ -264,7 +239,7 @@ func (m *Manager) drainingNow() bool { return m.drain.Load() }
 // until ctx is done, then closes whatever is left.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.StopAccepting()
-	err := m.srv.Shutdown(ctx)
+	var err error
 	done := make(chan struct{})
 	go func() { m.rawWG.Wait(); close(done) }()
 	select {
@@ -273,9 +248,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, ctx.Err())
 		m.cancelH1() // requests still waiting on an upstream give up
 	}
-	_ = m.srv.Close()
 	m.h1Mu.Lock()
 	m.h1Conns = nil
+	m.h2Conns = nil
 	if m.reaper != nil {
 		m.reaper.Stop()
 	}
@@ -751,38 +726,3 @@ func closeWrite(c net.Conn) error {
 	}
 	return c.Close()
 }
-
-// chanListener is a net.Listener fed by push.
-type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) push(c net.Conn) {
-	select {
-	case l.ch <- c:
-	case <-l.done:
-		_ = c.Close()
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }

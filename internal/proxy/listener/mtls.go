@@ -202,7 +202,7 @@ func (m *Manager) misdirected(w http.ResponseWriter, r *http.Request, l *datapla
 		return false
 	}
 	// The connection ends after this answer: an HTTP/1.x one closes, and
-	// net/http's HTTP/2 server takes Connection: close for a graceful
+	// the HTTP/2 server (h2server) takes Connection: close for a graceful
 	// GOAWAY, so the client's next request opens a new connection.
 	w.Header().Set("Connection", "close")
 	m.opts.Proxy.LocalReply(w, r, authority, http.StatusMisdirectedRequest, accesslog.FlagNoRoute, msg)

@@ -1,0 +1,713 @@
+package h2server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// stream is one request and its response.
+type stream struct {
+	sc     *Conn
+	id     uint32
+	cancel context.CancelFunc
+
+	// Under sc.mu:
+	// sendWindow is what this server may still send on the stream.
+	sendWindow int64
+	// recvWindow is what the client may still send; recvUnacked what the
+	// handler read and the client was not yet credited with.
+	recvWindow  int64
+	recvUnacked int64
+	// body holds request body bytes received and not yet read.
+	body     bytes.Buffer
+	bodyCond sync.Cond // on sc.mu: bytes, the body's end or an error
+	// recvDone: the client sent the end of the stream (recvErr io.EOF),
+	// or the stream ended otherwise (recvErr says how).
+	recvDone bool
+	recvErr  error
+	// bodyClosed: the handler closed the body; what arrives is dropped.
+	bodyClosed bool
+	// declared is the request's Content-Length (-1: none); received
+	// counts the body's bytes.
+	declared, received int64
+	// trailer is the request's Trailer map, filled when the trailers
+	// arrive (before the body's io.EOF, which orders it for the handler).
+	trailer http.Header
+	// ended: the stream is out of sc.streams (reset, or done both ways).
+	ended bool
+
+	// Under sc.wmu: sentEnd: no more HEADERS or DATA may be sent (the
+	// end of the stream or RST_STREAM was written, or the client reset
+	// it); rst: nothing at all (RST_STREAM sent or received).
+	sentEnd, rst bool
+}
+
+var errStreamClosed = errors.New("http2: stream closed")
+
+// processHeaders opens a stream (a request's headers) or ends one (its
+// trailers).
+func (sc *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 == 0 {
+		return http2.ConnectionError(http2.ErrCodeProtocol) // clients open odd streams
+	}
+	sc.mu.Lock()
+	if s := sc.streams[id]; s != nil {
+		sc.mu.Unlock()
+		return sc.processTrailers(s, f)
+	}
+	if id <= sc.maxStreamID {
+		// A stream that was opened before and is closed, or one skipped
+		// (closed by the opening of a later one): RFC 9113 section 5.1.
+		sc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+	}
+	sc.maxStreamID = id
+	switch {
+	case sc.goingAway:
+		sc.mu.Unlock()
+		return nil // opened after GOAWAY: ignored (section 6.8)
+	case f.HasPriority() && f.Priority.StreamDep == id:
+		sc.mu.Unlock()
+		sc.writeRST(id, http2.ErrCodeProtocol) // a stream cannot depend on itself (section 5.3.1)
+		return nil
+	case uint32(len(sc.streams)) >= sc.opts.MaxConcurrentStreams:
+		sc.mu.Unlock()
+		sc.writeRST(id, http2.ErrCodeRefusedStream) // section 5.1.2
+		return nil
+	case sc.handlers >= 2*int(sc.opts.MaxConcurrentStreams):
+		// Streams reset as soon as opened, faster than their handlers
+		// end: the client is told to calm down.
+		sc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+	}
+	sc.mu.Unlock()
+	if f.Truncated {
+		sc.replyLocal(id, http.StatusRequestHeaderFieldsTooLarge, f.StreamEnded())
+		return nil
+	}
+	req, declared, err := sc.newRequest(f)
+	if err != nil {
+		sc.log.Debug("http2 malformed request", "remote", sc.nc.RemoteAddr(), "stream", id, "error", err)
+		sc.writeRST(id, http2.ErrCodeProtocol) // a malformed request (section 8.1.1)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(sc.opts.Context)
+	req = req.WithContext(ctx)
+	s := &stream{sc: sc, id: id, cancel: cancel, recvWindow: streamWindow, declared: declared, trailer: req.Trailer}
+	s.bodyCond.L = &sc.mu
+	if f.StreamEnded() {
+		s.recvDone, s.recvErr = true, io.EOF
+		req.Body = http.NoBody
+	} else {
+		req.Body = requestBody{s}
+	}
+	w := &responseWriter{s: s, req: req, noBody: req.Method == http.MethodHead}
+	sc.mu.Lock()
+	if sc.closed {
+		sc.mu.Unlock()
+		cancel()
+		return io.EOF
+	}
+	s.sendWindow = sc.peerInitWindow
+	sc.streams[id] = s
+	sc.handlers++
+	sc.idle.Stop()
+	sc.handlersWG.Add(1)
+	sc.mu.Unlock()
+	sc.startHandler(handlerJob{s, w, req})
+	return nil
+}
+
+// processTrailers ends a request body with its trailers.
+func (sc *Conn) processTrailers(s *stream, f *http2.MetaHeadersFrame) error {
+	sc.mu.Lock()
+	if s.recvDone {
+		// HEADERS after the end of the stream: a stream error in
+		// half-closed (remote), a connection error once closed (RFC 9113
+		// section 5.1); which one the client sees depends on how far the
+		// response got, so it is always the connection's (section 5.4.1
+		// allows it).
+		sc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+	}
+	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || s.declared >= 0 && s.received != s.declared {
+		sc.mu.Unlock()
+		sc.resetStream(s, http2.ErrCodeProtocol) // trailers end the stream and have no pseudo-headers
+		return nil
+	}
+	for _, hf := range f.RegularFields() {
+		k := sc.canonical(hf.Name)
+		if !httpguts.ValidTrailerHeader(k) {
+			sc.mu.Unlock()
+			sc.resetStream(s, http2.ErrCodeProtocol)
+			return nil
+		}
+		if s.trailer == nil {
+			s.trailer = http.Header{}
+		}
+		s.trailer[k] = append(s.trailer[k], hf.Value)
+	}
+	s.recvDone, s.recvErr = true, io.EOF
+	s.bodyCond.Signal()
+	sc.mu.Unlock()
+	return nil
+}
+
+// newRequest makes the request of a stream's headers (RFC 9113 section
+// 8.3.1), and returns its declared Content-Length (-1: none). An error
+// means a malformed request.
+func (sc *Conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, error) {
+	method := f.PseudoValue("method")
+	scheme := f.PseudoValue("scheme")
+	path := f.PseudoValue("path")
+	authority := f.PseudoValue("authority")
+	if f.PseudoValue("protocol") != "" {
+		return nil, 0, errors.New(":protocol without SETTINGS_ENABLE_CONNECT_PROTOCOL")
+	}
+	if method == "" || !httpguts.ValidHostHeader(authority) {
+		return nil, 0, errors.New("missing :method or invalid :authority")
+	}
+	for _, c := range method {
+		if !httpguts.IsTokenRune(c) {
+			return nil, 0, fmt.Errorf("invalid :method %q", method)
+		}
+	}
+	if method == http.MethodConnect {
+		if scheme != "" || path != "" || authority == "" {
+			return nil, 0, errors.New("CONNECT needs :authority and no :scheme or :path")
+		}
+	} else if scheme == "" || path == "" {
+		return nil, 0, errors.New("missing :scheme or :path")
+	}
+	fields := f.RegularFields()
+	h := make(http.Header, len(fields))
+	var cookies []string
+	for _, hf := range fields {
+		switch hf.Name {
+		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+			return nil, 0, fmt.Errorf("connection-specific header %q", hf.Name)
+		case "te":
+			if hf.Value != "trailers" {
+				return nil, 0, errors.New(`te other than "trailers"`)
+			}
+		case "cookie":
+			// Split cookie fields are joined (section 8.2.3).
+			cookies = append(cookies, hf.Value)
+			continue
+		}
+		k := sc.canonical(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	if len(cookies) > 0 {
+		h["Cookie"] = []string{strings.Join(cookies, "; ")}
+	}
+	if authority == "" {
+		authority = h.Get("Host")
+	}
+	delete(h, "Host")
+	declared := int64(-1)
+	if cl := h["Content-Length"]; len(cl) > 0 {
+		n, err := strconv.ParseUint(cl[0], 10, 63)
+		if err != nil || len(cl) > 1 && !allEqual(cl) {
+			return nil, 0, errors.New("invalid content-length")
+		}
+		declared = int64(n)
+		if f.StreamEnded() && declared != 0 {
+			return nil, 0, errors.New("content-length with no body")
+		}
+	}
+	var trailer http.Header
+	for _, v := range h["Trailer"] {
+		for key := range strings.SplitSeq(v, ",") {
+			key = textproto.CanonicalMIMEHeaderKey(textproto.TrimString(key))
+			if !httpguts.ValidTrailerHeader(key) {
+				continue // not allowed as trailers: dropped, as net/http does
+			}
+			if trailer == nil {
+				trailer = http.Header{}
+			}
+			trailer[key] = nil
+		}
+	}
+	delete(h, "Trailer")
+	req := &http.Request{
+		Method:     method,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     h,
+		Host:       authority,
+		RemoteAddr: sc.remote,
+		Trailer:    trailer,
+	}
+	switch {
+	case method == http.MethodConnect:
+		req.URL = &url.URL{Host: authority}
+		req.RequestURI = authority
+	case path == "*":
+		if method != http.MethodOptions {
+			return nil, 0, errors.New(`":path" "*" is only for OPTIONS`)
+		}
+		req.URL = &url.URL{Path: "*"}
+		req.RequestURI = path
+	default:
+		u, err := url.ParseRequestURI(path)
+		if err != nil || !strings.HasPrefix(path, "/") {
+			return nil, 0, fmt.Errorf("invalid :path %q", path)
+		}
+		req.URL = u
+		req.RequestURI = path
+	}
+	switch {
+	case f.StreamEnded():
+		req.ContentLength = 0
+	default:
+		req.ContentLength = declared
+	}
+	return req, declared, nil
+}
+
+func allEqual(vs []string) bool {
+	for _, v := range vs[1:] {
+		if v != vs[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// canonical is the header key of a lowercase field name, cached per
+// connection (clients send the same names on every request).
+func (sc *Conn) canonical(name string) string {
+	if k, ok := sc.canonCache[name]; ok {
+		return k
+	}
+	k := textproto.CanonicalMIMEHeaderKey(name)
+	if len(sc.canonCache) < 256 {
+		sc.canonCache[name] = k
+	}
+	return k
+}
+
+// replyLocal answers a stream with a bodyless status, without a handler,
+// and resets it if the client has not finished sending.
+func (sc *Conn) replyLocal(id uint32, code int, ended bool) {
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	sc.hbuf.Reset()
+	_ = sc.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(code)})
+	_ = sc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: sc.hbuf.Bytes(), EndStream: true, EndHeaders: true})
+	if !ended {
+		_ = sc.fr.WriteRSTStream(id, http2.ErrCodeNo)
+	}
+	_ = sc.flushLocked()
+}
+
+// requestBody is a stream's request body as the handler reads it.
+type requestBody struct{ s *stream }
+
+func (b requestBody) Read(p []byte) (int, error) {
+	s, sc := b.s, b.s.sc
+	sc.mu.Lock()
+	for s.body.Len() == 0 && !s.recvDone && !s.bodyClosed {
+		s.bodyCond.Wait()
+	}
+	if s.bodyClosed {
+		sc.mu.Unlock()
+		return 0, errors.New("http2: request body closed")
+	}
+	if s.body.Len() == 0 {
+		err := s.recvErr
+		sc.mu.Unlock()
+		return 0, err
+	}
+	n, _ := s.body.Read(p)
+	var streamCredit int64
+	if !s.recvDone {
+		s.recvUnacked += int64(n)
+		if s.recvUnacked >= streamWindow/2 {
+			streamCredit = s.recvUnacked
+			s.recvWindow += streamCredit
+			s.recvUnacked = 0
+		}
+	}
+	connCredit := sc.creditLocked(int64(n))
+	sc.mu.Unlock()
+	sc.writeWindowUpdates(connCredit, s, streamCredit)
+	return n, nil
+}
+
+// Close drops what was received and not read; what the client still
+// sends is dropped as it arrives, its window credited back.
+func (b requestBody) Close() error {
+	s, sc := b.s, b.s.sc
+	sc.mu.Lock()
+	if s.bodyClosed {
+		sc.mu.Unlock()
+		return nil
+	}
+	s.bodyClosed = true
+	dropped := int64(s.body.Len())
+	s.body = bytes.Buffer{}
+	connCredit := sc.creditLocked(dropped)
+	s.bodyCond.Broadcast()
+	sc.mu.Unlock()
+	sc.writeWindowUpdates(connCredit, nil, 0)
+	return nil
+}
+
+// responseWriter is the http.ResponseWriter of a stream. Its HEADERS go
+// out with the first body bytes, a flush, or the handler's end; its DATA
+// frames wait in the connection's buffer until a flush or the end.
+type responseWriter struct {
+	s      *stream
+	req    *http.Request
+	header http.Header
+	status int
+	noBody bool // HEAD, 204, 304: no body whatever the handler writes
+
+	// Under s.sc.wmu:
+	sentHeader bool
+	// goAway: the handler asked for the connection to end after its
+	// response ("Connection: close", as net/http's HTTP/2 server takes
+	// it): GOAWAY follows, and the client opens a new connection.
+	goAway   bool
+	trailers []string // declared in the Trailer header when it was sent
+}
+
+func (w *responseWriter) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+// AdoptHeader makes h the response's header map (the proxy hands over
+// the upstream response's instead of copying it). It refuses (false) once
+// headers were set or sent.
+func (w *responseWriter) AdoptHeader(h http.Header) bool {
+	if w.status != 0 || len(w.header) > 0 {
+		return false
+	}
+	w.header = h
+	return true
+}
+
+// WriteHeader sends informational responses at once; the final status
+// goes out with the first body bytes, a flush or the end of the handler.
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code < 200 {
+		if code == http.StatusSwitchingProtocols {
+			return // no upgrades in HTTP/2 (RFC 9113 section 8.6)
+		}
+		sc := w.s.sc
+		sc.wmu.Lock()
+		defer sc.wmu.Unlock()
+		if !w.s.sentEnd {
+			_ = w.writeHeadersLocked(code, w.header, nil, false)
+			_ = sc.flushLocked()
+		}
+		return
+	}
+	w.status = code
+	if code == http.StatusNoContent || code == http.StatusNotModified {
+		w.noBody = true
+	}
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	s, sc := w.s, w.s.sc
+	sc.wmu.Lock()
+	if s.sentEnd {
+		sc.wmu.Unlock()
+		return 0, errStreamClosed
+	}
+	if !w.sentHeader {
+		if err := w.sendHeaderLocked(false); err != nil {
+			sc.wmu.Unlock()
+			return 0, err
+		}
+	}
+	sc.wmu.Unlock()
+	if w.noBody {
+		return len(p), nil
+	}
+	written := 0
+	for len(p) > 0 {
+		n, err := s.reserve(len(p))
+		if err != nil {
+			return written, err
+		}
+		sc.wmu.Lock()
+		if s.sentEnd {
+			sc.wmu.Unlock()
+			return written, errStreamClosed
+		}
+		err = sc.fr.WriteData(s.id, false, p[:n])
+		if err == nil {
+			err = sc.werr
+		}
+		sc.wmu.Unlock()
+		if err != nil {
+			return written, err
+		}
+		written += n
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// reserve waits until the stream and the connection have send window for
+// at least one byte, and takes up to want bytes of it (and of a frame).
+func (s *stream) reserve(want int) (int, error) {
+	sc := s.sc
+	sc.mu.Lock()
+	for !s.ended && !sc.closed && (s.sendWindow <= 0 || sc.sendWindow <= 0) {
+		// The client grants more window for what it has received: let it
+		// receive what waits in the buffer.
+		sc.mu.Unlock()
+		sc.wmu.Lock()
+		err := sc.flushLocked()
+		sc.wmu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		sc.mu.Lock()
+		if !s.ended && !sc.closed && (s.sendWindow <= 0 || sc.sendWindow <= 0) {
+			sc.windowCond.Wait()
+		}
+	}
+	if s.ended || sc.closed {
+		sc.mu.Unlock()
+		return 0, errStreamClosed
+	}
+	n := int64(want)
+	n = min(n, s.sendWindow, sc.sendWindow, int64(sc.peerMaxFrame))
+	s.sendWindow -= n
+	sc.sendWindow -= n
+	sc.mu.Unlock()
+	return int(n), nil
+}
+
+// FlushError sends what is buffered (http.ResponseController).
+func (w *responseWriter) FlushError() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	sc := w.s.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if w.s.sentEnd {
+		return errStreamClosed
+	}
+	if !w.sentHeader {
+		if err := w.sendHeaderLocked(false); err != nil {
+			return err
+		}
+	}
+	return sc.flushLocked()
+}
+
+// Flush implements http.Flusher.
+func (w *responseWriter) Flush() { _ = w.FlushError() }
+
+// EnableFullDuplex lets the handler read the request body while writing
+// the response; HTTP/2 always allows it.
+func (w *responseWriter) EnableFullDuplex() error { return nil }
+
+// finish ends the response after the handler returned: headers if none
+// went out, then the trailers or an empty DATA frame that ends the stream.
+func (w *responseWriter) finish() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	sc := w.s.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if w.s.sentEnd {
+		return nil
+	}
+	trailers := w.trailerFields()
+	if !w.sentHeader {
+		if err := w.sendHeaderLocked(len(trailers) == 0); err != nil {
+			return err
+		}
+		trailers = w.trailerFields() // the Trailer header is read as headers go out
+	}
+	var err error
+	switch {
+	case w.s.sentEnd:
+	case len(trailers) > 0:
+		err = w.writeBlockLocked(trailers, true)
+	default:
+		err = sc.fr.WriteData(w.s.id, true, nil)
+	}
+	w.s.sentEnd = true
+	if err != nil {
+		return err
+	}
+	return sc.flushLocked()
+}
+
+// trailerFields are the trailers to send: those declared in the Trailer
+// header, and keys with http.TrailerPrefix.
+func (w *responseWriter) trailerFields() []hpack.HeaderField {
+	var out []hpack.HeaderField
+	for _, k := range w.trailers {
+		for _, v := range w.header[k] {
+			out = append(out, hpack.HeaderField{Name: lower(k), Value: v})
+		}
+	}
+	for k, vs := range w.header {
+		if tk, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			for _, v := range vs {
+				out = append(out, hpack.HeaderField{Name: strings.ToLower(tk), Value: v})
+			}
+		}
+	}
+	return out
+}
+
+// sendHeaderLocked writes the response's HEADERS (end: and ends the
+// stream). Callers hold wmu.
+func (w *responseWriter) sendHeaderLocked(end bool) error {
+	w.sentHeader = true
+	w.goAway = httpguts.HeaderValuesContainsToken(w.header["Connection"], "close")
+	for _, v := range w.header["Trailer"] {
+		for k := range strings.SplitSeq(v, ",") {
+			if k = textproto.TrimString(k); k != "" {
+				w.trailers = append(w.trailers, textproto.CanonicalMIMEHeaderKey(k))
+			}
+		}
+	}
+	if end {
+		w.s.sentEnd = true
+	}
+	return w.writeHeadersLocked(w.status, w.header, w.trailers, end)
+}
+
+// writeHeadersLocked writes a HEADERS block of status and h, leaving out
+// connection-specific fields, trailers and Trailer-prefixed keys.
+func (w *responseWriter) writeHeadersLocked(status int, h http.Header, trailers []string, end bool) error {
+	fields := make([]hpack.HeaderField, 0, len(h)+2)
+	fields = append(fields, hpack.HeaderField{Name: ":status", Value: statusText(status)})
+	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) || isTrailer(k, trailers) {
+			continue
+		}
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade":
+			continue
+		}
+		name := lower(k)
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue // not to be sent: it would split the field
+			}
+			fields = append(fields, hpack.HeaderField{Name: name, Value: v})
+		}
+	}
+	if status >= 200 && w.s.sc.opts.Date != nil {
+		if _, ok := h["Date"]; !ok {
+			fields = append(fields, hpack.HeaderField{Name: "date", Value: w.s.sc.opts.Date()})
+		}
+	}
+	return w.writeBlockLocked(fields, end)
+}
+
+// writeBlockLocked encodes fields and writes them as HEADERS and, when
+// larger than a frame, CONTINUATION frames.
+func (w *responseWriter) writeBlockLocked(fields []hpack.HeaderField, end bool) error {
+	sc := w.s.sc
+	sc.hbuf.Reset()
+	for _, f := range fields {
+		if err := sc.henc.WriteField(f); err != nil {
+			return err
+		}
+	}
+	sc.mu.Lock()
+	max := int(sc.peerMaxFrame)
+	sc.mu.Unlock()
+	block := sc.hbuf.Bytes()
+	first := block[:min(len(block), max)]
+	block = block[len(first):]
+	if err := sc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.s.id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0}); err != nil {
+		return err
+	}
+	for len(block) > 0 {
+		frag := block[:min(len(block), max)]
+		block = block[len(frag):]
+		if err := sc.fr.WriteContinuation(w.s.id, len(block) == 0, frag); err != nil {
+			return err
+		}
+	}
+	return sc.werr
+}
+
+func isTrailer(k string, trailers []string) bool {
+	for _, t := range trailers {
+		if t == k {
+			return true
+		}
+	}
+	return false
+}
+
+// lower is a header key as HTTP/2 sends it; the common ones are not
+// allocated again.
+func lower(k string) string {
+	if v, ok := commonLower[k]; ok {
+		return v
+	}
+	return strings.ToLower(k)
+}
+
+var commonLower = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Access-Control-Allow-Origin",
+		"Age", "Allow", "Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language",
+		"Content-Length", "Content-Location", "Content-Range", "Content-Type", "Cookie", "Date", "Etag",
+		"Expires", "Grpc-Encoding", "Grpc-Accept-Encoding", "Grpc-Message", "Grpc-Status", "Grpc-Status-Details-Bin",
+		"Last-Modified", "Link", "Location", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security",
+		"Trailer", "Vary", "Via", "Www-Authenticate", "X-Envoy-Upstream-Service-Time", "X-Request-Id",
+		"Traceparent", "Tracestate", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Sampled", "X-B3-Parentspanid",
+	} {
+		m[k] = strings.ToLower(k)
+	}
+	return m
+}()
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 404:
+		return "404"
+	}
+	return strconv.Itoa(code)
+}
