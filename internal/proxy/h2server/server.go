@@ -37,6 +37,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"weft.dev/weft/internal/proxy/h2conn"
 )
 
 // Defaults of Options.
@@ -185,7 +187,7 @@ func NewConn(c net.Conn, br *bufio.Reader, opts Options) *Conn {
 		remote:         c.RemoteAddr().String(),
 		opts:           opts,
 		log:            opts.Logger,
-		bw:             bufio.NewWriterSize(deadlineWriter{c}, writeBufferSize),
+		bw:             bufio.NewWriterSize(h2conn.DeadlineWriter{Conn: c, Timeout: writeTimeout}, writeBufferSize),
 		streams:        map[uint32]*stream{},
 		sendWindow:     initialPeerWindow,
 		peerInitWindow: initialPeerWindow,
@@ -782,13 +784,4 @@ func (sc *Conn) runHandler(s *stream, w *responseWriter, req *http.Request) {
 	}()
 	sc.opts.Handler.ServeHTTP(w, req)
 	aborted = false
-}
-
-// deadlineWriter bounds each write to the socket by writeTimeout, those
-// the write buffer makes when full included.
-type deadlineWriter struct{ c net.Conn }
-
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	_ = w.c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return w.c.Write(p)
 }

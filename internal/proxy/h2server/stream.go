@@ -16,6 +16,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"weft.dev/weft/internal/proxy/h2conn"
 )
 
 // stream is one request and its response.
@@ -350,6 +352,15 @@ func (b requestBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Complete reports whether the rest of the body has arrived (its bytes
+// buffered and its end seen), so that reading it to its end does not
+// block: the HTTP/2 pool then sends it with the request's headers.
+func (b requestBody) Complete() bool {
+	b.s.sc.mu.Lock()
+	defer b.s.sc.mu.Unlock()
+	return b.s.recvDone
+}
+
 // Close drops what was received and not read; what the client still
 // sends is dropped as it arrives, its window credited back.
 func (b requestBody) Close() error {
@@ -577,7 +588,7 @@ func (w *responseWriter) trailerFields() []hpack.HeaderField {
 	var out []hpack.HeaderField
 	for _, k := range w.trailers {
 		for _, v := range w.header[k] {
-			out = append(out, hpack.HeaderField{Name: lower(k), Value: v})
+			out = append(out, hpack.HeaderField{Name: h2conn.LowerName(k), Value: v})
 		}
 	}
 	for k, vs := range w.header {
@@ -621,7 +632,7 @@ func (w *responseWriter) writeHeadersLocked(status int, h http.Header, trailers 
 		case "Connection", "Proxy-Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade":
 			continue
 		}
-		name := lower(k)
+		name := h2conn.LowerName(k)
 		for _, v := range vs {
 			if !httpguts.ValidHeaderFieldValue(v) {
 				continue // not to be sent: it would split the field
@@ -674,31 +685,6 @@ func isTrailer(k string, trailers []string) bool {
 	}
 	return false
 }
-
-// lower is a header key as HTTP/2 sends it; the common ones are not
-// allocated again.
-func lower(k string) string {
-	if v, ok := commonLower[k]; ok {
-		return v
-	}
-	return strings.ToLower(k)
-}
-
-var commonLower = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Encoding", "Accept-Language", "Accept-Ranges", "Access-Control-Allow-Origin",
-		"Age", "Allow", "Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language",
-		"Content-Length", "Content-Location", "Content-Range", "Content-Type", "Cookie", "Date", "Etag",
-		"Expires", "Grpc-Encoding", "Grpc-Accept-Encoding", "Grpc-Message", "Grpc-Status", "Grpc-Status-Details-Bin",
-		"Last-Modified", "Link", "Location", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security",
-		"Trailer", "Vary", "Via", "Www-Authenticate", "X-Envoy-Upstream-Service-Time", "X-Request-Id",
-		"Traceparent", "Tracestate", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Sampled", "X-B3-Parentspanid",
-	} {
-		m[k] = strings.ToLower(k)
-	}
-	return m
-}()
 
 func statusText(code int) string {
 	switch code {

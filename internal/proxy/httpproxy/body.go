@@ -90,6 +90,13 @@ type countingBody struct {
 	declared   int64
 }
 
+// Complete passes on whether the rest of the body has arrived
+// (h2client.Complete), when the server's body says.
+func (b *countingBody) Complete() bool {
+	c, ok := b.ReadCloser.(interface{ Complete() bool })
+	return ok && c.Complete()
+}
+
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	total := b.n.Add(int64(n))
@@ -197,6 +204,21 @@ type attemptBody struct {
 	rb  *replayBody
 	gen int32
 	off int
+}
+
+// Complete reports whether reading the rest of the attempt's body would
+// not block: the source was read to its end, or it says its rest has
+// arrived (h2client.Complete).
+func (a *attemptBody) Complete() bool {
+	rb := a.rb
+	rb.mu.Lock()
+	done := rb.srcErr == io.EOF && a.gen == rb.gen
+	rb.mu.Unlock()
+	if done {
+		return true
+	}
+	c, ok := rb.src.(interface{ Complete() bool })
+	return ok && c.Complete()
 }
 
 func (a *attemptBody) Read(p []byte) (int, error) {

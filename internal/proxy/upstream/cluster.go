@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"weft.dev/weft/internal/proxy/h2client"
 	"weft.dev/weft/internal/proxy/mtls"
 	"weft.dev/weft/internal/proxy/proxyconfig"
 	"weft.dev/weft/internal/proxy/readwait"
@@ -191,46 +192,42 @@ type transports struct {
 }
 
 // h2Transport is a pool for HTTP/2 (h2c, or over connections its dialer
-// secured), whose http.Transport is made on first use: most clusters never
-// carry HTTP/2, and a transport per cluster adds up in a large mesh.
+// secured: package h2client), made on first use: most clusters never
+// carry HTTP/2.
 type h2Transport struct {
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	idle time.Duration
-	tr   atomic.Pointer[http.Transport]
+	pool atomic.Pointer[h2client.Pool]
 }
 
 func (t *h2Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.get().RoundTrip(req)
 }
 
-func (t *h2Transport) get() *http.Transport {
-	if tr := t.tr.Load(); tr != nil {
-		return tr
+func (t *h2Transport) get() *h2client.Pool {
+	if p := t.pool.Load(); p != nil {
+		return p
 	}
-	tr := &http.Transport{
-		DialContext:           t.dial,
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       t.idle,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		Protocols:             new(http.Protocols),
-		// gRPC and other long streams must not be cut by a ping timeout
-		// of a busy connection; keep Go's defaults otherwise.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+	p := h2client.New(h2client.Options{Dial: t.dial, IdleTimeout: t.idle})
+	if t.pool.CompareAndSwap(nil, p) {
+		return p
 	}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	if t.tr.CompareAndSwap(nil, tr) {
-		return tr
-	}
-	return t.tr.Load()
+	return t.pool.Load()
 }
 
-// CloseIdleConnections closes the idle connections of the transport, if
-// it was made.
+// CloseIdleConnections closes the idle connections of the pool, if it was
+// made.
 func (t *h2Transport) CloseIdleConnections() {
-	if tr := t.tr.Load(); tr != nil {
-		tr.CloseIdleConnections()
+	if p := t.pool.Load(); p != nil {
+		p.CloseIdleConnections()
+	}
+}
+
+// retire closes the pool's connections once their streams end (its
+// cluster's settings changed: new requests go to another pool).
+func (t *h2Transport) retire() {
+	if p := t.pool.Load(); p != nil {
+		p.Retire()
 	}
 }
 
@@ -435,7 +432,7 @@ func (c *Cluster) update(cfg *proxyconfig.Cluster, eps *proxyconfig.Endpoints, i
 		c.tr.Store(c.newTransports(key))
 		if old != nil {
 			old.h1.retire()
-			old.h2.CloseIdleConnections()
+			old.h2.retire()
 		}
 	}
 	if cfg.LoadAssignment != nil {

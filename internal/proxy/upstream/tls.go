@@ -103,7 +103,7 @@ func (p *tlsPools) retire() {
 	p.mu.Unlock()
 	if b != nil && b.err == nil {
 		b.h1.retire()
-		b.h2.CloseIdleConnections()
+		b.h2.retire()
 	}
 }
 
