@@ -142,8 +142,24 @@ type Conn struct {
 	// credited with.
 	recvWindow  int64
 	recvUnacked int64
-	goingAway   bool // GOAWAY sent: no new streams
-	lingering   bool // closing: reads end at lingerTimeout (lingerCloseLocked)
+	// owed is connection window credit that became due where no
+	// WINDOW_UPDATE could be written (endStreamLocked, under mu): the
+	// reader or the handler that ended the stream sends it (sendOwed).
+	owed atomic.Int64
+	// readerDeferred (Serve's goroutine only) and readerOwes (under wmu):
+	// control frames the reader wrote while more input was buffered, to
+	// be flushed once it has read what is there (flushFromReaderLocked).
+	readerDeferred bool
+	readerOwes     bool
+	// resets are the streams this server reset last (a ring; under mu).
+	resets     [32]uint32
+	resetsNext uint32
+	// goAwaySent, goAwayLast: this server sent GOAWAY naming goAwayLast
+	// as the last stream it takes.
+	goAwaySent bool
+	goAwayLast uint32
+	goingAway  bool // GOAWAY sent: no new streams
+	lingering  bool // closing: reads end at lingerTimeout (lingerCloseLocked)
 	// started: the server's SETTINGS went out (a GOAWAY may follow);
 	// shutdownAsked: Shutdown came before that.
 	started, shutdownAsked bool
@@ -264,6 +280,39 @@ func (sc *Conn) Serve() {
 			}
 			return
 		}
+		sc.sendOwed(true)
+		if sc.readerDeferred && sc.br.Buffered() == 0 {
+			sc.readerDeferred = false
+			sc.wmu.Lock()
+			if sc.readerOwes {
+				sc.readerOwes = false
+				_ = sc.flushLocked()
+			}
+			sc.wmu.Unlock()
+		}
+	}
+}
+
+// flushFromReaderLocked flushes control frames the reader wrote (PING and
+// SETTINGS acknowledgements, resets, window updates) unless more input is
+// buffered: then they go with the answers to it, so that a burst of small
+// frames costs one write, not one each. Serve's goroutine only; callers
+// hold wmu.
+func (sc *Conn) flushFromReaderLocked() error {
+	if sc.br.Buffered() > 0 {
+		sc.readerDeferred, sc.readerOwes = true, true
+		return sc.werr
+	}
+	return sc.flushLocked()
+}
+
+// sendOwed sends the connection window credit endStreamLocked left owed.
+func (sc *Conn) sendOwed(fromReader bool) {
+	if sc.owed.Load() == 0 {
+		return
+	}
+	if v := sc.owed.Swap(0); v > 0 {
+		sc.writeWindowUpdates(v, nil, 0, fromReader)
 	}
 }
 
@@ -293,7 +342,7 @@ func (sc *Conn) readError(err error) bool {
 		s := sc.streams[se.StreamID]
 		sc.mu.Unlock()
 		if s != nil {
-			sc.resetStream(s, se.Code)
+			sc.resetStream(s, se.Code, true)
 		} else {
 			sc.writeRST(se.StreamID, se.Code)
 		}
@@ -341,7 +390,7 @@ func (sc *Conn) processFrame(f http2.Frame) error {
 		if err := sc.fr.WritePing(true, f.Data); err != nil {
 			return err
 		}
-		return sc.flushLocked()
+		return sc.flushFromReaderLocked()
 	case *http2.GoAwayFrame:
 		// The client opens no more streams; those open finish, then the
 		// connection closes.
@@ -354,7 +403,14 @@ func (sc *Conn) processFrame(f http2.Frame) error {
 		return nil
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {
-			sc.writeRST(f.StreamID, http2.ErrCodeProtocol)
+			sc.mu.Lock()
+			s := sc.streams[f.StreamID]
+			sc.mu.Unlock()
+			if s != nil {
+				sc.resetStream(s, http2.ErrCodeProtocol, true)
+			} else {
+				sc.writeRST(f.StreamID, http2.ErrCodeProtocol)
+			}
 		}
 		return nil // priorities are advisory; this server ignores them
 	case *http2.PushPromiseFrame:
@@ -405,7 +461,7 @@ func (sc *Conn) processSettings(f *http2.SettingsFrame) error {
 	if err := sc.fr.WriteSettingsAck(); err != nil {
 		return err
 	}
-	return sc.flushLocked()
+	return sc.flushFromReaderLocked()
 }
 
 func (sc *Conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
@@ -434,7 +490,7 @@ func (sc *Conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 	sc.windowCond.Broadcast()
 	sc.mu.Unlock()
 	if over {
-		sc.resetStream(s, http2.ErrCodeFlowControl)
+		sc.resetStream(s, http2.ErrCodeFlowControl, true)
 	}
 	return nil
 }
@@ -477,27 +533,39 @@ func (sc *Conn) processData(f *http2.DataFrame) error {
 		}
 		// A closed stream, or one whose body ended: the bytes are
 		// dropped and the connection's window credited back.
+		if sc.ignoredLocked(id) {
+			// Sent before the client saw this server's reset: ignored
+			// (RFC 9113 section 5.4.2).
+			credit := sc.creditLocked(n)
+			sc.mu.Unlock()
+			sc.writeWindowUpdates(credit, nil, 0, true)
+			return nil
+		}
 		credit := sc.creditLocked(n)
 		sc.mu.Unlock()
-		sc.writeWindowUpdates(credit, nil, 0)
+		sc.writeWindowUpdates(credit, nil, 0, true)
 		if s != nil {
-			sc.resetStream(s, http2.ErrCodeStreamClosed)
+			sc.resetStream(s, http2.ErrCodeStreamClosed, true)
 		} else {
 			sc.writeRST(id, http2.ErrCodeStreamClosed)
 		}
 		return nil
 	}
 	if n > s.recvWindow {
+		credit := sc.creditLocked(n) // dropped with the stream
 		sc.mu.Unlock()
-		sc.resetStream(s, http2.ErrCodeFlowControl)
+		sc.writeWindowUpdates(credit, nil, 0, true)
+		sc.resetStream(s, http2.ErrCodeFlowControl, true)
 		return nil
 	}
 	s.recvWindow -= n
 	pad := n - int64(len(data))
 	s.received += int64(len(data))
 	if s.declared >= 0 && (s.received > s.declared || f.StreamEnded() && s.received != s.declared) {
+		credit := sc.creditLocked(n) // dropped with the stream
 		sc.mu.Unlock()
-		sc.resetStream(s, http2.ErrCodeProtocol) // the body is not the length the request declared
+		sc.writeWindowUpdates(credit, nil, 0, true)
+		sc.resetStream(s, http2.ErrCodeProtocol, true) // the body is not the length the request declared
 		return nil
 	}
 	var credit, streamCredit int64
@@ -520,7 +588,7 @@ func (sc *Conn) processData(f *http2.DataFrame) error {
 	}
 	s.bodyCond.Signal()
 	sc.mu.Unlock()
-	sc.writeWindowUpdates(credit, s, streamCredit)
+	sc.writeWindowUpdates(credit, s, streamCredit, true)
 	return nil
 }
 
@@ -539,8 +607,9 @@ func (sc *Conn) creditLocked(n int64) int64 {
 }
 
 // writeWindowUpdates sends WINDOW_UPDATEs for the connection (conn > 0)
-// and for stream s (sn > 0), and flushes them.
-func (sc *Conn) writeWindowUpdates(conn int64, s *stream, sn int64) {
+// and for stream s (sn > 0), and flushes them (fromReader: Serve's
+// goroutine, flushFromReaderLocked).
+func (sc *Conn) writeWindowUpdates(conn int64, s *stream, sn int64, fromReader bool) {
 	if conn <= 0 && (s == nil || sn <= 0) {
 		return
 	}
@@ -552,22 +621,32 @@ func (sc *Conn) writeWindowUpdates(conn int64, s *stream, sn int64) {
 	if s != nil && sn > 0 && !s.rst {
 		_ = sc.fr.WriteWindowUpdate(s.id, uint32(sn))
 	}
-	_ = sc.flushLocked()
+	if fromReader {
+		_ = sc.flushFromReaderLocked()
+	} else {
+		_ = sc.flushLocked()
+	}
 }
 
-// writeRST resets a stream this server holds no state for.
+// writeRST resets a stream this server holds no state for. Serve's
+// goroutine only.
 func (sc *Conn) writeRST(id uint32, code http2.ErrCode) {
+	sc.mu.Lock()
+	sc.noteResetLocked(id)
+	sc.mu.Unlock()
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
 	_ = sc.fr.WriteRSTStream(id, code)
-	_ = sc.flushLocked()
+	_ = sc.flushFromReaderLocked()
 }
 
 // resetStream ends s with RST_STREAM(code): its handler's context is
-// cancelled, its body fails, and nothing more is sent on it.
-func (sc *Conn) resetStream(s *stream, code http2.ErrCode) {
+// cancelled, its body fails, and nothing more is sent on it (fromReader:
+// called on Serve's goroutine).
+func (sc *Conn) resetStream(s *stream, code http2.ErrCode, fromReader bool) {
 	sc.mu.Lock()
 	sc.endStreamLocked(s, fmt.Errorf("stream reset by the server: %v", code))
+	sc.noteResetLocked(s.id)
 	sc.mu.Unlock()
 	sc.wmu.Lock()
 	defer sc.wmu.Unlock()
@@ -576,7 +655,36 @@ func (sc *Conn) resetStream(s *stream, code http2.ErrCode) {
 	}
 	s.sentEnd, s.rst = true, true
 	_ = sc.fr.WriteRSTStream(s.id, code)
-	_ = sc.flushLocked()
+	if fromReader {
+		_ = sc.flushFromReaderLocked()
+	} else {
+		_ = sc.flushLocked()
+	}
+}
+
+// noteResetLocked remembers a stream this server reset, so that frames
+// the client sent before it saw the reset are ignored rather than taken
+// for errors (recentlyReset). Callers hold mu.
+func (sc *Conn) noteResetLocked(id uint32) {
+	sc.resets[sc.resetsNext%uint32(len(sc.resets))] = id
+	sc.resetsNext++
+}
+
+// ignoredLocked says whether frames on stream id, which this server no
+// longer holds, are to be ignored rather than taken for the client's
+// error: a stream it reset lately (the client may have sent them before
+// it saw the reset, RFC 9113 section 5.4.2), or one opened after its
+// GOAWAY (section 6.8). Callers hold mu.
+func (sc *Conn) ignoredLocked(id uint32) bool {
+	if sc.goAwaySent && id > sc.goAwayLast {
+		return true
+	}
+	for _, r := range sc.resets {
+		if r == id && id != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // endStreamLocked takes s out of the connection: its body fails with err
@@ -590,6 +698,14 @@ func (sc *Conn) endStreamLocked(s *stream, err error) {
 	if !s.recvDone {
 		s.recvDone = true
 		s.recvErr = err
+	}
+	if n := s.body.Len(); n > 0 {
+		// Received and never read: the connection's window is given
+		// back (sendOwed writes the update once mu is released).
+		s.body = bytes.Buffer{}
+		if c := sc.creditLocked(int64(n)); c > 0 {
+			sc.owed.Add(c)
+		}
 	}
 	s.cancel()
 	s.bodyCond.Signal()
@@ -629,6 +745,9 @@ func (sc *Conn) goAway(code http2.ErrCode, reason string) {
 	sc.mu.Lock()
 	last := sc.maxStreamID
 	sc.goingAway = true
+	if !sc.goAwaySent {
+		sc.goAwaySent, sc.goAwayLast = true, last
+	}
 	sc.mu.Unlock()
 	sc.wmu.Lock()
 	_ = sc.fr.WriteGoAway(last, code, nil)
@@ -764,9 +883,14 @@ func (sc *Conn) runHandler(s *stream, w *responseWriter, req *http.Request) {
 			sc.log.Error("panic serving a request", "remote", sc.nc.RemoteAddr(), "panic", v, "stack", string(debug.Stack()))
 		}
 		if aborted {
-			sc.resetStream(s, http2.ErrCodeInternal)
+			sc.resetStream(s, http2.ErrCodeInternal, false)
 		} else if err := w.finish(); err != nil {
-			sc.resetStream(s, http2.ErrCodeInternal)
+			sc.resetStream(s, http2.ErrCodeInternal, false)
+		}
+		if req.Body != http.NoBody {
+			// What the handler left unread is dropped, the client's
+			// windows credited (net/http's server closes it too).
+			_ = req.Body.Close()
 		}
 		sc.mu.Lock()
 		sc.handlers--
@@ -776,8 +900,9 @@ func (sc *Conn) runHandler(s *stream, w *responseWriter, req *http.Request) {
 		}
 		sc.mu.Unlock()
 		if open {
-			sc.resetStream(s, http2.ErrCodeNo)
+			sc.resetStream(s, http2.ErrCodeNo, false)
 		}
+		sc.sendOwed(false)
 		if w.goAway {
 			sc.Shutdown()
 		}

@@ -449,3 +449,85 @@ func TestResetFloodIsRefused(t *testing.T) {
 		t.Fatalf("%d handlers started for a connection of at most 4 streams", running)
 	}
 }
+
+// TestUnreadBodiesGiveBackWindow: requests answered without their bodies
+// read (a denied request, a local reply) give the connection's window
+// back, so that a long-lived connection keeps taking bodies: 3 MiB of
+// them through a 1 MiB window.
+func TestUnreadBodiesGiveBackWindow(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/read" {
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprint(w, n)
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+	})
+	addr, conns := serve(t, h, Options{})
+	c := client(t)
+	body := bytes.Repeat([]byte("b"), 16<<10)
+	for i := range 200 {
+		resp, err := c.Post("http://"+addr+"/deny", "text/plain", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := c.Post("http://"+addr+"/read", "text/plain", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != fmt.Sprint(len(body)) || len(conns()) != 1 {
+		t.Fatalf("last body read %q bytes on %d connections", b, len(conns()))
+	}
+}
+
+// TestExpectContinueAnswered: a client that waits for "100 Continue"
+// gets it when the handler first reads the body.
+func TestExpectContinueAnswered(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Expect") != "" {
+			t.Errorf("Expect passed to the handler: %q", r.Header.Get("Expect"))
+		}
+		_, _ = io.Copy(w, r.Body)
+	})
+	addr, _ := serve(t, h, Options{})
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: p, ExpectContinueTimeout: 20 * time.Second}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader("after the go-ahead"))
+	req.Header.Set("Expect", "100-continue")
+	start := time.Now()
+	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "after the go-ahead" || time.Since(start) > 10*time.Second {
+		t.Fatalf("got %q after %v: the client waited for its timeout", b, time.Since(start))
+	}
+}
+
+// TestDeclaredTrailersWithoutBody: a handler that declares a trailer,
+// sets it and writes no body (a gRPC error) sends it.
+func TestDeclaredTrailersWithoutBody(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", "14")
+	})
+	addr, _ := serve(t, h, Options{})
+	resp, err := client(t).Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := resp.Trailer.Get("Grpc-Status"); got != "14" {
+		t.Fatalf("trailer Grpc-Status %q (headers %v), want 14", got, resp.Header)
+	}
+}

@@ -50,6 +50,11 @@ type stream struct {
 	trailer http.Header
 	// ended: the stream is out of sc.streams (reset, or done both ways).
 	ended bool
+	// expectContinue: the client waits for "100 Continue" before it
+	// sends the body; it is sent at the body's first read, as net/http
+	// and the HTTP/1.x server do (w writes it).
+	expectContinue bool
+	w              *responseWriter
 
 	// Under sc.wmu: sentEnd: no more HEADERS or DATA may be sent (the
 	// end of the stream or RST_STREAM was written, or the client reset
@@ -72,6 +77,10 @@ func (sc *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		return sc.processTrailers(s, f)
 	}
 	if id <= sc.maxStreamID {
+		if sc.ignoredLocked(id) {
+			sc.mu.Unlock()
+			return nil
+		}
 		// A stream that was opened before and is closed, or one skipped
 		// (closed by the opening of a later one): RFC 9113 section 5.1.
 		sc.mu.Unlock()
@@ -101,7 +110,7 @@ func (sc *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		sc.replyLocal(id, http.StatusRequestHeaderFieldsTooLarge, f.StreamEnded())
 		return nil
 	}
-	req, declared, err := sc.newRequest(f)
+	req, declared, expect, err := sc.newRequest(f)
 	if err != nil {
 		sc.log.Debug("http2 malformed request", "remote", sc.nc.RemoteAddr(), "stream", id, "error", err)
 		sc.writeRST(id, http2.ErrCodeProtocol) // a malformed request (section 8.1.1)
@@ -118,6 +127,7 @@ func (sc *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		req.Body = requestBody{s}
 	}
 	w := &responseWriter{s: s, req: req, noBody: req.Method == http.MethodHead}
+	s.w, s.expectContinue = w, expect && !f.StreamEnded()
 	sc.mu.Lock()
 	if sc.closed {
 		sc.mu.Unlock()
@@ -148,14 +158,14 @@ func (sc *Conn) processTrailers(s *stream, f *http2.MetaHeadersFrame) error {
 	}
 	if !f.StreamEnded() || len(f.PseudoFields()) > 0 || s.declared >= 0 && s.received != s.declared {
 		sc.mu.Unlock()
-		sc.resetStream(s, http2.ErrCodeProtocol) // trailers end the stream and have no pseudo-headers
+		sc.resetStream(s, http2.ErrCodeProtocol, true) // trailers end the stream and have no pseudo-headers
 		return nil
 	}
 	for _, hf := range f.RegularFields() {
 		k := sc.canonical(hf.Name)
 		if !httpguts.ValidTrailerHeader(k) {
 			sc.mu.Unlock()
-			sc.resetStream(s, http2.ErrCodeProtocol)
+			sc.resetStream(s, http2.ErrCodeProtocol, true)
 			return nil
 		}
 		if s.trailer == nil {
@@ -170,30 +180,31 @@ func (sc *Conn) processTrailers(s *stream, f *http2.MetaHeadersFrame) error {
 }
 
 // newRequest makes the request of a stream's headers (RFC 9113 section
-// 8.3.1), and returns its declared Content-Length (-1: none). An error
-// means a malformed request.
-func (sc *Conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, error) {
+// 8.3.1), and returns its declared Content-Length (-1: none) and whether
+// it expects "100 Continue" (the Expect field is answered here, not
+// passed on). An error means a malformed request.
+func (sc *Conn) newRequest(f *http2.MetaHeadersFrame) (_ *http.Request, declared int64, expect bool, _ error) {
 	method := f.PseudoValue("method")
 	scheme := f.PseudoValue("scheme")
 	path := f.PseudoValue("path")
 	authority := f.PseudoValue("authority")
 	if f.PseudoValue("protocol") != "" {
-		return nil, 0, errors.New(":protocol without SETTINGS_ENABLE_CONNECT_PROTOCOL")
+		return nil, 0, false, errors.New(":protocol without SETTINGS_ENABLE_CONNECT_PROTOCOL")
 	}
 	if method == "" || !httpguts.ValidHostHeader(authority) {
-		return nil, 0, errors.New("missing :method or invalid :authority")
+		return nil, 0, false, errors.New("missing :method or invalid :authority")
 	}
 	for _, c := range method {
 		if !httpguts.IsTokenRune(c) {
-			return nil, 0, fmt.Errorf("invalid :method %q", method)
+			return nil, 0, false, fmt.Errorf("invalid :method %q", method)
 		}
 	}
 	if method == http.MethodConnect {
 		if scheme != "" || path != "" || authority == "" {
-			return nil, 0, errors.New("CONNECT needs :authority and no :scheme or :path")
+			return nil, 0, false, errors.New("CONNECT needs :authority and no :scheme or :path")
 		}
 	} else if scheme == "" || path == "" {
-		return nil, 0, errors.New("missing :scheme or :path")
+		return nil, 0, false, errors.New("missing :scheme or :path")
 	}
 	fields := f.RegularFields()
 	h := make(http.Header, len(fields))
@@ -201,10 +212,10 @@ func (sc *Conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, err
 	for _, hf := range fields {
 		switch hf.Name {
 		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-			return nil, 0, fmt.Errorf("connection-specific header %q", hf.Name)
+			return nil, 0, false, fmt.Errorf("connection-specific header %q", hf.Name)
 		case "te":
 			if hf.Value != "trailers" {
-				return nil, 0, errors.New(`te other than "trailers"`)
+				return nil, 0, false, errors.New(`te other than "trailers"`)
 			}
 		case "cookie":
 			// Split cookie fields are joined (section 8.2.3).
@@ -219,17 +230,24 @@ func (sc *Conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, err
 	}
 	if authority == "" {
 		authority = h.Get("Host")
+		if !httpguts.ValidHostHeader(authority) {
+			return nil, 0, false, errors.New("invalid host header")
+		}
 	}
 	delete(h, "Host")
-	declared := int64(-1)
+	if v := h["Expect"]; len(v) > 0 && httpguts.HeaderValuesContainsToken(v, "100-continue") {
+		expect = true
+		delete(h, "Expect")
+	}
+	declared = -1
 	if cl := h["Content-Length"]; len(cl) > 0 {
 		n, err := strconv.ParseUint(cl[0], 10, 63)
 		if err != nil || len(cl) > 1 && !allEqual(cl) {
-			return nil, 0, errors.New("invalid content-length")
+			return nil, 0, false, errors.New("invalid content-length")
 		}
 		declared = int64(n)
 		if f.StreamEnded() && declared != 0 {
-			return nil, 0, errors.New("content-length with no body")
+			return nil, 0, false, errors.New("content-length with no body")
 		}
 	}
 	var trailer http.Header
@@ -261,14 +279,14 @@ func (sc *Conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, err
 		req.RequestURI = authority
 	case path == "*":
 		if method != http.MethodOptions {
-			return nil, 0, errors.New(`":path" "*" is only for OPTIONS`)
+			return nil, 0, false, errors.New(`":path" "*" is only for OPTIONS`)
 		}
 		req.URL = &url.URL{Path: "*"}
 		req.RequestURI = path
 	default:
 		u, err := url.ParseRequestURI(path)
 		if err != nil || !strings.HasPrefix(path, "/") {
-			return nil, 0, fmt.Errorf("invalid :path %q", path)
+			return nil, 0, false, fmt.Errorf("invalid :path %q", path)
 		}
 		req.URL = u
 		req.RequestURI = path
@@ -279,7 +297,7 @@ func (sc *Conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, int64, err
 	default:
 		req.ContentLength = declared
 	}
-	return req, declared, nil
+	return req, declared, expect, nil
 }
 
 func allEqual(vs []string) bool {
@@ -324,6 +342,12 @@ type requestBody struct{ s *stream }
 func (b requestBody) Read(p []byte) (int, error) {
 	s, sc := b.s, b.s.sc
 	sc.mu.Lock()
+	if s.expectContinue {
+		s.expectContinue = false
+		sc.mu.Unlock()
+		s.w.sendContinue()
+		sc.mu.Lock()
+	}
 	for s.body.Len() == 0 && !s.recvDone && !s.bodyClosed {
 		s.bodyCond.Wait()
 	}
@@ -348,7 +372,7 @@ func (b requestBody) Read(p []byte) (int, error) {
 	}
 	connCredit := sc.creditLocked(int64(n))
 	sc.mu.Unlock()
-	sc.writeWindowUpdates(connCredit, s, streamCredit)
+	sc.writeWindowUpdates(connCredit, s, streamCredit, false)
 	return n, nil
 }
 
@@ -374,9 +398,18 @@ func (b requestBody) Close() error {
 	dropped := int64(s.body.Len())
 	s.body = bytes.Buffer{}
 	connCredit := sc.creditLocked(dropped)
+	var streamCredit int64
+	if !s.recvDone {
+		// The client may still be sending: the stream's window is
+		// given back too, or a client that filled it would wait for
+		// the handler's end.
+		streamCredit = dropped + s.recvUnacked
+		s.recvWindow += streamCredit
+		s.recvUnacked = 0
+	}
 	s.bodyCond.Broadcast()
 	sc.mu.Unlock()
-	sc.writeWindowUpdates(connCredit, nil, 0)
+	sc.writeWindowUpdates(connCredit, s, streamCredit, false)
 	return nil
 }
 
@@ -391,7 +424,8 @@ type responseWriter struct {
 	noBody bool // HEAD, 204, 304: no body whatever the handler writes
 
 	// Under s.sc.wmu:
-	sentHeader bool
+	sentHeader    bool
+	trailerParsed bool
 	// goAway: the handler asked for the connection to end after its
 	// response ("Connection: close", as net/http's HTTP/2 server takes
 	// it): GOAWAY follows, and the client opens a new connection.
@@ -445,6 +479,20 @@ func (w *responseWriter) WriteHeader(code int) {
 	}
 }
 
+// sendContinue answers "Expect: 100-continue", unless the response
+// started.
+func (w *responseWriter) sendContinue() {
+	sc := w.s.sc
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
+	if w.sentHeader || w.s.sentEnd {
+		return
+	}
+	if w.writeHeadersLocked(http.StatusContinue, nil, nil, false) == nil {
+		_ = sc.flushLocked()
+	}
+}
+
 func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
@@ -467,16 +515,24 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
-		n, err := s.reserve(len(p))
+		n, exhausted, err := s.reserve(len(p))
 		if err != nil {
 			return written, err
 		}
 		sc.wmu.Lock()
 		if s.sentEnd {
 			sc.wmu.Unlock()
+			s.unreserve(n)
 			return written, errStreamClosed
 		}
 		err = sc.fr.WriteData(s.id, false, p[:n])
+		if err == nil && exhausted {
+			// The connection's window is spent: what waits in the
+			// buffer goes now, or the client, which grants more for
+			// what it received, and writers waiting for it would wait
+			// on each other.
+			err = sc.flushLocked()
+		}
 		if err == nil {
 			err = sc.werr
 		}
@@ -491,8 +547,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 // reserve waits until the stream and the connection have send window for
-// at least one byte, and takes up to want bytes of it (and of a frame).
-func (s *stream) reserve(want int) (int, error) {
+// at least one byte, and takes up to want bytes of it (and of a frame);
+// exhausted: the connection's window is spent.
+func (s *stream) reserve(want int) (n int, exhausted bool, err error) {
 	sc := s.sc
 	sc.mu.Lock()
 	for !s.ended && !sc.closed && (s.sendWindow <= 0 || sc.sendWindow <= 0) {
@@ -503,7 +560,7 @@ func (s *stream) reserve(want int) (int, error) {
 		err := sc.flushLocked()
 		sc.wmu.Unlock()
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		sc.mu.Lock()
 		if !s.ended && !sc.closed && (s.sendWindow <= 0 || sc.sendWindow <= 0) {
@@ -512,14 +569,25 @@ func (s *stream) reserve(want int) (int, error) {
 	}
 	if s.ended || sc.closed {
 		sc.mu.Unlock()
-		return 0, errStreamClosed
+		return 0, false, errStreamClosed
 	}
-	n := int64(want)
-	n = min(n, s.sendWindow, sc.sendWindow, int64(sc.peerMaxFrame))
-	s.sendWindow -= n
-	sc.sendWindow -= n
+	m := min(int64(want), s.sendWindow, sc.sendWindow, int64(sc.peerMaxFrame))
+	s.sendWindow -= m
+	sc.sendWindow -= m
+	exhausted = sc.sendWindow <= 0
 	sc.mu.Unlock()
-	return int(n), nil
+	return int(m), exhausted, nil
+}
+
+// unreserve gives back window reserve took for a frame not sent (the
+// stream was reset meanwhile): the connection's is everyone's.
+func (s *stream) unreserve(n int) {
+	sc := s.sc
+	sc.mu.Lock()
+	s.sendWindow += int64(n)
+	sc.sendWindow += int64(n)
+	sc.windowCond.Broadcast()
+	sc.mu.Unlock()
 }
 
 // FlushError sends what is buffered (http.ResponseController).
@@ -560,12 +628,14 @@ func (w *responseWriter) finish() error {
 	if w.s.sentEnd {
 		return nil
 	}
+	if !w.sentHeader {
+		w.parseTrailer()
+	}
 	trailers := w.trailerFields()
 	if !w.sentHeader {
 		if err := w.sendHeaderLocked(len(trailers) == 0); err != nil {
 			return err
 		}
-		trailers = w.trailerFields() // the Trailer header is read as headers go out
 	}
 	var err error
 	switch {
@@ -606,6 +676,19 @@ func (w *responseWriter) trailerFields() []hpack.HeaderField {
 func (w *responseWriter) sendHeaderLocked(end bool) error {
 	w.sentHeader = true
 	w.goAway = httpguts.HeaderValuesContainsToken(w.header["Connection"], "close")
+	w.parseTrailer()
+	if end {
+		w.s.sentEnd = true
+	}
+	return w.writeHeadersLocked(w.status, w.header, w.trailers, end)
+}
+
+// parseTrailer reads the trailers the Trailer header declares, once.
+func (w *responseWriter) parseTrailer() {
+	if w.trailerParsed {
+		return
+	}
+	w.trailerParsed = true
 	for _, v := range w.header["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
 			if k = textproto.TrimString(k); k != "" {
@@ -613,10 +696,6 @@ func (w *responseWriter) sendHeaderLocked(end bool) error {
 			}
 		}
 	}
-	if end {
-		w.s.sentEnd = true
-	}
-	return w.writeHeadersLocked(w.status, w.header, w.trailers, end)
 }
 
 // writeHeadersLocked writes a HEADERS block of status and h, leaving out

@@ -50,7 +50,9 @@ func (m *Manager) serveH2(dc *downConn, br *bufio.Reader) {
 }
 
 // shutdownH2 sends GOAWAY on every HTTP/2 connection: clients open no
-// more streams, and each connection closes when its streams are done.
+// more streams, and each connection closes when its streams are done. It
+// does not wait: a connection whose writer is stuck on a client that
+// does not read sends its GOAWAY when the write deadline ends that.
 func (m *Manager) shutdownH2() {
 	m.h1Mu.Lock()
 	conns := make([]*h2server.Conn, 0, len(m.h2Conns))
@@ -59,6 +61,6 @@ func (m *Manager) shutdownH2() {
 	}
 	m.h1Mu.Unlock()
 	for _, sc := range conns {
-		sc.Shutdown()
+		go sc.Shutdown()
 	}
 }
