@@ -23,10 +23,13 @@ import (
 )
 
 const (
-	// streamWindow and connWindow are this client's receive windows:
-	// how much of responses a server may send ahead of the proxy reading
-	// them, per stream and on the connection.
-	streamWindow = 1 << 20
+	// streamWindow is this client's receive window per stream: how much
+	// of a response a server may send ahead of the proxy reading it. The
+	// connection's window (connWindow) is credited as data arrives, not as
+	// it is read, so that streams whose readers are slow (a paused
+	// download) do not stall the others; the stream windows bound what is
+	// buffered (streams times streamWindow).
+	streamWindow = 256 << 10
 	connWindow   = 4 << 20
 	// initialPeerWindow is the server's windows before its SETTINGS.
 	initialPeerWindow = 65535
@@ -82,7 +85,8 @@ type conn struct {
 	// credited with, on the connection.
 	recvUnacked int64
 	goingAway   bool   // GOAWAY received, or retired: no new streams
-	lastID      uint32 // GOAWAY's last stream (streams above were not taken)
+	gotGoAway   bool   // the server sent GOAWAY
+	lastID      uint32 // its last stream (streams above were not taken)
 	retired     bool
 	closed      bool
 	closeErr    error
@@ -118,6 +122,7 @@ func newConn(p *Pool, addr string, nc net.Conn) (*conn, error) {
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = maxResponseHeaderBytes
 	cc.fr.SetReuseFrames()
+	cc.fr.SetMaxReadFrameSize(16 << 10) // SETTINGS_MAX_FRAME_SIZE: the default, not announced
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.bw.WriteString(http2.ClientPreface)
 	_ = cc.fr.WriteSettings(
@@ -241,7 +246,7 @@ func (cc *conn) closeLocked(err error) {
 // lastIDSeen is the last stream the server may have processed: all of them
 // unless a GOAWAY said otherwise.
 func (cc *conn) lastIDSeen() uint32 {
-	if cc.goingAway && !cc.retired {
+	if cc.gotGoAway {
 		return cc.lastID
 	}
 	return 1<<31 - 1
@@ -259,6 +264,17 @@ func (e *connLostError) Error() string {
 }
 func (e *connLostError) Unwrap() error { return e.err }
 
+// RefusedError fails a request the server did not process (RFC 9113
+// section 8.7): it reset the stream with REFUSED_STREAM, or its GOAWAY
+// named an earlier last stream. The request may be sent again; the pool
+// does so itself when none of its body was read (the proxy's retry
+// policy decides otherwise: retry_on refused-stream).
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string {
+	return "http2: stream refused (REFUSED_STREAM): " + e.Reason
+}
+
 // notSentError fails a request that the server did not process: it may
 // be sent again on another connection.
 type notSentError struct{ err error }
@@ -273,12 +289,15 @@ func (cc *conn) endStreamLocked(s *stream, err error) {
 		return
 	}
 	s.ended = true
+	if err == nil {
+		err = io.ErrUnexpectedEOF // only a stream that did not end well has parts left
+	}
 	if s.respErr == nil && s.resp == nil {
 		s.respErr = err
 		close(s.headers)
 	}
 	if !s.recvDone {
-		s.recvDone, s.recvErr = true, err
+		s.setRecvDoneLocked(err)
 	}
 	s.signal()
 	delete(cc.streams, s.id)
@@ -413,7 +432,7 @@ func (cc *conn) process(f http2.Frame) error {
 			if f.ErrCode == http2.ErrCodeRefusedStream {
 				// Not processed (RFC 9113 section 8.7): the proxy's
 				// retry policy decides (retry_on refused-stream).
-				err = http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode, Cause: errors.New("the upstream refused the stream")}
+				err = &RefusedError{Reason: "the upstream reset the stream with REFUSED_STREAM"}
 			}
 			s.peerReset(err)
 		}
@@ -431,7 +450,7 @@ func (cc *conn) process(f http2.Frame) error {
 		return cc.flushLocked()
 	case *http2.GoAwayFrame:
 		cc.mu.Lock()
-		cc.goingAway, cc.lastID = true, f.LastStreamID
+		cc.goingAway, cc.gotGoAway, cc.lastID = true, true, f.LastStreamID
 		var refused []*stream
 		for id, s := range cc.streams {
 			if id > f.LastStreamID {
@@ -439,7 +458,7 @@ func (cc *conn) process(f http2.Frame) error {
 			}
 		}
 		for _, s := range refused {
-			cc.endStreamLocked(s, &notSentError{fmt.Errorf("http2: upstream sent GOAWAY (%v) before processing the stream", f.ErrCode)})
+			cc.endStreamLocked(s, &RefusedError{Reason: fmt.Sprintf("the upstream sent GOAWAY (%v) before processing the stream", f.ErrCode)})
 		}
 		cc.idleCheckLocked()
 		cc.mu.Unlock()
@@ -556,14 +575,15 @@ func (cc *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	delete(h, "Trailer")
 	cc.mu.Lock()
 	if f.StreamEnded() {
-		resp.ContentLength = 0
+		if s.req.Method != http.MethodHead {
+			resp.ContentLength = 0
+		}
 		resp.Body = http.NoBody
-		s.recvDone, s.recvErr = true, io.EOF
+		s.setRecvDoneLocked(io.EOF)
 	} else {
 		resp.Body = &responseBody{s: s}
 	}
 	s.resp = resp
-	s.trailer = resp.Trailer
 	if !s.ended {
 		close(s.headers)
 	}
@@ -580,16 +600,17 @@ func (cc *conn) processTrailers(s *stream, f *http2.MetaHeadersFrame) error {
 		s.reset(http2.ErrCodeProtocol, errors.New("http2: malformed trailers"))
 		return nil
 	}
-	cc.mu.Lock()
+	// The response's Trailer map is the proxy's from the moment it has
+	// the response: the values go there on its goroutine, at the body's
+	// end (responseBody.Read).
+	tr := make(http.Header, len(f.RegularFields()))
 	for _, hf := range f.RegularFields() {
 		k := cc.canonical(hf.Name)
-		if s.trailer == nil {
-			s.trailer = http.Header{}
-			s.resp.Trailer = s.trailer
-		}
-		s.trailer[k] = append(s.trailer[k], hf.Value)
+		tr[k] = append(tr[k], hf.Value)
 	}
-	s.recvDone, s.recvErr = true, io.EOF
+	cc.mu.Lock()
+	s.trailer = tr
+	s.setRecvDoneLocked(io.EOF)
 	s.signal()
 	done := s.sentAll
 	cc.mu.Unlock()
@@ -618,8 +639,10 @@ func (cc *conn) processData(f *http2.DataFrame) error {
 		}
 		return nil
 	}
+	connCredit = cc.creditLocked(n) // at arrival: see streamWindow
 	if n > s.recvWindow {
 		cc.mu.Unlock()
+		cc.writeWindowUpdates(connCredit, nil, 0)
 		s.reset(http2.ErrCodeFlowControl, errors.New("http2: upstream sent past the stream's window"))
 		return nil
 	}
@@ -627,13 +650,12 @@ func (cc *conn) processData(f *http2.DataFrame) error {
 	s.body.Write(data)
 	var streamCredit int64
 	if pad := n - int64(len(data)); pad > 0 {
-		connCredit = cc.creditLocked(pad)
 		streamCredit = pad
 		s.recvWindow += pad
 	}
 	done := false
 	if f.StreamEnded() {
-		s.recvDone, s.recvErr = true, io.EOF
+		s.setRecvDoneLocked(io.EOF)
 		streamCredit = 0
 		done = s.sentAll
 	}

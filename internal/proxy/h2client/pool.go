@@ -24,6 +24,7 @@ package h2client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -76,20 +77,34 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	for try := 0; ; try++ {
 		cc, err := p.getConn(ctx, req.URL.Host)
 		if err != nil {
+			closeBody(req)
 			return nil, err
 		}
 		resp, err := cc.roundTrip(req)
 		var ne *notSentError
-		if errors.As(err, &ne) && try < maxRetries && ctx.Err() == nil {
-			continue // nothing of it reached the server: another connection
+		if errors.As(err, &ne) {
+			if try < maxRetries && ctx.Err() == nil {
+				continue // nothing of it was sent or read: another connection
+			}
+			closeBody(req)
+			return nil, ne.err
 		}
 		return resp, err
+	}
+}
+
+// closeBody closes a request body no stream took (RoundTrip closes the
+// body in every case, as an http.RoundTripper must).
+func closeBody(req *http.Request) {
+	if req.Body != nil && req.Body != http.NoBody {
+		_ = req.Body.Close()
 	}
 }
 
 // getConn returns a connection to addr with a stream reserved on it,
 // dialing one when none has room.
 func (p *Pool) getConn(ctx context.Context, addr string) (*conn, error) {
+	dials := 0
 	for {
 		p.mu.Lock()
 		for _, cc := range p.conns[addr] {
@@ -106,7 +121,7 @@ func (p *Pool) getConn(ctx context.Context, addr string) (*conn, error) {
 				return nil, ctx.Err()
 			}
 			if d.err != nil {
-				if ctx.Err() == nil && (errors.Is(d.err, context.Canceled) || errors.Is(d.err, context.DeadlineExceeded)) {
+				if ctx.Err() == nil && errors.Is(d.err, context.Canceled) {
 					continue // the request that dialed gave up; this one dials again
 				}
 				return nil, d.err
@@ -138,8 +153,27 @@ func (p *Pool) getConn(ctx context.Context, addr string) (*conn, error) {
 		if cc.reserve() {
 			return cc, nil
 		}
+		// Full already (other requests took its streams), or ended
+		// before it was in the pool (its removal may have run first).
+		cc.mu.Lock()
+		dead := cc.closed || cc.goingAway
+		none := cc.maxStreams == 0
+		cc.mu.Unlock()
+		if dead {
+			p.remove(cc)
+		}
+		if none {
+			return nil, &RefusedError{Reason: "the upstream allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)"}
+		}
+		if dials++; dials >= maxDials {
+			return nil, &RefusedError{Reason: fmt.Sprintf("no stream free on %d new connections to %s", dials, addr)}
+		}
 	}
 }
+
+// maxDials bounds the connections one request dials, each taken by
+// others before it could use it.
+const maxDials = 4
 
 // remove takes a closed or retiring connection out of the pool.
 func (p *Pool) remove(cc *conn) {

@@ -237,8 +237,9 @@ func TestRefusedStreamIsReported(t *testing.T) {
 	p := newPool(t)
 	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
 	_, err = p.RoundTrip(req)
-	if err == nil || !strings.Contains(err.Error(), "REFUSED_STREAM") {
-		t.Fatalf("RoundTrip: %v, want an error naming REFUSED_STREAM", err)
+	var re *RefusedError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "REFUSED_STREAM") {
+		t.Fatalf("RoundTrip: %v, want a RefusedError naming REFUSED_STREAM", err)
 	}
 }
 
@@ -368,5 +369,43 @@ func TestIdleConnectionsClose(t *testing.T) {
 	p.CloseIdleConnections()
 	if n := len(p.all()); n != 0 {
 		t.Errorf("%d connections left after CloseIdleConnections", n)
+	}
+}
+
+// TestTrailersRaceFree: trailers that arrive with the response's headers
+// and body in one segment are filled in on the reader's goroutine of the
+// response, at its end, never while the caller reads the announced map
+// (run under -race).
+func TestTrailersRaceFree(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		time.Sleep(2 * time.Millisecond) // the caller has the response meanwhile
+		_, _ = io.WriteString(w, "m")
+		w.Header().Set("Grpc-Status", "0")
+		w.Header().Set("Grpc-Message", "ok")
+	})
+	addr, _ := h2cServer(t, h, 0)
+	p := newPool(t)
+	for range 50 {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		resp, err := p.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		announced := 0
+		for range 3 { // the proxy ranges over it at once, and reads it again later
+			announced = 0
+			for range resp.Trailer {
+				announced++
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if announced != 2 || resp.Trailer.Get("Grpc-Status") != "0" || resp.Trailer.Get("Grpc-Message") != "ok" {
+			t.Fatalf("announced %d, trailers %v", announced, resp.Trailer)
+		}
 	}
 }

@@ -49,12 +49,27 @@ type stream struct {
 	recvErr     error
 	trailer     http.Header
 	bodyClosed  bool
-	ended       bool // out of cc.streams
-	sentAll     bool // the request's end went out (or it never will)
-	continued   chan struct{}
+	// recvClosed is closed once recvDone is set (setRecvDoneLocked).
+	recvClosed chan struct{}
+	// bodyRead: some of the request body was read (it cannot be sent
+	// again from the start by this pool).
+	bodyRead  bool
+	ended     bool // out of cc.streams
+	sentAll   bool // the request's end went out (or it never will)
+	continued chan struct{}
 
 	// Under cc.wmu: sentEnd: no more HEADERS or DATA; rst: nothing.
 	sentEnd, rst bool
+}
+
+// setRecvDoneLocked records the end of the response (err: io.EOF, or why
+// it ended otherwise). Callers hold cc.mu.
+func (s *stream) setRecvDoneLocked(err error) {
+	if s.recvDone {
+		return
+	}
+	s.recvDone, s.recvErr = true, err
+	close(s.recvClosed)
 }
 
 func (s *stream) signal() {
@@ -125,21 +140,33 @@ func (s *stream) markSent() {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
+// maxStreamID is the last stream ID a client may open (2^31-1, odd).
+const maxStreamID = 1<<31 - 1
+
 // roundTrip sends req on a stream reserved on cc, and waits for its
-// response's headers.
+// response's headers. An error that wraps notSentError means nothing of
+// the request was sent or read: the pool may send it on another
+// connection.
 func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	body := req.Body
 	if body == http.NoBody {
 		body = nil
 	}
-	s := &stream{cc: cc, req: req, headers: make(chan struct{}), notify: make(chan struct{}, 1), recvWindow: streamWindow}
+	fields, err := requestFields(req)
+	if err != nil {
+		cc.unreserve()
+		closeBody(req)
+		return nil, err
+	}
+	s := &stream{cc: cc, req: req, headers: make(chan struct{}), notify: make(chan struct{}, 1), recvClosed: make(chan struct{}), recvWindow: streamWindow}
 	expect := body != nil && httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue")
-	// A body that has arrived in full goes out with the headers.
+	// A body that has arrived in full goes out with the headers (its
+	// trailers, if any, after it: not inline).
 	var inline []byte
 	inlineDone := false
-	if body != nil && !expect {
+	if body != nil && !expect && len(req.Trailer) == 0 {
 		if c, ok := body.(Complete); ok && c.Complete() {
-			var err error
+			s.bodyRead = true
 			inline, inlineDone, err = readInline(body)
 			if err != nil {
 				cc.unreserve()
@@ -150,22 +177,22 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	cc.wmu.Lock()
 	cc.mu.Lock()
-	if cc.closed || cc.werr != nil || cc.goingAway && !cc.retired {
+	if cc.closed || cc.werr != nil || cc.gotGoAway || cc.nextID > maxStreamID {
 		err := cc.closeErr
 		if err == nil {
 			err = errors.New("http2: connection went away")
+		}
+		if cc.nextID > maxStreamID {
+			cc.goingAway = true // stream IDs spent: a new connection
 		}
 		cc.reserved--
 		cc.idleCheckLocked()
 		cc.mu.Unlock()
 		cc.wmu.Unlock()
-		if body != nil && inline == nil {
-			// Not read yet: another connection may send it.
+		if !s.bodyRead {
 			return nil, &notSentError{err}
 		}
-		if body != nil {
-			_ = body.Close()
-		}
+		_ = body.Close()
 		return nil, err
 	}
 	s.id = cc.nextID
@@ -184,7 +211,7 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	maxFrame := int(cc.peerFrame)
 	cc.mu.Unlock()
-	err := cc.writeHeadersLocked(s, req, maxFrame, body == nil)
+	err = cc.writeBlockLocked(s.id, fields, body == nil, maxFrame)
 	if err == nil && sendInline {
 		err = cc.writeDataLocked(s, inline, true, maxFrame)
 		s.sentEnd = true
@@ -195,10 +222,8 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	cc.wmu.Unlock()
 	switch {
 	case err != nil:
-		s.reset(http2.ErrCodeInternal, err)
-		if body != nil {
-			_ = body.Close()
-		}
+		s.reset(http2.ErrCodeInternal, err) // the connection failed: closed
+		closeBody(req)
 		return nil, err
 	case body == nil:
 		s.markSent()
@@ -207,6 +232,7 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 		_ = body.Close()
 		s.markSent()
 	default:
+		s.bodyRead = true
 		go s.writeBody(body, inline, expect)
 	}
 	ctx := req.Context()
@@ -221,7 +247,10 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	cc.mu.Unlock()
 	if rerr != nil {
 		var lost *connLostError
-		if errors.As(rerr, &lost) && !lost.sent && body == nil {
+		var refused *RefusedError
+		switch {
+		case s.bodyRead:
+		case errors.As(rerr, &lost) && !lost.sent, errors.As(rerr, &refused):
 			return nil, &notSentError{rerr}
 		}
 		return nil, rerr
@@ -331,13 +360,16 @@ func (s *stream) awaitContinue() bool {
 	case <-t.C:
 		return true
 	case <-s.headers:
-		// A final answer before the go-ahead: the body is not sent.
 		cc.mu.Lock()
-		ok := s.respErr == nil && !s.ended
+		resp, failed := s.resp, s.respErr != nil || s.ended
 		cc.mu.Unlock()
-		if ok {
-			s.reset(http2.ErrCodeNo, nil)
+		if failed || resp.StatusCode < 300 {
+			return !failed // a 2xx answer first: the body still goes
 		}
+		// A final refusal before the go-ahead: the body is not sent.
+		// The response is received whole, then the stream ends.
+		<-s.recvClosed
+		s.reset(http2.ErrCodeCancel, nil)
 		return false
 	}
 }
@@ -405,16 +437,6 @@ func (cc *conn) writeDataLocked(s *stream, p []byte, end bool, maxFrame int) err
 			return nil
 		}
 	}
-}
-
-// writeHeadersLocked encodes the request's headers and writes them.
-// Callers hold wmu.
-func (cc *conn) writeHeadersLocked(s *stream, req *http.Request, maxFrame int, end bool) error {
-	fields, err := requestFields(req)
-	if err != nil {
-		return err
-	}
-	return cc.writeBlockLocked(s.id, fields, end, maxFrame)
 }
 
 func (cc *conn) writeBlockLocked(id uint32, fields []hpack.HeaderField, end bool, maxFrame int) error {
@@ -537,14 +559,23 @@ func (b *responseBody) Read(p []byte) (int, error) {
 					s.recvUnacked = 0
 				}
 			}
-			connCredit := cc.creditLocked(int64(n))
 			cc.mu.Unlock()
-			cc.writeWindowUpdates(connCredit, s, streamCredit)
+			cc.writeWindowUpdates(0, s, streamCredit) // the connection's was credited as the bytes came
 			return n, nil
 		}
 		if s.recvDone {
-			err := s.recvErr
+			err, tr := s.recvErr, s.trailer
+			s.trailer = nil
 			cc.mu.Unlock()
+			if len(tr) > 0 {
+				// On the reader's goroutine: the map is the proxy's.
+				if s.resp.Trailer == nil {
+					s.resp.Trailer = make(http.Header, len(tr))
+				}
+				for k, vs := range tr {
+					s.resp.Trailer[k] = vs
+				}
+			}
 			return 0, err
 		}
 		cc.mu.Unlock()
@@ -567,11 +598,9 @@ func (b *responseBody) Close() error {
 		return nil
 	}
 	s.bodyClosed = true
-	connCredit := cc.creditLocked(int64(s.body.Len()))
 	s.body = bytes.Buffer{}
 	open := !s.recvDone
 	cc.mu.Unlock()
-	cc.writeWindowUpdates(connCredit, nil, 0)
 	if open {
 		s.reset(http2.ErrCodeCancel, errors.New("http2: response body closed"))
 	}

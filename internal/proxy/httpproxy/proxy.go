@@ -36,6 +36,7 @@ import (
 	"weft.dev/weft/internal/proxy/cancelsig"
 	"weft.dev/weft/internal/proxy/dataplane"
 	"weft.dev/weft/internal/proxy/h1wire"
+	"weft.dev/weft/internal/proxy/h2client"
 	"weft.dev/weft/internal/proxy/jwtauth"
 	"weft.dev/weft/internal/proxy/peermeta"
 	"weft.dev/weft/internal/proxy/proxyconfig"
@@ -1288,11 +1289,12 @@ func retryCondition(rp *proxyconfig.RetryPolicy, resp *http.Response, fe *flagEr
 	return false
 }
 
-// refusedStream reports whether err is an HTTP/2 upstream's reset of the
-// stream with REFUSED_STREAM: the request was not processed. net/http's
-// HTTP/2 stream error type is not exported; its message names the code.
+// refusedStream reports whether err is an HTTP/2 upstream's refusal of
+// the stream (REFUSED_STREAM, or a GOAWAY below it): the request was not
+// processed.
 func refusedStream(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "REFUSED_STREAM")
+	var re *h2client.RefusedError
+	return errors.As(err, &re)
 }
 
 // sleepBackoff waits Envoy's fully jittered exponential backoff before
