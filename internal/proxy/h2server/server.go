@@ -742,6 +742,15 @@ func (sc *Conn) goAway(code http2.ErrCode, reason string) {
 	if code != http2.ErrCodeNo {
 		sc.log.Debug("http2 connection error", "remote", sc.nc.RemoteAddr(), "code", code, "reason", reason)
 	}
+	sc.wmu.Lock()
+	sc.writeGoAwayLocked(code)
+	_ = sc.flushLocked()
+	sc.wmu.Unlock()
+}
+
+// writeGoAwayLocked puts GOAWAY, with the last stream the client opened,
+// in the write buffer; no stream opens after it. Callers hold wmu.
+func (sc *Conn) writeGoAwayLocked(code http2.ErrCode) {
 	sc.mu.Lock()
 	last := sc.maxStreamID
 	sc.goingAway = true
@@ -749,10 +758,7 @@ func (sc *Conn) goAway(code http2.ErrCode, reason string) {
 		sc.goAwaySent, sc.goAwayLast = true, last
 	}
 	sc.mu.Unlock()
-	sc.wmu.Lock()
 	_ = sc.fr.WriteGoAway(last, code, nil)
-	_ = sc.flushLocked()
-	sc.wmu.Unlock()
 }
 
 // Shutdown starts a graceful close: GOAWAY with the last stream the
@@ -903,9 +909,6 @@ func (sc *Conn) runHandler(s *stream, w *responseWriter, req *http.Request) {
 			sc.resetStream(s, http2.ErrCodeNo, false)
 		}
 		sc.sendOwed(false)
-		if w.goAway {
-			sc.Shutdown()
-		}
 	}()
 	sc.opts.Handler.ServeHTTP(w, req)
 	aborted = false

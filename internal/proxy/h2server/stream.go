@@ -677,6 +677,9 @@ func (w *responseWriter) sendHeaderLocked(end bool) error {
 	w.sentHeader = true
 	w.goAway = httpguts.HeaderValuesContainsToken(w.header["Connection"], "close")
 	w.parseTrailer()
+	if w.goAway {
+		defer w.s.sc.writeGoAwayLocked(http2.ErrCodeNo) // after the HEADERS, in the same write
+	}
 	if end {
 		w.s.sentEnd = true
 	}
