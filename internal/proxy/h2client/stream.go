@@ -588,6 +588,14 @@ func (b *responseBody) Read(p []byte) (int, error) {
 	}
 }
 
+// Complete reports whether the rest of the response has arrived (its
+// bytes buffered and its end seen): reading it to its end will not wait.
+func (b *responseBody) Complete() bool {
+	b.s.cc.mu.Lock()
+	defer b.s.cc.mu.Unlock()
+	return b.s.recvDone
+}
+
 // Close drops the rest of the response: a stream still receiving is reset
 // (CANCEL).
 func (b *responseBody) Close() error {

@@ -308,6 +308,13 @@ type respBody struct {
 	closed atomic.Bool
 }
 
+// Complete passes on whether the rest of the upstream's body has arrived
+// (h2client.Complete), for copyBody.
+func (b *respBody) Complete() bool {
+	c, ok := b.ReadCloser.(interface{ Complete() bool })
+	return ok && c.Complete()
+}
+
 func (b *respBody) Close() error {
 	err := b.ReadCloser.Close()
 	if b.closed.CompareAndSwap(false, true) {

@@ -134,9 +134,11 @@ func (p *Proxy) forward(sw *statusWriter, r *http.Request, rs *reqState) {
 		panic(http.ErrAbortHandler)
 	}
 	_ = resp.Body.Close() // fills resp.Trailer
-	if len(resp.Trailer) > 0 {
-		// Trailers need a chunked (or HTTP/2) response: flushing now
-		// keeps a short body from being sent with a Content-Length.
+	if len(resp.Trailer) > 0 && rs.down.ProtoMajor == 1 {
+		// Trailers need a chunked response: flushing now keeps a short
+		// body from being sent with a Content-Length. (HTTP/2 frames
+		// them whatever was flushed: the response, its body and its
+		// trailers then leave in one write.)
 		sw.Flush()
 	}
 	if len(resp.Trailer) == announced {
@@ -190,9 +192,13 @@ func (rs *reqState) got1xxMIME(code int, h textproto.MIMEHeader) error {
 	return rs.Informational(code, http.Header(h))
 }
 
-// copyBody relays a response body; flush sends every read at once. An
-// error is the upstream's (read) or the client's (write).
+// copyBody relays a response body; flush sends every read at once,
+// unless the rest of the body has arrived already (the HTTP/2 pool's
+// bodies say so: h2client.Complete), so that reading it will not wait and
+// the end of the response goes in the same write. An error is the
+// upstream's (read) or the client's (write).
 func copyBody(sw *statusWriter, body io.Reader, flush bool) error {
+	c, _ := body.(interface{ Complete() bool })
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -202,7 +208,7 @@ func copyBody(sw *statusWriter, body io.Reader, flush bool) error {
 			if _, err := sw.Write(buf[:n]); err != nil {
 				return err
 			}
-			if flush {
+			if flush && (c == nil || !c.Complete()) {
 				if err := sw.FlushError(); err != nil {
 					return err
 				}
