@@ -33,7 +33,6 @@ const (
 	connWindow   = 4 << 20
 	// initialPeerWindow is the server's windows before its SETTINGS.
 	initialPeerWindow = 65535
-	maxWindow         = 1<<31 - 1
 	// defaultMaxStreams is the streams a connection carries before the
 	// server's SETTINGS_MAX_CONCURRENT_STREAMS arrives (net/http's too).
 	defaultMaxStreams = 100
@@ -77,10 +76,8 @@ type conn struct {
 	windowCond sync.Cond
 	streams    map[uint32]*stream
 	reserved   int // streams reserved by getConn and not yet opened
-	maxStreams uint32
 	sendWindow int64
-	peerInit   int64
-	peerFrame  uint32
+	peer       h2conn.Peer
 	// recvUnacked is what the proxy read and the server was not yet
 	// credited with, on the connection.
 	recvUnacked int64
@@ -94,7 +91,7 @@ type conn struct {
 	lastRead    time.Time // when the last frame arrived (health check)
 	pingSent    time.Time // zero: none outstanding
 	health      *time.Timer
-	canon       map[string]string // header keys, reader goroutine only
+	canon       h2conn.KeyCache // header keys, reader goroutine only
 	// settings is closed when the server's first SETTINGS arrived (its
 	// stream limit among them), or the connection ended before.
 	settings     chan struct{}
@@ -109,12 +106,10 @@ func newConn(p *Pool, addr string, nc net.Conn) (*conn, error) {
 		bw:         bufio.NewWriterSize(h2conn.DeadlineWriter{Conn: nc, Timeout: writeTimeout}, 16<<10),
 		streams:    map[uint32]*stream{},
 		nextID:     1,
-		maxStreams: defaultMaxStreams,
 		sendWindow: initialPeerWindow,
-		peerInit:   initialPeerWindow,
-		peerFrame:  16 << 10,
+		peer:       h2conn.DefaultPeer(defaultMaxStreams),
 		lastRead:   time.Now(),
-		canon:      map[string]string{},
+		canon:      h2conn.KeyCache{},
 		settings:   make(chan struct{}),
 	}
 	cc.windowCond.L = &cc.mu
@@ -177,7 +172,7 @@ func (cc *conn) awaitSettings(ctx context.Context) error {
 func (cc *conn) reserve() bool {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cc.closed || cc.goingAway || uint32(len(cc.streams)+cc.reserved) >= cc.maxStreams {
+	if cc.closed || cc.goingAway || uint32(len(cc.streams)+cc.reserved) >= cc.peer.MaxStreams {
 		return false
 	}
 	cc.reserved++
@@ -368,29 +363,13 @@ func (cc *conn) process(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
-		var table uint32
-		setTable := false
 		cc.mu.Lock()
-		err := f.ForeachSetting(func(s http2.Setting) error {
-			if err := s.Valid(); err != nil {
-				return err
-			}
-			switch s.ID {
-			case http2.SettingMaxConcurrentStreams:
-				cc.maxStreams = s.Val
-			case http2.SettingInitialWindowSize:
-				d := int64(s.Val) - cc.peerInit
-				for _, st := range cc.streams {
-					st.sendWindow += d
-					if st.sendWindow > maxWindow {
-						return http2.ConnectionError(http2.ErrCodeFlowControl)
-					}
+		table, setTable, err := cc.peer.Apply(f, func(delta int64) error {
+			for _, st := range cc.streams {
+				st.sendWindow += delta
+				if st.sendWindow > h2conn.MaxWindow {
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
 				}
-				cc.peerInit = int64(s.Val)
-			case http2.SettingMaxFrameSize:
-				cc.peerFrame = s.Val
-			case http2.SettingHeaderTableSize:
-				table, setTable = s.Val, true
 			}
 			return nil
 		})
@@ -415,7 +394,7 @@ func (cc *conn) process(f http2.Frame) error {
 		defer cc.mu.Unlock()
 		if f.StreamID == 0 {
 			cc.sendWindow += int64(f.Increment)
-			if cc.sendWindow > maxWindow {
+			if cc.sendWindow > h2conn.MaxWindow {
 				return http2.ConnectionError(http2.ErrCodeFlowControl)
 			}
 		} else if s := cc.streams[f.StreamID]; s != nil {
@@ -640,18 +619,18 @@ func (cc *conn) processData(f *http2.DataFrame) error {
 		return nil
 	}
 	connCredit = cc.creditLocked(n) // at arrival: see streamWindow
-	if n > s.recvWindow {
+	if n > s.recv.Left {
 		cc.mu.Unlock()
 		cc.writeWindowUpdates(connCredit, nil, 0)
 		s.reset(http2.ErrCodeFlowControl, errors.New("http2: upstream sent past the stream's window"))
 		return nil
 	}
-	s.recvWindow -= n
+	s.recv.Left -= n
 	s.body.Write(data)
 	var streamCredit int64
 	if pad := n - int64(len(data)); pad > 0 {
 		streamCredit = pad
-		s.recvWindow += pad
+		s.recv.Left += pad
 	}
 	done := false
 	if f.StreamEnded() {
@@ -697,13 +676,4 @@ func (cc *conn) writeWindowUpdates(conn int64, s *stream, sn int64) {
 
 // canonical is the header key of a lowercase field name, cached (reader
 // goroutine only).
-func (cc *conn) canonical(name string) string {
-	if k, ok := cc.canon[name]; ok {
-		return k
-	}
-	k := textproto.CanonicalMIMEHeaderKey(name)
-	if len(cc.canon) < 256 {
-		cc.canon[name] = k
-	}
-	return k
-}
+func (cc *conn) canonical(name string) string { return cc.canon.Canonical(name) }

@@ -157,7 +157,7 @@ func (p *Pool) getConn(ctx context.Context, addr string) (*conn, error) {
 		// before it was in the pool (its removal may have run first).
 		cc.mu.Lock()
 		dead := cc.closed || cc.goingAway
-		none := cc.maxStreams == 0
+		none := cc.peer.MaxStreams == 0
 		cc.mu.Unlock()
 		if dead {
 			p.remove(cc)

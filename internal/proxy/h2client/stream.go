@@ -40,15 +40,14 @@ type stream struct {
 	resp       *http.Response
 	respErr    error
 	sendWindow int64
-	// recvWindow is what the server may still send; recvUnacked what
-	// the proxy read and the server was not yet credited with.
-	recvWindow  int64
-	recvUnacked int64
-	body        bytes.Buffer
-	recvDone    bool
-	recvErr     error
-	trailer     http.Header
-	bodyClosed  bool
+	// recv is what the server may still send, and what the proxy read
+	// and the server was not yet credited with.
+	recv       h2conn.RecvWindow
+	body       bytes.Buffer
+	recvDone   bool
+	recvErr    error
+	trailer    http.Header
+	bodyClosed bool
 	// recvClosed is closed once recvDone is set (setRecvDoneLocked).
 	recvClosed chan struct{}
 	// bodyRead: some of the request body was read (it cannot be sent
@@ -158,7 +157,7 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	s := &stream{cc: cc, req: req, headers: make(chan struct{}), notify: make(chan struct{}, 1), recvClosed: make(chan struct{}), recvWindow: streamWindow}
+	s := &stream{cc: cc, req: req, headers: make(chan struct{}), notify: make(chan struct{}, 1), recvClosed: make(chan struct{}), recv: h2conn.RecvWindow{Left: streamWindow}}
 	expect := body != nil && httpguts.HeaderValuesContainsToken(req.Header["Expect"], "100-continue")
 	// A body that has arrived in full goes out with the headers (its
 	// trailers, if any, after it: not inline).
@@ -197,7 +196,7 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	s.id = cc.nextID
 	cc.nextID += 2
-	s.sendWindow = cc.peerInit
+	s.sendWindow = cc.peer.InitialWindow
 	cc.streams[s.id] = s
 	cc.reserved--
 	if expect {
@@ -209,7 +208,7 @@ func (cc *conn) roundTrip(req *http.Request) (*http.Response, error) {
 		s.sendWindow -= int64(len(inline))
 		cc.sendWindow -= int64(len(inline))
 	}
-	maxFrame := int(cc.peerFrame)
+	maxFrame := int(cc.peer.MaxFrame)
 	cc.mu.Unlock()
 	err = cc.writeBlockLocked(s.id, fields, body == nil, maxFrame)
 	if err == nil && sendInline {
@@ -331,7 +330,7 @@ func (s *stream) writeBody(body io.ReadCloser, prefix []byte, expect bool) {
 	var err error
 	if tr := trailerFields(s.req.Trailer); len(tr) > 0 {
 		cc.mu.Lock()
-		maxFrame := int(cc.peerFrame)
+		maxFrame := int(cc.peer.MaxFrame)
 		cc.mu.Unlock()
 		err = cc.writeBlockLocked(s.id, tr, true, maxFrame)
 	} else {
@@ -397,7 +396,7 @@ func (s *stream) writeData(p []byte, end bool) error {
 			cc.mu.Unlock()
 			return errors.New("http2: stream ended")
 		}
-		n := min(int64(len(p)), s.sendWindow, cc.sendWindow, int64(cc.peerFrame))
+		n := min(int64(len(p)), s.sendWindow, cc.sendWindow, int64(cc.peer.MaxFrame))
 		s.sendWindow -= n
 		cc.sendWindow -= n
 		cc.mu.Unlock()
@@ -446,18 +445,8 @@ func (cc *conn) writeBlockLocked(id uint32, fields []hpack.HeaderField, end bool
 			return err
 		}
 	}
-	block := cc.hbuf.Bytes()
-	first := block[:min(len(block), maxFrame)]
-	block = block[len(first):]
-	if err := cc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0}); err != nil {
+	if err := h2conn.WriteHeaderBlock(cc.fr, id, cc.hbuf.Bytes(), end, maxFrame); err != nil {
 		return err
-	}
-	for len(block) > 0 {
-		frag := block[:min(len(block), maxFrame)]
-		block = block[len(frag):]
-		if err := cc.fr.WriteContinuation(id, len(block) == 0, frag); err != nil {
-			return err
-		}
 	}
 	return cc.werr
 }
@@ -552,12 +541,7 @@ func (b *responseBody) Read(p []byte) (int, error) {
 			n, _ := s.body.Read(p)
 			var streamCredit int64
 			if !s.recvDone {
-				s.recvUnacked += int64(n)
-				if s.recvUnacked >= streamWindow/2 {
-					streamCredit = s.recvUnacked
-					s.recvWindow += streamCredit
-					s.recvUnacked = 0
-				}
+				streamCredit = s.recv.Read(int64(n), streamWindow)
 			}
 			cc.mu.Unlock()
 			cc.writeWindowUpdates(0, s, streamCredit) // the connection's was credited as the bytes came

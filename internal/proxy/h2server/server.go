@@ -62,8 +62,6 @@ const (
 	// initialPeerWindow is a peer's stream and connection window before
 	// its SETTINGS say otherwise (RFC 9113 section 6.9.2).
 	initialPeerWindow = 65535
-	// maxWindow is the largest flow-control window (2^31-1).
-	maxWindow = 1<<31 - 1
 	// writeTimeout bounds each write to the socket: a client that stops
 	// reading cannot hold the connection's writers forever.
 	writeTimeout = 30 * time.Second
@@ -133,10 +131,10 @@ type Conn struct {
 	// streams at once cannot start handlers without bound.
 	handlers int
 	// sendWindow is the connection's send window (the client's receive
-	// window); peerInitWindow is each new stream's, from SETTINGS.
-	sendWindow     int64
-	peerInitWindow int64
-	peerMaxFrame   uint32
+	// window); peer is what its SETTINGS said (each new stream's window
+	// among it).
+	sendWindow int64
+	peer       h2conn.Peer
 	// recvWindow is what the client may still send on the connection;
 	// recvUnacked is what handlers read and the client was not yet
 	// credited with.
@@ -172,7 +170,7 @@ type Conn struct {
 	workersWG   sync.WaitGroup
 	work        chan handlerJob
 	idleWorkers atomic.Int32
-	canonCache  map[string]string
+	canonCache  h2conn.KeyCache
 }
 
 // NewConn returns the server of c. br, when not nil, is c's reader with
@@ -198,19 +196,18 @@ func NewConn(c net.Conn, br *bufio.Reader, opts Options) *Conn {
 		br = bufio.NewReaderSize(c, 16<<10)
 	}
 	sc := &Conn{
-		nc:             c,
-		br:             br,
-		remote:         c.RemoteAddr().String(),
-		opts:           opts,
-		log:            opts.Logger,
-		bw:             bufio.NewWriterSize(h2conn.DeadlineWriter{Conn: c, Timeout: writeTimeout}, writeBufferSize),
-		streams:        map[uint32]*stream{},
-		sendWindow:     initialPeerWindow,
-		peerInitWindow: initialPeerWindow,
-		peerMaxFrame:   16 << 10,
-		recvWindow:     connWindow,
-		canonCache:     map[string]string{},
-		work:           make(chan handlerJob),
+		nc:         c,
+		br:         br,
+		remote:     c.RemoteAddr().String(),
+		opts:       opts,
+		log:        opts.Logger,
+		bw:         bufio.NewWriterSize(h2conn.DeadlineWriter{Conn: c, Timeout: writeTimeout}, writeBufferSize),
+		streams:    map[uint32]*stream{},
+		sendWindow: initialPeerWindow,
+		peer:       h2conn.DefaultPeer(0),
+		recvWindow: connWindow,
+		canonCache: h2conn.KeyCache{},
+		work:       make(chan handlerJob),
 	}
 	sc.windowCond.L = &sc.mu
 	sc.fr = http2.NewFramer(sc.bw, br)
@@ -424,27 +421,13 @@ func (sc *Conn) processSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
-	var tableSize uint32
-	setTable := false
 	sc.mu.Lock()
-	err := f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			return err
-		}
-		switch s.ID {
-		case http2.SettingInitialWindowSize:
-			delta := int64(s.Val) - sc.peerInitWindow
-			for _, st := range sc.streams {
-				st.sendWindow += delta
-				if st.sendWindow > maxWindow {
-					return http2.ConnectionError(http2.ErrCodeFlowControl)
-				}
+	tableSize, setTable, err := sc.peer.Apply(f, func(delta int64) error {
+		for _, st := range sc.streams {
+			st.sendWindow += delta
+			if st.sendWindow > h2conn.MaxWindow {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
 			}
-			sc.peerInitWindow = int64(s.Val)
-		case http2.SettingMaxFrameSize:
-			sc.peerMaxFrame = s.Val
-		case http2.SettingHeaderTableSize:
-			tableSize, setTable = s.Val, true
 		}
 		return nil
 	})
@@ -468,7 +451,7 @@ func (sc *Conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 	sc.mu.Lock()
 	if f.StreamID == 0 {
 		sc.sendWindow += int64(f.Increment)
-		over := sc.sendWindow > maxWindow
+		over := sc.sendWindow > h2conn.MaxWindow
 		sc.windowCond.Broadcast()
 		sc.mu.Unlock()
 		if over {
@@ -486,7 +469,7 @@ func (sc *Conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		return nil // a closed stream: updates may still be in flight
 	}
 	s.sendWindow += int64(f.Increment)
-	over := s.sendWindow > maxWindow
+	over := s.sendWindow > h2conn.MaxWindow
 	sc.windowCond.Broadcast()
 	sc.mu.Unlock()
 	if over {
@@ -551,14 +534,14 @@ func (sc *Conn) processData(f *http2.DataFrame) error {
 		}
 		return nil
 	}
-	if n > s.recvWindow {
+	if n > s.recv.Left {
 		credit := sc.creditLocked(n) // dropped with the stream
 		sc.mu.Unlock()
 		sc.writeWindowUpdates(credit, nil, 0, true)
 		sc.resetStream(s, http2.ErrCodeFlowControl, true)
 		return nil
 	}
-	s.recvWindow -= n
+	s.recv.Left -= n
 	pad := n - int64(len(data))
 	s.received += int64(len(data))
 	if s.declared >= 0 && (s.received > s.declared || f.StreamEnded() && s.received != s.declared) {
@@ -573,12 +556,12 @@ func (sc *Conn) processData(f *http2.DataFrame) error {
 		// The handler closed the body: the bytes are dropped, and the
 		// client credited on both levels.
 		credit, streamCredit = sc.creditLocked(n), n
-		s.recvWindow += n
+		s.recv.Left += n
 	} else {
 		s.body.Write(data)
 		if pad > 0 {
 			credit, streamCredit = sc.creditLocked(pad), pad
-			s.recvWindow += pad
+			s.recv.Left += pad
 		}
 	}
 	if f.StreamEnded() {

@@ -29,10 +29,9 @@ type stream struct {
 	// Under sc.mu:
 	// sendWindow is what this server may still send on the stream.
 	sendWindow int64
-	// recvWindow is what the client may still send; recvUnacked what the
-	// handler read and the client was not yet credited with.
-	recvWindow  int64
-	recvUnacked int64
+	// recv is what the client may still send, and what the handler
+	// read and the client was not yet credited with.
+	recv h2conn.RecvWindow
 	// body holds request body bytes received and not yet read.
 	body     bytes.Buffer
 	bodyCond sync.Cond // on sc.mu: bytes, the body's end or an error
@@ -118,7 +117,7 @@ func (sc *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	ctx, cancel := context.WithCancel(sc.opts.Context)
 	req = req.WithContext(ctx)
-	s := &stream{sc: sc, id: id, cancel: cancel, recvWindow: streamWindow, declared: declared, trailer: req.Trailer}
+	s := &stream{sc: sc, id: id, cancel: cancel, recv: h2conn.RecvWindow{Left: streamWindow}, declared: declared, trailer: req.Trailer}
 	s.bodyCond.L = &sc.mu
 	if f.StreamEnded() {
 		s.recvDone, s.recvErr = true, io.EOF
@@ -134,7 +133,7 @@ func (sc *Conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		cancel()
 		return io.EOF
 	}
-	s.sendWindow = sc.peerInitWindow
+	s.sendWindow = sc.peer.InitialWindow
 	sc.streams[id] = s
 	sc.handlers++
 	sc.idle.Stop()
@@ -310,17 +309,8 @@ func allEqual(vs []string) bool {
 }
 
 // canonical is the header key of a lowercase field name, cached per
-// connection (clients send the same names on every request).
-func (sc *Conn) canonical(name string) string {
-	if k, ok := sc.canonCache[name]; ok {
-		return k
-	}
-	k := textproto.CanonicalMIMEHeaderKey(name)
-	if len(sc.canonCache) < 256 {
-		sc.canonCache[name] = k
-	}
-	return k
-}
+// connection (Serve's goroutine only).
+func (sc *Conn) canonical(name string) string { return sc.canonCache.Canonical(name) }
 
 // replyLocal answers a stream with a bodyless status, without a handler,
 // and resets it if the client has not finished sending.
@@ -363,12 +353,7 @@ func (b requestBody) Read(p []byte) (int, error) {
 	n, _ := s.body.Read(p)
 	var streamCredit int64
 	if !s.recvDone {
-		s.recvUnacked += int64(n)
-		if s.recvUnacked >= streamWindow/2 {
-			streamCredit = s.recvUnacked
-			s.recvWindow += streamCredit
-			s.recvUnacked = 0
-		}
+		streamCredit = s.recv.Read(int64(n), streamWindow)
 	}
 	connCredit := sc.creditLocked(int64(n))
 	sc.mu.Unlock()
@@ -403,9 +388,9 @@ func (b requestBody) Close() error {
 		// The client may still be sending: the stream's window is
 		// given back too, or a client that filled it would wait for
 		// the handler's end.
-		streamCredit = dropped + s.recvUnacked
-		s.recvWindow += streamCredit
-		s.recvUnacked = 0
+		streamCredit = dropped + s.recv.Unacked
+		s.recv.Left += streamCredit
+		s.recv.Unacked = 0
 	}
 	s.bodyCond.Broadcast()
 	sc.mu.Unlock()
@@ -571,7 +556,7 @@ func (s *stream) reserve(want int) (n int, exhausted bool, err error) {
 		sc.mu.Unlock()
 		return 0, false, errStreamClosed
 	}
-	m := min(int64(want), s.sendWindow, sc.sendWindow, int64(sc.peerMaxFrame))
+	m := min(int64(want), s.sendWindow, sc.sendWindow, int64(sc.peer.MaxFrame))
 	s.sendWindow -= m
 	sc.sendWindow -= m
 	exhausted = sc.sendWindow <= 0
@@ -741,20 +726,10 @@ func (w *responseWriter) writeBlockLocked(fields []hpack.HeaderField, end bool) 
 		}
 	}
 	sc.mu.Lock()
-	max := int(sc.peerMaxFrame)
+	max := int(sc.peer.MaxFrame)
 	sc.mu.Unlock()
-	block := sc.hbuf.Bytes()
-	first := block[:min(len(block), max)]
-	block = block[len(first):]
-	if err := sc.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: w.s.id, BlockFragment: first, EndStream: end, EndHeaders: len(block) == 0}); err != nil {
+	if err := h2conn.WriteHeaderBlock(sc.fr, w.s.id, sc.hbuf.Bytes(), end, max); err != nil {
 		return err
-	}
-	for len(block) > 0 {
-		frag := block[:min(len(block), max)]
-		block = block[len(frag):]
-		if err := sc.fr.WriteContinuation(w.s.id, len(block) == 0, frag); err != nil {
-			return err
-		}
 	}
 	return sc.werr
 }
