@@ -566,10 +566,10 @@ func (cc *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	if !s.ended {
 		close(s.headers)
 	}
-	done := s.recvDone && s.sentAll
+	ended, sent := s.recvDone, s.sentAll
 	cc.mu.Unlock()
-	if done {
-		s.finish()
+	if ended {
+		s.responseEnded(sent)
 	}
 	return nil
 }
@@ -591,11 +591,9 @@ func (cc *conn) processTrailers(s *stream, f *http2.MetaHeadersFrame) error {
 	s.trailer = tr
 	s.setRecvDoneLocked(io.EOF)
 	s.signal()
-	done := s.sentAll
+	sent := s.sentAll
 	cc.mu.Unlock()
-	if done {
-		s.finish()
-	}
+	s.responseEnded(sent)
 	return nil
 }
 
@@ -632,17 +630,17 @@ func (cc *conn) processData(f *http2.DataFrame) error {
 		streamCredit = pad
 		s.recv.Left += pad
 	}
-	done := false
+	ended, sent := false, false
 	if f.StreamEnded() {
 		s.setRecvDoneLocked(io.EOF)
 		streamCredit = 0
-		done = s.sentAll
+		ended, sent = true, s.sentAll
 	}
 	s.signal()
 	cc.mu.Unlock()
 	cc.writeWindowUpdates(connCredit, s, streamCredit)
-	if done {
-		s.finish()
+	if ended {
+		s.responseEnded(sent)
 	}
 	return nil
 }

@@ -409,3 +409,77 @@ func TestTrailersRaceFree(t *testing.T) {
 		}
 	}
 }
+
+// TestEarlyResponseStopsUpload: a server that answers in full before it
+// reads the request's body, and neither reads nor resets it, does not
+// leave the body's writer waiting for window: the stream is reset and
+// its slot freed.
+func TestEarlyResponseStopsUpload(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	reset := make(chan http2.ErrCode, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fr := http2.NewFramer(c, c)
+		buf := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		_ = fr.WriteSettings()
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.HeadersFrame:
+				_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: []byte{0x88}, EndStream: true, EndHeaders: true}) // :status 200
+			case *http2.RSTStreamFrame:
+				reset <- f.ErrCode
+				return
+			}
+		}
+	}()
+	p := newPool(t)
+	pr, pw := io.Pipe()
+	go func() {
+		// More than the server's 64 KiB window: without the reset, the
+		// writer would wait for window forever.
+		_, _ = pw.Write(make([]byte, 1<<20))
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/", pr)
+	resp, body := do(t, p, req)
+	if resp.StatusCode != 200 || body != "" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	select {
+	case code := <-reset:
+		if code != http2.ErrCodeCancel {
+			t.Fatalf("stream reset with %v, want CANCEL", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload was never cut: its writer waits for window")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cc := p.all()[0]
+		cc.mu.Lock()
+		n := len(cc.streams)
+		cc.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams still held", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

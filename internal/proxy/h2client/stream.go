@@ -124,6 +124,19 @@ func (s *stream) finish() {
 	s.cc.mu.Unlock()
 }
 
+// responseEnded ends a stream whose response ended (sent: and its
+// request). A request body still being sent is cut (RST_STREAM CANCEL):
+// the server answered in full and reads no more of it, and a server that
+// does not reset the stream itself would leave the body's writer waiting
+// for window forever.
+func (s *stream) responseEnded(sent bool) {
+	if sent {
+		s.finish()
+		return
+	}
+	s.reset(http2.ErrCodeCancel, nil)
+}
+
 // markSent records that the request's end went out; the stream ends if
 // the response did too.
 func (s *stream) markSent() {
@@ -580,8 +593,8 @@ func (b *responseBody) Complete() bool {
 	return b.s.recvDone
 }
 
-// Close drops the rest of the response: a stream still receiving is reset
-// (CANCEL).
+// Close drops the rest of the response: a stream still receiving, or
+// still sending its request body, is reset (CANCEL).
 func (b *responseBody) Close() error {
 	s, cc := b.s, b.s.cc
 	cc.mu.Lock()
@@ -591,7 +604,10 @@ func (b *responseBody) Close() error {
 	}
 	s.bodyClosed = true
 	s.body = bytes.Buffer{}
-	open := !s.recvDone
+	// Still receiving, or still sending a body the server no longer
+	// waits for (it answered): the stream is reset, so that neither end
+	// holds it, nor a writer waiting for window that will not come.
+	open := !s.recvDone || !s.sentAll
 	cc.mu.Unlock()
 	if open {
 		s.reset(http2.ErrCodeCancel, errors.New("http2: response body closed"))
