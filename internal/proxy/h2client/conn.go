@@ -363,6 +363,12 @@ func (cc *conn) process(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
+		// Applied and acknowledged under wmu, as the server does: no
+		// header block is encoded between the new table size and its
+		// use, and no frame sent under the new settings precedes the
+		// acknowledgement.
+		cc.wmu.Lock()
+		defer cc.wmu.Unlock()
 		cc.mu.Lock()
 		table, setTable, err := cc.peer.Apply(f, func(delta int64) error {
 			for _, st := range cc.streams {
@@ -382,8 +388,6 @@ func (cc *conn) process(f http2.Frame) error {
 		if err != nil {
 			return err
 		}
-		cc.wmu.Lock()
-		defer cc.wmu.Unlock()
 		if setTable {
 			cc.henc.SetMaxDynamicTableSizeLimit(table)
 		}

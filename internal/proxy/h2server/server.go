@@ -421,6 +421,12 @@ func (sc *Conn) processSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
+	// Applied and acknowledged under wmu: no frame a handler writes
+	// under the new settings (a window they opened) goes before the
+	// acknowledgement, and no header block is encoded between the new
+	// table size and its use.
+	sc.wmu.Lock()
+	defer sc.wmu.Unlock()
 	sc.mu.Lock()
 	tableSize, setTable, err := sc.peer.Apply(f, func(delta int64) error {
 		for _, st := range sc.streams {
@@ -436,8 +442,6 @@ func (sc *Conn) processSettings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
 	if setTable {
 		sc.henc.SetMaxDynamicTableSizeLimit(tableSize)
 	}
